@@ -1,0 +1,75 @@
+"""HTTP-facing errors: one base carrying the status, one subclass per case.
+
+Entry points (Lambda, embedded server) turn any `AbtestError` into the JSON
+body `{"error": code, "message": text, "details": [...]}` with its status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AbtestError(Exception):
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.code, "message": self.message, "details": self.details}
+
+
+class BadRequestError(AbtestError):
+    status = 400
+    code = "bad_request"
+
+    @classmethod
+    def field(cls, field: str, message: str) -> BadRequestError:
+        """A 400 that names the offending field, in the message and in details."""
+        return cls(f"{field}: {message}", details=[{"field": field, "message": message}])
+
+
+class UnauthorizedError(AbtestError):
+    status = 401
+    code = "unauthorized"
+
+
+class ForbiddenError(AbtestError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFoundError(AbtestError):
+    status = 404
+    code = "not_found"
+
+
+class ConflictError(AbtestError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLargeError(AbtestError):
+    status = 413
+    code = "payload_too_large"
+
+
+class ModelError(AbtestError):
+    """The model variant failed; the message names the variant."""
+
+    status = 502
+    code = "model_error"
+
+
+class StoreUnavailableError(AbtestError):
+    """The assignment/metrics store could not be reached (throttled, down, timed out)."""
+
+    status = 503
+    code = "store_unavailable"
+
+
+class ConfigError(Exception):
+    """Bad deployment or runtime configuration: raised at start, never per request."""

@@ -1,0 +1,100 @@
+"""The interfaces the service talks to. Adapters implement them; the service knows no AWS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from abtest.records import Assignment, CountsByEndpoint, Endpoint, EndpointConfig, RejectedLine
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Epoch seconds, read at the time of each call (never frozen at import)."""
+        ...
+
+
+class Store(Protocol):
+    """Assignments and metrics records. Raises StoreUnavailableError when unreachable.
+
+    Concurrency is the store's job: first assignments are conditional writes,
+    counters change only by atomic increments, aggregation is one transaction
+    per delivered object (idempotency record included).
+    """
+
+    def get_assignment(self, endpoint_name: str, user_id: str, now: float) -> Assignment | None:
+        """The user's assignment, or None if there is none or it has expired (ttl <= now)."""
+        ...
+
+    def create_assignment(self, assignment: Assignment, now: float) -> Assignment:
+        """Store `assignment` only if the user has none (or an expired one); return the stored one.
+
+        Two concurrent first requests of one user both get the winner's assignment back.
+        """
+        ...
+
+    def get_endpoint(self, endpoint_name: str) -> Endpoint | None:
+        """The metrics record (deleted ones included, with status DELETED), or None."""
+        ...
+
+    def register_endpoint(self, config: EndpointConfig, now: float) -> Endpoint:
+        """Upsert: keep counters of variants still there, add new ones at zero, drop the rest."""
+        ...
+
+    def deregister_endpoint(self, endpoint_name: str, now: float) -> None:
+        """Mark the record DELETED (kept for its statistics; no longer served)."""
+        ...
+
+    def record_conversion(
+        self, endpoint_name: str, user_id: str, inference_id: str, ttl: int, now: float
+    ) -> bool:
+        """Remember a conversion; True the first time for this inference_id, False on a repeat."""
+        ...
+
+    def apply_counts(self, object_key: str, counts: CountsByEndpoint, now: float) -> bool:
+        """Atomically add `counts` and record `object_key`; False (and no change) if already applied.
+
+        Deltas for endpoints or variants the store does not know are ignored.
+        """
+        ...
+
+
+class EventSink(Protocol):
+    def put(self, events: list[Mapping[str, Any]]) -> None:
+        """Deliver events (one JSON object each). Never drops silently: retries, then dead-letters."""
+        ...
+
+
+class EventArchive(Protocol):
+    """Where delivered event objects live (S3 bucket, or a local folder of sealed files)."""
+
+    def read_lines(self, object_key: str) -> Iterator[bytes]:
+        """Stream the object's lines (gzip or plain), without loading it whole."""
+        ...
+
+    def put_rejected(self, object_key: str, rejected: Iterable[RejectedLine]) -> None:
+        """Keep lines aggregation could not use, beside the object, for a human to look at."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ModelResult:
+    variant_name: str  # the variant that actually answered
+    predictions: Any
+
+
+class ModelEndpoint(Protocol):
+    def invoke(
+        self,
+        endpoint_name: str,
+        variant_name: str | None,
+        data: str,
+        content_type: str,
+        inference_id: str,
+    ) -> ModelResult:
+        """Call the variant; with variant_name None the endpoint's own weights choose.
+
+        Raises ModelError naming the variant on failure, NotFoundError if the endpoint is unknown.
+        """
+        ...
