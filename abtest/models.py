@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 # SageMaker endpoint and variant names: up to 63 characters of [a-zA-Z0-9-].
 NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$"
@@ -40,15 +40,15 @@ class ConversionRequest(_Request):
     endpoint_name: StrictStr = Field(min_length=1, max_length=63, pattern=NAME_PATTERN)
     user_id: StrictStr = Field(min_length=1, max_length=MAX_ID_LENGTH)
     inference_id: StrictStr | None = Field(default=None, min_length=1, max_length=64)
-    reward: StrictFloat | StrictInt = Field(default=1.0, ge=0.0, le=1.0)
+    reward: float = Field(default=1.0, ge=0.0, le=1.0, allow_inf_nan=False)
 
-    @field_validator("reward")
+    @field_validator("reward", mode="before")
     @classmethod
-    def _finite(cls, value: float) -> float:
-        # ge/le already reject NaN comparisons; bool is not a reward.
-        if isinstance(value, bool):
-            raise ValueError("must be a number in [0, 1], not a boolean")
-        return float(value)
+    def _a_number(cls, value: Any) -> Any:
+        # Lax float parsing would take "1" or true; a reward must be a JSON number.
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("must be a number in [0, 1]")
+        return value
 
 
 class StatsRequest(_Request):

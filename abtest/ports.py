@@ -53,7 +53,7 @@ class Store(Protocol):
         ...
 
     def apply_counts(self, object_key: str, counts: CountsByEndpoint, now: float) -> bool:
-        """Atomically add `counts` and record `object_key`; False (and no change) if already applied.
+        """Atomically add `counts` and record `object_key`; False, changing nothing, on a repeat.
 
         Deltas for endpoints or variants the store does not know are ignored.
         """
@@ -62,7 +62,7 @@ class Store(Protocol):
 
 class EventSink(Protocol):
     def put(self, events: list[Mapping[str, Any]]) -> None:
-        """Deliver events (one JSON object each). Never drops silently: retries, then dead-letters."""
+        """Deliver events, one JSON object each; never silently dropped (retried, dead-lettered)."""
         ...
 
 
@@ -98,3 +98,20 @@ class ModelEndpoint(Protocol):
         Raises ModelError naming the variant on failure, NotFoundError if the endpoint is unknown.
         """
         ...
+
+
+class EndpointCatalog(Protocol):
+    """Where registration learns an endpoint's variants, weights and strategy parameters.
+
+    On AWS: SageMaker DescribeEndpoint + the `ab-testing:*` tags; embedded: the config file.
+    """
+
+    def describe(self, endpoint_name: str) -> EndpointConfig:
+        """Raises NotFoundError if there is no such endpoint, ConfigError on a bad tag or key."""
+        ...
+
+
+class Telemetry(Protocol):
+    """Operational counters (model errors, fallbacks, duplicates...): CloudWatch EMF on AWS."""
+
+    def count(self, name: str, endpoint_name: str, variant_name: str | None = None) -> None: ...

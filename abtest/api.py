@@ -1,0 +1,162 @@
+"""The three HTTP routes over the service, shared by the Lambda handlers and the embedded server.
+
+Both entry points feed this resolver API Gateway proxy events (payload format
+1.0): Lambda gets them from API Gateway, the embedded server builds them from
+each HTTP request. So there is one request parser, one validator, one error
+shape, and one OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from abtest.errors import AbtestError, BadRequestError, PayloadTooLargeError
+from abtest.models import (
+    ConversionRequest,
+    ConversionResponse,
+    ErrorResponse,
+    InvocationRequest,
+    InvocationResponse,
+    StatsRequest,
+    StatsResponse,
+)
+
+logger = logging.getLogger("abtest")
+
+# API Gateway -> Lambda synchronous payloads are limited to 6 MB.
+MAX_BODY_BYTES = 6 * 1024 * 1024
+ROUTES = ("invocation", "conversion", "stats")
+TITLE = "abtest"
+VERSION = "1.0.0"
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": {"application/json": {"model": ErrorResponse}}}
+    for code, text in {
+        400: "Bad body; `details` names the field",
+        404: "Unknown endpoint, or a conversion from a user with no assignment",
+        409: "endpoint_variant is not a variant of the endpoint",
+        413: "Body over 6 MB",
+        502: "The model variant failed; the message names it",
+        503: "The assignment store is unreachable (conversion and stats)",
+    }.items()
+}
+
+
+def error_response(error: AbtestError) -> Response:
+    return Response(
+        status_code=error.status,
+        content_type="application/json",
+        body=json.dumps(error.body()),
+    )
+
+
+def build_resolver(service: Any, routes: Iterable[str] = ROUTES) -> APIGatewayRestResolver:
+    """A resolver serving `routes` of `service` (a Lambda serves one; the local server all)."""
+    app = APIGatewayRestResolver(enable_validation=True)
+    served = set(routes)
+    unknown = served - set(ROUTES)
+    if unknown:
+        raise ValueError(f"unknown routes {sorted(unknown)}; choose from {ROUTES}")
+
+    if "invocation" in served:
+
+        @app.post("/invocation", summary="Invoke the user's model variant", responses=_ERRORS)
+        def invocation(request: InvocationRequest) -> InvocationResponse:
+            return service.invoke(request)
+
+    if "conversion" in served:
+
+        @app.post("/conversion", summary="Reward the user's variant", responses=_ERRORS)
+        def conversion(request: ConversionRequest) -> ConversionResponse:
+            return service.convert(request)
+
+    if "stats" in served:
+
+        @app.post("/stats", summary="Counters, allocation and decision", responses=_ERRORS)
+        def stats(request: StatsRequest) -> StatsResponse:
+            return service.stats(request)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(error: RequestValidationError) -> Response:
+        return error_response(_bad_request(error.errors()))
+
+    @app.exception_handler(AbtestError)
+    def _abtest_error(error: AbtestError) -> Response:
+        if error.status >= 500:
+            logger.error("%s: %s", error.code, error.message)
+        return error_response(error)
+
+    @app.not_found
+    def _not_found(_: Exception) -> Response:
+        path = app.current_event.path
+        method = app.current_event.http_method
+        if path.strip("/") in served:
+            return Response(
+                status_code=405,
+                content_type="application/json",
+                headers={"Allow": "POST"},
+                body=json.dumps(
+                    {
+                        "error": "method_not_allowed",
+                        "message": f"{method} {path}: use POST",
+                        "details": [],
+                    }
+                ),
+            )
+        return Response(
+            status_code=404,
+            content_type="application/json",
+            body=json.dumps(
+                {
+                    "error": "not_found",
+                    "message": f"no route {method} {path}; routes: "
+                    + ", ".join(f"POST /{r}" for r in sorted(served)),
+                    "details": [],
+                }
+            ),
+        )
+
+    return app
+
+
+def openapi_json(service: Any = None) -> str:
+    """The OpenAPI document of all routes (served locally, and written for docs)."""
+    return build_resolver(service).get_openapi_json_schema(title=TITLE, version=VERSION)
+
+
+def handle(app: APIGatewayRestResolver, event: dict, context: Any) -> dict:
+    """Resolve one proxy event; oversized bodies are refused before anything parses them."""
+    body = event.get("body") or ""
+    if len(body) > MAX_BODY_BYTES:
+        error = PayloadTooLargeError(f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+        return {
+            "statusCode": error.status,
+            "headers": {"Content-Type": "application/json"},
+            "body": json.dumps(error.body()),
+            "isBase64Encoded": False,
+        }
+    return app.resolve(event, context)
+
+
+def _bad_request(errors: Iterable[dict[str, Any]]) -> BadRequestError:
+    details = []
+    for error in errors:
+        # loc is ("body", field, <union member>...): the field is what the user wrote.
+        location = [part for part in error.get("loc", ()) if part not in ("body", "request")]
+        field = str(location[0]) if location and isinstance(location[0], str) else "body"
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if error.get("type") == "json_invalid":
+            field, message = "body", "the body must be a JSON object"
+        detail = {"field": field, "message": message}
+        if detail not in details:
+            details.append(detail)
+    if not details:
+        details = [{"field": "body", "message": "invalid request body"}]
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+    return BadRequestError(summary, details=details)

@@ -1,0 +1,42 @@
+"""Aggregates each event object Firehose delivers to S3 into the metrics table."""
+
+import os
+
+import boto3
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from abtest.adapters.s3 import S3EventArchive, object_keys_from_s3_event
+from abtest.lambda_runtime import logger, metrics, service_for
+
+service = service_for("metrics")
+s3 = boto3.client("s3")
+REJECTED_PREFIX = os.environ.get("REJECTED_PREFIX", "rejected/")
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    results = []
+    for bucket, key in object_keys_from_s3_event(event):
+        if key.startswith(REJECTED_PREFIX):
+            continue  # our own rejected-lines objects are for people, not for counting
+        archive = S3EventArchive(bucket, client=s3, rejected_prefix=REJECTED_PREFIX)
+        result = service.aggregate(archive, key)
+        logger.info(
+            "aggregated",
+            extra={
+                "object_key": key,
+                "applied": result.applied,
+                "events": result.events,
+                "rejected": len(result.rejected),
+            },
+        )
+        results.append(
+            {
+                "object_key": key,
+                "applied": result.applied,
+                "events": result.events,
+                "rejected": len(result.rejected),
+            }
+        )
+    return {"objects": results}

@@ -1,0 +1,15 @@
+"""POST /stats behind API Gateway (proxy integration, payload format 1.0)."""
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from abtest.api import build_resolver, handle
+from abtest.lambda_runtime import logger, metrics, service_for
+
+service = service_for("stats")
+app = build_resolver(service, routes=["stats"])
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return handle(app, event, context)

@@ -1,0 +1,200 @@
+"""The Lambda handlers, imported fresh inside moto: DynamoDB, Firehose -> S3, SQS, SageMaker.
+
+Only the SageMaker runtime is replaced, at the client the adapter calls, because
+moto's runtime ignores TargetVariant; everything else is moto's.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import sys
+from types import SimpleNamespace
+from urllib.parse import quote_plus
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from abtest.adapters.dynamodb import create_tables
+from abtest.adapters.sagemaker import SageMakerModelEndpoint
+
+REGION = "us-east-1"
+ENDPOINT = "abtest-reviews-dev"
+VARIANTS = ("Champion1", "Challenger1")
+HANDLERS = ("invocation", "conversion", "stats", "metrics", "register")
+
+
+class FakeRuntime:
+    """sagemaker-runtime's invoke_endpoint: answers with the variant that served."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+        self.failing: set[str] = set()
+
+    def invoke_endpoint(self, **params):
+        from botocore.exceptions import ClientError
+
+        self.calls.append(params)
+        variant = params.get("TargetVariant") or VARIANTS[0]
+        if variant in self.failing:
+            raise ClientError(
+                {"Error": {"Code": "ModelError", "Message": "Received server error (500)"}},
+                "InvokeEndpoint",
+            )
+        body = json.dumps({"predictions": [{"label": 1, "variant": variant}]}).encode()
+        return {
+            "Body": io.BytesIO(body),
+            "ContentType": "application/json",
+            "InvokedProductionVariant": variant,
+        }
+
+
+def api_event(path: str, body: object, method: str = "POST") -> dict:
+    text = body if isinstance(body, str) or body is None else json.dumps(body)
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": {"Content-Type": "application/json"},
+        "multiValueHeaders": {"Content-Type": ["application/json"]},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "body": text,
+        "isBase64Encoded": False,
+        "requestContext": {
+            "requestId": "test-request",
+            "stage": "$default",
+            "httpMethod": method,
+            "path": path,
+            "resourcePath": path,
+            "identity": {"sourceIp": "127.0.0.1"},
+        },
+    }
+
+
+class Context:
+    function_name = "abtest-test"
+    function_version = "$LATEST"
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:abtest-test"
+    memory_limit_in_mb = 256
+    aws_request_id = "test-request"
+    log_group_name = "/aws/lambda/abtest-test"
+    log_stream_name = "test"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def call(module, event: dict) -> tuple[int, dict]:
+    response = module.lambda_handler(event, Context())
+    return response["statusCode"], json.loads(response["body"])
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """Moto with the stack's resources, the handlers' environment, and the handlers imported."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "ASSIGNMENT_TABLE": "abtest-assignment-test",
+        "METRICS_TABLE": "abtest-metrics-test",
+        "DELIVERY_STREAM_NAME": "abtest-events-test",
+        "BUCKET": "abtest-events-test",
+        "ENDPOINT_PREFIX": "abtest-",
+        "METRICS_CACHE_SECONDS": "0",
+        "POWERTOOLS_METRICS_NAMESPACE": "abtest-test",
+        "POWERTOOLS_DEV": "false",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        create_tables(boto3.client("dynamodb"), "abtest-assignment-test", "abtest-metrics-test")
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="abtest-events-test")
+        iam = boto3.client("iam")
+        role = iam.create_role(RoleName="firehose", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        boto3.client("firehose").create_delivery_stream(
+            DeliveryStreamName="abtest-events-test",
+            DeliveryStreamType="DirectPut",
+            ExtendedS3DestinationConfiguration={
+                "RoleARN": role,
+                "BucketARN": "arn:aws:s3:::abtest-events-test",
+                "Prefix": "events/",
+                "ErrorOutputPrefix": "firehose-errors/",
+            },
+        )
+        queue = boto3.client("sqs").create_queue(QueueName="abtest-dlq-test")["QueueUrl"]
+        monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", queue)
+        for name in HANDLERS:
+            sys.modules.pop(f"lambdas.{name}", None)
+        modules = {name: importlib.import_module(f"lambdas.{name}") for name in HANDLERS}
+        runtime = FakeRuntime()
+        modules["invocation"].service.models = SageMakerModelEndpoint(client=runtime)
+        yield SimpleNamespace(runtime=runtime, s3=s3, queue=queue, **modules)
+        for name in HANDLERS:
+            sys.modules.pop(f"lambdas.{name}", None)
+
+
+def create_endpoint(tags: dict[str, str], variants=VARIANTS, name: str = ENDPOINT) -> None:
+    sagemaker = boto3.client("sagemaker")
+    role = "arn:aws:iam::123456789012:role/sagemaker"
+    production = []
+    for variant in variants:
+        sagemaker.create_model(
+            ModelName=f"{name}-{variant}",
+            ExecutionRoleArn=role,
+            PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/m:1"},
+        )
+        production.append(
+            {
+                "VariantName": variant,
+                "ModelName": f"{name}-{variant}",
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.t2.medium",
+                "InitialVariantWeight": 1.0,
+            }
+        )
+    config_name = f"{name}-config-{len(variants)}-{'-'.join(variants)}"
+    sagemaker.create_endpoint_config(EndpointConfigName=config_name, ProductionVariants=production)
+    existing = [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]]
+    if name in existing:
+        sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=config_name)
+        arn = sagemaker.describe_endpoint(EndpointName=name)["EndpointArn"]
+        sagemaker.add_tags(ResourceArn=arn, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+    else:
+        sagemaker.create_endpoint(
+            EndpointName=name,
+            EndpointConfigName=config_name,
+            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+        )
+
+
+def state_change(name: str, status: str) -> dict:
+    return {
+        "version": "0",
+        "id": "event",
+        "detail-type": "SageMaker Endpoint State Change",
+        "source": "aws.sagemaker",
+        "account": "123456789012",
+        "region": REGION,
+        "resources": [f"arn:aws:sagemaker:{REGION}:123456789012:endpoint/{name}"],
+        "detail": {"EndpointName": name, "EndpointStatus": status},
+    }
+
+
+def s3_event(bucket: str, keys: list[str]) -> dict:
+    return {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": bucket}, "object": {"key": quote_plus(key, safe="/")}},
+            }
+            for key in keys
+        ]
+    }

@@ -1,0 +1,89 @@
+"""Every route answers bad input with a JSON 4xx naming the field, and stores nothing."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from lambdas_doubles import ENDPOINT, api_event, call, create_endpoint, state_change
+
+TAGS = {"ab-testing:strategy": "EpsilonGreedy", "ab-testing:epsilon": "0.2"}
+
+
+@pytest.fixture
+def api(aws):
+    create_endpoint(TAGS)
+    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), None)
+    return aws
+
+
+CASES = [
+    ("invocation", {"user_id": "u", "data": "x"}, 400, "endpoint_name"),
+    ("invocation", {"endpoint_name": ENDPOINT, "user_id": "u"}, 400, "data"),
+    ("invocation", {"endpoint_name": ENDPOINT, "user_id": 42, "data": "x"}, 400, "user_id"),
+    ("invocation", {"endpoint_name": 7, "data": "x"}, 400, "endpoint_name"),
+    ("invocation", {"endpoint_name": "bad name!", "data": "x"}, 400, "endpoint_name"),
+    (
+        "invocation",
+        {"endpoint_name": ENDPOINT, "data": "x", "content_type": 1},
+        400,
+        "content_type",
+    ),
+    ("invocation", {"endpoint_name": "unknown-endpoint", "data": "x"}, 404, "endpoint_name"),
+    (
+        "invocation",
+        {"endpoint_name": ENDPOINT, "data": "x", "endpoint_variant": "Nope"},
+        409,
+        "endpoint_variant",
+    ),
+    ("invocation", "this is not json", 400, "body"),
+    ("invocation", "[1, 2, 3]", 400, "body"),
+    ("invocation", None, 400, "body"),
+    ("conversion", {"endpoint_name": ENDPOINT}, 400, "user_id"),
+    ("conversion", {"endpoint_name": ENDPOINT, "user_id": "u", "reward": 1.5}, 400, "reward"),
+    ("conversion", {"endpoint_name": ENDPOINT, "user_id": "u", "reward": -0.1}, 400, "reward"),
+    ("conversion", {"endpoint_name": ENDPOINT, "user_id": "u", "reward": "1"}, 400, "reward"),
+    ("conversion", {"endpoint_name": ENDPOINT, "user_id": "u", "reward": True}, 400, "reward"),
+    ("conversion", {"endpoint_name": ENDPOINT, "user_id": "nobody"}, 404, "user_id"),
+    ("conversion", {"endpoint_name": "unknown-endpoint", "user_id": "u"}, 404, "endpoint_name"),
+    ("conversion", "{", 400, "body"),
+    ("stats", {}, 400, "endpoint_name"),
+    ("stats", {"endpoint_name": ["a"]}, 400, "endpoint_name"),
+    ("stats", {"endpoint_name": "unknown-endpoint"}, 404, "endpoint_name"),
+    ("stats", "null", 400, "body"),
+]
+
+
+@pytest.mark.parametrize(("route", "body", "status", "field"), CASES)
+def test_bad_input_names_the_field(api, route, body, status, field):
+    code, response = call(getattr(api, route), api_event(f"/{route}", body))
+
+    assert code == status, response
+    assert set(response) == {"error", "message", "details"}
+    assert field in response["message"]
+    if status == 400:
+        assert field in [d["field"] for d in response["details"]]
+
+
+@pytest.mark.parametrize("route", ["invocation", "conversion", "stats"])
+def test_oversized_body_is_413(api, route):
+    code, response = call(getattr(api, route), api_event(f"/{route}", "x" * (6 * 1024 * 1024 + 1)))
+
+    assert code == 413
+    assert response["error"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("route", ["invocation", "conversion", "stats"])
+def test_wrong_method_is_405_and_unknown_path_404(api, route):
+    module = getattr(api, route)
+
+    assert call(module, api_event(f"/{route}", None, method="GET"))[0] == 405
+    code, response = call(module, api_event("/nowhere", {}))
+    assert code == 404 and "/nowhere" in response["message"]
+
+
+def test_bad_input_stores_nothing(api):
+    for route, body, _, _ in CASES:
+        call(getattr(api, route), api_event(f"/{route}", body))
+
+    assignments = boto3.client("dynamodb").scan(TableName="abtest-assignment-test")["Items"]
+    assert assignments == []

@@ -1,0 +1,168 @@
+"""API event -> DynamoDB assignment -> SageMaker variant -> Firehose -> S3 -> metrics -> /stats."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import boto3
+from lambdas_doubles import ENDPOINT, api_event, call, create_endpoint, s3_event, state_change
+
+TAGS = {
+    "ab-testing:strategy": "ThompsonSampling",
+    "ab-testing:epsilon": "0.1",
+    "ab-testing:warmup": "0",
+}
+RATES = {"Champion1": 0.10, "Challenger1": 0.35}
+
+
+def deliver(aws, seen: set[str]) -> list[dict]:
+    """Hand every new S3 object to the metrics handler, as the bucket notification would."""
+    listed = aws.s3.list_objects_v2(Bucket="abtest-events-test", Prefix="events/")
+    keys = sorted(o["Key"] for o in listed.get("Contents", []) if o["Key"] not in seen)
+    seen.update(keys)
+    return aws.metrics.lambda_handler(s3_event("abtest-events-test", keys), None)["objects"]
+
+
+def test_traffic_moves_to_the_better_variant_end_to_end(aws):
+    # GIVEN an endpoint in service, registered from its tags
+    create_endpoint(TAGS)
+    assert aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), None)["action"] == (
+        "registered"
+    )
+    rng = random.Random(11)
+    seen: set[str] = set()
+    shares = []
+
+    # WHEN users are invoked and convert at their variant's rate, in delivered batches
+    for batch in range(8):
+        picks = []
+        for n in range(50):
+            user = f"user-{batch}-{n}"
+            status, invoked = call(
+                aws.invocation,
+                api_event("/invocation", {"endpoint_name": ENDPOINT, "user_id": user, "data": "x"}),
+            )
+            assert status == 200, invoked
+            picks.append(invoked["target_variant"])
+            if rng.random() < RATES[invoked["target_variant"]]:
+                status, _ = call(aws.conversion, api_event("/conversion", invoked))
+                assert status == 200
+        shares.append(picks.count("Challenger1") / len(picks))
+        deliver(aws, seen)
+
+    # THEN /stats has every event counted once and the allocation favours the better variant
+    status, stats = call(aws.stats, api_event("/stats", {"endpoint_name": ENDPOINT}))
+    assert status == 200
+    counts = {m["variant_name"]: m for m in stats["variant_metrics"]}
+    assert sum(m["invocation_count"] for m in counts.values()) == 400
+    assert stats["allocation"]["Challenger1"] > 0.9
+    assert shares[-1] > shares[0]
+    # Every invocation carried its TargetVariant and InferenceId to SageMaker.
+    assert all("TargetVariant" in c and "InferenceId" in c for c in aws.runtime.calls)
+
+
+def test_counts_in_stats_equal_the_events_in_s3(aws):
+    create_endpoint(TAGS)
+    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), None)
+    for n in range(30):
+        _, invoked = call(
+            aws.invocation,
+            api_event("/invocation", {"endpoint_name": ENDPOINT, "user_id": f"u{n}", "data": "x"}),
+        )
+        if n % 3 == 0:
+            call(aws.conversion, api_event("/conversion", {**invoked, "reward": 0.5}))
+
+    objects = deliver(aws, set())
+    events = []
+    for key in (o["object_key"] for o in objects):
+        body = aws.s3.get_object(Bucket="abtest-events-test", Key=key)["Body"].read()
+        events += [json.loads(line) for line in body.splitlines() if line.strip()]
+
+    _, stats = call(aws.stats, api_event("/stats", {"endpoint_name": ENDPOINT}))
+    for metric in stats["variant_metrics"]:
+        mine = [e for e in events if e["variant_name"] == metric["variant_name"]]
+        assert metric["invocation_count"] == sum(e["type"] == "invocation" for e in mine)
+        assert metric["conversion_count"] == sum(e["type"] == "conversion" for e in mine)
+        assert metric["reward_sum"] == sum(
+            e.get("reward", 0) for e in mine if e["type"] == "conversion"
+        )
+    assert len(events) == 40
+
+
+def test_redelivered_s3_object_is_not_double_counted(aws):
+    create_endpoint(TAGS)
+    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), None)
+    call(
+        aws.invocation,
+        api_event("/invocation", {"endpoint_name": ENDPOINT, "user_id": "u", "data": "x"}),
+    )
+    [first] = deliver(aws, set())
+
+    again = aws.metrics.lambda_handler(s3_event("abtest-events-test", [first["object_key"]]), None)
+
+    assert first["applied"] is True
+    assert again["objects"][0]["applied"] is False
+    _, stats = call(aws.stats, api_event("/stats", {"endpoint_name": ENDPOINT}))
+    assert sum(m["invocation_count"] for m in stats["variant_metrics"]) == 1
+
+
+def test_malformed_lines_go_to_the_rejected_prefix(aws):
+    create_endpoint(TAGS)
+    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), None)
+    good = {"type": "invocation", "endpoint_name": ENDPOINT, "variant_name": "Champion1"}
+    aws.s3.put_object(
+        Bucket="abtest-events-test",
+        Key="events/2026/11/29/mixed+1.jsonl",
+        Body=(json.dumps(good) + "\n{broken\n" + json.dumps(good) + "\n").encode(),
+    )
+
+    [result] = aws.metrics.lambda_handler(
+        s3_event("abtest-events-test", ["events/2026/11/29/mixed+1.jsonl"]), None
+    )["objects"]
+
+    assert (result["applied"], result["events"], result["rejected"]) == (True, 2, 1)
+    kept = aws.s3.get_object(
+        Bucket="abtest-events-test", Key="rejected/events/2026/11/29/mixed+1.jsonl.jsonl"
+    )["Body"].read()
+    assert json.loads(kept.splitlines()[0])["line_number"] == 2
+
+
+def test_model_error_is_502_naming_the_variant(aws):
+    create_endpoint(TAGS)
+    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), None)
+    aws.runtime.failing = {"Champion1", "Challenger1"}
+
+    status, body = call(
+        aws.invocation,
+        api_event("/invocation", {"endpoint_name": ENDPOINT, "user_id": "u", "data": "x"}),
+    )
+
+    assert status == 502
+    assert body["error"] == "model_error"
+    assert "Champion1" in body["message"] or "Challenger1" in body["message"]
+
+
+def test_store_unreachable_falls_back_without_target_variant(aws, monkeypatch):
+    create_endpoint(TAGS)
+    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), None)
+    from botocore.config import Config
+
+    from abtest.adapters.dynamodb import DynamoDBStore
+
+    dead = boto3.client(
+        "dynamodb",
+        endpoint_url="http://127.0.0.1:9",
+        config=Config(connect_timeout=0.2, read_timeout=0.2, retries={"max_attempts": 1}),
+    )
+    aws.invocation.service.store = DynamoDBStore("a", "m", client=dead)
+    aws.invocation.service._cache.clear()
+
+    status, body = call(
+        aws.invocation,
+        api_event("/invocation", {"endpoint_name": ENDPOINT, "user_id": "u", "data": "x"}),
+    )
+
+    assert status == 200
+    assert body["assignment"] == "fallback" and body["target_variant"] is None
+    assert "TargetVariant" not in aws.runtime.calls[-1]
