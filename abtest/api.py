@@ -48,6 +48,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _responses(ok: type, text: str) -> dict[int | str, dict[str, Any]]:
+    return {200: {"description": text, "content": {"application/json": {"model": ok}}}, **_ERRORS}
+
+
 def error_response(error: AbtestError) -> Response:
     return Response(
         status_code=error.status,
@@ -66,19 +70,31 @@ def build_resolver(service: Any, routes: Iterable[str] = ROUTES) -> APIGatewayRe
 
     if "invocation" in served:
 
-        @app.post("/invocation", summary="Invoke the user's model variant", responses=_ERRORS)
+        @app.post(
+            "/invocation",
+            summary="Invoke the user's model variant",
+            responses=_responses(InvocationResponse, "The variant's predictions and assignment"),
+        )
         def invocation(request: InvocationRequest) -> InvocationResponse:
             return service.invoke(request)
 
     if "conversion" in served:
 
-        @app.post("/conversion", summary="Reward the user's variant", responses=_ERRORS)
+        @app.post(
+            "/conversion",
+            summary="Reward the user's variant",
+            responses=_responses(ConversionResponse, "The credited variant; duplicate on repeat"),
+        )
         def conversion(request: ConversionRequest) -> ConversionResponse:
             return service.convert(request)
 
     if "stats" in served:
 
-        @app.post("/stats", summary="Counters, allocation and decision", responses=_ERRORS)
+        @app.post(
+            "/stats",
+            summary="Counters, allocation and decision",
+            responses=_responses(StatsResponse, "Per-variant counters, allocation, decision"),
+        )
         def stats(request: StatsRequest) -> StatsResponse:
             return service.stats(request)
 
@@ -127,7 +143,16 @@ def build_resolver(service: Any, routes: Iterable[str] = ROUTES) -> APIGatewayRe
 
 def openapi_json(service: Any = None) -> str:
     """The OpenAPI document of all routes (served locally, and written for docs)."""
-    return build_resolver(service).get_openapi_json_schema(title=TITLE, version=VERSION)
+    schema = json.loads(
+        build_resolver(service).get_openapi_json_schema(title=TITLE, version=VERSION)
+    )
+    # Validation errors are answered 400 with the field named, never the framework's 422.
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            operation["responses"].pop("422", None)
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schema["components"]["schemas"].pop(unused, None)
+    return json.dumps(schema, indent=2)
 
 
 def handle(app: APIGatewayRestResolver, event: dict, context: Any) -> dict:

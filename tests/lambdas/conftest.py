@@ -1,1 +1,1 @@
-from lambdas_doubles import aws  # noqa: F401  (the fixture, shared by this folder's tests)
+from lambdas_doubles import aws, handlers  # noqa: F401  (the fixture, shared by this folder's tests)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import os
 import sys
 from types import SimpleNamespace
 from urllib.parse import quote_plus
@@ -94,50 +95,69 @@ def call(module, event: dict) -> tuple[int, dict]:
     return response["statusCode"], json.loads(response["body"])
 
 
+ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "ASSIGNMENT_TABLE": "abtest-assignment-test",
+    "METRICS_TABLE": "abtest-metrics-test",
+    "DELIVERY_STREAM_NAME": "abtest-events-test",
+    "DEAD_LETTER_QUEUE_URL": f"https://sqs.{REGION}.amazonaws.com/123456789012/abtest-dlq-test",
+    "ENDPOINT_PREFIX": "abtest-",
+    "METRICS_CACHE_SECONDS": "0",
+    "POWERTOOLS_METRICS_NAMESPACE": "abtest-test",
+}
+
+
+@pytest.fixture(scope="session")
+def handlers():
+    """The handler modules, imported once: cold start builds their clients, as on Lambda.
+
+    Moto intercepts every botocore client while a mock is active, so the clients built
+    here talk to each test's fresh moto state.
+    """
+    saved = {name: os.environ.get(name) for name in ENVIRONMENT}
+    os.environ.update(ENVIRONMENT)
+    for name in HANDLERS:
+        sys.modules.pop(f"lambdas.{name}", None)
+    yield {name: importlib.import_module(f"lambdas.{name}") for name in HANDLERS}
+    for name in HANDLERS:
+        sys.modules.pop(f"lambdas.{name}", None)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture
-def aws(monkeypatch):
-    """Moto with the stack's resources, the handlers' environment, and the handlers imported."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "ASSIGNMENT_TABLE": "abtest-assignment-test",
-        "METRICS_TABLE": "abtest-metrics-test",
-        "DELIVERY_STREAM_NAME": "abtest-events-test",
-        "BUCKET": "abtest-events-test",
-        "ENDPOINT_PREFIX": "abtest-",
-        "METRICS_CACHE_SECONDS": "0",
-        "POWERTOOLS_METRICS_NAMESPACE": "abtest-test",
-        "POWERTOOLS_DEV": "false",
-    }.items():
-        monkeypatch.setenv(name, value)
+def aws(handlers, monkeypatch):
+    """Fresh moto state with the stack's resources, and the handlers with empty caches."""
     with mock_aws():
         create_tables(boto3.client("dynamodb"), "abtest-assignment-test", "abtest-metrics-test")
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="abtest-events-test")
-        iam = boto3.client("iam")
-        role = iam.create_role(RoleName="firehose", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         boto3.client("firehose").create_delivery_stream(
             DeliveryStreamName="abtest-events-test",
             DeliveryStreamType="DirectPut",
             ExtendedS3DestinationConfiguration={
-                "RoleARN": role,
+                "RoleARN": "arn:aws:iam::123456789012:role/firehose",
                 "BucketARN": "arn:aws:s3:::abtest-events-test",
                 "Prefix": "events/",
                 "ErrorOutputPrefix": "firehose-errors/",
             },
         )
         queue = boto3.client("sqs").create_queue(QueueName="abtest-dlq-test")["QueueUrl"]
-        monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", queue)
-        for name in HANDLERS:
-            sys.modules.pop(f"lambdas.{name}", None)
-        modules = {name: importlib.import_module(f"lambdas.{name}") for name in HANDLERS}
+        assert queue == ENVIRONMENT["DEAD_LETTER_QUEUE_URL"]
         runtime = FakeRuntime()
-        modules["invocation"].service.models = SageMakerModelEndpoint(client=runtime)
-        yield SimpleNamespace(runtime=runtime, s3=s3, queue=queue, **modules)
-        for name in HANDLERS:
-            sys.modules.pop(f"lambdas.{name}", None)
+        for module in handlers.values():
+            if hasattr(module, "service"):
+                monkeypatch.setattr(module.service, "_cache", {})
+        monkeypatch.setattr(
+            handlers["invocation"].service, "models", SageMakerModelEndpoint(client=runtime)
+        )
+        yield SimpleNamespace(runtime=runtime, s3=s3, queue=queue, **handlers)
 
 
 def create_endpoint(tags: dict[str, str], variants=VARIANTS, name: str = ENDPOINT) -> None:

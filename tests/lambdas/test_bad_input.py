@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import boto3
 import pytest
-from lambdas_doubles import ENDPOINT, api_event, call, create_endpoint, state_change
+from lambdas_doubles import ENDPOINT, Context, api_event, call, create_endpoint, state_change
 
 TAGS = {"ab-testing:strategy": "EpsilonGreedy", "ab-testing:epsilon": "0.2"}
 
@@ -12,7 +12,7 @@ TAGS = {"ab-testing:strategy": "EpsilonGreedy", "ab-testing:epsilon": "0.2"}
 @pytest.fixture
 def api(aws):
     create_endpoint(TAGS)
-    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), None)
+    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
     return aws
 
 

@@ -6,14 +6,24 @@ import json
 import random
 
 import boto3
-from lambdas_doubles import ENDPOINT, api_event, call, create_endpoint, s3_event, state_change
+from lambdas_doubles import (
+    ENDPOINT,
+    Context,
+    api_event,
+    call,
+    create_endpoint,
+    s3_event,
+    state_change,
+)
 
 TAGS = {
     "ab-testing:strategy": "ThompsonSampling",
     "ab-testing:epsilon": "0.1",
     "ab-testing:warmup": "0",
 }
-RATES = {"Champion1": 0.10, "Challenger1": 0.35}
+# Far apart, so that 120 users decide it beyond doubt (moto's transactions are slow, so
+# the test keeps the number of delivered objects small).
+RATES = {"Champion1": 0.05, "Challenger1": 0.60}
 
 
 def deliver(aws, seen: set[str]) -> list[dict]:
@@ -21,23 +31,23 @@ def deliver(aws, seen: set[str]) -> list[dict]:
     listed = aws.s3.list_objects_v2(Bucket="abtest-events-test", Prefix="events/")
     keys = sorted(o["Key"] for o in listed.get("Contents", []) if o["Key"] not in seen)
     seen.update(keys)
-    return aws.metrics.lambda_handler(s3_event("abtest-events-test", keys), None)["objects"]
+    return aws.metrics.lambda_handler(s3_event("abtest-events-test", keys), Context())["objects"]
 
 
 def test_traffic_moves_to_the_better_variant_end_to_end(aws):
     # GIVEN an endpoint in service, registered from its tags
     create_endpoint(TAGS)
-    assert aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), None)["action"] == (
-        "registered"
-    )
+    assert aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())[
+        "action"
+    ] == ("registered")
     rng = random.Random(11)
     seen: set[str] = set()
     shares = []
 
     # WHEN users are invoked and convert at their variant's rate, in delivered batches
-    for batch in range(8):
+    for batch in range(4):
         picks = []
-        for n in range(50):
+        for n in range(30):
             user = f"user-{batch}-{n}"
             status, invoked = call(
                 aws.invocation,
@@ -55,7 +65,7 @@ def test_traffic_moves_to_the_better_variant_end_to_end(aws):
     status, stats = call(aws.stats, api_event("/stats", {"endpoint_name": ENDPOINT}))
     assert status == 200
     counts = {m["variant_name"]: m for m in stats["variant_metrics"]}
-    assert sum(m["invocation_count"] for m in counts.values()) == 400
+    assert sum(m["invocation_count"] for m in counts.values()) == 120
     assert stats["allocation"]["Challenger1"] > 0.9
     assert shares[-1] > shares[0]
     # Every invocation carried its TargetVariant and InferenceId to SageMaker.
@@ -64,7 +74,7 @@ def test_traffic_moves_to_the_better_variant_end_to_end(aws):
 
 def test_counts_in_stats_equal_the_events_in_s3(aws):
     create_endpoint(TAGS)
-    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), None)
+    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
     for n in range(30):
         _, invoked = call(
             aws.invocation,
@@ -92,14 +102,16 @@ def test_counts_in_stats_equal_the_events_in_s3(aws):
 
 def test_redelivered_s3_object_is_not_double_counted(aws):
     create_endpoint(TAGS)
-    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), None)
+    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
     call(
         aws.invocation,
         api_event("/invocation", {"endpoint_name": ENDPOINT, "user_id": "u", "data": "x"}),
     )
     [first] = deliver(aws, set())
 
-    again = aws.metrics.lambda_handler(s3_event("abtest-events-test", [first["object_key"]]), None)
+    again = aws.metrics.lambda_handler(
+        s3_event("abtest-events-test", [first["object_key"]]), Context()
+    )
 
     assert first["applied"] is True
     assert again["objects"][0]["applied"] is False
@@ -109,7 +121,7 @@ def test_redelivered_s3_object_is_not_double_counted(aws):
 
 def test_malformed_lines_go_to_the_rejected_prefix(aws):
     create_endpoint(TAGS)
-    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), None)
+    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
     good = {"type": "invocation", "endpoint_name": ENDPOINT, "variant_name": "Champion1"}
     aws.s3.put_object(
         Bucket="abtest-events-test",
@@ -118,7 +130,7 @@ def test_malformed_lines_go_to_the_rejected_prefix(aws):
     )
 
     [result] = aws.metrics.lambda_handler(
-        s3_event("abtest-events-test", ["events/2026/11/29/mixed+1.jsonl"]), None
+        s3_event("abtest-events-test", ["events/2026/11/29/mixed+1.jsonl"]), Context()
     )["objects"]
 
     assert (result["applied"], result["events"], result["rejected"]) == (True, 2, 1)
@@ -130,7 +142,7 @@ def test_malformed_lines_go_to_the_rejected_prefix(aws):
 
 def test_model_error_is_502_naming_the_variant(aws):
     create_endpoint(TAGS)
-    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), None)
+    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
     aws.runtime.failing = {"Champion1", "Challenger1"}
 
     status, body = call(
@@ -145,7 +157,7 @@ def test_model_error_is_502_naming_the_variant(aws):
 
 def test_store_unreachable_falls_back_without_target_variant(aws, monkeypatch):
     create_endpoint(TAGS)
-    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), None)
+    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
     from botocore.config import Config
 
     from abtest.adapters.dynamodb import DynamoDBStore
@@ -155,8 +167,7 @@ def test_store_unreachable_falls_back_without_target_variant(aws, monkeypatch):
         endpoint_url="http://127.0.0.1:9",
         config=Config(connect_timeout=0.2, read_timeout=0.2, retries={"max_attempts": 1}),
     )
-    aws.invocation.service.store = DynamoDBStore("a", "m", client=dead)
-    aws.invocation.service._cache.clear()
+    monkeypatch.setattr(aws.invocation.service, "store", DynamoDBStore("a", "m", client=dead))
 
     status, body = call(
         aws.invocation,

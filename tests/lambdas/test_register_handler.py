@@ -1,7 +1,15 @@
 from __future__ import annotations
 
 import boto3
-from lambdas_doubles import ENDPOINT, api_event, call, create_endpoint, s3_event, state_change
+from lambdas_doubles import (
+    ENDPOINT,
+    Context,
+    api_event,
+    call,
+    create_endpoint,
+    s3_event,
+    state_change,
+)
 
 TAGS = {"ab-testing:strategy": "UCB1", "ab-testing:epsilon": "0.05", "ab-testing:warmup": "10"}
 
@@ -13,7 +21,7 @@ def stats(aws) -> dict:
 def test_in_service_reads_variants_weights_and_tags(aws):
     create_endpoint(TAGS)
 
-    result = aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), None)
+    result = aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
 
     assert result == {
         "endpoint_name": ENDPOINT,
@@ -27,16 +35,16 @@ def test_in_service_reads_variants_weights_and_tags(aws):
 
 def test_second_in_service_keeps_the_counters(aws):
     create_endpoint(TAGS)
-    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), None)
+    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
     for n in range(5):
         call(
             aws.invocation,
             api_event("/invocation", {"endpoint_name": ENDPOINT, "user_id": f"u{n}", "data": "x"}),
         )
     keys = [o["Key"] for o in aws.s3.list_objects_v2(Bucket="abtest-events-test")["Contents"]]
-    aws.metrics.lambda_handler(s3_event("abtest-events-test", keys), None)
+    aws.metrics.lambda_handler(s3_event("abtest-events-test", keys), Context())
 
-    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), None)
+    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
 
     assert sum(m["invocation_count"] for m in stats(aws)["variant_metrics"]) == 5
 
@@ -44,7 +52,7 @@ def test_second_in_service_keeps_the_counters(aws):
 def test_bad_tag_is_refused_loudly_and_nothing_registered(aws, caplog):
     create_endpoint({"ab-testing:strategy": "Greedy"})
 
-    result = aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), None)
+    result = aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
 
     assert result["action"] == "rejected"
     assert "ab-testing:strategy" in result["reason"]
@@ -53,9 +61,9 @@ def test_bad_tag_is_refused_loudly_and_nothing_registered(aws, caplog):
 
 def test_deleting_stops_serving_but_keeps_statistics(aws):
     create_endpoint(TAGS)
-    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), None)
+    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
 
-    result = aws.register.lambda_handler(state_change(ENDPOINT, "DELETING"), None)
+    result = aws.register.lambda_handler(state_change(ENDPOINT, "DELETING"), Context())
 
     assert result["action"] == "deregistered"
     assert stats(aws)["status"] == "deleted"
@@ -68,7 +76,9 @@ def test_deleting_stops_serving_but_keeps_statistics(aws):
 def test_endpoints_outside_the_prefix_are_ignored(aws):
     create_endpoint(TAGS, name="someone-elses-endpoint")
 
-    result = aws.register.lambda_handler(state_change("someone-elses-endpoint", "IN_SERVICE"), None)
+    result = aws.register.lambda_handler(
+        state_change("someone-elses-endpoint", "IN_SERVICE"), Context()
+    )
 
     assert result["action"] == "ignored"
     item = boto3.client("dynamodb").get_item(

@@ -1,0 +1,161 @@
+"""Aggregation throughput and peak memory: ours against a load-it-whole, per-line baseline.
+
+    python bench/aggregate.py [--events 200000] [--predictions 0,20]
+
+One gzip JSON-lines object of `--events` events (invocations and conversions over
+two variants) is aggregated, each run in a fresh subprocess so peak RSS is its own:
+  baseline  read and decompress the whole object, split it, `json.loads` each line,
+            count per endpoint and variant in dicts; no store write at all
+  abtest    `abtest.aggregation.aggregate` streaming the object through the S3
+            adapter's line reader, with the SQLite store's transaction and its
+            idempotency record included
+`--predictions 20` makes every event carry 20 predictions, as when a log keeps them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+ENDPOINT = "bench-endpoint"
+
+
+def write_object(path: Path, events: int, predictions: int, seed: int = 1) -> None:
+    rng = random.Random(seed)
+    with gzip.open(path, "wb", compresslevel=6) as out:
+        for n in range(events):
+            variant = "Champion1" if rng.random() < 0.5 else "Challenger1"
+            event = {
+                "type": "conversion" if n % 5 == 4 else "invocation",
+                "timestamp": "2026-11-29T05:00:00.000+00:00",
+                "endpoint_name": ENDPOINT,
+                "variant_name": variant,
+                "user_id": f"user-{rng.randrange(10**9)}",
+                "inference_id": f"{rng.getrandbits(128):032x}",
+                "strategy": "ThompsonSampling",
+                "propensity": round(rng.random(), 6),
+                "reward": 1.0,
+            }
+            if predictions:
+                event["predictions"] = [round(rng.random(), 6) for _ in range(predictions)]
+            out.write(json.dumps(event).encode() + b"\n")
+
+
+def baseline(path: Path) -> int:
+    body = gzip.decompress(path.read_bytes()).decode()
+    counts: dict = defaultdict(lambda: defaultdict(lambda: [0, 0, 0.0]))
+    events = 0
+    for line in body.split("\n"):
+        if not line:
+            continue
+        event = json.loads(line)
+        row = counts[event["endpoint_name"]][event["variant_name"]]
+        if event["type"] == "invocation":
+            row[0] += 1
+        else:
+            row[1] += 1
+            row[2] += event.get("reward", 1.0)
+        events += 1
+    return events
+
+
+def ours(path: Path) -> int:
+    from abtest.adapters.s3 import iter_lines
+    from abtest.adapters.sqlite import SqliteStore
+    from abtest.aggregation import aggregate
+    from abtest.records import EndpointConfig, VariantConfig
+
+    class FileArchive:
+        def read_lines(self, key: str):
+            with open(path, "rb") as stream:
+                yield from iter_lines(stream)
+
+        def put_rejected(self, key, rejected) -> None:
+            raise AssertionError(f"unexpected rejected lines: {list(rejected)[:3]}")
+
+    with tempfile.TemporaryDirectory() as folder:
+        store = SqliteStore(Path(folder) / "abtest.sqlite3")
+        variants = (VariantConfig("Champion1"), VariantConfig("Challenger1"))
+        store.register_endpoint(EndpointConfig(ENDPOINT, "UCB1", 0.1, 0, variants), 0.0)
+        result = aggregate(store, FileArchive(), path.name, time.time())
+        total = sum(m.invocation_count for m in store.get_endpoint(ENDPOINT).variant_metrics)
+        assert result.applied and total == sum(
+            c.invocation_count for c in result.counts[ENDPOINT].values()
+        )
+        store.close()
+        return result.events
+
+
+def child(which: str, path: Path) -> None:
+    """Runs in its own process: time one aggregation, report events, seconds, peak RSS."""
+    run = {"baseline": baseline, "abtest": ours}[which]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    events = run(path)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"events": events, "seconds": seconds, "peak_kib": peak, "start_kib": before}))
+
+
+def measure(which: str, path: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", which, str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--predictions", default="0,20")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], Path(args.child[1]))
+        return
+    print(
+        f"# {platform.python_implementation()} {platform.python_version()}, "
+        f"{os.cpu_count()} cores; best of {args.repeat} runs, each in a fresh process"
+    )
+    print(
+        "| predictions per event | object (gzip MB) | baseline events/s | abtest events/s "
+        "| speed-up | baseline peak MiB | abtest peak MiB |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as folder:
+        for predictions in (int(p) for p in args.predictions.split(",")):
+            path = Path(folder) / f"events-{predictions}.jsonl.gz"
+            write_object(path, args.events, predictions)
+            runs = {
+                which: [measure(which, path) for _ in range(args.repeat)]
+                for which in ("baseline", "abtest")
+            }
+            best = {w: min(r, key=lambda m: m["seconds"]) for w, r in runs.items()}
+            peak = {w: max(m["peak_kib"] for m in r) / 1024 for w, r in runs.items()}
+            rate = {w: best[w]["events"] / best[w]["seconds"] for w in best}
+            print(
+                f"| {predictions} | {path.stat().st_size / 1e6:.1f} | {rate['baseline']:,.0f} "
+                f"| {rate['abtest']:,.0f} | {rate['abtest'] / rate['baseline']:.2f}x "
+                f"| {peak['baseline']:.0f} | {peak['abtest']:.0f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()

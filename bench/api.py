@@ -1,0 +1,176 @@
+"""Service-level request throughput and latency (no HTTP), per store adapter.
+
+    python bench/api.py [--requests N] [--stores sqlite,dynamodb]
+
+For each store it times, one request at a time on one thread:
+  model only        the trivial model call alone: the baseline every other row is divided by
+  invoke, new       a first request of a user: metrics (cached) + 1 read + 1 conditional write
+  invoke, returning the same users again: 1 read
+  conversion        1 read + 1 conditional write (duplicate check) + 1 event
+  handler, returning the Lambda handler path: proxy event -> resolver -> service -> response
+The model is a constant function, so the figures are what abtest adds around a model.
+DynamoDB runs on moto in-process: its rows measure moto's request handling as much as ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from abtest.api import build_resolver, handle
+from abtest.models import ConversionRequest, InvocationRequest
+from abtest.ports import ModelResult
+from abtest.records import EndpointConfig, VariantConfig
+from abtest.service import Service
+
+ENDPOINT = "bench-endpoint"
+CONFIG = EndpointConfig(
+    ENDPOINT, "ThompsonSampling", 0.1, 0, (VariantConfig("Champion1"), VariantConfig("Challenger1"))
+)
+
+
+class ConstantModel:
+    def invoke(self, endpoint_name, variant_name, data, content_type, inference_id):
+        return ModelResult(variant_name or "Champion1", [0.5])
+
+
+class Catalog:
+    def describe(self, endpoint_name: str) -> EndpointConfig:
+        return CONFIG
+
+
+def timed(n: int, call: Callable[[int], object]) -> list[float]:
+    samples = []
+    for i in range(n):
+        start = time.perf_counter()
+        call(i)
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def proxy_event(body: dict) -> dict:
+    return {
+        "httpMethod": "POST",
+        "path": "/invocation",
+        "resource": "/invocation",
+        "headers": {"Content-Type": "application/json"},
+        "multiValueHeaders": {},
+        "queryStringParameters": None,
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+        "requestContext": {"requestId": "bench", "stage": "$default", "path": "/invocation"},
+    }
+
+
+def run(service: Service, n: int) -> dict[str, list[float]]:
+    service.register(ENDPOINT)
+    model = ConstantModel()
+    app = build_resolver(service)
+    users = [f"user-{i}" for i in range(n)]
+    rows = {
+        "model only": timed(n, lambda i: model.invoke(ENDPOINT, "Champion1", "x", "text/csv", "i")),
+        "invoke, new": timed(
+            n,
+            lambda i: service.invoke(
+                InvocationRequest(endpoint_name=ENDPOINT, user_id=users[i], data="x")
+            ),
+        ),
+        "invoke, returning": timed(
+            n,
+            lambda i: service.invoke(
+                InvocationRequest(endpoint_name=ENDPOINT, user_id=users[i], data="x")
+            ),
+        ),
+        "conversion": timed(
+            n,
+            lambda i: service.convert(
+                ConversionRequest(endpoint_name=ENDPOINT, user_id=users[i], inference_id=f"c{i}")
+            ),
+        ),
+    }
+    events = [proxy_event({"endpoint_name": ENDPOINT, "user_id": u, "data": "x"}) for u in users]
+    rows["handler, returning"] = timed(n, lambda i: handle(app, events[i], None))
+    return rows
+
+
+def sqlite_rows(n: int) -> dict[str, list[float]]:
+    from abtest.adapters.eventlog import LocalEventLog
+    from abtest.adapters.sqlite import SqliteStore
+
+    with tempfile.TemporaryDirectory() as folder:
+        store = SqliteStore(Path(folder) / "abtest.sqlite3")
+        log = LocalEventLog(Path(folder) / "events", buffer_interval_seconds=3600)
+        service = Service(store, events=log, models=ConstantModel(), catalog=Catalog())
+        try:
+            return run(service, n)
+        finally:
+            log.close()
+            store.close()
+
+
+def dynamodb_rows(n: int) -> dict[str, list[float]]:
+    import boto3
+    from moto import mock_aws
+
+    from abtest.adapters.dynamodb import DynamoDBStore, create_tables
+    from abtest.adapters.firehose import FirehoseSink
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        os.environ[name] = "testing"
+    os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb")
+        create_tables(dynamodb, "bench-assignment", "bench-metrics")
+        boto3.client("s3").create_bucket(Bucket="bench-events")
+        boto3.client("firehose").create_delivery_stream(
+            DeliveryStreamName="bench-events",
+            ExtendedS3DestinationConfiguration={
+                "RoleARN": "arn:aws:iam::123456789012:role/firehose",
+                "BucketARN": "arn:aws:s3:::bench-events",
+            },
+        )
+        service = Service(
+            DynamoDBStore("bench-assignment", "bench-metrics", client=dynamodb),
+            events=FirehoseSink("bench-events", client=boto3.client("firehose")),
+            models=ConstantModel(),
+            catalog=Catalog(),
+        )
+        return run(service, n)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--stores", default="sqlite,dynamodb")
+    args = parser.parse_args()
+    print(
+        f"# {platform.python_implementation()} {platform.python_version()}, "
+        f"{os.cpu_count()} cores, {args.requests} requests per row"
+    )
+    runners = {"sqlite": sqlite_rows, "dynamodb": dynamodb_rows}
+    print("| store | row | req/s | p50 us | p99 us | mean / model only |")
+    print("|---|---|---:|---:|---:|---:|")
+    for store in args.stores.split(","):
+        rows = runners[store](args.requests)
+        baseline = statistics.fmean(rows["model only"])
+        for name, samples in rows.items():
+            ordered = sorted(samples)
+            mean = statistics.fmean(samples)
+            print(
+                f"| {store} | {name} | {1 / mean:,.0f} | {ordered[len(ordered) // 2] * 1e6:,.0f} "
+                f"| {ordered[int(len(ordered) * 0.99)] * 1e6:,.0f} | {mean / baseline:,.0f}x |"
+            )
+
+
+if __name__ == "__main__":
+    main()
