@@ -1,0 +1,485 @@
+"""The Store on two DynamoDB tables, through the low-level boto3 client.
+
+Assignment table (key user_id, endpoint_name; TTL `ttl`): one item per user and
+endpoint, plus conversion markers keyed `{endpoint_name}#conversion#{inference_id}`.
+
+Metrics table (key endpoint_name; TTL `ttl`): one item per endpoint, with the
+variants as a map name -> {initial_variant_weight, invocation_count,
+conversion_count, reward_sum, position}. Counters change only by atomic
+increments; registration edits the variants in place (never rewriting the
+item), so it cannot overwrite an increment that lands at the same time.
+Idempotency records of aggregated objects live in the same table, keyed
+`#object#{object_key}` (SageMaker endpoint names cannot contain `#`).
+
+Expired items count as absent: DynamoDB deletes on TTL lazily, up to days late.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from abtest.errors import StoreUnavailableError
+from abtest.records import (
+    ACTIVE,
+    DELETED,
+    Assignment,
+    CountsByEndpoint,
+    Endpoint,
+    EndpointConfig,
+    VariantCounts,
+)
+from bandit.metrics import VariantMetrics
+
+Item = dict[str, Any]
+
+OBJECT_PREFIX = "#object#"
+OBJECT_RECORD_TTL_SECONDS = 30 * 24 * 3600
+# TransactWriteItems takes at most 100 actions: one idempotency record + one update per endpoint.
+ENDPOINTS_PER_TRANSACTION = 99
+# Attempts for writes that lose an optimistic race (registration, aggregation) before giving up.
+MAX_ATTEMPTS = 6
+
+_UNAVAILABLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+# Why a transaction was cancelled, when trying again can succeed ("None": that action was fine).
+_RETRYABLE_CANCELLATIONS = frozenset(
+    {
+        "None",
+        "ConditionalCheckFailed",
+        "TransactionConflict",
+        "ThrottlingError",
+        "ProvisionedThroughputExceeded",
+    }
+)
+_NOT_EXPIRED = "attribute_not_exists(user_id) OR #ttl <= :now"
+
+
+class DynamoDBStore:
+    """Store adapter over the assignment and metrics tables."""
+
+    def __init__(self, assignment_table: str, metrics_table: str, *, client: Any = None) -> None:
+        """`client` is a boto3 DynamoDB client; one is created on first use if None."""
+        self.assignment_table = assignment_table
+        self.metrics_table = metrics_table
+        self._client = client
+        self._client_lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    import boto3
+
+                    self._client = boto3.client("dynamodb")
+        return self._client
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        with _translated():
+            return getattr(self.client, operation)(**kwargs)
+
+    # -- assignments -------------------------------------------------------
+
+    def get_assignment(self, endpoint_name: str, user_id: str, now: float) -> Assignment | None:
+        item = self._call(
+            "get_item",
+            TableName=self.assignment_table,
+            Key={"user_id": {"S": user_id}, "endpoint_name": {"S": endpoint_name}},
+        ).get("Item")
+        if item is None or _num(item["ttl"]) <= now:
+            return None
+        return _assignment(item)
+
+    def create_assignment(self, assignment: Assignment, now: float) -> Assignment:
+        a = assignment
+        item = {
+            "user_id": {"S": a.user_id},
+            "endpoint_name": {"S": a.endpoint_name},
+            "variant_name": {"S": a.variant_name},
+            "strategy": {"S": a.strategy},
+            "propensity": _n(a.propensity),
+            "assigned_at": _n(a.assigned_at),
+            "ttl": _n(a.ttl),
+        }
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                self._call(
+                    "put_item",
+                    TableName=self.assignment_table,
+                    Item=item,
+                    ConditionExpression=_NOT_EXPIRED,
+                    ExpressionAttributeNames={"#ttl": "ttl"},
+                    ExpressionAttributeValues={":now": _n(now)},
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+                return assignment
+            except ClientError as error:
+                if _code(error) != "ConditionalCheckFailedException":
+                    raise
+                # The failed condition hands back the winner; read it if it did not.
+                winner = error.response.get("Item") or self._call(
+                    "get_item",
+                    TableName=self.assignment_table,
+                    Key={"user_id": item["user_id"], "endpoint_name": item["endpoint_name"]},
+                    ConsistentRead=True,
+                ).get("Item")
+                if winner is not None:
+                    return _assignment(winner)
+                # The winner expired and was deleted in between: try again.
+        raise StoreUnavailableError(f"assignment of {a.user_id} on {a.endpoint_name} contended")
+
+    def record_conversion(
+        self, endpoint_name: str, user_id: str, inference_id: str, ttl: int, now: float
+    ) -> bool:
+        try:
+            self._call(
+                "put_item",
+                TableName=self.assignment_table,
+                Item={
+                    "user_id": {"S": user_id},
+                    "endpoint_name": {"S": f"{endpoint_name}#conversion#{inference_id}"},
+                    "ttl": _n(ttl),
+                },
+                ConditionExpression=_NOT_EXPIRED,
+                ExpressionAttributeNames={"#ttl": "ttl"},
+                ExpressionAttributeValues={":now": _n(now)},
+            )
+        except ClientError as error:
+            if _code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    # -- endpoints ---------------------------------------------------------
+
+    def _endpoint_item(self, endpoint_name: str, *, consistent: bool) -> Item | None:
+        item = self._call(
+            "get_item",
+            TableName=self.metrics_table,
+            Key={"endpoint_name": {"S": endpoint_name}},
+            ConsistentRead=consistent,
+        ).get("Item")
+        # Idempotency records share the table; only endpoint items have variants.
+        return item if item is not None and "variants" in item else None
+
+    def get_endpoint(self, endpoint_name: str) -> Endpoint | None:
+        # Eventually consistent (half the cost): the service caches it for a while anyway.
+        item = self._endpoint_item(endpoint_name, consistent=False)
+        return _endpoint(item) if item is not None else None
+
+    def register_endpoint(self, config: EndpointConfig, now: float) -> Endpoint:
+        names = [v.name for v in config.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate variant names in {config.endpoint_name}: {names}")
+        for attempt in range(MAX_ATTEMPTS):
+            current = self._endpoint_item(config.endpoint_name, consistent=True)
+            try:
+                if current is None:
+                    item = _new_endpoint_item(config, now)
+                    self._call(
+                        "put_item",
+                        TableName=self.metrics_table,
+                        Item=item,
+                        ConditionExpression="attribute_not_exists(endpoint_name)",
+                    )
+                    return _endpoint(item)
+                update = _reregistration(config, set(current["variants"]["M"]), now)
+                item = self._call(
+                    "update_item",
+                    TableName=self.metrics_table,
+                    Key={"endpoint_name": {"S": config.endpoint_name}},
+                    ReturnValues="ALL_NEW",
+                    **update,
+                )["Attributes"]
+                return _endpoint(item)
+            except ClientError as error:
+                if _code(error) != "ConditionalCheckFailedException":
+                    raise
+                _backoff(attempt)  # another registration changed the variants in between
+        raise StoreUnavailableError(f"registration of {config.endpoint_name} contended")
+
+    def deregister_endpoint(self, endpoint_name: str, now: float) -> None:
+        try:
+            self._call(
+                "update_item",
+                TableName=self.metrics_table,
+                Key={"endpoint_name": {"S": endpoint_name}},
+                UpdateExpression="SET #status = :deleted, updated_at = :now",
+                ConditionExpression="attribute_exists(variants)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":deleted": {"S": DELETED}, ":now": _n(now)},
+            )
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":  # unknown endpoint: nothing to do
+                raise
+
+    # -- aggregation -------------------------------------------------------
+
+    def apply_counts(self, object_key: str, counts: CountsByEndpoint, now: float) -> bool:
+        """One transaction per object, or per chunk of 99 endpoints if it holds more.
+
+        Chunks follow the sorted endpoint names of `counts` (known or not), so a
+        redelivered object splits the same way; each chunk has its own
+        idempotency record `{object_key}#chunk{n}`. True if any chunk was new.
+        """
+        names = sorted(counts)
+        chunks = [
+            names[i : i + ENDPOINTS_PER_TRANSACTION]
+            for i in range(0, len(names), ENDPOINTS_PER_TRANSACTION)
+        ] or [[]]
+        applied = False
+        for n, chunk in enumerate(chunks):
+            key = object_key if len(chunks) == 1 else f"{object_key}#chunk{n}"
+            applied |= self._apply_chunk(key, {name: counts[name] for name in chunk}, now)
+        return applied
+
+    def _apply_chunk(self, record_key: str, counts: CountsByEndpoint, now: float) -> bool:
+        record = {
+            "Put": {
+                "TableName": self.metrics_table,
+                "Item": {
+                    "endpoint_name": {"S": OBJECT_PREFIX + record_key},
+                    "applied_at": _n(now),
+                    "ttl": _n(int(now) + OBJECT_RECORD_TTL_SECONDS),
+                },
+                "ConditionExpression": "attribute_not_exists(endpoint_name)",
+            }
+        }
+        for attempt in range(MAX_ATTEMPTS):
+            actions = [record]
+            for endpoint_name, by_variant in counts.items():
+                current = self._endpoint_item(endpoint_name, consistent=True)
+                if current is None:
+                    continue
+                known = current["variants"]["M"]
+                deltas = {v: d for v, d in by_variant.items() if v in known and _nonzero(d)}
+                if deltas:
+                    actions.append({"Update": self._increments(endpoint_name, deltas)})
+            try:
+                self._call("transact_write_items", TransactItems=actions)
+                return True
+            except ClientError as error:
+                if _code(error) != "TransactionCanceledException":
+                    raise
+                reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+                if reasons and reasons[0] == "ConditionalCheckFailed":
+                    return False  # the idempotency record exists: applied before
+                if not set(reasons) <= _RETRYABLE_CANCELLATIONS:
+                    raise
+                # A variant was removed by a re-registration, or a concurrent
+                # transaction or throttling got in the way: re-read and retry.
+                _backoff(attempt)
+        raise StoreUnavailableError(f"aggregation of {record_key} contended")
+
+    def _increments(self, endpoint_name: str, deltas: Mapping[str, VariantCounts]) -> Item:
+        sets: list[str] = []
+        exists: list[str] = []
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        for i, (variant, d) in enumerate(deltas.items()):
+            names[f"#v{i}"] = variant
+            path = f"variants.#v{i}"
+            exists.append(f"attribute_exists({path})")
+            for field, short, delta in (
+                ("invocation_count", "i", d.invocation_count),
+                ("conversion_count", "c", d.conversion_count),
+                ("reward_sum", "r", d.reward_sum),
+            ):
+                if delta:
+                    sets.append(f"{path}.{field} = {path}.{field} + :{short}{i}")
+                    values[f":{short}{i}"] = _n(delta)
+        return {
+            "TableName": self.metrics_table,
+            "Key": {"endpoint_name": {"S": endpoint_name}},
+            "UpdateExpression": f"SET {', '.join(sets)}",
+            "ConditionExpression": " AND ".join(exists),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+
+
+def create_tables(client: Any, assignment_table: str, metrics_table: str) -> None:
+    """Create both tables (on-demand, TTL on `ttl`) with the schema the CDK stack deploys."""
+    keys = {
+        assignment_table: [("user_id", "HASH"), ("endpoint_name", "RANGE")],
+        metrics_table: [("endpoint_name", "HASH")],
+    }
+    for table, schema in keys.items():
+        client.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": name, "KeyType": kind} for name, kind in schema],
+            AttributeDefinitions=[
+                {"AttributeName": name, "AttributeType": "S"} for name, _ in schema
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    for table in keys:
+        client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1})
+        client.update_time_to_live(
+            TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"}
+        )
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Throttling, server faults and network failures become StoreUnavailableError."""
+    try:
+        yield
+    except (BotoConnectionError, HTTPClientError) as error:
+        raise StoreUnavailableError(f"DynamoDB unreachable: {error}") from error
+    except ClientError as error:
+        if _code(error) in _UNAVAILABLE_CODES:
+            raise StoreUnavailableError(f"DynamoDB unavailable: {_code(error)}") from error
+        raise
+
+
+def _variant(initial_weight: float, position: int) -> Item:
+    return {
+        "M": {
+            "initial_variant_weight": _n(float(initial_weight)),
+            "invocation_count": _n(0),
+            "conversion_count": _n(0),
+            "reward_sum": _n(0.0),
+            "position": _n(position),
+        }
+    }
+
+
+def _new_endpoint_item(config: EndpointConfig, now: float) -> Item:
+    return {
+        "endpoint_name": {"S": config.endpoint_name},
+        "strategy": {"S": config.strategy},
+        "epsilon": _n(float(config.epsilon)),
+        "warmup": _n(int(config.warmup)),
+        "status": {"S": ACTIVE},
+        "updated_at": _n(now),
+        "variants": {
+            "M": {v.name: _variant(v.initial_weight, i) for i, v in enumerate(config.variants)}
+        },
+    }
+
+
+def _reregistration(config: EndpointConfig, current: set[str], now: float) -> Item:
+    """UpdateItem arguments that change the variants in place, leaving counters untouched.
+
+    The condition pins the variant set that was read, so a concurrent
+    registration forces a retry, while increments (which never change the set)
+    neither conflict nor get overwritten.
+    """
+    sets = [
+        "strategy = :strategy",
+        "epsilon = :epsilon",
+        "warmup = :warmup",
+        "#status = :status",
+        "updated_at = :now",
+    ]
+    removes: list[str] = []
+    conditions: list[str] = []
+    names = {"#status": "status"}
+    values = {
+        ":strategy": {"S": config.strategy},
+        ":epsilon": _n(float(config.epsilon)),
+        ":warmup": _n(int(config.warmup)),
+        ":status": {"S": ACTIVE},
+        ":now": _n(now),
+    }
+    wanted = {v.name for v in config.variants}
+    for i, v in enumerate(config.variants):
+        names[f"#v{i}"] = v.name
+        path = f"variants.#v{i}"
+        if v.name in current:
+            sets += [f"{path}.initial_variant_weight = :w{i}", f"{path}.#position = :p{i}"]
+            values |= {f":w{i}": _n(float(v.initial_weight)), f":p{i}": _n(i)}
+            names["#position"] = "position"
+            conditions.append(f"attribute_exists({path})")
+        else:
+            sets.append(f"{path} = :v{i}")
+            values[f":v{i}"] = _variant(v.initial_weight, i)
+            conditions.append(f"attribute_not_exists({path})")
+    for i, name in enumerate(sorted(current - wanted)):
+        names[f"#r{i}"] = name
+        removes.append(f"variants.#r{i}")
+        conditions.append(f"attribute_exists(variants.#r{i})")
+    expression = f"SET {', '.join(sets)}" + (f" REMOVE {', '.join(removes)}" if removes else "")
+    return {
+        "UpdateExpression": expression,
+        "ConditionExpression": " AND ".join(conditions) or "attribute_exists(variants)",
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
+
+
+def _endpoint(item: Item) -> Endpoint:
+    variants = sorted(item["variants"]["M"].items(), key=lambda kv: _num(kv[1]["M"]["position"]))
+    metrics = tuple(
+        VariantMetrics(
+            variant_name=name,
+            initial_variant_weight=float(_num(v["M"]["initial_variant_weight"])),
+            invocation_count=int(_num(v["M"]["invocation_count"])),
+            conversion_count=int(_num(v["M"]["conversion_count"])),
+            reward_sum=float(_num(v["M"]["reward_sum"])),
+        )
+        for name, v in variants
+    )
+    return Endpoint(
+        endpoint_name=item["endpoint_name"]["S"],
+        strategy=item["strategy"]["S"],
+        epsilon=float(_num(item["epsilon"])),
+        warmup=int(_num(item["warmup"])),
+        variant_metrics=metrics,
+        status=item["status"]["S"],
+        updated_at=float(_num(item["updated_at"])),
+    )
+
+
+def _assignment(item: Item) -> Assignment:
+    return Assignment(
+        endpoint_name=item["endpoint_name"]["S"],
+        user_id=item["user_id"]["S"],
+        variant_name=item["variant_name"]["S"],
+        strategy=item["strategy"]["S"],
+        propensity=float(_num(item["propensity"])),
+        assigned_at=float(_num(item["assigned_at"])),
+        ttl=int(_num(item["ttl"])),
+    )
+
+
+def _n(value: int | float) -> dict[str, str]:
+    """A DynamoDB number; repr keeps every digit a float has."""
+    return {"N": str(value) if isinstance(value, int) else repr(float(value))}
+
+
+def _num(attribute: dict[str, str]) -> int | float:
+    text = attribute["N"]
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _nonzero(d: VariantCounts) -> bool:
+    return bool(d.invocation_count or d.conversion_count or d.reward_sum)
+
+
+def _code(error: ClientError) -> str:
+    return error.response.get("Error", {}).get("Code", "")
+
+
+def _backoff(attempt: int) -> None:
+    """Full jitter, from ~10 ms: losers of a race must not collide again in lockstep."""
+    time.sleep(random.uniform(0, 0.01 * 2**attempt))

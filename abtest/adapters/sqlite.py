@@ -1,0 +1,305 @@
+"""The Store on one SQLite file: the embedded runtime's assignments and metrics.
+
+Standard library only. WAL mode lets readers run beside the one writer; every
+write is a `BEGIN IMMEDIATE` transaction, so threads and processes sharing the
+file queue on the write lock (up to `busy_timeout`) instead of racing.
+Each thread gets its own connection: sqlite3 connections must not be shared.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from abtest.errors import StoreUnavailableError
+from abtest.records import (
+    ACTIVE,
+    DELETED,
+    Assignment,
+    CountsByEndpoint,
+    Endpoint,
+    EndpointConfig,
+)
+from bandit.metrics import VariantMetrics
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS assignments (
+    endpoint_name TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    variant_name TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    propensity REAL NOT NULL,
+    assigned_at REAL NOT NULL,
+    ttl INTEGER NOT NULL,
+    PRIMARY KEY (endpoint_name, user_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS conversions (
+    endpoint_name TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    inference_id TEXT NOT NULL,
+    ttl INTEGER NOT NULL,
+    PRIMARY KEY (endpoint_name, user_id, inference_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS endpoints (
+    endpoint_name TEXT PRIMARY KEY,
+    strategy TEXT NOT NULL,
+    epsilon REAL NOT NULL,
+    warmup INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS variants (
+    endpoint_name TEXT NOT NULL,
+    variant_name TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    initial_variant_weight REAL NOT NULL,
+    invocation_count INTEGER NOT NULL DEFAULT 0,
+    conversion_count INTEGER NOT NULL DEFAULT 0,
+    reward_sum REAL NOT NULL DEFAULT 0.0,
+    PRIMARY KEY (endpoint_name, variant_name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS applied_objects (
+    object_key TEXT PRIMARY KEY,
+    applied_at REAL NOT NULL
+);
+"""
+
+# Primary result codes meaning "the file is busy or cannot be reached", not a bug in a query.
+_UNAVAILABLE_CODES = frozenset(
+    {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR}
+)
+
+_SELECT_ASSIGNMENT = (
+    "SELECT variant_name, strategy, propensity, assigned_at, ttl FROM assignments"
+    " WHERE endpoint_name = ? AND user_id = ? AND ttl > ?"
+)
+# One statement, so the endpoint row and its variants come from one snapshot.
+_SELECT_ENDPOINT = (
+    "SELECT e.strategy, e.epsilon, e.warmup, e.status, e.updated_at, v.variant_name,"
+    " v.initial_variant_weight, v.invocation_count, v.conversion_count, v.reward_sum"
+    " FROM endpoints e LEFT JOIN variants v ON v.endpoint_name = e.endpoint_name"
+    " WHERE e.endpoint_name = ? ORDER BY v.position"
+)
+
+
+class SqliteStore:
+    """Store adapter over one SQLite file, safe for concurrent threads and processes."""
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
+        """Open (creating if needed) the database at `path`; the folder must exist.
+
+        `busy_timeout` is how long, in seconds, a write waits for the lock
+        before the store is reported unavailable.
+        """
+        self.path = str(path)
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        # Weak, so a finished thread's connection closes with its thread-local data.
+        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        with _translated():
+            self._connection().executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+
+    # -- connections -------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        # Keyed by pid too: a forked child must never reuse its parent's connection.
+        db = getattr(self._local, "db", None)
+        if db is not None and self._local.pid == os.getpid():
+            return db
+        db = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout,
+            isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+            check_same_thread=False,  # only so close() can close every thread's connection
+            factory=_Connection,
+        )
+        db.pid = os.getpid()
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        self._local.db, self._local.pid = db, db.pid
+        with self._lock:
+            self._connections.add(db)
+        return db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the write lock up front, so it cannot deadlock later."""
+        with _translated():
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            finally:
+                if db.in_transaction:  # the body or the COMMIT failed
+                    db.execute("ROLLBACK")
+
+    def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        with _translated():
+            return query(self._connection())
+
+    def close(self) -> None:
+        """Close every connection this store opened in this process (in any thread)."""
+        with self._lock:
+            connections, self._connections = list(self._connections), weakref.WeakSet()
+        for db in connections:
+            if db.pid == os.getpid():  # a parent's connection is the parent's to close
+                db.close()
+        self._local = threading.local()
+
+    # -- assignments -------------------------------------------------------
+
+    def get_assignment(self, endpoint_name: str, user_id: str, now: float) -> Assignment | None:
+        row = self._read(
+            lambda db: db.execute(_SELECT_ASSIGNMENT, (endpoint_name, user_id, now)).fetchone()
+        )
+        return _assignment(endpoint_name, user_id, row) if row else None
+
+    def create_assignment(self, assignment: Assignment, now: float) -> Assignment:
+        a = assignment
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO assignments VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (endpoint_name, user_id) DO UPDATE SET"
+                " variant_name = excluded.variant_name, strategy = excluded.strategy,"
+                " propensity = excluded.propensity, assigned_at = excluded.assigned_at,"
+                " ttl = excluded.ttl"
+                " WHERE assignments.ttl <= ?",
+                (
+                    a.endpoint_name,
+                    a.user_id,
+                    a.variant_name,
+                    a.strategy,
+                    a.propensity,
+                    a.assigned_at,
+                    a.ttl,
+                    now,
+                ),
+            )
+            row = db.execute(
+                "SELECT variant_name, strategy, propensity, assigned_at, ttl FROM assignments"
+                " WHERE endpoint_name = ? AND user_id = ?",
+                (a.endpoint_name, a.user_id),
+            ).fetchone()
+        return _assignment(a.endpoint_name, a.user_id, row)
+
+    def record_conversion(
+        self, endpoint_name: str, user_id: str, inference_id: str, ttl: int, now: float
+    ) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO conversions VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (endpoint_name, user_id, inference_id) DO UPDATE SET"
+                " ttl = excluded.ttl WHERE conversions.ttl <= ?",
+                (endpoint_name, user_id, inference_id, ttl, now),
+            )
+            return cursor.rowcount == 1
+
+    # -- endpoints ---------------------------------------------------------
+
+    def get_endpoint(self, endpoint_name: str) -> Endpoint | None:
+        rows = self._read(lambda db: db.execute(_SELECT_ENDPOINT, (endpoint_name,)).fetchall())
+        return _endpoint(endpoint_name, rows)
+
+    def register_endpoint(self, config: EndpointConfig, now: float) -> Endpoint:
+        names = [v.name for v in config.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate variant names in {config.endpoint_name}: {names}")
+        name = config.endpoint_name
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO endpoints VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (endpoint_name) DO UPDATE SET strategy = excluded.strategy,"
+                " epsilon = excluded.epsilon, warmup = excluded.warmup,"
+                " status = excluded.status, updated_at = excluded.updated_at",
+                (name, config.strategy, config.epsilon, config.warmup, ACTIVE, now),
+            )
+            marks = ", ".join("?" * len(names))
+            db.execute(
+                f"DELETE FROM variants WHERE endpoint_name = ? AND variant_name NOT IN ({marks})",
+                (name, *names),
+            )
+            db.executemany(
+                "INSERT INTO variants (endpoint_name, variant_name, position,"
+                " initial_variant_weight) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (endpoint_name, variant_name) DO UPDATE SET"
+                " position = excluded.position,"
+                " initial_variant_weight = excluded.initial_variant_weight",
+                [(name, v.name, i, v.initial_weight) for i, v in enumerate(config.variants)],
+            )
+            rows = db.execute(_SELECT_ENDPOINT, (name,)).fetchall()
+        endpoint = _endpoint(name, rows)
+        assert endpoint is not None  # written in the transaction above
+        return endpoint
+
+    def deregister_endpoint(self, endpoint_name: str, now: float) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE endpoints SET status = ?, updated_at = ? WHERE endpoint_name = ?",
+                (DELETED, now, endpoint_name),
+            )
+
+    def apply_counts(self, object_key: str, counts: CountsByEndpoint, now: float) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO applied_objects VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (object_key, now),
+            )
+            if cursor.rowcount != 1:
+                return False
+            # Unknown endpoints or variants match no row: ignored, as the port says.
+            db.executemany(
+                "UPDATE variants SET invocation_count = invocation_count + ?,"
+                " conversion_count = conversion_count + ?, reward_sum = reward_sum + ?"
+                " WHERE endpoint_name = ? AND variant_name = ?",
+                [
+                    (d.invocation_count, d.conversion_count, d.reward_sum, endpoint, variant)
+                    for endpoint, by_variant in counts.items()
+                    for variant, d in by_variant.items()
+                ],
+            )
+        return True
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that can be weakly referenced and knows the process that opened it."""
+
+    pid: int
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Busy, locked or unreachable database files become StoreUnavailableError."""
+    try:
+        yield
+    except sqlite3.OperationalError as error:
+        code = getattr(error, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF in _UNAVAILABLE_CODES:
+            raise StoreUnavailableError(f"SQLite store unavailable: {error}") from error
+        raise
+
+
+def _assignment(endpoint_name: str, user_id: str, row: tuple) -> Assignment:
+    variant_name, strategy, propensity, assigned_at, ttl = row
+    return Assignment(endpoint_name, user_id, variant_name, strategy, propensity, assigned_at, ttl)
+
+
+def _endpoint(endpoint_name: str, rows: list[tuple]) -> Endpoint | None:
+    if not rows:
+        return None
+    strategy, epsilon, warmup, status, updated_at = rows[0][:5]
+    metrics = tuple(
+        VariantMetrics(name, weight, invocations, conversions, rewards)
+        for *_, name, weight, invocations, conversions, rewards in rows
+        if name is not None
+    )
+    return Endpoint(endpoint_name, strategy, epsilon, warmup, metrics, status, updated_at)

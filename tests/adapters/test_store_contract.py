@@ -1,0 +1,690 @@
+"""The Store contract: the same tests run against SQLite and DynamoDB (moto).
+
+Adapter-specific checks (error translation details, SQLite across processes)
+follow the contract tests at the end of the file.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.stub import Stubber
+
+from abtest.adapters import dynamodb as dynamodb_module
+from abtest.adapters.dynamodb import DynamoDBStore
+from abtest.adapters.sqlite import SqliteStore
+from abtest.errors import StoreUnavailableError
+from abtest.records import (
+    ACTIVE,
+    DELETED,
+    Assignment,
+    EndpointConfig,
+    VariantConfig,
+    VariantCounts,
+)
+from bandit.metrics import VariantMetrics
+
+NOW = 1_700_000_000.0
+DAY = 24 * 3600
+ENDPOINT = "reviews-helpfulness"
+
+
+def assignment(variant: str, *, user: str = "u1", ttl: int = int(NOW) + DAY) -> Assignment:
+    return Assignment(ENDPOINT, user, variant, "ThompsonSampling", 0.5, NOW, ttl)
+
+
+def config(*variants: tuple[str, float], name: str = ENDPOINT, **params) -> EndpointConfig:
+    values = {"strategy": "ThompsonSampling", "epsilon": 0.1, "warmup": 0} | params
+    return EndpointConfig(name, variants=tuple(VariantConfig(n, w) for n, w in variants), **values)
+
+
+def counts(**by_variant: tuple[int, int, float]) -> dict[str, VariantCounts]:
+    return {v: VariantCounts(*c) for v, c in by_variant.items()}
+
+
+def metrics(store, name: str = ENDPOINT) -> dict[str, VariantMetrics]:
+    return {m.variant_name: m for m in store.get_endpoint(name).variant_metrics}
+
+
+def run_together(n: int, work) -> list:
+    """Run work(i) in n threads released at the same instant; return the results in order."""
+    barrier = threading.Barrier(n)
+
+    def task(i: int):
+        barrier.wait()
+        return work(i)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(task, range(n)))
+
+
+# -- assignments -------------------------------------------------------------
+
+
+def test_no_assignment_for_a_new_user(store):
+    assert store.get_assignment(ENDPOINT, "u1", NOW) is None
+
+
+def test_created_assignment_is_read_back(store):
+    stored = store.create_assignment(assignment("Champion1"), NOW)
+
+    assert stored == assignment("Champion1")
+    assert store.get_assignment(ENDPOINT, "u1", NOW) == assignment("Champion1")
+    assert store.get_assignment("other-endpoint", "u1", NOW) is None
+    assert store.get_assignment(ENDPOINT, "u2", NOW) is None
+
+
+def test_second_create_returns_the_first_assignment(store):
+    store.create_assignment(assignment("Champion1"), NOW)
+
+    stored = store.create_assignment(assignment("Challenger1"), NOW + 1)
+
+    assert stored.variant_name == "Champion1"
+    assert store.get_assignment(ENDPOINT, "u1", NOW + 1).variant_name == "Champion1"
+
+
+def test_concurrent_first_assignments_end_with_one_variant(store_kit):
+    # GIVEN 16 first requests of one user, each having picked a different variant
+    store = store_kit.store
+
+    # WHEN they all store their pick at the same instant
+    results = run_together(16, lambda i: store.create_assignment(assignment(f"v{i}"), NOW))
+
+    # THEN all get the winner's pick back, and only one record exists
+    assert len({r.variant_name for r in results}) == 1
+    assert store_kit.stored_assignments(ENDPOINT, "u1") == 1
+    assert store.get_assignment(ENDPOINT, "u1", NOW) == results[0]
+
+
+def test_assignment_is_absent_from_its_ttl_on(store):
+    ttl = int(NOW) + 60
+    store.create_assignment(assignment("Champion1", ttl=ttl), NOW)
+
+    assert store.get_assignment(ENDPOINT, "u1", ttl - 1) is not None
+    assert store.get_assignment(ENDPOINT, "u1", ttl) is None
+    assert store.get_assignment(ENDPOINT, "u1", ttl + DAY) is None
+
+
+def test_expired_assignment_is_replaced(store_kit):
+    store = store_kit.store
+    ttl = int(NOW) + 60
+    store.create_assignment(assignment("Champion1", ttl=ttl), NOW)
+
+    fresh = assignment("Challenger1", ttl=ttl + DAY)
+    stored = store.create_assignment(fresh, ttl + 5)
+
+    assert stored == fresh
+    assert store.get_assignment(ENDPOINT, "u1", ttl + 5) == fresh
+    assert store_kit.stored_assignments(ENDPOINT, "u1") == 1
+
+
+# -- conversions -------------------------------------------------------------
+
+
+def test_conversion_is_recorded_once_per_inference_id(store):
+    ttl = int(NOW) + DAY
+
+    assert store.record_conversion(ENDPOINT, "u1", "inf-1", ttl, NOW) is True
+    assert store.record_conversion(ENDPOINT, "u1", "inf-1", ttl, NOW + 1) is False
+    assert store.record_conversion(ENDPOINT, "u1", "inf-2", ttl, NOW) is True
+    assert store.record_conversion(ENDPOINT, "u2", "inf-1", ttl, NOW) is True
+    assert store.record_conversion("other-endpoint", "u1", "inf-1", ttl, NOW) is True
+
+
+def test_conversion_marker_does_not_hide_or_replace_the_assignment(store_kit):
+    store = store_kit.store
+    store.create_assignment(assignment("Champion1"), NOW)
+
+    store.record_conversion(ENDPOINT, "u1", "inf-1", int(NOW) + DAY, NOW)
+
+    assert store.get_assignment(ENDPOINT, "u1", NOW).variant_name == "Champion1"
+    assert store_kit.stored_assignments(ENDPOINT, "u1") == 1
+
+
+def test_concurrent_duplicate_conversions_record_exactly_one(store):
+    results = run_together(
+        8, lambda i: store.record_conversion(ENDPOINT, "u1", "inf-1", int(NOW) + DAY, NOW)
+    )
+
+    assert sorted(results) == [False] * 7 + [True]
+
+
+def test_expired_conversion_marker_counts_as_absent(store):
+    ttl = int(NOW) + 60
+    store.record_conversion(ENDPOINT, "u1", "inf-1", ttl, NOW)
+
+    assert store.record_conversion(ENDPOINT, "u1", "inf-1", ttl + DAY, ttl) is True
+
+
+# -- endpoints ---------------------------------------------------------------
+
+
+def test_unknown_endpoint_is_none(store):
+    assert store.get_endpoint("nobody") is None
+
+
+def test_registered_endpoint_keeps_variant_order_with_zero_counters(store):
+    returned = store.register_endpoint(
+        config(("Zeta", 2.0), ("Alpha", 1.0), ("Mu", 0.5), strategy="EpsilonGreedy", warmup=3),
+        NOW,
+    )
+
+    endpoint = store.get_endpoint(ENDPOINT)
+    assert endpoint == returned
+    assert endpoint.endpoint_name == ENDPOINT
+    assert (endpoint.strategy, endpoint.epsilon, endpoint.warmup) == ("EpsilonGreedy", 0.1, 3)
+    assert endpoint.status == ACTIVE
+    assert endpoint.updated_at == NOW
+    assert endpoint.variant_metrics == (
+        VariantMetrics("Zeta", 2.0, 0, 0, 0.0),
+        VariantMetrics("Alpha", 1.0, 0, 0, 0.0),
+        VariantMetrics("Mu", 0.5, 0, 0, 0.0),
+    )
+
+
+def test_reregistration_keeps_counters_of_kept_variants(store):
+    # GIVEN an endpoint whose variants have counted invocations
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0), ("C", 1.0)), NOW)
+    store.apply_counts("obj-1", {ENDPOINT: counts(A=(10, 2, 1.5), B=(7, 1, 1.0), C=(3, 0, 0))}, NOW)
+
+    # WHEN it is registered again with B dropped, D added and new parameters
+    endpoint = store.register_endpoint(
+        config(("C", 3.0), ("D", 1.0), ("A", 0.5), strategy="UCB1", epsilon=0.2, warmup=5),
+        NOW + 10,
+    )
+
+    # THEN kept variants keep their counters, in the new order, with the new weights
+    expected = (
+        VariantMetrics("C", 3.0, 3, 0, 0.0),
+        VariantMetrics("D", 1.0, 0, 0, 0.0),
+        VariantMetrics("A", 0.5, 10, 2, 1.5),
+    )
+    assert endpoint.variant_metrics == expected
+    assert store.get_endpoint(ENDPOINT).variant_metrics == expected
+    assert (endpoint.strategy, endpoint.epsilon, endpoint.warmup) == ("UCB1", 0.2, 5)
+    assert endpoint.updated_at == NOW + 10
+
+
+def test_a_variant_dropped_and_added_back_starts_from_zero(store):
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+    store.apply_counts("obj-1", {ENDPOINT: counts(B=(5, 1, 1.0))}, NOW)
+
+    store.register_endpoint(config(("A", 1.0)), NOW + 1)
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW + 2)
+
+    assert metrics(store)["B"] == VariantMetrics("B", 1.0, 0, 0, 0.0)
+
+
+def test_deregistered_endpoint_keeps_counters_with_status_deleted(store):
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+    store.apply_counts("obj-1", {ENDPOINT: counts(A=(4, 1, 1.0))}, NOW)
+
+    store.deregister_endpoint(ENDPOINT, NOW + 10)
+
+    endpoint = store.get_endpoint(ENDPOINT)
+    assert endpoint.status == DELETED
+    assert endpoint.updated_at == NOW + 10
+    assert metrics(store)["A"] == VariantMetrics("A", 1.0, 4, 1, 1.0)
+
+
+def test_registering_a_deleted_endpoint_again_reactivates_it_with_its_counters(store):
+    store.register_endpoint(config(("A", 1.0)), NOW)
+    store.apply_counts("obj-1", {ENDPOINT: counts(A=(4, 1, 1.0))}, NOW)
+    store.deregister_endpoint(ENDPOINT, NOW + 1)
+
+    endpoint = store.register_endpoint(config(("A", 1.0)), NOW + 2)
+
+    assert endpoint.status == ACTIVE
+    assert endpoint.variant_metrics == (VariantMetrics("A", 1.0, 4, 1, 1.0),)
+
+
+def test_deregistering_an_unknown_endpoint_creates_nothing(store):
+    store.deregister_endpoint("nobody", NOW)
+
+    assert store.get_endpoint("nobody") is None
+
+
+def test_duplicate_variant_names_are_refused(store):
+    with pytest.raises(ValueError, match="duplicate"):
+        store.register_endpoint(config(("A", 1.0), ("A", 2.0)), NOW)
+
+    assert store.get_endpoint(ENDPOINT) is None
+
+
+# -- aggregation -------------------------------------------------------------
+
+
+def test_apply_counts_adds_to_the_counters(store):
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+    store.register_endpoint(config(("X", 1.0), name="other"), NOW)
+
+    assert store.apply_counts(
+        "obj-1", {ENDPOINT: counts(A=(3, 1, 0.5), B=(2, 0, 0)), "other": counts(X=(1, 1, 1.0))}, NOW
+    )
+    assert store.apply_counts("obj-2", {ENDPOINT: counts(A=(4, 2, 0.25))}, NOW)
+
+    assert metrics(store) == {
+        "A": VariantMetrics("A", 1.0, 7, 3, 0.75),
+        "B": VariantMetrics("B", 1.0, 2, 0, 0.0),
+    }
+    assert metrics(store, "other") == {"X": VariantMetrics("X", 1.0, 1, 1, 1.0)}
+
+
+def test_fractional_rewards_sum_without_drift(store):
+    store.register_endpoint(config(("A", 1.0)), NOW)
+
+    for i in range(10):
+        store.apply_counts(f"obj-{i}", {ENDPOINT: counts(A=(1, 1, 0.1))}, NOW)
+
+    assert metrics(store)["A"].reward_sum == pytest.approx(1.0, abs=1e-12)
+
+
+def test_same_object_applied_twice_counts_once(store):
+    store.register_endpoint(config(("A", 1.0)), NOW)
+    delta = {ENDPOINT: counts(A=(5, 2, 2.0))}
+
+    assert store.apply_counts("s3://bucket/2026/11/29/obj-1.gz", delta, NOW) is True
+    assert store.apply_counts("s3://bucket/2026/11/29/obj-1.gz", delta, NOW + 60) is False
+
+    assert metrics(store)["A"] == VariantMetrics("A", 1.0, 5, 2, 2.0)
+
+
+def test_an_object_with_no_known_endpoint_is_still_recorded_as_applied(store):
+    assert store.apply_counts("obj-1", {"nobody": counts(A=(5, 0, 0))}, NOW) is True
+    assert store.apply_counts("obj-1", {}, NOW) is False
+
+
+def test_unknown_endpoints_and_variants_are_ignored(store):
+    store.register_endpoint(config(("A", 1.0)), NOW)
+
+    applied = store.apply_counts(
+        "obj-1",
+        {ENDPOINT: counts(A=(3, 1, 1.0), Ghost=(9, 9, 9.0)), "nobody": counts(A=(9, 9, 9))},
+        NOW,
+    )
+
+    assert applied is True
+    assert store.get_endpoint(ENDPOINT).variant_metrics == (VariantMetrics("A", 1.0, 3, 1, 1.0),)
+    assert store.get_endpoint("nobody") is None
+
+
+def test_applied_object_records_are_not_endpoints(store):
+    store.apply_counts("obj-1", {}, NOW)
+
+    assert store.get_endpoint("obj-1") is None
+    assert store.get_endpoint("#object#obj-1") is None
+
+
+def test_counts_still_apply_to_a_deleted_endpoint(store):
+    # Events delivered after Deleting were served before it: they belong to the statistics.
+    store.register_endpoint(config(("A", 1.0)), NOW)
+    store.deregister_endpoint(ENDPOINT, NOW + 1)
+
+    store.apply_counts("obj-1", {ENDPOINT: counts(A=(2, 1, 1.0))}, NOW + 2)
+
+    assert metrics(store)["A"] == VariantMetrics("A", 1.0, 2, 1, 1.0)
+
+
+def test_concurrent_objects_add_up_exactly(store):
+    # GIVEN 8 aggregators each applying its own objects to the same counters
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+
+    def aggregate(i: int) -> list[bool]:
+        return [
+            store.apply_counts(
+                f"obj-{i}-{j}", {ENDPOINT: counts(A=(i + 1, 1, 0.5), B=(1, 0, 0.0))}, NOW
+            )
+            for j in range(5)
+        ]
+
+    # WHEN they run at the same time
+    results = run_together(8, aggregate)
+
+    # THEN no increment is lost
+    assert all(all(r) for r in results)
+    assert metrics(store) == {
+        "A": VariantMetrics("A", 1.0, 5 * sum(range(1, 9)), 40, 20.0),
+        "B": VariantMetrics("B", 1.0, 40, 0, 0.0),
+    }
+
+
+def test_redelivered_object_applied_concurrently_counts_once(store):
+    store.register_endpoint(config(("A", 1.0)), NOW)
+
+    results = run_together(
+        8, lambda i: store.apply_counts("obj-1", {ENDPOINT: counts(A=(1, 1, 1))}, NOW)
+    )
+
+    assert sorted(results) == [False] * 7 + [True]
+    assert metrics(store)["A"] == VariantMetrics("A", 1.0, 1, 1, 1.0)
+
+
+def test_reregistration_racing_aggregation_loses_no_increment(store):
+    # GIVEN aggregators incrementing while registration re-runs (every InService event)
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+
+    def work(i: int) -> None:
+        for j in range(6):
+            if i == 0:
+                store.register_endpoint(config(("A", 1.0), ("B", 2.0)), NOW + j)
+            else:
+                store.apply_counts(
+                    f"obj-{i}-{j}", {ENDPOINT: counts(A=(1, 0, 0), B=(2, 1, 1))}, NOW
+                )
+
+    run_together(5, work)
+
+    # THEN every increment of the 4 aggregators is there
+    assert metrics(store) == {
+        "A": VariantMetrics("A", 1.0, 24, 0, 0.0),
+        "B": VariantMetrics("B", 2.0, 48, 24, 24.0),
+    }
+
+
+def test_an_object_touching_more_endpoints_than_one_transaction_holds(store, monkeypatch):
+    # DynamoDB splits an object past 99 endpoints (100 actions with the idempotency
+    # record); shrunk here to keep moto fast. SQLite ignores the setting.
+    monkeypatch.setattr(dynamodb_module, "ENDPOINTS_PER_TRANSACTION", 3)
+    names = [f"endpoint-{i:02}" for i in range(10)]
+    for name in names:
+        store.register_endpoint(config(("A", 1.0), name=name), NOW)
+    delta = {name: counts(A=(i, 1, 0.5)) for i, name in enumerate(names)}
+
+    assert store.apply_counts("obj-1", delta, NOW) is True
+    assert store.apply_counts("obj-1", delta, NOW) is False
+
+    assert [metrics(store, name)["A"].invocation_count for name in names] == list(range(10))
+
+
+# -- unavailability ----------------------------------------------------------
+
+
+def test_unreachable_store_raises_store_unavailable(unreachable_store):
+    store = unreachable_store
+    calls = [
+        lambda: store.get_assignment(ENDPOINT, "u1", NOW),
+        lambda: store.create_assignment(assignment("A"), NOW),
+        lambda: store.record_conversion(ENDPOINT, "u1", "inf-1", int(NOW) + DAY, NOW),
+        lambda: store.get_endpoint(ENDPOINT),
+        lambda: store.register_endpoint(config(("A", 1.0)), NOW),
+        lambda: store.deregister_endpoint(ENDPOINT, NOW),
+        lambda: store.apply_counts("obj-1", {ENDPOINT: counts(A=(1, 0, 0))}, NOW),
+    ]
+    for call in calls:
+        with pytest.raises(StoreUnavailableError):
+            call()
+
+
+# -- DynamoDB specifics ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    ],
+)
+def test_dynamodb_throttling_and_server_faults_are_store_unavailable(aws_credentials, code):
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    store = DynamoDBStore("assignment", "metrics", client=client)
+    with Stubber(client) as stub:
+        stub.add_client_error("get_item", service_error_code=code, http_status_code=400)
+
+        with pytest.raises(StoreUnavailableError) as raised:
+            store.get_assignment(ENDPOINT, "u1", NOW)
+
+    assert code in str(raised.value)
+
+
+def test_dynamodb_other_client_errors_propagate(dynamodb_store):
+    store = DynamoDBStore("no-such-table", "metrics", client=dynamodb_store.client)
+
+    with pytest.raises(ClientError) as raised:
+        store.get_assignment(ENDPOINT, "u1", NOW)
+
+    assert raised.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_dynamodb_request_path_round_trips(dynamodb_store, on_call):
+    # Returning user: one GetItem. New user: one conditional PutItem, and a loser of the
+    # race gets the winner from the failed condition, without a second read.
+    store = dynamodb_store
+    calls: list[str] = []
+    on_call("*", lambda model, **_: calls.append(model.name))
+
+    store.create_assignment(assignment("Champion1"), NOW)
+    assert calls == ["PutItem"]
+    store.get_assignment(ENDPOINT, "u1", NOW)
+    assert calls == ["PutItem", "GetItem"]
+    stored = store.create_assignment(assignment("Challenger1"), NOW)
+    assert stored.variant_name == "Champion1"
+    assert calls == ["PutItem", "GetItem", "PutItem"]
+
+
+def test_dynamodb_object_split_and_interrupted_is_completed_once(
+    dynamodb_store, on_call, monkeypatch
+):
+    # GIVEN an object split in chunks whose delivery fails after the first chunk
+    monkeypatch.setattr(dynamodb_module, "ENDPOINTS_PER_TRANSACTION", 2)
+    store = dynamodb_store
+    names = ["e0", "e1", "e2", "e3", "e4"]
+    for name in names:
+        store.register_endpoint(config(("A", 1.0), name=name), NOW)
+    delta = {name: counts(A=(1, 0, 0)) for name in names}
+    transactions = []
+
+    def fail_second_transaction(**_):
+        transactions.append(1)
+        if len(transactions) == 2:
+            raise EndpointConnectionError(endpoint_url="http://dynamodb")
+
+    on_call("TransactWriteItems", fail_second_transaction)
+    with pytest.raises(StoreUnavailableError):
+        store.apply_counts("obj-1", delta, NOW)
+
+    # WHEN the object is delivered again, and once more
+    assert store.apply_counts("obj-1", delta, NOW) is True
+    assert store.apply_counts("obj-1", delta, NOW) is False
+
+    # THEN every endpoint counted exactly once
+    assert [metrics(store, n)["A"].invocation_count for n in names] == [1, 1, 1, 1, 1]
+
+
+def test_dynamodb_variant_removed_between_read_and_increment_is_retried(dynamodb_store, on_call):
+    # GIVEN a registration that drops variant B just after aggregation read the endpoint
+    store = dynamodb_store
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+    raced = []
+
+    def reregister_once(**_):
+        if not raced:
+            raced.append(1)
+            store.register_endpoint(config(("A", 1.0)), NOW + 1)
+
+    on_call("TransactWriteItems", reregister_once)
+
+    # WHEN the counts are applied
+    applied = store.apply_counts("obj-1", {ENDPOINT: counts(A=(3, 1, 1), B=(5, 5, 5))}, NOW)
+
+    # THEN the cancelled transaction is retried without B, and B does not come back
+    assert applied is True
+    assert store.get_endpoint(ENDPOINT).variant_metrics == (VariantMetrics("A", 1.0, 3, 1, 1.0),)
+
+
+def cancelled(*reasons: str) -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+            "CancellationReasons": [{"Code": r} for r in reasons],
+        },
+        "TransactWriteItems",
+    )
+
+
+def test_dynamodb_transaction_conflict_is_retried(dynamodb_store, on_call):
+    # Real DynamoDB cancels concurrent transactions on one item; moto never does.
+    store = dynamodb_store
+    store.register_endpoint(config(("A", 1.0)), NOW)
+    failures = [cancelled("None", "TransactionConflict")]
+
+    def conflict_once(**_):
+        if failures:
+            raise failures.pop()
+
+    on_call("TransactWriteItems", conflict_once)
+
+    assert store.apply_counts("obj-1", {ENDPOINT: counts(A=(2, 1, 1))}, NOW) is True
+    assert metrics(store)["A"] == VariantMetrics("A", 1.0, 2, 1, 1.0)
+
+
+def test_dynamodb_transaction_cancelled_for_another_reason_propagates(dynamodb_store, on_call):
+    store = dynamodb_store
+    store.register_endpoint(config(("A", 1.0)), NOW)
+
+    def invalid(**_):
+        raise cancelled("None", "ValidationError")
+
+    on_call("TransactWriteItems", invalid)
+
+    with pytest.raises(ClientError):
+        store.apply_counts("obj-1", {ENDPOINT: counts(A=(2, 1, 1))}, NOW)
+
+
+def test_dynamodb_store_creates_its_client_on_first_use(dynamodb_store):
+    store = dynamodb_store
+    DynamoDBStore(store.assignment_table, store.metrics_table).create_assignment(
+        assignment("A"), NOW
+    )
+
+    assert store.get_assignment(ENDPOINT, "u1", NOW).variant_name == "A"
+
+
+# -- SQLite specifics --------------------------------------------------------
+
+
+def test_sqlite_in_a_missing_folder_is_store_unavailable(tmp_path):
+    with pytest.raises(StoreUnavailableError):
+        SqliteStore(tmp_path / "missing" / "abtest.db")
+
+
+def test_sqlite_write_lock_held_too_long_is_store_unavailable_and_reads_go_on(tmp_path):
+    # GIVEN another process holding the write lock longer than the busy timeout
+    path = tmp_path / "abtest.db"
+    store = SqliteStore(path, busy_timeout=0.05)
+    store.create_assignment(assignment("Champion1"), NOW)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        # THEN writes report the store unavailable, and reads (WAL) are not blocked
+        with pytest.raises(StoreUnavailableError):
+            store.create_assignment(assignment("Challenger1", user="u2"), NOW)
+        assert store.get_assignment(ENDPOINT, "u1", NOW).variant_name == "Champion1"
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    # AND once the lock is released, the store works again
+    assert store.create_assignment(assignment("Challenger1", user="u2"), NOW).user_id == "u2"
+    store.close()
+
+
+def test_sqlite_uses_wal_mode(tmp_path):
+    SqliteStore(tmp_path / "abtest.db").close()
+
+    with sqlite3.connect(tmp_path / "abtest.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_sqlite_data_survives_reopening(tmp_path):
+    store = SqliteStore(tmp_path / "abtest.db")
+    store.register_endpoint(config(("A", 1.0)), NOW)
+    store.create_assignment(assignment("A"), NOW)
+    store.close()
+
+    reopened = SqliteStore(tmp_path / "abtest.db")
+    assert reopened.get_assignment(ENDPOINT, "u1", NOW).variant_name == "A"
+    assert reopened.get_endpoint(ENDPOINT).variant_names == ("A",)
+    reopened.close()
+
+
+def test_sqlite_connections_of_finished_threads_are_closed(tmp_path):
+    # A server may run each request on a fresh thread: open files must not pile up.
+    store = SqliteStore(tmp_path / "abtest.db")
+
+    def database_files_open_after(threads: int) -> int:
+        for _ in range(threads):
+            thread = threading.Thread(target=store.get_assignment, args=(ENDPOINT, "u1", NOW))
+            thread.start()
+            thread.join()
+        gc.collect()
+        links = (os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd"))
+        return sum(link.startswith(str(tmp_path.resolve())) for link in links)
+
+    settled = database_files_open_after(60)  # SQLite keeps some closed descriptors for reuse
+    # A connection kept per finished thread would hold 2 more files each (db, wal).
+    assert database_files_open_after(60) - settled < 5
+    store.close()
+
+
+USERS = 10
+THREADS_PER_PROCESS = 4
+
+
+def _contend(store: SqliteStore, barrier, results, process: int) -> None:
+    """In a forked process: race for each user's first assignment from several threads."""
+
+    def task(thread: int) -> None:
+        for u in range(USERS):
+            barrier.wait()
+            stored = store.create_assignment(assignment(f"p{process}t{thread}", user=f"u{u}"), NOW)
+            results.put((u, stored.variant_name))
+
+    threads = [threading.Thread(target=task, args=(t,)) for t in range(THREADS_PER_PROCESS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def test_sqlite_first_assignment_is_conditional_across_processes(tmp_path):
+    # GIVEN two processes sharing the file (the store opened before fork, as a server would)
+    path = tmp_path / "abtest.db"
+    store = SqliteStore(path)
+    store.get_assignment(ENDPOINT, "u0", NOW)  # the parent's own connection, not to be reused
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(2 * THREADS_PER_PROCESS)
+    results = context.Queue()
+    processes = [
+        context.Process(target=_contend, args=(store, barrier, results, p)) for p in range(2)
+    ]
+    for p in processes:
+        p.start()
+
+    # WHEN 8 threads across both race for each user's first assignment
+    picks: dict[int, set[str]] = {}
+    for _ in range(2 * THREADS_PER_PROCESS * USERS):
+        user, variant = results.get(timeout=30)
+        picks.setdefault(user, set()).add(variant)
+    for p in processes:
+        p.join(timeout=30)
+
+    # THEN every user ended with one variant, stored once
+    assert [p.exitcode for p in processes] == [0, 0]
+    assert all(len(variants) == 1 for variants in picks.values())
+    assert len(picks) == USERS
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM assignments").fetchone()[0] == USERS
+    for user, (variant,) in picks.items():
+        assert store.get_assignment(ENDPOINT, f"u{user}", NOW).variant_name == variant
+    store.close()
