@@ -1,0 +1,200 @@
+"""EventSink on Kinesis Data Firehose: newline-delimited JSON, batched, retried, dead-lettered.
+
+By the time events are logged the user's invocation has happened, so `put` never raises
+for a delivery failure. What Firehose will not take after `max_attempts` goes to the SQS
+dead-letter queue; what SQS will not take either is logged at ERROR with the whole event,
+so every event ends up in Firehose, the queue, or CloudWatch Logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+logger = logging.getLogger("abtest")
+
+# PutRecordBatch limits: 500 records and 4 MB per call, 1,000 KiB per record (before base64).
+MAX_BATCH_RECORDS = 500
+MAX_BATCH_BYTES = 4_000_000
+MAX_RECORD_BYTES = 1000 * 1024
+# SendMessageBatch limits: 10 messages and 256 KiB per message and per call (attributes
+# included, hence the 1 KiB left for them).
+MAX_DLQ_BATCH_MESSAGES = 10
+MAX_DLQ_BYTES = 255 * 1024
+
+BASE_DELAY_SECONDS = 0.05
+MAX_DELAY_SECONDS = 1.0
+
+RECORD_TOO_LARGE = "RecordTooLarge"
+
+
+def encode_event(event: Mapping[str, Any]) -> bytes:
+    """One compact JSON line, so the delivered S3 objects are JSON lines."""
+    return (json.dumps(event, separators=(",", ":")) + "\n").encode()
+
+
+def _error_code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code") or type(exc).__name__)
+    return type(exc).__name__
+
+
+def _batches(
+    items: list[tuple[int, bytes]], max_count: int, max_bytes: int
+) -> Iterator[list[tuple[int, bytes]]]:
+    """Consecutive groups of (index, data) within both limits; each item must fit alone."""
+    batch: list[tuple[int, bytes]] = []
+    size = 0
+    for item in items:
+        if batch and (len(batch) == max_count or size + len(item[1]) > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += len(item[1])
+    if batch:
+        yield batch
+
+
+class FirehoseSink:
+    def __init__(
+        self,
+        delivery_stream_name: str,
+        *,
+        client: Any = None,
+        dead_letter_queue_url: str | None = None,
+        sqs_client: Any = None,
+        max_attempts: int = 3,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Clients default to `boto3.client(...)`, created on first use (not at import)."""
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.delivery_stream_name = delivery_stream_name
+        self.dead_letter_queue_url = dead_letter_queue_url
+        self.max_attempts = max_attempts
+        self._client = client
+        self._sqs_client = sqs_client
+        self._sleep = sleep
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3  # here, not at import: boto3 costs ~0.3 s of cold start
+
+            self._client = boto3.client("firehose")
+        return self._client
+
+    @property
+    def sqs_client(self) -> Any:
+        if self._sqs_client is None:
+            import boto3
+
+            self._sqs_client = boto3.client("sqs")
+        return self._sqs_client
+
+    def put(self, events: list[Mapping[str, Any]]) -> None:
+        records = [encode_event(event) for event in events]
+        # One oversized record would make Firehose reject the whole call: keep it out.
+        too_large = {
+            i: RECORD_TOO_LARGE for i, r in enumerate(records) if len(r) > MAX_RECORD_BYTES
+        }
+        pending = [(i, r) for i, r in enumerate(records) if i not in too_large]
+        errors: dict[int, str] = {}
+        for attempt in range(self.max_attempts):
+            if attempt:
+                self._sleep(min(BASE_DELAY_SECONDS * 2 ** (attempt - 1), MAX_DELAY_SECONDS))
+            errors = {}
+            for batch in _batches(pending, MAX_BATCH_RECORDS, MAX_BATCH_BYTES):
+                errors.update(self._put_batch(batch))
+            if not errors:
+                break
+            pending = [(i, records[i]) for i in sorted(errors)]
+        undelivered = too_large | errors
+        if undelivered:
+            self._dead_letter(records, dict(sorted(undelivered.items())))
+
+    def _put_batch(self, batch: list[tuple[int, bytes]]) -> dict[int, str]:
+        """Index -> error code of the records Firehose did not take; a failed call fails all."""
+        try:
+            response = self.client.put_record_batch(
+                DeliveryStreamName=self.delivery_stream_name,
+                Records=[{"Data": data} for _, data in batch],
+            )
+        except (BotoCoreError, ClientError) as exc:
+            code = _error_code(exc)
+            logger.warning("Firehose PutRecordBatch failed for %d records: %s", len(batch), exc)
+            return {i: code for i, _ in batch}
+        if not response.get("FailedPutCount"):
+            return {}
+        return {
+            i: result["ErrorCode"]
+            for (i, _), result in zip(batch, response["RequestResponses"], strict=True)
+            if result.get("ErrorCode")
+        }
+
+    def _dead_letter(self, records: list[bytes], codes: dict[int, str]) -> None:
+        """Send undelivered records to the queue; log at ERROR whatever the queue does not take."""
+        if self.dead_letter_queue_url is None:
+            for i, code in codes.items():
+                self._log_undelivered(records[i], code, "no dead-letter queue")
+            return
+        sendable = []
+        for i, code in codes.items():
+            if len(records[i]) > MAX_DLQ_BYTES:
+                self._log_undelivered(records[i], code, "too large for the dead-letter queue")
+            else:
+                sendable.append((i, records[i]))
+        queued = 0
+        for batch in _batches(sendable, MAX_DLQ_BATCH_MESSAGES, MAX_DLQ_BYTES):
+            refused = self._send_batch(batch, codes)
+            queued += len(batch) - len(refused)
+            for i, reason in refused.items():
+                self._log_undelivered(records[i], codes[i], reason)
+        if queued:
+            logger.warning(
+                "%d events not delivered to Firehose stream %s went to the dead-letter queue",
+                queued,
+                self.delivery_stream_name,
+            )
+
+    def _send_batch(self, batch: list[tuple[int, bytes]], codes: dict[int, str]) -> dict[int, str]:
+        """Index -> reason, for the messages SQS did not take."""
+        entries = [
+            {
+                "Id": str(i),
+                # The record exactly as Firehose would have had it, so a redrive sends it as is.
+                "MessageBody": data.decode(),
+                "MessageAttributes": {
+                    "ErrorCode": {"DataType": "String", "StringValue": codes[i]},
+                    "DeliveryStreamName": {
+                        "DataType": "String",
+                        "StringValue": self.delivery_stream_name,
+                    },
+                },
+            }
+            for i, data in batch
+        ]
+        try:
+            response = self.sqs_client.send_message_batch(
+                QueueUrl=self.dead_letter_queue_url, Entries=entries
+            )
+        except (BotoCoreError, ClientError) as exc:
+            return {i: f"dead-letter queue failed: {_error_code(exc)}" for i, _ in batch}
+        return {
+            int(f["Id"]): f"dead-letter queue failed: {f.get('Code', 'unknown')}"
+            for f in response.get("Failed", [])
+        }
+
+    def _log_undelivered(self, data: bytes, code: str, reason: str) -> None:
+        logger.error(
+            "event not delivered to Firehose stream %s (%s; %s): %s",
+            self.delivery_stream_name,
+            code,
+            reason,
+            data.decode().rstrip("\n"),
+        )

@@ -1,0 +1,140 @@
+"""EventArchive on S3: stream the objects Firehose delivered, keep rejected lines beside them."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, BinaryIO
+from urllib.parse import unquote_plus
+
+from botocore.exceptions import ClientError
+
+from abtest.errors import NotFoundError
+from abtest.records import RejectedLine
+
+GZIP_MAGIC = b"\x1f\x8b"
+CHUNK_BYTES = 1 << 20  # read and decompress 1 MiB at a time: memory stays flat, calls stay few
+
+
+class S3EventArchive:
+    def __init__(self, bucket: str, *, client: Any = None, rejected_prefix: str = "rejected/"):
+        """The client defaults to `boto3.client("s3")`, created on first use (not at import).
+
+        Rejected lines go under `rejected_prefix`: keep that prefix out of the bucket
+        notification that triggers aggregation, or rejected files would be aggregated too.
+        """
+        self.bucket = bucket
+        self.rejected_prefix = rejected_prefix
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3  # here, not at import: boto3 costs ~0.3 s of cold start
+
+            self._client = boto3.client("s3")
+        return self._client
+
+    def read_lines(self, object_key: str) -> Iterator[bytes]:
+        """The object's non-blank lines, without their line ends; gzip is told by its magic bytes.
+
+        The key's suffix is not trusted: Firehose's file extension depends on stream
+        settings, and objects get copied and renamed. A missing object is a NotFoundError.
+        """
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=object_key)["Body"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise NotFoundError(f"no object s3://{self.bucket}/{object_key}") from exc
+            raise
+        try:
+            yield from iter_lines(body)
+        finally:
+            body.close()
+
+    def put_rejected(self, object_key: str, rejected: Iterable[RejectedLine]) -> None:
+        lines = [
+            json.dumps({"line_number": r.line_number, "reason": r.reason, "line": r.line}) + "\n"
+            for r in rejected
+        ]
+        if not lines:
+            return
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=f"{self.rejected_prefix}{object_key}.jsonl",
+            Body="".join(lines).encode(),
+            ContentType="application/x-ndjson",
+        )
+
+
+def iter_lines(stream: BinaryIO) -> Iterator[bytes]:
+    """Non-blank lines of a plain or gzip stream, read in bounded chunks."""
+    chunks = _chunks(stream)
+    first = b""
+    for chunk in chunks:  # a short read may return under two bytes; gather enough to tell
+        first += chunk
+        if len(first) >= len(GZIP_MAGIC):
+            break
+    if not first:
+        return
+    head = _prepend(first, chunks)
+    yield from _split_lines(_gunzip(head) if first.startswith(GZIP_MAGIC) else head)
+
+
+def _chunks(stream: BinaryIO) -> Iterator[bytes]:
+    while chunk := stream.read(CHUNK_BYTES):
+        yield chunk
+
+
+def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
+def _gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Decompress gzip (one member or several in a row), at most CHUNK_BYTES out per step.
+
+    The output bound matters: a small compressed chunk of repetitive events can expand a
+    thousandfold.
+    """
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    fed = False  # has the current member had any input
+    for chunk in chunks:
+        data = chunk
+        while data:
+            fed = True
+            yield inflater.decompress(data, CHUNK_BYTES)
+            if inflater.eof:  # a member ended; what follows is the next member
+                data = inflater.unused_data
+                inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                fed = False
+            else:
+                data = inflater.unconsumed_tail
+    if fed:
+        yield inflater.flush()
+        if not inflater.eof:
+            raise EOFError("gzip object ended before its end-of-stream marker (truncated?)")
+
+
+def _split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    partial = b""
+    for chunk in chunks:
+        if not chunk:
+            continue
+        lines = (partial + chunk).split(b"\n")
+        partial = lines.pop()
+        for line in lines:
+            if line.strip():
+                yield line
+    if partial.strip():
+        yield partial
+
+
+def object_keys_from_s3_event(event: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(bucket, key) of each ObjectCreated record; S3 URL-encodes keys in notifications."""
+    return [
+        (record["s3"]["bucket"]["name"], unquote_plus(record["s3"]["object"]["key"]))
+        for record in event.get("Records", [])
+        if record.get("eventName", "ObjectCreated:").startswith("ObjectCreated:")
+    ]

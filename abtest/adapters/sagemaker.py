@@ -1,0 +1,174 @@
+"""SageMaker: invoke a production variant (runtime), and describe an endpoint (registration)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from abtest.adapters.endpoint_tags import parse_strategy_params
+from abtest.errors import ConflictError, ModelError, NotFoundError
+from abtest.ports import ModelResult
+from abtest.records import EndpointConfig, VariantConfig
+
+# What the runtime says for a missing endpoint: "Endpoint <name> of account <id> not found."
+_ENDPOINT_NOT_FOUND = re.compile(r"Endpoint \S+ of account \S+ not found", re.IGNORECASE)
+# SageMaker's default when an endpoint config leaves InitialVariantWeight out.
+DEFAULT_VARIANT_WEIGHT = 1.0
+
+
+def _client(service: str) -> Any:
+    import boto3  # here, not at import: boto3 costs ~0.3 s of cold start
+
+    return boto3.client(service)
+
+
+def _error(exc: ClientError) -> tuple[str, str]:
+    error = exc.response.get("Error", {})
+    return str(error.get("Code", "")), str(error.get("Message", ""))
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+class SageMakerModelEndpoint:
+    """ModelEndpoint on the SageMaker runtime: `invoke_endpoint` with TargetVariant."""
+
+    def __init__(self, *, client: Any = None) -> None:
+        """The client defaults to `boto3.client("sagemaker-runtime")`, created on first use."""
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = _client("sagemaker-runtime")
+        return self._client
+
+    def invoke(
+        self,
+        endpoint_name: str,
+        variant_name: str | None,
+        data: str,
+        content_type: str,
+        inference_id: str,
+    ) -> ModelResult:
+        params: dict[str, Any] = {
+            "EndpointName": endpoint_name,
+            "Body": data.encode(),
+            "ContentType": content_type,
+            "Accept": "application/json",
+            "InferenceId": inference_id,
+        }
+        if variant_name is not None:
+            params["TargetVariant"] = variant_name
+        variant = variant_name or "(chosen by the endpoint)"
+        try:
+            response = self.client.invoke_endpoint(**params)
+            body = response["Body"].read()
+        except ClientError as exc:
+            raise _invoke_error(exc, endpoint_name, variant_name) from exc
+        except BotoCoreError as exc:  # timeouts, connection errors
+            raise _model_error(endpoint_name, variant, type(exc).__name__, str(exc)) from exc
+        answered = response.get("InvokedProductionVariant") or variant_name or ""
+        if not _is_json(response.get("ContentType", "")):
+            return ModelResult(answered, body.decode(errors="replace"))
+        try:
+            return ModelResult(answered, json.loads(body))
+        except ValueError as exc:
+            raise _model_error(
+                endpoint_name, answered, "InvalidJSON", f"response is not valid JSON: {exc}"
+            ) from exc
+
+
+def _invoke_error(exc: ClientError, endpoint_name: str, variant_name: str | None) -> Exception:
+    code, message = _error(exc)
+    variant = variant_name or "(chosen by the endpoint)"
+    if code in ("ValidationError", "ValidationException"):
+        if _ENDPOINT_NOT_FOUND.match(message):
+            return NotFoundError(f"endpoint {endpoint_name} not found: {message}")
+        # A TargetVariant the endpoint lacks is a ValidationError whose message names it.
+        if variant_name is not None and (variant_name in message or "variant" in message.lower()):
+            return ConflictError(
+                f"variant {variant_name} is not on endpoint {endpoint_name}: {message}",
+                details=[{"field": "endpoint_variant", "message": message}],
+            )
+    return _model_error(endpoint_name, variant, code or type(exc).__name__, message, exc)
+
+
+def _model_error(
+    endpoint_name: str, variant: str, code: str, message: str, exc: ClientError | None = None
+) -> ModelError:
+    detail: dict[str, Any] = {"endpoint_name": endpoint_name, "variant_name": variant, "code": code}
+    if exc is not None and "OriginalStatusCode" in exc.response:
+        # A ModelError carries what the model container itself answered.
+        detail["model_status"] = exc.response["OriginalStatusCode"]
+    return ModelError(f"variant {variant} failed: {code}: {message}", details=[detail])
+
+
+class SageMakerEndpointCatalog:
+    """EndpointCatalog on SageMaker: DescribeEndpoint weights and the `ab-testing:*` tags."""
+
+    def __init__(self, *, client: Any = None) -> None:
+        """The client defaults to `boto3.client("sagemaker")`, created on first use."""
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = _client("sagemaker")
+        return self._client
+
+    def describe(self, endpoint_name: str) -> EndpointConfig:
+        try:
+            endpoint = self.client.describe_endpoint(EndpointName=endpoint_name)
+        except ClientError as exc:
+            code, message = _error(exc)
+            # SageMaker answers a missing endpoint with: Could not find endpoint "<arn>".
+            missing = "could not find endpoint" in message.lower()
+            if code in ("ValidationException", "ValidationError") and missing:
+                raise NotFoundError(f"endpoint {endpoint_name} not found") from exc
+            raise
+        strategy, epsilon, warmup = parse_strategy_params(self._tags(endpoint["EndpointArn"]))
+        return EndpointConfig(
+            endpoint_name=endpoint_name,
+            strategy=strategy,
+            epsilon=epsilon,
+            warmup=warmup,
+            variants=self._variants(endpoint),
+        )
+
+    def _variants(self, endpoint: dict[str, Any]) -> tuple[VariantConfig, ...]:
+        """Current weights; the endpoint config's initial ones where the endpoint has none yet."""
+        current = {
+            v["VariantName"]: v.get("CurrentWeight") for v in endpoint.get("ProductionVariants", [])
+        }
+        if current and all(w is not None for w in current.values()):
+            return tuple(VariantConfig(name, float(w)) for name, w in current.items())
+        config = self.client.describe_endpoint_config(
+            EndpointConfigName=endpoint["EndpointConfigName"]
+        )
+        initial = {
+            v["VariantName"]: float(v.get("InitialVariantWeight", DEFAULT_VARIANT_WEIGHT))
+            for v in config["ProductionVariants"]
+        }
+        variants = []
+        for name in current or initial:  # an endpoint still creating may list no variants yet
+            weight = current.get(name)
+            if weight is None:
+                weight = initial.get(name, DEFAULT_VARIANT_WEIGHT)
+            variants.append(VariantConfig(name, float(weight)))
+        return tuple(variants)
+
+    def _tags(self, arn: str) -> dict[str, str]:
+        tags: dict[str, str] = {}
+        params = {"ResourceArn": arn}
+        while True:
+            page = self.client.list_tags(**params)
+            tags.update((t["Key"], t["Value"]) for t in page.get("Tags", []))
+            if not page.get("NextToken"):
+                return tags
+            params["NextToken"] = page["NextToken"]

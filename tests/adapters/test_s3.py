@@ -1,0 +1,174 @@
+"""S3EventArchive on moto S3: plain and gzip objects, streaming, rejected lines, event keys."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tracemalloc
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from abtest.adapters.s3 import S3EventArchive, object_keys_from_s3_event
+from abtest.errors import NotFoundError
+from abtest.records import RejectedLine
+
+BUCKET = "abtest-events-bucket"
+KEY = "2026/01/02/03/abtest-events-1-2026-01-02-03-04-05-abc"  # no suffix to go by
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+@pytest.fixture
+def archive(s3):
+    return S3EventArchive(BUCKET, client=s3)
+
+
+def _lines(n: int, start: int = 0) -> list[bytes]:
+    return [
+        json.dumps({"type": "invocation", "user_id": f"user-{i}", "propensity": 0.5}).encode()
+        for i in range(start, start + n)
+    ]
+
+
+def test_plain_object_lines_without_line_ends_and_blank_lines(s3, archive):
+    lines = _lines(3)
+    s3.put_object(Bucket=BUCKET, Key=KEY, Body=lines[0] + b"\n\n" + lines[1] + b"\n  \n" + lines[2])
+    assert list(archive.read_lines(KEY)) == lines
+
+
+def test_gzip_object_is_recognised_by_its_bytes_not_its_key(s3, archive):
+    lines = _lines(100)
+    s3.put_object(Bucket=BUCKET, Key=KEY, Body=gzip.compress(b"\n".join(lines) + b"\n"))
+    assert list(archive.read_lines(KEY)) == lines
+
+
+def test_a_plain_object_named_gz_is_read_as_plain(s3, archive):
+    lines = _lines(2)
+    s3.put_object(Bucket=BUCKET, Key=f"{KEY}.gz", Body=b"\n".join(lines))
+    assert list(archive.read_lines(f"{KEY}.gz")) == lines
+
+
+def test_concatenated_gzip_members_are_all_read(s3, archive):
+    first, second = _lines(5), _lines(5, start=5)
+    body = gzip.compress(b"\n".join(first) + b"\n") + gzip.compress(b"\n".join(second) + b"\n")
+    s3.put_object(Bucket=BUCKET, Key=KEY, Body=body)
+    assert list(archive.read_lines(KEY)) == first + second
+
+
+def test_a_truncated_gzip_object_raises_instead_of_reading_part_of_it(s3, archive):
+    body = gzip.compress(b"\n".join(_lines(1000)) + b"\n")
+    s3.put_object(Bucket=BUCKET, Key=KEY, Body=body[: len(body) // 2])
+    with pytest.raises(EOFError):
+        list(archive.read_lines(KEY))
+
+
+def test_an_empty_object_has_no_lines(s3, archive):
+    s3.put_object(Bucket=BUCKET, Key=KEY, Body=b"")
+    assert list(archive.read_lines(KEY)) == []
+
+
+def test_a_missing_object_is_not_found(archive):
+    with pytest.raises(NotFoundError, match="no-such-key"):
+        list(archive.read_lines("no-such-key"))
+
+
+def test_a_large_gzip_object_is_streamed_in_bounded_memory(s3, archive):
+    # GIVEN a gzip object of about 50 MB of events once decompressed
+    template = (
+        '{"type":"invocation","timestamp":%d.25,"endpoint_name":"reviews","variant_name":'
+        '"Challenger1","user_id":"user-%d","inference_id":"%032x","strategy":'
+        '"ThompsonSampling","propensity":0.%d}'
+    )
+    count = 300_000
+    raw = "\n".join(template % (1_700_000_000 + i, i, i * 7919, i % 97) for i in range(count))
+    plain = raw.encode()
+    del raw
+    s3.put_object(Bucket=BUCKET, Key=KEY, Body=gzip.compress(plain, compresslevel=1))
+    size = len(plain)
+    first, last = plain[: plain.index(b"\n")], plain[plain.rindex(b"\n") + 1 :]
+    del plain
+    assert size > 50_000_000
+    # WHEN its lines are read one at a time
+    tracemalloc.start()
+    try:
+        n = 0
+        seen_first = seen_last = None
+        for line in archive.read_lines(KEY):
+            if n == 0:
+                seen_first = line
+            seen_last = line
+            n += 1
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # THEN every line arrives intact and memory stays far below the object's size
+    assert n == count
+    assert (seen_first, seen_last) == (first, last)
+    assert peak < size / 3, f"peak {peak / 1e6:.1f} MB for a {size / 1e6:.1f} MB object"
+
+
+def test_rejected_lines_are_kept_beside_the_object(s3, archive):
+    rejected = [
+        RejectedLine(3, "not JSON", "{oops"),
+        RejectedLine(7, "unknown endpoint", '{"endpoint_name": "gone"}'),
+    ]
+    archive.put_rejected(KEY, rejected)
+    body = s3.get_object(Bucket=BUCKET, Key=f"rejected/{KEY}.jsonl")["Body"].read()
+    assert [json.loads(line) for line in body.splitlines()] == [
+        {"line_number": 3, "reason": "not JSON", "line": "{oops"},
+        {"line_number": 7, "reason": "unknown endpoint", "line": '{"endpoint_name": "gone"}'},
+    ]
+
+
+def test_rejected_prefix_is_configurable(s3):
+    S3EventArchive(BUCKET, client=s3, rejected_prefix="errors/").put_rejected(
+        KEY, iter([RejectedLine(1, "bad", "x")])
+    )
+    assert s3.list_objects_v2(Bucket=BUCKET)["Contents"][0]["Key"] == f"errors/{KEY}.jsonl"
+
+
+def test_nothing_is_written_when_no_line_was_rejected(s3, archive):
+    archive.put_rejected(KEY, [])
+    assert s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
+
+
+def _record(key: str, event_name: str = "ObjectCreated:Put") -> dict:
+    return {
+        "eventSource": "aws:s3",
+        "eventName": event_name,
+        "s3": {"bucket": {"name": BUCKET}, "object": {"key": key, "size": 10}},
+    }
+
+
+def test_object_keys_are_url_decoded_from_the_notification():
+    event = {
+        "Records": [
+            _record("2026/01/02/abtest+events-1-2026%3A01.gz"),
+            _record("plain/key", "ObjectCreated:CompleteMultipartUpload"),
+            _record("removed/key", "ObjectRemoved:Delete"),
+        ]
+    }
+    assert object_keys_from_s3_event(event) == [
+        (BUCKET, "2026/01/02/abtest events-1-2026:01.gz"),
+        (BUCKET, "plain/key"),
+    ]
+
+
+def test_the_s3_test_event_has_no_objects():
+    event = {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": BUCKET}
+    assert object_keys_from_s3_event(event) == []

@@ -1,0 +1,408 @@
+"""SageMaker adapters: the runtime through botocore Stubber, the catalog through moto."""
+
+from __future__ import annotations
+
+import io
+
+import boto3
+import pytest
+from botocore.exceptions import ReadTimeoutError
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from abtest.adapters.endpoint_tags import (
+    EPSILON_TAG,
+    STRATEGY_TAG,
+    WARMUP_TAG,
+    parse_epsilon,
+    parse_strategy,
+    parse_strategy_params,
+    parse_warmup,
+)
+from abtest.adapters.sagemaker import SageMakerEndpointCatalog, SageMakerModelEndpoint
+from abtest.errors import ConfigError, ConflictError, ModelError, NotFoundError
+from abtest.ports import ModelResult
+from abtest.records import VariantConfig
+
+ENDPOINT = "reviews-helpfulness"
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+# ---- runtime: invoke_endpoint ---------------------------------------------------------
+
+
+@pytest.fixture
+def runtime(aws_env):
+    client = boto3.client("sagemaker-runtime", region_name="us-east-1")
+    with Stubber(client) as stubber:
+        yield SageMakerModelEndpoint(client=client), stubber
+        stubber.assert_no_pending_responses()
+
+
+def _body(payload: bytes) -> StreamingBody:
+    return StreamingBody(io.BytesIO(payload), len(payload))
+
+
+def _request(variant: str | None = "Challenger1") -> dict:
+    params = {
+        "EndpointName": ENDPOINT,
+        "Body": b'{"text": "great"}',
+        "ContentType": "application/json",
+        "Accept": "application/json",
+        "InferenceId": "inf-1",
+    }
+    if variant is not None:
+        params["TargetVariant"] = variant
+    return params
+
+
+def _invoke(endpoint: SageMakerModelEndpoint, variant: str | None = "Challenger1") -> ModelResult:
+    return endpoint.invoke(ENDPOINT, variant, '{"text": "great"}', "application/json", "inf-1")
+
+
+def test_invoke_targets_the_variant_and_parses_json(runtime):
+    # GIVEN the endpoint answers JSON from the targeted variant
+    endpoint, stubber = runtime
+    stubber.add_response(
+        "invoke_endpoint",
+        {
+            "Body": _body(b'{"score": 0.93}'),
+            "ContentType": "application/json",
+            "InvokedProductionVariant": "Challenger1",
+        },
+        _request("Challenger1"),
+    )
+    # WHEN invoked with a variant THEN TargetVariant and InferenceId are sent, JSON comes back
+    assert _invoke(endpoint) == ModelResult("Challenger1", {"score": 0.93})
+
+
+def test_invoke_without_variant_lets_the_endpoint_choose_and_reports_its_choice(runtime):
+    endpoint, stubber = runtime
+    stubber.add_response(
+        "invoke_endpoint",
+        {
+            "Body": _body(b"[1, 2]"),
+            "ContentType": "application/json; charset=utf-8",
+            "InvokedProductionVariant": "Champion1",
+        },
+        _request(None),  # no TargetVariant key at all
+    )
+    assert _invoke(endpoint, None) == ModelResult("Champion1", [1, 2])
+
+
+def test_invoke_returns_text_when_the_model_answers_something_else_than_json(runtime):
+    endpoint, stubber = runtime
+    stubber.add_response(
+        "invoke_endpoint",
+        {
+            "Body": _body("0.5,positive,é".encode()),
+            "ContentType": "text/csv",
+            "InvokedProductionVariant": "Challenger1",
+        },
+        _request(),
+    )
+    assert _invoke(endpoint) == ModelResult("Challenger1", "0.5,positive,é")
+
+
+def test_invalid_json_under_a_json_content_type_is_a_model_error(runtime):
+    endpoint, stubber = runtime
+    stubber.add_response(
+        "invoke_endpoint",
+        {
+            "Body": _body(b"{not json"),
+            "ContentType": "application/json",
+            "InvokedProductionVariant": "Challenger1",
+        },
+        _request(),
+    )
+    with pytest.raises(ModelError, match="variant Challenger1 failed"):
+        _invoke(endpoint)
+
+
+def test_unknown_endpoint_is_not_found(runtime):
+    endpoint, stubber = runtime
+    stubber.add_client_error(
+        "invoke_endpoint",
+        service_error_code="ValidationError",
+        service_message=f"Endpoint {ENDPOINT} of account 123456789012 not found.",
+        http_status_code=400,
+    )
+    with pytest.raises(NotFoundError) as raised:
+        _invoke(endpoint)
+    assert raised.value.status == 404
+    assert ENDPOINT in raised.value.message
+
+
+def test_variant_not_on_the_endpoint_is_a_conflict(runtime):
+    endpoint, stubber = runtime
+    stubber.add_client_error(
+        "invoke_endpoint",
+        service_error_code="ValidationError",
+        service_message=f'Variant "Challenger9" does not exist on endpoint "{ENDPOINT}".',
+        http_status_code=400,
+    )
+    with pytest.raises(ConflictError) as raised:
+        _invoke(endpoint, "Challenger9")
+    assert raised.value.status == 409
+    assert "Challenger9" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("ModelError", 424),
+        ("ModelNotReadyException", 429),
+        ("ServiceUnavailable", 503),
+        ("InternalFailure", 500),
+    ],
+)
+def test_runtime_failures_are_model_errors_naming_the_variant(runtime, code, status):
+    endpoint, stubber = runtime
+    stubber.add_client_error(
+        "invoke_endpoint",
+        service_error_code=code,
+        service_message="Received server error (500) from primary with message boom",
+        http_status_code=status,
+    )
+    with pytest.raises(ModelError) as raised:
+        _invoke(endpoint)
+    error = raised.value
+    assert error.status == 502
+    assert error.message.startswith("variant Challenger1 failed: ")
+    assert code in error.message
+    assert error.details[0]["variant_name"] == "Challenger1"
+
+
+def test_a_model_error_keeps_the_status_the_model_container_answered(runtime):
+    endpoint, stubber = runtime
+    stubber.add_client_error(
+        "invoke_endpoint",
+        service_error_code="ModelError",
+        service_message="Received client error (400) from primary with message bad input",
+        http_status_code=424,
+        modeled_fields={"OriginalStatusCode": 400, "OriginalMessage": "bad input"},
+    )
+    with pytest.raises(ModelError) as raised:
+        _invoke(endpoint)
+    assert raised.value.details == [
+        {
+            "endpoint_name": ENDPOINT,
+            "variant_name": "Challenger1",
+            "code": "ModelError",
+            "model_status": 400,
+        }
+    ]
+
+
+def test_a_validation_error_about_something_else_is_a_model_error(runtime):
+    endpoint, stubber = runtime
+    stubber.add_client_error(
+        "invoke_endpoint",
+        service_error_code="ValidationError",
+        service_message="Inference id must match pattern",
+        http_status_code=400,
+    )
+    with pytest.raises(ModelError, match="variant Challenger1 failed"):
+        _invoke(endpoint)
+
+
+class TimingOutRuntime:
+    def invoke_endpoint(self, **params):
+        raise ReadTimeoutError(endpoint_url="https://runtime.sagemaker.us-east-1.amazonaws.com")
+
+
+def test_a_timeout_is_a_model_error_naming_the_variant():
+    endpoint = SageMakerModelEndpoint(client=TimingOutRuntime())
+    with pytest.raises(ModelError, match="variant Challenger1 failed: ReadTimeoutError"):
+        _invoke(endpoint)
+
+
+# ---- tags -----------------------------------------------------------------------------
+
+
+def test_absent_tags_take_the_documented_defaults():
+    assert parse_strategy_params({}) == ("ThompsonSampling", 0.1, 0)
+
+
+def test_tags_are_parsed():
+    tags = {STRATEGY_TAG: "EpsilonGreedy", EPSILON_TAG: "0.25", WARMUP_TAG: "100", "other": "x"}
+    assert parse_strategy_params(tags) == ("EpsilonGreedy", 0.25, 100)
+
+
+@pytest.mark.parametrize("strategy", ["WeightedSampling", "EpsilonGreedy", "UCB1"])
+def test_every_strategy_name_is_accepted(strategy):
+    assert parse_strategy_params({STRATEGY_TAG: strategy})[0] == strategy
+
+
+@pytest.mark.parametrize(
+    ("tag", "value"),
+    [
+        (STRATEGY_TAG, "Thompson"),
+        (STRATEGY_TAG, "thompsonsampling"),
+        (EPSILON_TAG, "high"),
+        (EPSILON_TAG, "1.5"),
+        (EPSILON_TAG, "-0.1"),
+        (EPSILON_TAG, "nan"),
+        (WARMUP_TAG, "-1"),
+        (WARMUP_TAG, "2.5"),
+        (WARMUP_TAG, "lots"),
+        (WARMUP_TAG, ""),
+    ],
+)
+def test_a_bad_tag_value_is_a_config_error_naming_tag_and_value(tag, value):
+    with pytest.raises(ConfigError) as raised:
+        parse_strategy_params({tag: value})
+    assert tag in str(raised.value)
+    assert repr(value) in str(raised.value)
+
+
+def test_config_file_values_are_checked_the_same_way_and_name_their_key():
+    # The embedded config file reuses these parsers with its own key names and TOML types.
+    assert parse_epsilon(0.3, source="endpoint.epsilon") == 0.3
+    assert parse_warmup(25, source="endpoint.warmup") == 25
+    for parse, value, key in [
+        (parse_strategy, 3, "endpoint.strategy"),
+        (parse_epsilon, True, "endpoint.epsilon"),
+        (parse_warmup, 2.0, "endpoint.warmup"),
+    ]:
+        with pytest.raises(ConfigError, match=key):
+            parse(value, source=key)
+
+
+# ---- catalog: DescribeEndpoint + tags (moto) ------------------------------------------
+
+
+@pytest.fixture
+def sagemaker(aws_env):
+    with mock_aws():
+        client = boto3.client("sagemaker", region_name="us-east-1")
+        for model in ("champion-model", "challenger-model"):
+            client.create_model(
+                ModelName=model,
+                ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker",
+                PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/m:1"},
+            )
+        yield client
+
+
+def _create_endpoint(client, weights: dict[str, float], tags: dict[str, str]) -> None:
+    variants = []
+    for name, weight in weights.items():
+        variants.append(
+            {
+                "VariantName": name,
+                "ModelName": "champion-model" if name == "Champion1" else "challenger-model",
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+                "InitialVariantWeight": weight,
+            }
+        )
+    client.create_endpoint_config(
+        EndpointConfigName=f"{ENDPOINT}-config", ProductionVariants=variants
+    )
+    client.create_endpoint(
+        EndpointName=ENDPOINT,
+        EndpointConfigName=f"{ENDPOINT}-config",
+        Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+    )
+
+
+def test_describe_reads_variants_weights_and_tags(sagemaker):
+    # GIVEN an endpoint with two variants, tagged by the deployment stack
+    _create_endpoint(
+        sagemaker,
+        {"Champion1": 3.0, "Challenger1": 1.0},
+        {STRATEGY_TAG: "UCB1", WARMUP_TAG: "50", "team": "reviews"},
+    )
+    # WHEN registration describes it
+    config = SageMakerEndpointCatalog(client=sagemaker).describe(ENDPOINT)
+    # THEN weights come from the endpoint, parameters from the tags (defaults where absent)
+    assert config.endpoint_name == ENDPOINT
+    assert (config.strategy, config.epsilon, config.warmup) == ("UCB1", 0.1, 50)
+    assert config.variants == (VariantConfig("Champion1", 3.0), VariantConfig("Challenger1", 1.0))
+
+
+def test_describe_uses_current_weights_once_they_changed(sagemaker):
+    _create_endpoint(sagemaker, {"Champion1": 1.0, "Challenger1": 1.0}, {})
+    sagemaker.update_endpoint_weights_and_capacities(
+        EndpointName=ENDPOINT,
+        DesiredWeightsAndCapacities=[
+            {"VariantName": "Champion1", "DesiredWeight": 4.0},
+            {"VariantName": "Challenger1", "DesiredWeight": 1.0},
+        ],
+    )
+    config = SageMakerEndpointCatalog(client=sagemaker).describe(ENDPOINT)
+    assert config.variants == (VariantConfig("Champion1", 4.0), VariantConfig("Challenger1", 1.0))
+
+
+def test_a_variant_without_a_current_weight_falls_back_to_its_initial_weight(aws_env):
+    # GIVEN an endpoint still being created: one variant has no CurrentWeight yet
+    client = boto3.client("sagemaker", region_name="us-east-1")
+    arn = f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{ENDPOINT}"
+    with Stubber(client) as stubber:
+        stubber.add_response(
+            "describe_endpoint",
+            {
+                "EndpointName": ENDPOINT,
+                "EndpointArn": arn,
+                "EndpointConfigName": "cfg",
+                "EndpointStatus": "Creating",
+                "CreationTime": "2026-01-01T00:00:00Z",
+                "LastModifiedTime": "2026-01-01T00:00:00Z",
+                "ProductionVariants": [
+                    {"VariantName": "Champion1", "CurrentWeight": 2.0},
+                    {"VariantName": "Challenger1"},
+                ],
+            },
+            {"EndpointName": ENDPOINT},
+        )
+        # Tags come in pages.
+        stubber.add_response(
+            "list_tags",
+            {"Tags": [{"Key": STRATEGY_TAG, "Value": "EpsilonGreedy"}], "NextToken": "t2"},
+            {"ResourceArn": arn},
+        )
+        stubber.add_response(
+            "list_tags",
+            {"Tags": [{"Key": EPSILON_TAG, "Value": "0.2"}]},
+            {"ResourceArn": arn, "NextToken": "t2"},
+        )
+        stubber.add_response(
+            "describe_endpoint_config",
+            {
+                "EndpointConfigName": "cfg",
+                "EndpointConfigArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/cfg",
+                "CreationTime": "2026-01-01T00:00:00Z",
+                "ProductionVariants": [
+                    {"VariantName": "Champion1", "ModelName": "m1", "InitialVariantWeight": 1.0},
+                    {"VariantName": "Challenger1", "ModelName": "m2", "InitialVariantWeight": 0.5},
+                ],
+            },
+            {"EndpointConfigName": "cfg"},
+        )
+        config = SageMakerEndpointCatalog(client=client).describe(ENDPOINT)
+        stubber.assert_no_pending_responses()
+    assert (config.strategy, config.epsilon) == ("EpsilonGreedy", 0.2)
+    assert config.variants == (VariantConfig("Champion1", 2.0), VariantConfig("Challenger1", 0.5))
+
+
+def test_describe_of_a_missing_endpoint_is_not_found(sagemaker):
+    with pytest.raises(NotFoundError, match="no-such-endpoint"):
+        SageMakerEndpointCatalog(client=sagemaker).describe("no-such-endpoint")
+
+
+def test_describe_with_a_bad_tag_is_a_config_error(sagemaker):
+    _create_endpoint(sagemaker, {"Champion1": 1.0, "Challenger1": 1.0}, {EPSILON_TAG: "2"})
+    with pytest.raises(ConfigError, match="ab-testing:epsilon"):
+        SageMakerEndpointCatalog(client=sagemaker).describe(ENDPOINT)
