@@ -8,6 +8,8 @@ shape, and one OpenAPI document.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 from collections.abc import Iterable
@@ -156,17 +158,28 @@ def openapi_json(service: Any = None) -> str:
 
 
 def handle(app: APIGatewayRestResolver, event: dict, context: Any) -> dict:
-    """Resolve one proxy event; oversized bodies are refused before anything parses them."""
+    """Resolve one proxy event; bodies too big or not text are refused before any parsing."""
     body = event.get("body") or ""
     if len(body) > MAX_BODY_BYTES:
-        error = PayloadTooLargeError(f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
-        return {
-            "statusCode": error.status,
-            "headers": {"Content-Type": "application/json"},
-            "body": json.dumps(error.body()),
-            "isBase64Encoded": False,
-        }
+        return _proxy_error(
+            PayloadTooLargeError(f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+        )
+    if event.get("isBase64Encoded") and body:
+        try:
+            text = base64.b64decode(body, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return _proxy_error(BadRequestError.field("body", "must be UTF-8 encoded JSON"))
+        event = {**event, "body": text, "isBase64Encoded": False}
     return app.resolve(event, context)
+
+
+def _proxy_error(error: AbtestError) -> dict:
+    return {
+        "statusCode": error.status,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps(error.body()),
+        "isBase64Encoded": False,
+    }
 
 
 def _bad_request(errors: Iterable[dict[str, Any]]) -> BadRequestError:

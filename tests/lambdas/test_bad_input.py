@@ -87,3 +87,27 @@ def test_bad_input_stores_nothing(api):
 
     assignments = boto3.client("dynamodb").scan(TableName="abtest-assignment-test")["Items"]
     assert assignments == []
+
+
+def test_base64_body_that_is_not_utf8_is_400(api):
+    import base64
+
+    event = api_event("/invocation", None)
+    event["body"] = base64.b64encode(b"\xff\xfe{").decode()
+    event["isBase64Encoded"] = True
+
+    code, response = call(api.invocation, event)
+
+    assert code == 400
+    assert response["details"] == [{"field": "body", "message": "must be UTF-8 encoded JSON"}]
+
+
+def test_base64_json_body_is_accepted(api):
+    import base64
+    import json
+
+    event = api_event("/stats", None)
+    event["body"] = base64.b64encode(json.dumps({"endpoint_name": ENDPOINT}).encode()).decode()
+    event["isBase64Encoded"] = True
+
+    assert call(api.stats, event)[0] == 200
