@@ -1,0 +1,222 @@
+"""The local Firehose: events buffered in a file on disk, sealed into immutable JSON-lines files.
+
+Layout under `folder`:
+  buffer.open             the open buffer; every `put` is appended and flushed to the OS
+  sealed/<key>.jsonl      sealed files, named by UTC time so they sort in order
+  rejected/<key>.jsonl    lines aggregation could not use, with the reason
+  .lock                   held while a process owns the folder
+
+Like Firehose, the buffer is sealed every `buffer_interval_seconds` (counted from its
+first event) or as soon as it holds `buffer_size_bytes`, and each sealed file is handed
+to `on_seal(key)` (the runtime's aggregation) from a background thread, so feedback is
+delayed as on AWS. A process crash loses nothing written: at `start` a leftover buffer is
+sealed and every sealed file is aggregated again, which counts each file once because
+aggregation is idempotent per key.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from abtest.clock import SystemClock
+from abtest.errors import ConfigError
+from abtest.ports import Clock
+from abtest.records import RejectedLine
+
+logger = logging.getLogger("abtest")
+
+BUFFER_NAME = "buffer.open"
+SUFFIX = ".jsonl"
+
+
+class LocalEventLog:
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        buffer_interval_seconds: float = 60.0,
+        buffer_size_bytes: int = 1024 * 1024,
+        on_seal: Callable[[str], Any] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        """Nothing is sealed or aggregated until `start()`: `on_seal` may need this object first."""
+        if buffer_interval_seconds <= 0 or buffer_size_bytes <= 0:
+            raise ValueError("buffer_interval_seconds and buffer_size_bytes must be > 0")
+        self.folder = Path(folder)
+        self.sealed_dir = self.folder / "sealed"
+        self.rejected_dir = self.folder / "rejected"
+        self.buffer_interval_seconds = buffer_interval_seconds
+        self.buffer_size_bytes = buffer_size_bytes
+        self.on_seal = on_seal
+        self.clock = clock or SystemClock()
+        for folder_ in (self.folder, self.sealed_dir, self.rejected_dir):
+            folder_.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Condition()
+        self._buffer: BinaryIO | None = None
+        self._buffered_bytes = 0
+        self._first_put_at = 0.0  # time.monotonic() of the buffer's first event
+        self._pending: deque[str] = deque()  # sealed keys waiting for on_seal
+        self._worker: threading.Thread | None = None
+        self._stopping = False
+        self._folder_lock: BinaryIO | None = None
+
+    # -- EventSink ------------------------------------------------------------------
+
+    def put(self, events: list[Mapping[str, Any]]) -> None:
+        data = b"".join(
+            json.dumps(event, separators=(",", ":"), default=str).encode() + b"\n"
+            for event in events
+        )
+        if not data:
+            return
+        with self._lock:
+            if self._buffer is None:
+                self._buffer = open(self.folder / BUFFER_NAME, "ab", buffering=0)  # noqa: SIM115
+                self._buffered_bytes = self._buffer.tell()
+                self._first_put_at = time.monotonic()
+            # Unbuffered: one write() per put, so a crash of this process loses nothing.
+            self._buffer.write(data)
+            self._buffered_bytes += len(data)
+            if self._buffered_bytes >= self.buffer_size_bytes:
+                self._seal_locked()
+            elif self._buffered_bytes == len(data):
+                self._lock.notify()  # the worker starts the interval clock
+
+    # -- EventArchive ---------------------------------------------------------------
+
+    def read_lines(self, object_key: str) -> Iterator[bytes]:
+        with self._path(object_key).open("rb") as file:
+            yield from file
+
+    def put_rejected(self, object_key: str, rejected: Iterable[RejectedLine]) -> None:
+        path = self.rejected_dir / self._path(object_key).name
+        temporary = path.with_suffix(".tmp")
+        with temporary.open("w", encoding="utf-8") as file:
+            for line in rejected:
+                record = {"line_number": line.line_number, "reason": line.reason, "line": line.line}
+                file.write(json.dumps(record) + "\n")
+        os.replace(temporary, path)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Own the folder, seal a leftover buffer, aggregate every sealed file, start the timer.
+
+        Re-aggregating files that were already counted is a no-op (idempotent per key), so
+        this is safe after a clean stop and after a crash alike.
+        """
+        self._take_folder_lock()
+        with self._lock:
+            leftover = self.folder / BUFFER_NAME
+            if self._buffer is None and leftover.exists() and leftover.stat().st_size > 0:
+                self._seal_locked(leftover)
+            pending = set(self._pending)
+            self._pending.extend(k for k in self.sealed_keys() if k not in pending)
+        self._drain()
+        self._stopping = False
+        self._worker = threading.Thread(target=self._run, name="abtest-eventlog", daemon=True)
+        self._worker.start()
+
+    def flush(self) -> None:
+        """Seal what is buffered now and aggregate every sealed file not yet handed over."""
+        with self._lock:
+            if self._buffered_bytes:
+                self._seal_locked()
+        self._drain()
+
+    def close(self) -> None:
+        """Stop the timer, seal and aggregate what is buffered, release the folder."""
+        worker = self._worker
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+        if worker is not None:
+            worker.join()
+        self._worker = None
+        self.flush()
+        if self._folder_lock is not None:
+            self._folder_lock.close()  # releases the flock
+            self._folder_lock = None
+
+    def sealed_keys(self) -> list[str]:
+        """Keys of all sealed files, oldest first."""
+        return sorted(p.name for p in self.sealed_dir.glob(f"*{SUFFIX}"))
+
+    # -- internals ------------------------------------------------------------------
+
+    def _seal_locked(self, source: Path | None = None) -> str:
+        """Rename the buffer to a new sealed file (the caller holds the lock)."""
+        if self._buffer is not None:
+            os.fsync(self._buffer.fileno())
+            self._buffer.close()
+            self._buffer = None
+        stamp = datetime.fromtimestamp(self.clock.now(), UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        # The random part keeps keys unique across restarts and clock jumps: a reused key
+        # would be skipped as already aggregated.
+        key = f"events-{stamp}-{uuid.uuid4().hex[:12]}{SUFFIX}"
+        os.replace(source or self.folder / BUFFER_NAME, self.sealed_dir / key)
+        self._buffered_bytes = 0
+        self._pending.append(key)
+        self._lock.notify()
+        return key
+
+    def _drain(self) -> None:
+        """Hand every pending key to on_seal, oldest first; failures stay for the next start."""
+        while True:
+            with self._lock:
+                if not self._pending:
+                    return
+                key = self._pending.popleft()
+            if self.on_seal is None:
+                continue
+            try:
+                self.on_seal(key)
+            except Exception:
+                logger.exception("aggregating %s failed; it is retried at the next start", key)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._stopping and not self._pending:
+                    if self._buffered_bytes:
+                        due = self._first_put_at + self.buffer_interval_seconds
+                        wait = due - time.monotonic()
+                        if wait <= 0:
+                            self._seal_locked()
+                            break
+                        self._lock.wait(wait)
+                    else:
+                        self._lock.wait()
+                if self._stopping:
+                    return
+            self._drain()
+
+    def _path(self, object_key: str) -> Path:
+        if "/" in object_key or "\\" in object_key or object_key.startswith("."):
+            raise ValueError(f"not an event log key: {object_key!r}")
+        return self.sealed_dir / object_key
+
+    def _take_folder_lock(self) -> None:
+        if self._folder_lock is not None:
+            return
+        handle = open(self.folder / ".lock", "wb")  # noqa: SIM115
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise ConfigError(
+                f"{self.folder}: in use by another abtest process; give each server its own "
+                "data dir"
+            ) from None
+        self._folder_lock = handle

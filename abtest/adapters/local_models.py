@@ -1,0 +1,145 @@
+"""ModelEndpoint for the embedded runtime: each variant is a Python callable or an HTTP URL.
+
+A callable is called as `fn(data, content_type)` and returns JSON-able predictions; a URL
+is POSTed the payload with its content type (like SageMaker's InvokeEndpoint) and its JSON
+(or text) answer is the predictions. Whatever goes wrong inside a model is a ModelError
+naming the variant: the API answers 502, never a bare 500.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import random
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from abtest.errors import ConfigError, ConflictError, ModelError, NotFoundError
+from abtest.ports import ModelResult
+
+ModelFunction = Callable[[str, str], Any]
+
+
+def load_callable(reference: str) -> ModelFunction:
+    """Import `package.module:function` (dotted attributes allowed after the colon)."""
+    module_name, _, attribute = reference.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"{reference!r} is not 'package.module:function'")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigError(f"cannot import {module_name!r}: {error}") from None
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise ConfigError(f"module {module_name!r} has no attribute {attribute!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise ConfigError(f"{reference!r} is not callable")
+    return target
+
+
+class LocalModels:
+    def __init__(
+        self,
+        variants: Mapping[str, str | ModelFunction],
+        *,
+        weights: Mapping[str, float] | None = None,
+        endpoint_name: str | None = None,
+        timeout_seconds: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        """`variants` maps names to callables, `module:function` references or URLs.
+
+        `weights` (default 1 each) route calls that name no variant (the fallback path);
+        with `endpoint_name` set, other endpoint names are NotFoundError.
+        """
+        if not variants:
+            raise ValueError("at least one variant is needed")
+        self.endpoint_name = endpoint_name
+        self.timeout_seconds = timeout_seconds
+        self._models: dict[str, ModelFunction | str] = {}
+        for name, model in variants.items():
+            if isinstance(model, str) and not model.startswith(("http://", "https://")):
+                model = load_callable(model)
+            self._models[name] = model
+        self._weights = [float((weights or {}).get(name, 1.0)) for name in self._models]
+        if sum(self._weights) <= 0:
+            raise ValueError("variant weights must not all be 0")
+        self._rng = rng or random.Random()
+        self._rng_lock = threading.Lock()
+        self._http: Any = None
+        self._http_lock = threading.Lock()
+
+    @property
+    def variant_names(self) -> tuple[str, ...]:
+        return tuple(self._models)
+
+    def invoke(
+        self,
+        endpoint_name: str,
+        variant_name: str | None,
+        data: str,
+        content_type: str,
+        inference_id: str,
+    ) -> ModelResult:
+        if self.endpoint_name is not None and endpoint_name != self.endpoint_name:
+            raise NotFoundError(f"endpoint_name: {endpoint_name!r} has no local models")
+        if variant_name is None:
+            with self._rng_lock:
+                variant_name = self._rng.choices(list(self._models), self._weights)[0]
+        model = self._models.get(variant_name)
+        if model is None:
+            raise ConflictError(
+                f"variant {variant_name!r} is not a model of {endpoint_name!r} "
+                f"(variants: {', '.join(self._models)})"
+            )
+        if isinstance(model, str):
+            predictions = self._post(variant_name, model, data, content_type, inference_id)
+        else:
+            predictions = self._call(variant_name, model, data, content_type)
+        return ModelResult(variant_name=variant_name, predictions=predictions)
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    def _call(self, variant: str, model: ModelFunction, data: str, content_type: str) -> Any:
+        try:
+            predictions = model(data, content_type)
+            json.dumps(predictions)  # a non-JSON answer is the model's failure, not a 500
+        except Exception as error:
+            raise ModelError(f"model variant {variant!r} failed: {_describe(error)}") from error
+        return predictions
+
+    def _post(self, variant: str, url: str, data: str, content_type: str, inference_id: str) -> Any:
+        import httpx  # only URL variants need it
+
+        with self._http_lock:
+            if self._http is None:
+                self._http = httpx.Client(timeout=self.timeout_seconds)
+        headers = {"Content-Type": content_type, "X-Amzn-SageMaker-Inference-Id": inference_id}
+        try:
+            response = self._http.post(url, content=data.encode(), headers=headers)
+        except httpx.HTTPError as error:
+            raise ModelError(
+                f"model variant {variant!r} at {url} did not answer: {_describe(error)}"
+            ) from error
+        if response.status_code >= 300:
+            raise ModelError(
+                f"model variant {variant!r} at {url} answered {response.status_code}: "
+                f"{response.text[:200]}"
+            )
+        if "json" in response.headers.get("content-type", ""):
+            try:
+                return response.json()
+            except ValueError as error:
+                raise ModelError(
+                    f"model variant {variant!r} at {url} answered invalid JSON: {error}"
+                ) from error
+        return response.text
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

@@ -1,0 +1,155 @@
+"""`abtest serve | simulate | demo`: the embedded product from a terminal.
+
+Heavy imports (uvicorn, numpy, matplotlib) happen inside each command, so `--help`
+is instant and a bad config is reported before anything else starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from abtest.errors import ConfigError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.command(args)
+    except ConfigError as error:
+        print(f"abtest: config error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"abtest: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from abtest.runtime import Runtime
+    from abtest.server import serve
+
+    runtime = Runtime(args.config, args.data_dir)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it: end like Ctrl-C, exit 0.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # KeyboardInterrupt: re-raised by uvicorn after its graceful shutdown.
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(runtime, args.host, args.port, out=lambda line: print(line, flush=True))
+    print("abtest: stopped; buffered events sealed and aggregated", flush=True)
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from abtest import plots
+    from abtest.demo.reviews import held_out_reviews
+    from abtest.simulation import (
+        ApiClient,
+        ApiError,
+        SigV4,
+        format_stats,
+        region_of,
+        simulate,
+        total_invocations,
+        wait_for_invocations,
+        write_csv,
+    )
+
+    auth, headers = None, {}
+    if args.auth == "iam":
+        region = args.region or region_of(args.url) or os.environ.get("AWS_REGION")
+        if not region:
+            raise ConfigError("--auth iam: give --region (not found in the URL or AWS_REGION)")
+        auth = SigV4(region)
+    elif args.auth == "api-key":
+        key = args.api_key or os.environ.get("ABTEST_API_KEY")
+        if not key:
+            raise ConfigError("--auth api-key: give --api-key or set ABTEST_API_KEY")
+        headers["x-api-key"] = key
+    with ApiClient(args.url, auth=auth, headers=headers) as client:
+        try:
+            before = total_invocations(client.stats(args.endpoint))
+            results = simulate(
+                client,
+                args.endpoint,
+                held_out_reviews(),
+                users=args.users,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                progress=not args.no_progress,
+            )
+            stats = wait_for_invocations(
+                client, args.endpoint, before + args.users, timeout=args.wait
+            )
+        except ApiError as error:
+            print(f"abtest: the API refused a request: {error}", file=sys.stderr)
+            return 1
+    out = Path(args.out)
+    csv_path = write_csv(results, out / "results.csv")
+    figures = plots.save_all(results, out)
+    print(format_stats(stats))
+    if total_invocations(stats) < before + args.users:
+        print("(some events are still buffered in the event log: /stats does not count them yet)")
+    print(f"results: {csv_path}")
+    print("plots:   " + ", ".join(str(p) for p in figures))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from abtest.demo import run_demo
+
+    run_demo(args.out, users=args.users, seed=args.seed, progress=not args.no_progress)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="abtest", description="Multi-armed-bandit A/B testing of ML model variants."
+    )
+    commands = parser.add_subparsers(required=True, metavar="command")
+
+    serve = commands.add_parser("serve", help="serve the API for one endpoint config")
+    serve.add_argument("--config", required=True, type=Path, help="endpoint config (TOML)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    serve.add_argument("--data-dir", type=Path, default=Path("abtest-data"))
+    serve.set_defaults(command=_serve)
+
+    simulate = commands.add_parser("simulate", help="run the A/B test simulation against an API")
+    simulate.add_argument("--url", required=True, help="API base URL")
+    simulate.add_argument("--endpoint", required=True, help="endpoint name")
+    simulate.add_argument("--users", type=int, default=1_000)
+    simulate.add_argument("--batch-size", type=int, default=20)
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--out", type=Path, default=Path("simulation-output"))
+    simulate.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        help="seconds to wait for the event log to deliver before the final /stats",
+    )
+    simulate.add_argument("--auth", choices=("none", "iam", "api-key"), default="none")
+    simulate.add_argument("--api-key", help="for --auth api-key (or ABTEST_API_KEY)")
+    simulate.add_argument("--region", help="for --auth iam (default: from the URL)")
+    simulate.add_argument("--no-progress", action="store_true")
+    simulate.set_defaults(command=_simulate)
+
+    demo = commands.add_parser("demo", help="serve the demo endpoint and simulate against it")
+    demo.add_argument("--out", type=Path, default=Path("demo-output"))
+    demo.add_argument("--users", type=int, default=2_000)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--no-progress", action="store_true")
+    demo.set_defaults(command=_demo)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

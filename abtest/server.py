@@ -1,0 +1,307 @@
+"""The embedded HTTP server: a plain ASGI app, run by uvicorn, serving the Lambda handlers.
+
+Each HTTP request becomes an API Gateway REST proxy event (payload format 1.0) and
+goes through the same resolver as on AWS (`abtest.api`), so parsing, validation,
+errors and the OpenAPI document are the Lambda's own. The service is blocking
+(SQLite, model calls), so requests run on worker threads; the resolver keeps the
+current event on itself, so each thread gets its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import parse_qs
+
+import anyio.to_thread
+import uvicorn
+
+from abtest import api
+from abtest.errors import AbtestError, BadRequestError, PayloadTooLargeError
+from abtest.runtime import Runtime
+
+logger = logging.getLogger("abtest")
+
+Scope = dict[str, Any]
+
+_DOCS_HTML = """<!doctype html>
+<html><head><meta charset="utf-8"><title>abtest API</title>
+<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+</head><body><div id="ui"></div>
+<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
+<noscript>The API description is at <a href="/openapi.json">/openapi.json</a>.</noscript>
+</body></html>
+"""
+
+
+class AbtestApp:
+    """ASGI app over a started Runtime; closes the runtime on lifespan shutdown."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._local = threading.local()
+        self._openapi: bytes | None = None
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        if method in ("GET", "HEAD") and path in ("/openapi.json", "/docs", "/health", "/"):
+            await self._static(path, send)
+            return
+        body = await _read_body(scope, receive)
+        if body is None:
+            await _send_error(send, PayloadTooLargeError(f"body over {api.MAX_BODY_BYTES} bytes"))
+            return
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            await _send_error(send, BadRequestError.field("body", "not UTF-8; send a JSON object"))
+            return
+        event = proxy_event(scope, text)
+        try:
+            result = await anyio.to_thread.run_sync(self._resolve, event)
+        except Exception:  # a bug, not bad input: still a JSON answer, and logged
+            logger.exception("%s %s failed", method, path)
+            await _send_error(send, AbtestError("internal error; see the server log"))
+            return
+        await _send_result(send, result)
+
+    def _resolve(self, event: dict[str, Any]) -> dict[str, Any]:
+        resolver = getattr(self._local, "resolver", None)
+        if resolver is None:
+            resolver = self._local.resolver = api.build_resolver(self.runtime.service)
+        context = SimpleNamespace(
+            function_name="abtest-embedded",
+            aws_request_id=event["requestContext"]["requestId"],
+            get_remaining_time_in_millis=lambda: 30_000,
+        )
+        return api.handle(resolver, event, context)
+
+    async def _static(self, path: str, send: Any) -> None:
+        if path == "/openapi.json":
+            if self._openapi is None:
+                self._openapi = api.openapi_json(self.runtime.service).encode()
+            await _send(send, 200, {"content-type": "application/json"}, self._openapi)
+        elif path == "/docs":
+            await _send(
+                send, 200, {"content-type": "text/html; charset=utf-8"}, _DOCS_HTML.encode()
+            )
+        else:
+            body = {
+                "status": "ok",
+                "endpoint_name": self.runtime.endpoint_name,
+                "routes": [f"POST /{route}" for route in api.ROUTES],
+                "openapi": "/openapi.json",
+                "docs": "/docs",
+            }
+            await _send(send, 200, {"content-type": "application/json"}, _json(body))
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                # Seal and aggregate the buffer before the process goes (SIGINT/SIGTERM).
+                await anyio.to_thread.run_sync(self.runtime.close)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def proxy_event(scope: Scope, body: str) -> dict[str, Any]:
+    """The API Gateway REST proxy event (payload format 1.0) for one ASGI HTTP request."""
+    headers: dict[str, str] = {}
+    multi_headers: dict[str, list[str]] = {}
+    for raw_name, raw_value in scope.get("headers", []):
+        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+        headers[name] = value
+        multi_headers.setdefault(name, []).append(value)
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    method, path = scope["method"], scope["path"]
+    client = scope.get("client") or ("127.0.0.1", 0)
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": multi_headers,
+        "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
+        "multiValueQueryStringParameters": query or None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "requestId": uuid.uuid4().hex,
+            "stage": "local",
+            "httpMethod": method,
+            "path": path,
+            "resourcePath": path,
+            "protocol": scope.get("http_version", "1.1"),
+            "requestTimeEpoch": int(time.time() * 1000),
+            "identity": {"sourceIp": client[0]},
+        },
+        "body": body or None,
+        "isBase64Encoded": False,
+    }
+
+
+async def _read_body(scope: Scope, receive: Any) -> bytes | None:
+    """The whole body, or None as soon as it is over the Lambda limit (never buffered whole)."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length" and value.isdigit() and int(value) > api.MAX_BODY_BYTES:
+            return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > api.MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _send_result(send: Any, result: dict[str, Any]) -> None:
+    headers: list[tuple[str, str]] = [
+        (name, str(value)) for name, value in (result.get("headers") or {}).items()
+    ]
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        headers.extend((name, str(value)) for value in values)
+    body = result.get("body") or ""
+    data = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
+    await _send(send, int(result.get("statusCode", 200)), dict(headers), data)
+
+
+async def _send_error(send: Any, error: AbtestError) -> None:
+    await _send(send, error.status, {"content-type": "application/json"}, _json(error.body()))
+
+
+async def _send(send: Any, status: int, headers: dict[str, str], body: bytes) -> None:
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    raw = [(k, v) for k, v in raw if k != b"content-length"]
+    raw.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket; port 0 picks a free one (read it back with getsockname)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say so, and without it
+    # Nagle + delayed ACKs add 40 ms to every keep-alive response.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _uvicorn(app: AbtestApp) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app, lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=10
+    )
+    return uvicorn.Server(config)
+
+
+def serve(runtime: Runtime, host: str = "127.0.0.1", port: int = 8080, *, out: Any = print) -> None:
+    """Run until SIGINT/SIGTERM (uvicorn's handlers), then seal and aggregate the buffer."""
+    sock = bind(host, port)
+    try:
+        runtime.start()
+        server = _uvicorn(AbtestApp(runtime))
+        url = url_of(sock)
+        out(
+            f"abtest: serving endpoint {runtime.endpoint_name!r} on {url} "
+            f"(docs {url}/docs, data {Path(runtime.data_dir).resolve()})",
+        )
+        server.run(sockets=[sock])
+    finally:
+        runtime.close()  # a no-op after the lifespan shutdown closed it
+        sock.close()
+
+
+class EmbeddedServer:
+    """The server on a background thread of this process: for the demo, notebook and tests.
+
+    with EmbeddedServer(Runtime(config, data_dir)) as server:
+        httpx.post(f"{server.url}/invocation", json=...)
+    """
+
+    def __init__(self, runtime: Runtime, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.runtime = runtime
+        self.host, self.port = host, port
+        self.url = ""
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+
+    def start(self, timeout: float = 10.0) -> EmbeddedServer:
+        self._sock = bind(self.host, self.port)
+        self.url = url_of(self._sock)
+        try:
+            self.runtime.start()
+        except BaseException:
+            self._sock.close()
+            self._sock = None
+            raise
+        self._server = _uvicorn(AbtestApp(self.runtime))
+        sockets = [self._sock]
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": sockets}, name="abtest-server", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the embedded server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, then seal and aggregate what is buffered."""
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join()
+        self._server = self._thread = None
+        self.runtime.close()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> EmbeddedServer:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

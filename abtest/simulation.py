@@ -1,0 +1,273 @@
+"""The article's A/B test simulation, as an HTTP client of the API (embedded or deployed).
+
+Each simulated user gets a batch of held-out reviews and asks the API for
+predictions (`/invocation`); the API assigns the user a variant. The user then reads
+one review of the batch and votes: the reward is whether the variant labelled that
+review right, so a variant's reward rate is its real accuracy. Rewarded users post
+the invocation response back as a `/conversion`, as the article's clients do.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from abtest.demo.reviews import Reviews, predicted_labels
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"HTTP {status}: {body[:500]}")
+        self.status = status
+        self.body = body
+
+
+@dataclass(frozen=True, slots=True)
+class UserResult:
+    user: int
+    user_id: str
+    inference_id: str
+    variant: str
+    strategy: str
+    assignment: str
+    propensity: float | None
+    batch_size: int
+    batch_correct: int
+    reward: int
+    seconds: float  # since the simulation started
+
+
+class ApiClient:
+    """The three routes over one keep-alive connection; `auth` is an httpx.Auth (or None)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        auth: httpx.Auth | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(auth=auth, headers=headers, timeout=timeout, transport=transport)
+
+    def invocation(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._post("invocation", body)
+
+    def conversion(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._post("conversion", body)
+
+    def stats(self, endpoint_name: str) -> dict[str, Any]:
+        return self._post("stats", {"endpoint_name": endpoint_name})
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _post(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
+        # Serialized here (not json=) so a SigV4 signer sees the exact bytes sent.
+        response = self._http.post(
+            f"{self.url}/{route}",
+            content=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        if response.status_code >= 300:
+            raise ApiError(response.status_code, response.text)
+        return response.json()
+
+
+class SigV4(httpx.Auth):
+    """Signs each request for API Gateway IAM auth (botocore's default credential chain)."""
+
+    requires_request_body = True
+
+    def __init__(self, region: str, *, credentials: Any = None, service: str = "execute-api"):
+        if credentials is None:
+            import botocore.session
+
+            credentials = botocore.session.Session().get_credentials()
+        if credentials is None:
+            raise ValueError("IAM auth needs AWS credentials (environment, profile or role)")
+        self.region, self.service, self.credentials = region, service, credentials
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        signed = AWSRequest(
+            method=request.method,
+            url=str(request.url),
+            data=request.content,
+            headers={"Content-Type": request.headers.get("content-type", "")},
+        )
+        SigV4Auth(self.credentials, self.service, self.region).add_auth(signed)
+        for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
+            if name in signed.headers:
+                request.headers[name] = signed.headers[name]
+        yield request
+
+
+def region_of(url: str) -> str | None:
+    """The region of an execute-api URL (https://<id>.execute-api.<region>.amazonaws.com/...)."""
+    match = re.search(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com", url)
+    return match.group(1) if match else None
+
+
+def batches(reviews: Reviews, batch_size: int, seed: int) -> Iterator[tuple[list[str], list[int]]]:
+    """Endless batches of (texts, labels) from a seeded shuffle of the reviews."""
+    order = list(range(len(reviews)))
+    random.Random(seed).shuffle(order)
+    position = 0
+    while True:
+        picked = [order[(position + i) % len(order)] for i in range(batch_size)]
+        position += batch_size
+        yield [reviews.texts[i] for i in picked], [reviews.labels[i] for i in picked]
+
+
+def simulate(
+    client: ApiClient,
+    endpoint_name: str,
+    reviews: Reviews,
+    *,
+    users: int = 1_000,
+    batch_size: int = 20,
+    seed: int = 0,
+    user_prefix: str | None = None,
+    progress: bool = True,
+) -> list[UserResult]:
+    """Run `users` users one after another; the same seed gives the same users and batches."""
+    if users < 1 or batch_size < 1:
+        raise ValueError("users and batch_size must be at least 1")
+    from tqdm.auto import tqdm
+
+    rng = random.Random(seed)
+    prefix = f"sim{seed}-" if user_prefix is None else user_prefix
+    results: list[UserResult] = []
+    started = time.monotonic()
+    source = batches(reviews, batch_size, seed)
+    for user in tqdm(range(users), desc="users", unit="user", disable=not progress):
+        texts, labels = next(source)
+        response = client.invocation(
+            {
+                "endpoint_name": endpoint_name,
+                "user_id": f"{prefix}{user}",
+                "content_type": "application/json",
+                "data": json.dumps({"instances": texts, "configuration": {"k": 1}}),
+            }
+        )
+        predicted = predicted_labels(response["predictions"])
+        read = rng.randrange(len(texts))  # the review this user reads and votes on
+        reward = int(predicted[read] == labels[read])
+        if reward:
+            client.conversion({**response, "reward": 1.0})
+        results.append(
+            UserResult(
+                user=user,
+                user_id=response["user_id"],
+                inference_id=response["inference_id"],
+                variant=response["endpoint_variant"],
+                strategy=response["strategy"],
+                assignment=response["assignment"],
+                propensity=response["propensity"],
+                batch_size=len(texts),
+                batch_correct=sum(p == y for p, y in zip(predicted, labels, strict=True)),
+                reward=reward,
+                seconds=round(time.monotonic() - started, 4),
+            )
+        )
+    return results
+
+
+def wait_for_invocations(
+    client: ApiClient, endpoint_name: str, expected: int, timeout: float
+) -> dict[str, Any]:
+    """/stats once the counters hold `expected` invocations, or after `timeout` seconds.
+
+    Counters move only when the event log delivers (Firehose, or a sealed local file).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = client.stats(endpoint_name)
+        counted = sum(m["invocation_count"] for m in stats["variant_metrics"])
+        if counted >= expected or time.monotonic() >= deadline:
+            return stats
+        time.sleep(0.1)
+
+
+def total_invocations(stats: dict[str, Any]) -> int:
+    return sum(m["invocation_count"] for m in stats["variant_metrics"])
+
+
+def write_csv(results: list[UserResult], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=[f.name for f in fields(UserResult)])
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in results)
+    return path
+
+
+def read_csv(path: str | Path) -> list[UserResult]:
+    with Path(path).open(newline="") as file:
+        return [
+            UserResult(
+                user=int(row["user"]),
+                user_id=row["user_id"],
+                inference_id=row["inference_id"],
+                variant=row["variant"],
+                strategy=row["strategy"],
+                assignment=row["assignment"],
+                propensity=float(row["propensity"]) if row["propensity"] else None,
+                batch_size=int(row["batch_size"]),
+                batch_correct=int(row["batch_correct"]),
+                reward=int(row["reward"]),
+                seconds=float(row["seconds"]),
+            )
+            for row in csv.DictReader(file)
+        ]
+
+
+def format_stats(stats: dict[str, Any]) -> str:
+    """The /stats answer as a table (counters, P(best), allocation), then the decision."""
+    allocation = stats.get("allocation", {})
+    decision = stats.get("decision") or {}
+    figures = {f["variant_name"]: f for f in decision.get("variants", [])}
+    lines = [
+        f"endpoint {stats['endpoint_name']}: strategy {stats['strategy']}, "
+        f"epsilon {stats['epsilon']}, warmup {stats['warmup']}",
+        f"{'variant':<16}{'invocations':>12}{'conversions':>12}{'reward rate':>12}"
+        f"{'P(best)':>9}{'p-value':>9}{'allocation':>11}",
+    ]
+    for m in stats["variant_metrics"]:
+        name, n = m["variant_name"], m["invocation_count"]
+        figure = figures.get(name, {})
+        rate = f"{m['reward_sum'] / n:.3f}" if n else "-"
+        best = figure.get("probability_best")
+        p_value = figure.get("always_valid_p_value")
+        lines.append(
+            f"{name:<16}{n:>12}{m['conversion_count']:>12}{rate:>12}"
+            f"{'-' if best is None else f'{best:.3f}':>9}"
+            f"{'-' if p_value is None else f'{p_value:.3g}':>9}"
+            f"{allocation.get(name, 0.0):>11.3f}"
+        )
+    if decision.get("winner"):
+        lines.append(f"decision: {decision['winner']} wins ({decision.get('reason')})")
+    else:
+        lines.append(f"decision: no winner yet ({decision.get('reason', 'unknown')}); keep running")
+    return "\n".join(lines)

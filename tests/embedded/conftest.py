@@ -1,0 +1,74 @@
+"""Embedded runtime tests: real servers on free 127.0.0.1 ports, real SQLite, real files."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+from embedded_helpers import write_config
+
+from abtest.runtime import Runtime
+from abtest.server import EmbeddedServer
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., EmbeddedServer]]:
+    """Start an in-process server for a config written by `write_config(**options)`."""
+    servers: list[EmbeddedServer] = []
+
+    def start(data_dir: Path | None = None, seed: int = 0, **options) -> EmbeddedServer:
+        config = write_config(tmp_path, **options)
+        runtime = Runtime(config, data_dir or tmp_path / "data", rng=random.Random(seed))
+        server = EmbeddedServer(runtime).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=30) as client:
+        yield client
+
+
+class _ModelServer(BaseHTTPRequestHandler):
+    """A model behind HTTP: echoes what it got as JSON; `/fail` answers 500."""
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path == "/fail":
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b"out of memory")
+            return
+        answer = json.dumps(
+            {"got": body.decode(), "content_type": self.headers["Content-Type"]}
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def model_url() -> Iterator[str]:
+    """Base URL of a model server on a free loopback port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ModelServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()

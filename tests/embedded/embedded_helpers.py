@@ -1,0 +1,82 @@
+"""Model callables and config files for the embedded tests (`embedded_helpers:<name>`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ENDPOINT = "reviews-helpfulness"
+
+
+def echo(data: str, content_type: str) -> dict[str, Any]:
+    """Answers with what it was sent, so tests see the payload the model got."""
+    return {"data": data, "content_type": content_type}
+
+
+def constant(data: str, content_type: str) -> list[int]:
+    return [1]
+
+
+def broken(data: str, content_type: str) -> Any:
+    raise RuntimeError("weights file is corrupt")
+
+
+def not_json(data: str, content_type: str) -> Any:
+    return object()
+
+
+def write_config(
+    folder: Path,
+    *,
+    interval: float = 0.2,
+    size: int = 1_048_576,
+    strategy: str = "ThompsonSampling",
+    variants: dict[str, str] | None = None,
+    name: str = "endpoint.toml",
+    extra_endpoint: str = "",
+) -> Path:
+    """A config file for `variants` (name -> model); the demo's two models by default."""
+    variants = variants or {
+        "Champion1": "abtest.demo.reviews:champion",
+        "Challenger1": "abtest.demo.reviews:challenger",
+    }
+    text = (
+        f'[endpoint]\nname = "{ENDPOINT}"\nstrategy = "{strategy}"\nwarmup = 0\n{extra_endpoint}\n'
+        f"[event_log]\nbuffer_interval_seconds = {interval}\nbuffer_size_bytes = {size}\n"
+    )
+    for variant, model in variants.items():
+        text += f'\n[[variants]]\nname = "{variant}"\ninitial_weight = 1.0\nmodel = "{model}"\n'
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def logged_events(data_dir: Path) -> list[dict[str, Any]]:
+    """Every event in the data dir's event log: sealed files and the open buffer."""
+    events_dir = data_dir / "events"
+    paths = sorted((events_dir / "sealed").glob("*.jsonl"))
+    if (events_dir / "buffer.open").exists():
+        paths.append(events_dir / "buffer.open")
+    return [json.loads(line) for path in paths for line in path.read_text().splitlines() if line]
+
+
+def counts_by_variant(events: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    """(invocations, conversions) per variant, as aggregation should count them."""
+    counts: dict[str, list[int]] = {}
+    for event in events:
+        pair = counts.setdefault(event["variant_name"], [0, 0])
+        if event["type"] == "invocation" and event.get("assignment") not in ("manual", "fallback"):
+            pair[0] += 1
+        elif event["type"] == "conversion":
+            pair[1] += 1
+    return {variant: (n, c) for variant, (n, c) in counts.items()}
+
+
+def stats_counts(stats: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    return {
+        m["variant_name"]: (m["invocation_count"], m["conversion_count"])
+        for m in stats["variant_metrics"]
+        if m["invocation_count"] or m["conversion_count"]
+    }

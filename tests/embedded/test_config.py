@@ -1,0 +1,184 @@
+"""The endpoint config file: good files load, bad ones fail at start naming file, key and reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from embedded_helpers import write_config
+
+from abtest.config import ConfigCatalog, load_config
+from abtest.demo import DEMO_CONFIG
+from abtest.errors import ConfigError, NotFoundError
+from abtest.records import VariantConfig
+
+REPO = Path(__file__).resolve().parents[2]
+
+GOOD = """
+[endpoint]
+name = "reviews-helpfulness"
+strategy = "EpsilonGreedy"
+epsilon = 0.2
+warmup = 10
+
+[event_log]
+buffer_interval_seconds = 5
+buffer_size_bytes = 4096
+
+[[variants]]
+name = "Champion1"
+initial_weight = 3
+model = "abtest.demo.reviews:champion"
+
+[[variants]]
+name = "Challenger1"
+initial_weight = 1.0
+model = "http://127.0.0.1:9000/invocations"
+"""
+
+
+def test_a_good_file_loads_with_its_values(tmp_path: Path) -> None:
+    path = tmp_path / "endpoint.toml"
+    path.write_text(GOOD)
+    config = load_config(path)
+    assert (config.endpoint_name, config.strategy, config.epsilon, config.warmup) == (
+        "reviews-helpfulness",
+        "EpsilonGreedy",
+        0.2,
+        10,
+    )
+    assert (config.event_log.buffer_interval_seconds, config.event_log.buffer_size_bytes) == (
+        5,
+        4096,
+    )
+    assert [(v.name, v.initial_weight, v.is_url) for v in config.variants] == [
+        ("Champion1", 3.0, False),
+        ("Challenger1", 1.0, True),
+    ]
+    described = ConfigCatalog(config).describe("reviews-helpfulness")
+    assert described.variants == (
+        VariantConfig("Champion1", 3.0),
+        VariantConfig("Challenger1", 1.0),
+    )
+    assert described.strategy == "EpsilonGreedy"
+
+
+def test_omitted_keys_take_the_documented_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "endpoint.toml"
+    path.write_text('[endpoint]\nname = "e1"\n[[variants]]\nname = "A"\nmodel = "m:f"\n')
+    config = load_config(path)
+    assert (config.strategy, config.epsilon, config.warmup) == ("ThompsonSampling", 0.1, 0)
+    assert config.event_log.buffer_interval_seconds == 60
+    assert config.event_log.buffer_size_bytes == 1024 * 1024
+    assert config.variants[0].initial_weight == 1.0
+    assert config.assignment_ttl_seconds == 90 * 24 * 3600
+
+
+def test_the_shipped_example_and_the_demo_config_load(tmp_path: Path) -> None:
+    example = load_config(REPO / "examples" / "reviews.toml")
+    demo_path = tmp_path / "demo.toml"
+    demo_path.write_text(DEMO_CONFIG)
+    demo = load_config(demo_path)
+    # the demo is the example with a shorter seal interval
+    assert example.endpoint_config() == demo.endpoint_config()
+    assert demo.event_log.buffer_interval_seconds < example.event_log.buffer_interval_seconds
+
+
+def test_the_catalog_knows_only_its_endpoint(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path))
+    with pytest.raises(NotFoundError, match="other-endpoint"):
+        ConfigCatalog(config).describe("other-endpoint")
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "key", "reason"),
+    [
+        (
+            'strategy = "EpsilonGreedy"',
+            'strategy = "Greedy"',
+            "endpoint.strategy",
+            "unknown strategy",
+        ),
+        ("epsilon = 0.2", "epsilon = 1.5", "endpoint.epsilon", "between 0 and 1"),
+        ("warmup = 10", "warmup = -1", "endpoint.warmup", ">= 0"),
+        ("warmup = 10", 'warmup = "ten"', "endpoint.warmup", ">= 0"),
+        ('name = "reviews-helpfulness"', 'name = "reviews helpfulness"', "endpoint.name", "name"),
+        (
+            "buffer_interval_seconds = 5",
+            "buffer_interval_seconds = 0",
+            "buffer_interval_seconds",
+            "> 0",
+        ),
+        (
+            "buffer_size_bytes = 4096",
+            "buffer_size_bytes = 1.5",
+            "buffer_size_bytes",
+            "whole number",
+        ),
+        ("initial_weight = 3", "initial_weight = -3", "variants[0].initial_weight", ">= 0"),
+        (
+            'model = "abtest.demo.reviews:champion"',
+            'model = "champion"',
+            "variants[0].model",
+            "neither",
+        ),
+        ('name = "Challenger1"', 'name = "Champion1"', "variants[1].name", "used by another"),
+        ("warmup = 10", "warmup = 10\nwarm_up = 5", "endpoint.warm_up", "unknown key"),
+        ("[event_log]", "[eventlog]", "eventlog", "unknown key"),
+    ],
+)
+def test_a_bad_value_names_the_file_the_key_and_the_reason(
+    tmp_path: Path, replace: str, by: str, key: str, reason: str
+) -> None:
+    assert replace in GOOD
+    path = tmp_path / "endpoint.toml"
+    path.write_text(GOOD.replace(replace, by, 1))
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: ")
+    assert key in message
+    assert reason in message
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("[endpoint\nname = 1", "not valid TOML"),
+        ('[[variants]]\nname = "A"\nmodel = "m:f"\n', "endpoint: missing"),
+        ('[endpoint]\nname = "e1"\n', "variants: missing"),
+        (
+            '[endpoint]\nname = "e1"\n'
+            '[[variants]]\nname = "A"\nmodel = "m:f"\ninitial_weight = 0\n',
+            "all be 0",
+        ),
+    ],
+)
+def test_missing_tables_and_broken_toml_are_reported(
+    tmp_path: Path, text: str, reason: str
+) -> None:
+    path = tmp_path / "endpoint.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=reason) as raised:
+        load_config(path)
+    assert str(path) in str(raised.value)
+
+
+def test_a_missing_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_a_model_that_cannot_be_imported_fails_at_start(tmp_path: Path) -> None:
+    from abtest.runtime import Runtime
+
+    path = write_config(
+        tmp_path,
+        variants={"A": "abtest.demo.reviews:champion", "B": "abtest.demo.reviews:no_such_model"},
+    )
+    with pytest.raises(ConfigError) as raised:
+        Runtime(path, tmp_path / "data")
+    message = str(raised.value)
+    assert str(path) in message
+    assert "variants[1].model" in message
+    assert "no_such_model" in message

@@ -1,0 +1,231 @@
+"""The local Firehose: sealing by size and interval, crash recovery, idempotent aggregation."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from abtest import aggregation
+from abtest.adapters.eventlog import BUFFER_NAME, LocalEventLog
+from abtest.adapters.sqlite import SqliteStore
+from abtest.clock import ManualClock
+from abtest.errors import ConfigError
+from abtest.records import EndpointConfig, VariantConfig
+
+ENDPOINT = "reviews-helpfulness"
+
+
+def invocation(variant: str, user: int) -> dict:
+    return {
+        "type": "invocation",
+        "timestamp": "2026-01-01T00:00:00.000+00:00",
+        "endpoint_name": ENDPOINT,
+        "variant_name": variant,
+        "user_id": f"u{user}",
+        "inference_id": f"i{user}",
+        "strategy": "ThompsonSampling",
+        "propensity": 0.5,
+        "assignment": "new",
+    }
+
+
+def line_size(event: dict) -> int:
+    return len(json.dumps(event, separators=(",", ":"))) + 1
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.sealed = threading.Event()
+
+    def __call__(self, key: str) -> None:
+        self.keys.append(key)
+        self.sealed.set()
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = SqliteStore(tmp_path / "abtest.sqlite3")
+    store.register_endpoint(
+        EndpointConfig(
+            ENDPOINT, "ThompsonSampling", 0.1, 0, (VariantConfig("A"), VariantConfig("B"))
+        ),
+        0.0,
+    )
+    yield store
+    store.close()
+
+
+def counts(store: SqliteStore) -> dict[str, int]:
+    endpoint = store.get_endpoint(ENDPOINT)
+    assert endpoint is not None
+    return {m.variant_name: m.invocation_count for m in endpoint.variant_metrics}
+
+
+def sealed_lines(log: LocalEventLog, key: str) -> list[dict]:
+    return [json.loads(line) for line in log.read_lines(key)]
+
+
+def test_seals_when_the_buffer_reaches_the_size_limit(tmp_path: Path) -> None:
+    # GIVEN a log sealing at three events' worth of bytes and an interval far away
+    recorder = Recorder()
+    event = invocation("A", 0)
+    log = LocalEventLog(
+        tmp_path,
+        buffer_interval_seconds=3600,
+        buffer_size_bytes=3 * line_size(event),
+        on_seal=recorder,
+    )
+    log.start()
+    # WHEN seven events arrive
+    for user in range(7):
+        log.put([invocation("A", user)])
+    deadline = time.monotonic() + 5
+    while len(recorder.keys) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # THEN two files of three were sealed and handed over in order; one event is still buffered
+    assert len(recorder.keys) == 2
+    assert recorder.keys == log.sealed_keys()
+    assert [[e["user_id"] for e in sealed_lines(log, k)] for k in recorder.keys] == [
+        ["u0", "u1", "u2"],
+        ["u3", "u4", "u5"],
+    ]
+    log.close()
+    # AND closing seals the rest
+    assert len(recorder.keys) == 3
+    assert [e["user_id"] for e in sealed_lines(log, recorder.keys[2])] == ["u6"]
+
+
+def test_seals_after_the_buffer_interval(tmp_path: Path) -> None:
+    # GIVEN a log sealing every 0.1 s (and never by size)
+    recorder = Recorder()
+    log = LocalEventLog(
+        tmp_path, buffer_interval_seconds=0.1, buffer_size_bytes=10**9, on_seal=recorder
+    )
+    log.start()
+    try:
+        started = time.monotonic()
+        log.put([invocation("A", 1), invocation("B", 2)])
+        # WHEN we wait for the timer
+        assert recorder.sealed.wait(5)
+        waited = time.monotonic() - started
+        # THEN the events were sealed into one file, no sooner than the interval
+        assert waited >= 0.1
+        assert [e["user_id"] for e in sealed_lines(log, recorder.keys[0])] == ["u1", "u2"]
+        assert not (tmp_path / BUFFER_NAME).exists()
+    finally:
+        log.close()
+    # AND an empty buffer is never sealed into an empty file
+    assert len(recorder.keys) == 1
+
+
+def test_sealed_names_sort_by_time(tmp_path: Path) -> None:
+    clock = ManualClock(start=1_700_000_000.0)
+    log = LocalEventLog(tmp_path, buffer_interval_seconds=3600, buffer_size_bytes=1, clock=clock)
+    log.start()
+    for user in range(12):
+        log.put([invocation("A", user)])
+        clock.advance(0.5)
+    log.close()
+    keys = log.sealed_keys()
+    assert len(keys) == 12
+    assert [sealed_lines(log, k)[0]["user_id"] for k in keys] == [f"u{n}" for n in range(12)]
+
+
+def test_concurrent_puts_are_each_written_once(tmp_path: Path) -> None:
+    # GIVEN small files, so seals happen while 8 threads put
+    log = LocalEventLog(tmp_path, buffer_interval_seconds=0.05, buffer_size_bytes=2_000)
+    log.start()
+
+    def writer(thread: int) -> None:
+        for n in range(250):
+            log.put([invocation("A", thread * 1000 + n)])
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    log.close()
+    # THEN every event is in exactly one sealed file, none is torn
+    users = [e["user_id"] for k in log.sealed_keys() for e in sealed_lines(log, k)]
+    assert sorted(users) == sorted(f"u{t * 1000 + n}" for t in range(8) for n in range(250))
+    assert len(log.sealed_keys()) > 1
+
+
+def test_a_leftover_buffer_is_sealed_and_aggregated_once_at_start(tmp_path: Path, store) -> None:
+    # GIVEN what a crashed process left: one sealed file it had aggregated, one it had not,
+    # and an open buffer whose last line was torn mid-write
+    folder = tmp_path / "events"
+    first = LocalEventLog(folder, buffer_interval_seconds=3600, buffer_size_bytes=10**9)
+    first.on_seal = lambda key: aggregation.aggregate(store, first, key, 0.0)
+    first.start()
+    first.put([invocation("A", 1), invocation("B", 2)])
+    first.flush()  # sealed and aggregated
+    first.on_seal = None
+    first.put([invocation("A", 3)])
+    first.flush()  # sealed, never aggregated (the crash)
+    first.close()
+    (folder / BUFFER_NAME).write_bytes(
+        (json.dumps(invocation("B", 4)) + "\n" + '{"type": "invoc').encode()
+    )
+    assert counts(store) == {"A": 1, "B": 1}
+
+    # WHEN a new process starts on the folder
+    log = LocalEventLog(folder, buffer_interval_seconds=3600, buffer_size_bytes=10**9)
+    log.on_seal = lambda key: aggregation.aggregate(store, log, key, 0.0)
+    log.start()
+    log.close()
+
+    # THEN every complete event is counted exactly once, the torn line is kept aside
+    assert counts(store) == {"A": 2, "B": 2}
+    assert len(log.sealed_keys()) == 3
+    rejected = [json.loads(line) for p in (folder / "rejected").iterdir() for line in p.open()]
+    assert [r["line_number"] for r in rejected] == [2]
+    assert "not JSON" in rejected[0]["reason"]
+
+
+def test_aggregating_a_sealed_file_again_counts_nothing_twice(tmp_path: Path, store) -> None:
+    log = LocalEventLog(tmp_path / "events", buffer_interval_seconds=3600, buffer_size_bytes=10**9)
+    log.start()
+    log.put([invocation("A", n) for n in range(5)])
+    log.close()
+    (key,) = log.sealed_keys()
+    assert aggregation.aggregate(store, log, key, 0.0).applied
+    again = aggregation.aggregate(store, log, key, 1.0)
+    assert not again.applied
+    assert counts(store) == {"A": 5, "B": 0}
+
+
+def test_events_put_before_a_crash_survive_without_close(tmp_path: Path) -> None:
+    # Each put reaches the file before it returns: nothing waits in a process buffer.
+    log = LocalEventLog(tmp_path, buffer_interval_seconds=3600, buffer_size_bytes=10**9)
+    log.put([invocation("A", 1)])
+    lines = (tmp_path / BUFFER_NAME).read_text().splitlines()
+    assert [json.loads(line)["user_id"] for line in lines] == ["u1"]
+
+
+def test_a_folder_is_served_by_one_process_at_a_time(tmp_path: Path) -> None:
+    first = LocalEventLog(tmp_path, buffer_interval_seconds=1, buffer_size_bytes=100)
+    first.start()
+    try:
+        second = LocalEventLog(tmp_path, buffer_interval_seconds=1, buffer_size_bytes=100)
+        with pytest.raises(ConfigError, match="in use by another abtest process"):
+            second.start()
+    finally:
+        first.close()
+    # released on close
+    third = LocalEventLog(tmp_path, buffer_interval_seconds=1, buffer_size_bytes=100)
+    third.start()
+    third.close()
+
+
+@pytest.mark.parametrize("key", ["../abtest.sqlite3", "sub/x.jsonl", ".lock"])
+def test_keys_cannot_escape_the_sealed_folder(tmp_path: Path, key: str) -> None:
+    log = LocalEventLog(tmp_path, buffer_interval_seconds=1, buffer_size_bytes=100)
+    with pytest.raises(ValueError, match="not an event log key"):
+        list(log.read_lines(key))

@@ -1,0 +1,44 @@
+"""The simulation notebook runs end to end against the embedded server (few users)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "ab-testing-simulation.ipynb"
+
+
+def test_the_notebook_runs_and_names_a_decision(monkeypatch) -> None:
+    monkeypatch.setenv("ABTEST_NOTEBOOK_USERS", "150")
+    monkeypatch.delenv("ABTEST_API_URL", raising=False)
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    ).execute()
+    outputs = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+    ]
+    text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    assert "Champion1" in text and "Challenger1" in text
+    assert "winner:" in text
+    # the stats table counts all 150 simulated users
+    assert (
+        sum(
+            int(line.split()[1])
+            for line in text.splitlines()
+            if line.startswith(("Champion1 ", "Challenger1 ")) and len(line.split()) == 7
+        )
+        >= 150
+    )
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 4
+    assert os.environ["ABTEST_NOTEBOOK_USERS"] == "150"
