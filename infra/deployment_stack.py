@@ -1,0 +1,180 @@
+"""One multi-variant SageMaker endpoint: the champion and its challengers.
+
+The variants arrive already selected (see `model_registry`), so synth never
+calls AWS. The endpoint carries the `ab-testing:*` tags the register
+function reads, and its name starts with the prefix the API may invoke.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import ArnFormat, CfnOutput, CfnTag, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from infra import nag
+from infra.deployment_config import DeploymentConfig
+from infra.model_registry import SelectedVariant
+from infra.monitoring import CONVERSIONS, INVOCATIONS, reward_rate, variant_metric
+from infra.settings import Settings
+
+
+def endpoint_name(settings: Settings) -> str:
+    return f"{settings.endpoint_prefix}{settings.project_name}-{settings.stage_name}"
+
+
+class DeploymentStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        settings: Settings,
+        config: DeploymentConfig,
+        variants: list[SelectedVariant],
+        **kwargs,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        if not variants:
+            raise ValueError("an A/B testing endpoint needs at least one variant")
+        name = endpoint_name(settings)
+        role = self._execution_role()
+
+        production_variants = []
+        for variant in variants:
+            model = sagemaker.CfnModel(
+                self,
+                f"Model{variant.variant_name}",
+                execution_role_arn=role.role_arn,
+                enable_network_isolation=True,
+                containers=[
+                    sagemaker.CfnModel.ContainerDefinitionProperty(
+                        model_package_name=variant.model_package_arn
+                    )
+                ],
+            )
+            # The role's policy must exist before SageMaker checks it can pull the image.
+            model.node.add_dependency(role)
+            production_variants.append(
+                sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                    variant_name=variant.variant_name,
+                    model_name=model.attr_model_name,
+                    initial_instance_count=variant.instance_count,
+                    instance_type=variant.instance_type,
+                    initial_variant_weight=variant.initial_variant_weight,
+                )
+            )
+        endpoint_config = sagemaker.CfnEndpointConfig(
+            self, "EndpointConfig", production_variants=production_variants
+        )
+        endpoint = sagemaker.CfnEndpoint(
+            self,
+            "Endpoint",
+            endpoint_name=name,
+            endpoint_config_name=endpoint_config.attr_endpoint_config_name,
+            tags=[
+                CfnTag(key="ab-testing:strategy", value=config.strategy),
+                CfnTag(key="ab-testing:epsilon", value=str(config.epsilon)),
+                CfnTag(key="ab-testing:warmup", value=str(config.warmup)),
+            ],
+        )
+        self._dashboard(name, variants)
+        CfnOutput(self, "EndpointName", value=endpoint.attr_endpoint_name)
+        CfnOutput(
+            self,
+            "Variants",
+            value=", ".join(f"{v.variant_name}={v.model_package_arn}" for v in variants),
+        )
+        self._suppress(role)
+
+    def _execution_role(self) -> iam.Role:
+        """What the model containers may do: pull images and artifacts, write their logs."""
+        role = iam.Role(
+            self,
+            "ModelExecutionRole",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description="Runs the A/B testing endpoint's model variants.",
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"])
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                resources=[f"arn:{self.partition}:ecr:{self.region}:*:repository/*"],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[f"arn:{self.partition}:s3:::sagemaker-{self.region}-{self.account}/*"],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[
+                    self.format_arn(
+                        service="logs",
+                        resource="log-group",
+                        resource_name="/aws/sagemaker/Endpoints/*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints"}},
+            )
+        )
+        return role
+
+    def _dashboard(self, name: str, variants: list[SelectedVariant]) -> None:
+        dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=name)
+        names = [v.variant_name for v in variants]
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Invocations per variant",
+                left=[variant_metric(INVOCATIONS, name, v).with_(label=v) for v in names],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Conversions per variant",
+                left=[variant_metric(CONVERSIONS, name, v).with_(label=v) for v in names],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title="Reward rate per variant",
+                left=[reward_rate(name, v, i) for i, v in enumerate(names)],
+                width=8,
+            ),
+        )
+
+    def _suppress(self, role: iam.Role) -> None:
+        nag.suppress(
+            role,
+            "IAM5",
+            "Model package images live in registry-owned ECR repositories in other accounts "
+            "(built-in algorithms) and artifacts under the SageMaker default bucket; "
+            "GetAuthorizationToken and PutMetricData have no resource-level form.",
+            "Resource::*",
+            "Resource::arn:<AWS::Partition>:ecr:<AWS::Region>:*:repository/*",
+            "Resource::arn:<AWS::Partition>:s3:::sagemaker-<AWS::Region>-<AWS::AccountId>/*",
+            "Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"
+            "/aws/sagemaker/Endpoints/*",
+        )
+        nag.suppress(
+            self,
+            "SM1",
+            "Model packages run in SageMaker's network with network isolation on; "
+            "a VPC would add NAT or endpoint costs for no outbound traffic.",
+        )
+        nag.suppress(
+            self,
+            "SM2",
+            "Volumes use SageMaker's default encryption; a KMS key is refused by instance "
+            "types with instance storage, which the config may choose.",
+        )

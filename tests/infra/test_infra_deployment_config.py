@@ -1,0 +1,123 @@
+"""The per-stage deployment config: the shipped ones load, bad ones name the key and reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.deployment_config import (
+    DeploymentConfigError,
+    config_for_stage,
+    load_deployment_config,
+)
+
+
+def write(tmp_path: Path, body: Any, name: str = "dev.json") -> Path:
+    path = tmp_path / name
+    path.write_text(body if isinstance(body, str) else json.dumps(body))
+    return path
+
+
+def test_shipped_configs_load() -> None:
+    dev = config_for_stage("dev")
+    assert (dev.strategy, dev.challenger_variant_count, dev.pins_every_version) == (
+        "ThompsonSampling",
+        1,
+        False,
+    )
+    prod = config_for_stage("prod")
+    assert prod.pins_every_version
+    assert [c.variant_name for c in prod.challenger_variant_config] == [
+        "Challenger1",
+        "Challenger2",
+    ]
+
+
+def test_the_articles_example_config_is_accepted(tmp_path: Path) -> None:
+    config = load_deployment_config(
+        write(
+            tmp_path,
+            {
+                "stage_name": "prod",
+                "strategy": "EpsilonGreedy",
+                "warmup": 100,
+                "epsilon": 0.1,
+                "instance_count": 2,
+                "instance_type": "ml.c5.large",
+                "champion_variant_config": {
+                    "model_package_version": 1,
+                    "variant_name": "Champion",
+                    "instance_count": 3,
+                    "instance_type": "ml.m5.xlarge",
+                },
+                "challenger_variant_config": [
+                    {
+                        "model_package_version": 1,
+                        "variant_name": "Challenger1",
+                        "instance_type": "ml.c5.xlarge",
+                    },
+                    {
+                        "model_package_version": 2,
+                        "variant_name": "Challenger2",
+                        "instance_count": 1,
+                    },
+                ],
+            },
+        )
+    )
+    assert config.champion_variant_config and config.champion_variant_config.instance_count == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "reason"),
+    [
+        ({}, "stage_name", "Field required"),
+        ({"stage_name": "dev", "strategy": "Random"}, "strategy", "Input should be"),
+        ({"stage_name": "dev", "epsilon": 1.5}, "epsilon", "less than or equal to 1"),
+        ({"stage_name": "dev", "warmup": -1}, "warmup", "greater than or equal to 0"),
+        ({"stage_name": "dev", "instance_type": "m5.large"}, "instance_type", "pattern"),
+        ({"stage_name": "dev", "instance_cuont": 2}, "instance_cuont", "Extra inputs"),
+        (
+            {"stage_name": "dev", "challenger_variant_config": [{"variant_name": "C1"}]},
+            "challenger_variant_config.0.model_package_version",
+            "Field required",
+        ),
+        (
+            {"stage_name": "dev", "champion_variant_config": {"model_package_version": 0}},
+            "champion_variant_config.model_package_version",
+            "greater than or equal to 1",
+        ),
+        (
+            {
+                "stage_name": "dev",
+                "challenger_variant_count": 3,
+                "challenger_variant_config": [{"model_package_version": 1}],
+            },
+            "challenger_variant_count",
+            "names 1 versions",
+        ),
+    ],
+)
+def test_bad_config_names_the_key_and_the_reason(
+    tmp_path: Path, body: dict, key: str, reason: str
+) -> None:
+    with pytest.raises(DeploymentConfigError) as err:
+        load_deployment_config(write(tmp_path, body))
+    assert key in str(err.value)
+    assert reason in str(err.value)
+
+
+def test_not_json_and_missing_file_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(DeploymentConfigError, match="not JSON"):
+        load_deployment_config(write(tmp_path, "{stage_name: dev"))
+    with pytest.raises(DeploymentConfigError, match="cannot read"):
+        load_deployment_config(tmp_path / "missing.json")
+
+
+def test_file_for_one_stage_must_say_that_stage(tmp_path: Path) -> None:
+    write(tmp_path, {"stage_name": "dev"}, name="prod.json")
+    with pytest.raises(DeploymentConfigError, match="stage_name: is 'dev', expected 'prod'"):
+        config_for_stage("prod", tmp_path)
