@@ -3,10 +3,12 @@
 import os
 
 import boto3
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from abtest.adapters.s3 import S3EventArchive, object_keys_from_s3_event
 from abtest.lambda_runtime import logger, metrics, service_for
+from abtest.records import CountsByEndpoint
 
 service = service_for("metrics")
 s3 = boto3.client("s3")
@@ -31,6 +33,8 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
                 "rejected": len(result.rejected),
             },
         )
+        if result.applied:
+            publish_counts(result.counts)
         results.append(
             {
                 "object_key": key,
@@ -40,3 +44,19 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
             }
         )
     return {"objects": results}
+
+
+def publish_counts(counts: CountsByEndpoint) -> None:
+    """Per-variant Invocations, Conversions and Reward for the stack's dashboard (EMF)."""
+    for endpoint_name, variants in counts.items():
+        for variant_name, delta in variants.items():
+            for name, value in (
+                ("Invocations", delta.invocation_count),
+                ("Conversions", delta.conversion_count),
+                ("Reward", delta.reward_sum),
+            ):
+                with single_metric(
+                    name=name, unit=MetricUnit.Count, value=value, namespace=metrics.namespace
+                ) as metric:
+                    metric.add_dimension(name="endpoint_name", value=endpoint_name)
+                    metric.add_dimension(name="variant_name", value=variant_name)

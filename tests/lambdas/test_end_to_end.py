@@ -177,3 +177,26 @@ def test_store_unreachable_falls_back_without_target_variant(aws, monkeypatch):
     assert status == 200
     assert body["assignment"] == "fallback" and body["target_variant"] is None
     assert "TargetVariant" not in aws.runtime.calls[-1]
+
+
+def test_metrics_handler_publishes_per_variant_counts_once(aws, capsys):
+    create_endpoint(TAGS)
+    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
+    _, invoked = call(
+        aws.invocation,
+        api_event("/invocation", {"endpoint_name": ENDPOINT, "user_id": "u", "data": "x"}),
+    )
+    capsys.readouterr()
+
+    [first] = deliver(aws, set())
+    published = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line
+    ]
+    aws.metrics.lambda_handler(s3_event("abtest-events-test", [first["object_key"]]), Context())
+    again = [line for line in capsys.readouterr().out.splitlines() if '"Invocations"' in line]
+
+    invocations = [m for m in published if "Invocations" in m]
+    assert [(m["variant_name"], m["Invocations"]) for m in invocations] == [
+        (invoked["target_variant"], [1.0])
+    ]
+    assert again == []
