@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import logging
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -62,9 +63,34 @@ def error_response(error: AbtestError) -> Response:
     )
 
 
+class _Resolver(APIGatewayRestResolver):
+    """Keeps the current event per thread.
+
+    Powertools stores the event being resolved on the `BaseRouter` class, shared by
+    every resolver in the process: fine for Lambda's one request at a time, but the
+    embedded server resolves on several threads at once, and one request would read
+    another's body. (Each thread still needs its own resolver: `context` is per instance.)
+    """
+
+    _local = threading.local()
+
+    @property
+    def current_event(self) -> Any:  # type: ignore[override]
+        return self._local.event
+
+    @current_event.setter
+    def current_event(self, event: Any) -> None:
+        self._local.event = event
+
+    def _to_proxy_event(self, event: dict) -> Any:
+        proxy = super()._to_proxy_event(event)
+        self._local.event = proxy
+        return proxy
+
+
 def build_resolver(service: Any, routes: Iterable[str] = ROUTES) -> APIGatewayRestResolver:
     """A resolver serving `routes` of `service` (a Lambda serves one; the local server all)."""
-    app = APIGatewayRestResolver(enable_validation=True)
+    app = _Resolver(enable_validation=True)
     served = set(routes)
     unknown = served - set(ROUTES)
     if unknown:
