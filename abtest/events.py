@@ -6,7 +6,10 @@ clock when it happened (never frozen at import or cold start).
 
 from __future__ import annotations
 
+import json
 import math
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +20,33 @@ CONVERSION = "conversion"
 # Invocations the bandit did not choose: logged, but not counted in the variant's
 # counters, because their users cannot convert (fallback) or were not sampled (manual).
 UNCOUNTED_ASSIGNMENTS = frozenset({"manual", "fallback"})
+
+
+def encode(event: Mapping[str, Any]) -> bytes:
+    """One compact JSON line: the exact shape `EVENT_LINE` recognises."""
+    return json.dumps(event, separators=(",", ":")).encode() + b"\n"
+
+
+def whole_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Re-cut byte chunks at line ends: blocks of whole lines, never a line split in two."""
+    partial = b""
+    for chunk in chunks:
+        cut = chunk.rfind(b"\n")
+        if cut < 0:
+            partial += chunk
+            continue
+        yield partial + chunk[: cut + 1]
+        partial = chunk[cut + 1 :]
+    if partial:
+        yield partial
+
+
+def split_lines(block: bytes) -> list[bytes]:
+    """The lines of a block, without their line ends (a final newline ends, not adds, one)."""
+    lines = block.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    return lines
 
 
 def iso_timestamp(epoch_seconds: float) -> str:
@@ -99,3 +129,40 @@ def event_delta(event: Any) -> tuple[str, str, VariantCounts | None]:
             raise InvalidEvent(f"reward must be a number in [0, 1], got {reward!r}")
         return endpoint_name, variant_name, VariantCounts(conversion_count=1, reward_sum=reward)
     raise InvalidEvent(f"unknown event type {kind!r}")
+
+
+# A whole line as `encode` writes the two events above, with plain-ASCII strings: every
+# line it matches is valid JSON and a valid event, so aggregation can count such lines
+# without parsing them (`re.findall` and `Counter` both run in C). Any other line, say
+# one with escapes, non-ASCII text or another key order, takes the json.loads path.
+_TEXT = rb'"[\x20\x21\x23-\x5b\x5d-\x7e]*"'
+_NAME = rb'"([A-Za-z0-9-]+)"'
+_NUMBER = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+_COMMON = (
+    rb',"timestamp":'
+    + _TEXT
+    + rb',"endpoint_name":'
+    + _NAME
+    + rb',"variant_name":'
+    + _NAME
+    + rb',"user_id":'
+    + _TEXT
+    + rb',"inference_id":'
+    + _TEXT
+    + rb',"strategy":'
+    + _TEXT
+)
+EVENT_LINE = re.compile(
+    rb'^\{"type":"(?:(invocation)"'
+    + _COMMON
+    + rb',"propensity":(?:'
+    + _NUMBER
+    + rb"|null)"
+    + rb',"assignment":"(new|existing|manual|fallback)"'
+    + rb'|(conversion)"'
+    + _COMMON
+    + rb',"reward":('
+    + _NUMBER
+    + rb"))\}$",
+    re.MULTILINE,
+)

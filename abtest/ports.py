@@ -69,8 +69,12 @@ class EventSink(Protocol):
 class EventArchive(Protocol):
     """Where delivered event objects live (S3 bucket, or a local folder of sealed files)."""
 
-    def read_lines(self, object_key: str) -> Iterator[bytes]:
-        """Stream the object's lines (gzip or plain), without loading it whole."""
+    def read_blocks(self, object_key: str) -> Iterator[bytes]:
+        """Stream the object (gzip or plain) as blocks of whole lines, without loading it whole.
+
+        Blocks, not lines: aggregation scans a block in one call, which is where its speed
+        comes from. Each block ends at a line end, except perhaps the object's last.
+        """
         ...
 
     def put_rejected(self, object_key: str, rejected: Iterable[RejectedLine]) -> None:

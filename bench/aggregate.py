@@ -34,24 +34,29 @@ ENDPOINT = "bench-endpoint"
 
 
 def write_object(path: Path, events: int, predictions: int, seed: int = 1) -> None:
+    """Events as the request path logs them; with `predictions`, each also carries that many."""
+    from abtest.events import conversion_event, encode, invocation_event
+
     rng = random.Random(seed)
     with gzip.open(path, "wb", compresslevel=6) as out:
         for n in range(events):
-            variant = "Champion1" if rng.random() < 0.5 else "Challenger1"
-            event = {
-                "type": "conversion" if n % 5 == 4 else "invocation",
-                "timestamp": "2026-11-29T05:00:00.000+00:00",
+            fields = {
+                "now": 1_795_000_000 + n / 100,
                 "endpoint_name": ENDPOINT,
-                "variant_name": variant,
+                "variant_name": "Champion1" if rng.random() < 0.5 else "Challenger1",
                 "user_id": f"user-{rng.randrange(10**9)}",
                 "inference_id": f"{rng.getrandbits(128):032x}",
                 "strategy": "ThompsonSampling",
-                "propensity": round(rng.random(), 6),
-                "reward": 1.0,
             }
+            if n % 5 == 4:
+                event = conversion_event(**fields, reward=1.0)
+            else:
+                event = invocation_event(
+                    **fields, propensity=round(rng.random(), 6), assignment="new"
+                )
             if predictions:
                 event["predictions"] = [round(rng.random(), 6) for _ in range(predictions)]
-            out.write(json.dumps(event).encode() + b"\n")
+            out.write(encode(event))
 
 
 def baseline(path: Path) -> int:
@@ -73,15 +78,15 @@ def baseline(path: Path) -> int:
 
 
 def ours(path: Path) -> int:
-    from abtest.adapters.s3 import iter_lines
+    from abtest.adapters.s3 import iter_blocks
     from abtest.adapters.sqlite import SqliteStore
     from abtest.aggregation import aggregate
     from abtest.records import EndpointConfig, VariantConfig
 
     class FileArchive:
-        def read_lines(self, key: str):
+        def read_blocks(self, key: str):
             with open(path, "rb") as stream:
-                yield from iter_lines(stream)
+                yield from iter_blocks(stream)
 
         def put_rejected(self, key, rejected) -> None:
             raise AssertionError(f"unexpected rejected lines: {list(rejected)[:3]}")

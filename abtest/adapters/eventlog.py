@@ -31,12 +31,14 @@ from typing import Any, BinaryIO
 
 from abtest.clock import SystemClock
 from abtest.errors import ConfigError
+from abtest.events import encode, whole_lines
 from abtest.ports import Clock
 from abtest.records import RejectedLine
 
 logger = logging.getLogger("abtest")
 
 BUFFER_NAME = "buffer.open"
+READ_BYTES = 1 << 20
 SUFFIX = ".jsonl"
 
 
@@ -74,10 +76,7 @@ class LocalEventLog:
     # -- EventSink ------------------------------------------------------------------
 
     def put(self, events: list[Mapping[str, Any]]) -> None:
-        data = b"".join(
-            json.dumps(event, separators=(",", ":"), default=str).encode() + b"\n"
-            for event in events
-        )
+        data = b"".join(encode(event) for event in events)
         if not data:
             return
         with self._lock:
@@ -95,9 +94,9 @@ class LocalEventLog:
 
     # -- EventArchive ---------------------------------------------------------------
 
-    def read_lines(self, object_key: str) -> Iterator[bytes]:
+    def read_blocks(self, object_key: str) -> Iterator[bytes]:
         with self._path(object_key).open("rb") as file:
-            yield from file
+            yield from whole_lines(iter(lambda: file.read(READ_BYTES), b""))
 
     def put_rejected(self, object_key: str, rejected: Iterable[RejectedLine]) -> None:
         path = self.rejected_dir / self._path(object_key).name

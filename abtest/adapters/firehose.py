@@ -8,13 +8,14 @@ so every event ends up in Firehose, the queue, or CloudWatch Logs.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+
+from abtest.events import encode
 
 logger = logging.getLogger("abtest")
 
@@ -31,11 +32,6 @@ BASE_DELAY_SECONDS = 0.05
 MAX_DELAY_SECONDS = 1.0
 
 RECORD_TOO_LARGE = "RecordTooLarge"
-
-
-def encode_event(event: Mapping[str, Any]) -> bytes:
-    """One compact JSON line, so the delivered S3 objects are JSON lines."""
-    return (json.dumps(event, separators=(",", ":")) + "\n").encode()
 
 
 def _error_code(exc: Exception) -> str:
@@ -98,7 +94,7 @@ class FirehoseSink:
         return self._sqs_client
 
     def put(self, events: list[Mapping[str, Any]]) -> None:
-        records = [encode_event(event) for event in events]
+        records = [encode(event) for event in events]  # JSON lines in S3
         # One oversized record would make Firehose reject the whole call: keep it out.
         too_large = {
             i: RECORD_TOO_LARGE for i, r in enumerate(records) if len(r) > MAX_RECORD_BYTES

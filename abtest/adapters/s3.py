@@ -11,6 +11,7 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from abtest.errors import NotFoundError
+from abtest.events import whole_lines
 from abtest.records import RejectedLine
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -36,8 +37,8 @@ class S3EventArchive:
             self._client = boto3.client("s3")
         return self._client
 
-    def read_lines(self, object_key: str) -> Iterator[bytes]:
-        """The object's non-blank lines, without their line ends; gzip is told by its magic bytes.
+    def read_blocks(self, object_key: str) -> Iterator[bytes]:
+        """The object as blocks of whole lines; gzip is told by its magic bytes.
 
         The key's suffix is not trusted: Firehose's file extension depends on stream
         settings, and objects get copied and renamed. A missing object is a NotFoundError.
@@ -49,7 +50,7 @@ class S3EventArchive:
                 raise NotFoundError(f"no object s3://{self.bucket}/{object_key}") from exc
             raise
         try:
-            yield from iter_lines(body)
+            yield from iter_blocks(body)
         finally:
             body.close()
 
@@ -68,8 +69,8 @@ class S3EventArchive:
         )
 
 
-def iter_lines(stream: BinaryIO) -> Iterator[bytes]:
-    """Non-blank lines of a plain or gzip stream, read in bounded chunks."""
+def iter_blocks(stream: BinaryIO) -> Iterator[bytes]:
+    """Blocks of whole lines of a plain or gzip stream, read in bounded chunks."""
     chunks = _chunks(stream)
     first = b""
     for chunk in chunks:  # a short read may return under two bytes; gather enough to tell
@@ -79,7 +80,7 @@ def iter_lines(stream: BinaryIO) -> Iterator[bytes]:
     if not first:
         return
     head = _prepend(first, chunks)
-    yield from _split_lines(_gunzip(head) if first.startswith(GZIP_MAGIC) else head)
+    yield from whole_lines(_gunzip(head) if first.startswith(GZIP_MAGIC) else head)
 
 
 def _chunks(stream: BinaryIO) -> Iterator[bytes]:
@@ -115,20 +116,6 @@ def _gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield inflater.flush()
         if not inflater.eof:
             raise EOFError("gzip object ended before its end-of-stream marker (truncated?)")
-
-
-def _split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    partial = b""
-    for chunk in chunks:
-        if not chunk:
-            continue
-        lines = (partial + chunk).split(b"\n")
-        partial = lines.pop()
-        for line in lines:
-            if line.strip():
-                yield line
-    if partial.strip():
-        yield partial
 
 
 def object_keys_from_s3_event(event: Mapping[str, Any]) -> list[tuple[str, str]]:

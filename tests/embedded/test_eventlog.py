@@ -14,6 +14,7 @@ from abtest.adapters.eventlog import BUFFER_NAME, LocalEventLog
 from abtest.adapters.sqlite import SqliteStore
 from abtest.clock import ManualClock
 from abtest.errors import ConfigError
+from abtest.events import split_lines
 from abtest.records import EndpointConfig, VariantConfig
 
 ENDPOINT = "reviews-helpfulness"
@@ -67,7 +68,7 @@ def counts(store: SqliteStore) -> dict[str, int]:
 
 
 def sealed_lines(log: LocalEventLog, key: str) -> list[dict]:
-    return [json.loads(line) for line in log.read_lines(key)]
+    return [json.loads(line) for block in log.read_blocks(key) for line in split_lines(block)]
 
 
 def test_seals_when_the_buffer_reaches_the_size_limit(tmp_path: Path) -> None:
@@ -228,4 +229,4 @@ def test_a_folder_is_served_by_one_process_at_a_time(tmp_path: Path) -> None:
 def test_keys_cannot_escape_the_sealed_folder(tmp_path: Path, key: str) -> None:
     log = LocalEventLog(tmp_path, buffer_interval_seconds=1, buffer_size_bytes=100)
     with pytest.raises(ValueError, match="not an event log key"):
-        list(log.read_lines(key))
+        list(log.read_blocks(key))

@@ -35,8 +35,8 @@ class EventLog:
         self.objects[key] = b"".join(json.dumps(e).encode() + b"\n" for e in lines)
         return key
 
-    def read_lines(self, object_key: str) -> Iterator[bytes]:
-        yield from self.objects[object_key].splitlines()
+    def read_blocks(self, object_key: str) -> Iterator[bytes]:
+        yield self.objects[object_key]
 
     def put_rejected(self, object_key: str, rejected: Iterable[RejectedLine]) -> None:
         self.rejected[object_key] = list(rejected)

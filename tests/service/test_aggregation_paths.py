@@ -1,0 +1,111 @@
+"""The regex fast path counts what the json.loads path counts, and nothing it would reject."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from abtest.aggregation import _Tally, count_events
+from abtest.events import conversion_event, encode, invocation_event
+from abtest.records import Endpoint
+from bandit.metrics import VariantMetrics
+
+ENDPOINTS = {
+    name: Endpoint(
+        name, "UCB1", 0.1, 0, (VariantMetrics("Champion1"), VariantMetrics("Challenger1"))
+    )
+    for name in ("reviews-dev", "reviews-prod")
+}
+
+
+def events(seed: int, n: int) -> list[dict]:
+    rng = random.Random(seed)
+    out = []
+    for _i in range(n):
+        fields = {
+            "now": 1_795_000_000 + rng.random() * 1e5,
+            "endpoint_name": rng.choice(list(ENDPOINTS)),
+            "variant_name": rng.choice(["Champion1", "Challenger1"]),
+            "user_id": f"user-{rng.randrange(1000)}",
+            "inference_id": f"{rng.getrandbits(64):016x}",
+            "strategy": rng.choice(["ThompsonSampling", "WeightedSampling", "Manual"]),
+        }
+        if rng.random() < 0.3:
+            out.append(conversion_event(**fields, reward=rng.choice([1.0, 0.0, 0.25, 1e-3, 1])))
+        else:
+            assignment = rng.choice(["new", "existing", "manual", "fallback"])
+            propensity = rng.choice([None, rng.random(), 1.0, 1e-05])
+            out.append(invocation_event(**fields, propensity=propensity, assignment=assignment))
+    return out
+
+
+def slow_only(block: bytes):
+    tally = _Tally(ENDPOINTS.get)
+    tally.slow(block, 1)
+    return tally
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_fast_path_takes_our_own_events_and_agrees_with_json_loads(seed):
+    block = b"".join(encode(event) for event in events(seed, 500))
+
+    fast = _Tally(ENDPOINTS.get)
+    assert fast.fast(block, block.count(b"\n"))
+    slow = slow_only(block)
+
+    assert fast.events == slow.events == 500
+    assert slow.rejected == []
+    for endpoint, variants in slow.counts.items():
+        for variant, counts in variants.items():
+            mine = fast.counts[endpoint][variant]
+            assert mine.invocation_count == counts.invocation_count
+            assert mine.conversion_count == counts.conversion_count
+            assert mine.reward_sum == pytest.approx(counts.reward_sum)
+    assert fast.counts.keys() == slow.counts.keys()
+
+
+BAD = [
+    ("reward above one", lambda e: {**e, "type": "conversion", "reward": 1.5}),
+    ("unknown variant", lambda e: {**e, "variant_name": "Ghost"}),
+    ("unknown endpoint", lambda e: {**e, "endpoint_name": "elsewhere"}),
+    ("unknown type", lambda e: {**e, "type": "click"}),
+]
+
+
+@pytest.mark.parametrize(("name", "spoil"), BAD, ids=[name for name, _ in BAD])
+def test_a_well_shaped_but_invalid_line_is_rejected_with_its_number(name, spoil):
+    good = events(1, 9)
+    good = [e for e in good if e["type"] == "invocation"][:5]
+    lines = [encode(e) for e in good]
+    spoiled = spoil(good[2])
+    if spoiled["type"] == "conversion":
+        spoiled = {k: v for k, v in spoiled.items() if k not in ("propensity", "assignment")}
+    lines[2] = encode(spoiled)
+
+    counts, seen, rejected = count_events([b"".join(lines)], ENDPOINTS.get)
+
+    assert seen == 4
+    assert [r.line_number for r in rejected] == [3]
+    assert sum(c.invocation_count for v in counts.values() for c in v.values()) <= 4
+
+
+def test_broken_json_in_a_block_is_rejected_alone_and_blank_lines_are_numbered():
+    good = [encode(e) for e in events(2, 4)]
+    block = good[0] + b"\n" + b'{"type":"invocation","endpoint_name":' + b"\n" + b"".join(good[1:])
+
+    _counts, seen, rejected = count_events([block], ENDPOINTS.get)
+
+    assert seen == 4
+    assert [(r.line_number, r.reason.split(":")[0]) for r in rejected] == [(3, "not JSON")]
+
+
+def test_lines_in_another_key_order_or_with_escapes_still_count():
+    event = events(3, 1)[0]
+    reordered = json.dumps(dict(reversed(list(event.items())))).encode() + b"\n"
+    escaped = encode({**event, "user_id": 'Zoë "quoted"'})
+
+    _counts, seen, rejected = count_events([reordered + escaped], ENDPOINTS.get)
+
+    assert (seen, rejected) == (2, [])
