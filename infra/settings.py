@@ -1,7 +1,7 @@
 """Deployment settings: the `cdk.json` context keys, validated once at synth.
 
 Every knob the stacks read lives here with its default, so `cdk.json`, the
-tests and DEPLOY.md agree on one list. An unknown or bad key fails synth with
+tests and the README agree on one list. An unknown or bad key fails synth with
 the key's name instead of deploying something half-configured.
 """
 

@@ -9,7 +9,7 @@ from infra_synth import CDK_CONTEXT
 
 from infra.settings import Settings, SettingsError, settings_from_context
 
-DEPLOY_MD = Path(__file__).resolve().parents[2] / "infra" / "DEPLOY.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_cdk_json_sets_every_key_to_its_default() -> None:
@@ -22,7 +22,7 @@ def test_cdk_json_sets_every_key_to_its_default() -> None:
 
 
 def test_deploy_guide_documents_every_context_key() -> None:
-    text = DEPLOY_MD.read_text()
+    text = README.read_text()
     missing = [key for key in Settings.model_fields if f"`{key}`" not in text]
     assert missing == []
 
