@@ -171,7 +171,7 @@ def main() -> None:
         f"{os.cpu_count()} cores, {args.requests} requests per row"
     )
     runners = {"sqlite": sqlite_rows, "dynamodb": dynamodb_rows}
-    print("| store | row | req/s | p50 us | p99 us | mean / model only |")
+    print("| store | row | req/s | p50 us | p99 us | mean / model only | added / demo model |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for store in args.stores.split(","):
         rows = runners[store](args.requests)
