@@ -19,7 +19,12 @@ class VariantMetrics:
     def __post_init__(self) -> None:
         if not isinstance(self.variant_name, str) or not self.variant_name:
             raise ValueError("variant_name must be a non-empty string")
-        for name in ("initial_variant_weight", "invocation_count", "conversion_count", "reward_sum"):
+        for name in (
+            "initial_variant_weight",
+            "invocation_count",
+            "conversion_count",
+            "reward_sum",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{name} must be a number, got {value!r}")

@@ -1,0 +1,281 @@
+"""Is there a winner yet? Posterior summaries, classical and always-valid tests, a decision.
+
+Standard library only, so the stats Lambda stays lean. The decision needs three things at
+once: enough samples on every variant, a leader whose probability of being best passes a
+threshold, and an always-valid (mSPRT) p-value against the champion below alpha, which,
+unlike the article's z-test, stays valid however often /stats is polled.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from bandit.metrics import VariantMetrics
+from bandit.posterior import best_arm_probabilities, beta_parameters
+from bandit.special import beta_ppf, normal_cdf
+from bandit.strategy import check_metrics
+
+WINNER = "winner"
+TOO_FEW_SAMPLES = "too_few_samples"
+NO_CLEAR_WINNER = "no_clear_winner"
+SINGLE_VARIANT = "single_variant"
+REASONS = (WINNER, TOO_FEW_SAMPLES, NO_CLEAR_WINNER, SINGLE_VARIANT)
+
+# Prior sd of the true difference in conversion rate under the alternative: one percentage
+# point. It sets where the mSPRT is most powerful; see msprt_p_value.
+DEFAULT_MIXING_VARIANCE = 0.01**2
+
+
+@dataclass(frozen=True, slots=True)
+class Posterior:
+    """Beta posterior of a variant's conversion rate, with its equal-tailed credible interval."""
+
+    mean: float
+    lower: float
+    upper: float
+
+
+def posterior(metrics: VariantMetrics, level: float = 0.95) -> Posterior:
+    """Mean and equal-tailed `level` credible interval of Beta(1 + successes, 1 + failures)."""
+    a, b = beta_parameters(metrics)
+    tail = (1.0 - level) / 2.0
+    return Posterior(a / (a + b), beta_ppf(tail, a, b), beta_ppf(1.0 - tail, a, b))
+
+
+@dataclass(frozen=True, slots=True)
+class BestArm:
+    """Per variant: probability of being best, its Monte Carlo standard error (0.0 when
+    computed by quadrature) and expected loss E[max_j p_j - p_i] of picking it."""
+
+    probability: dict[str, float]
+    standard_error: dict[str, float]
+    expected_loss: dict[str, float]
+
+
+def probability_best(
+    metrics: Sequence[VariantMetrics], *, draws: int = 0, rng: random.Random | None = None
+) -> BestArm:
+    """Probability each variant has the highest conversion rate under the Beta posteriors.
+
+    By quadrature (error < 1e-4, the same numbers as the Thompson allocation) unless
+    `draws` > 0: then by Monte Carlo with `random.betavariate`, standard error
+    sqrt(p (1 - p) / draws).
+    """
+    metrics = check_metrics(metrics)
+    names = [m.variant_name for m in metrics]
+    params = [beta_parameters(m) for m in metrics]
+    means = [a / (a + b) for a, b in params]
+    if draws <= 0:
+        probs, expected_max = best_arm_probabilities(params)
+        errors = [0.0] * len(names)
+    else:
+        rng = rng or random.Random()
+        wins = [0] * len(names)
+        total_max = 0.0
+        for _ in range(draws):
+            sample = [rng.betavariate(a, b) for a, b in params]
+            top = max(sample)
+            wins[sample.index(top)] += 1
+            total_max += top
+        probs = [w / draws for w in wins]
+        expected_max = total_max / draws
+        errors = [math.sqrt(p * (1.0 - p) / draws) for p in probs]
+    return BestArm(
+        dict(zip(names, probs, strict=True)),
+        dict(zip(names, errors, strict=True)),
+        {n: max(expected_max - mu, 0.0) for n, mu in zip(names, means, strict=True)},
+    )
+
+
+def _observed_rate(m: VariantMetrics) -> float:
+    """Conversion rate with the reward sum clipped to [0, invocations] (as the posterior)."""
+    a, _ = beta_parameters(m)
+    return (a - 1.0) / m.invocation_count
+
+
+@dataclass(frozen=True, slots=True)
+class ZTest:
+    z: float
+    p_value: float
+
+
+def two_proportion_z_test(champion: VariantMetrics, challenger: VariantMetrics) -> ZTest | None:
+    """The article's test: pooled two-proportion z-test, one-sided H1 challenger > champion.
+
+    z = (p2 - p1) / sqrt(p (1 - p) (1/n1 + 1/n2)), p the pooled rate; p-value 1 - Phi(z)
+    (Fleiss, Levin, Paik, *Statistical Methods for Rates and Proportions*, 3rd ed., 2003,
+    ch. 3). Valid for one look at a fixed sample size only. None if a variant has no
+    invocations; z = 0, p = 0.5 when the pooled rate is 0 or 1 (no evidence either way).
+    """
+    n1, n2 = champion.invocation_count, challenger.invocation_count
+    if n1 == 0 or n2 == 0:
+        return None
+    s1 = beta_parameters(champion)[0] - 1.0
+    s2 = beta_parameters(challenger)[0] - 1.0
+    pooled = (s1 + s2) / (n1 + n2)
+    se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2))
+    if se == 0.0:
+        return ZTest(0.0, 0.5)
+    z = (s2 / n2 - s1 / n1) / se
+    return ZTest(z, 1.0 - normal_cdf(z))
+
+
+def msprt_p_value(
+    champion: VariantMetrics,
+    challenger: VariantMetrics,
+    mixing_variance: float = DEFAULT_MIXING_VARIANCE,
+) -> float | None:
+    """Always-valid p-value for H0: equal conversion rates (two-sided), by the normal-mixture
+    mSPRT of Johari, Koomen, Pekelis, Walsh, "Peeking at A/B tests" (KDD 2017) and "Always
+    valid inference: continuous monitoring of A/B tests" (Operations Research 70(3), 2022).
+
+    With d the observed difference in rates, v = s1²/n1 + s2²/n2 its variance and tau² the
+    mixing variance (prior variance of the true difference), the mixture likelihood ratio is
+        Lambda = sqrt(v / (v + tau²)) * exp(tau² d² / (2 v (v + tau²)))
+    (for n1 = n2 = n this is their Lambda_n with V = n v), and p = min(1, 1 / Lambda).
+    P(p ever <= alpha) <= alpha, so it may be checked after every batch. Only the current
+    counts are known, not the path, so this is 1/Lambda now rather than the running minimum:
+    larger, hence still valid (conservative). Per-variant variances use the posterior mean
+    rate so that 0 or n conversions do not give a zero variance. None without invocations.
+    """
+    if not mixing_variance > 0.0:
+        raise ValueError(f"mixing_variance must be > 0, got {mixing_variance!r}")
+    n1, n2 = champion.invocation_count, challenger.invocation_count
+    if n1 == 0 or n2 == 0:
+        return None
+    (a1, b1), (a2, b2) = beta_parameters(champion), beta_parameters(challenger)
+    d = _observed_rate(challenger) - _observed_rate(champion)
+    m1, m2 = a1 / (a1 + b1), a2 / (a2 + b2)
+    v = m1 * (1.0 - m1) / n1 + m2 * (1.0 - m2) / n2
+    log_lambda = 0.5 * math.log(v / (v + mixing_variance)) + (
+        mixing_variance * d * d / (2.0 * v * (v + mixing_variance))
+    )
+    return 1.0 if log_lambda <= 0.0 else math.exp(-log_lambda)
+
+
+@dataclass(frozen=True, slots=True)
+class VariantFigures:
+    variant_name: str
+    invocation_count: int
+    reward_sum: float
+    posterior_mean: float
+    credible_interval: tuple[float, float]
+    probability_best: float
+    expected_loss: float
+    # Versus the champion (None for the champion itself, or without invocations):
+    difference: float | None  # observed conversion rate minus the champion's
+    z: float | None
+    z_test_p_value: float | None
+    always_valid_p_value: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """`winner` is a variant name or None; `reason` one of REASONS; the rest are the figures."""
+
+    winner: str | None
+    reason: str
+    champion: str
+    min_samples: int
+    alpha: float
+    probability_threshold: float
+    mixing_variance: float
+    variants: tuple[VariantFigures, ...]
+
+    def as_dict(self) -> dict:
+        """JSON-able (no NaN or infinity; tuples become lists under json.dumps)."""
+        return asdict(self)
+
+
+def decision(
+    metrics: Sequence[VariantMetrics],
+    *,
+    champion: str | None = None,
+    min_samples: int = 100,
+    alpha: float = 0.05,
+    probability_threshold: float = 0.95,
+    mixing_variance: float = DEFAULT_MIXING_VARIANCE,
+) -> Decision:
+    """Call a winner, or say why not.
+
+    Champion: the named variant, by default the first. Reasons, checked in order:
+    `single_variant` (nothing to compare), `too_few_samples` (a variant has fewer than
+    `min_samples` invocations), then the leader is the variant most likely best; it wins
+    (`winner`) if that probability is >= `probability_threshold` and, for a challenger,
+    its always-valid p-value against the champion is <= alpha, or, for the champion,
+    every challenger's is <= alpha and behind it. Otherwise `no_clear_winner`.
+    """
+    metrics = check_metrics(metrics)
+    names = [m.variant_name for m in metrics]
+    champion = names[0] if champion is None else champion
+    if champion not in names:
+        raise ValueError(f"champion {champion!r} is not among the variants {names}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    base = metrics[names.index(champion)]
+    best = probability_best(metrics)
+    figures = []
+    for m in metrics:
+        post = posterior(m)
+        is_champion = m.variant_name == champion
+        z_test = None if is_champion else two_proportion_z_test(base, m)
+        difference = None
+        if not is_champion and m.invocation_count and base.invocation_count:
+            difference = _observed_rate(m) - _observed_rate(base)
+        figures.append(
+            VariantFigures(
+                variant_name=m.variant_name,
+                invocation_count=m.invocation_count,
+                reward_sum=float(m.reward_sum),
+                posterior_mean=post.mean,
+                credible_interval=(post.lower, post.upper),
+                probability_best=best.probability[m.variant_name],
+                expected_loss=best.expected_loss[m.variant_name],
+                difference=difference,
+                z=None if z_test is None else z_test.z,
+                z_test_p_value=None if z_test is None else z_test.p_value,
+                always_valid_p_value=None
+                if is_champion
+                else msprt_p_value(base, m, mixing_variance),
+            )
+        )
+
+    def result(winner: str | None, reason: str) -> Decision:
+        return Decision(
+            winner,
+            reason,
+            champion,
+            min_samples,
+            alpha,
+            probability_threshold,
+            mixing_variance,
+            tuple(figures),
+        )
+
+    if len(metrics) == 1:
+        return result(None, SINGLE_VARIANT)
+    if any(m.invocation_count < min_samples for m in metrics):
+        return result(None, TOO_FEW_SAMPLES)
+    leader = max(figures, key=lambda f: f.probability_best)
+    if leader.probability_best < probability_threshold:
+        return result(None, NO_CLEAR_WINNER)
+    challengers = [f for f in figures if f.variant_name != champion]
+    if leader.variant_name == champion:
+        beaten = [c for c in challengers if c.difference is not None and c.difference < 0.0]
+        significant = len(beaten) == len(challengers) and all(
+            c.always_valid_p_value is not None and c.always_valid_p_value <= alpha
+            for c in challengers
+        )
+    else:
+        significant = (
+            leader.difference is not None
+            and leader.difference > 0.0
+            and leader.always_valid_p_value is not None
+            and leader.always_valid_p_value <= alpha
+        )
+    if significant:
+        return result(leader.variant_name, WINNER)
+    return result(None, NO_CLEAR_WINNER)

@@ -1,0 +1,127 @@
+"""The base every strategy shares: a validated, cached allocation and sampling from it."""
+
+from __future__ import annotations
+
+import math
+import random
+from bisect import bisect_right
+from collections.abc import Sequence
+from typing import ClassVar, NamedTuple
+
+from bandit.metrics import VariantMetrics
+
+_CACHE_SIZE = 64
+
+
+class _Table(NamedTuple):
+    """An allocation ready to sample: probabilities, and boundaries for one bisect."""
+
+    allocation: dict[str, float]
+    names: tuple[str, ...]  # variants with a positive probability, in metrics order
+    probabilities: tuple[float, ...]
+    boundaries: list[float]  # cumulative probabilities without the last one
+
+
+def check_metrics(metrics: Sequence[VariantMetrics]) -> tuple[VariantMetrics, ...]:
+    """The metrics as a tuple; ValueError for an empty list or duplicate variant names."""
+    metrics = tuple(metrics)
+    if not metrics:
+        raise ValueError("no variants: metrics must list at least one variant")
+    for m in metrics:
+        if not isinstance(m, VariantMetrics):
+            raise TypeError(f"expected VariantMetrics, got {type(m).__name__}")
+    names = [m.variant_name for m in metrics]
+    if len(set(names)) != len(names):
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"duplicate variant names: {duplicates}")
+    return metrics
+
+
+def split_among_best(scores: Sequence[float], mass: float) -> list[float]:
+    """`mass` split equally among the arms tied for the top score: never by list order."""
+    top = max(scores)
+    best = [i for i, s in enumerate(scores) if s == top]
+    share = mass / len(best)
+    weights = [0.0] * len(scores)
+    for i in best:
+        weights[i] = share
+    return weights
+
+
+class Strategy:
+    """A bandit strategy: an allocation over the variants, and a pick drawn from it.
+
+    Subclasses define `_weights(metrics)` (non-negative, not all zero). The allocation is
+    computed once per distinct metrics and cached, so `choose` is one `rng.random()` and one
+    bisect; pass the same tuple again to skip even the lookup (an identity check).
+
+    Edge cases, the same for every strategy: one variant gets probability 1; an empty list
+    or duplicate variant names raise ValueError (negative or NaN counts already do, in
+    VariantMetrics); a reward sum above the invocation count counts as every invocation
+    converted; a variant with probability 0 is never chosen.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self) -> None:
+        self._hot: tuple[object, _Table] | None = None
+        self._cache: dict[tuple[VariantMetrics, ...], _Table] = {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def _weights(self, metrics: tuple[VariantMetrics, ...]) -> list[float]:
+        raise NotImplementedError
+
+    def allocation(self, metrics: Sequence[VariantMetrics]) -> dict[str, float]:
+        """{variant_name: probability of being chosen}, summing to 1: the logged propensity."""
+        return dict(self._table(metrics).allocation)
+
+    def choose(self, metrics: Sequence[VariantMetrics], rng: random.Random) -> str:
+        """One variant name, drawn exactly with the probabilities of `allocation(metrics)`."""
+        hot = self._hot
+        table = hot[1] if hot is not None and hot[0] is metrics else self._table(metrics)
+        return table.names[bisect_right(table.boundaries, rng.random())]
+
+    def _pick(self, metrics: Sequence[VariantMetrics], rng: random.Random) -> tuple[str, float]:
+        """The chosen variant and its propensity."""
+        hot = self._hot
+        table = hot[1] if hot is not None and hot[0] is metrics else self._table(metrics)
+        i = bisect_right(table.boundaries, rng.random())
+        return table.names[i], table.probabilities[i]
+
+    def _table(self, metrics: Sequence[VariantMetrics]) -> _Table:
+        hot = self._hot
+        if hot is not None and hot[0] is metrics:
+            return hot[1]
+        key = tuple(metrics)
+        table = self._cache.get(key)
+        if table is None:
+            table = self._build(check_metrics(key))
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()  # simple and thread-safe; one endpoint rarely has many states
+            self._cache[key] = table
+        # A tuple of frozen metrics cannot change, so its identity is a safe cache key.
+        self._hot = (metrics if isinstance(metrics, tuple) else key, table)
+        return table
+
+    def _build(self, metrics: tuple[VariantMetrics, ...]) -> _Table:
+        weights = self._weights(metrics)
+        total = math.fsum(weights)
+        if not total > 0.0 or any(w < 0.0 for w in weights):
+            raise ArithmeticError(f"{self.name} produced invalid weights {weights}")
+        allocation = {m.variant_name: w / total for m, w in zip(metrics, weights, strict=True)}
+        positive = [
+            (m.variant_name, w / total) for m, w in zip(metrics, weights, strict=True) if w > 0.0
+        ]
+        boundaries = []
+        running = 0.0
+        for _, p in positive[:-1]:
+            running += p
+            boundaries.append(running)
+        return _Table(
+            allocation,
+            tuple(name for name, _ in positive),
+            tuple(p for _, p in positive),
+            boundaries,
+        )
