@@ -224,7 +224,7 @@ class Service:
         cached = self._cache.get(name)
         if cached is None or now - cached.read_at >= self.settings.metrics_cache_seconds:
             endpoint = self.store.get_endpoint(name)
-            strategy = effective_strategy(endpoint) if endpoint else None
+            strategy = configured_strategy(endpoint) if endpoint else None
             cached = self._cache[name] = _Cached(endpoint, now, strategy)
         if cached.endpoint is None or cached.endpoint.status == DELETED:
             raise _unknown_endpoint(name)
@@ -312,16 +312,16 @@ class Service:
         self.events.put([event])
 
 
-def effective_strategy(endpoint: Endpoint) -> bandit.Strategy:
+def configured_strategy(endpoint: Endpoint) -> bandit.Strategy:
     return bandit.get_strategy(endpoint.strategy, epsilon=endpoint.epsilon)
 
 
 def current_allocation(endpoint: Endpoint) -> dict[str, float]:
     """The probabilities a new user would be assigned with now (warm-up included)."""
-    metrics = endpoint.variant_metrics
-    if any(m.invocation_count <= endpoint.warmup for m in metrics):
-        return bandit.WeightedSampling().allocation(metrics)
-    return effective_strategy(endpoint).allocation(metrics)
+    strategy = bandit.deciding_strategy(
+        configured_strategy(endpoint), endpoint.variant_metrics, endpoint.warmup
+    )
+    return strategy.allocation(endpoint.variant_metrics)
 
 
 def _decision(metrics: tuple[bandit.VariantMetrics, ...]) -> dict:

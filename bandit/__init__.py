@@ -7,7 +7,7 @@ scipy. bandit.simulate, for benchmarks, does.
 from bandit.epsilon_greedy import EpsilonGreedy
 from bandit.metrics import VariantMetrics
 from bandit.registry import STRATEGY_NAMES, get_strategy
-from bandit.selection import Selection, select
+from bandit.selection import Selection, deciding_strategy, select
 from bandit.strategy import Strategy
 from bandit.thompson import ThompsonSampling
 from bandit.ucb1 import UCB1
@@ -22,6 +22,7 @@ __all__ = [
     "ThompsonSampling",
     "VariantMetrics",
     "WeightedSampling",
+    "deciding_strategy",
     "get_strategy",
     "select",
 ]

@@ -32,12 +32,20 @@ def select(
     """Choose with `strategy` once every variant has more than `warmup` invocations; before
     that with WeightedSampling on the initial weights (a bandit needs feedback first).
     With warmup=0 that means until every variant has been invoked at least once."""
-    if warmup < 0:
-        raise ValueError(f"warmup must be >= 0, got {warmup!r}")
-    chooser = strategy
-    for m in metrics:
-        if m.invocation_count <= warmup:
-            chooser = _WARMUP
-            break
+    chooser = deciding_strategy(strategy, metrics, warmup)
     name, propensity = chooser._pick(metrics, rng)
     return Selection(name, chooser.name, propensity)
+
+
+def deciding_strategy(
+    strategy: Strategy, metrics: Sequence[VariantMetrics], warmup: int = 0
+) -> Strategy:
+    """The strategy that chooses for a new user now: `strategy`, or WeightedSampling in warm-up.
+
+    Its allocation is what a new user would be assigned with, as `/stats` reports it.
+    """
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0, got {warmup!r}")
+    if any(m.invocation_count <= warmup for m in metrics):
+        return _WARMUP
+    return strategy

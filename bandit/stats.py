@@ -24,9 +24,11 @@ NO_CLEAR_WINNER = "no_clear_winner"
 SINGLE_VARIANT = "single_variant"
 REASONS = (WINNER, TOO_FEW_SAMPLES, NO_CLEAR_WINNER, SINGLE_VARIANT)
 
-# Prior sd of the true difference in conversion rate under the alternative: one percentage
-# point. It sets where the mSPRT is most powerful; see msprt_p_value.
-DEFAULT_MIXING_VARIANCE = 0.01**2
+# Prior sd of the true difference in reward rate under the alternative: five percentage
+# points, the size of difference model variants are usually A/B tested for. It sets where
+# the mSPRT is most powerful (the p-value stays valid whatever it is); with one point, a
+# 15-point gap seen on 100 vs 1,900 users still gave p = 0.77. See msprt_p_value.
+DEFAULT_MIXING_VARIANCE = 0.05**2
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ def test_public_api_is_pinned():
             "STRATEGY_NAMES",
             "select",
             "Selection",
+            "deciding_strategy",
         ]
     )
     for name in bandit.__all__:
