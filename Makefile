@@ -27,6 +27,8 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/regret.py
 	$(PY) bench/api.py
+	$(PY) bench/aggregate.py
+	$(PY) bench/server.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
