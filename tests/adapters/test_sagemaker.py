@@ -28,22 +28,11 @@ from abtest.records import VariantConfig
 ENDPOINT = "reviews-helpfulness"
 
 
-@pytest.fixture
-def aws_env(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-
-
 # ---- runtime: invoke_endpoint ---------------------------------------------------------
 
 
 @pytest.fixture
-def runtime(aws_env):
+def runtime(aws_credentials):
     client = boto3.client("sagemaker-runtime", region_name="us-east-1")
     with Stubber(client) as stubber:
         yield SageMakerModelEndpoint(client=client), stubber
@@ -284,7 +273,7 @@ def test_config_file_values_are_checked_the_same_way_and_name_their_key():
 
 
 @pytest.fixture
-def sagemaker(aws_env):
+def sagemaker(aws_credentials):
     with mock_aws():
         client = boto3.client("sagemaker", region_name="us-east-1")
         for model in ("champion-model", "challenger-model"):
@@ -346,7 +335,7 @@ def test_describe_uses_current_weights_once_they_changed(sagemaker):
     assert config.variants == (VariantConfig("Champion1", 4.0), VariantConfig("Challenger1", 1.0))
 
 
-def test_a_variant_without_a_current_weight_falls_back_to_its_initial_weight(aws_env):
+def test_a_variant_without_a_current_weight_falls_back_to_its_initial_weight(aws_credentials):
     # GIVEN an endpoint still being created: one variant has no CurrentWeight yet
     client = boto3.client("sagemaker", region_name="us-east-1")
     arn = f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{ENDPOINT}"
