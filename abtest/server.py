@@ -3,13 +3,15 @@
 Each HTTP request becomes an API Gateway REST proxy event (payload format 1.0) and
 goes through the same resolver as on AWS (`abtest.api`), so parsing, validation,
 errors and the OpenAPI document are the Lambda's own. The service is blocking
-(SQLite, model calls), so requests run on worker threads; the resolver keeps the
-current event on itself, so each thread gets its own.
+(SQLite, model calls): with Python-callable models requests run on the event loop,
+with HTTP models on worker threads, each with its own resolver (it keeps the current
+request's context on itself).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import socket
@@ -34,13 +36,27 @@ Scope = dict[str, Any]
 
 _DOCS_HTML = """<!doctype html>
 <html><head><meta charset="utf-8"><title>abtest API</title>
-<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+<link rel="stylesheet" href="/docs/swagger-ui.css">
 </head><body><div id="ui"></div>
-<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script src="/docs/swagger-ui-bundle.js"></script>
 <script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
 <noscript>The API description is at <a href="/openapi.json">/openapi.json</a>.</noscript>
 </body></html>
 """
+
+
+# Swagger UI's files ship in the swagger-ui-bundle package: the docs work offline.
+_DOCS_ASSETS = {
+    "/docs/swagger-ui.css": "text/css; charset=utf-8",
+    "/docs/swagger-ui-bundle.js": "application/javascript; charset=utf-8",
+}
+
+
+@functools.cache
+def _docs_asset(path: str) -> bytes:
+    from swagger_ui_bundle import swagger_ui_path
+
+    return (Path(swagger_ui_path) / path.removeprefix("/docs/")).read_bytes()
 
 
 class AbtestApp:
@@ -48,6 +64,11 @@ class AbtestApp:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        # Python-callable models hold the GIL while they run, so a worker thread would buy
+        # no concurrency, only a handoff per request that costs more than the request
+        # (about 650 against 1,500 requests/s, bench/server.py). Requests run on the
+        # event loop then; with an HTTP model, which waits on I/O, they get worker threads.
+        self.inline = not any(variant.is_url for variant in runtime.config.variants)
         self._local = threading.local()
         self._openapi: bytes | None = None
 
@@ -61,6 +82,9 @@ class AbtestApp:
         if method in ("GET", "HEAD") and path in ("/openapi.json", "/docs", "/health", "/"):
             await self._static(path, send)
             return
+        if method in ("GET", "HEAD") and path in _DOCS_ASSETS:
+            await _send(send, 200, {"content-type": _DOCS_ASSETS[path]}, _docs_asset(path))
+            return
         body = await _read_body(scope, receive)
         if body is None:
             await _send_error(send, PayloadTooLargeError(f"body over {api.MAX_BODY_BYTES} bytes"))
@@ -72,7 +96,10 @@ class AbtestApp:
             return
         event = proxy_event(scope, text)
         try:
-            result = await anyio.to_thread.run_sync(self._resolve, event)
+            if self.inline:
+                result = self._resolve(event)
+            else:
+                result = await anyio.to_thread.run_sync(self._resolve, event)
         except Exception:  # a bug, not bad input: still a JSON answer, and logged
             logger.exception("%s %s failed", method, path)
             await _send_error(send, AbtestError("internal error; see the server log"))

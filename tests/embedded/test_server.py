@@ -118,12 +118,23 @@ def test_openapi_document_and_docs_are_served(start_server, http: httpx.Client) 
     docs = http.get(f"{server.url}/docs")
     assert docs.status_code == 200
     assert "/openapi.json" in docs.text
+    assert "https://" not in docs.text  # everything the page loads is served locally
+    for asset in ("/docs/swagger-ui.css", "/docs/swagger-ui-bundle.js"):
+        assert asset in docs.text
+        served = http.get(f"{server.url}{asset}")
+        assert served.status_code == 200 and len(served.content) > 10_000
     assert http.get(f"{server.url}/health").json()["endpoint_name"] == ENDPOINT
 
 
-def test_concurrent_requests_each_get_their_own_answer(start_server) -> None:
-    # GIVEN 8 client threads, each with new users, at once
-    server = start_server(interval=0.05)
+@pytest.mark.parametrize("models", ["callables", "http"])
+def test_concurrent_requests_each_get_their_own_answer(start_server, model_url, models) -> None:
+    # GIVEN 8 client threads, each with new users, at once; callable models are served
+    # on the event loop, HTTP models on worker threads
+    variants = None
+    if models == "http":
+        variants = {"Champion1": f"{model_url}/a", "Challenger1": f"{model_url}/b"}
+    server = start_server(interval=0.05, variants=variants)
+    assert server._server.config.app.inline is (models == "callables")
     answers: dict[str, list[str]] = {}
     failures: list[str] = []
 
