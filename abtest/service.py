@@ -87,6 +87,8 @@ class Service:
         name = request.endpoint_name
         user_id = request.user_id or uuid.uuid4().hex
         inference_id = request.inference_id or uuid.uuid4().hex
+        target: str | None
+        propensity: float | None
         try:
             cached = self._endpoint(name, now)
             if request.endpoint_variant is not None:
@@ -96,24 +98,26 @@ class Service:
                         f"{name!r} (variants: {', '.join(cached.endpoint.variant_names)})",
                         details=[{"field": "endpoint_variant", "message": "not on the endpoint"}],
                     )
-                assignment = Assignment(
-                    name, user_id, request.endpoint_variant, MANUAL, 1.0, now, 0
-                )
-                kind = "manual"
+                target, strategy, propensity, kind = request.endpoint_variant, MANUAL, 1.0, "manual"
             else:
                 assignment, kind = self._assignment(cached, user_id, now)
+                target, strategy = assignment.variant_name, assignment.strategy
+                propensity = assignment.propensity
         except StoreUnavailableError as error:
-            return self._fallback(request, user_id, inference_id, now, error)
-        result = self._call_model(request, assignment.variant_name, inference_id)
+            # No assignment can be read or kept: the endpoint's own weights route, and we say so.
+            logger.warning("store unavailable (%s); %s served by its own weights", error, name)
+            self.telemetry.count("Fallbacks", name)
+            target, strategy, propensity, kind = None, "WeightedSampling", None, "fallback"
+        result = self._call_model(request, target, inference_id)
         self._log(
             invocation_event(
                 now=now,
                 endpoint_name=name,
-                variant_name=assignment.variant_name,
+                variant_name=result.variant_name,
                 user_id=user_id,
                 inference_id=inference_id,
-                strategy=assignment.strategy,
-                propensity=assignment.propensity,
+                strategy=strategy,
+                propensity=propensity,
                 assignment=kind,
             )
         )
@@ -121,11 +125,11 @@ class Service:
             endpoint_name=name,
             user_id=user_id,
             inference_id=inference_id,
-            strategy=assignment.strategy,
-            target_variant=assignment.variant_name,
+            strategy=strategy,
+            target_variant=target,
             endpoint_variant=result.variant_name,
             assignment=kind,
-            propensity=assignment.propensity,
+            propensity=propensity,
             predictions=result.predictions,
         )
 
@@ -268,43 +272,6 @@ class Service:
         except Exception:
             self.telemetry.count("ModelErrors", request.endpoint_name, variant)
             raise
-
-    def _fallback(
-        self,
-        request: InvocationRequest,
-        user_id: str,
-        inference_id: str,
-        now: float,
-        error: StoreUnavailableError,
-    ) -> InvocationResponse:
-        """The store is unreachable: let the endpoint's own weights route, and say so."""
-        name = request.endpoint_name
-        logger.warning("store unavailable (%s); %s served by its own weights", error, name)
-        self.telemetry.count("Fallbacks", name)
-        result = self._call_model(request, None, inference_id)
-        self._log(
-            invocation_event(
-                now=now,
-                endpoint_name=name,
-                variant_name=result.variant_name,
-                user_id=user_id,
-                inference_id=inference_id,
-                strategy="WeightedSampling",
-                propensity=None,
-                assignment="fallback",
-            )
-        )
-        return InvocationResponse(
-            endpoint_name=name,
-            user_id=user_id,
-            inference_id=inference_id,
-            strategy="WeightedSampling",
-            target_variant=None,
-            endpoint_variant=result.variant_name,
-            assignment="fallback",
-            propensity=None,
-            predictions=result.predictions,
-        )
 
     def _log(self, event: dict) -> None:
         if self.events is None:
