@@ -15,7 +15,7 @@ from typing import Any
 
 ENDPOINT_NAME = "reviews-helpfulness"
 
-# Like examples/reviews.toml, with a short seal interval so feedback arrives within the
+# Like abtest/demo/reviews.toml, with a short seal interval so feedback arrives within the
 # demo's seconds rather than Firehose's minute.
 DEMO_CONFIG = f"""\
 [endpoint]

@@ -75,7 +75,7 @@ def test_omitted_keys_take_the_documented_defaults(tmp_path: Path) -> None:
 
 
 def test_the_shipped_example_and_the_demo_config_load(tmp_path: Path) -> None:
-    example = load_config(REPO / "examples" / "reviews.toml")
+    example = load_config(REPO / "abtest" / "demo" / "reviews.toml")
     demo_path = tmp_path / "demo.toml"
     demo_path.write_text(DEMO_CONFIG)
     demo = load_config(demo_path)
@@ -182,3 +182,4 @@ def test_a_model_that_cannot_be_imported_fails_at_start(tmp_path: Path) -> None:
     assert str(path) in message
     assert "variants[1].model" in message
     assert "no_such_model" in message
+
