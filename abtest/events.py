@@ -131,11 +131,13 @@ def event_delta(event: Any) -> tuple[str, str, VariantCounts | None]:
     raise InvalidEvent(f"unknown event type {kind!r}")
 
 
-# A whole line as `encode` writes the two events above, with plain-ASCII strings: every
-# line it matches is valid JSON and a valid event, so aggregation can count such lines
-# without parsing them (`re.findall` and `Counter` both run in C). Any other line, say
-# one with escapes, non-ASCII text or another key order, takes the json.loads path.
-_TEXT = rb'"[\x20\x21\x23-\x5b\x5d-\x7e]*"'
+# A whole line as `encode` writes the two events above: every line it matches is valid
+# JSON and a valid event, so aggregation can count such lines without parsing them
+# (`re.findall` and `Counter` both run in C). Any other line, say one with another key
+# order or raw non-ASCII bytes, takes the json.loads path.
+_PLAIN = rb"[\x20\x21\x23-\x5b\x5d-\x7e]*"  # printable ASCII but quote and backslash
+# A JSON string: plain runs joined by escapes ("unrolled", so the regex never backtracks).
+_TEXT = rb'"' + _PLAIN + rb'(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})' + _PLAIN + rb')*"'
 _NAME = rb'"([A-Za-z0-9-]+)"'
 _NUMBER = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
 _COMMON = (

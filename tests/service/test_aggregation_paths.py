@@ -109,3 +109,13 @@ def test_lines_in_another_key_order_or_with_escapes_still_count():
     _counts, seen, rejected = count_events([reordered + escaped], ENDPOINTS.get)
 
     assert (seen, rejected) == (2, [])
+
+
+def test_escaped_strings_stay_on_the_fast_path():
+    event = events(4, 1)[0]
+    block = encode({**event, "user_id": 'Zoë "quoted" \\ tab\t'})
+
+    tally = _Tally(ENDPOINTS.get)
+
+    assert tally.fast(block, 1)
+    assert tally.events == 1
