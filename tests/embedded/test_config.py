@@ -182,4 +182,3 @@ def test_a_model_that_cannot_be_imported_fails_at_start(tmp_path: Path) -> None:
     assert str(path) in message
     assert "variants[1].model" in message
     assert "no_such_model" in message
-
