@@ -81,6 +81,7 @@ class Runtime:
         Registration comes first: aggregation ignores endpoints the store does not know.
         """
         self.service.register(self.config.endpoint_name)
+        self.store.purge_expired(self.service.clock.now())
         self.events.start()
         self._started = True
 

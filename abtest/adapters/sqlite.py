@@ -204,6 +204,16 @@ class SqliteStore:
             )
             return cursor.rowcount == 1
 
+    def purge_expired(self, now: float) -> int:
+        """Delete expired assignments and conversion markers; how many rows went.
+
+        DynamoDB's TTL does this on AWS. Applied-object records are kept: the local
+        event log re-aggregates its sealed files at every start and relies on them.
+        """
+        with self._transaction() as db:
+            gone = db.execute("DELETE FROM assignments WHERE ttl <= ?", (now,)).rowcount
+            return gone + db.execute("DELETE FROM conversions WHERE ttl <= ?", (now,)).rowcount
+
     # -- endpoints ---------------------------------------------------------
 
     def get_endpoint(self, endpoint_name: str) -> Endpoint | None:
