@@ -19,7 +19,13 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-from abtest.errors import AbtestError, BadRequestError, PayloadTooLargeError
+from abtest.errors import (
+    AbtestError,
+    BadRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
 from abtest.models import (
     ConversionRequest,
     ConversionResponse,
@@ -55,11 +61,12 @@ def _responses(ok: type, text: str) -> dict[int | str, dict[str, Any]]:
     return {200: {"description": text, "content": {"application/json": {"model": ok}}}, **_ERRORS}
 
 
-def error_response(error: AbtestError) -> Response:
+def error_response(error: AbtestError, headers: dict[str, str] | None = None) -> Response:
     return Response(
         status_code=error.status,
         content_type="application/json",
         body=json.dumps(error.body()),
+        headers=headers,
     )
 
 
@@ -141,30 +148,10 @@ def build_resolver(service: Any, routes: Iterable[str] = ROUTES) -> APIGatewayRe
         path = app.current_event.path
         method = app.current_event.http_method
         if path.strip("/") in served:
-            return Response(
-                status_code=405,
-                content_type="application/json",
-                headers={"Allow": "POST"},
-                body=json.dumps(
-                    {
-                        "error": "method_not_allowed",
-                        "message": f"{method} {path}: use POST",
-                        "details": [],
-                    }
-                ),
-            )
-        return Response(
-            status_code=404,
-            content_type="application/json",
-            body=json.dumps(
-                {
-                    "error": "not_found",
-                    "message": f"no route {method} {path}; routes: "
-                    + ", ".join(f"POST /{r}" for r in sorted(served)),
-                    "details": [],
-                }
-            ),
-        )
+            error = MethodNotAllowedError(f"{method} {path}: use POST")
+            return error_response(error, headers={"Allow": "POST"})
+        routes = ", ".join(f"POST /{r}" for r in sorted(served))
+        return error_response(NotFoundError(f"no route {method} {path}; routes: {routes}"))
 
     return app
 

@@ -47,6 +47,11 @@ class NotFoundError(AbtestError):
     code = "not_found"
 
 
+class MethodNotAllowedError(AbtestError):
+    status = 405
+    code = "method_not_allowed"
+
+
 class ConflictError(AbtestError):
     status = 409
     code = "conflict"
