@@ -24,25 +24,16 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
             continue  # our own rejected-lines objects are for people, not for counting
         archive = S3EventArchive(bucket, client=s3, rejected_prefix=REJECTED_PREFIX)
         result = service.aggregate(archive, key)
-        logger.info(
-            "aggregated",
-            extra={
-                "object_key": key,
-                "applied": result.applied,
-                "events": result.events,
-                "rejected": len(result.rejected),
-            },
-        )
+        summary = {
+            "object_key": key,
+            "applied": result.applied,
+            "events": result.events,
+            "rejected": len(result.rejected),
+        }
+        logger.info("aggregated", extra=summary)
         if result.applied:
             publish_counts(result.counts)
-        results.append(
-            {
-                "object_key": key,
-                "applied": result.applied,
-                "events": result.events,
-                "rejected": len(result.rejected),
-            }
-        )
+        results.append(summary)
     return {"objects": results}
 
 
