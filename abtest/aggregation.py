@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections import Counter
 from collections.abc import Callable, Iterable
 
@@ -21,6 +20,7 @@ from abtest.events import (
     InvalidEvent,
     event_delta,
     split_lines,
+    valid_reward,
 )
 from abtest.ports import EventArchive, Store
 from abtest.records import (
@@ -78,7 +78,7 @@ class _Tally:
                 delta = VariantCounts(invocation_count=n) if counted else None
             else:
                 value = float(reward)
-                if not 0.0 <= value <= 1.0 or math.isnan(value):
+                if not valid_reward(value):
                     return False
                 delta = VariantCounts(conversion_count=n, reward_sum=value * n)
             if self.known(endpoint_name, variant_name):

@@ -99,6 +99,10 @@ def conversion_event(
     }
 
 
+def valid_reward(reward: float) -> bool:
+    return not math.isnan(reward) and 0.0 <= reward <= 1.0
+
+
 class InvalidEvent(ValueError):
     """A delivered line that is not an event aggregation can count; the message is the reason."""
 
@@ -123,8 +127,7 @@ def event_delta(event: Any) -> tuple[str, str, VariantCounts | None]:
         if (
             isinstance(reward, bool)
             or not isinstance(reward, int | float)
-            or math.isnan(reward)
-            or not 0.0 <= reward <= 1.0
+            or not valid_reward(reward)
         ):
             raise InvalidEvent(f"reward must be a number in [0, 1], got {reward!r}")
         return endpoint_name, variant_name, VariantCounts(conversion_count=1, reward_sum=reward)
