@@ -35,8 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from abtest.runtime import Runtime
-    from abtest.server import serve
+    from abtest.embedded.server import serve
+    from abtest.embedded.wiring import Runtime
 
     runtime = Runtime(args.config, args.data_dir)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it: end like Ctrl-C, exit 0.
@@ -49,9 +49,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from abtest import plots
+    from abtest.demo import plots
     from abtest.demo.reviews import held_out_reviews
-    from abtest.simulation import (
+    from abtest.demo.simulation import (
         ApiClient,
         ApiError,
         SigV4,

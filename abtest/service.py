@@ -1,7 +1,7 @@
 """The experiment logic, written once over the ports: invoke, convert, stats, aggregate, register.
 
 Knows no AWS and no HTTP. Entry points (Lambda handlers, the embedded server)
-parse a request into a model from `abtest.models`, call one method here, and
+parse a request into a model from `abtest.http.bodies`, call one method here, and
 shape the response.
 """
 
@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 import bandit
 from abtest import aggregation
+from abtest.adapters.telemetry import CountingTelemetry
 from abtest.clock import SystemClock
 from abtest.errors import ConflictError, NotFoundError, StoreUnavailableError
 from abtest.events import conversion_event, invocation_event
-from abtest.models import (
+from abtest.http.bodies import (
     ConversionRequest,
     ConversionResponse,
     InvocationRequest,
@@ -36,7 +37,6 @@ from abtest.ports import (
     Telemetry,
 )
 from abtest.records import DELETED, AggregationResult, Assignment, Endpoint
-from abtest.telemetry import CountingTelemetry
 
 logger = logging.getLogger("abtest")
 

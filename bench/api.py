@@ -30,8 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from abtest.api import build_resolver, handle
-from abtest.models import ConversionRequest, InvocationRequest
+from abtest.http.bodies import ConversionRequest, InvocationRequest
+from abtest.http.resolver import build_resolver, handle
 from abtest.ports import ModelResult
 from abtest.records import EndpointConfig, VariantConfig
 from abtest.service import Service

@@ -2,8 +2,8 @@
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from abtest.api import build_resolver, handle
-from abtest.lambda_runtime import logger, metrics, service_for
+from abtest.http.resolver import build_resolver, handle
+from lambdas.wiring import logger, metrics, service_for
 
 service = service_for("conversion")
 app = build_resolver(service, routes=["conversion"])

@@ -7,8 +7,8 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from abtest.adapters.s3 import S3EventArchive, object_keys_from_s3_event
-from abtest.lambda_runtime import logger, metrics, service_for
 from abtest.records import CountsByEndpoint
+from lambdas.wiring import logger, metrics, service_for
 
 service = service_for("metrics")
 s3 = boto3.client("s3")

@@ -8,7 +8,7 @@ import os
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from abtest.errors import ConfigError, NotFoundError
-from abtest.lambda_runtime import logger, metrics, service_for
+from lambdas.wiring import logger, metrics, service_for
 
 service = service_for("register")
 ENDPOINT_PREFIX = os.environ.get("ENDPOINT_PREFIX", "")

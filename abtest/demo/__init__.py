@@ -58,18 +58,18 @@ def run_demo(
     out: Callable[[str], Any] = print,
 ) -> DemoResult:
     """Run the demo into `out_dir` (its data dir is started afresh each time)."""
-    from abtest import plots
-    from abtest.config import load_config
+    from abtest.demo import plots
     from abtest.demo.reviews import held_out_reviews
-    from abtest.runtime import Runtime
-    from abtest.server import EmbeddedServer
-    from abtest.simulation import (
+    from abtest.demo.simulation import (
         ApiClient,
         format_stats,
         simulate,
         wait_for_invocations,
         write_csv,
     )
+    from abtest.embedded.config import load_config
+    from abtest.embedded.server import EmbeddedServer
+    from abtest.embedded.wiring import Runtime
 
     out_path = Path(out_dir)
     data_dir = out_path / "abtest-data"

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from embedded_helpers import write_config
 
-from abtest.runtime import Runtime
-from abtest.server import EmbeddedServer
+from abtest.embedded.server import EmbeddedServer
+from abtest.embedded.wiring import Runtime
 
 
 @pytest.fixture

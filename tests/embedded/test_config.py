@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from embedded_helpers import write_config
 
-from abtest.config import ConfigCatalog, load_config
 from abtest.demo import DEMO_CONFIG
+from abtest.embedded.config import ConfigCatalog, load_config
 from abtest.errors import ConfigError, NotFoundError
 from abtest.records import VariantConfig
 
@@ -170,7 +170,7 @@ def test_a_missing_file_is_reported(tmp_path: Path) -> None:
 
 
 def test_a_model_that_cannot_be_imported_fails_at_start(tmp_path: Path) -> None:
-    from abtest.runtime import Runtime
+    from abtest.embedded.wiring import Runtime
 
     path = write_config(
         tmp_path,

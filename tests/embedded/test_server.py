@@ -9,7 +9,7 @@ import httpx
 import pytest
 from embedded_helpers import ENDPOINT, counts_by_variant, logged_events, stats_counts
 
-from abtest.server import proxy_event
+from abtest.embedded.server import proxy_event
 
 PAYLOAD = {"instances": ["battery lasted months, setup manual detailed"], "configuration": {"k": 1}}
 

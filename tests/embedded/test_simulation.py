@@ -11,7 +11,7 @@ from embedded_helpers import ENDPOINT, counts_by_variant, logged_events, stats_c
 
 from abtest.cli import main
 from abtest.demo.reviews import CHALLENGER, Reviews, held_out_reviews
-from abtest.simulation import (
+from abtest.demo.simulation import (
     ApiClient,
     SigV4,
     read_csv,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from abtest.errors import ConfigError
-from abtest.lambda_runtime import require, settings
+from lambdas.wiring import require, settings
 
 
 def test_missing_variables_are_named_at_cold_start():

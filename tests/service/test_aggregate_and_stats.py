@@ -6,7 +6,7 @@ import random
 import pytest
 from service_doubles import ENDPOINT
 
-from abtest.models import ConversionRequest, InvocationRequest, StatsRequest
+from abtest.http.bodies import ConversionRequest, InvocationRequest, StatsRequest
 
 
 def simulate(service, rng: random.Random, users: int, rates: dict[str, float]) -> None:

@@ -4,7 +4,7 @@ import pytest
 from service_doubles import ENDPOINT
 
 from abtest.errors import NotFoundError
-from abtest.models import ConversionRequest, InvocationRequest
+from abtest.http.bodies import ConversionRequest, InvocationRequest
 
 
 def test_conversion_credits_the_stored_assignment(service, log):

@@ -4,7 +4,7 @@ import pytest
 from service_doubles import ENDPOINT
 
 from abtest.errors import ConflictError, ModelError, NotFoundError, StoreUnavailableError
-from abtest.models import InvocationRequest
+from abtest.http.bodies import InvocationRequest
 from abtest.service import Service
 
 

@@ -8,7 +8,7 @@ from abtest.records import DELETED, EndpointConfig, VariantConfig
 
 
 def test_register_reads_the_catalog_and_keeps_counters(service, log, store):
-    from abtest.models import InvocationRequest
+    from abtest.http.bodies import InvocationRequest
 
     for n in range(10):
         service.invoke(InvocationRequest(endpoint_name=ENDPOINT, user_id=f"u{n}", data="x"))

@@ -17,7 +17,7 @@ from abtest.adapters.eventlog import LocalEventLog
 from abtest.adapters.local_models import LocalModels, load_callable
 from abtest.adapters.sqlite import SqliteStore
 from abtest.clock import SystemClock
-from abtest.config import AbtestConfig, ConfigCatalog, load_config
+from abtest.embedded.config import AbtestConfig, ConfigCatalog, load_config
 from abtest.errors import ConfigError
 from abtest.ports import Clock
 from abtest.service import Service, ServiceSettings

@@ -21,7 +21,7 @@ from abtest.adapters.endpoint_tags import (
     parse_warmup,
 )
 from abtest.errors import ConfigError, NotFoundError
-from abtest.models import NAME_PATTERN
+from abtest.http.bodies import NAME_PATTERN
 from abtest.records import EndpointConfig, VariantConfig
 
 DEFAULT_TTL_SECONDS = 90 * 24 * 3600

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy import stats as scipy_stats
 
-from abtest.simulation import UserResult
+from abtest.demo.simulation import UserResult
 
 
 def _variants(results: Sequence[UserResult]) -> list[str]:

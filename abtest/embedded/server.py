@@ -1,7 +1,7 @@
 """The embedded HTTP server: a plain ASGI app, run by uvicorn, serving the Lambda handlers.
 
 Each HTTP request becomes an API Gateway REST proxy event (payload format 1.0) and
-goes through the same resolver as on AWS (`abtest.api`), so parsing, validation,
+goes through the same resolver as on AWS (`abtest.http.resolver`), so parsing, validation,
 errors and the OpenAPI document are the Lambda's own. The service is blocking
 (SQLite, model calls): with Python-callable models requests run on the event loop,
 with HTTP models on worker threads, each with its own resolver (it keeps the current
@@ -26,9 +26,9 @@ from urllib.parse import parse_qs
 import anyio.to_thread
 import uvicorn
 
-from abtest import api
+from abtest.embedded.wiring import Runtime
 from abtest.errors import AbtestError, BadRequestError, PayloadTooLargeError
-from abtest.runtime import Runtime
+from abtest.http import resolver as api
 
 logger = logging.getLogger("abtest")
 

@@ -26,7 +26,7 @@ from abtest.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
-from abtest.models import (
+from abtest.http.bodies import (
     ConversionRequest,
     ConversionResponse,
     ErrorResponse,

@@ -1,0 +1,1 @@
+"""The embedded product: TOML config, wiring onto SQLite and local files, the ASGI server."""

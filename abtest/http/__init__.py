@@ -1,0 +1,1 @@
+"""HTTP: the route table, request and response bodies, and the resolver both entry points use."""
