@@ -5,6 +5,10 @@ exact shape the request path writes (`events.EVENT_LINE`) is counted without
 parsing JSON: one regex scan and a `Counter`, both in C. Any other block is parsed
 with `json.loads` line by line, so a malformed line is rejected alone, with its
 number (line numbers count every line of the object, blank ones included).
+
+A conversion is counted once however often it was logged: a client that retries after
+a failure may log it twice, so each conversion is claimed in the store by the object
+that counts it (`Store.claim_conversions`) before the object's counts are applied.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ from abtest.events import (
     UNCOUNTED_ASSIGNMENTS,
     InvalidEvent,
     event_delta,
+    json_text,
     split_lines,
     valid_reward,
 )
 from abtest.ports import EventArchive, Store
 from abtest.records import (
     AggregationResult,
+    ConversionKey,
     CountsByEndpoint,
     Endpoint,
     RejectedLine,
@@ -34,6 +40,12 @@ from abtest.records import (
 logger = logging.getLogger("abtest")
 
 MAX_KEPT_LINE_CHARS = 10_000
+# How long a claimed conversion is remembered: longer than any client retries, and as
+# long as the longest default assignment (90 days, the embedded runtime's).
+CLAIM_TTL_SECONDS = 90 * 24 * 3600
+
+# A conversion that carries its ids: (endpoint, variant, key, delta, times logged here).
+Keyed = tuple[str, str, ConversionKey, VariantCounts, int]
 
 
 class _Tally:
@@ -44,6 +56,7 @@ class _Tally:
         self.counts: CountsByEndpoint = {}
         self.rejected: list[RejectedLine] = []
         self.events = 0
+        self.keyed: list[Keyed] = []
         self._variants: dict[str, frozenset[str] | None] = {}
 
     def known(self, endpoint_name: str, variant_name: str) -> str | None:
@@ -58,8 +71,18 @@ class _Tally:
             return f"unknown variant {variant_name!r} on {endpoint_name!r}"
         return None
 
-    def add(self, endpoint_name: str, variant_name: str, delta: VariantCounts | None) -> None:
-        if delta is not None:
+    def add(
+        self,
+        endpoint_name: str,
+        variant_name: str,
+        delta: VariantCounts | None,
+        key: ConversionKey | None = None,
+        times: int = 1,
+    ) -> None:
+        """Add a delta now, or keep a keyed conversion aside until the store says to count it."""
+        if key is not None and delta is not None:
+            self.keyed.append((endpoint_name, variant_name, key, delta, times))
+        elif delta is not None:
             variants = self.counts.setdefault(endpoint_name, {})
             variants.setdefault(variant_name, VariantCounts()).add(delta)
 
@@ -69,10 +92,12 @@ class _Tally:
         if len(lines) != line_count:
             return False
         deltas = []
-        for key, n in Counter(lines).items():
-            invocation, endpoint_a, variant_a, assignment, _, endpoint_b, variant_b, reward = key
+        for match, n in Counter(lines).items():
+            invocation, endpoint_a, variant_a, assignment = match[:4]
+            endpoint_b, variant_b, user_id, inference_id, reward = match[5:]
             endpoint_name = (endpoint_a or endpoint_b).decode()
             variant_name = (variant_a or variant_b).decode()
+            key = None
             if invocation:
                 counted = assignment.decode() not in UNCOUNTED_ASSIGNMENTS
                 delta = VariantCounts(invocation_count=n) if counted else None
@@ -80,10 +105,12 @@ class _Tally:
                 value = float(reward)
                 if not valid_reward(value):
                     return False
-                delta = VariantCounts(conversion_count=n, reward_sum=value * n)
+                # n equal lines are one conversion logged n times: it counts once.
+                delta = VariantCounts(conversion_count=1, reward_sum=value)
+                key = ConversionKey(endpoint_name, json_text(user_id), json_text(inference_id))
             if self.known(endpoint_name, variant_name):
                 return False
-            deltas.append((endpoint_name, variant_name, delta))
+            deltas.append((endpoint_name, variant_name, delta, key, n))
         for delta in deltas:
             self.add(*delta)
         self.events += line_count
@@ -98,7 +125,7 @@ class _Tally:
                     value = json.loads(line)
                 except ValueError as error:
                     raise InvalidEvent(f"not JSON: {error}") from None
-                endpoint_name, variant_name, delta = event_delta(value)
+                endpoint_name, variant_name, delta, key = event_delta(value)
                 reason = self.known(endpoint_name, variant_name)
                 if reason:
                     raise InvalidEvent(reason)
@@ -107,12 +134,10 @@ class _Tally:
                 self.rejected.append(RejectedLine(n, str(invalid), text))
                 continue
             self.events += 1
-            self.add(endpoint_name, variant_name, delta)
+            self.add(endpoint_name, variant_name, delta, key)
 
 
-def count_events(
-    blocks: Iterable[bytes], endpoint: Callable[[str], Endpoint | None]
-) -> tuple[CountsByEndpoint, int, list[RejectedLine]]:
+def count_events(blocks: Iterable[bytes], endpoint: Callable[[str], Endpoint | None]) -> _Tally:
     """Group deltas by endpoint and variant; reject what no registered variant can take."""
     tally = _Tally(endpoint)
     read = 0
@@ -121,14 +146,16 @@ def count_events(
         if not tally.fast(block, line_count):
             tally.slow(block, read + 1)
         read += line_count
-    return tally.counts, tally.events, tally.rejected
+    return tally
 
 
 def aggregate(
     store: Store, archive: EventArchive, object_key: str, now: float
 ) -> AggregationResult:
-    counts, events, rejected = count_events(archive.read_blocks(object_key), store.get_endpoint)
-    applied = store.apply_counts(object_key, counts, now)
+    tally = count_events(archive.read_blocks(object_key), store.get_endpoint)
+    duplicates = _count_conversions_once(store, object_key, tally, now)
+    applied = store.apply_counts(object_key, tally.counts, now)
+    rejected = tally.rejected
     if rejected:
         archive.put_rejected(object_key, rejected)
         logger.warning(
@@ -138,6 +165,25 @@ def aggregate(
             rejected[0].line_number,
             rejected[0].reason,
         )
+    if duplicates:
+        logger.info(
+            "%d conversion(s) in %s were counted before; counted once", duplicates, object_key
+        )
     if not applied:
         logger.info("object %s was already aggregated; nothing counted twice", object_key)
-    return AggregationResult(object_key, applied, events, counts, rejected)
+    return AggregationResult(object_key, applied, tally.events, tally.counts, rejected, duplicates)
+
+
+def _count_conversions_once(store: Store, object_key: str, tally: _Tally, now: float) -> int:
+    """Add the keyed conversions this object may count; how many logged ones it may not."""
+    first: dict[ConversionKey, tuple[str, str, VariantCounts]] = {}
+    logged = 0
+    for endpoint_name, variant_name, key, delta, times in tally.keyed:
+        first.setdefault(key, (endpoint_name, variant_name, delta))
+        logged += times
+    if not first:
+        return 0
+    claimed = store.claim_conversions(object_key, list(first), int(now) + CLAIM_TTL_SECONDS, now)
+    for key in claimed:
+        tally.add(*first[key])
+    return logged - len(claimed)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from abtest.records import VariantCounts
+from abtest.records import ConversionKey, VariantCounts
 
 INVOCATION = "invocation"
 CONVERSION = "conversion"
@@ -107,8 +107,12 @@ class InvalidEvent(ValueError):
     """A delivered line that is not an event aggregation can count; the message is the reason."""
 
 
-def event_delta(event: Any) -> tuple[str, str, VariantCounts | None]:
-    """(endpoint, variant, delta) for one parsed line; delta None for a logged-only invocation."""
+def event_delta(event: Any) -> tuple[str, str, VariantCounts | None, ConversionKey | None]:
+    """(endpoint, variant, delta, key) for one parsed line.
+
+    delta is None for a logged-only invocation; key names a conversion that carries its
+    user_id and inference_id, so that it is counted once however often it was logged.
+    """
     if not isinstance(event, dict):
         raise InvalidEvent("not a JSON object")
     endpoint_name = event.get("endpoint_name")
@@ -120,8 +124,8 @@ def event_delta(event: Any) -> tuple[str, str, VariantCounts | None]:
     kind = event.get("type")
     if kind == INVOCATION:
         if event.get("assignment") in UNCOUNTED_ASSIGNMENTS:
-            return endpoint_name, variant_name, None
-        return endpoint_name, variant_name, VariantCounts(invocation_count=1)
+            return endpoint_name, variant_name, None, None
+        return endpoint_name, variant_name, VariantCounts(invocation_count=1), None
     if kind == CONVERSION:
         reward = event.get("reward", 1.0)
         if (
@@ -130,7 +134,14 @@ def event_delta(event: Any) -> tuple[str, str, VariantCounts | None]:
             or not valid_reward(reward)
         ):
             raise InvalidEvent(f"reward must be a number in [0, 1], got {reward!r}")
-        return endpoint_name, variant_name, VariantCounts(conversion_count=1, reward_sum=reward)
+        user_id, inference_id = event.get("user_id"), event.get("inference_id")
+        key = (
+            ConversionKey(endpoint_name, user_id, inference_id)
+            if isinstance(user_id, str) and isinstance(inference_id, str)
+            else None
+        )
+        delta = VariantCounts(conversion_count=1, reward_sum=reward)
+        return endpoint_name, variant_name, delta, key
     raise InvalidEvent(f"unknown event type {kind!r}")
 
 
@@ -143,31 +154,40 @@ _PLAIN = rb"[\x20\x21\x23-\x5b\x5d-\x7e]*"  # printable ASCII but quote and back
 _TEXT = rb'"' + _PLAIN + rb'(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})' + _PLAIN + rb')*"'
 _NAME = rb'"([A-Za-z0-9-]+)"'
 _NUMBER = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
-_COMMON = (
-    rb',"timestamp":'
-    + _TEXT
-    + rb',"endpoint_name":'
-    + _NAME
-    + rb',"variant_name":'
-    + _NAME
-    + rb',"user_id":'
-    + _TEXT
-    + rb',"inference_id":'
-    + _TEXT
-    + rb',"strategy":'
-    + _TEXT
-)
+
+
+def _common(ids: bytes) -> bytes:
+    """The fields both events share; `ids` is the pattern of user_id and inference_id."""
+    return (
+        rb',"timestamp":'
+        + _TEXT
+        + rb',"endpoint_name":'
+        + _NAME
+        + rb',"variant_name":'
+        + _NAME
+        + ids
+        + rb',"strategy":'
+        + _TEXT
+    )
+
+
+# Conversions capture their ids (JSON text, quotes included): aggregation counts each once.
 EVENT_LINE = re.compile(
     rb'^\{"type":"(?:(invocation)"'
-    + _COMMON
+    + _common(rb',"user_id":' + _TEXT + rb',"inference_id":' + _TEXT)
     + rb',"propensity":(?:'
     + _NUMBER
     + rb"|null)"
     + rb',"assignment":"(new|existing|manual|fallback)"'
     + rb'|(conversion)"'
-    + _COMMON
+    + _common(rb',"user_id":(' + _TEXT + rb'),"inference_id":(' + _TEXT + rb")")
     + rb',"reward":('
     + _NUMBER
     + rb"))\}$",
     re.MULTILINE,
 )
+
+
+def json_text(raw: bytes) -> str:
+    """A JSON string literal (quotes included) as text; escapes only cost a json.loads."""
+    return json.loads(raw) if b"\\" in raw else raw[1:-1].decode()

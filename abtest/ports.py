@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from abtest.records import Assignment, CountsByEndpoint, Endpoint, EndpointConfig, RejectedLine
+from abtest.records import (
+    Assignment,
+    ConversionKey,
+    CountsByEndpoint,
+    Endpoint,
+    EndpointConfig,
+    RejectedLine,
+)
 
 
 class Clock(Protocol):
@@ -46,10 +53,31 @@ class Store(Protocol):
         """Mark the record DELETED (kept for its statistics; no longer served)."""
         ...
 
-    def record_conversion(
-        self, endpoint_name: str, user_id: str, inference_id: str, ttl: int, now: float
+    def conversion_logged(
+        self, endpoint_name: str, user_id: str, inference_id: str, now: float
     ) -> bool:
-        """Remember a conversion; True the first time for this inference_id, False on a repeat."""
+        """True if this conversion's event is already in the log (marked or claimed, unexpired)."""
+        ...
+
+    def mark_conversion_logged(
+        self, endpoint_name: str, user_id: str, inference_id: str, ttl: int, now: float
+    ) -> None:
+        """Remember that the conversion's event is in the log, so a repeat is answered duplicate.
+
+        Written after the event, never before: a failure in between leaves no marker, the
+        client's retry logs the event again, and aggregation counts it once. Idempotent, so
+        a retry after a lost response changes nothing. Keeps a claim made by aggregation.
+        """
+        ...
+
+    def claim_conversions(
+        self, object_key: str, keys: Sequence[ConversionKey], ttl: int, now: float
+    ) -> set[ConversionKey]:
+        """Mark each conversion as counted by `object_key` unless another object counted it.
+
+        Returns the keys `object_key` may count: claimed now, or by an earlier delivery of
+        the same object (so a redelivered object counts them again, once, with its counts).
+        """
         ...
 
     def apply_counts(self, object_key: str, counts: CountsByEndpoint, now: float) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from bandit.metrics import VariantMetrics
 
@@ -71,6 +72,14 @@ class VariantCounts:
         self.reward_sum += other.reward_sum
 
 
+class ConversionKey(NamedTuple):
+    """One conversion, as the request path deduplicates it and aggregation counts it once."""
+
+    endpoint_name: str
+    user_id: str
+    inference_id: str
+
+
 # endpoint_name -> variant_name -> delta
 CountsByEndpoint = dict[str, dict[str, VariantCounts]]
 
@@ -91,3 +100,5 @@ class AggregationResult:
     events: int = 0
     counts: CountsByEndpoint = field(default_factory=dict)
     rejected: list[RejectedLine] = field(default_factory=list)
+    # Conversions left uncounted because another delivered object already counted them.
+    duplicate_conversions: int = 0

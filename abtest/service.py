@@ -144,10 +144,11 @@ class Service:
                 details=[{"field": "user_id", "message": "no assignment on this endpoint"}],
             )
         inference_id = request.inference_id or uuid.uuid4().hex
-        duplicate = False
-        if request.inference_id is not None:
-            ttl = int(now + self.settings.assignment_ttl_seconds)
-            duplicate = not self.store.record_conversion(name, user_id, inference_id, ttl, now)
+        # The event first, the marker after: a failure between them leaves no marker, so
+        # the client's retry logs the event again and aggregation counts it once. The
+        # other order loses the conversion (the retry would be told it is a duplicate).
+        keyed = request.inference_id is not None
+        duplicate = keyed and self.store.conversion_logged(name, user_id, inference_id, now)
         if duplicate:
             self.telemetry.count("DuplicateConversions", name, assignment.variant_name)
         else:
@@ -162,6 +163,8 @@ class Service:
                     reward=float(request.reward),
                 )
             )
+            if keyed:
+                self._mark_logged(name, user_id, inference_id, now)
         return ConversionResponse(
             endpoint_name=name,
             user_id=user_id,
@@ -272,6 +275,15 @@ class Service:
         except Exception:
             self.telemetry.count("ModelErrors", request.endpoint_name, variant)
             raise
+
+    def _mark_logged(self, name: str, user_id: str, inference_id: str, now: float) -> None:
+        ttl = int(now + self.settings.assignment_ttl_seconds)
+        try:
+            self.store.mark_conversion_logged(name, user_id, inference_id, ttl, now)
+        except StoreUnavailableError as error:
+            # The event is in the log, so the answer stands; a repeat is logged again and
+            # aggregation still counts it once.
+            logger.warning("conversion %s logged but not marked: %s", inference_id, error)
 
     def _log(self, event: dict) -> None:
         if self.events is None:

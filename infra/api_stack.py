@@ -57,7 +57,15 @@ class ApiStack(Stack):
         factory = ServiceFunctions(self, "Functions", s)
         api_size = {"memory_mb": s.api_memory_mb, "timeout_seconds": s.api_timeout_seconds}
         fns = {
-            "invocation": factory.function("invocation", environment=request_path_env, **api_size),
+            "invocation": factory.function(
+                "invocation",
+                # What the function's timeout leaves after the store's and event log's budgets.
+                environment={
+                    **request_path_env,
+                    "MODEL_TIMEOUT_SECONDS": str(max(1, s.api_timeout_seconds - 5)),
+                },
+                **api_size,
+            ),
             "conversion": factory.function("conversion", environment=request_path_env, **api_size),
             "stats": factory.function(
                 "stats", environment={"METRICS_TABLE": tables.metrics.table_name}, **api_size
@@ -65,6 +73,8 @@ class ApiStack(Stack):
             "metrics": factory.function(
                 "metrics",
                 environment={
+                    # Aggregation claims each conversion's marker, so it counts once.
+                    "ASSIGNMENT_TABLE": tables.assignment.table_name,
                     "METRICS_TABLE": tables.metrics.table_name,
                     "REJECTED_PREFIX": REJECTED_PREFIX,
                 },
@@ -89,6 +99,8 @@ class ApiStack(Stack):
             allow(fn, ["dynamodb:GetItem"], [metrics])
             allow(fn, ["firehose:PutRecordBatch"], [event_log.stream.delivery_stream_arn])
             allow(fn, ["sqs:SendMessage"], [events_dlq.queue_arn])
+        # The conversion marker is an update after the event (see Store.mark_conversion_logged).
+        allow(fns["conversion"], ["dynamodb:UpdateItem"], [assignment])
         allow(fns["invocation"], ["sagemaker:InvokeEndpoint"], [endpoint_arn])
         allow(fns["stats"], ["dynamodb:GetItem"], [metrics])
         allow(
@@ -102,6 +114,7 @@ class ApiStack(Stack):
             ],
             [metrics],
         )
+        allow(fns["metrics"], ["dynamodb:UpdateItem"], [assignment])
         allow(
             fns["metrics"],
             ["s3:GetObject"],

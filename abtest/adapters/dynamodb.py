@@ -1,7 +1,8 @@
 """The Store on two DynamoDB tables, through the low-level boto3 client.
 
 Assignment table (key user_id, endpoint_name; TTL `ttl`): one item per user and
-endpoint, plus conversion markers keyed `{endpoint_name}#conversion#{inference_id}`.
+endpoint, plus conversion markers keyed `{endpoint_name}#conversion#{inference_id}`
+(attribute `counted_by`: the event object whose aggregation counted the conversion).
 
 Metrics table (key endpoint_name; TTL `ttl`): one item per endpoint, with the
 variants as a map name -> {initial_variant_weight, invocation_count,
@@ -19,7 +20,8 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -31,6 +33,7 @@ from abtest.records import (
     ACTIVE,
     DELETED,
     Assignment,
+    ConversionKey,
     CountsByEndpoint,
     Endpoint,
     EndpointConfig,
@@ -44,6 +47,8 @@ OBJECT_PREFIX = "#object#"
 OBJECT_RECORD_TTL_SECONDS = 30 * 24 * 3600
 # TransactWriteItems takes at most 100 actions: one idempotency record + one update per endpoint.
 ENDPOINTS_PER_TRANSACTION = 99
+# Parallel conditional writes when aggregation claims an object's conversions.
+CLAIM_THREADS = 8
 # Attempts for writes that lose an optimistic race (registration, aggregation) before giving up.
 MAX_ATTEMPTS = 6
 
@@ -143,27 +148,69 @@ class DynamoDBStore:
                 # The winner expired and was deleted in between: try again.
         raise StoreUnavailableError(f"assignment of {a.user_id} on {a.endpoint_name} contended")
 
-    def record_conversion(
-        self, endpoint_name: str, user_id: str, inference_id: str, ttl: int, now: float
+    def conversion_logged(
+        self, endpoint_name: str, user_id: str, inference_id: str, now: float
     ) -> bool:
+        item = self._call(
+            "get_item",
+            TableName=self.assignment_table,
+            Key=_conversion_key(ConversionKey(endpoint_name, user_id, inference_id)),
+            ConsistentRead=True,  # a marker written a moment ago must be seen
+        ).get("Item")
+        return item is not None and _num(item["ttl"]) > now
+
+    def mark_conversion_logged(
+        self, endpoint_name: str, user_id: str, inference_id: str, ttl: int, now: float
+    ) -> None:
+        key = _conversion_key(ConversionKey(endpoint_name, user_id, inference_id))
         try:
+            # No condition on absence: botocore's retry after a lost response must succeed.
             self._call(
-                "put_item",
+                "update_item",
                 TableName=self.assignment_table,
-                Item={
-                    "user_id": {"S": user_id},
-                    "endpoint_name": {"S": f"{endpoint_name}#conversion#{inference_id}"},
-                    "ttl": _n(ttl),
-                },
-                ConditionExpression=_NOT_EXPIRED,
+                Key=key,
+                UpdateExpression="SET #ttl = :ttl",
+                ConditionExpression="attribute_not_exists(user_id) OR #ttl > :now",
                 ExpressionAttributeNames={"#ttl": "ttl"},
-                ExpressionAttributeValues={":now": _n(now)},
+                ExpressionAttributeValues={":ttl": _n(ttl), ":now": _n(now)},
             )
         except ClientError as error:
-            if _code(error) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+            # An expired marker is a new conversion: replace it, old claim and all.
+            self._call("put_item", TableName=self.assignment_table, Item={**key, "ttl": _n(ttl)})
+
+    def claim_conversions(
+        self, object_key: str, keys: Sequence[ConversionKey], ttl: int, now: float
+    ) -> set[ConversionKey]:
+        def claim(key: ConversionKey) -> bool:
+            try:
+                self._call(
+                    "update_item",
+                    TableName=self.assignment_table,
+                    Key=_conversion_key(key),
+                    UpdateExpression="SET counted_by = :object, #ttl = :ttl",
+                    ConditionExpression=(
+                        "attribute_not_exists(counted_by) OR counted_by = :object OR #ttl <= :now"
+                    ),
+                    ExpressionAttributeNames={"#ttl": "ttl"},
+                    ExpressionAttributeValues={
+                        ":object": {"S": object_key},
+                        ":ttl": _n(ttl),
+                        ":now": _n(now),
+                    },
+                )
+            except ClientError as error:
+                if _code(error) == "ConditionalCheckFailedException":
+                    return False
+                raise
+            return True
+
+        # One conditional write per conversion (a transaction would fail whole on one
+        # repeat); in parallel, since an object can hold thousands.
+        with ThreadPoolExecutor(max_workers=CLAIM_THREADS) as pool:
+            claimed = list(pool.map(claim, keys))
+        return {key for key, ok in zip(keys, claimed, strict=True) if ok}
 
     # -- endpoints ---------------------------------------------------------
 
@@ -445,6 +492,13 @@ def _endpoint(item: Item) -> Endpoint:
         status=item["status"]["S"],
         updated_at=float(_num(item["updated_at"])),
     )
+
+
+def _conversion_key(key: ConversionKey) -> Item:
+    return {
+        "user_id": {"S": key.user_id},
+        "endpoint_name": {"S": f"{key.endpoint_name}#conversion#{key.inference_id}"},
+    }
 
 
 def _assignment(item: Item) -> Assignment:

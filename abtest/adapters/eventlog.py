@@ -115,7 +115,7 @@ class LocalEventLog:
         Re-aggregating files that were already counted is a no-op (idempotent per key), so
         this is safe after a clean stop and after a crash alike.
         """
-        self._take_folder_lock()
+        self.own_folder()
         with self._lock:
             leftover = self.folder / BUFFER_NAME
             if self._buffer is None and leftover.exists() and leftover.stat().st_size > 0:
@@ -206,7 +206,8 @@ class LocalEventLog:
             raise ValueError(f"not an event log key: {object_key!r}")
         return self.sealed_dir / object_key
 
-    def _take_folder_lock(self) -> None:
+    def own_folder(self) -> None:
+        """Take the folder's lock, or raise ConfigError if another process holds it."""
         if self._folder_lock is not None:
             return
         handle = open(self.folder / ".lock", "wb")  # noqa: SIM115

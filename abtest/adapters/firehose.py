@@ -4,6 +4,10 @@ By the time events are logged the user's invocation has happened, so `put` never
 for a delivery failure. What Firehose will not take after `max_attempts` goes to the SQS
 dead-letter queue; what SQS will not take either is logged at ERROR with the whole event,
 so every event ends up in Firehose, the queue, or CloudWatch Logs.
+
+That must happen before the Lambda function times out, or the event is in none of the
+three: `deadline_seconds` bounds the Firehose attempts (each call is bounded by the
+client's own timeouts, which the wiring sets), leaving time for the queue and the log.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ MAX_RECORD_BYTES = 1000 * 1024
 MAX_DLQ_BATCH_MESSAGES = 10
 MAX_DLQ_BYTES = 255 * 1024
 
+# Firehose attempts stop starting after this: with the wiring's 1.5 s bound per call,
+# Firehose takes at most ~3.5 s and the queue ~1.5 s, inside the API functions' 10 s.
+DEFAULT_DEADLINE_SECONDS = 2.0
 BASE_DELAY_SECONDS = 0.05
 MAX_DELAY_SECONDS = 1.0
 
@@ -65,14 +72,21 @@ class FirehoseSink:
         dead_letter_queue_url: str | None = None,
         sqs_client: Any = None,
         max_attempts: int = 3,
+        deadline_seconds: float = DEFAULT_DEADLINE_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Clients default to `boto3.client(...)`, created on first use (not at import)."""
+        """Clients default to `boto3.client(...)`, created on first use (not at import).
+
+        No Firehose attempt starts later than `deadline_seconds` after `put` began.
+        """
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.delivery_stream_name = delivery_stream_name
         self.dead_letter_queue_url = dead_letter_queue_url
         self.max_attempts = max_attempts
+        self.deadline_seconds = deadline_seconds
+        self._monotonic = monotonic
         self._client = client
         self._sqs_client = sqs_client
         self._sleep = sleep
@@ -101,9 +115,13 @@ class FirehoseSink:
         }
         pending = [(i, r) for i, r in enumerate(records) if i not in too_large]
         errors: dict[int, str] = {}
+        started = self._monotonic()
         for attempt in range(self.max_attempts):
             if attempt:
-                self._sleep(min(BASE_DELAY_SECONDS * 2 ** (attempt - 1), MAX_DELAY_SECONDS))
+                delay = min(BASE_DELAY_SECONDS * 2 ** (attempt - 1), MAX_DELAY_SECONDS)
+                if self._monotonic() - started + delay >= self.deadline_seconds:
+                    break  # what is left of the budget belongs to the queue and the log
+                self._sleep(delay)
             errors = {}
             for batch in _batches(pending, MAX_BATCH_RECORDS, MAX_BATCH_BYTES):
                 errors.update(self._put_batch(batch))

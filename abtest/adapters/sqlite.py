@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -22,6 +22,7 @@ from abtest.records import (
     ACTIVE,
     DELETED,
     Assignment,
+    ConversionKey,
     CountsByEndpoint,
     Endpoint,
     EndpointConfig,
@@ -46,6 +47,7 @@ CREATE TABLE IF NOT EXISTS conversions (
     user_id TEXT NOT NULL,
     inference_id TEXT NOT NULL,
     ttl INTEGER NOT NULL,
+    counted_by TEXT,
     PRIMARY KEY (endpoint_name, user_id, inference_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS endpoints (
@@ -107,6 +109,8 @@ class SqliteStore:
         self._lock = threading.Lock()
         with _translated():
             self._connection().executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+        with self._transaction() as db:
+            _migrate(db)
 
     # -- connections -------------------------------------------------------
 
@@ -192,17 +196,53 @@ class SqliteStore:
             ).fetchone()
         return _assignment(a.endpoint_name, a.user_id, row)
 
-    def record_conversion(
-        self, endpoint_name: str, user_id: str, inference_id: str, ttl: int, now: float
+    def conversion_logged(
+        self, endpoint_name: str, user_id: str, inference_id: str, now: float
     ) -> bool:
+        row = self._read(
+            lambda db: db.execute(
+                "SELECT 1 FROM conversions WHERE endpoint_name = ? AND user_id = ?"
+                " AND inference_id = ? AND ttl > ?",
+                (endpoint_name, user_id, inference_id, now),
+            ).fetchone()
+        )
+        return row is not None
+
+    def mark_conversion_logged(
+        self, endpoint_name: str, user_id: str, inference_id: str, ttl: int, now: float
+    ) -> None:
         with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO conversions VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (endpoint_name, user_id, inference_id) DO UPDATE SET"
-                " ttl = excluded.ttl WHERE conversions.ttl <= ?",
+            # An expired marker is a new conversion: its old claim goes with it.
+            db.execute(
+                "INSERT INTO conversions (endpoint_name, user_id, inference_id, ttl)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (endpoint_name, user_id, inference_id)"
+                " DO UPDATE SET"
+                " counted_by = CASE WHEN ttl <= ? THEN NULL ELSE counted_by END,"
+                " ttl = max(ttl, excluded.ttl)",
                 (endpoint_name, user_id, inference_id, ttl, now),
             )
-            return cursor.rowcount == 1
+
+    def claim_conversions(
+        self, object_key: str, keys: Sequence[ConversionKey], ttl: int, now: float
+    ) -> set[ConversionKey]:
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO conversions VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (endpoint_name, user_id, inference_id) DO UPDATE SET"
+                " counted_by = excluded.counted_by, ttl = max(ttl, excluded.ttl)"
+                " WHERE counted_by IS NULL OR ttl <= ?",
+                [(*key, ttl, object_key, now) for key in keys],
+            )
+            return {
+                key
+                for key in keys
+                if db.execute(
+                    "SELECT counted_by FROM conversions WHERE endpoint_name = ? AND user_id = ?"
+                    " AND inference_id = ?",
+                    key,
+                ).fetchone()
+                == (object_key,)
+            }
 
     def purge_expired(self, now: float) -> int:
         """Delete expired assignments and conversion markers; how many rows went.
@@ -278,6 +318,13 @@ class SqliteStore:
                 ],
             )
         return True
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a file written by an earlier version up to this schema (inside the caller's write)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(conversions)")}
+    if "counted_by" not in columns:
+        db.execute("ALTER TABLE conversions ADD COLUMN counted_by TEXT")
 
 
 class _Connection(sqlite3.Connection):

@@ -76,13 +76,20 @@ class Runtime:
         return self.config.endpoint_name
 
     def start(self) -> None:
-        """Register the endpoint, then recover and aggregate the event log.
+        """Own the data dir, register the endpoint, then recover and aggregate the event log.
 
-        Registration comes first: aggregation ignores endpoints the store does not know.
+        The lock comes first: a second server refused the data dir must not re-register the
+        endpoint from its own config (that would drop the running server's variants and their
+        counters). Registration comes before recovery: aggregation ignores unknown endpoints.
         """
-        self.service.register(self.config.endpoint_name)
-        self.store.purge_expired(self.service.clock.now())
-        self.events.start()
+        self.events.own_folder()
+        try:
+            self.service.register(self.config.endpoint_name)
+            self.store.purge_expired(self.service.clock.now())
+            self.events.start()
+        except BaseException:
+            self.events.close()  # let the folder go: nothing was buffered yet
+            raise
         self._started = True
 
     def close(self) -> None:

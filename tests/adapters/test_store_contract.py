@@ -26,6 +26,7 @@ from abtest.records import (
     ACTIVE,
     DELETED,
     Assignment,
+    ConversionKey,
     EndpointConfig,
     VariantConfig,
     VariantCounts,
@@ -129,39 +130,74 @@ def test_expired_assignment_is_replaced(store_kit):
 # -- conversions -------------------------------------------------------------
 
 
-def test_conversion_is_recorded_once_per_inference_id(store):
+def test_a_marked_conversion_is_logged_per_inference_id(store):
     ttl = int(NOW) + DAY
+    assert store.conversion_logged(ENDPOINT, "u1", "inf-1", NOW) is False
 
-    assert store.record_conversion(ENDPOINT, "u1", "inf-1", ttl, NOW) is True
-    assert store.record_conversion(ENDPOINT, "u1", "inf-1", ttl, NOW + 1) is False
-    assert store.record_conversion(ENDPOINT, "u1", "inf-2", ttl, NOW) is True
-    assert store.record_conversion(ENDPOINT, "u2", "inf-1", ttl, NOW) is True
-    assert store.record_conversion("other-endpoint", "u1", "inf-1", ttl, NOW) is True
+    store.mark_conversion_logged(ENDPOINT, "u1", "inf-1", ttl, NOW)
+    store.mark_conversion_logged(ENDPOINT, "u1", "inf-1", ttl, NOW + 1)  # a retry: no error
+
+    assert store.conversion_logged(ENDPOINT, "u1", "inf-1", NOW + 1) is True
+    assert store.conversion_logged(ENDPOINT, "u1", "inf-2", NOW) is False
+    assert store.conversion_logged(ENDPOINT, "u2", "inf-1", NOW) is False
+    assert store.conversion_logged("other-endpoint", "u1", "inf-1", NOW) is False
 
 
 def test_conversion_marker_does_not_hide_or_replace_the_assignment(store_kit):
     store = store_kit.store
     store.create_assignment(assignment("Champion1"), NOW)
 
-    store.record_conversion(ENDPOINT, "u1", "inf-1", int(NOW) + DAY, NOW)
+    store.mark_conversion_logged(ENDPOINT, "u1", "inf-1", int(NOW) + DAY, NOW)
+    store.claim_conversions("obj-1", [ConversionKey(ENDPOINT, "u1", "inf-2")], int(NOW) + DAY, NOW)
 
     assert store.get_assignment(ENDPOINT, "u1", NOW).variant_name == "Champion1"
     assert store_kit.stored_assignments(ENDPOINT, "u1") == 1
 
 
-def test_concurrent_duplicate_conversions_record_exactly_one(store):
-    results = run_together(
-        8, lambda i: store.record_conversion(ENDPOINT, "u1", "inf-1", int(NOW) + DAY, NOW)
-    )
-
-    assert sorted(results) == [False] * 7 + [True]
-
-
 def test_expired_conversion_marker_counts_as_absent(store):
     ttl = int(NOW) + 60
-    store.record_conversion(ENDPOINT, "u1", "inf-1", ttl, NOW)
+    store.mark_conversion_logged(ENDPOINT, "u1", "inf-1", ttl, NOW)
 
-    assert store.record_conversion(ENDPOINT, "u1", "inf-1", ttl + DAY, ttl) is True
+    assert store.conversion_logged(ENDPOINT, "u1", "inf-1", ttl) is False
+
+
+KEYS = [ConversionKey(ENDPOINT, f"u{i}", f"inf-{i}") for i in range(3)]
+
+
+def test_each_conversion_is_claimed_by_one_object_and_again_by_its_redelivery(store):
+    ttl = int(NOW) + DAY
+
+    assert store.claim_conversions("obj-1", KEYS[:2], ttl, NOW) == set(KEYS[:2])
+    # Another object holding one of them (a retried conversion logged twice) may not count it.
+    assert store.claim_conversions("obj-2", KEYS[1:], ttl, NOW) == {KEYS[2]}
+    # The first object delivered again may count its own again (its counts were not applied).
+    assert store.claim_conversions("obj-1", KEYS[:2], ttl, NOW) == set(KEYS[:2])
+    assert all(store.conversion_logged(*key, NOW) for key in KEYS)
+
+
+def test_a_claim_keeps_the_request_marker_and_the_marker_keeps_the_claim(store):
+    ttl = int(NOW) + DAY
+    store.mark_conversion_logged(*KEYS[0], ttl, NOW)
+    assert store.claim_conversions("obj-1", KEYS[:1], ttl, NOW) == {KEYS[0]}
+
+    store.mark_conversion_logged(*KEYS[0], ttl + DAY, NOW)  # a late retry marks it again
+
+    assert store.claim_conversions("obj-2", KEYS[:1], ttl, NOW) == set()
+
+
+def test_an_expired_claim_is_a_new_conversion(store):
+    ttl = int(NOW) + 60
+    store.claim_conversions("obj-1", KEYS[:1], ttl, NOW)
+
+    assert store.claim_conversions("obj-2", KEYS[:1], ttl + DAY, ttl) == {KEYS[0]}
+
+
+def test_concurrent_claims_of_one_conversion_grant_exactly_one(store):
+    results = run_together(
+        8, lambda i: store.claim_conversions(f"obj-{i}", KEYS[:1], int(NOW) + DAY, NOW)
+    )
+
+    assert sorted(len(r) for r in results) == [0] * 7 + [1]
 
 
 # -- endpoints ---------------------------------------------------------------
@@ -412,7 +448,9 @@ def test_unreachable_store_raises_store_unavailable(unreachable_store):
     calls = [
         lambda: store.get_assignment(ENDPOINT, "u1", NOW),
         lambda: store.create_assignment(assignment("A"), NOW),
-        lambda: store.record_conversion(ENDPOINT, "u1", "inf-1", int(NOW) + DAY, NOW),
+        lambda: store.conversion_logged(ENDPOINT, "u1", "inf-1", NOW),
+        lambda: store.mark_conversion_logged(ENDPOINT, "u1", "inf-1", int(NOW) + DAY, NOW),
+        lambda: store.claim_conversions("obj-1", KEYS, int(NOW) + DAY, NOW),
         lambda: store.get_endpoint(ENDPOINT),
         lambda: store.register_endpoint(config(("A", 1.0)), NOW),
         lambda: store.deregister_endpoint(ENDPOINT, NOW),

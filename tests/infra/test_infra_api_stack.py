@@ -146,11 +146,14 @@ def test_environment_per_function(stage: Synth) -> None:
         "METRICS_CACHE_SECONDS": "5.0",
     }
     env = {n: function(api, n)[1]["Environment"]["Variables"] for n in FUNCTIONS}
-    assert env["invocation"] == request_path
+    # The model gets what the function's timeout leaves after the store's and event log's 5 s.
+    timeout = function(api, "invocation")[1]["Timeout"]
+    assert env["invocation"] == {**request_path, "MODEL_TIMEOUT_SECONDS": str(timeout - 5)}
     assert env["conversion"] == request_path
     assert env["stats"] == {**common, "METRICS_TABLE": tables["METRICS_TABLE"]}
     assert env["metrics"] == {
         **common,
+        "ASSIGNMENT_TABLE": tables["ASSIGNMENT_TABLE"],
         "METRICS_TABLE": tables["METRICS_TABLE"],
         "REJECTED_PREFIX": "rejected/",
     }
@@ -211,7 +214,11 @@ def test_each_function_has_only_the_permissions_it_needs(stage: Synth) -> None:
         **request_path,
         "sagemaker:InvokeEndpoint": [_sagemaker_arn("endpoint")],
     }
-    assert function_permissions(api, "conversion") == {**logs("conversion"), **request_path}
+    assert function_permissions(api, "conversion") == {
+        **logs("conversion"),
+        **request_path,
+        "dynamodb:UpdateItem": [assignment],  # the conversion marker, after the event
+    }
     assert function_permissions(api, "stats") == {**logs("stats"), "dynamodb:GetItem": [metrics]}
 
     objects = {
@@ -222,8 +229,10 @@ def test_each_function_has_only_the_permissions_it_needs(stage: Synth) -> None:
         **logs("metrics"),
         **{
             f"dynamodb:{a}": [metrics]
-            for a in ("GetItem", "BatchGetItem", "PutItem", "UpdateItem", "ConditionCheckItem")
+            for a in ("GetItem", "BatchGetItem", "PutItem", "ConditionCheckItem")
         },
+        # Claims of conversion markers (counted once) besides the metrics increments.
+        "dynamodb:UpdateItem": [metrics, assignment],
         "s3:GetObject": [objects["events"]],
         "s3:PutObject": [objects["rejected"]],
         # The async-invoke failure destination.

@@ -41,6 +41,25 @@ def events(seed: int, n: int) -> list[dict]:
     return out
 
 
+def totals(tally: _Tally) -> dict:
+    """(endpoint, variant) -> [invocations, conversions, reward], each conversion key once."""
+    out: dict = {}
+    for endpoint, variants in tally.counts.items():
+        for variant, c in variants.items():
+            row = out.setdefault((endpoint, variant), [0, 0, 0.0])
+            row[0] += c.invocation_count
+            row[1] += c.conversion_count
+            row[2] += c.reward_sum
+    seen = set()
+    for endpoint, variant, key, c, _times in tally.keyed:
+        if key not in seen:
+            seen.add(key)
+            row = out.setdefault((endpoint, variant), [0, 0, 0.0])
+            row[1] += c.conversion_count
+            row[2] += c.reward_sum
+    return out
+
+
 def slow_only(block: bytes):
     tally = _Tally(ENDPOINTS.get)
     tally.slow(block, 1)
@@ -57,13 +76,26 @@ def test_the_fast_path_takes_our_own_events_and_agrees_with_json_loads(seed):
 
     assert fast.events == slow.events == 500
     assert slow.rejected == []
-    for endpoint, variants in slow.counts.items():
-        for variant, counts in variants.items():
-            mine = fast.counts[endpoint][variant]
-            assert mine.invocation_count == counts.invocation_count
-            assert mine.conversion_count == counts.conversion_count
-            assert mine.reward_sum == pytest.approx(counts.reward_sum)
-    assert fast.counts.keys() == slow.counts.keys()
+    mine, theirs = totals(fast), totals(slow)
+    assert mine.keys() == theirs.keys()
+    for where, (invocations, conversions, reward) in theirs.items():
+        assert mine[where][:2] == [invocations, conversions]
+        assert mine[where][2] == pytest.approx(reward)
+    assert {k for *_, k, _c, _t in fast.keyed} == {k for *_, k, _c, _t in slow.keyed}
+
+
+def test_a_conversion_logged_twice_is_kept_once_on_both_paths():
+    conversion = next(e for e in events(5, 50) if e["type"] == "conversion")
+    block = encode(conversion) * 2
+
+    fast = _Tally(ENDPOINTS.get)
+    assert fast.fast(block, 2)
+    slow = slow_only(block)
+
+    for tally in (fast, slow):
+        assert tally.events == 2
+        assert len({key for *_, key, _c, _t in tally.keyed}) == 1
+        assert totals(tally)[(conversion["endpoint_name"], conversion["variant_name"])][1] == 1
 
 
 BAD = [
@@ -84,21 +116,21 @@ def test_a_well_shaped_but_invalid_line_is_rejected_with_its_number(name, spoil)
         spoiled = {k: v for k, v in spoiled.items() if k not in ("propensity", "assignment")}
     lines[2] = encode(spoiled)
 
-    counts, seen, rejected = count_events([b"".join(lines)], ENDPOINTS.get)
+    tally = count_events([b"".join(lines)], ENDPOINTS.get)
 
-    assert seen == 4
-    assert [r.line_number for r in rejected] == [3]
-    assert sum(c.invocation_count for v in counts.values() for c in v.values()) <= 4
+    assert tally.events == 4
+    assert [r.line_number for r in tally.rejected] == [3]
+    assert sum(c.invocation_count for v in tally.counts.values() for c in v.values()) <= 4
 
 
 def test_broken_json_in_a_block_is_rejected_alone_and_blank_lines_are_numbered():
     good = [encode(e) for e in events(2, 4)]
     block = good[0] + b"\n" + b'{"type":"invocation","endpoint_name":' + b"\n" + b"".join(good[1:])
 
-    _counts, seen, rejected = count_events([block], ENDPOINTS.get)
+    tally = count_events([block], ENDPOINTS.get)
 
-    assert seen == 4
-    assert [(r.line_number, r.reason.split(":")[0]) for r in rejected] == [(3, "not JSON")]
+    assert tally.events == 4
+    assert [(r.line_number, r.reason.split(":")[0]) for r in tally.rejected] == [(3, "not JSON")]
 
 
 def test_lines_in_another_key_order_or_with_escapes_still_count():
@@ -106,16 +138,17 @@ def test_lines_in_another_key_order_or_with_escapes_still_count():
     reordered = json.dumps(dict(reversed(list(event.items())))).encode() + b"\n"
     escaped = encode({**event, "user_id": 'Zoë "quoted"'})
 
-    _counts, seen, rejected = count_events([reordered + escaped], ENDPOINTS.get)
+    tally = count_events([reordered + escaped], ENDPOINTS.get)
 
-    assert (seen, rejected) == (2, [])
+    assert (tally.events, tally.rejected) == (2, [])
 
 
-def test_escaped_strings_stay_on_the_fast_path():
-    event = events(4, 1)[0]
+def test_escaped_strings_stay_on_the_fast_path_and_key_the_conversion_as_written():
+    event = next(e for e in events(4, 50) if e["type"] == "conversion")
     block = encode({**event, "user_id": 'Zoë "quoted" \\ tab\t'})
 
     tally = _Tally(ENDPOINTS.get)
 
     assert tally.fast(block, 1)
     assert tally.events == 1
+    assert tally.keyed[0][2].user_id == 'Zoë "quoted" \\ tab\t'

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from service_doubles import ENDPOINT
 
-from abtest.errors import NotFoundError
-from abtest.http.bodies import ConversionRequest, InvocationRequest
+from abtest.errors import NotFoundError, StoreUnavailableError
+from abtest.http.bodies import ConversionRequest, InvocationRequest, StatsRequest
 
 
 def test_conversion_credits_the_stored_assignment(service, log):
@@ -57,3 +57,89 @@ def test_conversion_posting_back_a_whole_invocation_response(service):
 def test_conversion_on_unknown_endpoint_is_404(service):
     with pytest.raises(NotFoundError, match="endpoint_name"):
         service.convert(ConversionRequest(endpoint_name="nope", user_id="u"))
+
+
+# -- a failure between the event and the marker loses nothing and counts nothing twice --
+
+
+def converted_total(service) -> int:
+    stats = service.stats(StatsRequest(endpoint_name=ENDPOINT))
+    return sum(m.conversion_count for m in stats.variant_metrics)
+
+
+def aggregate_all(service, log) -> None:
+    for key in list(log.objects):
+        service.aggregate(log, key)
+
+
+def test_a_conversion_whose_event_write_failed_is_counted_when_the_client_retries(
+    service, log, monkeypatch
+):
+    service.invoke(InvocationRequest(endpoint_name=ENDPOINT, user_id="u", data="x"))
+    request = ConversionRequest(endpoint_name=ENDPOINT, user_id="u", inference_id="inf-1")
+    put = log.put
+
+    def disk_full(events):
+        monkeypatch.setattr(log, "put", put)  # fails once
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(log, "put", disk_full)
+    with pytest.raises(OSError):
+        service.convert(request)
+
+    retry = service.convert(request)
+    log.deliver()
+    aggregate_all(service, log)
+
+    assert retry.duplicate is False
+    assert converted_total(service) == 1
+
+
+def test_a_crash_after_the_event_before_the_marker_is_counted_once(service, store, log):
+    service.invoke(InvocationRequest(endpoint_name=ENDPOINT, user_id="u", data="x"))
+    request = ConversionRequest(endpoint_name=ENDPOINT, user_id="u", inference_id="inf-1")
+    real = store.store
+
+    class Crash(Exception):
+        pass
+
+    def crash(*args):
+        raise Crash
+
+    real.mark_conversion_logged, mark = crash, real.mark_conversion_logged
+    with pytest.raises(Crash):
+        service.convert(request)
+    log.deliver()  # the first event travels in one object ...
+    real.mark_conversion_logged = mark
+
+    retry = service.convert(request)
+    log.deliver()  # ... the retry's in another
+    aggregate_all(service, log)
+    aggregate_all(service, log)  # and every object is delivered twice
+
+    assert retry.duplicate is False
+    assert [e["type"] for e in log.events].count("conversion") == 2
+    assert converted_total(service) == 1
+
+
+def test_a_marker_whose_response_was_lost_still_answers_and_the_repeat_is_a_duplicate(
+    service, store, log
+):
+    service.invoke(InvocationRequest(endpoint_name=ENDPOINT, user_id="u", data="x"))
+    request = ConversionRequest(endpoint_name=ENDPOINT, user_id="u", inference_id="inf-1")
+    real = store.store
+    mark = real.mark_conversion_logged
+
+    def written_then_lost(*args):
+        mark(*args)
+        raise StoreUnavailableError("read timeout")
+
+    real.mark_conversion_logged = written_then_lost
+    first = service.convert(request)
+    real.mark_conversion_logged = mark
+    second = service.convert(request)
+    log.deliver()
+    aggregate_all(service, log)
+
+    assert (first.duplicate, second.duplicate) == (False, True)
+    assert converted_total(service) == 1

@@ -1,0 +1,66 @@
+"""One data dir, one server: a second one is refused before it can change anything."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from embedded_helpers import ENDPOINT, write_config
+
+from abtest.embedded.wiring import Runtime
+from abtest.errors import ConfigError
+from abtest.http.bodies import InvocationRequest
+
+
+def counters(runtime: Runtime) -> dict[str, int]:
+    endpoint = runtime.store.get_endpoint(ENDPOINT)
+    return {m.variant_name: m.invocation_count for m in endpoint.variant_metrics}
+
+
+def test_a_refused_second_server_leaves_the_running_ones_variants_and_counters(tmp_path: Path):
+    data = tmp_path / "data"
+    three = {
+        "Champion1": "abtest.demo.reviews:champion",
+        "Challenger1": "abtest.demo.reviews:challenger",
+        "Challenger2": "abtest.demo.reviews:challenger",
+    }
+    running = Runtime(write_config(tmp_path, variants=three), data, rng=random.Random(1))
+    running.start()
+    try:
+        for user in range(30):
+            running.service.invoke(
+                InvocationRequest(
+                    endpoint_name=ENDPOINT, user_id=f"u{user}", data='{"instances": ["great"]}'
+                )
+            )
+        running.events.flush()
+        before = counters(running)
+        assignment = running.store.get_assignment(ENDPOINT, "u0", running.service.clock.now())
+
+        one = {"Champion1": "abtest.demo.reviews:champion"}
+        second = Runtime(write_config(tmp_path, variants=one, name="one.toml"), data)
+        with pytest.raises(ConfigError, match="in use by another abtest process"):
+            second.start()
+        second.close()
+
+        assert sum(before.values()) == 30
+        assert counters(running) == before
+        now = running.service.clock.now()
+        assert running.store.get_assignment(ENDPOINT, "u0", now) == assignment
+    finally:
+        running.close()
+
+
+def test_the_data_dir_is_free_again_after_a_refused_start(tmp_path: Path):
+    data = tmp_path / "data"
+    first = Runtime(write_config(tmp_path), data)
+    first.start()
+    refused = Runtime(write_config(tmp_path, name="b.toml"), data)
+    with pytest.raises(ConfigError):
+        refused.start()
+    first.close()
+
+    again = Runtime(write_config(tmp_path, name="c.toml"), data)
+    again.start()
+    again.close()
