@@ -1,0 +1,147 @@
+"""SIGKILL under load: nothing acknowledged is lost, nothing is counted twice.
+
+Clients behave as the README asks: an invocation is sent once; a conversion is retried
+with the same inference_id until it is acknowledged, across server restarts. The server
+is killed at random moments; at the end the counters are compared with what the
+clients were told and with what the event log holds.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from embedded_helpers import ENDPOINT, write_config
+from test_serve_process import PAYLOAD, Serving
+
+from abtest.adapters.sqlite import SqliteStore
+
+ROUNDS = 4
+CLIENTS = 4
+SEED = 20261130
+
+
+class Clients:
+    """What the clients sent and what they were told, shared by the client threads."""
+
+    def __init__(self, seed: int) -> None:
+        self.lock = threading.Lock()
+        self.rng = random.Random(seed)
+        self.acked_invocations: set[str] = set()
+        self.acked_conversions: set[str] = set()
+        self.pending_conversions: dict[str, dict] = {}
+        self.sent = 0
+
+    def run(self, url: str, stop: threading.Event, client: int) -> None:
+        with httpx.Client(timeout=5) as http:
+            while not stop.is_set():
+                with self.lock:
+                    self.sent += 1
+                    user = f"c{client}-{self.sent}"
+                    retry = next(iter(self.pending_conversions.values()), None)
+                    convert = self.rng.random() < 0.5
+                if retry is not None:
+                    self._convert(http, url, retry)
+                body = {"endpoint_name": ENDPOINT, "user_id": user, "data": PAYLOAD}
+                answer = self._post(http, f"{url}/invocation", body)
+                if answer is None:
+                    continue
+                with self.lock:
+                    self.acked_invocations.add(answer["inference_id"])
+                if convert:
+                    conversion = {
+                        "endpoint_name": ENDPOINT,
+                        "user_id": user,
+                        "inference_id": answer["inference_id"],
+                    }
+                    with self.lock:
+                        self.pending_conversions[answer["inference_id"]] = conversion
+                    self._convert(http, url, conversion)
+
+    def _convert(self, http: httpx.Client, url: str, conversion: dict) -> bool:
+        if self._post(http, f"{url}/conversion", conversion) is None:
+            return False
+        with self.lock:
+            self.acked_conversions.add(conversion["inference_id"])
+            self.pending_conversions.pop(conversion["inference_id"], None)
+        return True
+
+    @staticmethod
+    def _post(http: httpx.Client, url: str, body: dict) -> dict | None:
+        try:
+            response = http.post(url, json=body)
+        except httpx.HTTPError:
+            return None  # the server died under the request: not acknowledged
+        return response.json() if response.status_code == 200 else None
+
+
+def logged_lines(data_dir: Path) -> tuple[list[dict], int]:
+    """Events in the log, and how many torn lines (a write cut by the kill) it holds."""
+    events, torn = [], 0
+    for path in sorted((data_dir / "events" / "sealed").glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                torn += 1
+    return events, torn
+
+
+def test_sigkill_under_load_loses_no_acknowledged_request_and_counts_none_twice(tmp_path):
+    models = {"Champion1": "embedded_helpers:constant", "Challenger1": "embedded_helpers:echo"}
+    config = write_config(tmp_path, interval=0.3, variants=models)
+    data = tmp_path / "data"
+    clients = Clients(SEED)
+    pause = random.Random(SEED)
+    for _ in range(ROUNDS):
+        server = Serving(config, data)
+        stop = threading.Event()
+        threads = [
+            threading.Thread(target=clients.run, args=(server.url, stop, n)) for n in range(CLIENTS)
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(pause.uniform(1.0, 2.5))
+        server.process.kill()  # SIGKILL: no flush, no goodbye
+        server.process.wait()
+        stop.set()
+        for thread in threads:
+            thread.join()
+        server.http.close()
+
+    final = Serving(config, data)
+    with httpx.Client(timeout=30) as http:
+        for conversion in list(clients.pending_conversions.values()):
+            assert clients._convert(http, final.url, conversion)
+    code, _ = final.stop(signal.SIGTERM)  # seals and aggregates what is buffered
+    assert code == 0
+
+    events, torn = logged_lines(data)
+    counted_kinds = ("new", "existing")
+    invocations = [
+        e["inference_id"]
+        for e in events
+        if e["type"] == "invocation" and e["assignment"] in counted_kinds
+    ]
+    conversions = [e["inference_id"] for e in events if e["type"] == "conversion"]
+    store = SqliteStore(data / "abtest.sqlite3")
+    try:
+        metrics = store.get_endpoint(ENDPOINT).variant_metrics
+    finally:
+        store.close()
+
+    assert len(clients.acked_invocations) > 50, "the load never got going"
+    assert clients.pending_conversions == {}
+    # Every acknowledged invocation is in the log, once, and counted once.
+    assert clients.acked_invocations <= set(invocations)
+    assert len(invocations) == len(set(invocations))
+    assert sum(m.invocation_count for m in metrics) == len(invocations)
+    # Every acknowledged conversion counts exactly once, however often it was logged.
+    assert set(conversions) == clients.acked_conversions
+    assert sum(m.conversion_count for m in metrics) == len(clients.acked_conversions)
+    assert torn <= ROUNDS  # at most the one write each kill cut short
