@@ -17,6 +17,7 @@ Expired items count as absent: DynamoDB deletes on TTL lazily, up to days late.
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -40,6 +41,8 @@ from abtest.records import (
     VariantCounts,
 )
 from bandit.metrics import VariantMetrics
+
+logger = logging.getLogger("abtest")
 
 Item = dict[str, Any]
 
@@ -71,6 +74,8 @@ _RETRYABLE_CANCELLATIONS = frozenset(
         "ProvisionedThroughputExceeded",
     }
 )
+# Errors the store's own methods expect and act on (a lost race, a repeat).
+_HANDLED_BY_CALLER = frozenset({"ConditionalCheckFailedException", "TransactionCanceledException"})
 _NOT_EXPIRED = "attribute_not_exists(user_id) OR #ttl <= :now"
 
 
@@ -384,15 +389,23 @@ def create_tables(client: Any, assignment_table: str, metrics_table: str) -> Non
 
 @contextmanager
 def _translated() -> Iterator[None]:
-    """Throttling, server faults and network failures become StoreUnavailableError."""
+    """Every failure the caller does not handle itself becomes StoreUnavailableError.
+
+    Throttling, server faults and network failures pass; a missing table, a denied action
+    or a request DynamoDB refuses do not, so they are logged at ERROR for an operator. The
+    API answers both 503 (the invocation falls back), never an unhandled exception.
+    """
     try:
         yield
     except (BotoConnectionError, HTTPClientError) as error:
         raise StoreUnavailableError(f"DynamoDB unreachable: {error}") from error
     except ClientError as error:
-        if _code(error) in _UNAVAILABLE_CODES:
-            raise StoreUnavailableError(f"DynamoDB unavailable: {_code(error)}") from error
-        raise
+        code = _code(error)
+        if code in _HANDLED_BY_CALLER:
+            raise
+        if code not in _UNAVAILABLE_CODES:
+            logger.error("DynamoDB refused a request (%s): %s", code, error)
+        raise StoreUnavailableError(f"DynamoDB unavailable: {code}") from error
 
 
 def _variant(initial_weight: float, position: int) -> Item:

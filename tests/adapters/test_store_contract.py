@@ -486,13 +486,27 @@ def test_dynamodb_throttling_and_server_faults_are_store_unavailable(aws_credent
     assert code in str(raised.value)
 
 
-def test_dynamodb_other_client_errors_propagate(dynamodb_store):
+def test_dynamodb_missing_table_is_store_unavailable(dynamodb_store):
     store = DynamoDBStore("no-such-table", "metrics", client=dynamodb_store.client)
 
-    with pytest.raises(ClientError) as raised:
+    with pytest.raises(StoreUnavailableError, match="ResourceNotFoundException"):
         store.get_assignment(ENDPOINT, "u1", NOW)
 
-    assert raised.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+@pytest.mark.parametrize(
+    "code", ["AccessDeniedException", "ValidationException", "ResourceNotFoundException"]
+)
+def test_refused_requests_are_store_unavailable_and_logged_for_an_operator(
+    aws_credentials, caplog, code
+):
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    store = DynamoDBStore("assignment", "metrics", client=client)
+    with Stubber(client) as stub:
+        stub.add_client_error("get_item", service_error_code=code, http_status_code=400)
+        with pytest.raises(StoreUnavailableError, match=code):
+            store.get_assignment(ENDPOINT, "u1", NOW)
+
+    assert any(code in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
 
 
 def test_dynamodb_request_path_round_trips(dynamodb_store, on_call):
