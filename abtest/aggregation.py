@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from abtest.events import (
     EVENT_LINE,
     UNCOUNTED_ASSIGNMENTS,
+    DamagedObject,
     InvalidEvent,
     event_delta,
     json_text,
@@ -141,11 +142,17 @@ def count_events(blocks: Iterable[bytes], endpoint: Callable[[str], Endpoint | N
     """Group deltas by endpoint and variant; reject what no registered variant can take."""
     tally = _Tally(endpoint)
     read = 0
-    for block in blocks:
-        line_count = block.count(b"\n") + (not block.endswith(b"\n"))
-        if not tally.fast(block, line_count):
-            tally.slow(block, read + 1)
-        read += line_count
+    try:
+        for block in blocks:
+            line_count = block.count(b"\n") + (not block.endswith(b"\n"))
+            if not tally.fast(block, line_count):
+                tally.slow(block, read + 1)
+            read += line_count
+    except DamagedObject as damage:
+        # Every whole line before the damage counts; the rest is unreadable for good, so
+        # waiting or retrying would only hold back the lines that can be counted.
+        logger.error("event object damaged after line %d: %s", read, damage)
+        tally.rejected.append(RejectedLine(read + 1, f"object damaged: {damage}", ""))
     return tally
 
 

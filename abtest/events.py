@@ -103,6 +103,14 @@ def valid_reward(reward: float) -> bool:
     return not math.isnan(reward) and 0.0 <= reward <= 1.0
 
 
+class DamagedObject(Exception):
+    """An event object whose own bytes end mid-stream (a truncated gzip).
+
+    Raised by an archive's `read_blocks` after the blocks it could read: those are whole
+    lines and count; what follows the damage cannot be read by anyone, ever.
+    """
+
+
 class InvalidEvent(ValueError):
     """A delivered line that is not an event aggregation can count; the message is the reason."""
 

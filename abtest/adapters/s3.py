@@ -11,7 +11,7 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from abtest.errors import NotFoundError
-from abtest.events import whole_lines
+from abtest.events import DamagedObject, whole_lines
 from abtest.records import RejectedLine
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -96,6 +96,9 @@ def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
 def _gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
     """Decompress gzip (one member or several in a row), at most CHUNK_BYTES out per step.
 
+    Raises DamagedObject where the data ends early, after yielding all it could: what a
+    truncated deflate stream decodes to is exactly a prefix of the original.
+
     The output bound matters: a small compressed chunk of repetitive events can expand a
     thousandfold.
     """
@@ -105,6 +108,9 @@ def _gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
         data = chunk
         while data:
             fed = True
+            # Corrupt data (zlib.error) is not DamagedObject: deflate may have decoded garbage
+            # for a while before noticing, so nothing of it can be trusted; the object
+            # fails and waits in the failed-aggregations queue for a person.
             yield inflater.decompress(data, CHUNK_BYTES)
             if inflater.eof:  # a member ended; what follows is the next member
                 data = inflater.unused_data
@@ -115,7 +121,7 @@ def _gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
     if fed:
         yield inflater.flush()
         if not inflater.eof:
-            raise EOFError("gzip object ended before its end-of-stream marker (truncated?)")
+            raise DamagedObject("gzip object ended before its end-of-stream marker (truncated)")
 
 
 def object_keys_from_s3_event(event: Mapping[str, Any]) -> list[tuple[str, str]]:

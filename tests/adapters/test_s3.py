@@ -5,15 +5,18 @@ from __future__ import annotations
 import gzip
 import json
 import tracemalloc
+import zlib
 
 import boto3
 import pytest
 from moto import mock_aws
 
 from abtest.adapters.s3 import S3EventArchive, object_keys_from_s3_event
+from abtest.adapters.sqlite import SqliteStore
+from abtest.aggregation import aggregate
 from abtest.errors import NotFoundError
-from abtest.events import split_lines
-from abtest.records import RejectedLine
+from abtest.events import encode, invocation_event, split_lines
+from abtest.records import EndpointConfig, RejectedLine, VariantConfig
 
 BUCKET = "abtest-events-bucket"
 KEY = "2026/01/02/03/abtest-events-1-2026-01-02-03-04-05-abc"  # no suffix to go by
@@ -71,10 +74,48 @@ def test_concatenated_gzip_members_are_all_read(s3, archive):
     assert read_lines(archive, KEY) == first + second
 
 
-def test_a_truncated_gzip_object_raises_instead_of_reading_part_of_it(s3, archive):
-    body = gzip.compress(b"\n".join(_lines(1000)) + b"\n")
+def _events(n: int) -> list[bytes]:
+    return [
+        encode(
+            invocation_event(
+                now=1_700_000_000 + i,
+                endpoint_name="reviews-dev",
+                variant_name="A",
+                user_id=f"user-{i}",
+                inference_id=f"inference-{i}",
+                strategy="ThompsonSampling",
+                propensity=0.5,
+                assignment="new",
+            )
+        )
+        for i in range(n)
+    ]
+
+
+def test_a_truncated_gzip_object_counts_every_whole_line_before_the_cut(s3, archive, tmp_path):
+    store = SqliteStore(tmp_path / "abtest.sqlite3")
+    store.register_endpoint(EndpointConfig("reviews-dev", "UCB1", 0.1, 0, (VariantConfig("A"),)), 0)
+    lines = _events(20_000)
+    body = gzip.compress(b"".join(lines))
     s3.put_object(Bucket=BUCKET, Key=KEY, Body=body[: len(body) // 2])
-    with pytest.raises(EOFError):
+
+    result = aggregate(store, archive, KEY, 0)
+
+    counted = store.get_endpoint("reviews-dev").variant_metrics[0].invocation_count
+    assert result.applied
+    assert 0 < counted == result.events < len(lines)
+    (rejected,) = result.rejected
+    assert rejected.line_number == counted + 1
+    assert rejected.reason.startswith("object damaged: gzip object ended")
+    store.close()
+
+
+def test_a_corrupt_gzip_object_fails_whole_for_a_person_to_look_at(s3, archive):
+    body = gzip.compress(b"".join(_events(20_000)))
+    cut = len(body) // 2
+    s3.put_object(Bucket=BUCKET, Key=KEY, Body=body[:cut] + b"\xff" * 64 + body[cut + 64 :])
+
+    with pytest.raises(zlib.error):
         read_lines(archive, KEY)
 
 
