@@ -1,4 +1,4 @@
-"""`abtest serve | simulate | demo`: the embedded product from a terminal.
+"""`abtest serve | simulate | demo | redrive`: the product from a terminal.
 
 Heavy imports (uvicorn, numpy, matplotlib) happen inside each command, so `--help`
 is instant and a bad config is reported before anything else starts.
@@ -110,6 +110,23 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _redrive(args: argparse.Namespace) -> int:
+    import boto3
+
+    from abtest.adapters.redrive import redrive_aggregations, redrive_events
+
+    session = boto3.Session(region_name=args.region)
+    sqs = session.client("sqs")
+    if args.queue == "events":
+        result = redrive_events(sqs, session.client("firehose"), args.queue_url, args.stream)
+    else:
+        result = redrive_aggregations(sqs, session.client("lambda"), args.queue_url)
+    print(f"abtest: redrove {result.sent} message(s); {result.kept} left in the queue")
+    for reason in result.reasons:
+        print(f"  kept: {reason}")
+    return 0 if result.kept == 0 else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="abtest", description="Multi-armed-bandit A/B testing of ML model variants."
@@ -148,6 +165,19 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(command=_demo)
+
+    redrive = commands.add_parser(
+        "redrive", help="on AWS: send parked events or failed aggregations back"
+    )
+    redrive.add_argument(
+        "queue",
+        choices=("events", "aggregations"),
+        help="events: the undelivered-events queue; aggregations: the failed-aggregations one",
+    )
+    redrive.add_argument("--queue-url", required=True, help="the queue's URL")
+    redrive.add_argument("--stream", help="events only: Firehose stream (default: as recorded)")
+    redrive.add_argument("--region", help="AWS region (default: from the environment)")
+    redrive.set_defaults(command=_redrive)
     return parser
 
 
