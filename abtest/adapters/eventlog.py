@@ -2,7 +2,8 @@
 
 Layout under `folder`:
   buffer.open             the open buffer; every `put` is appended and flushed to the OS
-  sealed/<key>.jsonl      sealed files, named by UTC time so they sort in order
+  sealed/<key>.jsonl      sealed files waiting to be aggregated, named by UTC time
+  applied/<key>.jsonl     sealed files whose counts are in the store (the event log proper)
   rejected/<key>.jsonl    lines aggregation could not use, with the reason
   .lock                   held while a process owns the folder
 
@@ -10,8 +11,11 @@ Like Firehose, the buffer is sealed every `buffer_interval_seconds` (counted fro
 first event) or as soon as it holds `buffer_size_bytes`, and each sealed file is handed
 to `on_seal(key)` (the runtime's aggregation) from a background thread, so feedback is
 delayed as on AWS. A process crash loses nothing written: at `start` a leftover buffer is
-sealed and every sealed file is aggregated again, which counts each file once because
-aggregation is idempotent per key.
+sealed and every file still in `sealed/` is aggregated, which counts each file once because
+aggregation is idempotent per key. A file moves to `applied/` only after its counts are
+committed, so a start reads just what a crash or a failure left waiting, however long the
+history. Applied files older than `retention_seconds` (if set) are deleted at start, as
+the bucket's lifecycle rule does on AWS.
 """
 
 from __future__ import annotations
@@ -40,6 +44,22 @@ logger = logging.getLogger("abtest")
 BUFFER_NAME = "buffer.open"
 READ_BYTES = 1 << 20
 SUFFIX = ".jsonl"
+STAMP = "%Y%m%dT%H%M%S.%fZ"
+
+
+def _checked(object_key: str) -> str:
+    if "/" in object_key or "\\" in object_key or object_key.startswith("."):
+        raise ValueError(f"not an event log key: {object_key!r}")
+    return object_key
+
+
+def _sealed_at(key: str) -> float | None:
+    """When a file was sealed, from its key (events-<UTC stamp>-<random>.jsonl)."""
+    try:
+        stamp = key.split("-")[1]
+        return datetime.strptime(stamp, STAMP).replace(tzinfo=UTC).timestamp()
+    except (IndexError, ValueError):
+        return None
 
 
 class LocalEventLog:
@@ -51,18 +71,21 @@ class LocalEventLog:
         buffer_size_bytes: int = 1024 * 1024,
         on_seal: Callable[[str], Any] | None = None,
         clock: Clock | None = None,
+        retention_seconds: float | None = None,
     ) -> None:
         """Nothing is sealed or aggregated until `start()`: `on_seal` may need this object first."""
         if buffer_interval_seconds <= 0 or buffer_size_bytes <= 0:
             raise ValueError("buffer_interval_seconds and buffer_size_bytes must be > 0")
         self.folder = Path(folder)
         self.sealed_dir = self.folder / "sealed"
+        self.applied_dir = self.folder / "applied"
         self.rejected_dir = self.folder / "rejected"
+        self.retention_seconds = retention_seconds
         self.buffer_interval_seconds = buffer_interval_seconds
         self.buffer_size_bytes = buffer_size_bytes
         self.on_seal = on_seal
         self.clock = clock or SystemClock()
-        for folder_ in (self.folder, self.sealed_dir, self.rejected_dir):
+        for folder_ in (self.folder, self.sealed_dir, self.applied_dir, self.rejected_dir):
             folder_.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Condition()
         self._buffer: BinaryIO | None = None
@@ -99,7 +122,7 @@ class LocalEventLog:
             yield from whole_lines(iter(lambda: file.read(READ_BYTES), b""))
 
     def put_rejected(self, object_key: str, rejected: Iterable[RejectedLine]) -> None:
-        path = self.rejected_dir / self._path(object_key).name
+        path = self.rejected_dir / _checked(object_key)
         temporary = path.with_suffix(".tmp")
         with temporary.open("w", encoding="utf-8") as file:
             for line in rejected:
@@ -110,18 +133,19 @@ class LocalEventLog:
     # -- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
-        """Own the folder, seal a leftover buffer, aggregate every sealed file, start the timer.
+        """Own the folder, seal a leftover buffer, aggregate what waits, start the timer.
 
-        Re-aggregating files that were already counted is a no-op (idempotent per key), so
-        this is safe after a clean stop and after a crash alike.
+        A waiting file may have been counted just before a crash; aggregating it again is
+        a no-op (idempotent per key), so this is safe after a clean stop and a crash alike.
         """
         self.own_folder()
+        self._expire()
         with self._lock:
             leftover = self.folder / BUFFER_NAME
             if self._buffer is None and leftover.exists() and leftover.stat().st_size > 0:
                 self._seal_locked(leftover)
             pending = set(self._pending)
-            self._pending.extend(k for k in self.sealed_keys() if k not in pending)
+            self._pending.extend(k for k in self.waiting_keys() if k not in pending)
         self._drain()
         self._stopping = False
         self._worker = threading.Thread(target=self._run, name="abtest-eventlog", daemon=True)
@@ -149,8 +173,15 @@ class LocalEventLog:
             self._folder_lock = None
 
     def sealed_keys(self) -> list[str]:
-        """Keys of all sealed files, oldest first."""
+        """Keys of every sealed file, waiting or applied, oldest first: the whole event log."""
+        return sorted(self.waiting_keys() + self.applied_keys())
+
+    def waiting_keys(self) -> list[str]:
+        """Keys of sealed files not yet known to be aggregated, oldest first."""
         return sorted(p.name for p in self.sealed_dir.glob(f"*{SUFFIX}"))
+
+    def applied_keys(self) -> list[str]:
+        return sorted(p.name for p in self.applied_dir.glob(f"*{SUFFIX}"))
 
     # -- internals ------------------------------------------------------------------
 
@@ -160,7 +191,7 @@ class LocalEventLog:
             os.fsync(self._buffer.fileno())
             self._buffer.close()
             self._buffer = None
-        stamp = datetime.fromtimestamp(self.clock.now(), UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        stamp = datetime.fromtimestamp(self.clock.now(), UTC).strftime(STAMP)
         # The random part keeps keys unique across restarts and clock jumps: a reused key
         # would be skipped as already aggregated.
         key = f"events-{stamp}-{uuid.uuid4().hex[:12]}{SUFFIX}"
@@ -183,6 +214,10 @@ class LocalEventLog:
                 self.on_seal(key)
             except Exception:
                 logger.exception("aggregating %s failed; it is retried at the next start", key)
+                continue
+            # Only now: a crash before this rename leaves the file waiting, to be counted
+            # (again, as a no-op) at the next start.
+            os.replace(self.sealed_dir / key, self.applied_dir / key)
 
     def _run(self) -> None:
         while True:
@@ -202,9 +237,24 @@ class LocalEventLog:
             self._drain()
 
     def _path(self, object_key: str) -> Path:
-        if "/" in object_key or "\\" in object_key or object_key.startswith("."):
-            raise ValueError(f"not an event log key: {object_key!r}")
-        return self.sealed_dir / object_key
+        waiting = self.sealed_dir / _checked(object_key)
+        return waiting if waiting.exists() else self.applied_dir / object_key
+
+    def _expire(self) -> None:
+        """Delete applied files (and their rejected lines) older than the retention."""
+        if not self.retention_seconds:
+            return
+        horizon = self.clock.now() - self.retention_seconds
+        gone = 0
+        for key in self.applied_keys():
+            sealed_at = _sealed_at(key)
+            if sealed_at is None or sealed_at >= horizon:
+                continue
+            (self.applied_dir / key).unlink(missing_ok=True)
+            (self.rejected_dir / key).unlink(missing_ok=True)
+            gone += 1
+        if gone:
+            logger.info("deleted %d event file(s) past the retention of the event log", gone)
 
     def own_folder(self) -> None:
         """Take the folder's lock, or raise ConfigError if another process holds it."""

@@ -56,7 +56,10 @@ def write_config(
 def logged_events(data_dir: Path) -> list[dict[str, Any]]:
     """Every event in the data dir's event log: sealed files and the open buffer."""
     events_dir = data_dir / "events"
-    paths = sorted((events_dir / "sealed").glob("*.jsonl"))
+    paths = sorted(
+        (p for folder in ("sealed", "applied") for p in (events_dir / folder).glob("*.jsonl")),
+        key=lambda p: p.name,
+    )
     if (events_dir / "buffer.open").exists():
         paths.append(events_dir / "buffer.open")
     return [json.loads(line) for path in paths for line in path.read_text().splitlines() if line]

@@ -83,7 +83,8 @@ class Clients:
 def logged_lines(data_dir: Path) -> tuple[list[dict], int]:
     """Events in the log, and how many torn lines (a write cut by the kill) it holds."""
     events, torn = [], 0
-    for path in sorted((data_dir / "events" / "sealed").glob("*.jsonl")):
+    events_dir = data_dir / "events"
+    for path in [*events_dir.glob("sealed/*.jsonl"), *events_dir.glob("applied/*.jsonl")]:
         for line in path.read_text().splitlines():
             try:
                 events.append(json.loads(line))

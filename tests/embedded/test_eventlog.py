@@ -230,3 +230,72 @@ def test_keys_cannot_escape_the_sealed_folder(tmp_path: Path, key: str) -> None:
     log = LocalEventLog(tmp_path, buffer_interval_seconds=1, buffer_size_bytes=100)
     with pytest.raises(ValueError, match="not an event log key"):
         list(log.read_blocks(key))
+
+
+def test_a_restart_reads_only_what_waits_however_long_the_history(tmp_path: Path, store) -> None:
+    folder = tmp_path / "events"
+    recorder = Recorder()
+    first = LocalEventLog(folder, buffer_interval_seconds=3600, buffer_size_bytes=1)
+    first.on_seal = lambda key: (aggregation.aggregate(store, first, key, 0.0), recorder(key))
+    first.start()
+    for user in range(20):
+        first.put([invocation("A", user)])
+    first.close()
+    assert len(recorder.keys) == 20 and first.waiting_keys() == []
+
+    second = LocalEventLog(folder, buffer_interval_seconds=3600, buffer_size_bytes=1)
+    second.on_seal = recorder
+    second.start()
+    second.close()
+
+    assert len(recorder.keys) == 20  # nothing already counted was read again
+    assert counts(store) == {"A": 20, "B": 0}
+    assert len(second.sealed_keys()) == 20  # the history is all still there
+
+
+def test_a_file_counted_just_before_a_crash_is_counted_once_and_then_moved(
+    tmp_path: Path, store
+) -> None:
+    folder = tmp_path / "events"
+    first = LocalEventLog(folder, buffer_interval_seconds=3600, buffer_size_bytes=10**9)
+    first.start()
+    first.put([invocation("A", n) for n in range(3)])
+    first.close()  # no on_seal: the file waits
+    (key,) = first.waiting_keys()
+    aggregation.aggregate(store, first, key, 0.0)  # counted, then the crash before the move
+
+    log = LocalEventLog(folder, buffer_interval_seconds=3600, buffer_size_bytes=10**9)
+    log.on_seal = lambda key: aggregation.aggregate(store, log, key, 0.0)
+    log.start()
+    log.close()
+
+    assert counts(store) == {"A": 3, "B": 0}
+    assert (log.waiting_keys(), log.applied_keys()) == ([], [key])
+
+
+def test_applied_files_past_the_retention_go_and_waiting_ones_stay(tmp_path: Path) -> None:
+    day = 24 * 3600.0
+    clock = ManualClock(start=1_700_000_000.0)
+    folder = tmp_path / "events"
+    # No start(): no timer thread, so each flush() hands the file to on_seal here and now.
+    log = LocalEventLog(folder, buffer_interval_seconds=3600, buffer_size_bytes=10**9, clock=clock)
+    for user, on_seal in ((1, lambda key: None), (2, None), (3, lambda key: None)):
+        log.on_seal = on_seal  # None: the file is never aggregated and must survive anything
+        log.put([invocation("A", user)])
+        log.flush()
+        clock.advance(4.5 * day)
+    log.close()
+    _old, waiting, recent = log.sealed_keys()  # 13.5, 9 and 4.5 days old now
+    assert log.waiting_keys() == [waiting]
+
+    again = LocalEventLog(
+        folder,
+        buffer_interval_seconds=3600,
+        buffer_size_bytes=1,
+        clock=clock,
+        retention_seconds=5 * day,
+    )
+    again.start()
+    again.close()
+
+    assert again.sealed_keys() == [waiting, recent]
