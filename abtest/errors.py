@@ -76,5 +76,17 @@ class StoreUnavailableError(AbtestError):
     code = "store_unavailable"
 
 
+class EventLogUnavailableError(AbtestError):
+    """An event reached neither the event log nor its dead-letter queue (only the log output).
+
+    A conversion answers it (503: the client retries, and it still counts once); an
+    invocation answers anyway, since its predictions exist and an operator can recover
+    the event from the function's log.
+    """
+
+    status = 503
+    code = "event_log_unavailable"
+
+
 class ConfigError(Exception):
     """Bad deployment or runtime configuration: raised at start, never per request."""

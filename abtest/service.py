@@ -16,7 +16,12 @@ import bandit
 from abtest import aggregation
 from abtest.adapters.telemetry import CountingTelemetry
 from abtest.clock import SystemClock
-from abtest.errors import ConflictError, NotFoundError, StoreUnavailableError
+from abtest.errors import (
+    ConflictError,
+    EventLogUnavailableError,
+    NotFoundError,
+    StoreUnavailableError,
+)
 from abtest.events import conversion_event, invocation_event
 from abtest.http.bodies import (
     ConversionRequest,
@@ -109,7 +114,7 @@ class Service:
             self.telemetry.count("Fallbacks", name)
             target, strategy, propensity, kind = None, "WeightedSampling", None, "fallback"
         result = self._call_model(request, target, inference_id)
-        self._log(
+        self._log_invocation(
             invocation_event(
                 now=now,
                 endpoint_name=name,
@@ -284,6 +289,15 @@ class Service:
             # The event is in the log, so the answer stands; a repeat is logged again and
             # aggregation still counts it once.
             logger.warning("conversion %s logged but not marked: %s", inference_id, error)
+
+    def _log_invocation(self, event: dict) -> None:
+        try:
+            self._log(event)
+        except EventLogUnavailableError as error:
+            # The predictions exist and the event is in the function's log for an operator;
+            # failing the request now would only cost the user their answer.
+            logger.error("invocation %s answered but not logged: %s", event["inference_id"], error)
+            self.telemetry.count("UnloggedInvocations", event["endpoint_name"])
 
     def _log(self, event: dict) -> None:
         if self.events is None:

@@ -1,9 +1,9 @@
 """EventSink on Kinesis Data Firehose: newline-delimited JSON, batched, retried, dead-lettered.
 
-By the time events are logged the user's invocation has happened, so `put` never raises
-for a delivery failure. What Firehose will not take after `max_attempts` goes to the SQS
-dead-letter queue; what SQS will not take either is logged at ERROR with the whole event,
-so every event ends up in Firehose, the queue, or CloudWatch Logs.
+What Firehose will not take after `max_attempts` goes to the SQS dead-letter queue; what
+SQS will not take either is logged at ERROR with the whole event, so every event ends up
+in Firehose, the queue, or CloudWatch Logs. Only the last case raises
+EventLogUnavailableError, after the logging: the caller decides whether to answer.
 
 That must happen before the Lambda function times out, or the event is in none of the
 three: `deadline_seconds` bounds the Firehose attempts (each call is bounded by the
@@ -19,6 +19,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from abtest.errors import EventLogUnavailableError
 from abtest.events import encode
 
 logger = logging.getLogger("abtest")
@@ -156,17 +157,20 @@ class FirehoseSink:
         if self.dead_letter_queue_url is None:
             for i, code in codes.items():
                 self._log_undelivered(records[i], code, "no dead-letter queue")
-            return
+            self._raise_unlogged(len(codes))
         sendable = []
+        only_logged = 0
         for i, code in codes.items():
             if len(records[i]) > MAX_DLQ_BYTES:
                 self._log_undelivered(records[i], code, "too large for the dead-letter queue")
+                only_logged += 1
             else:
                 sendable.append((i, records[i]))
         queued = 0
         for batch in _batches(sendable, MAX_DLQ_BATCH_MESSAGES, MAX_DLQ_BYTES):
             refused = self._send_batch(batch, codes)
             queued += len(batch) - len(refused)
+            only_logged += len(refused)
             for i, reason in refused.items():
                 self._log_undelivered(records[i], codes[i], reason)
         if queued:
@@ -175,6 +179,14 @@ class FirehoseSink:
                 queued,
                 self.delivery_stream_name,
             )
+        if only_logged:
+            self._raise_unlogged(only_logged)
+
+    def _raise_unlogged(self, count: int) -> None:
+        raise EventLogUnavailableError(
+            f"{count} event(s) reached neither Firehose stream {self.delivery_stream_name} nor "
+            "its dead-letter queue; they are in the function's log"
+        )
 
     def _send_batch(self, batch: list[tuple[int, bytes]], codes: dict[int, str]) -> dict[int, str]:
         """Index -> reason, for the messages SQS did not take."""

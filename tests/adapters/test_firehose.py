@@ -17,6 +17,7 @@ from abtest.adapters.firehose import (
     MAX_RECORD_BYTES,
     FirehoseSink,
 )
+from abtest.errors import EventLogUnavailableError
 
 STREAM = "abtest-events"
 BUCKET = "abtest-events-bucket"
@@ -238,8 +239,11 @@ def test_a_throttled_call_fails_all_its_records_into_the_queue(dlq):
 def test_without_a_queue_each_undelivered_event_is_logged_whole(caplog):
     fake = FakeFirehose(fail={"user-0": None, "user-2": None})
     events = [_event(n) for n in range(3)]
-    with caplog.at_level(logging.ERROR, logger="abtest"):
-        FirehoseSink(STREAM, client=fake, sleep=lambda s: None).put(events)  # raises nothing
+    with (
+        caplog.at_level(logging.ERROR, logger="abtest"),
+        pytest.raises(EventLogUnavailableError, match="neither Firehose"),
+    ):
+        FirehoseSink(STREAM, client=fake, sleep=lambda s: None).put(events)
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 2
     for event, message in zip([events[0], events[2]], errors, strict=True):
@@ -259,7 +263,10 @@ def test_when_the_queue_fails_too_the_events_are_logged(aws, caplog):
         sqs_client=sqs,
         sleep=lambda s: None,
     )
-    with caplog.at_level(logging.ERROR, logger="abtest"):
+    with (
+        caplog.at_level(logging.ERROR, logger="abtest"),
+        pytest.raises(EventLogUnavailableError, match="neither Firehose"),
+    ):
         sink.put(events)
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == len(events)
@@ -285,7 +292,10 @@ def test_messages_the_queue_refuses_are_logged_and_the_rest_are_queued(caplog):
     sink = FirehoseSink(
         STREAM, client=fake, dead_letter_queue_url="q", sqs_client=sqs, sleep=lambda s: None
     )
-    with caplog.at_level(logging.ERROR, logger="abtest"):
+    with (
+        caplog.at_level(logging.ERROR, logger="abtest"),
+        pytest.raises(EventLogUnavailableError, match="neither Firehose"),
+    ):
         sink.put(events)
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert sqs.sent == [_line(e).decode() for e in events[1:]]
@@ -297,7 +307,10 @@ def test_a_record_too_large_for_firehose_does_not_sink_the_others(caplog):
     fake = FakeFirehose()
     huge = _event(0, predictions="x" * MAX_RECORD_BYTES)
     small = [_event(1), _event(2)]
-    with caplog.at_level(logging.ERROR, logger="abtest"):
+    with (
+        caplog.at_level(logging.ERROR, logger="abtest"),
+        pytest.raises(EventLogUnavailableError, match="neither Firehose"),
+    ):
         FirehoseSink(STREAM, client=fake, sleep=lambda s: None).put([huge, *small])
     assert fake.delivered == [_line(e) for e in small]
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]

@@ -12,6 +12,7 @@ import boto3
 import pytest
 
 from abtest.adapters.firehose import FirehoseSink
+from abtest.errors import EventLogUnavailableError
 from abtest.events import invocation_event
 from lambdas.wiring import EVENT_LOG_CLIENT
 
@@ -69,7 +70,10 @@ def test_a_stalled_firehose_and_queue_end_in_the_log_well_inside_the_function_ti
     )
 
     started = time.monotonic()
-    with caplog.at_level(logging.ERROR, logger="abtest"):
+    with (
+        caplog.at_level(logging.ERROR, logger="abtest"),
+        pytest.raises(EventLogUnavailableError),
+    ):
         sink.put([event])
     took = time.monotonic() - started
 

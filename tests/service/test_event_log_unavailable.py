@@ -1,0 +1,43 @@
+"""An event in neither the event log nor its queue: conversions say so, invocations answer."""
+
+from __future__ import annotations
+
+import pytest
+from service_doubles import ENDPOINT
+
+from abtest.errors import EventLogUnavailableError
+from abtest.http.bodies import ConversionRequest, InvocationRequest
+
+
+@pytest.fixture
+def failing_log(log, monkeypatch):
+    def refuse(events):
+        raise EventLogUnavailableError("1 event(s) reached neither Firehose nor its queue")
+
+    monkeypatch.setattr(log, "put", refuse)
+    return log
+
+
+def test_an_invocation_still_answers_and_the_loss_is_counted(service, failing_log):
+    answer = service.invoke(InvocationRequest(endpoint_name=ENDPOINT, user_id="u", data="x"))
+
+    assert answer.predictions is not None
+    assert service.telemetry.total("UnloggedInvocations") == 1
+
+
+def test_a_conversion_is_a_503_so_the_client_retries_it(service, log, monkeypatch):
+    service.invoke(InvocationRequest(endpoint_name=ENDPOINT, user_id="u", data="x"))
+    request = ConversionRequest(endpoint_name=ENDPOINT, user_id="u", inference_id="inf-1")
+    put = log.put
+
+    def refuse(events):
+        raise EventLogUnavailableError("1 event(s) reached neither Firehose nor its queue")
+
+    monkeypatch.setattr(log, "put", refuse)
+    with pytest.raises(EventLogUnavailableError) as raised:
+        service.convert(request)
+    assert raised.value.status == 503
+
+    monkeypatch.setattr(log, "put", put)
+    assert service.convert(request).duplicate is False  # not marked: the retry is logged
+    assert [e["type"] for e in log.events].count("conversion") == 1
