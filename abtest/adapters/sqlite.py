@@ -225,24 +225,32 @@ class SqliteStore:
     def claim_conversions(
         self, object_key: str, keys: Sequence[ConversionKey], ttl: int, now: float
     ) -> set[ConversionKey]:
+        # Set-based: an object can hold tens of thousands of conversions, and one statement
+        # per key cost more than counting the whole object.
         with self._transaction() as db:
-            db.executemany(
-                "INSERT INTO conversions VALUES (?, ?, ?, ?, ?)"
+            db.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS claiming (endpoint_name TEXT, user_id TEXT,"
+                " inference_id TEXT, PRIMARY KEY (endpoint_name, user_id, inference_id))"
+                " WITHOUT ROWID"
+            )
+            db.execute("DELETE FROM claiming")
+            db.executemany("INSERT OR IGNORE INTO claiming VALUES (?, ?, ?)", keys)
+            db.execute(
+                "INSERT INTO conversions SELECT endpoint_name, user_id, inference_id, ?, ?"
+                " FROM claiming WHERE true"
                 " ON CONFLICT (endpoint_name, user_id, inference_id) DO UPDATE SET"
                 " counted_by = excluded.counted_by, ttl = max(ttl, excluded.ttl)"
                 " WHERE counted_by IS NULL OR ttl <= ?",
-                [(*key, ttl, object_key, now) for key in keys],
+                (ttl, object_key, now),
             )
-            return {
-                key
-                for key in keys
-                if db.execute(
-                    "SELECT counted_by FROM conversions WHERE endpoint_name = ? AND user_id = ?"
-                    " AND inference_id = ?",
-                    key,
-                ).fetchone()
-                == (object_key,)
-            }
+            rows = db.execute(
+                "SELECT c.endpoint_name, c.user_id, c.inference_id FROM claiming c"
+                " JOIN conversions v USING (endpoint_name, user_id, inference_id)"
+                " WHERE v.counted_by = ?",
+                (object_key,),
+            ).fetchall()
+            db.execute("DELETE FROM claiming")
+        return {ConversionKey(*row) for row in rows}
 
     def purge_expired(self, now: float) -> int:
         """Delete expired assignments and conversion markers; how many rows went.
