@@ -157,11 +157,11 @@ def test_environment_per_function(stage: Synth) -> None:
     assert env["register"] == {
         **common,
         "METRICS_TABLE": tables["METRICS_TABLE"],
-        "ENDPOINT_PREFIX": "abtest-",
+        "ENDPOINT_PREFIX": f"abtest-{s}-",
     }
 
 
-def _sagemaker_arn(resource: str) -> dict[str, Any]:
+def _sagemaker_arn(resource: str, stage: str) -> dict[str, Any]:
     return {
         "Fn::Join": [
             "",
@@ -172,7 +172,7 @@ def _sagemaker_arn(resource: str) -> dict[str, Any]:
                 {"Ref": "AWS::Region"},
                 ":",
                 {"Ref": "AWS::AccountId"},
-                f":{resource}/abtest-*",
+                f":{resource}/abtest-{stage}-*",
             ],
         ]
     }
@@ -209,7 +209,7 @@ def test_each_function_has_only_the_permissions_it_needs(stage: Synth) -> None:
     assert function_permissions(api, "invocation") == {
         **logs("invocation"),
         **request_path,
-        "sagemaker:InvokeEndpoint": [_sagemaker_arn("endpoint")],
+        "sagemaker:InvokeEndpoint": [_sagemaker_arn("endpoint", s)],
     }
     assert function_permissions(api, "conversion") == {**logs("conversion"), **request_path}
     assert function_permissions(api, "stats") == {**logs("stats"), "dynamodb:GetItem": [metrics]}
@@ -231,7 +231,7 @@ def test_each_function_has_only_the_permissions_it_needs(stage: Synth) -> None:
         "sqs:GetQueueAttributes": [failed],
         "sqs:GetQueueUrl": [failed],
     }
-    endpoints = [_sagemaker_arn("endpoint"), _sagemaker_arn("endpoint-config")]
+    endpoints = [_sagemaker_arn("endpoint", s), _sagemaker_arn("endpoint-config", s)]
     assert function_permissions(api, "register") == {
         **logs("register"),
         "sagemaker:DescribeEndpoint": endpoints,
@@ -398,7 +398,7 @@ def test_endpoint_state_changes_reach_register_for_prefixed_endpoints(stage: Syn
             "EventPattern": {
                 "source": ["aws.sagemaker"],
                 "detail-type": ["SageMaker Endpoint State Change"],
-                "detail": {"EndpointName": [{"prefix": "abtest-"}]},
+                "detail": {"EndpointName": [{"prefix": f"abtest-{stage.stage}-"}]},
             },
             "Targets": [
                 Match.object_like(
