@@ -16,9 +16,9 @@ from constructs import Construct
 
 from infra import nag
 from infra.api import ServiceApi
-from infra.endpoints import stage_prefix
 from infra.functions import RETENTION, ServiceFunctions
 from infra.monitoring import Alarms, service_dashboard
+from infra.names import stage_prefix
 from infra.settings import Settings
 from infra.storage import EVENTS_PREFIX, REJECTED_PREFIX, EventLog, Tables
 

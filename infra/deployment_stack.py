@@ -3,7 +3,7 @@
 The variants arrive already selected (see `model_registry`), so synth never
 calls AWS. The endpoint carries the `ab-testing:*` tags the register
 function reads, and its name starts with its stage's prefix, the one that
-stage's API may invoke (see `endpoints`).
+stage's API may invoke (see `names`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from constructs import Construct
 
 from infra import nag
 from infra.deployment_config import DeploymentConfig
-from infra.endpoints import endpoint_name
 from infra.model_registry import SelectedVariant
 from infra.monitoring import CONVERSIONS, INVOCATIONS, reward_rate, variant_metric
-from infra.pipeline import model_role_path
+from infra.names import endpoint_name, model_role_path
 from infra.settings import Settings
 
 

@@ -28,8 +28,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra import nag
-from infra.endpoints import stage_prefix
 from infra.functions import RETENTION
+from infra.names import deployment_stack_name, model_role_path, stage_prefix
 from infra.settings import Settings
 
 MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
@@ -54,10 +54,6 @@ SOURCE_EXCLUDE = [
     "**/__pycache__",
     "**/*.pyc",
 ]
-
-
-def deployment_stack_name(project_name: str, stage_name: str) -> str:
-    return f"abtest-deployment-{project_name}-{stage_name}"
 
 
 def build_spec() -> codebuild.BuildSpec:
@@ -342,8 +338,3 @@ class DeploymentPipeline(Construct):
                 "iam:DeleteRolePolicy, iam:GetRolePolicy, iam:PassRole.",
             },
         )
-
-
-def model_role_path(project_name: str, stage_name: str) -> str:
-    """The IAM path of a deployment stack's model role; the deploy role manages only these."""
-    return f"/abtest/{project_name}/{stage_name}/"

@@ -11,7 +11,7 @@ from infra.api_stack import ApiStack
 from infra.deployment_config import CONFIG_DIR, DeploymentConfig, config_for_stage
 from infra.deployment_stack import DeploymentStack
 from infra.model_registry import SelectedVariant, pinned_variants, select_variants
-from infra.pipeline import deployment_stack_name
+from infra.names import deployment_stack_name
 from infra.pipeline_stack import PipelineStack
 from infra.service_catalog_stack import ServiceCatalogStack
 from infra.settings import Settings, settings_from_context
