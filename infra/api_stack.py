@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, CfnOutput, Duration, Stack, Validations
+from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
@@ -15,12 +16,15 @@ from constructs import Construct
 
 from infra import nag
 from infra.api import ServiceApi
-from infra.functions import ServiceFunctions
+from infra.functions import RETENTION, ServiceFunctions
 from infra.monitoring import Alarms, service_dashboard
+from infra.names import stage_prefix
 from infra.settings import Settings
 from infra.storage import EVENTS_PREFIX, REJECTED_PREFIX, EventLog, Tables
 
 ENDPOINT_STATE_CHANGE = "SageMaker Endpoint State Change"
+# The id CDK gives its singleton bucket-notification Lambda (aws-s3 notifications-resource-handler).
+NOTIFICATIONS_HANDLER = "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
 
 
 def allow(fn: lambda_.Function, actions: list[str], resources: list[str]) -> None:
@@ -38,13 +42,12 @@ class ApiStack(Stack):
         )
         failed_dlq = self._queue("FailedEventsQueue", f"abtest-failed-aggregations-{s.stage_name}")
 
+        prefix = stage_prefix(s)
         endpoint_arn = self.format_arn(
-            service="sagemaker", resource="endpoint", resource_name=f"{s.endpoint_prefix}*"
+            service="sagemaker", resource="endpoint", resource_name=f"{prefix}*"
         )
         endpoint_config_arn = self.format_arn(
-            service="sagemaker",
-            resource="endpoint-config",
-            resource_name=f"{s.endpoint_prefix}*",
+            service="sagemaker", resource="endpoint-config", resource_name=f"{prefix}*"
         )
         request_path_env = {
             "ASSIGNMENT_TABLE": tables.assignment.table_name,
@@ -85,7 +88,7 @@ class ApiStack(Stack):
                 "register",
                 environment={
                     "METRICS_TABLE": tables.metrics.table_name,
-                    "ENDPOINT_PREFIX": s.endpoint_prefix,
+                    "ENDPOINT_PREFIX": prefix,
                 },
                 memory_mb=s.register_memory_mb,
                 timeout_seconds=s.register_timeout_seconds,
@@ -151,6 +154,7 @@ class ApiStack(Stack):
             s3n.LambdaDestination(fns["metrics"]),
             s3.NotificationKeyFilter(prefix=EVENTS_PREFIX),
         )
+        self._expire_notification_handler_logs(s)
         events.Rule(
             self,
             "EndpointStateChange",
@@ -159,7 +163,7 @@ class ApiStack(Stack):
             event_pattern=events.EventPattern(
                 source=["aws.sagemaker"],
                 detail_type=[ENDPOINT_STATE_CHANGE],
-                detail={"EndpointName": [{"prefix": s.endpoint_prefix}]},
+                detail={"EndpointName": [{"prefix": prefix}]},
             ),
             targets=[
                 targets.LambdaFunction(
@@ -195,6 +199,21 @@ class ApiStack(Stack):
 
         self._suppress(s, event_log, [events_dlq, failed_dlq], fns)
 
+    def _expire_notification_handler_logs(self, s: Settings) -> None:
+        """CDK's bucket-notification handler logs to a group it never creates, kept forever.
+
+        Point it at a group of ours that expires like the functions' logs.
+        """
+        log_group = logs.LogGroup(
+            self,
+            "BucketNotificationsLogs",
+            retention=RETENTION[s.log_retention_days],
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        handler = self.node.find_child(NOTIFICATIONS_HANDLER).node.default_child
+        handler.add_property_override("LoggingConfig", {"LogGroup": log_group.log_group_name})
+        handler.node.add_dependency(log_group)
+
     def _queue(self, construct_id: str, name: str) -> sqs.Queue:
         return sqs.Queue(
             self,
@@ -226,38 +245,54 @@ class ApiStack(Stack):
             "Only Firehose writes and only the metrics function reads this bucket; CloudTrail "
             "data events are the audit trail if one is needed, at no standing cost.",
         )
-        nag.suppress(
+        grant = "CDK's Firehose S3 destination grant"
+        granted = "this one bucket's objects, for Firehose's delivery"
+        nag.suppress_each(
             event_log.stream,
             "IAM5",
-            "CDK's Firehose S3 destination grant: Firehose writes objects under any key of "
-            "this one bucket, and the wildcard actions are the ones its delivery needs.",
-            *(
-                f"Action::s3:{a}*"
-                for a in ("GetObject", "GetBucket", "List", "DeleteObject", "Abort")
-            ),
-            f"Resource::<{bucket}.Arn>/*",
+            {
+                **{
+                    f"Action::s3:{a}*": f"{grant}, s3:{a}*, on {granted}."
+                    for a in ("GetObject", "GetBucket", "List", "DeleteObject", "Abort")
+                },
+                f"Resource::<{bucket}.Arn>/*": "Firehose writes under any key of this one "
+                "bucket (CDK's destination grant): s3:GetObject*, s3:GetBucket*, s3:List*, "
+                "s3:DeleteObject*, s3:PutObject, s3:PutObjectLegalHold, s3:PutObjectRetention, "
+                "s3:PutObjectTagging, s3:PutObjectVersionTagging, s3:Abort*.",
+            },
         )
         endpoints = "arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>"
-        for name in ("invocation", "register"):
-            nag.suppress(
-                fns[name].role,
-                "IAM5",
-                "Only endpoints named with the A/B testing prefix: the allow-list of what the "
-                "API may invoke and what the register function may read.",
-                f"Resource::{endpoints}:endpoint/{s.endpoint_prefix}*",
-                *(
-                    [f"Resource::{endpoints}:endpoint-config/{s.endpoint_prefix}*"]
-                    if name == "register"
-                    else []
-                ),
-            )
-        nag.suppress(
+        prefix = stage_prefix(s)
+        nag.suppress_each(
+            fns["invocation"].role,
+            "IAM5",
+            {
+                f"Resource::{endpoints}:endpoint/{prefix}*": "Only this stage's endpoints, "
+                "the allow-list of what the API may call: sagemaker:InvokeEndpoint."
+            },
+        )
+        register_reads = (
+            "sagemaker:DescribeEndpoint, sagemaker:DescribeEndpointConfig, sagemaker:ListTags."
+        )
+        nag.suppress_each(
+            fns["register"].role,
+            "IAM5",
+            {
+                f"Resource::{endpoints}:endpoint/{prefix}*": "Only this stage's endpoints, the "
+                f"ones the register function may register: {register_reads}",
+                f"Resource::{endpoints}:endpoint-config/{prefix}*": "Only this stage's endpoint "
+                f"configs: {register_reads}",
+            },
+        )
+        nag.suppress_each(
             fns["metrics"].role,
             "IAM5",
-            "The metrics function reads only Firehose's event objects and writes only the "
-            "lines it rejects, each under its own prefix.",
-            f"Resource::<{bucket}.Arn>/{EVENTS_PREFIX}*",
-            f"Resource::<{bucket}.Arn>/{REJECTED_PREFIX}*",
+            {
+                f"Resource::<{bucket}.Arn>/{EVENTS_PREFIX}*": "The metrics function reads "
+                "Firehose's event objects, under their own prefix: s3:GetObject.",
+                f"Resource::<{bucket}.Arn>/{REJECTED_PREFIX}*": "The metrics function writes "
+                "the lines it rejects, under their own prefix: s3:PutObject.",
+            },
         )
         for fn in fns.values():
             nag.suppress(
@@ -267,7 +302,7 @@ class ApiStack(Stack):
                 "layer is published for; a newer one is adopted deliberately, with the tests.",
             )
         nag.suppress(
-            self.node.find_child("BucketNotificationsHandler050a0587b7544547bf325f094a3db834"),
+            self.node.find_child(NOTIFICATIONS_HANDLER),
             "IAM4",
             "CDK's own bucket-notification handler, run only at deploy time, uses the "
             "AWS basic execution policy.",

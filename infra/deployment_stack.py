@@ -2,12 +2,13 @@
 
 The variants arrive already selected (see `model_registry`), so synth never
 calls AWS. The endpoint carries the `ab-testing:*` tags the register
-function reads, and its name starts with the prefix the API may invoke.
+function reads, and its name starts with its stage's prefix, the one that
+stage's API may invoke (see `names`).
 """
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, CfnOutput, CfnTag, Stack
+from aws_cdk import ArnFormat, CfnOutput, CfnTag, DefaultStackSynthesizer, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
@@ -17,11 +18,8 @@ from infra import nag
 from infra.deployment_config import DeploymentConfig
 from infra.model_registry import SelectedVariant
 from infra.monitoring import CONVERSIONS, INVOCATIONS, reward_rate, variant_metric
+from infra.names import endpoint_name, model_role_path
 from infra.settings import Settings
-
-
-def endpoint_name(settings: Settings) -> str:
-    return f"{settings.endpoint_prefix}{settings.project_name}-{settings.stage_name}"
 
 
 class DeploymentStack(Stack):
@@ -34,11 +32,16 @@ class DeploymentStack(Stack):
         variants: list[SelectedVariant],
         **kwargs,
     ) -> None:
+        # No bootstrap-version rule: the pipeline deploys this one template with
+        # `aws cloudformation deploy` and a role scoped to it, never the CDK bootstrap roles.
+        kwargs.setdefault(
+            "synthesizer", DefaultStackSynthesizer(generate_bootstrap_version_rule=False)
+        )
         super().__init__(scope, construct_id, **kwargs)
         if not variants:
             raise ValueError("an A/B testing endpoint needs at least one variant")
         name = endpoint_name(settings)
-        role = self._execution_role()
+        role = self._execution_role(model_role_path(settings.project_name, settings.stage_name))
 
         production_variants = []
         for variant in variants:
@@ -87,11 +90,12 @@ class DeploymentStack(Stack):
         )
         self._suppress(role)
 
-    def _execution_role(self) -> iam.Role:
+    def _execution_role(self, path: str) -> iam.Role:
         """What the model containers may do: pull images and artifacts, write their logs."""
         role = iam.Role(
             self,
             "ModelExecutionRole",
+            path=path,
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description="Runs the A/B testing endpoint's model variants.",
         )
@@ -154,27 +158,22 @@ class DeploymentStack(Stack):
         )
 
     def _suppress(self, role: iam.Role) -> None:
-        nag.suppress(
+        logs = "arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group"
+        nag.suppress_each(
             role,
             "IAM5",
-            "Model package images live in registry-owned ECR repositories in other accounts "
-            "(built-in algorithms) and artifacts under the SageMaker default bucket; "
-            "GetAuthorizationToken and PutMetricData have no resource-level form.",
-            "Resource::*",
-            "Resource::arn:<AWS::Partition>:ecr:<AWS::Region>:*:repository/*",
-            "Resource::arn:<AWS::Partition>:s3:::sagemaker-<AWS::Region>-<AWS::AccountId>/*",
-            "Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"
-            "/aws/sagemaker/Endpoints/*",
-        )
-        nag.suppress(
-            self,
-            "SM1",
-            "Model packages run in SageMaker's network with network isolation on; "
-            "a VPC would add NAT or endpoint costs for no outbound traffic.",
-        )
-        nag.suppress(
-            self,
-            "SM2",
-            "Volumes use SageMaker's default encryption; a KMS key is refused by instance "
-            "types with instance storage, which the config may choose.",
+            {
+                "Resource::*": "ecr:GetAuthorizationToken has no resource-level form; "
+                "cloudwatch:PutMetricData only in SageMaker's endpoint namespace (condition).",
+                "Resource::arn:<AWS::Partition>:ecr:<AWS::Region>:*:repository/*": "Model "
+                "package images live in registry-owned ECR repositories of other accounts "
+                "(built-in algorithms): ecr:BatchGetImage, ecr:GetDownloadUrlForLayer.",
+                "Resource::arn:<AWS::Partition>:s3:::sagemaker-<AWS::Region>-<AWS::AccountId>/*": (
+                    "Model artifacts under the SageMaker default bucket: s3:GetObject."
+                ),
+                f"Resource::{logs}:/aws/sagemaker/Endpoints/*": (
+                    "The endpoint's container logs, one group per endpoint: logs:CreateLogGroup, "
+                    "logs:CreateLogStream, logs:PutLogEvents."
+                ),
+            },
         )

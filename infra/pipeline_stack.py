@@ -21,8 +21,8 @@ class PipelineStack(Stack):
         pipeline = DeploymentPipeline(
             self,
             "Pipeline",
+            settings=settings,
             project_name=settings.project_name,
-            stage_name=settings.stage_name,
             source_bucket=source.bucket,
             source_key=source.s3_object_key,
         )

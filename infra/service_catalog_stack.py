@@ -1,9 +1,10 @@
 """The SageMaker project template: a Service Catalog portfolio with one product.
 
 Creating a project from it in SageMaker Studio provisions the deployment
-pipeline for that project. As in the original, the build's source is uploaded
-by this stack and handed to the project as two parameters (the stack's
-`SourceBucket` and `SourceKey` outputs).
+pipeline for that project, in this stack's stage. Whoever may launch the
+product chooses only the project (SageMaker fills in its name and id): the
+build's source is the copy of this repository this stack publishes, pinned
+in the product's template, so a launcher cannot make the build run other code.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ PRODUCT_NAME = "abtest-deployment-pipeline"
 
 
 class PipelineProduct(servicecatalog.ProductStack):
-    """The template a SageMaker project provisions; SageMaker fills in the first two parameters."""
+    """The template a SageMaker project provisions; SageMaker fills in both parameters."""
 
-    def __init__(self, scope: Construct, construct_id: str, default_stage: str) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, settings: Settings, source: s3_assets.Asset
+    ) -> None:
         super().__init__(scope, construct_id)
         project_name = CfnParameter(
             self, "SageMakerProjectName", type="String", description="SageMaker project name"
@@ -37,29 +40,14 @@ class PipelineProduct(servicecatalog.ProductStack):
         # Studio lists a project's resources by these tags.
         Tags.of(self).add("sagemaker:project-name", project_name.value_as_string)
         Tags.of(self).add("sagemaker:project-id", project_id.value_as_string)
-        stage_name = CfnParameter(
-            self,
-            "StageName",
-            type="String",
-            default=default_stage,
-            description="Stage suffix of the endpoint and its config file",
-        )
-        source_bucket = CfnParameter(
-            self,
-            "SourceBucket",
-            type="String",
-            description="SourceBucket output of the catalog stack",
-        )
-        source_key = CfnParameter(
-            self, "SourceKey", type="String", description="SourceKey output of the catalog stack"
-        )
         DeploymentPipeline(
             self,
             "Pipeline",
+            settings=settings,
             project_name=project_name.value_as_string,
-            stage_name=stage_name.value_as_string,
-            source_bucket=s3.Bucket.from_bucket_name(self, "Source", source_bucket.value_as_string),
-            source_key=source_key.value_as_string,
+            # The published asset's bucket and key, written into the product's template.
+            source_bucket=s3.Bucket.from_bucket_name(self, "Source", source.s3_bucket_name),
+            source_key=source.s3_object_key,
         )
 
 
@@ -94,7 +82,7 @@ class ServiceCatalogStack(Stack):
                 servicecatalog.CloudFormationProductVersion(
                     product_version_name="v1",
                     cloud_formation_template=servicecatalog.CloudFormationTemplate.from_product_stack(
-                        PipelineProduct(self, "PipelineProduct", settings.stage_name)
+                        PipelineProduct(self, "PipelineProduct", settings, source)
                     ),
                 )
             ],
@@ -102,15 +90,18 @@ class ServiceCatalogStack(Stack):
         # SageMaker Studio lists only products carrying this tag.
         Tags.of(product).add("sagemaker:studio-visibility", "true")
         portfolio.add_product(product)
-        portfolio.set_launch_role(product, self._launch_role())
+        portfolio.set_launch_role(product, self._launch_role(settings.stage_name))
 
-        CfnOutput(self, "SourceBucket", value=source.s3_bucket_name)
-        CfnOutput(self, "SourceKey", value=source.s3_object_key)
         CfnOutput(self, "PortfolioId", value=portfolio.portfolio_id)
         CfnOutput(self, "ProductId", value=product.product_id)
 
-    def _launch_role(self) -> iam.Role:
-        """What Service Catalog may do when a project is created: build the pipeline only."""
+    def _launch_role(self, stage_name: str) -> iam.Role:
+        """What Service Catalog may do when a project is created: build the pipeline only.
+
+        Service Catalog names each provisioned stack `SC-<account>-pp-<id>`, and
+        CloudFormation names what it creates after the stack, so `SC-*` are the
+        product's own resources; each grant below is scoped to those names.
+        """
         role = iam.Role(
             self,
             "LaunchRole",
@@ -119,31 +110,39 @@ class ServiceCatalogStack(Stack):
         )
         arn = f"arn:{self.partition}"
         here = f"{self.region}:{self.account}"
-        statements = {
-            "cloudformation": (
+        stacks = f"{arn}:cloudformation:{here}:stack/SC-{self.account}-pp-*/*"
+        builds = f"{arn}:codebuild:{here}:project/abtest-deploy-*-{stage_name}"
+        grants = [
+            (
                 [
                     "cloudformation:CreateStack",
                     "cloudformation:UpdateStack",
                     "cloudformation:DeleteStack",
                     "cloudformation:DescribeStacks",
                     "cloudformation:DescribeStackEvents",
-                    "cloudformation:GetTemplateSummary",
-                    "cloudformation:ValidateTemplate",
                     "cloudformation:SetStackPolicy",
                 ],
-                [f"{arn}:cloudformation:{here}:stack/SC-*", "*"],
+                [stacks],
+                None,
             ),
-            "template": (["s3:GetObject"], ["*"]),
-            "codebuild": (
+            (["cloudformation:GetTemplateSummary", "cloudformation:ValidateTemplate"], ["*"], None),
+            # Service Catalog's own copy of the product template carries this tag.
+            (
+                ["s3:GetObject"],
+                ["*"],
+                {"StringEquals": {"s3:ExistingObjectTag/servicecatalog:provisioning": "true"}},
+            ),
+            (
                 [
                     "codebuild:CreateProject",
                     "codebuild:UpdateProject",
                     "codebuild:DeleteProject",
                     "codebuild:BatchGetProjects",
                 ],
-                [f"{arn}:codebuild:{here}:project/abtest-deploy-*"],
+                [builds],
+                None,
             ),
-            "events": (
+            (
                 [
                     "events:PutRule",
                     "events:DeleteRule",
@@ -152,8 +151,9 @@ class ServiceCatalogStack(Stack):
                     "events:RemoveTargets",
                 ],
                 [f"{arn}:events:{here}:rule/SC-*"],
+                None,
             ),
-            "sqs": (
+            (
                 [
                     "sqs:CreateQueue",
                     "sqs:DeleteQueue",
@@ -162,8 +162,20 @@ class ServiceCatalogStack(Stack):
                     "sqs:TagQueue",
                 ],
                 [f"{arn}:sqs:{here}:SC-*"],
+                None,
             ),
-            "iam": (
+            (
+                [
+                    "logs:CreateLogGroup",
+                    "logs:DeleteLogGroup",
+                    "logs:PutRetentionPolicy",
+                    "logs:TagResource",
+                    "logs:DescribeLogGroups",
+                ],
+                [f"{arn}:logs:{here}:log-group:SC-*"],
+                None,
+            ),
+            (
                 [
                     "iam:CreateRole",
                     "iam:DeleteRole",
@@ -175,22 +187,47 @@ class ServiceCatalogStack(Stack):
                     "iam:TagRole",
                 ],
                 [f"{arn}:iam::{self.account}:role/SC-*"],
+                None,
             ),
-        }
-        for actions, resources in statements.values():
-            role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources))
-        nag.suppress(
+        ]
+        for actions, resources, conditions in grants:
+            role.add_to_policy(
+                iam.PolicyStatement(actions=actions, resources=resources, conditions=conditions)
+            )
+        account = "<AWS::AccountId>"
+        prefix = f"arn:<AWS::Partition>:{{}}:<AWS::Region>:{account}"
+        nag.suppress_each(
             role,
             "IAM5",
-            "Service Catalog names what it provisions `SC-<account>-pp-<id>-...` and the "
-            "pipeline's build `abtest-deploy-<project>-<stage>`: the wildcards are those "
-            "names; Service Catalog reads the template from its own bucket, and "
-            "ValidateTemplate/GetTemplateSummary have no resource-level form.",
-            "Resource::*",
-            "Resource::arn:<AWS::Partition>:cloudformation:<AWS::Region>:<AWS::AccountId>:stack/SC-*",
-            "Resource::arn:<AWS::Partition>:codebuild:<AWS::Region>:<AWS::AccountId>:project/abtest-deploy-*",
-            "Resource::arn:<AWS::Partition>:events:<AWS::Region>:<AWS::AccountId>:rule/SC-*",
-            "Resource::arn:<AWS::Partition>:sqs:<AWS::Region>:<AWS::AccountId>:SC-*",
-            "Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:role/SC-*",
+            {
+                "Resource::*": "cloudformation:GetTemplateSummary and "
+                "cloudformation:ValidateTemplate have no resource-level form; s3:GetObject "
+                "only on the objects Service Catalog tags for provisioning, its copies of "
+                "product templates.",
+                f"Resource::{prefix.format('cloudformation')}:stack/SC-{account}-pp-*/*": (
+                    "Only the stacks Service Catalog provisions, SC-<account>-pp-<id>: "
+                    "cloudformation:CreateStack, cloudformation:UpdateStack, "
+                    "cloudformation:DeleteStack, cloudformation:DescribeStacks, "
+                    "cloudformation:DescribeStackEvents, cloudformation:SetStackPolicy."
+                ),
+                f"Resource::{prefix.format('codebuild')}:project/abtest-deploy-*-{stage_name}": (
+                    "The pipeline's build, abtest-deploy-<project>-<stage>, for any project: "
+                    "codebuild:CreateProject, codebuild:UpdateProject, codebuild:DeleteProject, "
+                    "codebuild:BatchGetProjects."
+                ),
+                f"Resource::{prefix.format('events')}:rule/SC-*": "The approval rule "
+                "CloudFormation names after the provisioned stack: events:PutRule, "
+                "events:DeleteRule, events:DescribeRule, events:PutTargets, events:RemoveTargets.",
+                f"Resource::{prefix.format('sqs')}:SC-*": "The approval rule's dead-letter "
+                "queue, named after the provisioned stack: sqs:CreateQueue, sqs:DeleteQueue, "
+                "sqs:GetQueueAttributes, sqs:SetQueueAttributes, sqs:TagQueue.",
+                f"Resource::{prefix.format('logs')}:log-group:SC-*": "The build's log group, "
+                "named after the provisioned stack: logs:CreateLogGroup, logs:DeleteLogGroup, "
+                "logs:PutRetentionPolicy, logs:TagResource, logs:DescribeLogGroups.",
+                f"Resource::arn:<AWS::Partition>:iam::{account}:role/SC-*": "The build's, the "
+                "rule's and the deploy roles, named after the provisioned stack: "
+                "iam:CreateRole, iam:DeleteRole, iam:GetRole, iam:PassRole, iam:PutRolePolicy, "
+                "iam:DeleteRolePolicy, iam:GetRolePolicy, iam:TagRole.",
+            },
         )
         return role

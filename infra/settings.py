@@ -23,7 +23,8 @@ class SettingsError(ValueError):
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    stage_name: str = Field("dev", pattern=r"^[a-z][a-z0-9-]{0,15}$")
+    # No hyphen: endpoints are `<prefix><stage>-<project>`, and `dev-eu` would sit under `dev`'s.
+    stage_name: str = Field("dev", pattern=r"^[a-z][a-z0-9]{0,15}$")
     project_name: str = Field("reviews", pattern=r"^[a-z][a-z0-9-]{0,31}$")
     # SageMaker lower-cases endpoint names in ARNs, so the IAM prefix must be lower case.
     endpoint_prefix: str = Field("abtest-", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")

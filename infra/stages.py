@@ -11,6 +11,7 @@ from infra.api_stack import ApiStack
 from infra.deployment_config import CONFIG_DIR, DeploymentConfig, config_for_stage
 from infra.deployment_stack import DeploymentStack
 from infra.model_registry import SelectedVariant, pinned_variants, select_variants
+from infra.names import deployment_stack_name
 from infra.pipeline_stack import PipelineStack
 from infra.service_catalog_stack import ServiceCatalogStack
 from infra.settings import Settings, settings_from_context
@@ -39,7 +40,11 @@ def build_stage(
         variants = selected_variants(settings, config)
     if variants:
         stacks["deployment"] = DeploymentStack(
-            app, f"abtest-deployment-{settings.project_name}-{stage}", settings, config, variants
+            app,
+            deployment_stack_name(settings.project_name, stage),
+            settings,
+            config,
+            variants,
         )
     return stacks
 
@@ -55,7 +60,8 @@ def selected_variants(settings: Settings, config: DeploymentConfig) -> list[Sele
             config, settings.project_name, cdk.Aws.PARTITION, cdk.Aws.REGION, cdk.Aws.ACCOUNT_ID
         )
     print(
-        f"note: abtest-deployment-{settings.project_name}-{settings.stage_name} not synthesized: "
+        f"note: {deployment_stack_name(settings.project_name, settings.stage_name)} "
+        "not synthesized: "
         f"infra/config/{settings.stage_name}.json takes the latest approved models; "
         "add -c select_models=true (needs AWS credentials) or name every version.",
         file=sys.stderr,

@@ -5,9 +5,11 @@ from __future__ import annotations
 from aws_cdk import Duration, RemovalPolicy, Size
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kinesisfirehose as firehose
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from infra.functions import RETENTION
 from infra.settings import Settings
 
 # Firehose writes events under EVENTS_PREFIX; only that prefix notifies the metrics
@@ -34,6 +36,8 @@ class Tables(Construct):
             ),
             "time_to_live_attribute": "ttl",
             "removal_policy": _removal(settings),
+            # A retained stage's tables also refuse DeleteTable, from the console or any API.
+            "deletion_protection": settings.retain_data,
         }
         self.assignment = dynamodb.Table(
             self,
@@ -87,5 +91,14 @@ class EventLog(Construct):
                 compression=firehose.Compression.GZIP,
                 data_output_prefix=EVENTS_PREFIX + "!{timestamp:yyyy/MM/dd/HH}/",
                 error_output_prefix=ERROR_PREFIX,
+                # Delivery errors expire like every other log (Firehose's own default: 2 years).
+                logging_config=firehose.EnableLogging(
+                    logs.LogGroup(
+                        self,
+                        "DeliveryLogs",
+                        retention=RETENTION[settings.log_retention_days],
+                        removal_policy=RemovalPolicy.DESTROY,
+                    )
+                ),
             ),
         )

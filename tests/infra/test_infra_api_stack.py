@@ -160,11 +160,11 @@ def test_environment_per_function(stage: Synth) -> None:
     assert env["register"] == {
         **common,
         "METRICS_TABLE": tables["METRICS_TABLE"],
-        "ENDPOINT_PREFIX": "abtest-",
+        "ENDPOINT_PREFIX": f"abtest-{s}-",
     }
 
 
-def _sagemaker_arn(resource: str) -> dict[str, Any]:
+def _sagemaker_arn(resource: str, stage: str) -> dict[str, Any]:
     return {
         "Fn::Join": [
             "",
@@ -175,7 +175,7 @@ def _sagemaker_arn(resource: str) -> dict[str, Any]:
                 {"Ref": "AWS::Region"},
                 ":",
                 {"Ref": "AWS::AccountId"},
-                f":{resource}/abtest-*",
+                f":{resource}/abtest-{stage}-*",
             ],
         ]
     }
@@ -212,7 +212,7 @@ def test_each_function_has_only_the_permissions_it_needs(stage: Synth) -> None:
     assert function_permissions(api, "invocation") == {
         **logs("invocation"),
         **request_path,
-        "sagemaker:InvokeEndpoint": [_sagemaker_arn("endpoint")],
+        "sagemaker:InvokeEndpoint": [_sagemaker_arn("endpoint", s)],
     }
     assert function_permissions(api, "conversion") == {
         **logs("conversion"),
@@ -240,7 +240,7 @@ def test_each_function_has_only_the_permissions_it_needs(stage: Synth) -> None:
         "sqs:GetQueueAttributes": [failed],
         "sqs:GetQueueUrl": [failed],
     }
-    endpoints = [_sagemaker_arn("endpoint"), _sagemaker_arn("endpoint-config")]
+    endpoints = [_sagemaker_arn("endpoint", s), _sagemaker_arn("endpoint-config", s)]
     assert function_permissions(api, "register") == {
         **logs("register"),
         "sagemaker:DescribeEndpoint": endpoints,
@@ -407,7 +407,7 @@ def test_endpoint_state_changes_reach_register_for_prefixed_endpoints(stage: Syn
             "EventPattern": {
                 "source": ["aws.sagemaker"],
                 "detail-type": ["SageMaker Endpoint State Change"],
-                "detail": {"EndpointName": [{"prefix": "abtest-"}]},
+                "detail": {"EndpointName": [{"prefix": f"abtest-{stage.stage}-"}]},
             },
             "Targets": [
                 Match.object_like(

@@ -57,7 +57,7 @@ def test_prod_pins_the_versions_its_config_names(prod: Synth) -> None:
 
 def test_endpoint_name_carries_prefix_and_stage_and_the_ab_testing_tags(stage: Synth) -> None:
     (endpoint,) = _props(stage.templates["deployment"], "AWS::SageMaker::Endpoint")
-    assert endpoint["EndpointName"] == f"abtest-reviews-{stage.stage}"
+    assert endpoint["EndpointName"] == f"abtest-{stage.stage}-reviews"
     tags = {t["Key"]: t["Value"] for t in endpoint["Tags"]}
     expected_warmup = "100" if stage.stage == "prod" else "0"
     assert tags == {

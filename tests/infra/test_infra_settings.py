@@ -61,6 +61,8 @@ def test_command_line_strings_are_converted() -> None:
         ({"auth": "cognito"}, "auth", "Input should be 'iam', 'api_key' or 'none'"),
         ({"throttle_rate_limit": 0}, "throttle_rate_limit", "greater than 0"),
         ({"stage_name": "Prod"}, "stage_name", "should match pattern"),
+        # A hyphen would put `dev-eu`'s endpoints under `dev`'s prefix.
+        ({"stage_name": "dev-eu"}, "stage_name", "should match pattern"),
         ({"endpoint_prefix": "AB-"}, "endpoint_prefix", "should match pattern"),
         ({"api_timeout_seconds": 60}, "api_timeout_seconds", "less than or equal to 29"),
         ({"throttle_rat_limit": 5}, "throttle_rat_limit", "Extra inputs are not permitted"),

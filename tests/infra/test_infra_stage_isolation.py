@@ -1,0 +1,45 @@
+"""Dev and prod in one account: neither stage's API reaches the other's endpoint."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Any
+
+from infra_synth import Synth, function, function_permissions, resources
+
+
+def _endpoint_name(synth: Synth) -> str:
+    (endpoint,) = resources(synth.templates["deployment"], "AWS::SageMaker::Endpoint").values()
+    return endpoint["Properties"]["EndpointName"]
+
+
+def _endpoint_patterns(arns: list[Any], resource: str) -> list[str]:
+    """`abtest-dev-*` out of `Fn::Join [..., ":endpoint/abtest-dev-*"]`."""
+    tails = [arn["Fn::Join"][1][-1] for arn in arns]
+    return [t.split(f":{resource}/", 1)[1] for t in tails if f":{resource}/" in t]
+
+
+def test_each_stage_invokes_and_registers_only_its_own_endpoints(dev: Synth, prod: Synth) -> None:
+    names = {synth.stage: _endpoint_name(synth) for synth in (dev, prod)}
+    for synth, other in ((dev, prod), (prod, dev)):
+        api = synth.templates["api"]
+        own, foreign = names[synth.stage], names[other.stage]
+
+        invoke = _endpoint_patterns(
+            function_permissions(api, "invocation")["sagemaker:InvokeEndpoint"], "endpoint"
+        )
+        register = function_permissions(api, "register")
+        readable = _endpoint_patterns(
+            register["sagemaker:DescribeEndpoint"] + register["sagemaker:ListTags"], "endpoint"
+        )
+        for patterns in (invoke, readable):
+            assert patterns
+            assert all(fnmatchcase(own, p) for p in patterns), (synth.stage, patterns)
+            assert not any(fnmatchcase(foreign, p) for p in patterns), (synth.stage, patterns)
+
+        (rule,) = resources(api, "AWS::Events::Rule").values()
+        ((match,),) = rule["Properties"]["EventPattern"]["detail"].values()
+        assert own.startswith(match["prefix"]) and not foreign.startswith(match["prefix"])
+
+        prefix = function(api, "register")[1]["Environment"]["Variables"]["ENDPOINT_PREFIX"]
+        assert own.startswith(prefix) and not foreign.startswith(prefix)
