@@ -10,7 +10,7 @@ two variants) is aggregated, each run in a fresh subprocess so peak RSS is its o
             adapter's line reader, with the SQLite store's transaction and its
             idempotency record included
 Rows: the baseline on events shaped as the original logged them (20 predictions each,
-its design's figure: DESIGN.md's ~63k events/s), then abtest on its own events, then
+the original design's own figure: ~63k events/s), then abtest on its own events, then
 each on the other's shape, so the two effects (smaller events, no per-line parse) show
 apart.
 """

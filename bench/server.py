@@ -6,7 +6,7 @@ Starts, each in its own process: a bare uvicorn app answering a constant (the fl
 any ASGI server on this machine can do), and `abtest serve` with a constant model, so
 the figures are what abtest adds around a model. One asyncio client process keeps
 `--concurrency` requests in flight for `--seconds` per row and prints requests/s and
-p50/p99 latency. DESIGN.md target: >= 1,000 req/s with p99 <= 20 ms on 2 cores.
+p50/p99 latency. Target: >= 1,000 req/s with p99 <= 20 ms on 2 cores.
 """
 
 from __future__ import annotations
