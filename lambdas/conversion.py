@@ -1,15 +1,23 @@
 """POST /conversion behind API Gateway (proxy integration, payload format 1.0)."""
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from abtest.http.resolver import build_resolver
+from abtest.usecases.convert import Convert
+from lambdas.wiring import (
+    AssignmentsEnvironment,
+    EndpointCacheEnvironment,
+    EndpointsEnvironment,
+    EventsEnvironment,
+    LambdaPorts,
+    api_handler,
+)
 
-from abtest.http.resolver import build_resolver, handle
-from lambdas.wiring import logger, metrics, service_for
 
-service = service_for("conversion")
-app = build_resolver(service, routes=["conversion"])
+class Environment(
+    EndpointsEnvironment, EndpointCacheEnvironment, AssignmentsEnvironment, EventsEnvironment
+):
+    """What the conversion function reads (the API stack sets it from the route's needs)."""
 
 
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
-@metrics.log_metrics
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return handle(app, event, context)
+ports = LambdaPorts(Environment.load())
+convert = Convert.from_ports(ports)
+lambda_handler = api_handler(build_resolver({"conversion": convert}))

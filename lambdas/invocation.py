@@ -1,15 +1,23 @@
 """POST /invocation behind API Gateway (proxy integration, payload format 1.0)."""
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from abtest.http.resolver import build_resolver
+from abtest.usecases.invoke import Invoke
+from lambdas.wiring import (
+    AssignmentsEnvironment,
+    EndpointCacheEnvironment,
+    EndpointsEnvironment,
+    EventsEnvironment,
+    LambdaPorts,
+    api_handler,
+)
 
-from abtest.http.resolver import build_resolver, handle
-from lambdas.wiring import logger, metrics, service_for
 
-service = service_for("invocation")
-app = build_resolver(service, routes=["invocation"])
+class Environment(
+    EndpointsEnvironment, EndpointCacheEnvironment, AssignmentsEnvironment, EventsEnvironment
+):
+    """What the invocation function reads (the API stack sets it from the route's needs)."""
 
 
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
-@metrics.log_metrics
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return handle(app, event, context)
+ports = LambdaPorts(Environment.load())
+invoke = Invoke.from_ports(ports)
+lambda_handler = api_handler(build_resolver({"invocation": invoke}))

@@ -1,15 +1,14 @@
 """POST /stats behind API Gateway (proxy integration, payload format 1.0)."""
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
-from abtest.http.resolver import build_resolver, handle
-from lambdas.wiring import logger, metrics, service_for
-
-service = service_for("stats")
-app = build_resolver(service, routes=["stats"])
+from abtest.http.resolver import build_resolver
+from abtest.usecases.stats import Stats
+from lambdas.wiring import EndpointsEnvironment, LambdaPorts, api_handler
 
 
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
-@metrics.log_metrics
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return handle(app, event, context)
+class Environment(EndpointsEnvironment):
+    """What the stats function reads (the API stack sets it from the route's needs)."""
+
+
+ports = LambdaPorts(Environment.load())
+stats = Stats.from_ports(ports)
+lambda_handler = api_handler(build_resolver({"stats": stats}))

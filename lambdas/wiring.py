@@ -1,114 +1,163 @@
-"""Lambda wiring: environment -> adapters -> Service, once per container (at cold start).
+"""Lambda wiring: each handler's environment model, and the ports built from it.
 
-Configuration errors fail the cold start with a message naming the variable,
-instead of failing every request later.
+A handler declares its `Environment` from the groups below and builds its use case
+from `LambdaPorts`, which creates each port (and its AWS client) on first use: a
+function builds exactly the ports of what it serves. All of it runs at cold start, so
+a missing or bad variable fails the cold start naming the variable, not every request.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import random
+from collections.abc import Callable, Mapping
+from functools import cached_property
+from typing import Any, Self
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from abtest.clock import SystemClock
 from abtest.errors import ConfigError
-from abtest.service import Service, ServiceSettings
+from abtest.http.resolver import handle
+from abtest.usecases.endpoints import EndpointCache
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "abtest"))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "abtest"))
-# The service logs through the standard "abtest" logger: give it the structured JSON format.
+# The use cases log through the standard "abtest" logger: give it the structured JSON format.
 copy_config_to_registered_loggers(source_logger=logger, include={"abtest"})
 
-# What each handler reads from its environment (the CDK stack sets exactly these).
-REQUIRED: dict[str, tuple[str, ...]] = {
-    "invocation": ("ASSIGNMENT_TABLE", "METRICS_TABLE", "DELIVERY_STREAM_NAME"),
-    "conversion": ("ASSIGNMENT_TABLE", "METRICS_TABLE", "DELIVERY_STREAM_NAME"),
-    "stats": ("METRICS_TABLE",),
-    "metrics": ("METRICS_TABLE",),
-    "register": ("METRICS_TABLE",),
-}
+DEFAULT_ASSIGNMENT_TTL_SECONDS = 90 * 24 * 3600
+DEFAULT_METRICS_CACHE_SECONDS = 5.0
 
 
-def require(handler: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    environ = os.environ if environ is None else environ
-    missing = [name for name in REQUIRED[handler] if not environ.get(name)]
-    if missing:
-        raise ConfigError(
-            f"the {handler} handler needs environment variable(s) {', '.join(missing)}"
+class LambdaEnvironment(BaseModel):
+    """A function's environment variables, one field each (field `x_y` is variable `X_Y`)."""
+
+    model_config = ConfigDict(
+        alias_generator=str.upper, extra="ignore", frozen=True, str_min_length=1
+    )
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """Read and check the environment; ConfigError naming each bad variable."""
+        try:
+            return cls.model_validate(dict(os.environ if environ is None else environ))
+        except ValidationError as error:
+            reasons = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg'].lower()}" for e in error.errors()
+            )
+            raise ConfigError(f"{cls.__module__}: environment variable {reasons}") from None
+
+
+class EndpointsEnvironment(LambdaEnvironment):
+    """Endpoint records (the metrics table), read by every function."""
+
+    metrics_table: str
+
+
+class EndpointCacheEnvironment(LambdaEnvironment):
+    metrics_cache_seconds: float = Field(default=DEFAULT_METRICS_CACHE_SECONDS, ge=0)
+
+
+class AssignmentsEnvironment(LambdaEnvironment):
+    assignment_table: str
+    assignment_ttl_seconds: int = Field(default=DEFAULT_ASSIGNMENT_TTL_SECONDS, gt=0)
+
+
+class EventsEnvironment(LambdaEnvironment):
+    delivery_stream_name: str
+    dead_letter_queue_url: str  # where events Firehose refused are parked, never dropped
+
+
+class LambdaPorts:
+    """`Ports` for `UseCase.from_ports`, built from a handler's environment on first use."""
+
+    def __init__(self, env: LambdaEnvironment) -> None:
+        self.env = env
+
+    def _client(self, service: str, *, fast: bool = True) -> Any:
+        import boto3  # here, not at import: only the clients a function uses are built
+        from botocore.config import Config
+
+        # Fail fast on the request path: a slow store is answered by the fallback, not waited on.
+        config = Config(
+            connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 3}
         )
-    return {name: environ[name] for name in REQUIRED[handler]}
+        return boto3.client(service, config=config) if fast else boto3.client(service)
 
+    @cached_property
+    def store(self) -> Any:
+        from abtest.adapters.dynamodb import DynamoDBStore
 
-def _number(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"environment variable {name} must be a number, got {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"environment variable {name} must be >= 0, got {raw!r}")
-    return value
+        env = self.env
+        assert isinstance(env, EndpointsEnvironment)
+        # A function without the assignments group only reads endpoint records.
+        assignments = env.assignment_table if isinstance(env, AssignmentsEnvironment) else ""
+        return DynamoDBStore(assignments, env.metrics_table, client=self._client("dynamodb"))
 
+    @cached_property
+    def endpoints(self) -> EndpointCache:
+        env = self.env
+        # Functions without a cache setting only `forget` records they change.
+        ttl = env.metrics_cache_seconds if isinstance(env, EndpointCacheEnvironment) else 0.0
+        return EndpointCache(self.store, ttl)
 
-def settings(environ: Mapping[str, str] | None = None) -> ServiceSettings:
-    environ = os.environ if environ is None else environ
-    defaults = ServiceSettings()
-    return ServiceSettings(
-        assignment_ttl_seconds=int(
-            _number(environ, "ASSIGNMENT_TTL_SECONDS", defaults.assignment_ttl_seconds)
-        ),
-        metrics_cache_seconds=_number(
-            environ, "METRICS_CACHE_SECONDS", defaults.metrics_cache_seconds
-        ),
-    )
-
-
-def service_for(handler: str, environ: Mapping[str, str] | None = None) -> Service:
-    """The Service a handler needs, with only the adapters (and AWS clients) it uses."""
-    import boto3
-    from botocore.config import Config
-
-    from abtest.adapters.cloudwatch import EmfTelemetry
-    from abtest.adapters.dynamodb import DynamoDBStore
-
-    environ = os.environ if environ is None else environ
-    env = require(handler, environ)
-    # Fail fast on the request path: a slow store is answered by the fallback, not by waiting.
-    fast = Config(
-        connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 3}
-    )
-    store = DynamoDBStore(
-        env.get("ASSIGNMENT_TABLE", ""),
-        env["METRICS_TABLE"],
-        client=boto3.client("dynamodb", config=fast),
-    )
-    events = models = catalog = None
-    if handler in ("invocation", "conversion"):
+    @cached_property
+    def events(self) -> Any:
         from abtest.adapters.firehose import FirehoseSink
 
-        dlq = environ.get("DEAD_LETTER_QUEUE_URL") or None
-        events = FirehoseSink(
-            env["DELIVERY_STREAM_NAME"],
-            client=boto3.client("firehose", config=fast),
-            dead_letter_queue_url=dlq,
-            sqs_client=boto3.client("sqs", config=fast) if dlq else None,
+        env = self.env
+        assert isinstance(env, EventsEnvironment)
+        return FirehoseSink(
+            env.delivery_stream_name,
+            client=self._client("firehose"),
+            dead_letter_queue_url=env.dead_letter_queue_url,
+            sqs_client=self._client("sqs"),
         )
-    if handler == "invocation":
+
+    @cached_property
+    def models(self) -> Any:
         from abtest.adapters.sagemaker import SageMakerModelEndpoint
 
-        models = SageMakerModelEndpoint(client=boto3.client("sagemaker-runtime"))
-    if handler == "register":
+        return SageMakerModelEndpoint(client=self._client("sagemaker-runtime", fast=False))
+
+    @cached_property
+    def catalog(self) -> Any:
         from abtest.adapters.sagemaker import SageMakerEndpointCatalog
 
-        catalog = SageMakerEndpointCatalog(client=boto3.client("sagemaker"))
-    return Service(
-        store,
-        events=events,
-        models=models,
-        catalog=catalog,
-        settings=settings(environ),
-        telemetry=EmfTelemetry(metrics),
-    )
+        return SageMakerEndpointCatalog(client=self._client("sagemaker", fast=False))
+
+    @cached_property
+    def clock(self) -> SystemClock:
+        return SystemClock()
+
+    @cached_property
+    def telemetry(self) -> Any:
+        from abtest.adapters.cloudwatch import EmfTelemetry
+
+        return EmfTelemetry(metrics.namespace)
+
+    @cached_property
+    def rng(self) -> random.Random:
+        return random.Random()
+
+    @property
+    def assignment_ttl_seconds(self) -> int:
+        env = self.env
+        assert isinstance(env, AssignmentsEnvironment)
+        return env.assignment_ttl_seconds
+
+
+def api_handler(app: APIGatewayRestResolver) -> Callable[[dict, LambdaContext], dict]:
+    """The Lambda entry point of an API route: logs, metrics, then the shared resolver."""
+
+    @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+    @metrics.log_metrics
+    def lambda_handler(event: dict, context: LambdaContext) -> dict:
+        return handle(app, event, context)
+
+    return lambda_handler

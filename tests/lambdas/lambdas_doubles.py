@@ -105,6 +105,7 @@ ENVIRONMENT = {
     "DELIVERY_STREAM_NAME": "abtest-events-test",
     "DEAD_LETTER_QUEUE_URL": f"https://sqs.{REGION}.amazonaws.com/123456789012/abtest-dlq-test",
     "ENDPOINT_PREFIX": "abtest-",
+    "REJECTED_PREFIX": "rejected/",
     "METRICS_CACHE_SECONDS": "0",
     "POWERTOOLS_METRICS_NAMESPACE": "abtest-test",
 }
@@ -133,7 +134,7 @@ def handlers():
 
 @pytest.fixture
 def aws(handlers, monkeypatch):
-    """Fresh moto state with the stack's resources, and the handlers with empty caches."""
+    """Fresh moto state with the stack's resources (METRICS_CACHE_SECONDS=0: nothing cached)."""
     with mock_aws():
         create_tables(boto3.client("dynamodb"), "abtest-assignment-test", "abtest-metrics-test")
         s3 = boto3.client("s3")
@@ -151,11 +152,8 @@ def aws(handlers, monkeypatch):
         queue = boto3.client("sqs").create_queue(QueueName="abtest-dlq-test")["QueueUrl"]
         assert queue == ENVIRONMENT["DEAD_LETTER_QUEUE_URL"]
         runtime = FakeRuntime()
-        for module in handlers.values():
-            if hasattr(module, "service"):
-                monkeypatch.setattr(module.service, "_cache", {})
         monkeypatch.setattr(
-            handlers["invocation"].service, "models", SageMakerModelEndpoint(client=runtime)
+            handlers["invocation"].invoke, "models", SageMakerModelEndpoint(client=runtime)
         )
         yield SimpleNamespace(runtime=runtime, s3=s3, queue=queue, **handlers)
 
