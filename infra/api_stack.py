@@ -13,6 +13,7 @@ from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from abtest.http.routes import ROUTES, Need
 from infra import nag
 from infra.api import ServiceApi
 from infra.functions import ServiceFunctions
@@ -46,51 +47,66 @@ class ApiStack(Stack):
             resource="endpoint-config",
             resource_name=f"{s.endpoint_prefix}*",
         )
-        request_path_env = {
-            "ASSIGNMENT_TABLE": tables.assignment.table_name,
-            "METRICS_TABLE": tables.metrics.table_name,
-            "DELIVERY_STREAM_NAME": event_log.stream.delivery_stream_name,
-            "DEAD_LETTER_QUEUE_URL": events_dlq.queue_url,
-            "ASSIGNMENT_TTL_SECONDS": str(s.assignment_ttl_seconds),
-            "METRICS_CACHE_SECONDS": str(s.metrics_cache_seconds),
-        }
         factory = ServiceFunctions(self, "Functions", s)
-        api_size = {"memory_mb": s.api_memory_mb, "timeout_seconds": s.api_timeout_seconds}
-        fns = {
-            "invocation": factory.function("invocation", environment=request_path_env, **api_size),
-            "conversion": factory.function("conversion", environment=request_path_env, **api_size),
-            "stats": factory.function(
-                "stats", environment={"METRICS_TABLE": tables.metrics.table_name}, **api_size
+        # One function per route, given what the route's entry says it needs.
+        needs: dict[Need, tuple[dict[str, str], list[tuple[list[str], list[str]]]]] = {
+            Need.ENDPOINTS: (
+                {"METRICS_TABLE": tables.metrics.table_name},
+                [(["dynamodb:GetItem"], [tables.metrics.table_arn])],
             ),
-            "metrics": factory.function(
-                "metrics",
-                environment={
-                    "METRICS_TABLE": tables.metrics.table_name,
-                    "REJECTED_PREFIX": REJECTED_PREFIX,
+            Need.ENDPOINT_CACHE: ({"METRICS_CACHE_SECONDS": str(s.metrics_cache_seconds)}, []),
+            Need.ASSIGNMENTS: (
+                {
+                    "ASSIGNMENT_TABLE": tables.assignment.table_name,
+                    "ASSIGNMENT_TTL_SECONDS": str(s.assignment_ttl_seconds),
                 },
-                memory_mb=s.metrics_memory_mb,
-                timeout_seconds=s.metrics_timeout_seconds,
+                [(["dynamodb:GetItem", "dynamodb:PutItem"], [tables.assignment.table_arn])],
             ),
-            "register": factory.function(
-                "register",
-                environment={
-                    "METRICS_TABLE": tables.metrics.table_name,
-                    "ENDPOINT_PREFIX": s.endpoint_prefix,
+            Need.EVENTS: (
+                {
+                    "DELIVERY_STREAM_NAME": event_log.stream.delivery_stream_name,
+                    "DEAD_LETTER_QUEUE_URL": events_dlq.queue_url,
                 },
-                memory_mb=s.register_memory_mb,
-                timeout_seconds=s.register_timeout_seconds,
+                [
+                    (["firehose:PutRecordBatch"], [event_log.stream.delivery_stream_arn]),
+                    (["sqs:SendMessage"], [events_dlq.queue_arn]),
+                ],
             ),
+            Need.MODELS: ({}, [(["sagemaker:InvokeEndpoint"], [endpoint_arn])]),
         }
-
-        assignment, metrics = tables.assignment.table_arn, tables.metrics.table_arn
-        for name in ("invocation", "conversion"):
-            fn = fns[name]
-            allow(fn, ["dynamodb:GetItem", "dynamodb:PutItem"], [assignment])
-            allow(fn, ["dynamodb:GetItem"], [metrics])
-            allow(fn, ["firehose:PutRecordBatch"], [event_log.stream.delivery_stream_arn])
-            allow(fn, ["sqs:SendMessage"], [events_dlq.queue_arn])
-        allow(fns["invocation"], ["sagemaker:InvokeEndpoint"], [endpoint_arn])
-        allow(fns["stats"], ["dynamodb:GetItem"], [metrics])
+        fns: dict[str, lambda_.Function] = {}
+        for route in ROUTES:
+            environment: dict[str, str] = {}
+            for need in sorted(route.needs):
+                environment.update(needs[need][0])
+            fn = fns[route.name] = factory.function(
+                route.name,
+                environment=environment,
+                memory_mb=s.api_memory_mb,
+                timeout_seconds=s.api_timeout_seconds,
+            )
+            for need in sorted(route.needs):
+                for actions, resources in needs[need][1]:
+                    allow(fn, actions, resources)
+        fns["metrics"] = factory.function(
+            "metrics",
+            environment={
+                "METRICS_TABLE": tables.metrics.table_name,
+                "REJECTED_PREFIX": REJECTED_PREFIX,
+            },
+            memory_mb=s.metrics_memory_mb,
+            timeout_seconds=s.metrics_timeout_seconds,
+        )
+        fns["register"] = factory.function(
+            "register",
+            environment={
+                "METRICS_TABLE": tables.metrics.table_name,
+                "ENDPOINT_PREFIX": s.endpoint_prefix,
+            },
+            memory_mb=s.register_memory_mb,
+            timeout_seconds=s.register_timeout_seconds,
+        )
+        metrics = tables.metrics.table_arn
         allow(
             fns["metrics"],
             [
@@ -158,7 +174,7 @@ class ApiStack(Stack):
             ],
         )
 
-        api = ServiceApi(self, "Api", s, {r: fns[r] for r in ("invocation", "conversion", "stats")})
+        api = ServiceApi(self, "Api", s, {route.name: fns[route.name] for route in ROUTES})
 
         alarms = Alarms(self, "Alarms", s.stage_name, s.alarm_email)
         alarms.queue_depth("UndeliveredEventsAlarm", events_dlq, "Events Firehose refused")
@@ -225,7 +241,8 @@ class ApiStack(Stack):
             f"Resource::<{bucket}.Arn>/*",
         )
         endpoints = "arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>"
-        for name in ("invocation", "register"):
+        models = [r.name for r in ROUTES if Need.MODELS in r.needs]
+        for name in (*models, "register"):
             nag.suppress(
                 fns[name].role,
                 "IAM5",

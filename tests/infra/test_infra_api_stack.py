@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match, Template
 from infra_synth import CDK_CONTEXT, PROD_CONTEXT, Synth, function, function_permissions, resources
 
-ROUTES = ("invocation", "conversion", "stats")
-FUNCTIONS = (*ROUTES, "metrics", "register")
+from abtest.http.routes import ROUTE_NAMES, ROUTES
+from abtest.ports import Count
+
+FUNCTIONS = (*ROUTE_NAMES, "metrics", "register")
 
 
 def logical_id(template: dict[str, Any], type_: str, name_key: str, name: str) -> str:
@@ -33,11 +36,9 @@ def test_each_route_is_a_post_on_its_own_function_with_payload_1_0(stage: Synth)
     api = stage.templates["api"]
     routes = resources(api, "AWS::ApiGatewayV2::Route")
     integrations = resources(api, "AWS::ApiGatewayV2::Integration")
-    assert sorted(r["Properties"]["RouteKey"] for r in routes.values()) == [
-        "POST /conversion",
-        "POST /invocation",
-        "POST /stats",
-    ]
+    assert sorted(r["Properties"]["RouteKey"] for r in routes.values()) == sorted(
+        f"POST {route.path}" for route in ROUTES
+    )
     for route in routes.values():
         name = route["Properties"]["RouteKey"].removeprefix("POST /")
         integration_id = route["Properties"]["Target"]["Fn::Join"][1][1]["Ref"]
@@ -95,7 +96,7 @@ def test_function_runtime_architecture_handler_and_layer(stage: Synth, name: str
 
 def test_sizes_and_timeouts_come_from_context(stage: Synth) -> None:
     api = stage.templates["api"]
-    for name in ROUTES:
+    for name in ROUTE_NAMES:
         props = function(api, name)[1]
         assert props["MemorySize"] == expected(stage, "api_memory_mb")
         assert props["Timeout"] == expected(stage, "api_timeout_seconds")
@@ -455,6 +456,20 @@ def test_dashboard_shows_variants_and_health(stage: Synth) -> None:
     for title in ("Invocations per variant", "Conversions per variant", "Reward per variant"):
         assert title in body
     assert "{abtest,endpoint_name,variant_name}" in body
+    # The request path's counts, whatever their dimensions, each on its own graph.
+    parts = dashboard["Properties"]["DashboardBody"]["Fn::Join"][1]
+    widgets = json.loads("".join(p if isinstance(p, str) else "token" for p in parts))["widgets"]
+    expressions = {
+        w["properties"].get("title"): [
+            m[0]["expression"] for m in w["properties"].get("metrics", []) if "expression" in m[0]
+        ]
+        for w in widgets
+    }
+    for count in Count:
+        [title] = [t for t, e in expressions.items() if any(f'"{count}"' in x for x in e)]
+        assert expressions[title] == [
+            f"SEARCH('Namespace=\"abtest\" MetricName=\"{count}\"', 'Sum', 300)"
+        ]
 
 
 def test_outputs_name_the_url_tables_and_bucket(stage: Synth) -> None:
@@ -475,7 +490,7 @@ def test_api_key_option_builds_a_rest_api_with_a_usage_plan(qa: Synth) -> None:
     template.resource_count_is("AWS::ApiGatewayV2::Api", 0)
     template.resource_count_is("AWS::ApiGateway::RestApi", 1)
     methods = resources(api, "AWS::ApiGateway::Method")
-    assert len(methods) == 3
+    assert len(methods) == len(ROUTES)
     for method in methods.values():
         props = method["Properties"]
         assert props["HttpMethod"] == "POST"
@@ -484,7 +499,7 @@ def test_api_key_option_builds_a_rest_api_with_a_usage_plan(qa: Synth) -> None:
     paths = {
         r["Properties"]["PathPart"] for r in resources(api, "AWS::ApiGateway::Resource").values()
     }
-    assert paths == set(ROUTES)
+    assert paths == set(ROUTE_NAMES)
     template.has_resource_properties(
         "AWS::ApiGateway::UsagePlan",
         {"Throttle": {"RateLimit": 50, "BurstLimit": CDK_CONTEXT["throttle_burst_limit"]}},
@@ -528,7 +543,7 @@ def open_api(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_auth_none_leaves_routes_open_and_still_throttles(open_api: dict[str, Any]) -> None:
     routes = resources(open_api, "AWS::ApiGatewayV2::Route")
-    assert len(routes) == 3
+    assert len(routes) == len(ROUTES)
     assert {r["Properties"].get("AuthorizationType", "NONE") for r in routes.values()} == {"NONE"}
     (stage,) = resources(open_api, "AWS::ApiGatewayV2::Stage").values()
     assert stage["Properties"]["DefaultRouteSettings"]["ThrottlingRateLimit"] == 100
