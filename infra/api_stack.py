@@ -16,7 +16,7 @@ from constructs import Construct
 from abtest.http.routes import ROUTES, Need
 from infra import nag
 from infra.api import ServiceApi
-from infra.functions import ServiceFunctions
+from infra.functions import API_HANDLER, ServiceFunctions
 from infra.monitoring import Alarms, service_dashboard
 from infra.settings import Settings
 from infra.storage import EVENTS_PREFIX, REJECTED_PREFIX, EventLog, Tables
@@ -76,12 +76,13 @@ class ApiStack(Stack):
         }
         fns: dict[str, lambda_.Function] = {}
         for route in ROUTES:
-            environment: dict[str, str] = {}
+            environment = {"ROUTE": route.name}
             for need in sorted(route.needs):
                 environment.update(needs[need][0])
             fn = fns[route.name] = factory.function(
                 route.name,
                 environment=environment,
+                handler=API_HANDLER,
                 memory_mb=s.api_memory_mb,
                 timeout_seconds=s.api_timeout_seconds,
             )

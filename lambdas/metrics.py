@@ -10,13 +10,13 @@ from abtest.usecases.aggregate import Aggregate
 from lambdas.wiring import EndpointsEnvironment, LambdaPorts, logger, metrics
 
 
-class Environment(EndpointsEnvironment):
+class MetricsEnvironment(EndpointsEnvironment):
     """What the metrics function reads (the API stack sets it)."""
 
     rejected_prefix: str  # where rejected lines go; never counted themselves
 
 
-env = Environment.load()
+env = MetricsEnvironment.load()
 ports = LambdaPorts(env)
 aggregate = Aggregate.from_ports(ports)
 s3 = boto3.client("s3")

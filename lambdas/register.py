@@ -10,14 +10,14 @@ from abtest.usecases.register import Register
 from lambdas.wiring import EndpointsEnvironment, LambdaPorts, logger, metrics
 
 
-class Environment(EndpointsEnvironment):
+class RegisterEnvironment(EndpointsEnvironment):
     """What the register function reads (the API stack sets it)."""
 
     # Required and never empty: an empty prefix would register every endpoint in the account.
     endpoint_prefix: str
 
 
-env = Environment.load()
+env = RegisterEnvironment.load()
 ports = LambdaPorts(env)
 registration = Register.from_ports(ports)
 

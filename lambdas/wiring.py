@@ -1,9 +1,10 @@
 """Lambda wiring: each handler's environment model, and the ports built from it.
 
-A handler declares its `Environment` from the groups below and builds its use case
-from `LambdaPorts`, which creates each port (and its AWS client) on first use: a
-function builds exactly the ports of what it serves. All of it runs at cold start, so
-a missing or bad variable fails the cold start naming the variable, not every request.
+A handler's `Environment` is made of the groups below (an API route's, from the
+route's needs) and its use case is built from `LambdaPorts`, which creates each port
+(and its AWS client) on first use: a function builds exactly the ports of what it
+serves. All of it runs at cold start, so a missing or bad variable fails the cold
+start naming the variable, not every request.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from abtest.clock import SystemClock
 from abtest.errors import ConfigError
 from abtest.http.resolver import handle
+from abtest.http.routes import Need, Route
 from abtest.usecases.endpoints import EndpointCache
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "abtest"))
@@ -48,9 +50,10 @@ class LambdaEnvironment(BaseModel):
             return cls.model_validate(dict(os.environ if environ is None else environ))
         except ValidationError as error:
             reasons = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg'].lower()}" for e in error.errors()
+                f"environment variable {'.'.join(map(str, e['loc']))}: {e['msg'].lower()}"
+                for e in error.errors()
             )
-            raise ConfigError(f"{cls.__module__}: environment variable {reasons}") from None
+            raise ConfigError(f"{cls.__name__}: {reasons}") from None
 
 
 class EndpointsEnvironment(LambdaEnvironment):
@@ -71,6 +74,24 @@ class AssignmentsEnvironment(LambdaEnvironment):
 class EventsEnvironment(LambdaEnvironment):
     delivery_stream_name: str
     dead_letter_queue_url: str  # where events Firehose refused are parked, never dropped
+
+
+# What each need of a route asks of the function's environment (the API stack sets it).
+NEED_ENVIRONMENTS: dict[Need, type[LambdaEnvironment] | None] = {
+    Need.ENDPOINTS: EndpointsEnvironment,
+    Need.ENDPOINT_CACHE: EndpointCacheEnvironment,
+    Need.ASSIGNMENTS: AssignmentsEnvironment,
+    Need.EVENTS: EventsEnvironment,
+    Need.MODELS: None,  # SageMaker endpoints are named per request, within the IAM prefix
+}
+
+
+def route_environment(route: Route) -> type[LambdaEnvironment]:
+    """The environment model of the route's function: the groups of the route's needs."""
+    groups = [NEED_ENVIRONMENTS[need] for need in sorted(route.needs)]
+    bases = tuple(group for group in groups if group is not None) or (LambdaEnvironment,)
+    name = f"{route.name.capitalize()}Environment"
+    return type(name, bases, {"__module__": __name__, "__doc__": f"The {route.name} function's."})
 
 
 class LambdaPorts:

@@ -1,8 +1,9 @@
-"""The HTTP routes, declared once: the resolver, the CDK API stack and the tests all read this.
+"""The HTTP routes, declared once: the resolver, the Lambda handler, the CDK API stack and the
+tests all read this.
 
-Adding a route takes one entry here, its use case (`abtest/usecases/`) and its Lambda
-handler (`lambdas/<name>.py`); the resolver, the embedded server, the API Gateway
-routes, the functions, their environment and their permissions follow from the entry.
+Adding a route takes one entry here, its bodies (`abtest/http/bodies.py`) and its use case
+(`abtest/usecases/`); the resolver, the embedded server, the API Gateway route, the
+function (`lambdas/api.py`), its environment and its permissions follow from the entry.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class Need(StrEnum):
 class Route:
     """`POST /<name>`: `request` is mapped to the use case's input, its result to `response`."""
 
-    name: str  # the path, and the Lambda handler module `lambdas/<name>.py`
+    name: str  # the path, and the function's name
     summary: str
     answer: str  # what a 200 carries, for the OpenAPI document
     request: type[BaseModel]
@@ -51,10 +52,6 @@ class Route:
     @property
     def path(self) -> str:
         return f"/{self.name}"
-
-    @property
-    def handler(self) -> str:
-        return f"lambdas.{self.name}.lambda_handler"
 
 
 ROUTES: tuple[Route, ...] = (

@@ -11,6 +11,7 @@ from infra_synth import CDK_CONTEXT, PROD_CONTEXT, Synth, function, function_per
 
 from abtest.http.routes import ROUTE_NAMES, ROUTES
 from abtest.ports import Count
+from lambdas.wiring import route_environment
 
 FUNCTIONS = (*ROUTE_NAMES, "metrics", "register")
 
@@ -86,7 +87,9 @@ def test_function_runtime_architecture_handler_and_layer(stage: Synth, name: str
     assert props["FunctionName"] == f"abtest-{name}-{stage.stage}"
     assert props["Runtime"] == "python3.13"
     assert props["Architectures"] == ["arm64"]
-    assert props["Handler"] == f"lambdas.{name}.lambda_handler"
+    # Every route's function runs the one API handler; metrics and register their own.
+    handler = "api" if name in ROUTE_NAMES else name
+    assert props["Handler"] == f"lambdas.{handler}.lambda_handler"
     (layer,) = props["Layers"]
     assert layer["Fn::Join"][1][-1] == (
         ":017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-arm64:"
@@ -147,9 +150,14 @@ def test_environment_per_function(stage: Synth) -> None:
         "METRICS_CACHE_SECONDS": "5.0",
     }
     env = {n: function(api, n)[1]["Environment"]["Variables"] for n in FUNCTIONS}
-    assert env["invocation"] == request_path
-    assert env["conversion"] == request_path
-    assert env["stats"] == {**common, "METRICS_TABLE": tables["METRICS_TABLE"]}
+    assert env["invocation"] == {**request_path, "ROUTE": "invocation"}
+    assert env["conversion"] == {**request_path, "ROUTE": "conversion"}
+    assert env["stats"] == {**common, "METRICS_TABLE": tables["METRICS_TABLE"], "ROUTE": "stats"}
+    # Each route's function is given exactly what its environment model reads.
+    for route in ROUTES:
+        model = route_environment(route)
+        read = {field.alias for field in model.model_fields.values()}
+        assert set(env[route.name]) == {*common, "ROUTE", *read}
     assert env["metrics"] == {
         **common,
         "METRICS_TABLE": tables["METRICS_TABLE"],

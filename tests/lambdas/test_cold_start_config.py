@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-
 import pytest
 from lambdas_doubles import ENVIRONMENT
+from lambdas_doubles import cold_start as fresh_import
 
 from abtest.errors import ConfigError
 
+ROUTES = ("invocation", "conversion", "stats")
+
 
 def cold_start(name: str, monkeypatch: pytest.MonkeyPatch, **changes: str | None):
-    """Import `lambdas.<name>` afresh, as Lambda does, with the test environment changed."""
+    """The function `name` (a route, metrics or register) started with the environment changed."""
     for key, value in {**ENVIRONMENT, **changes}.items():
         if value is None:
             monkeypatch.delenv(key, raising=False)
         else:
             monkeypatch.setenv(key, value)
-    monkeypatch.delitem(sys.modules, f"lambdas.{name}", raising=False)
-    try:
-        return importlib.import_module(f"lambdas.{name}")
-    finally:
-        sys.modules.pop(f"lambdas.{name}", None)
+    if name in ROUTES:
+        if "ROUTE" not in changes:
+            monkeypatch.setenv("ROUTE", name)
+        return fresh_import("lambdas.api")
+    return fresh_import(f"lambdas.{name}")
 
 
 @pytest.mark.parametrize(
@@ -40,7 +40,13 @@ def test_a_missing_variable_fails_the_cold_start_naming_it(monkeypatch, handler,
     with pytest.raises(ConfigError, match=variable) as error:
         cold_start(handler, monkeypatch, **{variable: None})
 
-    assert f"lambdas.{handler}" in str(error.value)
+    assert f"{handler.capitalize()}Environment" in str(error.value)
+
+
+@pytest.mark.parametrize("route", [None, "", "invocations"])
+def test_an_api_function_must_name_its_route(monkeypatch, route):
+    with pytest.raises(ConfigError, match="ROUTE"):
+        cold_start("invocation", monkeypatch, ROUTE=route)
 
 
 def test_an_empty_endpoint_prefix_is_refused_never_taken_as_every_endpoint(monkeypatch):
@@ -59,8 +65,8 @@ def test_numbers_are_read(monkeypatch):
         "invocation", monkeypatch, ASSIGNMENT_TTL_SECONDS="60", METRICS_CACHE_SECONDS="0.5"
     )
 
-    assert module.invoke.assignment_ttl_seconds == 60
-    assert module.invoke.endpoints.ttl_seconds == 0.5
+    assert module.use_case.assignment_ttl_seconds == 60
+    assert module.use_case.endpoints.ttl_seconds == 0.5
 
 
 def test_each_function_builds_only_the_ports_it_serves(monkeypatch):

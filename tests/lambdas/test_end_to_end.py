@@ -173,8 +173,8 @@ def test_store_unreachable_falls_back_without_target_variant(aws, monkeypatch, c
         config=Config(connect_timeout=0.2, read_timeout=0.2, retries={"max_attempts": 1}),
     )
     down = DynamoDBStore("a", "m", client=dead)
-    monkeypatch.setattr(aws.invocation.invoke, "store", down)
-    monkeypatch.setattr(aws.invocation.invoke.endpoints, "store", down)
+    monkeypatch.setattr(aws.invocation.use_case, "store", down)
+    monkeypatch.setattr(aws.invocation.use_case.endpoints, "store", down)
     capsys.readouterr()
 
     status, body = call(
