@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from aws_cdk import Acknowledgment, CfnOutput, Duration, Stack, Validations
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -28,6 +30,14 @@ def allow(fn: lambda_.Function, actions: list[str], resources: list[str]) -> Non
     fn.add_to_role_policy(iam.PolicyStatement(actions=actions, resources=resources))
 
 
+@dataclass(frozen=True, slots=True)
+class _Provision:
+    """What the stack gives a route's function for one of its needs."""
+
+    environment: dict[str, str]  # read by the handler's environment model (`lambdas/wiring.py`)
+    grants: list[tuple[list[str], list[str]]] = field(default_factory=list)  # (actions, resources)
+
+
 class ApiStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, settings: Settings, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -49,20 +59,22 @@ class ApiStack(Stack):
         )
         factory = ServiceFunctions(self, "Functions", s)
         # One function per route, given what the route's entry says it needs.
-        needs: dict[Need, tuple[dict[str, str], list[tuple[list[str], list[str]]]]] = {
-            Need.ENDPOINTS: (
+        provisions = {
+            Need.ENDPOINTS: _Provision(
                 {"METRICS_TABLE": tables.metrics.table_name},
                 [(["dynamodb:GetItem"], [tables.metrics.table_arn])],
             ),
-            Need.ENDPOINT_CACHE: ({"METRICS_CACHE_SECONDS": str(s.metrics_cache_seconds)}, []),
-            Need.ASSIGNMENTS: (
+            Need.ENDPOINT_CACHE: _Provision(
+                {"METRICS_CACHE_SECONDS": str(s.metrics_cache_seconds)}
+            ),
+            Need.ASSIGNMENTS: _Provision(
                 {
                     "ASSIGNMENT_TABLE": tables.assignment.table_name,
                     "ASSIGNMENT_TTL_SECONDS": str(s.assignment_ttl_seconds),
                 },
                 [(["dynamodb:GetItem", "dynamodb:PutItem"], [tables.assignment.table_arn])],
             ),
-            Need.EVENTS: (
+            Need.EVENTS: _Provision(
                 {
                     "DELIVERY_STREAM_NAME": event_log.stream.delivery_stream_name,
                     "DEAD_LETTER_QUEUE_URL": events_dlq.queue_url,
@@ -72,13 +84,14 @@ class ApiStack(Stack):
                     (["sqs:SendMessage"], [events_dlq.queue_arn]),
                 ],
             ),
-            Need.MODELS: ({}, [(["sagemaker:InvokeEndpoint"], [endpoint_arn])]),
+            Need.MODELS: _Provision({}, [(["sagemaker:InvokeEndpoint"], [endpoint_arn])]),
         }
         fns: dict[str, lambda_.Function] = {}
         for route in ROUTES:
+            given = [provisions[need] for need in sorted(route.needs)]
             environment = {"ROUTE": route.name}
-            for need in sorted(route.needs):
-                environment.update(needs[need][0])
+            for provision in given:
+                environment.update(provision.environment)
             fn = fns[route.name] = factory.function(
                 route.name,
                 environment=environment,
@@ -86,8 +99,8 @@ class ApiStack(Stack):
                 memory_mb=s.api_memory_mb,
                 timeout_seconds=s.api_timeout_seconds,
             )
-            for need in sorted(route.needs):
-                for actions, resources in needs[need][1]:
+            for provision in given:
+                for actions, resources in provision.grants:
                     allow(fn, actions, resources)
         fns["metrics"] = factory.function(
             "metrics",

@@ -4,19 +4,11 @@ The function's `ROUTE` variable names its entry in the route table; its environm
 model and its ports follow from that entry's needs, so a new route needs no module here.
 """
 
-import os
-
-from abtest.errors import ConfigError
 from abtest.http.resolver import build_resolver
-from abtest.http.routes import ROUTE_NAMES, route_named
-from lambdas.wiring import LambdaPorts, api_handler, route_environment
+from abtest.http.routes import route_named
+from lambdas.wiring import ApiEnvironment, LambdaPorts, api_handler, route_environment
 
-_name = os.environ.get("ROUTE", "")
-if _name not in ROUTE_NAMES:
-    raise ConfigError(
-        f"environment variable ROUTE: {_name!r} is not a route ({', '.join(ROUTE_NAMES)})"
-    )
-route = route_named(_name)
+route = route_named(ApiEnvironment.load().route)
 ports = LambdaPorts(route_environment(route).load())
 use_case = route.use_case.from_ports(ports)
 lambda_handler = api_handler(build_resolver({route.name: use_case}))

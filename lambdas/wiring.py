@@ -19,12 +19,12 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from abtest.clock import SystemClock
 from abtest.errors import ConfigError
 from abtest.http.resolver import handle
-from abtest.http.routes import Need, Route
+from abtest.http.routes import ROUTE_NAMES, Need, Route
 from abtest.usecases.endpoints import EndpointCache
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "abtest"))
@@ -74,6 +74,19 @@ class AssignmentsEnvironment(LambdaEnvironment):
 class EventsEnvironment(LambdaEnvironment):
     delivery_stream_name: str
     dead_letter_queue_url: str  # where events Firehose refused are parked, never dropped
+
+
+class ApiEnvironment(LambdaEnvironment):
+    """Which route an API function serves; the rest of its environment follows from the route."""
+
+    route: str
+
+    @field_validator("route")
+    @classmethod
+    def _a_route(cls, value: str) -> str:
+        if value not in ROUTE_NAMES:
+            raise ValueError(f"{value!r} is not a route ({', '.join(ROUTE_NAMES)})")
+        return value
 
 
 # What each need of a route asks of the function's environment (the API stack sets it).
