@@ -78,8 +78,7 @@ class ServiceFunctions(Construct):
         environment: dict[str, str],
         handler: str | None = None,
     ) -> lambda_.Function:
-        """`name` is the function's short name, and its handler module under `lambdas/`
-        unless `handler` says otherwise."""
+        """`name` is the function's short name; its handler is `lambdas.<name>` unless given."""
         s = self.settings
         log_group = logs.LogGroup(
             self,
