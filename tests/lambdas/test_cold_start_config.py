@@ -7,8 +7,7 @@ from lambdas_doubles import ENVIRONMENT
 from lambdas_doubles import cold_start as fresh_import
 
 from abtest.errors import ConfigError
-
-ROUTES = ("invocation", "conversion", "stats")
+from abtest.http.routes import ROUTE_NAMES
 
 
 def cold_start(name: str, monkeypatch: pytest.MonkeyPatch, **changes: str | None):
@@ -18,7 +17,7 @@ def cold_start(name: str, monkeypatch: pytest.MonkeyPatch, **changes: str | None
             monkeypatch.delenv(key, raising=False)
         else:
             monkeypatch.setenv(key, value)
-    if name in ROUTES:
+    if name in ROUTE_NAMES:
         if "ROUTE" not in changes:
             monkeypatch.setenv("ROUTE", name)
         return fresh_import("lambdas.api")
