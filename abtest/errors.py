@@ -32,16 +32,6 @@ class BadRequestError(AbtestError):
         return cls(f"{field}: {message}", details=[{"field": field, "message": message}])
 
 
-class UnauthorizedError(AbtestError):
-    status = 401
-    code = "unauthorized"
-
-
-class ForbiddenError(AbtestError):
-    status = 403
-    code = "forbidden"
-
-
 class NotFoundError(AbtestError):
     status = 404
     code = "not_found"

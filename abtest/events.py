@@ -13,13 +13,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from abtest.records import ConversionKey, VariantCounts
+from abtest.records import AssignmentKind, ConversionKey, VariantCounts
 
 INVOCATION = "invocation"
 CONVERSION = "conversion"
 # Invocations the bandit did not choose: logged, but not counted in the variant's
 # counters, because their users cannot convert (fallback) or were not sampled (manual).
-UNCOUNTED_ASSIGNMENTS = frozenset({"manual", "fallback"})
+UNCOUNTED_ASSIGNMENTS = frozenset({AssignmentKind.MANUAL, AssignmentKind.FALLBACK})
 
 
 def encode(event: Mapping[str, Any]) -> bytes:

@@ -1,9 +1,10 @@
-"""The interfaces the service talks to. Adapters implement them; the service knows no AWS."""
+"""The interfaces the use cases talk to. Adapters implement them; the use cases know no AWS."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 from abtest.records import (
@@ -143,7 +144,17 @@ class EndpointCatalog(Protocol):
         ...
 
 
-class Telemetry(Protocol):
-    """Operational counters (model errors, fallbacks, duplicates...): CloudWatch EMF on AWS."""
+class Count(StrEnum):
+    """What the request path counts for people: CloudWatch metrics on AWS, `/health` locally."""
 
-    def count(self, name: str, endpoint_name: str, variant_name: str | None = None) -> None: ...
+    FALLBACKS = "Fallbacks"  # invocations routed by the endpoint's weights: the store was down
+    MODEL_ERRORS = "ModelErrors"  # model variants that failed (answered 502)
+    DUPLICATE_CONVERSIONS = "DuplicateConversions"  # repeated conversions, counted once
+    # Invocations answered whose event reached neither the event log nor its queue.
+    UNLOGGED_INVOCATIONS = "UnloggedInvocations"
+
+
+class Telemetry(Protocol):
+    """Operational counters: CloudWatch EMF metrics on AWS, in-memory counts embedded."""
+
+    def count(self, name: Count, endpoint_name: str, variant_name: str | None = None) -> None: ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import NamedTuple
 
 from bandit.metrics import VariantMetrics
@@ -102,3 +103,12 @@ class AggregationResult:
     rejected: list[RejectedLine] = field(default_factory=list)
     # Conversions left uncounted because another delivered object already counted them.
     duplicate_conversions: int = 0
+
+
+class AssignmentKind(StrEnum):
+    """How an invocation's variant was chosen; the `assignment` of responses and events."""
+
+    NEW = "new"  # picked now by the endpoint's strategy
+    EXISTING = "existing"  # the user's stored variant
+    MANUAL = "manual"  # named by the request; the stored assignment is untouched
+    FALLBACK = "fallback"  # the store was unreachable: the endpoint's own weights chose

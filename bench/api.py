@@ -21,20 +21,26 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from abtest.http.bodies import ConversionRequest, InvocationRequest
+from abtest.adapters.telemetry import CountingTelemetry
+from abtest.clock import SystemClock
 from abtest.http.resolver import build_resolver, handle
 from abtest.ports import ModelResult
 from abtest.records import EndpointConfig, VariantConfig
-from abtest.service import Service
+from abtest.usecases.convert import Conversion, Convert
+from abtest.usecases.endpoints import EndpointCache
+from abtest.usecases.invoke import Invocation, Invoke
+from abtest.usecases.register import Register
 
 ENDPOINT = "bench-endpoint"
 CONFIG = EndpointConfig(
@@ -75,29 +81,40 @@ def proxy_event(body: dict) -> dict:
     }
 
 
-def run(service: Service, n: int) -> dict[str, list[float]]:
-    service.register(ENDPOINT)
+def ports(store: object, events: object) -> SimpleNamespace:
+    return SimpleNamespace(
+        store=store,
+        events=events,
+        models=ConstantModel(),
+        catalog=Catalog(),
+        clock=SystemClock(),
+        telemetry=CountingTelemetry(),
+        rng=random.Random(),
+        assignment_ttl_seconds=90 * 24 * 3600,
+        endpoints=EndpointCache(store, ttl_seconds=5.0),
+    )
+
+
+def run(ports: SimpleNamespace, n: int) -> dict[str, list[float]]:
+    Register.from_ports(ports).register(ENDPOINT)
+    invoke, convert = Invoke.from_ports(ports), Convert.from_ports(ports)
     model = ConstantModel()
-    app = build_resolver(service)
+    app = build_resolver({"invocation": invoke})
     users = [f"user-{i}" for i in range(n)]
     rows = {
         "model only": timed(n, lambda i: model.invoke(ENDPOINT, "Champion1", "x", "text/csv", "i")),
         "invoke, new": timed(
             n,
-            lambda i: service.invoke(
-                InvocationRequest(endpoint_name=ENDPOINT, user_id=users[i], data="x")
-            ),
+            lambda i: invoke(Invocation(endpoint_name=ENDPOINT, user_id=users[i], data="x")),
         ),
         "invoke, returning": timed(
             n,
-            lambda i: service.invoke(
-                InvocationRequest(endpoint_name=ENDPOINT, user_id=users[i], data="x")
-            ),
+            lambda i: invoke(Invocation(endpoint_name=ENDPOINT, user_id=users[i], data="x")),
         ),
         "conversion": timed(
             n,
-            lambda i: service.convert(
-                ConversionRequest(endpoint_name=ENDPOINT, user_id=users[i], inference_id=f"c{i}")
+            lambda i: convert(
+                Conversion(endpoint_name=ENDPOINT, user_id=users[i], inference_id=f"c{i}")
             ),
         ),
     }
@@ -123,9 +140,8 @@ def sqlite_rows(n: int) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory() as folder:
         store = SqliteStore(Path(folder) / "abtest.sqlite3")
         log = LocalEventLog(Path(folder) / "events", buffer_interval_seconds=3600)
-        service = Service(store, events=log, models=ConstantModel(), catalog=Catalog())
         try:
-            return run(service, n)
+            return run(ports(store, log), n)
         finally:
             log.close()
             store.close()
@@ -152,13 +168,9 @@ def dynamodb_rows(n: int) -> dict[str, list[float]]:
                 "BucketARN": "arn:aws:s3:::bench-events",
             },
         )
-        service = Service(
-            DynamoDBStore("bench-assignment", "bench-metrics", client=dynamodb),
-            events=FirehoseSink("bench-events", client=boto3.client("firehose")),
-            models=ConstantModel(),
-            catalog=Catalog(),
-        )
-        return run(service, n)
+        store = DynamoDBStore("bench-assignment", "bench-metrics", client=dynamodb)
+        events = FirehoseSink("bench-events", client=boto3.client("firehose"))
+        return run(ports(store, events), n)
 
 
 def main() -> None:

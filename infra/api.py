@@ -18,11 +18,10 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from abtest.http.routes import ROUTES
 from infra import nag
 from infra.functions import RETENTION
 from infra.settings import Settings
-
-ROUTES = ("invocation", "conversion", "stats")
 
 # One JSON line per request; the fields an on-call engineer filters by.
 ACCESS_LOG_FIELDS = {
@@ -40,7 +39,7 @@ ACCESS_LOG_FIELDS = {
 
 
 class ServiceApi(Construct):
-    """POST /invocation, /conversion, /stats, each on its own function."""
+    """One POST route per entry of the route table, each on its own function (`handlers`)."""
 
     def __init__(
         self,
@@ -73,11 +72,11 @@ class ServiceApi(Construct):
         )
         for route in ROUTES:
             api.add_routes(
-                path=f"/{route}",
+                path=route.path,
                 methods=[apigwv2.HttpMethod.POST],
                 integration=integrations.HttpLambdaIntegration(
-                    f"{route}-integration",
-                    handlers[route],
+                    f"{route.name}-integration",
+                    handlers[route.name],
                     payload_format_version=apigwv2.PayloadFormatVersion.VERSION_1_0,
                 ),
             )
@@ -122,9 +121,9 @@ class ServiceApi(Construct):
             default_method_options=apigw.MethodOptions(api_key_required=True),
         )
         for route in ROUTES:
-            api.root.add_resource(route).add_method(
+            api.root.add_resource(route.name).add_method(
                 "POST",
-                apigw.LambdaIntegration(handlers[route], proxy=True),
+                apigw.LambdaIntegration(handlers[route.name], proxy=True),
             )
         key = api.add_api_key("ApiKey", api_key_name=f"abtest-{settings.stage_name}")
         plan = api.add_usage_plan(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -14,9 +16,10 @@ from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from abtest.http.routes import ROUTES, Need
 from infra import nag
 from infra.api import ServiceApi
-from infra.functions import RETENTION, ServiceFunctions
+from infra.functions import API_HANDLER, RETENTION, ServiceFunctions
 from infra.monitoring import Alarms, service_dashboard
 from infra.names import stage_prefix
 from infra.settings import Settings
@@ -29,6 +32,14 @@ NOTIFICATIONS_HANDLER = "BucketNotificationsHandler050a0587b7544547bf325f094a3db
 
 def allow(fn: lambda_.Function, actions: list[str], resources: list[str]) -> None:
     fn.add_to_role_policy(iam.PolicyStatement(actions=actions, resources=resources))
+
+
+@dataclass(frozen=True, slots=True)
+class _Provision:
+    """What the stack gives a route's function for one of its needs."""
+
+    environment: dict[str, str]  # read by the handler's environment model (`lambdas/wiring.py`)
+    grants: list[tuple[list[str], list[str]]] = field(default_factory=list)  # (actions, resources)
 
 
 class ApiStack(Stack):
@@ -49,63 +60,82 @@ class ApiStack(Stack):
         endpoint_config_arn = self.format_arn(
             service="sagemaker", resource="endpoint-config", resource_name=f"{prefix}*"
         )
-        request_path_env = {
-            "ASSIGNMENT_TABLE": tables.assignment.table_name,
-            "METRICS_TABLE": tables.metrics.table_name,
-            "DELIVERY_STREAM_NAME": event_log.stream.delivery_stream_name,
-            "DEAD_LETTER_QUEUE_URL": events_dlq.queue_url,
-            "ASSIGNMENT_TTL_SECONDS": str(s.assignment_ttl_seconds),
-            "METRICS_CACHE_SECONDS": str(s.metrics_cache_seconds),
-        }
         factory = ServiceFunctions(self, "Functions", s)
-        api_size = {"memory_mb": s.api_memory_mb, "timeout_seconds": s.api_timeout_seconds}
-        fns = {
-            "invocation": factory.function(
-                "invocation",
-                # What the function's timeout leaves after the store's and event log's budgets.
-                environment={
-                    **request_path_env,
-                    "MODEL_TIMEOUT_SECONDS": str(max(1, s.api_timeout_seconds - 5)),
-                },
-                **api_size,
+        # One function per route, given what the route's entry says it needs.
+        provisions = {
+            Need.ENDPOINTS: _Provision(
+                {"METRICS_TABLE": tables.metrics.table_name},
+                [(["dynamodb:GetItem"], [tables.metrics.table_arn])],
             ),
-            "conversion": factory.function("conversion", environment=request_path_env, **api_size),
-            "stats": factory.function(
-                "stats", environment={"METRICS_TABLE": tables.metrics.table_name}, **api_size
+            Need.ENDPOINT_CACHE: _Provision(
+                {"METRICS_CACHE_SECONDS": str(s.metrics_cache_seconds)}
             ),
-            "metrics": factory.function(
-                "metrics",
-                environment={
-                    # Aggregation claims each conversion's marker, so it counts once.
+            Need.ASSIGNMENTS: _Provision(
+                {
                     "ASSIGNMENT_TABLE": tables.assignment.table_name,
-                    "METRICS_TABLE": tables.metrics.table_name,
-                    "REJECTED_PREFIX": REJECTED_PREFIX,
+                    "ASSIGNMENT_TTL_SECONDS": str(s.assignment_ttl_seconds),
                 },
-                memory_mb=s.metrics_memory_mb,
-                timeout_seconds=s.metrics_timeout_seconds,
+                # Conversion markers are updated after their event (Store.mark_conversion_logged).
+                [
+                    (
+                        ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                        [tables.assignment.table_arn],
+                    )
+                ],
             ),
-            "register": factory.function(
-                "register",
-                environment={
-                    "METRICS_TABLE": tables.metrics.table_name,
-                    "ENDPOINT_PREFIX": prefix,
+            Need.EVENTS: _Provision(
+                {
+                    "DELIVERY_STREAM_NAME": event_log.stream.delivery_stream_name,
+                    "DEAD_LETTER_QUEUE_URL": events_dlq.queue_url,
                 },
-                memory_mb=s.register_memory_mb,
-                timeout_seconds=s.register_timeout_seconds,
+                [
+                    (["firehose:PutRecordBatch"], [event_log.stream.delivery_stream_arn]),
+                    (["sqs:SendMessage"], [events_dlq.queue_arn]),
+                ],
+            ),
+            Need.MODELS: _Provision(
+                # What the function's timeout leaves after the store's and event log's budgets.
+                {"MODEL_TIMEOUT_SECONDS": str(max(1, s.api_timeout_seconds - 5))},
+                [(["sagemaker:InvokeEndpoint"], [endpoint_arn])],
             ),
         }
-
-        assignment, metrics = tables.assignment.table_arn, tables.metrics.table_arn
-        for name in ("invocation", "conversion"):
-            fn = fns[name]
-            allow(fn, ["dynamodb:GetItem", "dynamodb:PutItem"], [assignment])
-            allow(fn, ["dynamodb:GetItem"], [metrics])
-            allow(fn, ["firehose:PutRecordBatch"], [event_log.stream.delivery_stream_arn])
-            allow(fn, ["sqs:SendMessage"], [events_dlq.queue_arn])
-        # The conversion marker is an update after the event (see Store.mark_conversion_logged).
-        allow(fns["conversion"], ["dynamodb:UpdateItem"], [assignment])
-        allow(fns["invocation"], ["sagemaker:InvokeEndpoint"], [endpoint_arn])
-        allow(fns["stats"], ["dynamodb:GetItem"], [metrics])
+        fns: dict[str, lambda_.Function] = {}
+        for route in ROUTES:
+            given = [provisions[need] for need in sorted(route.needs)]
+            environment = {"ROUTE": route.name}
+            for provision in given:
+                environment.update(provision.environment)
+            fn = fns[route.name] = factory.function(
+                route.name,
+                environment=environment,
+                handler=API_HANDLER,
+                memory_mb=s.api_memory_mb,
+                timeout_seconds=s.api_timeout_seconds,
+            )
+            for provision in given:
+                for actions, resources in provision.grants:
+                    allow(fn, actions, resources)
+        fns["metrics"] = factory.function(
+            "metrics",
+            environment={
+                # Aggregation claims each conversion's marker, so it counts once.
+                "ASSIGNMENT_TABLE": tables.assignment.table_name,
+                "METRICS_TABLE": tables.metrics.table_name,
+                "REJECTED_PREFIX": REJECTED_PREFIX,
+            },
+            memory_mb=s.metrics_memory_mb,
+            timeout_seconds=s.metrics_timeout_seconds,
+        )
+        fns["register"] = factory.function(
+            "register",
+            environment={
+                "METRICS_TABLE": tables.metrics.table_name,
+                "ENDPOINT_PREFIX": prefix,
+            },
+            memory_mb=s.register_memory_mb,
+            timeout_seconds=s.register_timeout_seconds,
+        )
+        metrics = tables.metrics.table_arn
         allow(
             fns["metrics"],
             [
@@ -117,7 +147,8 @@ class ApiStack(Stack):
             ],
             [metrics],
         )
-        allow(fns["metrics"], ["dynamodb:UpdateItem"], [assignment])
+        # Claims of conversion markers, so a conversion logged twice counts once.
+        allow(fns["metrics"], ["dynamodb:UpdateItem"], [tables.assignment.table_arn])
         allow(
             fns["metrics"],
             ["s3:GetObject"],
@@ -175,7 +206,7 @@ class ApiStack(Stack):
             ],
         )
 
-        api = ServiceApi(self, "Api", s, {r: fns[r] for r in ("invocation", "conversion", "stats")})
+        api = ServiceApi(self, "Api", s, {route.name: fns[route.name] for route in ROUTES})
 
         alarms = Alarms(self, "Alarms", s.stage_name, s.alarm_email)
         alarms.queue_depth("UndeliveredEventsAlarm", events_dlq, "Events Firehose refused")
@@ -263,14 +294,15 @@ class ApiStack(Stack):
         )
         endpoints = "arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>"
         prefix = stage_prefix(s)
-        nag.suppress_each(
-            fns["invocation"].role,
-            "IAM5",
-            {
-                f"Resource::{endpoints}:endpoint/{prefix}*": "Only this stage's endpoints, "
-                "the allow-list of what the API may call: sagemaker:InvokeEndpoint."
-            },
-        )
+        for name in (r.name for r in ROUTES if Need.MODELS in r.needs):
+            nag.suppress_each(
+                fns[name].role,
+                "IAM5",
+                {
+                    f"Resource::{endpoints}:endpoint/{prefix}*": "Only this stage's endpoints, "
+                    "the allow-list of what the API may call: sagemaker:InvokeEndpoint."
+                },
+            )
         register_reads = (
             "sagemaker:DescribeEndpoint, sagemaker:DescribeEndpointConfig, sagemaker:ListTags."
         )

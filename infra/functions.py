@@ -33,6 +33,8 @@ CODE_EXCLUDE = [
 ]
 
 POWERTOOLS_ACCOUNT = "017000801446"
+# Every API route's function runs this handler; its ROUTE variable names the route.
+API_HANDLER = "lambdas.api.lambda_handler"
 
 RETENTION = {
     7: logs.RetentionDays.ONE_WEEK,
@@ -74,8 +76,9 @@ class ServiceFunctions(Construct):
         memory_mb: int,
         timeout_seconds: int,
         environment: dict[str, str],
+        handler: str | None = None,
     ) -> lambda_.Function:
-        """`name` is the module under `lambdas/` and the function's short name."""
+        """`name` is the function's short name; its handler is `lambdas.<name>` unless given."""
         s = self.settings
         log_group = logs.LogGroup(
             self,
@@ -102,7 +105,7 @@ class ServiceFunctions(Construct):
             function_name=f"abtest-{name}-{s.stage_name}",
             runtime=lambda_.Runtime(s.python_runtime, lambda_.RuntimeFamily.PYTHON),
             architecture=lambda_.Architecture.ARM_64,
-            handler=f"lambdas.{name}.lambda_handler",
+            handler=handler or f"lambdas.{name}.lambda_handler",
             code=self.code,
             layers=[self.layer],
             memory_size=memory_mb,

@@ -2,7 +2,9 @@
 
 Per-variant business metrics are the ones the metrics function publishes
 (Powertools EMF, namespace `abtest`) with dimensions `endpoint_name` and
-`variant_name`; names live here so the dashboards and the handler agree.
+`variant_name`; names live here so the dashboards and the handler agree. The
+request path's operational counts (`abtest.ports.Count`: fallbacks, model errors,
+duplicate conversions) are EMF metrics in the same namespace, charted per endpoint.
 """
 
 from __future__ import annotations
@@ -18,10 +20,18 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from abtest.ports import Count
+
 NAMESPACE = "abtest"
 VARIANT_DIMENSIONS = ("endpoint_name", "variant_name")
 INVOCATIONS, CONVERSIONS, REWARD = "Invocations", "Conversions", "Reward"
 PERIOD = Duration.minutes(5)
+COUNT_TITLES = {
+    Count.FALLBACKS: "Fallbacks (store unreachable)",
+    Count.MODEL_ERRORS: "Model errors",
+    Count.DUPLICATE_CONVERSIONS: "Duplicate conversions",
+    Count.UNLOGGED_INVOCATIONS: "Invocations only in the function log",
+}
 
 
 def variant_metric(name: str, endpoint_name: str, variant_name: str) -> cloudwatch.Metric:
@@ -30,6 +40,15 @@ def variant_metric(name: str, endpoint_name: str, variant_name: str) -> cloudwat
         metric_name=name,
         dimensions_map={"endpoint_name": endpoint_name, "variant_name": variant_name},
         statistic="Sum",
+        period=PERIOD,
+    )
+
+
+def count_search(count: Count) -> cloudwatch.MathExpression:
+    """One of the request path's counts, for every endpoint (and variant, where it has one)."""
+    return cloudwatch.MathExpression(
+        expression=f"SEARCH('Namespace=\"{NAMESPACE}\" MetricName=\"{count}\"', 'Sum', 300)",
+        label="",
         period=PERIOD,
     )
 
@@ -134,6 +153,12 @@ def service_dashboard(
             left=[q.metric_approximate_number_of_messages_visible(period=PERIOD) for q in queues],
             width=8,
         ),
+    )
+    dashboard.add_widgets(
+        *(
+            cloudwatch.GraphWidget(title=title, left=[count_search(count)], width=8)
+            for count, title in COUNT_TITLES.items()
+        )
     )
     return dashboard
 

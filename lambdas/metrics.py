@@ -1,18 +1,36 @@
 """Aggregates each event object Firehose delivers to S3 into the metrics table."""
 
-import os
-
 import boto3
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from abtest.adapters.s3 import S3EventArchive, object_keys_from_s3_event
 from abtest.records import CountsByEndpoint
-from lambdas.wiring import logger, metrics, service_for
+from abtest.usecases.aggregate import Aggregate
+from lambdas.wiring import (
+    BACKGROUND_CLIENT,
+    AssignmentsEnvironment,
+    EndpointsEnvironment,
+    LambdaPorts,
+    logger,
+    metrics,
+)
 
-service = service_for("metrics")
-s3 = boto3.client("s3")
-REJECTED_PREFIX = os.environ.get("REJECTED_PREFIX", "rejected/")
+
+class MetricsEnvironment(AssignmentsEnvironment, EndpointsEnvironment):
+    """What the metrics function reads (the API stack sets it).
+
+    The assignment table too: aggregation claims each conversion's marker, so a conversion
+    logged twice counts once.
+    """
+
+    rejected_prefix: str  # where rejected lines go; never counted themselves
+
+
+env = MetricsEnvironment.load()
+ports = LambdaPorts(env)
+aggregate = Aggregate.from_ports(ports)
+s3 = boto3.client("s3", config=BACKGROUND_CLIENT)
 
 
 @logger.inject_lambda_context
@@ -20,10 +38,10 @@ REJECTED_PREFIX = os.environ.get("REJECTED_PREFIX", "rejected/")
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     results = []
     for bucket, key in object_keys_from_s3_event(event):
-        if key.startswith(REJECTED_PREFIX):
+        if key.startswith(env.rejected_prefix):
             continue  # our own rejected-lines objects are for people, not for counting
-        archive = S3EventArchive(bucket, client=s3, rejected_prefix=REJECTED_PREFIX)
-        result = service.aggregate(archive, key)
+        archive = S3EventArchive(bucket, client=s3, rejected_prefix=env.rejected_prefix)
+        result = aggregate(archive, key)
         summary = {
             "object_key": key,
             "applied": result.applied,

@@ -3,15 +3,23 @@
 Triggered by EventBridge "SageMaker Endpoint State Change" events.
 """
 
-import os
-
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from abtest.errors import ConfigError, NotFoundError
-from lambdas.wiring import logger, metrics, service_for
+from abtest.usecases.register import Register
+from lambdas.wiring import EndpointsEnvironment, LambdaPorts, logger, metrics
 
-service = service_for("register")
-ENDPOINT_PREFIX = os.environ.get("ENDPOINT_PREFIX", "")
+
+class RegisterEnvironment(EndpointsEnvironment):
+    """What the register function reads (the API stack sets it)."""
+
+    # Required and never empty: an empty prefix would register every endpoint in the account.
+    endpoint_prefix: str
+
+
+env = RegisterEnvironment.load()
+ports = LambdaPorts(env)
+registration = Register.from_ports(ports)
 
 
 @logger.inject_lambda_context
@@ -20,11 +28,11 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     detail = event.get("detail") or {}
     name = detail.get("EndpointName", "")
     status = detail.get("EndpointStatus", "")
-    if not name or not name.startswith(ENDPOINT_PREFIX):
+    if not name or not name.startswith(env.endpoint_prefix):
         return {"endpoint_name": name, "action": "ignored", "reason": "name outside the prefix"}
     if status == "IN_SERVICE":
         try:
-            endpoint = service.register(name)
+            endpoint = registration.register(name)
         except (ConfigError, ValueError, NotFoundError) as error:
             # A bad ab-testing:* tag: say so loudly; never register with guessed defaults.
             logger.error("endpoint %s not registered: %s", name, error)
@@ -35,6 +43,6 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
             "variants": list(endpoint.variant_names),
         }
     if status == "DELETING":
-        service.deregister(name)
+        registration.deregister(name)
         return {"endpoint_name": name, "action": "deregistered"}
     return {"endpoint_name": name, "action": "ignored", "reason": f"status {status}"}

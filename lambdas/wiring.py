@@ -1,73 +1,43 @@
-"""Lambda wiring: environment -> adapters -> Service, once per container (at cold start).
+"""Lambda wiring: each handler's environment model, and the ports built from it.
 
-Configuration errors fail the cold start with a message naming the variable,
-instead of failing every request later.
+A handler's `Environment` is made of the groups below (an API route's, from the
+route's needs) and its use case is built from `LambdaPorts`, which creates each port
+(and its AWS client) on first use: a function builds exactly the ports of what it
+serves. All of it runs at cold start, so a missing or bad variable fails the cold
+start naming the variable, not every request.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
+import random
+from collections.abc import Callable, Mapping
+from functools import cached_property
+from typing import Any, Self
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from abtest.clock import SystemClock
 from abtest.errors import ConfigError
-from abtest.service import Service, ServiceSettings
+from abtest.http.resolver import handle
+from abtest.http.routes import ROUTE_NAMES, Need, Route
+from abtest.usecases.endpoints import EndpointCache
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "abtest"))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "abtest"))
-# The service logs through the standard "abtest" logger: give it the structured JSON format.
+# The use cases log through the standard "abtest" logger: give it the structured JSON format.
 copy_config_to_registered_loggers(source_logger=logger, include={"abtest"})
 
-# What each handler reads from its environment (the CDK stack sets exactly these).
-REQUIRED: dict[str, tuple[str, ...]] = {
-    "invocation": ("ASSIGNMENT_TABLE", "METRICS_TABLE", "DELIVERY_STREAM_NAME"),
-    "conversion": ("ASSIGNMENT_TABLE", "METRICS_TABLE", "DELIVERY_STREAM_NAME"),
-    "stats": ("METRICS_TABLE",),
-    "metrics": ("ASSIGNMENT_TABLE", "METRICS_TABLE"),
-    "register": ("METRICS_TABLE",),
-}
+DEFAULT_ASSIGNMENT_TTL_SECONDS = 90 * 24 * 3600
+DEFAULT_METRICS_CACHE_SECONDS = 5.0
+DEFAULT_MODEL_TIMEOUT_SECONDS = 5.0
 
 
-def require(handler: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    environ = os.environ if environ is None else environ
-    missing = [name for name in REQUIRED[handler] if not environ.get(name)]
-    if missing:
-        raise ConfigError(
-            f"the {handler} handler needs environment variable(s) {', '.join(missing)}"
-        )
-    return {name: environ[name] for name in REQUIRED[handler]}
-
-
-def _number(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"environment variable {name} must be a number, got {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"environment variable {name} must be >= 0, got {raw!r}")
-    return value
-
-
-def settings(environ: Mapping[str, str] | None = None) -> ServiceSettings:
-    environ = os.environ if environ is None else environ
-    defaults = ServiceSettings()
-    return ServiceSettings(
-        assignment_ttl_seconds=int(
-            _number(environ, "ASSIGNMENT_TTL_SECONDS", defaults.assignment_ttl_seconds)
-        ),
-        metrics_cache_seconds=_number(
-            environ, "METRICS_CACHE_SECONDS", defaults.metrics_cache_seconds
-        ),
-    )
-
-
-def _client_config(connect: float, read: float, attempts: int) -> Any:
+def client_config(connect: float, read: float, attempts: int) -> Any:
     from botocore.config import Config
 
     return Config(
@@ -77,61 +47,180 @@ def _client_config(connect: float, read: float, attempts: int) -> Any:
     )
 
 
-# Every AWS call on the request path is bounded, so that a stalled service is answered
-# (fallback, 503, or the event dead-lettered and logged) inside the function's timeout
-# rather than cut off by it. Store: at most 2 x 1.5 s, then the invocation falls back.
-STORE_CLIENT = _client_config(connect=0.5, read=1.0, attempts=2)
-# The model's answer: the stack sets MODEL_TIMEOUT_SECONDS to the function's timeout less
-# the store's and the event log's budgets (5 s).
-DEFAULT_MODEL_TIMEOUT_SECONDS = 5.0
+# Every AWS call is bounded, so that a stalled service is answered (fallback, 503, or the
+# event dead-lettered and logged) inside the function's timeout rather than cut off by it.
+# Store: at most 2 x 1.5 s, then the invocation falls back.
+STORE_CLIENT = client_config(connect=0.5, read=1.0, attempts=2)
 # Firehose and SQS: one try per call (the sink retries Firehose itself, to its deadline).
-EVENT_LOG_CLIENT = _client_config(connect=0.5, read=1.0, attempts=1)
+EVENT_LOG_CLIENT = client_config(connect=0.5, read=1.0, attempts=1)
+# Off the request path (S3 reads in aggregation, SageMaker descriptions at registration):
+# at most 3 x (2 + 5) s, inside the register (30 s) and metrics (120 s) functions.
+BACKGROUND_CLIENT = client_config(connect=2.0, read=5.0, attempts=3)
 
 
-def service_for(handler: str, environ: Mapping[str, str] | None = None) -> Service:
-    """The Service a handler needs, with only the adapters (and AWS clients) it uses."""
-    import boto3
+class LambdaEnvironment(BaseModel):
+    """A function's environment variables, one field each (field `x_y` is variable `X_Y`)."""
 
-    from abtest.adapters.cloudwatch import EmfTelemetry
-    from abtest.adapters.dynamodb import DynamoDBStore
-
-    environ = os.environ if environ is None else environ
-    env = require(handler, environ)
-    store = DynamoDBStore(
-        env.get("ASSIGNMENT_TABLE", ""),
-        env["METRICS_TABLE"],
-        client=boto3.client("dynamodb", config=STORE_CLIENT),
+    model_config = ConfigDict(
+        alias_generator=str.upper, extra="ignore", frozen=True, str_min_length=1
     )
-    events = models = catalog = None
-    if handler in ("invocation", "conversion"):
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """Read and check the environment; ConfigError naming each bad variable."""
+        try:
+            return cls.model_validate(dict(os.environ if environ is None else environ))
+        except ValidationError as error:
+            reasons = "; ".join(
+                f"environment variable {'.'.join(map(str, e['loc']))}: {e['msg'].lower()}"
+                for e in error.errors()
+            )
+            raise ConfigError(f"{cls.__name__}: {reasons}") from None
+
+
+class EndpointsEnvironment(LambdaEnvironment):
+    """Endpoint records (the metrics table), read by every function."""
+
+    metrics_table: str
+
+
+class EndpointCacheEnvironment(LambdaEnvironment):
+    metrics_cache_seconds: float = Field(default=DEFAULT_METRICS_CACHE_SECONDS, ge=0)
+
+
+class AssignmentsEnvironment(LambdaEnvironment):
+    assignment_table: str
+    assignment_ttl_seconds: int = Field(default=DEFAULT_ASSIGNMENT_TTL_SECONDS, gt=0)
+
+
+class ModelsEnvironment(LambdaEnvironment):
+    # The stack sets it to the function's timeout less the store's and event log's budgets.
+    model_timeout_seconds: float = Field(default=DEFAULT_MODEL_TIMEOUT_SECONDS, gt=0)
+
+
+class EventsEnvironment(LambdaEnvironment):
+    delivery_stream_name: str
+    dead_letter_queue_url: str  # where events Firehose refused are parked, never dropped
+
+
+class ApiEnvironment(LambdaEnvironment):
+    """Which route an API function serves; the rest of its environment follows from the route."""
+
+    route: str
+
+    @field_validator("route")
+    @classmethod
+    def _a_route(cls, value: str) -> str:
+        if value not in ROUTE_NAMES:
+            raise ValueError(f"{value!r} is not a route ({', '.join(ROUTE_NAMES)})")
+        return value
+
+
+# What each need of a route asks of the function's environment (the API stack sets it).
+NEED_ENVIRONMENTS: dict[Need, type[LambdaEnvironment] | None] = {
+    Need.ENDPOINTS: EndpointsEnvironment,
+    Need.ENDPOINT_CACHE: EndpointCacheEnvironment,
+    Need.ASSIGNMENTS: AssignmentsEnvironment,
+    Need.EVENTS: EventsEnvironment,
+    # SageMaker endpoints are named per request, within the IAM prefix; only the timeout is set.
+    Need.MODELS: ModelsEnvironment,
+}
+
+
+def route_environment(route: Route) -> type[LambdaEnvironment]:
+    """The environment model of the route's function: the groups of the route's needs."""
+    groups = [NEED_ENVIRONMENTS[need] for need in sorted(route.needs)]
+    bases = tuple(group for group in groups if group is not None) or (LambdaEnvironment,)
+    name = f"{route.name.capitalize()}Environment"
+    return type(name, bases, {"__module__": __name__, "__doc__": f"The {route.name} function's."})
+
+
+class LambdaPorts:
+    """`Ports` for `UseCase.from_ports`, built from a handler's environment on first use."""
+
+    def __init__(self, env: LambdaEnvironment) -> None:
+        self.env = env
+
+    def _client(self, service: str, config: Any) -> Any:
+        import boto3  # here, not at import: only the clients a function uses are built
+
+        return boto3.client(service, config=config)
+
+    @cached_property
+    def store(self) -> Any:
+        from abtest.adapters.dynamodb import DynamoDBStore
+
+        env = self.env
+        assert isinstance(env, EndpointsEnvironment)
+        # A function without the assignments group only reads endpoint records.
+        assignments = env.assignment_table if isinstance(env, AssignmentsEnvironment) else ""
+        return DynamoDBStore(
+            assignments, env.metrics_table, client=self._client("dynamodb", STORE_CLIENT)
+        )
+
+    @cached_property
+    def endpoints(self) -> EndpointCache:
+        env = self.env
+        # Functions without a cache setting only `forget` records they change.
+        ttl = env.metrics_cache_seconds if isinstance(env, EndpointCacheEnvironment) else 0.0
+        return EndpointCache(self.store, ttl)
+
+    @cached_property
+    def events(self) -> Any:
         from abtest.adapters.firehose import FirehoseSink
 
-        dlq = environ.get("DEAD_LETTER_QUEUE_URL") or None
-        events = FirehoseSink(
-            env["DELIVERY_STREAM_NAME"],
-            client=boto3.client("firehose", config=EVENT_LOG_CLIENT),
-            dead_letter_queue_url=dlq,
-            sqs_client=boto3.client("sqs", config=EVENT_LOG_CLIENT) if dlq else None,
+        env = self.env
+        assert isinstance(env, EventsEnvironment)
+        return FirehoseSink(
+            env.delivery_stream_name,
+            client=self._client("firehose", EVENT_LOG_CLIENT),
+            dead_letter_queue_url=env.dead_letter_queue_url,
+            sqs_client=self._client("sqs", EVENT_LOG_CLIENT),
         )
-    if handler == "invocation":
+
+    @cached_property
+    def models(self) -> Any:
         from abtest.adapters.sagemaker import SageMakerModelEndpoint
 
+        env = self.env
+        assert isinstance(env, ModelsEnvironment)
         # One try, bounded: a hung model is the documented 502, not a Lambda timeout.
-        model_timeout = _number(environ, "MODEL_TIMEOUT_SECONDS", DEFAULT_MODEL_TIMEOUT_SECONDS)
-        models = SageMakerModelEndpoint(
-            client=boto3.client(
-                "sagemaker-runtime", config=_client_config(1.0, model_timeout, attempts=1)
-            )
-        )
-    if handler == "register":
+        config = client_config(connect=1.0, read=env.model_timeout_seconds, attempts=1)
+        return SageMakerModelEndpoint(client=self._client("sagemaker-runtime", config))
+
+    @cached_property
+    def catalog(self) -> Any:
         from abtest.adapters.sagemaker import SageMakerEndpointCatalog
 
-        catalog = SageMakerEndpointCatalog(client=boto3.client("sagemaker"))
-    return Service(
-        store,
-        events=events,
-        models=models,
-        catalog=catalog,
-        settings=settings(environ),
-        telemetry=EmfTelemetry(metrics),
-    )
+        return SageMakerEndpointCatalog(client=self._client("sagemaker", BACKGROUND_CLIENT))
+
+    @cached_property
+    def clock(self) -> SystemClock:
+        return SystemClock()
+
+    @cached_property
+    def telemetry(self) -> Any:
+        from abtest.adapters.cloudwatch import EmfTelemetry
+
+        return EmfTelemetry(metrics.namespace)
+
+    @cached_property
+    def rng(self) -> random.Random:
+        return random.Random()
+
+    @property
+    def assignment_ttl_seconds(self) -> int:
+        env = self.env
+        assert isinstance(env, AssignmentsEnvironment)
+        return env.assignment_ttl_seconds
+
+
+def api_handler(app: APIGatewayRestResolver) -> Callable[[dict, LambdaContext], dict]:
+    """The Lambda entry point of an API route: logs, metrics, then the shared resolver."""
+
+    @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+    @metrics.log_metrics
+    def lambda_handler(event: dict, context: LambdaContext) -> dict:
+        return handle(app, event, context)
+
+    return lambda_handler

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from abtest.ports import Count
 
 
 class EmfTelemetry:
-    def __init__(self, metrics: Metrics) -> None:
-        self.namespace = metrics.namespace
+    """One EMF document per count, charted on the API stack's dashboard (`infra/monitoring.py`)."""
 
-    def count(self, name: str, endpoint_name: str, variant_name: str | None = None) -> None:
-        # One EMF document per count, so each carries its own endpoint/variant dimensions.
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    def count(self, name: Count, endpoint_name: str, variant_name: str | None = None) -> None:
+        # Its own document, so each count carries its own endpoint/variant dimensions.
         with single_metric(
-            name=name, unit=MetricUnit.Count, value=1, namespace=self.namespace
+            name=str(name), unit=MetricUnit.Count, value=1, namespace=self.namespace
         ) as metric:
             metric.add_dimension(name="endpoint_name", value=endpoint_name)
             if variant_name:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -82,22 +81,11 @@ _NOT_EXPIRED = "attribute_not_exists(user_id) OR #ttl <= :now"
 class DynamoDBStore:
     """Store adapter over the assignment and metrics tables."""
 
-    def __init__(self, assignment_table: str, metrics_table: str, *, client: Any = None) -> None:
-        """`client` is a boto3 DynamoDB client; one is created on first use if None."""
+    def __init__(self, assignment_table: str, metrics_table: str, *, client: Any) -> None:
+        """`client` is a boto3 DynamoDB client (the wiring chooses its timeouts)."""
         self.assignment_table = assignment_table
         self.metrics_table = metrics_table
-        self._client = client
-        self._client_lock = threading.Lock()
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            with self._client_lock:
-                if self._client is None:
-                    import boto3
-
-                    self._client = boto3.client("dynamodb")
-        return self._client
+        self.client = client
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         with _translated():

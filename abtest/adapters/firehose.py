@@ -69,7 +69,7 @@ class FirehoseSink:
         self,
         delivery_stream_name: str,
         *,
-        client: Any = None,
+        client: Any,
         dead_letter_queue_url: str | None = None,
         sqs_client: Any = None,
         max_attempts: int = 3,
@@ -77,36 +77,22 @@ class FirehoseSink:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Clients default to `boto3.client(...)`, created on first use (not at import).
+        """boto3 `firehose` and, with a dead-letter queue, `sqs` clients.
 
         No Firehose attempt starts later than `deadline_seconds` after `put` began.
         """
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if dead_letter_queue_url and sqs_client is None:
+            raise ValueError("a dead-letter queue needs an sqs_client")
         self.delivery_stream_name = delivery_stream_name
         self.dead_letter_queue_url = dead_letter_queue_url
         self.max_attempts = max_attempts
         self.deadline_seconds = deadline_seconds
         self._monotonic = monotonic
-        self._client = client
-        self._sqs_client = sqs_client
+        self.client = client
+        self.sqs_client = sqs_client
         self._sleep = sleep
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3  # here, not at import: boto3 costs ~0.3 s of cold start
-
-            self._client = boto3.client("firehose")
-        return self._client
-
-    @property
-    def sqs_client(self) -> Any:
-        if self._sqs_client is None:
-            import boto3
-
-            self._sqs_client = boto3.client("sqs")
-        return self._sqs_client
 
     def put(self, events: list[Mapping[str, Any]]) -> None:
         records = [encode(event) for event in events]  # JSON lines in S3

@@ -19,23 +19,17 @@ CHUNK_BYTES = 1 << 20  # read and decompress 1 MiB at a time: memory stays flat,
 
 
 class S3EventArchive:
-    def __init__(self, bucket: str, *, client: Any = None, rejected_prefix: str = "rejected/"):
-        """The client defaults to `boto3.client("s3")`, created on first use (not at import).
+    """EventArchive over the bucket Firehose delivers to."""
+
+    def __init__(self, bucket: str, *, client: Any, rejected_prefix: str = "rejected/"):
+        """`client` is a boto3 S3 client.
 
         Rejected lines go under `rejected_prefix`: keep that prefix out of the bucket
         notification that triggers aggregation, or rejected files would be aggregated too.
         """
         self.bucket = bucket
         self.rejected_prefix = rejected_prefix
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3  # here, not at import: boto3 costs ~0.3 s of cold start
-
-            self._client = boto3.client("s3")
-        return self._client
+        self.client = client
 
     def read_blocks(self, object_key: str) -> Iterator[bytes]:
         """The object as blocks of whole lines; gzip is told by its magic bytes.

@@ -19,12 +19,6 @@ _ENDPOINT_NOT_FOUND = re.compile(r"Endpoint \S+ of account \S+ not found", re.IG
 DEFAULT_VARIANT_WEIGHT = 1.0
 
 
-def _client(service: str) -> Any:
-    import boto3  # here, not at import: boto3 costs ~0.3 s of cold start
-
-    return boto3.client(service)
-
-
 def _error(exc: ClientError) -> tuple[str, str]:
     error = exc.response.get("Error", {})
     return str(error.get("Code", "")), str(error.get("Message", ""))
@@ -38,15 +32,9 @@ def _is_json(content_type: str) -> bool:
 class SageMakerModelEndpoint:
     """ModelEndpoint on the SageMaker runtime: `invoke_endpoint` with TargetVariant."""
 
-    def __init__(self, *, client: Any = None) -> None:
-        """The client defaults to `boto3.client("sagemaker-runtime")`, created on first use."""
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = _client("sagemaker-runtime")
-        return self._client
+    def __init__(self, *, client: Any) -> None:
+        """`client` is a boto3 `sagemaker-runtime` client."""
+        self.client = client
 
     def invoke(
         self,
@@ -112,15 +100,9 @@ def _model_error(
 class SageMakerEndpointCatalog:
     """EndpointCatalog on SageMaker: DescribeEndpoint weights and the `ab-testing:*` tags."""
 
-    def __init__(self, *, client: Any = None) -> None:
-        """The client defaults to `boto3.client("sagemaker")`, created on first use."""
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = _client("sagemaker")
-        return self._client
+    def __init__(self, *, client: Any) -> None:
+        """`client` is a boto3 `sagemaker` client."""
+        self.client = client
 
     def describe(self, endpoint_name: str) -> EndpointConfig:
         try:

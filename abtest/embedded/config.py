@@ -20,7 +20,7 @@ from abtest.adapters.endpoint_tags import (
     parse_strategy,
     parse_warmup,
 )
-from abtest.errors import ConfigError, NotFoundError
+from abtest.errors import ConfigError
 from abtest.http.bodies import NAME_PATTERN
 from abtest.records import EndpointConfig, VariantConfig
 
@@ -73,21 +73,6 @@ class AbtestConfig:
             warmup=self.warmup,
             variants=tuple(VariantConfig(v.name, v.initial_weight) for v in self.variants),
         )
-
-
-class ConfigCatalog:
-    """EndpointCatalog over the config file: it knows exactly one endpoint."""
-
-    def __init__(self, config: AbtestConfig) -> None:
-        self.config = config
-
-    def describe(self, endpoint_name: str) -> EndpointConfig:
-        if endpoint_name != self.config.endpoint_name:
-            raise NotFoundError(
-                f"endpoint_name: {endpoint_name!r} is not in {self.config.path}",
-                details=[{"field": "endpoint_name", "message": "not in the config"}],
-            )
-        return self.config.endpoint_config()
 
 
 def is_url(model: str) -> bool:

@@ -109,7 +109,7 @@ class AbtestApp:
     def _resolve(self, event: dict[str, Any]) -> dict[str, Any]:
         resolver = getattr(self._local, "resolver", None)
         if resolver is None:
-            resolver = self._local.resolver = api.build_resolver(self.runtime.service)
+            resolver = self._local.resolver = api.build_resolver(self.runtime.use_cases)
         context = SimpleNamespace(
             function_name="abtest-embedded",
             aws_request_id=event["requestContext"]["requestId"],
@@ -120,7 +120,7 @@ class AbtestApp:
     async def _static(self, path: str, send: Any) -> None:
         if path == "/openapi.json":
             if self._openapi is None:
-                self._openapi = api.openapi_json(self.runtime.service).encode()
+                self._openapi = api.openapi_json().encode()
             await _send(send, 200, {"content-type": "application/json"}, self._openapi)
         elif path == "/docs":
             await _send(
@@ -130,9 +130,11 @@ class AbtestApp:
             body = {
                 "status": "ok",
                 "endpoint_name": self.runtime.endpoint_name,
-                "routes": [f"POST /{route}" for route in api.ROUTES],
+                "routes": [f"POST /{name}" for name in self.runtime.use_cases],
                 "openapi": "/openapi.json",
                 "docs": "/docs",
+                # Fallbacks, model errors and duplicate conversions since the server started.
+                "counts": self.runtime.telemetry.totals(),
             }
             await _send(send, 200, {"content-type": "application/json"}, _json(body))
 

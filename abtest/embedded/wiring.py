@@ -1,4 +1,4 @@
-"""The embedded runtime: one config file and one data dir wired into a Service.
+"""The embedded runtime: one config file and one data dir wired into every use case.
 
   <data-dir>/abtest.sqlite3   assignments and metrics (SqliteStore)
   <data-dir>/events/          the local event log (LocalEventLog): buffer, sealed files
@@ -11,24 +11,36 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from abtest.adapters.config_catalog import ConfigCatalog
 from abtest.adapters.eventlog import LocalEventLog
 from abtest.adapters.local_models import LocalModels, load_callable
 from abtest.adapters.sqlite import SqliteStore
+from abtest.adapters.telemetry import CountingTelemetry
 from abtest.clock import SystemClock
-from abtest.embedded.config import AbtestConfig, ConfigCatalog, load_config
+from abtest.embedded.config import AbtestConfig, load_config
 from abtest.errors import ConfigError
+from abtest.http.routes import ROUTES
 from abtest.ports import Clock
-from abtest.service import Service, ServiceSettings
+from abtest.usecases.aggregate import Aggregate
+from abtest.usecases.endpoints import EndpointCache
+from abtest.usecases.register import Register
 
 logger = logging.getLogger("abtest")
 
 STORE_NAME = "abtest.sqlite3"
 EVENTS_DIR = "events"
+# How long a request reuses an endpoint's metrics record: aggregation here runs in this
+# process and forgets what it changes, so this only bounds what another process changed.
+METRICS_CACHE_SECONDS = 5.0
 
 
 class Runtime:
+    """Every port, built up front (it is `Ports` for `UseCase.from_ports`), and every use case."""
+
     def __init__(
         self,
         config: AbtestConfig | str | Path,
@@ -44,7 +56,10 @@ class Runtime:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise ConfigError(f"{self.data_dir}: cannot create data dir: {error}") from None
-        clock = clock or SystemClock()
+        self.clock = clock or SystemClock()
+        self.rng = rng or random.Random()
+        self.assignment_ttl_seconds = self.config.assignment_ttl_seconds
+        self.telemetry = CountingTelemetry()
         self.models = LocalModels(
             _models(self.config),
             weights={v.name: v.initial_weight for v in self.config.variants},
@@ -57,17 +72,15 @@ class Runtime:
             buffer_interval_seconds=self.config.event_log.buffer_interval_seconds,
             buffer_size_bytes=self.config.event_log.buffer_size_bytes,
             on_seal=self._aggregate,
-            clock=clock,
+            clock=self.clock,
         )
-        self.service = Service(
-            self.store,
-            self.events,
-            self.models,
-            ConfigCatalog(self.config),
-            clock,
-            settings=ServiceSettings(assignment_ttl_seconds=self.config.assignment_ttl_seconds),
-            rng=rng,
-        )
+        self.catalog = ConfigCatalog(self.config.endpoint_config(), source=str(self.config.path))
+        self.endpoints = EndpointCache(self.store, METRICS_CACHE_SECONDS)
+        self.use_cases: dict[str, Callable[[Any], Any]] = {
+            route.name: route.use_case.from_ports(self) for route in ROUTES
+        }
+        self.registration = Register.from_ports(self)
+        self.aggregate = Aggregate.from_ports(self)
         self._started = False
         self._closed = False
 
@@ -84,8 +97,8 @@ class Runtime:
         """
         self.events.own_folder()
         try:
-            self.service.register(self.config.endpoint_name)
-            self.store.purge_expired(self.service.clock.now())
+            self.registration.register(self.config.endpoint_name)
+            self.store.purge_expired(self.clock.now())
             self.events.start()
         except BaseException:
             self.events.close()  # let the folder go: nothing was buffered yet
@@ -110,7 +123,7 @@ class Runtime:
         self.close()
 
     def _aggregate(self, object_key: str) -> None:
-        result = self.service.aggregate(self.events, object_key)
+        result = self.aggregate(self.events, object_key)
         logger.debug(
             "aggregated %s: %d events, applied=%s", object_key, result.events, result.applied
         )

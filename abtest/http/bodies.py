@@ -1,21 +1,26 @@
-"""Request and response bodies of the HTTP API (v1), as pydantic models.
+"""Request and response bodies of the HTTP API (v1), as pydantic models, and their mapping.
 
-Unknown extra fields are ignored, not rejected: the article's clients post a
-whole invocation response back as a conversion.
+Each request body maps to its use case's core request (`to_core`), each response body
+is made from its use case's result (`of`): the core never sees a body. Unknown extra
+fields are ignored, not rejected: the article's clients post a whole invocation
+response back as a conversion.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+
+from abtest.records import AssignmentKind
+from abtest.usecases.convert import Conversion, ConversionResult
+from abtest.usecases.invoke import Invocation, InvocationResult
+from abtest.usecases.stats import StatsResult
 
 # SageMaker endpoint and variant names: up to 63 characters of [a-zA-Z0-9-].
 NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$"
 MAX_ID_LENGTH = 256
-
-AssignmentKind = Literal["existing", "new", "manual", "fallback"]
 
 
 class _Request(BaseModel):
@@ -32,8 +37,15 @@ class InvocationRequest(_Request):
     inference_id: StrictStr | None = Field(default=None, min_length=1, max_length=64)
     endpoint_variant: StrictStr | None = Field(default=None, min_length=1, max_length=63)
 
-    def payload(self) -> str:
-        return self.data if isinstance(self.data, str) else json.dumps(self.data)
+    def to_core(self) -> Invocation:
+        return Invocation(
+            endpoint_name=self.endpoint_name,
+            data=self.data if isinstance(self.data, str) else json.dumps(self.data),
+            content_type=self.content_type,
+            user_id=self.user_id,
+            inference_id=self.inference_id,
+            endpoint_variant=self.endpoint_variant,
+        )
 
 
 class ConversionRequest(_Request):
@@ -50,9 +62,20 @@ class ConversionRequest(_Request):
             raise ValueError("must be a number in [0, 1]")
         return value
 
+    def to_core(self) -> Conversion:
+        return Conversion(
+            endpoint_name=self.endpoint_name,
+            user_id=self.user_id,
+            inference_id=self.inference_id,
+            reward=float(self.reward),
+        )
+
 
 class StatsRequest(_Request):
     endpoint_name: StrictStr = Field(min_length=1, max_length=63, pattern=NAME_PATTERN)
+
+    def to_core(self) -> str:
+        return self.endpoint_name
 
 
 class InvocationResponse(BaseModel):
@@ -66,6 +89,20 @@ class InvocationResponse(BaseModel):
     propensity: float | None
     predictions: Any
 
+    @classmethod
+    def of(cls, result: InvocationResult) -> InvocationResponse:
+        return cls(
+            endpoint_name=result.endpoint_name,
+            user_id=result.user_id,
+            inference_id=result.inference_id,
+            strategy=result.strategy,
+            target_variant=result.target_variant,
+            endpoint_variant=result.endpoint_variant,
+            assignment=result.assignment,
+            propensity=result.propensity,
+            predictions=result.predictions,
+        )
+
 
 class ConversionResponse(BaseModel):
     endpoint_name: str
@@ -75,6 +112,18 @@ class ConversionResponse(BaseModel):
     strategy: str
     reward: float
     duplicate: bool
+
+    @classmethod
+    def of(cls, result: ConversionResult) -> ConversionResponse:
+        return cls(
+            endpoint_name=result.endpoint_name,
+            user_id=result.user_id,
+            inference_id=result.inference_id,
+            endpoint_variant=result.endpoint_variant,
+            strategy=result.strategy,
+            reward=result.reward,
+            duplicate=result.duplicate,
+        )
 
 
 class VariantMetricsBody(BaseModel):
@@ -95,6 +144,30 @@ class StatsResponse(BaseModel):
     variant_metrics: list[VariantMetricsBody]
     allocation: dict[str, float]
     decision: dict[str, Any]
+
+    @classmethod
+    def of(cls, result: StatsResult) -> StatsResponse:
+        endpoint = result.endpoint
+        return cls(
+            endpoint_name=endpoint.endpoint_name,
+            strategy=endpoint.strategy,
+            epsilon=endpoint.epsilon,
+            warmup=endpoint.warmup,
+            status=endpoint.status,
+            variant_metrics=[
+                VariantMetricsBody(
+                    endpoint_name=endpoint.endpoint_name,
+                    variant_name=m.variant_name,
+                    initial_variant_weight=m.initial_variant_weight,
+                    invocation_count=m.invocation_count,
+                    conversion_count=m.conversion_count,
+                    reward_sum=m.reward_sum,
+                )
+                for m in endpoint.variant_metrics
+            ],
+            allocation=result.allocation,
+            decision=result.decision,
+        )
 
 
 class ErrorResponse(BaseModel):

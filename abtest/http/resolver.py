@@ -1,4 +1,4 @@
-"""The three HTTP routes over the service, shared by the Lambda handlers and the embedded server.
+"""The HTTP routes over the use cases, shared by the Lambda handlers and the embedded server.
 
 Both entry points feed this resolver API Gateway proxy events (payload format
 1.0): Lambda gets them from API Gateway, the embedded server builds them from
@@ -13,7 +13,7 @@ import binascii
 import json
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -26,21 +26,13 @@ from abtest.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
-from abtest.http.bodies import (
-    ConversionRequest,
-    ConversionResponse,
-    ErrorResponse,
-    InvocationRequest,
-    InvocationResponse,
-    StatsRequest,
-    StatsResponse,
-)
+from abtest.http.bodies import ErrorResponse
+from abtest.http.routes import ROUTES, Route, route_named
 
 logger = logging.getLogger("abtest")
 
 # API Gateway -> Lambda synchronous payloads are limited to 6 MB.
 MAX_BODY_BYTES = 6 * 1024 * 1024
-ROUTES = ("invocation", "conversion", "stats")
 TITLE = "abtest"
 VERSION = "1.0.0"
 
@@ -95,43 +87,12 @@ class _Resolver(APIGatewayRestResolver):
         return proxy
 
 
-def build_resolver(service: Any, routes: Iterable[str] = ROUTES) -> APIGatewayRestResolver:
-    """A resolver serving `routes` of `service` (a Lambda serves one; the local server all)."""
+def build_resolver(use_cases: Mapping[str, Callable[[Any], Any]]) -> APIGatewayRestResolver:
+    """A resolver serving the route of each use case, by route name (a Lambda serves one)."""
     app = _Resolver(enable_validation=True)
-    served = set(routes)
-    unknown = served - set(ROUTES)
-    if unknown:
-        raise ValueError(f"unknown routes {sorted(unknown)}; choose from {ROUTES}")
-
-    if "invocation" in served:
-
-        @app.post(
-            "/invocation",
-            summary="Invoke the user's model variant",
-            responses=_responses(InvocationResponse, "The variant's predictions and assignment"),
-        )
-        def invocation(request: InvocationRequest) -> InvocationResponse:
-            return service.invoke(request)
-
-    if "conversion" in served:
-
-        @app.post(
-            "/conversion",
-            summary="Reward the user's variant",
-            responses=_responses(ConversionResponse, "The credited variant; duplicate on repeat"),
-        )
-        def conversion(request: ConversionRequest) -> ConversionResponse:
-            return service.convert(request)
-
-    if "stats" in served:
-
-        @app.post(
-            "/stats",
-            summary="Counters, allocation and decision",
-            responses=_responses(StatsResponse, "Per-variant counters, allocation, decision"),
-        )
-        def stats(request: StatsRequest) -> StatsResponse:
-            return service.stats(request)
+    served = {name: route_named(name) for name in use_cases}
+    for name, route in served.items():
+        _add_route(app, route, use_cases[name])
 
     @app.exception_handler(RequestValidationError)
     def _invalid(error: RequestValidationError) -> Response:
@@ -156,11 +117,28 @@ def build_resolver(service: Any, routes: Iterable[str] = ROUTES) -> APIGatewayRe
     return app
 
 
-def openapi_json(service: Any = None) -> str:
+def _add_route(app: APIGatewayRestResolver, route: Route, use_case: Callable[[Any], Any]) -> None:
+    def serve(request: Any) -> Any:
+        return route.response.of(use_case(request.to_core()))
+
+    # Powertools validates the body and documents the route from these annotations.
+    serve.__name__ = route.name
+    serve.__annotations__ = {"request": route.request, "return": route.response}
+    app.post(
+        route.path,
+        summary=route.summary,
+        responses=_responses(route.response, route.answer),
+    )(serve)
+
+
+def _not_served(_: Any) -> Any:
+    raise AssertionError("the OpenAPI document's resolver serves no request")
+
+
+def openapi_json() -> str:
     """The OpenAPI document of all routes (served locally, and written for docs)."""
-    schema = json.loads(
-        build_resolver(service).get_openapi_json_schema(title=TITLE, version=VERSION)
-    )
+    resolver = build_resolver({route.name: _not_served for route in ROUTES})
+    schema = json.loads(resolver.get_openapi_json_schema(title=TITLE, version=VERSION))
     # Validation errors are answered 400 with the field named, never the framework's 422.
     for operations in schema["paths"].values():
         for operation in operations.values():

@@ -614,15 +614,6 @@ def test_dynamodb_transaction_cancelled_for_another_reason_propagates(dynamodb_s
         store.apply_counts("obj-1", {ENDPOINT: counts(A=(2, 1, 1))}, NOW)
 
 
-def test_dynamodb_store_creates_its_client_on_first_use(dynamodb_store):
-    store = dynamodb_store
-    DynamoDBStore(store.assignment_table, store.metrics_table).create_assignment(
-        assignment("A"), NOW
-    )
-
-    assert store.get_assignment(ENDPOINT, "u1", NOW).variant_name == "A"
-
-
 # -- SQLite specifics --------------------------------------------------------
 
 

@@ -8,8 +8,8 @@ import pytest
 from embedded_helpers import write_config
 
 from abtest.demo import DEMO_CONFIG
-from abtest.embedded.config import ConfigCatalog, load_config
-from abtest.errors import ConfigError, NotFoundError
+from abtest.embedded.config import load_config
+from abtest.errors import ConfigError
 from abtest.records import VariantConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,7 +55,7 @@ def test_a_good_file_loads_with_its_values(tmp_path: Path) -> None:
         ("Champion1", 3.0, False),
         ("Challenger1", 1.0, True),
     ]
-    described = ConfigCatalog(config).describe("reviews-helpfulness")
+    described = config.endpoint_config()
     assert described.variants == (
         VariantConfig("Champion1", 3.0),
         VariantConfig("Challenger1", 1.0),
@@ -82,12 +82,6 @@ def test_the_shipped_example_and_the_demo_config_load(tmp_path: Path) -> None:
     # the demo is the example with a shorter seal interval
     assert example.endpoint_config() == demo.endpoint_config()
     assert demo.event_log.buffer_interval_seconds < example.event_log.buffer_interval_seconds
-
-
-def test_the_catalog_knows_only_its_endpoint(tmp_path: Path) -> None:
-    config = load_config(write_config(tmp_path))
-    with pytest.raises(NotFoundError, match="other-endpoint"):
-        ConfigCatalog(config).describe("other-endpoint")
 
 
 @pytest.mark.parametrize(

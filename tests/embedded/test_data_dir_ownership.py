@@ -10,7 +10,7 @@ from embedded_helpers import ENDPOINT, write_config
 
 from abtest.embedded.wiring import Runtime
 from abtest.errors import ConfigError
-from abtest.http.bodies import InvocationRequest
+from abtest.usecases.invoke import Invocation
 
 
 def counters(runtime: Runtime) -> dict[str, int]:
@@ -29,14 +29,14 @@ def test_a_refused_second_server_leaves_the_running_ones_variants_and_counters(t
     running.start()
     try:
         for user in range(30):
-            running.service.invoke(
-                InvocationRequest(
+            running.use_cases["invocation"](
+                Invocation(
                     endpoint_name=ENDPOINT, user_id=f"u{user}", data='{"instances": ["great"]}'
                 )
             )
         running.events.flush()
         before = counters(running)
-        assignment = running.store.get_assignment(ENDPOINT, "u0", running.service.clock.now())
+        assignment = running.store.get_assignment(ENDPOINT, "u0", running.clock.now())
 
         one = {"Champion1": "abtest.demo.reviews:champion"}
         second = Runtime(write_config(tmp_path, variants=one, name="one.toml"), data)
@@ -46,7 +46,7 @@ def test_a_refused_second_server_leaves_the_running_ones_variants_and_counters(t
 
         assert sum(before.values()) == 30
         assert counters(running) == before
-        now = running.service.clock.now()
+        now = running.clock.now()
         assert running.store.get_assignment(ENDPOINT, "u0", now) == assignment
     finally:
         running.close()

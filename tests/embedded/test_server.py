@@ -10,6 +10,7 @@ import pytest
 from embedded_helpers import ENDPOINT, counts_by_variant, logged_events, stats_counts
 
 from abtest.embedded.server import proxy_event
+from abtest.errors import StoreUnavailableError
 
 PAYLOAD = {"instances": ["battery lasted months, setup manual detailed"], "configuration": {"k": 1}}
 
@@ -205,3 +206,43 @@ def test_an_http_model_variant_is_served_and_its_failure_is_a_502(
     down = http.post(f"{server.url}/invocation", json=invocation("c", endpoint_variant="Down"))
     assert down.status_code == 502
     assert "'Down'" in down.json()["message"]
+
+
+def test_health_shows_fallbacks_model_errors_and_duplicates(
+    start_server, http: httpx.Client, monkeypatch
+) -> None:
+    # GIVEN a served endpoint with one broken variant
+    server = start_server(
+        variants={"Good": "embedded_helpers:constant", "Broken": "embedded_helpers:broken"}
+    )
+    assert http.get(f"{server.url}/health").json()["counts"] == {
+        "Fallbacks": 0,
+        "ModelErrors": 0,
+        "DuplicateConversions": 0,
+        "UnloggedInvocations": 0,
+    }
+    answers: list[httpx.Response] = []
+
+    def invoke(user: str, **extra: str) -> httpx.Response:
+        answers.append(http.post(f"{server.url}/invocation", json=invocation(user, **extra)))
+        return answers[-1]
+
+    # WHEN the broken variant fails, a conversion is repeated, and the store goes down
+    assert invoke("a", endpoint_variant="Broken").status_code == 502
+    served = next(r for n in range(20) if (r := invoke(f"c{n}")).status_code == 200).json()
+    for _ in range(2):
+        assert http.post(f"{server.url}/conversion", json=served).status_code == 200
+
+    def down(*args: object) -> None:
+        raise StoreUnavailableError("sqlite: database is locked")
+
+    monkeypatch.setattr(server.runtime.store, "get_assignment", down)
+    fallbacks = [invoke(f"d{n}") for n in range(4)]  # the endpoint's weights route them
+    # THEN /health counts each, for a person to see
+    assert all(r.json()["assignment"] == "fallback" for r in fallbacks if r.status_code == 200)
+    assert http.get(f"{server.url}/health").json()["counts"] == {
+        "Fallbacks": 4,
+        "ModelErrors": sum(r.status_code == 502 for r in answers),
+        "DuplicateConversions": 1,
+        "UnloggedInvocations": 0,
+    }

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match, Template
 from infra_synth import CDK_CONTEXT, PROD_CONTEXT, Synth, function, function_permissions, resources
 
-ROUTES = ("invocation", "conversion", "stats")
-FUNCTIONS = (*ROUTES, "metrics", "register")
+from abtest.http.routes import ROUTE_NAMES, ROUTES
+from abtest.ports import Count
+from lambdas.wiring import route_environment
+
+FUNCTIONS = (*ROUTE_NAMES, "metrics", "register")
 
 
 def logical_id(template: dict[str, Any], type_: str, name_key: str, name: str) -> str:
@@ -33,11 +37,9 @@ def test_each_route_is_a_post_on_its_own_function_with_payload_1_0(stage: Synth)
     api = stage.templates["api"]
     routes = resources(api, "AWS::ApiGatewayV2::Route")
     integrations = resources(api, "AWS::ApiGatewayV2::Integration")
-    assert sorted(r["Properties"]["RouteKey"] for r in routes.values()) == [
-        "POST /conversion",
-        "POST /invocation",
-        "POST /stats",
-    ]
+    assert sorted(r["Properties"]["RouteKey"] for r in routes.values()) == sorted(
+        f"POST {route.path}" for route in ROUTES
+    )
     for route in routes.values():
         name = route["Properties"]["RouteKey"].removeprefix("POST /")
         integration_id = route["Properties"]["Target"]["Fn::Join"][1][1]["Ref"]
@@ -85,7 +87,9 @@ def test_function_runtime_architecture_handler_and_layer(stage: Synth, name: str
     assert props["FunctionName"] == f"abtest-{name}-{stage.stage}"
     assert props["Runtime"] == "python3.13"
     assert props["Architectures"] == ["arm64"]
-    assert props["Handler"] == f"lambdas.{name}.lambda_handler"
+    # Every route's function runs the one API handler; metrics and register their own.
+    handler = "api" if name in ROUTE_NAMES else name
+    assert props["Handler"] == f"lambdas.{handler}.lambda_handler"
     (layer,) = props["Layers"]
     assert layer["Fn::Join"][1][-1] == (
         ":017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-arm64:"
@@ -95,7 +99,7 @@ def test_function_runtime_architecture_handler_and_layer(stage: Synth, name: str
 
 def test_sizes_and_timeouts_come_from_context(stage: Synth) -> None:
     api = stage.templates["api"]
-    for name in ROUTES:
+    for name in ROUTE_NAMES:
         props = function(api, name)[1]
         assert props["MemorySize"] == expected(stage, "api_memory_mb")
         assert props["Timeout"] == expected(stage, "api_timeout_seconds")
@@ -148,9 +152,18 @@ def test_environment_per_function(stage: Synth) -> None:
     env = {n: function(api, n)[1]["Environment"]["Variables"] for n in FUNCTIONS}
     # The model gets what the function's timeout leaves after the store's and event log's 5 s.
     timeout = function(api, "invocation")[1]["Timeout"]
-    assert env["invocation"] == {**request_path, "MODEL_TIMEOUT_SECONDS": str(timeout - 5)}
-    assert env["conversion"] == request_path
-    assert env["stats"] == {**common, "METRICS_TABLE": tables["METRICS_TABLE"]}
+    assert env["invocation"] == {
+        **request_path,
+        "ROUTE": "invocation",
+        "MODEL_TIMEOUT_SECONDS": str(timeout - 5),
+    }
+    assert env["conversion"] == {**request_path, "ROUTE": "conversion"}
+    assert env["stats"] == {**common, "METRICS_TABLE": tables["METRICS_TABLE"], "ROUTE": "stats"}
+    # Each route's function is given exactly what its environment model reads.
+    for route in ROUTES:
+        model = route_environment(route)
+        read = {field.alias for field in model.model_fields.values()}
+        assert set(env[route.name]) == {*common, "ROUTE", *read}
     assert env["metrics"] == {
         **common,
         "ASSIGNMENT_TABLE": tables["ASSIGNMENT_TABLE"],
@@ -206,6 +219,8 @@ def test_each_function_has_only_the_permissions_it_needs(stage: Synth) -> None:
     request_path = {
         "dynamodb:GetItem": [assignment, metrics],
         "dynamodb:PutItem": [assignment],
+        # Assignments and conversion markers are one need: the marker is an update.
+        "dynamodb:UpdateItem": [assignment],
         "firehose:PutRecordBatch": [stream],
         "sqs:SendMessage": [events_dlq],
     }
@@ -214,11 +229,7 @@ def test_each_function_has_only_the_permissions_it_needs(stage: Synth) -> None:
         **request_path,
         "sagemaker:InvokeEndpoint": [_sagemaker_arn("endpoint", s)],
     }
-    assert function_permissions(api, "conversion") == {
-        **logs("conversion"),
-        **request_path,
-        "dynamodb:UpdateItem": [assignment],  # the conversion marker, after the event
-    }
+    assert function_permissions(api, "conversion") == {**logs("conversion"), **request_path}
     assert function_permissions(api, "stats") == {**logs("stats"), "dynamodb:GetItem": [metrics]}
 
     objects = {
@@ -464,6 +475,20 @@ def test_dashboard_shows_variants_and_health(stage: Synth) -> None:
     for title in ("Invocations per variant", "Conversions per variant", "Reward per variant"):
         assert title in body
     assert "{abtest,endpoint_name,variant_name}" in body
+    # The request path's counts, whatever their dimensions, each on its own graph.
+    parts = dashboard["Properties"]["DashboardBody"]["Fn::Join"][1]
+    widgets = json.loads("".join(p if isinstance(p, str) else "token" for p in parts))["widgets"]
+    expressions = {
+        w["properties"].get("title"): [
+            m[0]["expression"] for m in w["properties"].get("metrics", []) if "expression" in m[0]
+        ]
+        for w in widgets
+    }
+    for count in Count:
+        [title] = [t for t, e in expressions.items() if any(f'"{count}"' in x for x in e)]
+        assert expressions[title] == [
+            f"SEARCH('Namespace=\"abtest\" MetricName=\"{count}\"', 'Sum', 300)"
+        ]
 
 
 def test_outputs_name_the_url_tables_and_bucket(stage: Synth) -> None:
@@ -484,7 +509,7 @@ def test_api_key_option_builds_a_rest_api_with_a_usage_plan(qa: Synth) -> None:
     template.resource_count_is("AWS::ApiGatewayV2::Api", 0)
     template.resource_count_is("AWS::ApiGateway::RestApi", 1)
     methods = resources(api, "AWS::ApiGateway::Method")
-    assert len(methods) == 3
+    assert len(methods) == len(ROUTES)
     for method in methods.values():
         props = method["Properties"]
         assert props["HttpMethod"] == "POST"
@@ -493,7 +518,7 @@ def test_api_key_option_builds_a_rest_api_with_a_usage_plan(qa: Synth) -> None:
     paths = {
         r["Properties"]["PathPart"] for r in resources(api, "AWS::ApiGateway::Resource").values()
     }
-    assert paths == set(ROUTES)
+    assert paths == set(ROUTE_NAMES)
     template.has_resource_properties(
         "AWS::ApiGateway::UsagePlan",
         {"Throttle": {"RateLimit": 50, "BurstLimit": CDK_CONTEXT["throttle_burst_limit"]}},
@@ -537,7 +562,7 @@ def open_api(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_auth_none_leaves_routes_open_and_still_throttles(open_api: dict[str, Any]) -> None:
     routes = resources(open_api, "AWS::ApiGatewayV2::Route")
-    assert len(routes) == 3
+    assert len(routes) == len(ROUTES)
     assert {r["Properties"].get("AuthorizationType", "NONE") for r in routes.values()} == {"NONE"}
     (stage,) = resources(open_api, "AWS::ApiGatewayV2::Stage").values()
     assert stage["Properties"]["DefaultRouteSettings"]["ThrottlingRateLimit"] == 100

@@ -20,11 +20,12 @@ from moto import mock_aws
 
 from abtest.adapters.dynamodb import create_tables
 from abtest.adapters.sagemaker import SageMakerModelEndpoint
+from abtest.http.routes import ROUTE_NAMES
 
 REGION = "us-east-1"
 ENDPOINT = "abtest-reviews-dev"
 VARIANTS = ("Champion1", "Challenger1")
-HANDLERS = ("invocation", "conversion", "stats", "metrics", "register")
+HANDLERS = ("metrics", "register")
 
 
 class FakeRuntime:
@@ -105,6 +106,7 @@ ENVIRONMENT = {
     "DELIVERY_STREAM_NAME": "abtest-events-test",
     "DEAD_LETTER_QUEUE_URL": f"https://sqs.{REGION}.amazonaws.com/123456789012/abtest-dlq-test",
     "ENDPOINT_PREFIX": "abtest-",
+    "REJECTED_PREFIX": "rejected/",
     "METRICS_CACHE_SECONDS": "0",
     "POWERTOOLS_METRICS_NAMESPACE": "abtest-test",
 }
@@ -117,13 +119,13 @@ def handlers():
     Moto intercepts every botocore client while a mock is active, so the clients built
     here talk to each test's fresh moto state.
     """
-    saved = {name: os.environ.get(name) for name in ENVIRONMENT}
+    saved = {name: os.environ.get(name) for name in (*ENVIRONMENT, "ROUTE")}
     os.environ.update(ENVIRONMENT)
-    for name in HANDLERS:
-        sys.modules.pop(f"lambdas.{name}", None)
-    yield {name: importlib.import_module(f"lambdas.{name}") for name in HANDLERS}
-    for name in HANDLERS:
-        sys.modules.pop(f"lambdas.{name}", None)
+    modules = {name: cold_start(f"lambdas.{name}") for name in HANDLERS}
+    for route in ROUTE_NAMES:  # one function per route, each with its own ROUTE
+        os.environ["ROUTE"] = route
+        modules[route] = cold_start("lambdas.api")
+    yield modules
     for name, value in saved.items():
         if value is None:
             os.environ.pop(name, None)
@@ -133,7 +135,7 @@ def handlers():
 
 @pytest.fixture
 def aws(handlers, monkeypatch):
-    """Fresh moto state with the stack's resources, and the handlers with empty caches."""
+    """Fresh moto state with the stack's resources (METRICS_CACHE_SECONDS=0: nothing cached)."""
     with mock_aws():
         create_tables(boto3.client("dynamodb"), "abtest-assignment-test", "abtest-metrics-test")
         s3 = boto3.client("s3")
@@ -151,13 +153,19 @@ def aws(handlers, monkeypatch):
         queue = boto3.client("sqs").create_queue(QueueName="abtest-dlq-test")["QueueUrl"]
         assert queue == ENVIRONMENT["DEAD_LETTER_QUEUE_URL"]
         runtime = FakeRuntime()
-        for module in handlers.values():
-            if hasattr(module, "service"):
-                monkeypatch.setattr(module.service, "_cache", {})
         monkeypatch.setattr(
-            handlers["invocation"].service, "models", SageMakerModelEndpoint(client=runtime)
+            handlers["invocation"].use_case, "models", SageMakerModelEndpoint(client=runtime)
         )
         yield SimpleNamespace(runtime=runtime, s3=s3, queue=queue, **handlers)
+
+
+def cold_start(module: str):
+    """A fresh import of `module`, as a new Lambda container does; not left in sys.modules."""
+    sys.modules.pop(module, None)
+    try:
+        return importlib.import_module(module)
+    finally:
+        sys.modules.pop(module, None)
 
 
 def create_endpoint(tags: dict[str, str], variants=VARIANTS, name: str = ENDPOINT) -> None:

@@ -1,29 +1,86 @@
+"""Each handler's environment model: a missing or bad variable fails the cold start, named."""
+
 from __future__ import annotations
 
 import pytest
+from lambdas_doubles import ENVIRONMENT
+from lambdas_doubles import cold_start as fresh_import
 
 from abtest.errors import ConfigError
-from lambdas.wiring import require, settings
+from abtest.http.routes import ROUTE_NAMES
 
 
-def test_missing_variables_are_named_at_cold_start():
-    with pytest.raises(ConfigError, match="DELIVERY_STREAM_NAME") as error:
-        require("invocation", {"ASSIGNMENT_TABLE": "a", "METRICS_TABLE": "m"})
+def cold_start(name: str, monkeypatch: pytest.MonkeyPatch, **changes: str | None):
+    """The function `name` (a route, metrics or register) started with the environment changed."""
+    for key, value in {**ENVIRONMENT, **changes}.items():
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, value)
+    if name in ROUTE_NAMES:
+        if "ROUTE" not in changes:
+            monkeypatch.setenv("ROUTE", name)
+        return fresh_import("lambdas.api")
+    return fresh_import(f"lambdas.{name}")
 
-    assert "invocation handler" in str(error.value)
+
+@pytest.mark.parametrize(
+    ("handler", "variable"),
+    [
+        ("invocation", "DELIVERY_STREAM_NAME"),
+        ("invocation", "ASSIGNMENT_TABLE"),
+        ("conversion", "DEAD_LETTER_QUEUE_URL"),
+        ("stats", "METRICS_TABLE"),
+        ("metrics", "REJECTED_PREFIX"),
+        ("register", "ENDPOINT_PREFIX"),
+    ],
+)
+def test_a_missing_variable_fails_the_cold_start_naming_it(monkeypatch, handler, variable):
+    with pytest.raises(ConfigError, match=variable) as error:
+        cold_start(handler, monkeypatch, **{variable: None})
+
+    assert f"{handler.capitalize()}Environment" in str(error.value)
 
 
-def test_each_handler_needs_only_its_own_variables():
-    assert require("stats", {"METRICS_TABLE": "m"}) == {"METRICS_TABLE": "m"}
+@pytest.mark.parametrize("route", [None, "", "invocations"])
+def test_an_api_function_must_name_its_route(monkeypatch, route):
+    with pytest.raises(ConfigError, match="ROUTE"):
+        cold_start("invocation", monkeypatch, ROUTE=route)
+
+
+def test_an_empty_endpoint_prefix_is_refused_never_taken_as_every_endpoint(monkeypatch):
+    with pytest.raises(ConfigError, match="ENDPOINT_PREFIX"):
+        cold_start("register", monkeypatch, ENDPOINT_PREFIX="")
 
 
 @pytest.mark.parametrize("value", ["soon", "-1"])
-def test_bad_numbers_are_refused(value):
+def test_bad_numbers_are_refused(monkeypatch, value):
     with pytest.raises(ConfigError, match="METRICS_CACHE_SECONDS"):
-        settings({"METRICS_CACHE_SECONDS": value})
+        cold_start("invocation", monkeypatch, METRICS_CACHE_SECONDS=value)
 
 
-def test_numbers_are_read():
-    read = settings({"ASSIGNMENT_TTL_SECONDS": "60", "METRICS_CACHE_SECONDS": "0.5"})
+def test_numbers_are_read(monkeypatch):
+    module = cold_start(
+        "invocation", monkeypatch, ASSIGNMENT_TTL_SECONDS="60", METRICS_CACHE_SECONDS="0.5"
+    )
 
-    assert (read.assignment_ttl_seconds, read.metrics_cache_seconds) == (60, 0.5)
+    assert module.use_case.assignment_ttl_seconds == 60
+    assert module.use_case.endpoints.ttl_seconds == 0.5
+
+
+def test_each_function_builds_only_the_ports_it_serves(monkeypatch):
+    stats = cold_start("stats", monkeypatch, ASSIGNMENT_TABLE=None, DELIVERY_STREAM_NAME=None)
+    invocation = cold_start("invocation", monkeypatch)
+    register = cold_start("register", monkeypatch)
+
+    built = {"env", "store"}  # each port is built on first use, and kept
+    assert set(vars(stats.ports)) == built
+    assert set(vars(register.ports)) == built | {"catalog", "endpoints", "clock"}
+    assert set(vars(invocation.ports)) == built | {
+        "endpoints",
+        "models",
+        "events",
+        "clock",
+        "telemetry",
+        "rng",
+    }

@@ -140,10 +140,11 @@ def test_malformed_lines_go_to_the_rejected_prefix(aws):
     assert json.loads(kept.splitlines()[0])["line_number"] == 2
 
 
-def test_model_error_is_502_naming_the_variant(aws):
+def test_model_error_is_502_naming_the_variant_and_counted(aws, capsys):
     create_endpoint(TAGS)
     aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
     aws.runtime.failing = {"Champion1", "Challenger1"}
+    capsys.readouterr()
 
     status, body = call(
         aws.invocation,
@@ -153,9 +154,13 @@ def test_model_error_is_502_naming_the_variant(aws):
     assert status == 502
     assert body["error"] == "model_error"
     assert "Champion1" in body["message"] or "Challenger1" in body["message"]
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    [error] = [m for m in emf if "ModelErrors" in m]
+    assert error["endpoint_name"] == ENDPOINT and error["ModelErrors"] == [1.0]
+    assert error["variant_name"] in body["message"]
 
 
-def test_store_unreachable_falls_back_without_target_variant(aws, monkeypatch):
+def test_store_unreachable_falls_back_without_target_variant(aws, monkeypatch, capsys):
     create_endpoint(TAGS)
     aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
     from botocore.config import Config
@@ -167,7 +172,10 @@ def test_store_unreachable_falls_back_without_target_variant(aws, monkeypatch):
         endpoint_url="http://127.0.0.1:9",
         config=Config(connect_timeout=0.2, read_timeout=0.2, retries={"max_attempts": 1}),
     )
-    monkeypatch.setattr(aws.invocation.service, "store", DynamoDBStore("a", "m", client=dead))
+    down = DynamoDBStore("a", "m", client=dead)
+    monkeypatch.setattr(aws.invocation.use_case, "store", down)
+    monkeypatch.setattr(aws.invocation.use_case.endpoints, "store", down)
+    capsys.readouterr()
 
     status, body = call(
         aws.invocation,
@@ -177,6 +185,10 @@ def test_store_unreachable_falls_back_without_target_variant(aws, monkeypatch):
     assert status == 200
     assert body["assignment"] == "fallback" and body["target_variant"] is None
     assert "TargetVariant" not in aws.runtime.calls[-1]
+    # The fallback is counted as a CloudWatch metric (EMF), charted on the dashboard.
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    [fallback] = [m for m in emf if "Fallbacks" in m]
+    assert (fallback["endpoint_name"], fallback["Fallbacks"]) == (ENDPOINT, [1.0])
 
 
 def test_metrics_handler_publishes_per_variant_counts_once(aws, capsys):

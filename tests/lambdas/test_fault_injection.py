@@ -38,8 +38,9 @@ BUCKET = "abtest-events-test"
 class Faults:
     """Decides faults from a hash of the call and how often it was made: same run, same faults."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, monkeypatch) -> None:
         self.seed = seed
+        self.monkeypatch = monkeypatch  # undone, the clients are whole again
         self.calls: Counter[str] = Counter()
         self.injected: Counter[str] = Counter()
 
@@ -64,12 +65,12 @@ class Faults:
                 raise ReadTimeoutError(endpoint_url="https://injected")
             return result
 
-        setattr(client, operation, faulty)
+        self.monkeypatch.setattr(client, operation, faulty, raising=False)
 
 
 def inject(aws, faults: Faults, monkeypatch) -> None:
     for handler in (aws.invocation, aws.conversion):
-        store, sink = handler.service.store.client, handler.service.events
+        store, sink = handler.use_case.store.client, handler.use_case.events
         faults.wrap(store, "get_item", refuse=0.08)
         faults.wrap(store, "put_item", refuse=0.05, lost=0.1)
         faults.wrap(store, "update_item", refuse=0.05, lost=0.15)
@@ -78,7 +79,7 @@ def inject(aws, faults: Faults, monkeypatch) -> None:
         )
         faults.wrap(sink.sqs_client, "send_message_batch", refuse=0.3, code="ThrottlingException")
         monkeypatch.setattr(sink, "_sleep", lambda seconds: None)
-    metrics_store = aws.metrics.service.store.client
+    metrics_store = aws.metrics.aggregate.store.client
     faults.wrap(metrics_store, "update_item", refuse=0.02, lost=0.02)
     faults.wrap(metrics_store, "transact_write_items", refuse=0.1)
 
@@ -113,7 +114,7 @@ def test_injected_faults_lose_no_acknowledged_request_and_count_none_twice(
 ):
     create_endpoint({"ab-testing:strategy": "ThompsonSampling"})
     aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
-    faults = Faults(SEED)
+    faults = Faults(SEED, monkeypatch)
     inject(aws, faults, monkeypatch)
     rng = random.Random(SEED)
     acked_invocations: dict[str, str] = {}  # inference_id -> assignment kind
@@ -144,9 +145,8 @@ def test_injected_faults_lose_no_acknowledged_request_and_count_none_twice(
         if r.getMessage().startswith("event not delivered")
     }
     monkeypatch.undo()  # the operator's redrive and the final aggregation run clean
-    redrive_events(
-        aws.invocation.service.events.sqs_client, aws.invocation.service.events.client, aws.queue
-    )
+    sink = aws.invocation.use_case.events
+    redrive_events(sink.sqs_client, sink.client, aws.queue)
     aggregate_everything(aws)
 
     events = logged_events(aws)

@@ -1,16 +1,23 @@
-"""Service tests run over the real SQLite store, a manual clock and the doubles beside this file."""
+"""Use-case tests over the real SQLite store, a manual clock and the doubles beside this file."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 from service_doubles import ENDPOINT, Catalog, CountingStore, EventLog, Models, config
 
 from abtest.adapters.sqlite import SqliteStore
+from abtest.adapters.telemetry import CountingTelemetry
 from abtest.clock import ManualClock
-from abtest.service import Service, ServiceSettings
+from abtest.usecases.aggregate import Aggregate
+from abtest.usecases.convert import Convert
+from abtest.usecases.endpoints import EndpointCache
+from abtest.usecases.invoke import Invoke
+from abtest.usecases.register import Register
+from abtest.usecases.stats import Stats
 
 
 @pytest.fixture
@@ -36,16 +43,36 @@ def models() -> Models:
 
 
 @pytest.fixture
-def service(store, log, models, clock) -> Service:
-    svc = Service(
-        store,
+def telemetry() -> CountingTelemetry:
+    return CountingTelemetry()
+
+
+@pytest.fixture
+def ports(store, log, models, clock, telemetry) -> SimpleNamespace:
+    """Every port, as the embedded runtime offers them: one shared endpoint cache."""
+    return SimpleNamespace(
+        store=store,
         events=log,
         models=models,
         catalog=Catalog(config()),
         clock=clock,
-        settings=ServiceSettings(assignment_ttl_seconds=3600, metrics_cache_seconds=5),
+        telemetry=telemetry,
         rng=random.Random(7),
+        assignment_ttl_seconds=3600,
+        endpoints=EndpointCache(store, ttl_seconds=5),
     )
-    svc.register(ENDPOINT)
+
+
+@pytest.fixture
+def usecases(ports, store) -> SimpleNamespace:
+    """Every use case over the same ports, the endpoint registered, the call counts reset."""
+    built = SimpleNamespace(
+        invoke=Invoke.from_ports(ports),
+        convert=Convert.from_ports(ports),
+        stats=Stats.from_ports(ports),
+        registration=Register.from_ports(ports),
+        aggregate=Aggregate.from_ports(ports),
+    )
+    built.registration.register(ENDPOINT)
     store.calls.clear()
-    return svc
+    return built

@@ -6,31 +6,30 @@ import random
 import pytest
 from service_doubles import ENDPOINT
 
-from abtest.http.bodies import ConversionRequest, InvocationRequest, StatsRequest
+from abtest.usecases.convert import Conversion
+from abtest.usecases.invoke import Invocation
 
 
-def simulate(service, rng: random.Random, users: int, rates: dict[str, float]) -> None:
+def simulate(usecases, rng: random.Random, users: int, rates: dict[str, float]) -> None:
     for n in range(users):
-        invoked = service.invoke(
-            InvocationRequest(endpoint_name=ENDPOINT, user_id=f"user-{n}", data="x")
-        )
+        invoked = usecases.invoke(Invocation(endpoint_name=ENDPOINT, user_id=f"user-{n}", data="x"))
         if rng.random() < rates[invoked.target_variant]:
-            service.convert(
-                ConversionRequest(
+            usecases.convert(
+                Conversion(
                     endpoint_name=ENDPOINT, user_id=f"user-{n}", inference_id=invoked.inference_id
                 )
             )
 
 
-def test_stats_counts_equal_the_delivered_events(service, log):
-    simulate(service, random.Random(1), 200, {"Champion1": 0.2, "Challenger1": 0.6})
+def test_stats_counts_equal_the_delivered_events(usecases, log):
+    simulate(usecases, random.Random(1), 200, {"Champion1": 0.2, "Challenger1": 0.6})
     key = log.deliver()
 
-    result = service.aggregate(log, key)
-    stats = service.stats(StatsRequest(endpoint_name=ENDPOINT))
+    result = usecases.aggregate(log, key)
+    stats = usecases.stats(ENDPOINT)
 
     assert result.applied and result.rejected == []
-    by_variant = {m.variant_name: m for m in stats.variant_metrics}
+    by_variant = {m.variant_name: m for m in stats.endpoint.variant_metrics}
     for variant in ("Champion1", "Challenger1"):
         invocations = [
             e for e in log.events if e["type"] == "invocation" and e["variant_name"] == variant
@@ -44,18 +43,18 @@ def test_stats_counts_equal_the_delivered_events(service, log):
     assert sum(stats.allocation.values()) == pytest.approx(1.0)
 
 
-def test_redelivered_object_counts_once(service, log):
-    simulate(service, random.Random(2), 30, {"Champion1": 0.5, "Challenger1": 0.5})
+def test_redelivered_object_counts_once(usecases, log):
+    simulate(usecases, random.Random(2), 30, {"Champion1": 0.5, "Challenger1": 0.5})
     key = log.deliver()
 
-    first, second = service.aggregate(log, key), service.aggregate(log, key)
+    first, second = usecases.aggregate(log, key), usecases.aggregate(log, key)
 
     assert (first.applied, second.applied) == (True, False)
-    stats = service.stats(StatsRequest(endpoint_name=ENDPOINT))
-    assert sum(m.invocation_count for m in stats.variant_metrics) == 30
+    stats = usecases.stats(ENDPOINT)
+    assert sum(m.invocation_count for m in stats.endpoint.variant_metrics) == 30
 
 
-def test_bad_lines_are_kept_aside_and_never_fail_the_batch(service, log):
+def test_bad_lines_are_kept_aside_and_never_fail_the_batch(usecases, log):
     good = {"type": "invocation", "endpoint_name": ENDPOINT, "variant_name": "Champion1"}
     lines = [
         json.dumps(good),
@@ -70,7 +69,7 @@ def test_bad_lines_are_kept_aside_and_never_fail_the_batch(service, log):
     ]
     log.objects["mixed.jsonl"] = "\n".join(lines).encode()
 
-    result = service.aggregate(log, "mixed.jsonl")
+    result = usecases.aggregate(log, "mixed.jsonl")
 
     assert result.applied and result.events == 2
     reasons = [r.reason for r in log.rejected["mixed.jsonl"]]
@@ -78,48 +77,46 @@ def test_bad_lines_are_kept_aside_and_never_fail_the_batch(service, log):
     assert reasons[0].startswith("not JSON")
     assert "unknown endpoint" in reasons[1] and "unknown variant" in reasons[2]
     assert "reward" in reasons[3] and "unknown event type" in reasons[4]
-    stats = service.stats(StatsRequest(endpoint_name=ENDPOINT))
-    assert {m.variant_name: m.invocation_count for m in stats.variant_metrics} == {
+    stats = usecases.stats(ENDPOINT)
+    assert {m.variant_name: m.invocation_count for m in stats.endpoint.variant_metrics} == {
         "Champion1": 2,
         "Challenger1": 0,
     }
 
 
-def test_manual_and_fallback_invocations_are_logged_but_not_counted(service, log):
-    service.invoke(
-        InvocationRequest(
-            endpoint_name=ENDPOINT, user_id="m", data="x", endpoint_variant="Champion1"
-        )
+def test_manual_and_fallback_invocations_are_logged_but_not_counted(usecases, log):
+    usecases.invoke(
+        Invocation(endpoint_name=ENDPOINT, user_id="m", data="x", endpoint_variant="Champion1")
     )
     key = log.deliver()
 
-    result = service.aggregate(log, key)
+    result = usecases.aggregate(log, key)
 
     assert result.events == 1 and result.counts == {}
 
 
-def test_allocation_moves_toward_the_better_variant(service, log):
+def test_allocation_moves_toward_the_better_variant(usecases, log):
     """After feedback, Thompson sends most new users to the variant that converts 3x better."""
     rng = random.Random(3)
     for batch in range(6):
         simulate_from = batch * 100
         for n in range(simulate_from, simulate_from + 100):
-            invoked = service.invoke(
-                InvocationRequest(endpoint_name=ENDPOINT, user_id=f"user-{n}", data="x")
+            invoked = usecases.invoke(
+                Invocation(endpoint_name=ENDPOINT, user_id=f"user-{n}", data="x")
             )
             rate = {"Champion1": 0.1, "Challenger1": 0.3}[invoked.target_variant]
             if rng.random() < rate:
-                service.convert(ConversionRequest(endpoint_name=ENDPOINT, user_id=f"user-{n}"))
-        service.aggregate(log, log.deliver())
+                usecases.convert(Conversion(endpoint_name=ENDPOINT, user_id=f"user-{n}"))
+        usecases.aggregate(log, log.deliver())
 
-    stats = service.stats(StatsRequest(endpoint_name=ENDPOINT))
+    stats = usecases.stats(ENDPOINT)
 
     assert stats.allocation["Challenger1"] > 0.9
     assert stats.decision["winner"] in (None, "Challenger1")
 
 
-def test_stats_of_unknown_endpoint_is_404(service):
+def test_stats_of_unknown_endpoint_is_404(usecases):
     from abtest.errors import NotFoundError
 
     with pytest.raises(NotFoundError):
-        service.stats(StatsRequest(endpoint_name="nope"))
+        usecases.stats("nope")

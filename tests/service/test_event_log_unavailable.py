@@ -6,7 +6,9 @@ import pytest
 from service_doubles import ENDPOINT
 
 from abtest.errors import EventLogUnavailableError
-from abtest.http.bodies import ConversionRequest, InvocationRequest
+from abtest.ports import Count
+from abtest.usecases.convert import Conversion
+from abtest.usecases.invoke import Invocation
 
 
 @pytest.fixture
@@ -18,16 +20,16 @@ def failing_log(log, monkeypatch):
     return log
 
 
-def test_an_invocation_still_answers_and_the_loss_is_counted(service, failing_log):
-    answer = service.invoke(InvocationRequest(endpoint_name=ENDPOINT, user_id="u", data="x"))
+def test_an_invocation_still_answers_and_the_loss_is_counted(usecases, failing_log, telemetry):
+    answer = usecases.invoke(Invocation(endpoint_name=ENDPOINT, user_id="u", data="x"))
 
     assert answer.predictions is not None
-    assert service.telemetry.total("UnloggedInvocations") == 1
+    assert telemetry.totals()[Count.UNLOGGED_INVOCATIONS] == 1
 
 
-def test_a_conversion_is_a_503_so_the_client_retries_it(service, log, monkeypatch):
-    service.invoke(InvocationRequest(endpoint_name=ENDPOINT, user_id="u", data="x"))
-    request = ConversionRequest(endpoint_name=ENDPOINT, user_id="u", inference_id="inf-1")
+def test_a_conversion_is_a_503_so_the_client_retries_it(usecases, log, monkeypatch):
+    usecases.invoke(Invocation(endpoint_name=ENDPOINT, user_id="u", data="x"))
+    request = Conversion(endpoint_name=ENDPOINT, user_id="u", inference_id="inf-1")
     put = log.put
 
     def refuse(events):
@@ -35,9 +37,9 @@ def test_a_conversion_is_a_503_so_the_client_retries_it(service, log, monkeypatc
 
     monkeypatch.setattr(log, "put", refuse)
     with pytest.raises(EventLogUnavailableError) as raised:
-        service.convert(request)
+        usecases.convert(request)
     assert raised.value.status == 503
 
     monkeypatch.setattr(log, "put", put)
-    assert service.convert(request).duplicate is False  # not marked: the retry is logged
+    assert usecases.convert(request).duplicate is False  # not marked: the retry is logged
     assert [e["type"] for e in log.events].count("conversion") == 1

@@ -1,20 +1,23 @@
 from __future__ import annotations
 
+from dataclasses import asdict
+from types import SimpleNamespace
+
 import pytest
 from service_doubles import ENDPOINT
 
 from abtest.errors import ConflictError, ModelError, NotFoundError, StoreUnavailableError
-from abtest.http.bodies import InvocationRequest
-from abtest.service import Service
+from abtest.usecases.endpoints import EndpointCache
+from abtest.usecases.invoke import Invocation, Invoke
 
 
-def invoke(service: Service, user: str | None = "u1", **fields) -> dict:
-    request = InvocationRequest(endpoint_name=ENDPOINT, user_id=user, data="text", **fields)
-    return service.invoke(request).model_dump()
+def invoke(usecases, user: str | None = "u1", **fields) -> dict:
+    request = Invocation(endpoint_name=ENDPOINT, user_id=user, data="text", **fields)
+    return asdict(usecases.invoke(request))
 
 
-def test_new_user_is_assigned_logged_and_served_by_the_target_variant(service, log, models):
-    response = invoke(service)
+def test_new_user_is_assigned_logged_and_served_by_the_target_variant(usecases, log, models):
+    response = invoke(usecases)
 
     assert response["assignment"] == "new"
     assert response["target_variant"] in ("Champion1", "Challenger1")
@@ -29,34 +32,34 @@ def test_new_user_is_assigned_logged_and_served_by_the_target_variant(service, l
     assert event["assignment"] == "new"
 
 
-def test_returning_user_keeps_the_variant(service):
-    first = invoke(service, "sticky")
-    again = [invoke(service, "sticky") for _ in range(20)]
+def test_returning_user_keeps_the_variant(usecases):
+    first = invoke(usecases, "sticky")
+    again = [invoke(usecases, "sticky") for _ in range(20)]
 
     assert {r["target_variant"] for r in again} == {first["target_variant"]}
     assert {r["assignment"] for r in again} == {"existing"}
 
 
-def test_event_timestamps_come_from_the_clock_at_each_call(service, log, clock):
-    invoke(service, "a")
+def test_event_timestamps_come_from_the_clock_at_each_call(usecases, log, clock):
+    invoke(usecases, "a")
     clock.advance(90)
-    invoke(service, "b")
+    invoke(usecases, "b")
 
     first, second = (event["timestamp"] for event in log.events)
     assert first.endswith("Z") or first.endswith("+00:00")
     assert first != second
 
 
-def test_assignment_expires_after_its_ttl(service, store, clock):
-    invoke(service, "ttl-user")
+def test_assignment_expires_after_its_ttl(usecases, store, clock):
+    invoke(usecases, "ttl-user")
     clock.advance(3600)  # the fixture's assignment_ttl_seconds
 
     assert store.store.get_assignment(ENDPOINT, "ttl-user", clock.now()) is None
-    assert invoke(service, "ttl-user")["assignment"] == "new"
+    assert invoke(usecases, "ttl-user")["assignment"] == "new"
 
 
-def test_manual_override_serves_that_variant_without_storing_it(service, store, clock, log):
-    response = invoke(service, "m", endpoint_variant="Challenger1")
+def test_manual_override_serves_that_variant_without_storing_it(usecases, store, clock, log):
+    response = invoke(usecases, "m", endpoint_variant="Challenger1")
 
     assert response["assignment"] == "manual"
     assert response["target_variant"] == "Challenger1"
@@ -64,34 +67,34 @@ def test_manual_override_serves_that_variant_without_storing_it(service, store, 
     assert log.events[0]["assignment"] == "manual"
 
 
-def test_manual_override_must_name_a_variant_of_the_endpoint(service, models):
+def test_manual_override_must_name_a_variant_of_the_endpoint(usecases, models):
     with pytest.raises(ConflictError, match="endpoint_variant") as error:
-        invoke(service, endpoint_variant="Challenger9")
+        invoke(usecases, endpoint_variant="Challenger9")
 
     assert error.value.status == 409
     assert models.calls == []
 
 
-def test_unregistered_and_deleted_endpoints_are_not_served(service, clock):
+def test_unregistered_and_deleted_endpoints_are_not_served(usecases, clock):
     with pytest.raises(NotFoundError, match="endpoint_name"):
-        service.invoke(InvocationRequest(endpoint_name="other", user_id="u", data="x"))
+        usecases.invoke(Invocation(endpoint_name="other", user_id="u", data="x"))
 
-    service.deregister(ENDPOINT)
+    usecases.registration.deregister(ENDPOINT)
     with pytest.raises(NotFoundError):
-        invoke(service)
+        invoke(usecases)
 
 
-def test_model_error_is_a_502_naming_the_variant_and_is_counted(service, models):
+def test_model_error_is_a_502_naming_the_variant_and_is_counted(usecases, models, telemetry):
     models.failing = {"Champion1", "Challenger1"}
 
     with pytest.raises(ModelError, match=r"variant (Champion1|Challenger1)") as error:
-        invoke(service)
+        invoke(usecases)
 
     assert error.value.status == 502
-    assert service.telemetry.total("ModelErrors") == 1
+    assert telemetry.totals()["ModelErrors"] == 1
 
 
-def test_unreachable_store_falls_back_to_the_endpoint_weights(log, models, clock):
+def test_unreachable_store_falls_back_to_the_endpoint_weights(ports, log, models, telemetry):
     class DownStore:
         def __getattr__(self, name):
             def down(*args, **kwargs):
@@ -99,72 +102,74 @@ def test_unreachable_store_falls_back_to_the_endpoint_weights(log, models, clock
 
             return down
 
-    service = Service(DownStore(), events=log, models=models, clock=clock)
+    down = DownStore()
+    ports.store, ports.endpoints = down, EndpointCache(down, ttl_seconds=5)
+    usecases = SimpleNamespace(invoke=Invoke.from_ports(ports))
 
-    response = invoke(service)
+    response = invoke(usecases)
 
     assert response["assignment"] == "fallback"
     assert response["target_variant"] is None
     assert response["endpoint_variant"] == "Champion1"  # chosen by the endpoint itself
     assert models.calls[0][0] is None  # no TargetVariant
     assert log.events[0]["assignment"] == "fallback"
-    assert service.telemetry.total("Fallbacks") == 1
+    assert telemetry.totals()["Fallbacks"] == 1
 
 
-def test_store_round_trips_per_invocation(service, store):
+def test_store_round_trips_per_invocation(usecases, store):
     """New user: one read + one conditional write; returning user: one read; metrics cached."""
-    invoke(service, "new-user")
+    invoke(usecases, "new-user")
     assert dict(store.calls) == {"get_endpoint": 1, "get_assignment": 1, "create_assignment": 1}
 
     store.calls.clear()
-    invoke(service, "new-user")
+    invoke(usecases, "new-user")
     assert dict(store.calls) == {"get_assignment": 1}
 
     store.calls.clear()
-    invoke(service, "second-new-user")
+    invoke(usecases, "second-new-user")
     assert dict(store.calls) == {"get_assignment": 1, "create_assignment": 1}
 
 
-def test_metrics_record_is_reread_after_the_cache_interval(service, store, clock):
-    invoke(service, "a")
+def test_metrics_record_is_reread_after_the_cache_interval(usecases, store, clock):
+    invoke(usecases, "a")
     clock.advance(5)
     store.calls.clear()
 
-    invoke(service, "a")
+    invoke(usecases, "a")
 
     assert store.calls["get_endpoint"] == 1
 
 
-def test_concurrent_first_requests_of_one_user_get_one_variant(service, models):
+def test_concurrent_first_requests_of_one_user_get_one_variant(usecases, models):
     from concurrent.futures import ThreadPoolExecutor
 
     # Many distinct users so that both variants are picked somewhere; per user one variant.
     def first_requests(user: str) -> set[str]:
         with ThreadPoolExecutor(8) as pool:
-            responses = list(pool.map(lambda _: invoke(service, user), range(8)))
+            responses = list(pool.map(lambda _: invoke(usecases, user), range(8)))
         return {r["target_variant"] for r in responses}
 
     assert all(len(first_requests(f"racer-{n}")) == 1 for n in range(10))
 
 
-def test_anonymous_requests_get_a_generated_user_id(service):
-    response = invoke(service, None)
+def test_anonymous_requests_get_a_generated_user_id(usecases):
+    response = invoke(usecases, None)
 
     assert response["user_id"]
     assert response["assignment"] == "new"
 
 
-def test_a_variant_removed_by_reregistration_reassigns_its_users(service, clock):
+def test_a_variant_removed_by_reregistration_reassigns_its_users(usecases, clock):
     from service_doubles import Catalog
 
     from abtest.records import EndpointConfig, VariantConfig
 
     for n in range(20):
-        invoke(service, f"u{n}")
-    service.catalog = Catalog(
+        invoke(usecases, f"u{n}")
+    usecases.registration.catalog = Catalog(
         EndpointConfig(ENDPOINT, "ThompsonSampling", 0.1, 0, (VariantConfig("Champion1"),))
     )
-    service.register(ENDPOINT)
-    models_seen = {invoke(service, f"u{n}")["target_variant"] for n in range(20)}
+    usecases.registration.register(ENDPOINT)
+    models_seen = {invoke(usecases, f"u{n}")["target_variant"] for n in range(20)}
 
     assert models_seen == {"Champion1"}

@@ -7,18 +7,18 @@ from abtest.errors import NotFoundError
 from abtest.records import DELETED, EndpointConfig, VariantConfig
 
 
-def test_register_reads_the_catalog_and_keeps_counters(service, log, store):
-    from abtest.http.bodies import InvocationRequest
+def test_register_reads_the_catalog_and_keeps_counters(usecases, log, store):
+    from abtest.usecases.invoke import Invocation
 
     for n in range(10):
-        service.invoke(InvocationRequest(endpoint_name=ENDPOINT, user_id=f"u{n}", data="x"))
-    service.aggregate(log, log.deliver())
+        usecases.invoke(Invocation(endpoint_name=ENDPOINT, user_id=f"u{n}", data="x"))
+    usecases.aggregate(log, log.deliver())
     before = {
         m.variant_name: m.invocation_count
         for m in store.store.get_endpoint(ENDPOINT).variant_metrics
     }
 
-    service.catalog = Catalog(
+    usecases.registration.catalog = Catalog(
         EndpointConfig(
             ENDPOINT,
             "EpsilonGreedy",
@@ -27,7 +27,7 @@ def test_register_reads_the_catalog_and_keeps_counters(service, log, store):
             (VariantConfig("Champion1", 2.0), VariantConfig("Challenger2", 1.0)),
         )
     )
-    endpoint = service.register(ENDPOINT)
+    endpoint = usecases.registration.register(ENDPOINT)
 
     assert (endpoint.strategy, endpoint.epsilon, endpoint.warmup) == ("EpsilonGreedy", 0.2, 5)
     by_name = {m.variant_name: m for m in endpoint.variant_metrics}
@@ -37,25 +37,25 @@ def test_register_reads_the_catalog_and_keeps_counters(service, log, store):
     assert "Challenger1" not in by_name
 
 
-def test_a_bad_strategy_is_refused_before_anything_is_written(service, store):
-    service.catalog = Catalog(
+def test_a_bad_strategy_is_refused_before_anything_is_written(usecases, store):
+    usecases.registration.catalog = Catalog(
         EndpointConfig(ENDPOINT, "Greedy", 0.1, 0, (VariantConfig("Champion1"),))
     )
 
     with pytest.raises(ValueError, match="ThompsonSampling"):
-        service.register(ENDPOINT)
+        usecases.registration.register(ENDPOINT)
 
     assert store.store.get_endpoint(ENDPOINT).strategy == config().strategy
 
 
-def test_deregister_keeps_statistics_and_stops_serving(service, store):
-    service.deregister(ENDPOINT)
+def test_deregister_keeps_statistics_and_stops_serving(usecases, store):
+    usecases.registration.deregister(ENDPOINT)
 
     endpoint = store.store.get_endpoint(ENDPOINT)
     assert endpoint.status == DELETED
     assert [m.variant_name for m in endpoint.variant_metrics] == ["Champion1", "Challenger1"]
 
 
-def test_register_unknown_endpoint_is_not_found(service):
+def test_register_unknown_endpoint_is_not_found(usecases):
     with pytest.raises(NotFoundError):
-        service.register("nope")
+        usecases.registration.register("nope")

@@ -1,0 +1,28 @@
+"""Aggregate: count one delivered event object into the metrics records, once."""
+
+from __future__ import annotations
+
+from abtest import aggregation
+from abtest.ports import Clock, EventArchive, Store
+from abtest.records import AggregationResult
+from abtest.usecases import Ports
+from abtest.usecases.endpoints import EndpointCache
+
+
+class Aggregate:
+    """Runs beside the request path (S3 notifications on AWS, sealed buffers embedded)."""
+
+    def __init__(self, *, store: Store, endpoints: EndpointCache, clock: Clock) -> None:
+        self.store = store
+        self.endpoints = endpoints
+        self.clock = clock
+
+    @classmethod
+    def from_ports(cls, ports: Ports) -> Aggregate:
+        return cls(store=ports.store, endpoints=ports.endpoints, clock=ports.clock)
+
+    def __call__(self, archive: EventArchive, object_key: str) -> AggregationResult:
+        result = aggregation.aggregate(self.store, archive, object_key, self.clock.now())
+        for endpoint_name in result.counts:
+            self.endpoints.forget(endpoint_name)
+        return result

@@ -1,0 +1,191 @@
+"""Invoke: assign (or recall) the user's variant, call that model variant, log the invocation."""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import bandit
+from abtest.errors import ConflictError, EventLogUnavailableError, StoreUnavailableError
+from abtest.events import invocation_event
+from abtest.ports import Clock, Count, EventSink, ModelEndpoint, ModelResult, Store, Telemetry
+from abtest.records import Assignment, AssignmentKind
+from abtest.usecases import Ports
+from abtest.usecases.endpoints import EndpointCache, ServedEndpoint
+
+logger = logging.getLogger("abtest")
+
+# The `strategy` reported when the request named the variant, or the store was down and
+# the endpoint's own weights routed.
+MANUAL_STRATEGY = "Manual"
+FALLBACK_STRATEGY = "WeightedSampling"
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    endpoint_name: str
+    data: str  # the payload exactly as the model receives it
+    content_type: str = "application/json"
+    user_id: str | None = None  # None: an anonymous user, given a fresh id
+    inference_id: str | None = None
+    endpoint_variant: str | None = None  # a manual override
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationResult:
+    endpoint_name: str
+    user_id: str
+    inference_id: str
+    strategy: str
+    target_variant: str | None  # None on the fallback path: nobody chose
+    endpoint_variant: str  # the variant that answered
+    assignment: AssignmentKind
+    propensity: float | None
+    predictions: Any
+
+
+@dataclass(frozen=True, slots=True)
+class _Choice:
+    """Who picked the variant, and with what probability."""
+
+    target_variant: str | None
+    strategy: str
+    propensity: float | None
+    kind: AssignmentKind
+
+
+class Invoke:
+    """POST /invocation: sticky assignments, a manual override, a fallback if the store is down."""
+
+    def __init__(
+        self,
+        *,
+        endpoints: EndpointCache,
+        store: Store,
+        models: ModelEndpoint,
+        events: EventSink,
+        clock: Clock,
+        telemetry: Telemetry,
+        assignment_ttl_seconds: int,
+        rng: random.Random,
+    ) -> None:
+        self.endpoints = endpoints
+        self.store = store
+        self.models = models
+        self.events = events
+        self.clock = clock
+        self.telemetry = telemetry
+        self.assignment_ttl_seconds = assignment_ttl_seconds
+        self.rng = rng
+
+    @classmethod
+    def from_ports(cls, ports: Ports) -> Invoke:
+        return cls(
+            endpoints=ports.endpoints,
+            store=ports.store,
+            models=ports.models,
+            events=ports.events,
+            clock=ports.clock,
+            telemetry=ports.telemetry,
+            assignment_ttl_seconds=ports.assignment_ttl_seconds,
+            rng=ports.rng,
+        )
+
+    def __call__(self, request: Invocation) -> InvocationResult:
+        now = self.clock.now()
+        user_id = request.user_id or uuid.uuid4().hex
+        inference_id = request.inference_id or uuid.uuid4().hex
+        choice = self._choose(request, user_id, now)
+        result = self._call_model(request, choice.target_variant, inference_id)
+        event = invocation_event(
+            now=now,
+            endpoint_name=request.endpoint_name,
+            variant_name=result.variant_name,
+            user_id=user_id,
+            inference_id=inference_id,
+            strategy=choice.strategy,
+            propensity=choice.propensity,
+            assignment=choice.kind,
+        )
+        try:
+            self.events.put([event])
+        except EventLogUnavailableError as error:
+            # The predictions exist and the event is in the function's log for an operator;
+            # failing the request now would only cost the user their answer.
+            logger.error("invocation %s answered but not logged: %s", inference_id, error)
+            self.telemetry.count(Count.UNLOGGED_INVOCATIONS, request.endpoint_name)
+        return InvocationResult(
+            endpoint_name=request.endpoint_name,
+            user_id=user_id,
+            inference_id=inference_id,
+            strategy=choice.strategy,
+            target_variant=choice.target_variant,
+            endpoint_variant=result.variant_name,
+            assignment=choice.kind,
+            propensity=choice.propensity,
+            predictions=result.predictions,
+        )
+
+    def _choose(self, request: Invocation, user_id: str, now: float) -> _Choice:
+        name = request.endpoint_name
+        try:
+            served = self.endpoints.served(name, now)
+            if request.endpoint_variant is not None:
+                return _manual(served, request.endpoint_variant)
+            assignment, kind = self._assignment(served, user_id, now)
+        except StoreUnavailableError as error:
+            # No assignment can be read or kept: the endpoint's own weights route, and we say so.
+            logger.warning("store unavailable (%s); %s served by its own weights", error, name)
+            self.telemetry.count(Count.FALLBACKS, name)
+            return _Choice(None, FALLBACK_STRATEGY, None, AssignmentKind.FALLBACK)
+        return _Choice(assignment.variant_name, assignment.strategy, assignment.propensity, kind)
+
+    def _assignment(
+        self, served: ServedEndpoint, user_id: str, now: float
+    ) -> tuple[Assignment, AssignmentKind]:
+        endpoint = served.endpoint
+        existing = self.store.get_assignment(endpoint.endpoint_name, user_id, now)
+        if existing is not None and existing.variant_name in endpoint.variant_names:
+            return existing, AssignmentKind.EXISTING
+        selection = bandit.select(
+            served.strategy, endpoint.variant_metrics, self.rng, warmup=endpoint.warmup
+        )
+        new = Assignment(
+            endpoint_name=endpoint.endpoint_name,
+            user_id=user_id,
+            variant_name=selection.variant_name,
+            strategy=selection.strategy,
+            propensity=selection.propensity,
+            assigned_at=now,
+            ttl=int(now + self.assignment_ttl_seconds),
+        )
+        # An assignment to a variant a re-registration removed is replaced like an
+        # expired one: conditional on its ttl, so concurrent requests still agree.
+        condition_now = now if existing is None else max(now, existing.ttl)
+        stored = self.store.create_assignment(new, condition_now)
+        return stored, AssignmentKind.NEW if stored == new else AssignmentKind.EXISTING
+
+    def _call_model(
+        self, request: Invocation, variant: str | None, inference_id: str
+    ) -> ModelResult:
+        try:
+            return self.models.invoke(
+                request.endpoint_name, variant, request.data, request.content_type, inference_id
+            )
+        except Exception:
+            self.telemetry.count(Count.MODEL_ERRORS, request.endpoint_name, variant)
+            raise
+
+
+def _manual(served: ServedEndpoint, variant: str) -> _Choice:
+    variants = served.endpoint.variant_names
+    if variant not in variants:
+        raise ConflictError(
+            f"endpoint_variant: {variant!r} is not a variant of "
+            f"{served.endpoint.endpoint_name!r} (variants: {', '.join(variants)})",
+            details=[{"field": "endpoint_variant", "message": "not on the endpoint"}],
+        )
+    return _Choice(variant, MANUAL_STRATEGY, 1.0, AssignmentKind.MANUAL)
