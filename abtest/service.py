@@ -180,7 +180,8 @@ class Service:
         return StatsResponse(
             endpoint_name=endpoint.endpoint_name,
             strategy=endpoint.strategy,
-            epsilon=endpoint.epsilon,
+            epsilon=endpoint.strategy_params.get("epsilon"),
+            strategy_params=endpoint.strategy_params,
             warmup=endpoint.warmup,
             status=endpoint.status,
             variant_metrics=[
@@ -203,14 +204,14 @@ class Service:
         if self.catalog is None:
             raise RuntimeError("this service was built without an endpoint catalog")
         config = self.catalog.describe(endpoint_name)
-        bandit.get_strategy(config.strategy, epsilon=config.epsilon)  # fail before writing
+        bandit.get_strategy(config.strategy, config.strategy_params)  # fail before writing
         endpoint = self.store.register_endpoint(config, self.clock.now())
         self._cache.pop(endpoint_name, None)
         logger.info(
-            "registered %s: strategy=%s epsilon=%s warmup=%s variants=%s",
+            "registered %s: strategy=%s strategy_params=%s warmup=%s variants=%s",
             endpoint_name,
             config.strategy,
-            config.epsilon,
+            config.strategy_params,
             config.warmup,
             [v.name for v in config.variants],
         )
@@ -280,7 +281,7 @@ class Service:
 
 
 def configured_strategy(endpoint: Endpoint) -> bandit.Strategy:
-    return bandit.get_strategy(endpoint.strategy, epsilon=endpoint.epsilon)
+    return bandit.get_strategy(endpoint.strategy, endpoint.strategy_params)
 
 
 def current_allocation(endpoint: Endpoint) -> dict[str, float]:

@@ -8,6 +8,7 @@ Each thread gets its own connection: sqlite3 connections must not be shared.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -25,6 +26,7 @@ from abtest.records import (
     CountsByEndpoint,
     Endpoint,
     EndpointConfig,
+    params_from_epsilon,
 )
 from bandit.metrics import VariantMetrics
 
@@ -51,7 +53,7 @@ CREATE TABLE IF NOT EXISTS conversions (
 CREATE TABLE IF NOT EXISTS endpoints (
     endpoint_name TEXT PRIMARY KEY,
     strategy TEXT NOT NULL,
-    epsilon REAL NOT NULL,
+    strategy_params TEXT NOT NULL,  -- a JSON object: parameter name -> value
     warmup INTEGER NOT NULL,
     status TEXT NOT NULL,
     updated_at REAL NOT NULL
@@ -83,7 +85,7 @@ _SELECT_ASSIGNMENT = (
 )
 # One statement, so the endpoint row and its variants come from one snapshot.
 _SELECT_ENDPOINT = (
-    "SELECT e.strategy, e.epsilon, e.warmup, e.status, e.updated_at, v.variant_name,"
+    "SELECT e.strategy, e.strategy_params, e.warmup, e.status, e.updated_at, v.variant_name,"
     " v.initial_variant_weight, v.invocation_count, v.conversion_count, v.reward_sum"
     " FROM endpoints e LEFT JOIN variants v ON v.endpoint_name = e.endpoint_name"
     " WHERE e.endpoint_name = ? ORDER BY v.position"
@@ -107,6 +109,7 @@ class SqliteStore:
         self._lock = threading.Lock()
         with _translated():
             self._connection().executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+        self._migrate_epsilon_column()
 
     # -- connections -------------------------------------------------------
 
@@ -155,6 +158,27 @@ class SqliteStore:
             if db.pid == os.getpid():  # a parent's connection is the parent's to close
                 db.close()
         self._local = threading.local()
+
+    def _migrate_epsilon_column(self) -> None:
+        """Files written before strategy parameters had an `epsilon` column for every
+        strategy: turn it into `strategy_params`, once, in one transaction (another process
+        opening the same file at the same time finds the work done)."""
+        with self._transaction() as db:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(endpoints)")}
+            if "epsilon" not in columns:
+                return
+            db.execute(
+                "ALTER TABLE endpoints ADD COLUMN strategy_params TEXT NOT NULL DEFAULT '{}'"
+            )
+            rows = db.execute("SELECT endpoint_name, strategy, epsilon FROM endpoints").fetchall()
+            db.executemany(
+                "UPDATE endpoints SET strategy_params = ? WHERE endpoint_name = ?",
+                [
+                    (json.dumps(params_from_epsilon(strategy, epsilon)), name)
+                    for name, strategy, epsilon in rows
+                ],
+            )
+            db.execute("ALTER TABLE endpoints DROP COLUMN epsilon")
 
     # -- assignments -------------------------------------------------------
 
@@ -227,11 +251,19 @@ class SqliteStore:
         name = config.endpoint_name
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO endpoints VALUES (?, ?, ?, ?, ?, ?)"
+                "INSERT INTO endpoints (endpoint_name, strategy, strategy_params, warmup, status,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (endpoint_name) DO UPDATE SET strategy = excluded.strategy,"
-                " epsilon = excluded.epsilon, warmup = excluded.warmup,"
+                " strategy_params = excluded.strategy_params, warmup = excluded.warmup,"
                 " status = excluded.status, updated_at = excluded.updated_at",
-                (name, config.strategy, config.epsilon, config.warmup, ACTIVE, now),
+                (
+                    name,
+                    config.strategy,
+                    json.dumps(config.strategy_params),
+                    config.warmup,
+                    ACTIVE,
+                    now,
+                ),
             )
             marks = ", ".join("?" * len(names))
             db.execute(
@@ -306,10 +338,12 @@ def _assignment(endpoint_name: str, user_id: str, row: tuple) -> Assignment:
 def _endpoint(endpoint_name: str, rows: list[tuple]) -> Endpoint | None:
     if not rows:
         return None
-    strategy, epsilon, warmup, status, updated_at = rows[0][:5]
+    strategy, params, warmup, status, updated_at = rows[0][:5]
     metrics = tuple(
         VariantMetrics(name, weight, invocations, conversions, rewards)
         for *_, name, weight, invocations, conversions, rewards in rows
         if name is not None
     )
-    return Endpoint(endpoint_name, strategy, epsilon, warmup, metrics, status, updated_at)
+    return Endpoint(
+        endpoint_name, strategy, json.loads(params), warmup, metrics, status, updated_at
+    )

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
-# SageMaker endpoint and variant names: up to 63 characters of [a-zA-Z0-9-].
-NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$"
+from abtest.config_types import NAME_PATTERN
+
 MAX_ID_LENGTH = 256
 
 AssignmentKind = Literal["existing", "new", "manual", "fallback"]
@@ -89,7 +89,13 @@ class VariantMetricsBody(BaseModel):
 class StatsResponse(BaseModel):
     endpoint_name: str
     strategy: str
-    epsilon: float
+    epsilon: float | None = Field(
+        description="EpsilonGreedy's epsilon; null for a strategy without one "
+        "(kept for the article's clients: strategy_params has every parameter)"
+    )
+    strategy_params: dict[str, float | int] = Field(
+        description="The strategy's parameters by name, every declared one"
+    )
     warmup: int
     status: str
     variant_metrics: list[VariantMetricsBody]

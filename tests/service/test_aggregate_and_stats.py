@@ -4,7 +4,7 @@ import json
 import random
 
 import pytest
-from service_doubles import ENDPOINT
+from service_doubles import ENDPOINT, Catalog, config
 
 from abtest.http.bodies import ConversionRequest, InvocationRequest, StatsRequest
 
@@ -123,3 +123,26 @@ def test_stats_of_unknown_endpoint_is_404(service):
 
     with pytest.raises(NotFoundError):
         service.stats(StatsRequest(endpoint_name="nope"))
+
+
+@pytest.mark.parametrize(
+    ("strategy", "params", "epsilon"),
+    [
+        ("EpsilonGreedy", {"epsilon": 0.3}, 0.3),
+        ("TopTwoThompson", {"beta": 0.6}, None),
+        ("ThompsonSampling", {}, None),
+    ],
+)
+def test_stats_report_the_strategy_params_and_epsilon_when_there_is_one(
+    service, strategy, params, epsilon
+):
+    service.catalog = Catalog(config(strategy, strategy_params=params))
+    service.register(ENDPOINT)
+
+    stats = service.stats(StatsRequest(endpoint_name=ENDPOINT)).model_dump()
+
+    assert (stats["strategy"], stats["strategy_params"], stats["epsilon"]) == (
+        strategy,
+        params,
+        epsilon,
+    )

@@ -162,7 +162,7 @@ def test_a_variant_removed_by_reregistration_reassigns_its_users(service, clock)
     for n in range(20):
         invoke(service, f"u{n}")
     service.catalog = Catalog(
-        EndpointConfig(ENDPOINT, "ThompsonSampling", 0.1, 0, (VariantConfig("Champion1"),))
+        EndpointConfig(ENDPOINT, "ThompsonSampling", {}, 0, (VariantConfig("Champion1"),))
     )
     service.register(ENDPOINT)
     models_seen = {invoke(service, f"u{n}")["target_variant"] for n in range(20)}
