@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from pydantic import (
     AfterValidator,
@@ -115,19 +115,49 @@ def dotted_key(loc: tuple[str | int, ...]) -> str:
 
 
 def describe_errors(
-    error: ValidationError, key: Callable[[tuple[str | int, ...]], str] = dotted_key
+    error: ValidationError,
+    key: Callable[[tuple[str | int, ...]], str] = dotted_key,
+    model: type[BaseModel] | None = None,
 ) -> str:
-    """`<key>: <reason>` for every error, joined by "; ", the reasons in plain words."""
+    """`<key>: <reason>` for every error, joined by "; ", the reasons in plain words.
+
+    Given the validated `model`, an unknown key's reason lists the known ones, so a typo
+    is fixed without opening the docs.
+    """
     parts = []
     for e in error.errors(include_url=False):
         loc = tuple(e["loc"])
         if e["type"] == _NESTED_ERROR:
             loc += tuple(e["ctx"]["below"])
         reason = {"missing": "missing", "extra_forbidden": "unknown key"}.get(e["type"], e["msg"])
-        if e["type"] == "value_error":  # our own validators' messages, without pydantic's prefix
+        known = _keys_at(model, loc[:-1]) if e["type"] == "extra_forbidden" else None
+        if known:
+            reason += f" (known: {', '.join(sorted(known))})"
+        elif e["type"] == "value_error":  # our own validators' messages, without pydantic's prefix
             reason = str(e["ctx"]["error"])
         elif reason == e["msg"] and isinstance(e.get("input"), str | int | float | bool):
             reason += f", got {e['input']!r}"
         where = key(loc)
         parts.append(f"{where}: {reason}" if where else reason)  # a whole-file check names its keys
     return "; ".join(parts)
+
+
+def _keys_at(model: type[BaseModel] | None, loc: tuple[str | int, ...]) -> list[str] | None:
+    """The keys of the model found at `loc` below `model`, if one is."""
+    for part in loc:
+        if model is None:
+            return None
+        if isinstance(part, str):
+            field = model.model_fields.get(part)
+            model = _model_in(field.annotation) if field else None
+    return list(model.model_fields) if model else None
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model in an annotation such as `Section`, `list[Section]` or `Section | None`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        if found := _model_in(arg):
+            return found
+    return None

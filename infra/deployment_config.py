@@ -76,7 +76,9 @@ def load_deployment_config(path: Path | str) -> DeploymentConfig:
     try:
         return DeploymentConfig.model_validate(raw)
     except ValidationError as err:
-        raise DeploymentConfigError(f"{path}: {describe_errors(err)}") from None
+        raise DeploymentConfigError(
+            f"{path}: {describe_errors(err, model=DeploymentConfig)}"
+        ) from None
 
 
 def config_for_stage(stage_name: str, config_dir: Path = CONFIG_DIR) -> DeploymentConfig:

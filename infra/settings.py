@@ -96,4 +96,6 @@ def settings_from_context(context: dict[str, Any]) -> Settings:
     try:
         return Settings.model_validate(ours)
     except ValidationError as err:
-        raise SettingsError(f"bad cdk.json context: {describe_errors(err)}") from None
+        raise SettingsError(
+            f"bad cdk.json context: {describe_errors(err, model=Settings)}"
+        ) from None

@@ -145,7 +145,7 @@ def load_config(path: str | Path) -> AbtestConfig:
     try:
         file = ConfigFile.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(f"{path}: {describe_errors(error)}") from None
+        raise ConfigError(f"{path}: {describe_errors(error, model=ConfigFile)}") from None
     endpoint = file.endpoint
     return AbtestConfig(
         path=path,

@@ -147,8 +147,20 @@ def test_the_catalog_knows_only_its_endpoint(tmp_path: Path) -> None:
             "neither",
         ),
         ('name = "Challenger1"', 'name = "Champion1"', "variants[1].name", "used by another"),
-        ("warmup = 10", "warmup = 10\nwarm_up = 5", "endpoint.warm_up", "unknown key"),
-        ("[event_log]", "[eventlog]", "eventlog", "unknown key"),
+        (
+            "warmup = 10",
+            "warmup = 10\nwarm_up = 5",
+            "endpoint.warm_up",
+            "unknown key (known: assignment_ttl_seconds, epsilon, name, strategy, "
+            "strategy_params, warmup)",
+        ),
+        ("[event_log]", "[eventlog]", "eventlog", "unknown key (known: endpoint, event_log"),
+        (
+            'model = "http',
+            'mdoel = "http',
+            "variants[1].model",
+            "missing; variants[1].mdoel: unknown key (known: initial_weight, model, name)",
+        ),
         ('name = "Champion1"', "name = 3", "variants[0].name", "valid string, got 3"),
     ],
 )
