@@ -38,7 +38,7 @@ from abtest.service import Service
 
 ENDPOINT = "bench-endpoint"
 CONFIG = EndpointConfig(
-    ENDPOINT, "ThompsonSampling", 0.1, 0, (VariantConfig("Champion1"), VariantConfig("Challenger1"))
+    ENDPOINT, "ThompsonSampling", {}, 0, (VariantConfig("Champion1"), VariantConfig("Challenger1"))
 )
 
 
