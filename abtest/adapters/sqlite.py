@@ -163,9 +163,14 @@ class SqliteStore:
         """Files written before strategy parameters had an `epsilon` column for every
         strategy: turn it into `strategy_params`, once, in one transaction (another process
         opening the same file at the same time finds the work done)."""
+
+        def has_epsilon(db: sqlite3.Connection) -> bool:
+            return any(row[1] == "epsilon" for row in db.execute("PRAGMA table_info(endpoints)"))
+
+        if not self._read(has_epsilon):  # the usual case: no write lock taken
+            return
         with self._transaction() as db:
-            columns = {row[1] for row in db.execute("PRAGMA table_info(endpoints)")}
-            if "epsilon" not in columns:
+            if not has_epsilon(db):
                 return
             db.execute(
                 "ALTER TABLE endpoints ADD COLUMN strategy_params TEXT NOT NULL DEFAULT '{}'"
