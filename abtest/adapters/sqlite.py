@@ -129,6 +129,7 @@ class SqliteStore:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         self._local.db, self._local.pid = db, db.pid
+        self._local.closer = _CloseWithThread(db)
         with self._lock:
             self._connections.add(db)
         return db
@@ -321,6 +322,22 @@ class _Connection(sqlite3.Connection):
     """A connection that can be weakly referenced and knows the process that opened it."""
 
     pid: int
+
+
+class _CloseWithThread:
+    """Held only by a thread's local data, so it goes (by reference count) when the thread
+    ends and closes that thread's connection. The connection itself sits in a reference
+    cycle (its statement cache refers back to it): left alone, its files would stay open
+    until a garbage collection happened to run."""
+
+    __slots__ = ("db",)
+
+    def __init__(self, db: _Connection) -> None:
+        self.db = db
+
+    def __del__(self, getpid=os.getpid) -> None:
+        if self.db.pid == getpid():  # a parent's connection is the parent's to close
+            self.db.close()
 
 
 @contextmanager
