@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
+import bandit
 from bandit.metrics import VariantMetrics
 
 ACTIVE = "active"
@@ -31,13 +32,18 @@ class VariantConfig:
     initial_weight: float = 1.0
 
 
+# A strategy's parameters by name, as `bandit.check_params` returns them (every declared one).
+StrategyParams = dict[str, float | int]
+
+
 @dataclass(frozen=True, slots=True)
 class EndpointConfig:
-    """What registration knows about an endpoint: strategy parameters and variants."""
+    """What registration knows about an endpoint: its strategy, that strategy's parameters
+    (every declared one, already checked), the warm-up and the variants."""
 
     endpoint_name: str
     strategy: str
-    epsilon: float
+    strategy_params: StrategyParams = field(hash=False)
     warmup: int
     variants: tuple[VariantConfig, ...]
 
@@ -48,7 +54,7 @@ class Endpoint:
 
     endpoint_name: str
     strategy: str
-    epsilon: float
+    strategy_params: StrategyParams = field(hash=False)
     warmup: int
     variant_metrics: tuple[VariantMetrics, ...]
     status: str = ACTIVE
@@ -57,6 +63,18 @@ class Endpoint:
     @property
     def variant_names(self) -> tuple[str, ...]:
         return tuple(m.variant_name for m in self.variant_metrics)
+
+
+def params_from_epsilon(strategy: str, epsilon: float | None) -> StrategyParams:
+    """The parameters of a record written before `strategy_params` existed.
+
+    Such records kept one `epsilon` whatever the strategy; it meant something only to a
+    strategy declaring an `epsilon` parameter, and is dropped for the others.
+    """
+    declared = bandit.STRATEGIES.get(strategy)
+    if epsilon is None or declared is None:
+        return {}
+    return {p.name: float(epsilon) for p in declared.parameters if p.name == "epsilon"}
 
 
 @dataclass(slots=True)

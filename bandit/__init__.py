@@ -6,7 +6,15 @@ scipy. bandit.simulate, for benchmarks, does.
 
 from bandit.epsilon_greedy import EpsilonGreedy
 from bandit.metrics import VariantMetrics
-from bandit.registry import STRATEGY_NAMES, get_strategy
+from bandit.parameters import Parameter, ParameterError
+from bandit.registry import (
+    DEFAULT_STRATEGY,
+    STRATEGIES,
+    STRATEGY_NAMES,
+    check_params,
+    get_strategy,
+    strategy_parameters,
+)
 from bandit.selection import Selection, deciding_strategy, select
 from bandit.strategy import Strategy
 from bandit.thompson import ThompsonSampling
@@ -14,15 +22,21 @@ from bandit.ucb1 import UCB1
 from bandit.weighted import WeightedSampling
 
 __all__ = [
+    "DEFAULT_STRATEGY",
+    "STRATEGIES",
     "STRATEGY_NAMES",
     "UCB1",
     "EpsilonGreedy",
+    "Parameter",
+    "ParameterError",
     "Selection",
     "Strategy",
     "ThompsonSampling",
     "VariantMetrics",
     "WeightedSampling",
+    "check_params",
     "deciding_strategy",
     "get_strategy",
     "select",
+    "strategy_parameters",
 ]

@@ -5,7 +5,12 @@ from __future__ import annotations
 import math
 
 from bandit.metrics import VariantMetrics
+from bandit.parameters import Parameter
 from bandit.strategy import Strategy, split_among_best
+
+EPSILON = Parameter(
+    "epsilon", 0.1, 0.0, 1.0, doc="share of traffic spread evenly over all variants"
+)
 
 
 def mean_reward(m: VariantMetrics) -> float:
@@ -15,14 +20,6 @@ def mean_reward(m: VariantMetrics) -> float:
     return min(float(m.reward_sum), float(m.invocation_count)) / m.invocation_count
 
 
-def check_epsilon(epsilon: float) -> float:
-    if isinstance(epsilon, bool) or not isinstance(epsilon, int | float):
-        raise ValueError(f"epsilon must be a number in [0, 1], got {epsilon!r}")
-    if not 0.0 <= epsilon <= 1.0:  # also rejects NaN
-        raise ValueError(f"epsilon must be in [0, 1], got {epsilon!r}")
-    return float(epsilon)
-
-
 class EpsilonGreedy(Strategy):
     """Each variant gets epsilon / K; the remaining 1 - epsilon is split among the variants
     tied for the best mean reward. A variant never invoked counts as tied for best (it has
@@ -30,13 +27,11 @@ class EpsilonGreedy(Strategy):
     """
 
     name = "EpsilonGreedy"
+    parameters = (EPSILON,)
 
-    def __init__(self, epsilon: float = 0.1) -> None:
+    def __init__(self, epsilon: float = EPSILON.default) -> None:
         super().__init__()
-        self.epsilon = check_epsilon(epsilon)
-
-    def __repr__(self) -> str:
-        return f"EpsilonGreedy(epsilon={self.epsilon})"
+        self.epsilon = EPSILON.check(epsilon)
 
     def _weights(self, metrics: tuple[VariantMetrics, ...]) -> list[float]:
         explore = self.epsilon / len(metrics)

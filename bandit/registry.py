@@ -1,31 +1,52 @@
-"""Strategies looked up by the names the article and the endpoint config use."""
+"""The one list of strategies, looked up by the names the article and the endpoint config use.
+
+A strategy is its module plus one entry here: names, parameters and their checks all come
+from the class (`name`, `parameters`), and every configuration surface reads them from here.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
-from bandit.epsilon_greedy import EpsilonGreedy, check_epsilon
+from bandit.epsilon_greedy import EpsilonGreedy
+from bandit.parameters import Parameter, check_parameters
 from bandit.strategy import Strategy
 from bandit.thompson import ThompsonSampling
+from bandit.top_two import TopTwoThompson
 from bandit.ucb1 import UCB1
 from bandit.weighted import WeightedSampling
 
-_STRATEGIES: dict[str, type[Strategy]] = {
-    cls.name: cls for cls in (WeightedSampling, EpsilonGreedy, UCB1, ThompsonSampling)
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls
+    for cls in (WeightedSampling, EpsilonGreedy, UCB1, ThompsonSampling, TopTwoThompson)
 }
-STRATEGY_NAMES: tuple[str, ...] = tuple(_STRATEGIES)
+STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
+DEFAULT_STRATEGY = ThompsonSampling.name
 
 
-def get_strategy(name: str, **params: Any) -> Strategy:
-    """A new strategy by its name. `epsilon` is validated (in [0, 1]) whatever the strategy,
-    since callers pass the endpoint's setting to every one; other unused parameters are
-    ignored."""
-    epsilon = params.get("epsilon")
-    if epsilon is not None:
-        epsilon = check_epsilon(epsilon)
-    cls = _STRATEGIES.get(name)
+def strategy_class(name: str) -> type[Strategy]:
+    """The class registered under `name`; ValueError listing the valid names otherwise."""
+    cls = STRATEGIES.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise ValueError(f"unknown strategy {name!r}; valid choices: {', '.join(STRATEGY_NAMES)}")
-    if cls is EpsilonGreedy and epsilon is not None:
-        return EpsilonGreedy(epsilon)
-    return cls()
+        raise ValueError(f"unknown strategy {name!r} (expected one of {', '.join(STRATEGY_NAMES)})")
+    return cls
+
+
+def strategy_parameters(name: str) -> tuple[Parameter, ...]:
+    """The parameters strategy `name` declares (ValueError for an unknown name)."""
+    return strategy_class(name).parameters
+
+
+def check_params(name: str, params: Mapping[str, object] | None = None) -> dict[str, float | int]:
+    """Every parameter of strategy `name`: the given ones checked, the others defaulted.
+
+    ValueError for an unknown strategy; ParameterError (a ValueError naming the parameter)
+    for an unknown parameter or a value out of its range.
+    """
+    cls = strategy_class(name)
+    return check_parameters(cls.name, cls.parameters, params or {})
+
+
+def get_strategy(name: str, params: Mapping[str, object] | None = None) -> Strategy:
+    """A new strategy by its name, with `params` checked against its declared parameters."""
+    return strategy_class(name)(**check_params(name, params))

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import ClassVar, NamedTuple
 
 from bandit.metrics import VariantMetrics
+from bandit.parameters import Parameter
 
 _CACHE_SIZE = 64
 
@@ -62,13 +63,22 @@ class Strategy:
     """
 
     name: ClassVar[str]
+    # What the constructor takes, as keyword arguments of these names: the one declaration
+    # every configuration surface reads (see bandit.parameters).
+    parameters: ClassVar[tuple[Parameter, ...]] = ()
 
     def __init__(self) -> None:
         self._hot: tuple[object, _Table] | None = None
         self._cache: dict[tuple[VariantMetrics, ...], _Table] = {}
 
+    @property
+    def params(self) -> dict[str, float | int]:
+        """The parameter values this instance runs with."""
+        return {p.name: getattr(self, p.name) for p in self.parameters}
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
 
     def _weights(self, metrics: tuple[VariantMetrics, ...]) -> list[float]:
         raise NotImplementedError

@@ -97,7 +97,7 @@ def ours(path: Path) -> int:
     with tempfile.TemporaryDirectory() as folder:
         store = SqliteStore(Path(folder) / "abtest.sqlite3")
         variants = (VariantConfig("Champion1"), VariantConfig("Challenger1"))
-        store.register_endpoint(EndpointConfig(ENDPOINT, "UCB1", 0.1, 0, variants), 0.0)
+        store.register_endpoint(EndpointConfig(ENDPOINT, "UCB1", {}, 0, variants), 0.0)
         result = aggregate(store, FileArchive(), path.name, time.time())
         total = sum(m.invocation_count for m in store.get_endpoint(ENDPOINT).variant_metrics)
         assert result.applied and total == sum(

@@ -44,7 +44,7 @@ from abtest.usecases.register import Register
 
 ENDPOINT = "bench-endpoint"
 CONFIG = EndpointConfig(
-    ENDPOINT, "ThompsonSampling", 0.1, 0, (VariantConfig("Champion1"), VariantConfig("Challenger1"))
+    ENDPOINT, "ThompsonSampling", {}, 0, (VariantConfig("Champion1"), VariantConfig("Challenger1"))
 )
 
 

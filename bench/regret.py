@@ -29,13 +29,12 @@ INSTANCES = {
     "c": BernoulliBandit(tuple(round(0.01 * i, 2) for i in range(1, 11))),
 }
 LABELS = {"a": "a: 0.05 / 0.06", "b": "b: 0.10 / 0.12 / 0.15", "c": "c: 0.01, 0.02 .. 0.10"}
-EPSILON = 0.1
 
 
 def one_run(task: tuple[str, str, int, int, int]) -> tuple[str, str, int, int, float]:
     instance, strategy, batch_size, seed, horizon = task
     result = run(
-        get_strategy(strategy, epsilon=EPSILON),
+        get_strategy(strategy),
         INSTANCES[instance],
         horizon,
         seed=seed,
@@ -94,7 +93,7 @@ def choose_timing() -> list[str]:
         )
         rng = random.Random(0)
         for name in STRATEGY_NAMES:
-            strategy = get_strategy(name, epsilon=EPSILON)
+            strategy = get_strategy(name)
             names = list(strategy.allocation(metrics))
             weights = list(strategy.allocation(metrics).values())
             scope = {
@@ -130,7 +129,7 @@ def main() -> None:
     started = time.perf_counter()
     print(
         f"regret: {args.seeds} seeds, T={args.horizon:,}, batched B={args.batch:,}, "
-        f"epsilon={EPSILON}, {args.workers} workers, Python {platform.python_version()}"
+        f"default strategy parameters, {args.workers} workers, Python {platform.python_version()}"
     )
     print("\n".join(regret_table(args.seeds, args.horizon, args.batch, args.workers)))
     print()

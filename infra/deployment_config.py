@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-CONFIG_DIR = Path(__file__).resolve().parent / "config"
+from abtest.config_types import Name, StrategyFields, describe_errors
 
-Strategy = Literal["WeightedSampling", "EpsilonGreedy", "UCB1", "ThompsonSampling"]
-# SageMaker's rules for production variant names.
-VARIANT_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+CONFIG_DIR = Path(__file__).resolve().parent / "config"
 
 
 class DeploymentConfigError(ValueError):
@@ -30,19 +27,19 @@ class VariantConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model_package_version: int = Field(ge=1)
-    variant_name: str | None = Field(None, pattern=VARIANT_NAME)
+    variant_name: Name | None = None
     instance_count: int | None = Field(None, ge=1)
     instance_type: str | None = Field(None, pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
     initial_variant_weight: float = Field(1.0, gt=0)
 
 
-class DeploymentConfig(BaseModel):
+class DeploymentConfig(StrategyFields):
+    """The file: the strategy keys every surface shares (`strategy`, `strategy_params`,
+    `warmup`, and the original template's `epsilon`), then the variants' instances."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     stage_name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,15}$")
-    strategy: Strategy = "ThompsonSampling"
-    epsilon: float = Field(0.1, ge=0, le=1)
-    warmup: int = Field(0, ge=0)
     instance_count: int = Field(1, ge=1)
     instance_type: str = Field("ml.m5.large", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
     challenger_variant_count: int = Field(1, ge=0, le=9)
@@ -79,10 +76,9 @@ def load_deployment_config(path: Path | str) -> DeploymentConfig:
     try:
         return DeploymentConfig.model_validate(raw)
     except ValidationError as err:
-        reasons = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<file>'}: {e['msg']}" for e in err.errors()
-        )
-        raise DeploymentConfigError(f"{path}: {reasons}") from None
+        raise DeploymentConfigError(
+            f"{path}: {describe_errors(err, model=DeploymentConfig)}"
+        ) from None
 
 
 def config_for_stage(stage_name: str, config_dir: Path = CONFIG_DIR) -> DeploymentConfig:

@@ -14,6 +14,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from abtest.adapters.endpoint_tags import tags_for
 from infra import nag
 from infra.deployment_config import DeploymentConfig
 from infra.model_registry import SelectedVariant
@@ -75,11 +76,7 @@ class DeploymentStack(Stack):
             "Endpoint",
             endpoint_name=name,
             endpoint_config_name=endpoint_config.attr_endpoint_config_name,
-            tags=[
-                CfnTag(key="ab-testing:strategy", value=config.strategy),
-                CfnTag(key="ab-testing:epsilon", value=str(config.epsilon)),
-                CfnTag(key="ab-testing:warmup", value=str(config.warmup)),
-            ],
+            tags=[CfnTag(key=key, value=value) for key, value in tags_for(config).items()],
         )
         self._dashboard(name, variants)
         CfnOutput(self, "EndpointName", value=endpoint.attr_endpoint_name)

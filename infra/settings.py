@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from abtest.config_types import describe_errors
+
 Auth = Literal["iam", "api_key", "none"]
 PythonRuntime = Literal["python3.12", "python3.13"]
 LOG_RETENTION_DAYS = (7, 14, 30, 90, 180, 365)
@@ -95,7 +97,6 @@ def settings_from_context(context: dict[str, Any]) -> Settings:
     try:
         return Settings.model_validate(ours)
     except ValidationError as err:
-        reasons = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<context>'}: {e['msg']}" for e in err.errors()
-        )
-        raise SettingsError(f"bad cdk.json context: {reasons}") from None
+        raise SettingsError(
+            f"bad cdk.json context: {describe_errors(err, model=Settings)}"
+        ) from None

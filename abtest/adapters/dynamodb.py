@@ -37,7 +37,9 @@ from abtest.records import (
     CountsByEndpoint,
     Endpoint,
     EndpointConfig,
+    StrategyParams,
     VariantCounts,
+    params_from_epsilon,
 )
 from bandit.metrics import VariantMetrics
 
@@ -412,7 +414,7 @@ def _new_endpoint_item(config: EndpointConfig, now: float) -> Item:
     return {
         "endpoint_name": {"S": config.endpoint_name},
         "strategy": {"S": config.strategy},
-        "epsilon": _n(float(config.epsilon)),
+        "strategy_params": _params(config.strategy_params),
         "warmup": _n(int(config.warmup)),
         "status": {"S": ACTIVE},
         "updated_at": _n(now),
@@ -431,17 +433,17 @@ def _reregistration(config: EndpointConfig, current: set[str], now: float) -> It
     """
     sets = [
         "strategy = :strategy",
-        "epsilon = :epsilon",
+        "strategy_params = :params",
         "warmup = :warmup",
         "#status = :status",
         "updated_at = :now",
     ]
-    removes: list[str] = []
+    removes = ["epsilon"]  # the attribute strategy_params replaced, if the item still has it
     conditions: list[str] = []
     names = {"#status": "status"}
     values = {
         ":strategy": {"S": config.strategy},
-        ":epsilon": _n(float(config.epsilon)),
+        ":params": _params(config.strategy_params),
         ":warmup": _n(int(config.warmup)),
         ":status": {"S": ACTIVE},
         ":now": _n(now),
@@ -463,7 +465,7 @@ def _reregistration(config: EndpointConfig, current: set[str], now: float) -> It
         names[f"#r{i}"] = name
         removes.append(f"variants.#r{i}")
         conditions.append(f"attribute_exists(variants.#r{i})")
-    expression = f"SET {', '.join(sets)}" + (f" REMOVE {', '.join(removes)}" if removes else "")
+    expression = f"SET {', '.join(sets)} REMOVE {', '.join(removes)}"
     return {
         "UpdateExpression": expression,
         "ConditionExpression": " AND ".join(conditions) or "attribute_exists(variants)",
@@ -487,7 +489,7 @@ def _endpoint(item: Item) -> Endpoint:
     return Endpoint(
         endpoint_name=item["endpoint_name"]["S"],
         strategy=item["strategy"]["S"],
-        epsilon=float(_num(item["epsilon"])),
+        strategy_params=_read_params(item),
         warmup=int(_num(item["warmup"])),
         variant_metrics=metrics,
         status=item["status"]["S"],
@@ -512,6 +514,18 @@ def _assignment(item: Item) -> Assignment:
         assigned_at=float(_num(item["assigned_at"])),
         ttl=int(_num(item["ttl"])),
     )
+
+
+def _params(params: StrategyParams) -> Item:
+    return {"M": {name: _n(value) for name, value in params.items()}}
+
+
+def _read_params(item: Item) -> StrategyParams:
+    """The `strategy_params` map; items written before it have a top-level `epsilon`."""
+    if "strategy_params" in item:
+        return {name: _num(value) for name, value in item["strategy_params"]["M"].items()}
+    legacy = item.get("epsilon")
+    return params_from_epsilon(item["strategy"]["S"], float(_num(legacy)) if legacy else None)
 
 
 def _n(value: int | float) -> dict[str, str]:

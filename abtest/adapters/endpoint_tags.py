@@ -1,59 +1,67 @@
-"""The `ab-testing:*` strategy parameters, as SageMaker endpoint tags or config-file values.
+"""The `ab-testing:*` SageMaker endpoint tags: the strategy, each of its parameters, the warm-up.
 
-The deployment stack writes these tags; registration reads them. A bad value is a
-ConfigError naming the tag: guessing a default would run the wrong experiment silently.
+The deployment stack writes these tags (`tags_for`); registration reads them
+(`strategy_from_tags`). A tag per declared parameter, `ab-testing:<parameter>`, so a new
+strategy parameter needs no change here. A bad value is a ConfigError naming the tag:
+guessing a default would run the wrong experiment silently.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
+from pydantic import ValidationError
+
+import bandit
+from abtest.config_types import StrategyFields, describe_errors
 from abtest.errors import ConfigError
 
-STRATEGY_TAG = "ab-testing:strategy"
-EPSILON_TAG = "ab-testing:epsilon"
-WARMUP_TAG = "ab-testing:warmup"
-
-STRATEGIES = ("WeightedSampling", "EpsilonGreedy", "UCB1", "ThompsonSampling")
-
-DEFAULT_STRATEGY = "ThompsonSampling"
-DEFAULT_EPSILON = 0.1
-DEFAULT_WARMUP = 0
+PREFIX = "ab-testing:"
+STRATEGY_TAG = f"{PREFIX}strategy"
+WARMUP_TAG = f"{PREFIX}warmup"
 
 
-def parse_strategy(value: str, *, source: str = STRATEGY_TAG) -> str:
-    strategy = value.strip() if isinstance(value, str) else value
-    if strategy not in STRATEGIES:
-        raise ConfigError(
-            f"{source}: unknown strategy {value!r} (expected one of {', '.join(STRATEGIES)})"
-        )
-    return strategy
+def tags_for(strategy: StrategyFields) -> dict[str, str]:
+    """The tags that describe `strategy` (every declared parameter, defaults included)."""
+    return {
+        STRATEGY_TAG: strategy.strategy,
+        **{f"{PREFIX}{name}": str(value) for name, value in strategy.strategy_params.items()},
+        WARMUP_TAG: str(strategy.warmup),
+    }
 
 
-def parse_epsilon(value: str | float, *, source: str = EPSILON_TAG) -> float:
+def strategy_from_tags(tags: Mapping[str, str]) -> StrategyFields:
+    """The strategy keys from the tags; absent tags take the documented defaults.
+
+    Only the parameters the tagged strategy declares are read: endpoints deployed before
+    strategy parameters carry `ab-testing:epsilon` whatever their strategy.
+    """
+    data: dict[str, object] = {}
+    if STRATEGY_TAG in tags:
+        data["strategy"] = tags[STRATEGY_TAG].strip()
+    strategy = data.get("strategy", bandit.DEFAULT_STRATEGY)
+    declared = bandit.STRATEGIES[strategy].parameters if strategy in bandit.STRATEGIES else ()
+    data["strategy_params"] = {
+        p.name: _number(tags[f"{PREFIX}{p.name}"]) for p in declared if f"{PREFIX}{p.name}" in tags
+    }
+    if WARMUP_TAG in tags:
+        data["warmup"] = tags[WARMUP_TAG]
     try:
-        epsilon = float(value)
-    except (TypeError, ValueError):
-        epsilon = math.nan
-    if isinstance(value, bool) or not 0.0 <= epsilon <= 1.0:  # NaN fails the range check too
-        raise ConfigError(f"{source}: {value!r} is not a number between 0 and 1")
-    return epsilon
+        return StrategyFields.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(describe_errors(error, _tag)) from None
 
 
-def parse_warmup(value: str | int, *, source: str = WARMUP_TAG) -> int:
-    try:
-        warmup = int(value) if not isinstance(value, bool | float) else -1
-    except (TypeError, ValueError):
-        warmup = -1
-    if warmup < 0:
-        raise ConfigError(f"{source}: {value!r} is not a whole number >= 0")
-    return warmup
+def _tag(loc: tuple[str | int, ...]) -> str:
+    """The tag an error is about: `("strategy_params", "epsilon")` -> `ab-testing:epsilon`."""
+    return f"{PREFIX}{loc[-1]}"
 
 
-def parse_strategy_params(tags: Mapping[str, str]) -> tuple[str, float, int]:
-    """(strategy, epsilon, warmup) from the tags; absent tags take the documented defaults."""
-    strategy = parse_strategy(tags[STRATEGY_TAG]) if STRATEGY_TAG in tags else DEFAULT_STRATEGY
-    epsilon = parse_epsilon(tags[EPSILON_TAG]) if EPSILON_TAG in tags else DEFAULT_EPSILON
-    warmup = parse_warmup(tags[WARMUP_TAG]) if WARMUP_TAG in tags else DEFAULT_WARMUP
-    return strategy, epsilon, warmup
+def _number(text: str) -> object:
+    """A tag's text as the number it spells; unchanged if it spells none, for bandit to refuse."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text

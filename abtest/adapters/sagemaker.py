@@ -8,7 +8,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from abtest.adapters.endpoint_tags import parse_strategy_params
+from abtest.adapters.endpoint_tags import strategy_from_tags
 from abtest.errors import ConflictError, ModelError, NotFoundError
 from abtest.ports import ModelResult
 from abtest.records import EndpointConfig, VariantConfig
@@ -114,12 +114,12 @@ class SageMakerEndpointCatalog:
             if code in ("ValidationException", "ValidationError") and missing:
                 raise NotFoundError(f"endpoint {endpoint_name} not found") from exc
             raise
-        strategy, epsilon, warmup = parse_strategy_params(self._tags(endpoint["EndpointArn"]))
+        tagged = strategy_from_tags(self._tags(endpoint["EndpointArn"]))
         return EndpointConfig(
             endpoint_name=endpoint_name,
-            strategy=strategy,
-            epsilon=epsilon,
-            warmup=warmup,
+            strategy=tagged.strategy,
+            strategy_params=tagged.strategy_params,
+            warmup=tagged.warmup,
             variants=self._variants(endpoint),
         )
 

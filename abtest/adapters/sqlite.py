@@ -8,6 +8,7 @@ Each thread gets its own connection: sqlite3 connections must not be shared.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -26,6 +27,7 @@ from abtest.records import (
     CountsByEndpoint,
     Endpoint,
     EndpointConfig,
+    params_from_epsilon,
 )
 from bandit.metrics import VariantMetrics
 
@@ -53,7 +55,7 @@ CREATE TABLE IF NOT EXISTS conversions (
 CREATE TABLE IF NOT EXISTS endpoints (
     endpoint_name TEXT PRIMARY KEY,
     strategy TEXT NOT NULL,
-    epsilon REAL NOT NULL,
+    strategy_params TEXT NOT NULL,  -- a JSON object: parameter name -> value
     warmup INTEGER NOT NULL,
     status TEXT NOT NULL,
     updated_at REAL NOT NULL
@@ -85,7 +87,7 @@ _SELECT_ASSIGNMENT = (
 )
 # One statement, so the endpoint row and its variants come from one snapshot.
 _SELECT_ENDPOINT = (
-    "SELECT e.strategy, e.epsilon, e.warmup, e.status, e.updated_at, v.variant_name,"
+    "SELECT e.strategy, e.strategy_params, e.warmup, e.status, e.updated_at, v.variant_name,"
     " v.initial_variant_weight, v.invocation_count, v.conversion_count, v.reward_sum"
     " FROM endpoints e LEFT JOIN variants v ON v.endpoint_name = e.endpoint_name"
     " WHERE e.endpoint_name = ? ORDER BY v.position"
@@ -109,8 +111,7 @@ class SqliteStore:
         self._lock = threading.Lock()
         with _translated():
             self._connection().executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
-        with self._transaction() as db:
-            _migrate(db)
+        self._migrate()
 
     # -- connections -------------------------------------------------------
 
@@ -130,6 +131,7 @@ class SqliteStore:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         self._local.db, self._local.pid = db, db.pid
+        self._local.closer = _CloseWithThread(db)
         with self._lock:
             self._connections.add(db)
         return db
@@ -159,6 +161,34 @@ class SqliteStore:
             if db.pid == os.getpid():  # a parent's connection is the parent's to close
                 db.close()
         self._local = threading.local()
+
+    def _migrate(self) -> None:
+        """Bring a file written by an earlier version up to this schema, once, in one
+        transaction (another process opening the same file at the same time finds the
+        work done)."""
+        if not self._read(_outdated):  # the usual case: no write lock taken
+            return
+        with self._transaction() as db:
+            if not _outdated(db):
+                return
+            if "counted_by" not in _columns(db, "conversions"):
+                db.execute("ALTER TABLE conversions ADD COLUMN counted_by TEXT")
+            if "epsilon" in _columns(db, "endpoints"):
+                # An `epsilon` column for every strategy becomes `strategy_params`.
+                db.execute(
+                    "ALTER TABLE endpoints ADD COLUMN strategy_params TEXT NOT NULL DEFAULT '{}'"
+                )
+                rows = db.execute(
+                    "SELECT endpoint_name, strategy, epsilon FROM endpoints"
+                ).fetchall()
+                db.executemany(
+                    "UPDATE endpoints SET strategy_params = ? WHERE endpoint_name = ?",
+                    [
+                        (json.dumps(params_from_epsilon(strategy, epsilon)), name)
+                        for name, strategy, epsilon in rows
+                    ],
+                )
+                db.execute("ALTER TABLE endpoints DROP COLUMN epsilon")
 
     # -- assignments -------------------------------------------------------
 
@@ -275,11 +305,19 @@ class SqliteStore:
         name = config.endpoint_name
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO endpoints VALUES (?, ?, ?, ?, ?, ?)"
+                "INSERT INTO endpoints (endpoint_name, strategy, strategy_params, warmup, status,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (endpoint_name) DO UPDATE SET strategy = excluded.strategy,"
-                " epsilon = excluded.epsilon, warmup = excluded.warmup,"
+                " strategy_params = excluded.strategy_params, warmup = excluded.warmup,"
                 " status = excluded.status, updated_at = excluded.updated_at",
-                (name, config.strategy, config.epsilon, config.warmup, ACTIVE, now),
+                (
+                    name,
+                    config.strategy,
+                    json.dumps(config.strategy_params),
+                    config.warmup,
+                    ACTIVE,
+                    now,
+                ),
             )
             marks = ", ".join("?" * len(names))
             db.execute(
@@ -328,17 +366,35 @@ class SqliteStore:
         return True
 
 
-def _migrate(db: sqlite3.Connection) -> None:
-    """Bring a file written by an earlier version up to this schema (inside the caller's write)."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(conversions)")}
-    if "counted_by" not in columns:
-        db.execute("ALTER TABLE conversions ADD COLUMN counted_by TEXT")
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
+def _outdated(db: sqlite3.Connection) -> bool:
+    """Written before conversion claims or before strategy parameters."""
+    return "counted_by" not in _columns(db, "conversions") or "epsilon" in _columns(db, "endpoints")
 
 
 class _Connection(sqlite3.Connection):
     """A connection that can be weakly referenced and knows the process that opened it."""
 
     pid: int
+
+
+class _CloseWithThread:
+    """Held only by a thread's local data, so it goes (by reference count) when the thread
+    ends and closes that thread's connection. The connection itself sits in a reference
+    cycle (its statement cache refers back to it): left alone, its files would stay open
+    until a garbage collection happened to run."""
+
+    __slots__ = ("db",)
+
+    def __init__(self, db: _Connection) -> None:
+        self.db = db
+
+    def __del__(self, getpid=os.getpid) -> None:
+        if self.db.pid == getpid():  # a parent's connection is the parent's to close
+            self.db.close()
 
 
 @contextmanager
@@ -361,10 +417,12 @@ def _assignment(endpoint_name: str, user_id: str, row: tuple) -> Assignment:
 def _endpoint(endpoint_name: str, rows: list[tuple]) -> Endpoint | None:
     if not rows:
         return None
-    strategy, epsilon, warmup, status, updated_at = rows[0][:5]
+    strategy, params, warmup, status, updated_at = rows[0][:5]
     metrics = tuple(
         VariantMetrics(name, weight, invocations, conversions, rewards)
         for *_, name, weight, invocations, conversions, rewards in rows
         if name is not None
     )
-    return Endpoint(endpoint_name, strategy, epsilon, warmup, metrics, status, updated_at)
+    return Endpoint(
+        endpoint_name, strategy, json.loads(params), warmup, metrics, status, updated_at
+    )

@@ -248,9 +248,10 @@ def format_stats(stats: dict[str, Any]) -> str:
     allocation = stats.get("allocation", {})
     decision = stats.get("decision") or {}
     figures = {f["variant_name"]: f for f in decision.get("variants", [])}
+    params = "".join(f", {k} {v}" for k, v in (stats.get("strategy_params") or {}).items())
     lines = [
-        f"endpoint {stats['endpoint_name']}: strategy {stats['strategy']}, "
-        f"epsilon {stats['epsilon']}, warmup {stats['warmup']}",
+        f"endpoint {stats['endpoint_name']}: strategy {stats['strategy']}{params}, "
+        f"warmup {stats['warmup']}",
         f"{'variant':<16}{'invocations':>12}{'conversions':>12}{'reward rate':>12}"
         f"{'P(best)':>9}{'p-value':>9}{'allocation':>11}",
     ]

@@ -1,7 +1,8 @@
 """The embedded endpoint config: one TOML file describing the endpoint, its event log and variants.
 
-Keys and meanings are DESIGN.md's "Embedded endpoint config". A bad file fails at
-start with the file, the key and the reason, never later on a request.
+The README's "Endpoint config (TOML)" table lists the keys. A bad file fails at start with
+the file, the key and the reason, never later on a request. TOML has real types, so the
+models are strict: `warmup = "10"` or `epsilon = true` is an error, not a guess.
 """
 
 from __future__ import annotations
@@ -10,19 +11,13 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
-from abtest.adapters.endpoint_tags import (
-    DEFAULT_EPSILON,
-    DEFAULT_STRATEGY,
-    DEFAULT_WARMUP,
-    parse_epsilon,
-    parse_strategy,
-    parse_warmup,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from abtest.config_types import Name, StrategyFields, describe_errors, nested_error
 from abtest.errors import ConfigError
-from abtest.http.bodies import NAME_PATTERN
-from abtest.records import EndpointConfig, VariantConfig
+from abtest.records import EndpointConfig, StrategyParams, VariantConfig
 
 DEFAULT_TTL_SECONDS = 90 * 24 * 3600
 # Firehose's BufferingHints defaults.
@@ -30,36 +25,81 @@ DEFAULT_BUFFER_INTERVAL_SECONDS = 60.0
 DEFAULT_BUFFER_SIZE_BYTES = 1024 * 1024
 
 _CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-_KEYS = {
-    "endpoint": {"name", "strategy", "epsilon", "warmup", "assignment_ttl_seconds"},
-    "event_log": {"buffer_interval_seconds", "buffer_size_bytes"},
-    "variants": {"name", "initial_weight", "model"},
-}
+_STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-@dataclass(frozen=True, slots=True)
-class VariantSpec:
-    name: str
-    initial_weight: float
-    model: str  # "package.module:function" or an http(s):// URL
+def is_url(model: str) -> bool:
+    return model.startswith(("http://", "https://"))
+
+
+def _a_model(model: str) -> str:
+    if not (is_url(model) or _CALLABLE.match(model)):
+        raise ValueError(f"{model!r} is neither 'package.module:function' nor an http(s):// URL")
+    return model
+
+
+class EndpointSection(StrategyFields):
+    """`[endpoint]`: the strategy keys every surface shares, plus the name and the TTL."""
+
+    model_config = _STRICT
+
+    name: Name
+    assignment_ttl_seconds: int = Field(DEFAULT_TTL_SECONDS, gt=0)
+
+
+class EventLogSettings(BaseModel):
+    """`[event_log]`: when the buffer is sealed, like Firehose's buffering hints."""
+
+    model_config = _STRICT
+
+    buffer_interval_seconds: float = Field(DEFAULT_BUFFER_INTERVAL_SECONDS, gt=0)
+    buffer_size_bytes: int = Field(DEFAULT_BUFFER_SIZE_BYTES, gt=0)
+
+
+class VariantSpec(BaseModel):
+    """One `[[variants]]` table."""
+
+    model_config = _STRICT
+
+    name: Name
+    initial_weight: float = Field(1.0, ge=0)
+    model: Annotated[str, AfterValidator(_a_model)]  # "package.module:function" or a URL
 
     @property
     def is_url(self) -> bool:
         return is_url(self.model)
 
 
-@dataclass(frozen=True, slots=True)
-class EventLogSettings:
-    buffer_interval_seconds: float = DEFAULT_BUFFER_INTERVAL_SECONDS
-    buffer_size_bytes: int = DEFAULT_BUFFER_SIZE_BYTES
+class ConfigFile(BaseModel):
+    """The whole file."""
+
+    model_config = _STRICT
+
+    endpoint: EndpointSection
+    event_log: EventLogSettings = EventLogSettings()
+    variants: list[VariantSpec] = Field(min_length=1)
+
+    @field_validator("variants")
+    @classmethod
+    def _distinct_and_weighted(cls, variants: list[VariantSpec]) -> list[VariantSpec]:
+        seen: set[str] = set()
+        for i, variant in enumerate(variants):
+            if variant.name in seen:
+                raise nested_error((i, "name"), f"{variant.name!r} is used by another variant")
+            seen.add(variant.name)
+        if not any(v.initial_weight > 0 for v in variants):
+            raise ValueError("initial weights must not all be 0")
+        return variants
 
 
 @dataclass(frozen=True, slots=True)
 class AbtestConfig:
+    """A loaded file, flattened for the runtime."""
+
     path: Path
     endpoint_name: str
     strategy: str
-    epsilon: float
+    strategy_params: StrategyParams
     warmup: int
     assignment_ttl_seconds: int
     event_log: EventLogSettings
@@ -69,14 +109,10 @@ class AbtestConfig:
         return EndpointConfig(
             endpoint_name=self.endpoint_name,
             strategy=self.strategy,
-            epsilon=self.epsilon,
+            strategy_params=self.strategy_params,
             warmup=self.warmup,
             variants=tuple(VariantConfig(v.name, v.initial_weight) for v in self.variants),
         )
-
-
-def is_url(model: str) -> bool:
-    return model.startswith(("http://", "https://"))
 
 
 def load_config(path: str | Path) -> AbtestConfig:
@@ -92,98 +128,17 @@ def load_config(path: str | Path) -> AbtestConfig:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     try:
-        return _parse(path, raw)
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
-
-
-def _parse(path: Path, raw: dict[str, Any]) -> AbtestConfig:
-    _no_unknown_keys(raw, "", set(_KEYS))
-    endpoint = _table(raw, "endpoint")
-    _no_unknown_keys(endpoint, "endpoint.", _KEYS["endpoint"])
-    name = _name(endpoint.get("name"), "endpoint.name")
-
-    strategy = endpoint.get("strategy", DEFAULT_STRATEGY)
-    if not isinstance(strategy, str):
-        raise ConfigError(f"endpoint.strategy: {strategy!r} is not a string")
-    strategy = parse_strategy(strategy, source="endpoint.strategy")
-    epsilon = parse_epsilon(endpoint.get("epsilon", DEFAULT_EPSILON), source="endpoint.epsilon")
-    warmup = parse_warmup(endpoint.get("warmup", DEFAULT_WARMUP), source="endpoint.warmup")
-    ttl = endpoint.get("assignment_ttl_seconds", DEFAULT_TTL_SECONDS)
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
-        raise ConfigError(f"endpoint.assignment_ttl_seconds: {ttl!r} is not a whole number > 0")
-
-    log = _table(raw, "event_log", required=False)
-    _no_unknown_keys(log, "event_log.", _KEYS["event_log"])
-    interval = log.get("buffer_interval_seconds", DEFAULT_BUFFER_INTERVAL_SECONDS)
-    if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
-        raise ConfigError(f"event_log.buffer_interval_seconds: {interval!r} is not a number > 0")
-    size = log.get("buffer_size_bytes", DEFAULT_BUFFER_SIZE_BYTES)
-    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-        raise ConfigError(f"event_log.buffer_size_bytes: {size!r} is not a whole number > 0")
-
-    variants = _variants(raw.get("variants"))
+        file = ConfigFile.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"{path}: {describe_errors(error, model=ConfigFile)}") from None
+    endpoint = file.endpoint
     return AbtestConfig(
         path=path,
-        endpoint_name=name,
-        strategy=strategy,
-        epsilon=epsilon,
-        warmup=warmup,
-        assignment_ttl_seconds=ttl,
-        event_log=EventLogSettings(float(interval), size),
-        variants=variants,
+        endpoint_name=endpoint.name,
+        strategy=endpoint.strategy,
+        strategy_params=endpoint.strategy_params,
+        warmup=endpoint.warmup,
+        assignment_ttl_seconds=endpoint.assignment_ttl_seconds,
+        event_log=file.event_log,
+        variants=tuple(file.variants),
     )
-
-
-def _variants(raw: Any) -> tuple[VariantSpec, ...]:
-    if raw is None:
-        raise ConfigError("variants: missing; add at least one [[variants]] table")
-    if not isinstance(raw, list) or not all(isinstance(v, dict) for v in raw) or not raw:
-        raise ConfigError("variants: must be one or more [[variants]] tables")
-    variants: list[VariantSpec] = []
-    for i, table in enumerate(raw):
-        key = f"variants[{i}]"
-        _no_unknown_keys(table, f"{key}.", _KEYS["variants"])
-        name = _name(table.get("name"), f"{key}.name")
-        if name in {v.name for v in variants}:
-            raise ConfigError(f"{key}.name: {name!r} is used by another variant")
-        weight = table.get("initial_weight", 1.0)
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight >= 0:
-            raise ConfigError(f"{key}.initial_weight: {weight!r} is not a number >= 0")
-        model = table.get("model")
-        if not isinstance(model, str) or not (is_url(model) or _CALLABLE.match(model)):
-            raise ConfigError(
-                f"{key}.model: {model!r} is neither 'package.module:function' nor an http(s):// URL"
-            )
-        variants.append(VariantSpec(name, float(weight), model))
-    if sum(v.initial_weight for v in variants) <= 0:
-        raise ConfigError("variants: initial weights must not all be 0")
-    return tuple(variants)
-
-
-def _table(raw: dict[str, Any], key: str, *, required: bool = True) -> dict[str, Any]:
-    value = raw.get(key)
-    if value is None and not required:
-        return {}
-    if value is None:
-        raise ConfigError(f"{key}: missing [{key}] table")
-    if not isinstance(value, dict):
-        raise ConfigError(f"{key}: must be a [{key}] table")
-    return value
-
-
-def _name(value: Any, key: str) -> str:
-    if value is None:
-        raise ConfigError(f"{key}: missing")
-    if not isinstance(value, str) or len(value) > 63 or not re.match(NAME_PATTERN, value):
-        raise ConfigError(
-            f"{key}: {value!r} is not a name of up to 63 letters, digits and inner hyphens"
-        )
-    return value
-
-
-def _no_unknown_keys(table: dict[str, Any], prefix: str, known: set[str]) -> None:
-    # A misspelt key would otherwise silently take its default.
-    for key in table:
-        if key not in known:
-            raise ConfigError(f"{prefix}{key}: unknown key (known: {', '.join(sorted(known))})")

@@ -13,13 +13,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
+from abtest.config_types import NAME_PATTERN
 from abtest.records import AssignmentKind
 from abtest.usecases.convert import Conversion, ConversionResult
 from abtest.usecases.invoke import Invocation, InvocationResult
 from abtest.usecases.stats import StatsResult
 
-# SageMaker endpoint and variant names: up to 63 characters of [a-zA-Z0-9-].
-NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$"
 MAX_ID_LENGTH = 256
 
 
@@ -138,7 +137,13 @@ class VariantMetricsBody(BaseModel):
 class StatsResponse(BaseModel):
     endpoint_name: str
     strategy: str
-    epsilon: float
+    epsilon: float | None = Field(
+        description="EpsilonGreedy's epsilon; null for a strategy without one "
+        "(kept for the article's clients: strategy_params has every parameter)"
+    )
+    strategy_params: dict[str, float | int] = Field(
+        description="The strategy's parameters by name, every declared one"
+    )
     warmup: int
     status: str
     variant_metrics: list[VariantMetricsBody]
@@ -151,7 +156,8 @@ class StatsResponse(BaseModel):
         return cls(
             endpoint_name=endpoint.endpoint_name,
             strategy=endpoint.strategy,
-            epsilon=endpoint.epsilon,
+            epsilon=endpoint.strategy_params.get("epsilon"),
+            strategy_params=endpoint.strategy_params,
             warmup=endpoint.warmup,
             status=endpoint.status,
             variant_metrics=[

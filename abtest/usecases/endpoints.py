@@ -12,7 +12,7 @@ from abtest.records import DELETED, Endpoint
 
 def configured_strategy(endpoint: Endpoint) -> bandit.Strategy:
     """The one place an endpoint's strategy is built from its record."""
-    return bandit.get_strategy(endpoint.strategy, epsilon=endpoint.epsilon)
+    return bandit.get_strategy(endpoint.strategy, endpoint.strategy_params)
 
 
 def current_allocation(endpoint: Endpoint) -> dict[str, float]:

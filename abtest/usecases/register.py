@@ -32,14 +32,14 @@ class Register:
 
     def register(self, endpoint_name: str) -> Endpoint:
         config = self.catalog.describe(endpoint_name)
-        bandit.get_strategy(config.strategy, epsilon=config.epsilon)  # fail before writing
+        bandit.get_strategy(config.strategy, config.strategy_params)  # fail before writing
         endpoint = self.store.register_endpoint(config, self.clock.now())
         self.endpoints.forget(endpoint_name)
         logger.info(
-            "registered %s: strategy=%s epsilon=%s warmup=%s variants=%s",
+            "registered %s: strategy=%s strategy_params=%s warmup=%s variants=%s",
             endpoint_name,
             config.strategy,
-            config.epsilon,
+            config.strategy_params,
             config.warmup,
             [v.name for v in config.variants],
         )

@@ -94,7 +94,7 @@ def _events(n: int) -> list[bytes]:
 
 def test_a_truncated_gzip_object_counts_every_whole_line_before_the_cut(s3, archive, tmp_path):
     store = SqliteStore(tmp_path / "abtest.sqlite3")
-    store.register_endpoint(EndpointConfig("reviews-dev", "UCB1", 0.1, 0, (VariantConfig("A"),)), 0)
+    store.register_endpoint(EndpointConfig("reviews-dev", "UCB1", {}, 0, (VariantConfig("A"),)), 0)
     lines = _events(20_000)
     body = gzip.compress(b"".join(lines))
     s3.put_object(Bucket=BUCKET, Key=KEY, Body=body[: len(body) // 2])

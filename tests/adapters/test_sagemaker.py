@@ -11,15 +11,7 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from abtest.adapters.endpoint_tags import (
-    EPSILON_TAG,
-    STRATEGY_TAG,
-    WARMUP_TAG,
-    parse_epsilon,
-    parse_strategy,
-    parse_strategy_params,
-    parse_warmup,
-)
+from abtest.adapters.endpoint_tags import STRATEGY_TAG, WARMUP_TAG
 from abtest.adapters.sagemaker import SageMakerEndpointCatalog, SageMakerModelEndpoint
 from abtest.errors import ConfigError, ConflictError, ModelError, NotFoundError
 from abtest.ports import ModelResult
@@ -217,58 +209,6 @@ def test_a_timeout_is_a_model_error_naming_the_variant():
         _invoke(endpoint)
 
 
-# ---- tags -----------------------------------------------------------------------------
-
-
-def test_absent_tags_take_the_documented_defaults():
-    assert parse_strategy_params({}) == ("ThompsonSampling", 0.1, 0)
-
-
-def test_tags_are_parsed():
-    tags = {STRATEGY_TAG: "EpsilonGreedy", EPSILON_TAG: "0.25", WARMUP_TAG: "100", "other": "x"}
-    assert parse_strategy_params(tags) == ("EpsilonGreedy", 0.25, 100)
-
-
-@pytest.mark.parametrize("strategy", ["WeightedSampling", "EpsilonGreedy", "UCB1"])
-def test_every_strategy_name_is_accepted(strategy):
-    assert parse_strategy_params({STRATEGY_TAG: strategy})[0] == strategy
-
-
-@pytest.mark.parametrize(
-    ("tag", "value"),
-    [
-        (STRATEGY_TAG, "Thompson"),
-        (STRATEGY_TAG, "thompsonsampling"),
-        (EPSILON_TAG, "high"),
-        (EPSILON_TAG, "1.5"),
-        (EPSILON_TAG, "-0.1"),
-        (EPSILON_TAG, "nan"),
-        (WARMUP_TAG, "-1"),
-        (WARMUP_TAG, "2.5"),
-        (WARMUP_TAG, "lots"),
-        (WARMUP_TAG, ""),
-    ],
-)
-def test_a_bad_tag_value_is_a_config_error_naming_tag_and_value(tag, value):
-    with pytest.raises(ConfigError) as raised:
-        parse_strategy_params({tag: value})
-    assert tag in str(raised.value)
-    assert repr(value) in str(raised.value)
-
-
-def test_config_file_values_are_checked_the_same_way_and_name_their_key():
-    # The embedded config file reuses these parsers with its own key names and TOML types.
-    assert parse_epsilon(0.3, source="endpoint.epsilon") == 0.3
-    assert parse_warmup(25, source="endpoint.warmup") == 25
-    for parse, value, key in [
-        (parse_strategy, 3, "endpoint.strategy"),
-        (parse_epsilon, True, "endpoint.epsilon"),
-        (parse_warmup, 2.0, "endpoint.warmup"),
-    ]:
-        with pytest.raises(ConfigError, match=key):
-            parse(value, source=key)
-
-
 # ---- catalog: DescribeEndpoint + tags (moto) ------------------------------------------
 
 
@@ -318,7 +258,7 @@ def test_describe_reads_variants_weights_and_tags(sagemaker):
     config = SageMakerEndpointCatalog(client=sagemaker).describe(ENDPOINT)
     # THEN weights come from the endpoint, parameters from the tags (defaults where absent)
     assert config.endpoint_name == ENDPOINT
-    assert (config.strategy, config.epsilon, config.warmup) == ("UCB1", 0.1, 50)
+    assert (config.strategy, config.strategy_params, config.warmup) == ("UCB1", {}, 50)
     assert config.variants == (VariantConfig("Champion1", 3.0), VariantConfig("Challenger1", 1.0))
 
 
@@ -364,7 +304,7 @@ def test_a_variant_without_a_current_weight_falls_back_to_its_initial_weight(aws
         )
         stubber.add_response(
             "list_tags",
-            {"Tags": [{"Key": EPSILON_TAG, "Value": "0.2"}]},
+            {"Tags": [{"Key": "ab-testing:epsilon", "Value": "0.2"}]},
             {"ResourceArn": arn, "NextToken": "t2"},
         )
         stubber.add_response(
@@ -382,7 +322,7 @@ def test_a_variant_without_a_current_weight_falls_back_to_its_initial_weight(aws
         )
         config = SageMakerEndpointCatalog(client=client).describe(ENDPOINT)
         stubber.assert_no_pending_responses()
-    assert (config.strategy, config.epsilon) == ("EpsilonGreedy", 0.2)
+    assert (config.strategy, config.strategy_params) == ("EpsilonGreedy", {"epsilon": 0.2})
     assert config.variants == (VariantConfig("Champion1", 2.0), VariantConfig("Challenger1", 0.5))
 
 
@@ -392,6 +332,10 @@ def test_describe_of_a_missing_endpoint_is_not_found(sagemaker):
 
 
 def test_describe_with_a_bad_tag_is_a_config_error(sagemaker):
-    _create_endpoint(sagemaker, {"Champion1": 1.0, "Challenger1": 1.0}, {EPSILON_TAG: "2"})
+    _create_endpoint(
+        sagemaker,
+        {"Champion1": 1.0, "Challenger1": 1.0},
+        {STRATEGY_TAG: "EpsilonGreedy", "ab-testing:epsilon": "2"},
+    )
     with pytest.raises(ConfigError, match="ab-testing:epsilon"):
         SageMakerEndpointCatalog(client=sagemaker).describe(ENDPOINT)

@@ -10,7 +10,7 @@ from abtest.records import Assignment, ConversionKey, EndpointConfig, VariantCon
 
 def test_purge_removes_only_what_has_expired(tmp_path):
     store = SqliteStore(tmp_path / "abtest.sqlite3")
-    store.register_endpoint(EndpointConfig("ep", "UCB1", 0.1, 0, (VariantConfig("A"),)), 0)
+    store.register_endpoint(EndpointConfig("ep", "UCB1", {}, 0, (VariantConfig("A"),)), 0)
     for user, ttl in (("old", 100), ("fresh", 1_000)):
         store.create_assignment(Assignment("ep", user, "A", "UCB1", 1.0, 0.0, ttl), 0)
         store.mark_conversion_logged("ep", user, f"inference-{user}", ttl, 0)

@@ -43,7 +43,7 @@ def assignment(variant: str, *, user: str = "u1", ttl: int = int(NOW) + DAY) -> 
 
 
 def config(*variants: tuple[str, float], name: str = ENDPOINT, **params) -> EndpointConfig:
-    values = {"strategy": "ThompsonSampling", "epsilon": 0.1, "warmup": 0} | params
+    values = {"strategy": "ThompsonSampling", "strategy_params": {}, "warmup": 0} | params
     return EndpointConfig(name, variants=tuple(VariantConfig(n, w) for n, w in variants), **values)
 
 
@@ -209,14 +209,25 @@ def test_unknown_endpoint_is_none(store):
 
 def test_registered_endpoint_keeps_variant_order_with_zero_counters(store):
     returned = store.register_endpoint(
-        config(("Zeta", 2.0), ("Alpha", 1.0), ("Mu", 0.5), strategy="EpsilonGreedy", warmup=3),
+        config(
+            ("Zeta", 2.0),
+            ("Alpha", 1.0),
+            ("Mu", 0.5),
+            strategy="EpsilonGreedy",
+            strategy_params={"epsilon": 0.1},
+            warmup=3,
+        ),
         NOW,
     )
 
     endpoint = store.get_endpoint(ENDPOINT)
     assert endpoint == returned
     assert endpoint.endpoint_name == ENDPOINT
-    assert (endpoint.strategy, endpoint.epsilon, endpoint.warmup) == ("EpsilonGreedy", 0.1, 3)
+    assert (endpoint.strategy, endpoint.strategy_params, endpoint.warmup) == (
+        "EpsilonGreedy",
+        {"epsilon": 0.1},
+        3,
+    )
     assert endpoint.status == ACTIVE
     assert endpoint.updated_at == NOW
     assert endpoint.variant_metrics == (
@@ -233,7 +244,14 @@ def test_reregistration_keeps_counters_of_kept_variants(store):
 
     # WHEN it is registered again with B dropped, D added and new parameters
     endpoint = store.register_endpoint(
-        config(("C", 3.0), ("D", 1.0), ("A", 0.5), strategy="UCB1", epsilon=0.2, warmup=5),
+        config(
+            ("C", 3.0),
+            ("D", 1.0),
+            ("A", 0.5),
+            strategy="TopTwoThompson",
+            strategy_params={"beta": 0.7},
+            warmup=5,
+        ),
         NOW + 10,
     )
 
@@ -245,8 +263,34 @@ def test_reregistration_keeps_counters_of_kept_variants(store):
     )
     assert endpoint.variant_metrics == expected
     assert store.get_endpoint(ENDPOINT).variant_metrics == expected
-    assert (endpoint.strategy, endpoint.epsilon, endpoint.warmup) == ("UCB1", 0.2, 5)
+    assert (endpoint.strategy, endpoint.strategy_params, endpoint.warmup) == (
+        "TopTwoThompson",
+        {"beta": 0.7},
+        5,
+    )
     assert endpoint.updated_at == NOW + 10
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"epsilon": 0.25}, {"beta": 1e-9, "count": 3}, {"epsilon": 0.1 + 0.2}],
+)
+def test_strategy_params_are_read_back_exactly_with_their_types(store, params):
+    # The store keeps whatever registration checked: every digit of a float, ints as ints.
+    store.register_endpoint(config(("A", 1.0), strategy_params=params), NOW)
+
+    read = store.get_endpoint(ENDPOINT).strategy_params
+    assert read == params
+    assert {k: type(v) for k, v in read.items()} == {k: type(v) for k, v in params.items()}
+
+
+def test_reregistration_replaces_the_strategy_params(store):
+    store.register_endpoint(
+        config(("A", 1.0), strategy="EpsilonGreedy", strategy_params={"epsilon": 0.3}), NOW
+    )
+    store.register_endpoint(config(("A", 1.0)), NOW + 1)
+
+    assert store.get_endpoint(ENDPOINT).strategy_params == {}
 
 
 def test_a_variant_dropped_and_added_back_starts_from_zero(store):
@@ -614,7 +658,120 @@ def test_dynamodb_transaction_cancelled_for_another_reason_propagates(dynamodb_s
         store.apply_counts("obj-1", {ENDPOINT: counts(A=(2, 1, 1))}, NOW)
 
 
+def test_dynamodb_item_written_before_strategy_params_reads_and_reregisters(
+    dynamodb_client, dynamodb_store
+):
+    # GIVEN items as the store wrote them before: a top-level epsilon whatever the strategy
+    def legacy_item(name: str, strategy: str, epsilon: str) -> dict:
+        variant = {
+            "initial_variant_weight": {"N": "1.0"},
+            "invocation_count": {"N": "40"},
+            "conversion_count": {"N": "4"},
+            "reward_sum": {"N": "4.0"},
+            "position": {"N": "0"},
+        }
+        return {
+            "endpoint_name": {"S": name},
+            "strategy": {"S": strategy},
+            "epsilon": {"N": epsilon},
+            "warmup": {"N": "2"},
+            "status": {"S": ACTIVE},
+            "updated_at": {"N": repr(NOW)},
+            "variants": {"M": {"A": {"M": variant}}},
+        }
+
+    for item in (
+        legacy_item("eg", "EpsilonGreedy", "0.3"),
+        legacy_item("ts", "ThompsonSampling", "0.1"),
+    ):
+        dynamodb_client.put_item(TableName=dynamodb_store.metrics_table, Item=item)
+
+    # THEN the epsilon is EpsilonGreedy's parameter and nothing for the others
+    greedy = dynamodb_store.get_endpoint("eg")
+    assert (greedy.strategy, greedy.strategy_params, greedy.warmup) == (
+        "EpsilonGreedy",
+        {"epsilon": 0.3},
+        2,
+    )
+    assert dynamodb_store.get_endpoint("ts").strategy_params == {}
+
+    # AND re-registration writes the map, drops the old attribute and keeps the counters
+    dynamodb_store.register_endpoint(
+        config(("A", 1.0), name="eg", strategy="EpsilonGreedy", strategy_params={"epsilon": 0.2}),
+        NOW + 1,
+    )
+    item = dynamodb_client.get_item(
+        TableName=dynamodb_store.metrics_table, Key={"endpoint_name": {"S": "eg"}}
+    )
+    assert "epsilon" not in item["Item"]
+    assert item["Item"]["strategy_params"] == {"M": {"epsilon": {"N": "0.2"}}}
+    assert dynamodb_store.get_endpoint("eg").variant_metrics == (
+        VariantMetrics("A", 1.0, 40, 4, 4.0),
+    )
+
+
 # -- SQLite specifics --------------------------------------------------------
+
+
+# The endpoints table as files written before strategy_params have it.
+SCHEMA_WITH_EPSILON = """
+CREATE TABLE endpoints (
+    endpoint_name TEXT PRIMARY KEY,
+    strategy TEXT NOT NULL,
+    epsilon REAL NOT NULL,
+    warmup INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE variants (
+    endpoint_name TEXT NOT NULL,
+    variant_name TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    initial_variant_weight REAL NOT NULL,
+    invocation_count INTEGER NOT NULL DEFAULT 0,
+    conversion_count INTEGER NOT NULL DEFAULT 0,
+    reward_sum REAL NOT NULL DEFAULT 0.0,
+    PRIMARY KEY (endpoint_name, variant_name)
+) WITHOUT ROWID;
+INSERT INTO endpoints VALUES ('eg', 'EpsilonGreedy', 0.3, 2, 'active', 1700000000.0);
+INSERT INTO endpoints VALUES ('ts', 'ThompsonSampling', 0.1, 0, 'deleted', 1700000000.0);
+INSERT INTO variants VALUES ('eg', 'A', 0, 1.0, 40, 4, 4.0);
+INSERT INTO variants VALUES ('ts', 'B', 0, 2.0, 7, 1, 1.0);
+"""
+
+
+def test_sqlite_file_with_the_epsilon_column_is_migrated_once_keeping_everything(tmp_path):
+    # GIVEN a file written with the schema before strategy_params
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA_WITH_EPSILON)
+
+    # WHEN the store opens it (twice: the second open finds nothing to do)
+    SqliteStore(path).close()
+    store = SqliteStore(path)
+
+    # THEN epsilon became EpsilonGreedy's parameter, dropped for other strategies
+    greedy, thompson = store.get_endpoint("eg"), store.get_endpoint("ts")
+    assert (greedy.strategy, greedy.strategy_params, greedy.warmup) == (
+        "EpsilonGreedy",
+        {"epsilon": 0.3},
+        2,
+    )
+    assert greedy.variant_metrics == (VariantMetrics("A", 1.0, 40, 4, 4.0),)
+    assert (thompson.strategy_params, thompson.status) == ({}, DELETED)
+    with sqlite3.connect(path) as db:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(endpoints)")}
+    assert "epsilon" not in columns
+
+    # AND registration and counting go on as in a new file
+    store.register_endpoint(
+        config(("A", 1.0), name="eg", strategy="EpsilonGreedy", strategy_params={"epsilon": 0.2}),
+        NOW,
+    )
+    store.apply_counts("obj-1", {"eg": counts(A=(1, 1, 1.0))}, NOW)
+    assert store.get_endpoint("eg").strategy_params == {"epsilon": 0.2}
+    assert metrics(store, "eg")["A"] == VariantMetrics("A", 1.0, 41, 5, 5.0)
+    store.close()
 
 
 def test_sqlite_in_a_missing_folder_is_store_unavailable(tmp_path):

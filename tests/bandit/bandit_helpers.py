@@ -7,7 +7,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 
-from bandit import VariantMetrics
+from bandit import Strategy, VariantMetrics, get_strategy, strategy_parameters
 
 PICKS = 20_000
 
@@ -15,6 +15,13 @@ PICKS = 20_000
 def metrics(*rows: tuple) -> tuple[VariantMetrics, ...]:
     """metrics(("A", invocations, rewards), ...) with initial weight 1 and conversions = rewards."""
     return tuple(VariantMetrics(name, 1.0, n, int(r), float(r)) for name, n, r in rows)
+
+
+def strategy_at(name: str, fraction: float) -> Strategy:
+    """Strategy `name` with every declared parameter at `fraction` (in (0, 1)) of its range,
+    so a test covers every registered strategy, parameters and all, without naming them."""
+    params = {p.name: p.low + fraction * (p.high - p.low) for p in strategy_parameters(name)}
+    return get_strategy(name, params)
 
 
 def assert_frequencies_match(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 
+from bandit_helpers import strategy_at
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bandit import STRATEGY_NAMES, VariantMetrics, get_strategy, select
+from bandit import STRATEGY_NAMES, VariantMetrics, select
 
 
 @st.composite
@@ -33,11 +34,11 @@ def variant_metrics(draw) -> tuple[VariantMetrics, ...]:
 @given(
     ms=variant_metrics(),
     name=st.sampled_from(STRATEGY_NAMES),
-    epsilon=st.floats(0.0, 1.0),
+    fraction=st.floats(0.0, 1.0, exclude_min=True, exclude_max=True),
     seed=st.integers(0, 2**32),
 )
-def test_allocation_is_a_probability_distribution_over_the_known_variants(ms, name, epsilon, seed):
-    strategy = get_strategy(name, epsilon=epsilon)
+def test_allocation_is_a_probability_distribution_over_the_known_variants(ms, name, fraction, seed):
+    strategy = strategy_at(name, fraction)
     alloc = strategy.allocation(ms)
     assert list(alloc) == [m.variant_name for m in ms]
     assert all(p >= 0.0 for p in alloc.values())

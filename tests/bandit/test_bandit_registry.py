@@ -30,7 +30,13 @@ def test_public_api_is_pinned():
             "UCB1",
             "ThompsonSampling",
             "get_strategy",
+            "check_params",
+            "strategy_parameters",
+            "STRATEGIES",
             "STRATEGY_NAMES",
+            "DEFAULT_STRATEGY",
+            "Parameter",
+            "ParameterError",
             "select",
             "Selection",
             "deciding_strategy",
@@ -40,8 +46,10 @@ def test_public_api_is_pinned():
         assert hasattr(bandit, name)
 
 
-def test_strategy_names_are_the_articles():
-    assert STRATEGY_NAMES == ("WeightedSampling", "EpsilonGreedy", "UCB1", "ThompsonSampling")
+def test_the_articles_strategies_come_first_and_every_name_is_its_class_name():
+    assert STRATEGY_NAMES[:4] == ("WeightedSampling", "EpsilonGreedy", "UCB1", "ThompsonSampling")
+    assert all(bandit.STRATEGIES[name].name == name for name in STRATEGY_NAMES)
+    assert bandit.DEFAULT_STRATEGY == "ThompsonSampling"
 
 
 @pytest.mark.parametrize(
@@ -60,27 +68,59 @@ def test_get_strategy_by_name(name, cls):
     assert strategy.name == name
 
 
-def test_get_strategy_passes_epsilon_to_epsilon_greedy():
-    assert get_strategy("EpsilonGreedy", epsilon=0.25).epsilon == 0.25
+def test_get_strategy_passes_the_declared_parameters():
+    assert get_strategy("EpsilonGreedy", {"epsilon": 0.25}).epsilon == 0.25
     assert get_strategy("EpsilonGreedy").epsilon == 0.1
+    assert get_strategy("TopTwoThompson", {"beta": 0.7}).params == {"beta": 0.7}
+    assert repr(get_strategy("EpsilonGreedy", {"epsilon": 0.5})) == "EpsilonGreedy(epsilon=0.5)"
 
 
-@pytest.mark.parametrize("name", ["WeightedSampling", "UCB1", "ThompsonSampling"])
-def test_get_strategy_accepts_parameters_it_does_not_use(name):
-    assert get_strategy(name, epsilon=0.1, warmup=5).name == name
+@pytest.mark.parametrize("name", STRATEGY_NAMES)
+def test_every_declared_parameter_defaults_and_round_trips(name):
+    declared = bandit.strategy_parameters(name)
+    defaults = {p.name: p.default for p in declared}
+    assert bandit.check_params(name) == defaults
+    assert get_strategy(name).params == defaults
+    assert get_strategy(name, defaults).params == defaults
 
 
-@pytest.mark.parametrize("name", ["WeightedSampling", "EpsilonGreedy", "UCB1", "ThompsonSampling"])
-@pytest.mark.parametrize("epsilon", [-0.1, 1.5, float("nan")])
-def test_get_strategy_rejects_epsilon_outside_unit_interval(name, epsilon):
-    with pytest.raises(ValueError, match="epsilon must be"):
-        get_strategy(name, epsilon=epsilon)
+@pytest.mark.parametrize("name", ["WeightedSampling", "UCB1", "ThompsonSampling", "TopTwoThompson"])
+def test_a_parameter_the_strategy_does_not_declare_is_an_error_naming_it(name):
+    with pytest.raises(bandit.ParameterError, match=f"epsilon: not a parameter of {name}") as info:
+        get_strategy(name, {"epsilon": 0.1})
+    assert info.value.parameter == "epsilon"
+
+
+@pytest.mark.parametrize(
+    ("name", "parameter", "value", "reason"),
+    [
+        ("EpsilonGreedy", "epsilon", -0.1, r"must be in \[0, 1\], got -0.1"),
+        ("EpsilonGreedy", "epsilon", 1.5, r"must be in \[0, 1\]"),
+        ("EpsilonGreedy", "epsilon", float("nan"), r"must be in \[0, 1\]"),
+        ("EpsilonGreedy", "epsilon", True, "must be a number"),
+        ("EpsilonGreedy", "epsilon", "0.2", "must be a number"),
+        ("TopTwoThompson", "beta", 0.0, r"must be in \(0, 1\), got 0.0"),
+        ("TopTwoThompson", "beta", 1, r"must be in \(0, 1\), got 1"),
+    ],
+)
+def test_a_value_out_of_range_is_a_value_error_naming_the_parameter(name, parameter, value, reason):
+    with pytest.raises(ValueError, match=f"^{parameter}: {reason}") as info:
+        get_strategy(name, {parameter: value})
+    assert info.value.parameter == parameter
+    with pytest.raises(ValueError, match=reason):  # the constructor checks the same declaration
+        bandit.STRATEGIES[name](**{parameter: value})
+
+
+def test_bounds_are_allowed_where_the_range_is_closed():
+    assert get_strategy("EpsilonGreedy", {"epsilon": 0}).epsilon == 0.0
+    assert get_strategy("EpsilonGreedy", {"epsilon": 1}).epsilon == 1.0
 
 
 def test_unknown_strategy_names_the_valid_choices():
     with pytest.raises(ValueError) as info:
         get_strategy("thompson")
     message = str(info.value)
+    assert message.startswith("unknown strategy 'thompson' (expected one of ")
     assert "'thompson'" in message
     for name in STRATEGY_NAMES:
         assert name in message
@@ -99,7 +139,7 @@ def test_request_path_and_stats_import_neither_numpy_nor_scipy():
         )
         rng = random.Random(0)
         for name in bandit.STRATEGY_NAMES:
-            strategy = bandit.get_strategy(name, epsilon=0.1)
+            strategy = bandit.get_strategy(name)
             strategy.allocation(metrics)
             strategy.choose(metrics, rng)
             bandit.select(strategy, metrics, rng, warmup=200)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 
 import pytest
-from bandit_helpers import assert_frequencies_match, metrics
+from bandit_helpers import assert_frequencies_match, metrics, strategy_at
 
-from bandit import Selection, VariantMetrics, WeightedSampling, get_strategy, select
+from bandit import STRATEGY_NAMES, Selection, VariantMetrics, WeightedSampling, get_strategy, select
 
 
 def test_weighted_sampling_chooses_until_every_variant_passes_warmup():
@@ -43,9 +43,9 @@ def test_negative_warmup_is_rejected():
         select(get_strategy("UCB1"), metrics(("A", 1, 0)), random.Random(0), warmup=-1)
 
 
-@pytest.mark.parametrize("name", ["WeightedSampling", "EpsilonGreedy", "UCB1", "ThompsonSampling"])
+@pytest.mark.parametrize("name", STRATEGY_NAMES)
 def test_propensity_is_the_allocation_of_the_pick(name):
-    strategy = get_strategy(name, epsilon=0.2)
+    strategy = strategy_at(name, 0.2)
     ms = metrics(("A", 40, 4), ("B", 35, 7), ("C", 30, 2))
     alloc = strategy.allocation(ms)
     rng = random.Random(5)

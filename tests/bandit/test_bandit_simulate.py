@@ -50,7 +50,7 @@ def test_regret_is_the_sum_of_gaps_of_the_picks():
 def test_learning_strategies_beat_uniform_assignment(name):
     bandit = BernoulliBandit((0.2, 0.5))
     uniform = run(get_strategy("WeightedSampling"), bandit, 4000, seed=2).regret
-    learned = run(get_strategy(name, epsilon=0.1), bandit, 4000, seed=2)
+    learned = run(get_strategy(name), bandit, 4000, seed=2)
     assert learned.regret < 0.25 * uniform
     assert learned.pulls[1] > learned.pulls[0]
 

@@ -6,15 +6,15 @@ import math
 import random
 
 import pytest
-from bandit_helpers import assert_frequencies_match, metrics
+from bandit_helpers import assert_frequencies_match, metrics, strategy_at
 
 from bandit import (
+    STRATEGY_NAMES,
     UCB1,
     EpsilonGreedy,
     ThompsonSampling,
     VariantMetrics,
     WeightedSampling,
-    get_strategy,
 )
 
 ALL = [WeightedSampling(), EpsilonGreedy(0.2), UCB1(), ThompsonSampling()]
@@ -169,9 +169,9 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("name", ["WeightedSampling", "EpsilonGreedy", "UCB1", "ThompsonSampling"])
+@pytest.mark.parametrize("name", STRATEGY_NAMES)
 def test_choose_is_distributed_as_the_allocation(name, case):
-    strategy = get_strategy(name, epsilon=0.3)
+    strategy = strategy_at(name, 0.3)
     ms = CASES[case]
     assert_frequencies_match(lambda rng: strategy.choose(ms, rng), strategy.allocation(ms))
 

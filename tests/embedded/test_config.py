@@ -41,10 +41,10 @@ def test_a_good_file_loads_with_its_values(tmp_path: Path) -> None:
     path = tmp_path / "endpoint.toml"
     path.write_text(GOOD)
     config = load_config(path)
-    assert (config.endpoint_name, config.strategy, config.epsilon, config.warmup) == (
+    assert (config.endpoint_name, config.strategy, config.strategy_params, config.warmup) == (
         "reviews-helpfulness",
         "EpsilonGreedy",
-        0.2,
+        {"epsilon": 0.2},
         10,
     )
     assert (config.event_log.buffer_interval_seconds, config.event_log.buffer_size_bytes) == (
@@ -67,7 +67,7 @@ def test_omitted_keys_take_the_documented_defaults(tmp_path: Path) -> None:
     path = tmp_path / "endpoint.toml"
     path.write_text('[endpoint]\nname = "e1"\n[[variants]]\nname = "A"\nmodel = "m:f"\n')
     config = load_config(path)
-    assert (config.strategy, config.epsilon, config.warmup) == ("ThompsonSampling", 0.1, 0)
+    assert (config.strategy, config.strategy_params, config.warmup) == ("ThompsonSampling", {}, 0)
     assert config.event_log.buffer_interval_seconds == 60
     assert config.event_log.buffer_size_bytes == 1024 * 1024
     assert config.variants[0].initial_weight == 1.0
@@ -93,23 +93,47 @@ def test_the_shipped_example_and_the_demo_config_load(tmp_path: Path) -> None:
             "endpoint.strategy",
             "unknown strategy",
         ),
-        ("epsilon = 0.2", "epsilon = 1.5", "endpoint.epsilon", "between 0 and 1"),
-        ("warmup = 10", "warmup = -1", "endpoint.warmup", ">= 0"),
-        ("warmup = 10", 'warmup = "ten"', "endpoint.warmup", ">= 0"),
+        ("epsilon = 0.2", "epsilon = 1.5", "endpoint.epsilon", "must be in [0, 1], got 1.5"),
+        ("epsilon = 0.2", "epsilon = true", "endpoint.epsilon", "valid number"),
+        (
+            "epsilon = 0.2",
+            "strategy_params = { epsilon = -1 }",
+            "endpoint.strategy_params.epsilon",
+            "must be in [0, 1], got -1",
+        ),
+        (
+            "epsilon = 0.2",
+            "strategy_params = { epsilon = 0.2, beta = 0.5 }",
+            "endpoint.strategy_params.beta",
+            "not a parameter of EpsilonGreedy",
+        ),
+        (
+            "epsilon = 0.2",
+            "epsilon = 0.2\nstrategy_params = { epsilon = 0.3 }",
+            "endpoint.strategy_params.epsilon",
+            "given twice",
+        ),
+        ("warmup = 10", "warmup = -1", "endpoint.warmup", "greater than or equal to 0, got -1"),
+        ("warmup = 10", 'warmup = "ten"', "endpoint.warmup", "valid integer, got 'ten'"),
         ('name = "reviews-helpfulness"', 'name = "reviews helpfulness"', "endpoint.name", "name"),
         (
             "buffer_interval_seconds = 5",
             "buffer_interval_seconds = 0",
-            "buffer_interval_seconds",
-            "> 0",
+            "event_log.buffer_interval_seconds",
+            "greater than 0",
         ),
         (
             "buffer_size_bytes = 4096",
             "buffer_size_bytes = 1.5",
-            "buffer_size_bytes",
-            "whole number",
+            "event_log.buffer_size_bytes",
+            "valid integer",
         ),
-        ("initial_weight = 3", "initial_weight = -3", "variants[0].initial_weight", ">= 0"),
+        (
+            "initial_weight = 3",
+            "initial_weight = -3",
+            "variants[0].initial_weight",
+            "greater than or equal to 0",
+        ),
         (
             'model = "abtest.demo.reviews:champion"',
             'model = "champion"',
@@ -117,8 +141,21 @@ def test_the_shipped_example_and_the_demo_config_load(tmp_path: Path) -> None:
             "neither",
         ),
         ('name = "Challenger1"', 'name = "Champion1"', "variants[1].name", "used by another"),
-        ("warmup = 10", "warmup = 10\nwarm_up = 5", "endpoint.warm_up", "unknown key"),
-        ("[event_log]", "[eventlog]", "eventlog", "unknown key"),
+        (
+            "warmup = 10",
+            "warmup = 10\nwarm_up = 5",
+            "endpoint.warm_up",
+            "unknown key (known: assignment_ttl_seconds, epsilon, name, strategy, "
+            "strategy_params, warmup)",
+        ),
+        ("[event_log]", "[eventlog]", "eventlog", "unknown key (known: endpoint, event_log"),
+        (
+            'model = "http',
+            'mdoel = "http',
+            "variants[1].model",
+            "missing; variants[1].mdoel: unknown key (known: initial_weight, model, name)",
+        ),
+        ('name = "Champion1"', "name = 3", "variants[0].name", "valid string, got 3"),
     ],
 )
 def test_a_bad_value_names_the_file_the_key_and_the_reason(
@@ -130,9 +167,37 @@ def test_a_bad_value_names_the_file_the_key_and_the_reason(
     with pytest.raises(ConfigError) as raised:
         load_config(path)
     message = str(raised.value)
-    assert message.startswith(f"{path}: ")
-    assert key in message
+    assert message.startswith(f"{path}: {key}: ")
     assert reason in message
+
+
+@pytest.mark.parametrize(
+    ("lines", "strategy", "params"),
+    [
+        (
+            'strategy = "EpsilonGreedy"\nstrategy_params = { epsilon = 0.3 }',
+            "EpsilonGreedy",
+            {"epsilon": 0.3},
+        ),
+        ('strategy = "EpsilonGreedy"\nepsilon = 0.3', "EpsilonGreedy", {"epsilon": 0.3}),
+        ('strategy = "EpsilonGreedy"', "EpsilonGreedy", {"epsilon": 0.1}),
+        ('strategy = "ThompsonSampling"\nepsilon = 0.3', "ThompsonSampling", {}),
+        (
+            'strategy = "TopTwoThompson"\nstrategy_params = { beta = 0.75 }',
+            "TopTwoThompson",
+            {"beta": 0.75},
+        ),
+        ('strategy = "TopTwoThompson"', "TopTwoThompson", {"beta": 0.5}),
+    ],
+)
+def test_strategy_params_and_the_older_epsilon_key_both_configure_the_strategy(
+    tmp_path: Path, lines: str, strategy: str, params: dict
+) -> None:
+    path = tmp_path / "endpoint.toml"
+    path.write_text(f'[endpoint]\nname = "e1"\n{lines}\n[[variants]]\nname = "A"\nmodel = "m:f"\n')
+    config = load_config(path)
+    assert (config.strategy, config.strategy_params) == (strategy, params)
+    assert config.endpoint_config().strategy_params == params
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,7 @@ def store(tmp_path):
     store = SqliteStore(tmp_path / "abtest.sqlite3")
     store.register_endpoint(
         EndpointConfig(
-            ENDPOINT, "ThompsonSampling", 0.1, 0, (VariantConfig("A"), VariantConfig("B"))
+            ENDPOINT, "ThompsonSampling", {}, 0, (VariantConfig("A"), VariantConfig("B"))
         ),
         0.0,
     )

@@ -74,16 +74,34 @@ def test_the_articles_example_config_is_accepted(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "key", "reason"),
     [
-        ({}, "stage_name", "Field required"),
-        ({"stage_name": "dev", "strategy": "Random"}, "strategy", "Input should be"),
-        ({"stage_name": "dev", "epsilon": 1.5}, "epsilon", "less than or equal to 1"),
+        ({}, "stage_name", "missing"),
+        ({"stage_name": "dev", "strategy": "Random"}, "strategy", "unknown strategy 'Random'"),
+        ({"stage_name": "dev", "epsilon": 1.5}, "epsilon", "must be in [0, 1], got 1.5"),
+        (
+            {"stage_name": "dev", "strategy": "TopTwoThompson", "strategy_params": {"beta": 0}},
+            "strategy_params.beta",
+            "must be in (0, 1), got 0",
+        ),
+        (
+            {"stage_name": "dev", "strategy_params": {"epsilon": 0.1}},
+            "strategy_params.epsilon",
+            "not a parameter of ThompsonSampling",
+        ),
+        (
+            {
+                "stage_name": "dev",
+                "champion_variant_config": {"model_package_version": 1, "variant_name": "Champ_1"},
+            },
+            "champion_variant_config.variant_name",
+            "not a name",
+        ),
         ({"stage_name": "dev", "warmup": -1}, "warmup", "greater than or equal to 0"),
         ({"stage_name": "dev", "instance_type": "m5.large"}, "instance_type", "pattern"),
-        ({"stage_name": "dev", "instance_cuont": 2}, "instance_cuont", "Extra inputs"),
+        ({"stage_name": "dev", "instance_cuont": 2}, "instance_cuont", "unknown key"),
         (
             {"stage_name": "dev", "challenger_variant_config": [{"variant_name": "C1"}]},
-            "challenger_variant_config.0.model_package_version",
-            "Field required",
+            "challenger_variant_config[0].model_package_version",
+            "missing",
         ),
         (
             {"stage_name": "dev", "champion_variant_config": {"model_package_version": 0}},
@@ -108,6 +126,31 @@ def test_bad_config_names_the_key_and_the_reason(
         load_deployment_config(write(tmp_path, body))
     assert key in str(err.value)
     assert reason in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("keys", "strategy", "params"),
+    [
+        ({"strategy": "EpsilonGreedy", "epsilon": 0.2}, "EpsilonGreedy", {"epsilon": 0.2}),
+        (
+            {"strategy": "EpsilonGreedy", "strategy_params": {"epsilon": 0.3}},
+            "EpsilonGreedy",
+            {"epsilon": 0.3},
+        ),
+        ({"strategy": "ThompsonSampling", "epsilon": 0.1}, "ThompsonSampling", {}),
+        (
+            {"strategy": "TopTwoThompson", "strategy_params": {"beta": 0.6}},
+            "TopTwoThompson",
+            {"beta": 0.6},
+        ),
+        ({"strategy": "TopTwoThompson"}, "TopTwoThompson", {"beta": 0.5}),
+    ],
+)
+def test_strategy_params_and_the_original_epsilon_key_both_work(
+    tmp_path: Path, keys: dict, strategy: str, params: dict
+) -> None:
+    config = load_deployment_config(write(tmp_path, {"stage_name": "dev", **keys}))
+    assert (config.strategy, config.strategy_params) == (strategy, params)
 
 
 def test_not_json_and_missing_file_are_clear(tmp_path: Path) -> None:

@@ -6,6 +6,8 @@ from typing import Any
 
 from infra_synth import DEV_SELECTION, Synth, resources
 
+from abtest.adapters.endpoint_tags import strategy_from_tags
+
 
 def _props(template: dict[str, Any], type_: str) -> list[dict[str, Any]]:
     return [r["Properties"] for r in resources(template, type_).values()]
@@ -60,11 +62,15 @@ def test_endpoint_name_carries_prefix_and_stage_and_the_ab_testing_tags(stage: S
     assert endpoint["EndpointName"] == f"abtest-{stage.stage}-reviews"
     tags = {t["Key"]: t["Value"] for t in endpoint["Tags"]}
     expected_warmup = "100" if stage.stage == "prod" else "0"
-    assert tags == {
-        "ab-testing:strategy": "ThompsonSampling",
-        "ab-testing:epsilon": "0.1",
-        "ab-testing:warmup": expected_warmup,
-    }
+    # ThompsonSampling declares no parameter: no `ab-testing:<parameter>` tag (the shipped
+    # configs' `epsilon` key is EpsilonGreedy's and ignored here).
+    assert tags == {"ab-testing:strategy": "ThompsonSampling", "ab-testing:warmup": expected_warmup}
+    read = strategy_from_tags(tags)
+    assert (read.strategy, read.strategy_params, str(read.warmup)) == (
+        "ThompsonSampling",
+        {},
+        expected_warmup,
+    )
 
 
 def test_models_run_isolated_under_their_own_role(stage: Synth) -> None:

@@ -65,7 +65,7 @@ def test_command_line_strings_are_converted() -> None:
         ({"stage_name": "dev-eu"}, "stage_name", "should match pattern"),
         ({"endpoint_prefix": "AB-"}, "endpoint_prefix", "should match pattern"),
         ({"api_timeout_seconds": 60}, "api_timeout_seconds", "less than or equal to 29"),
-        ({"throttle_rat_limit": 5}, "throttle_rat_limit", "Extra inputs are not permitted"),
+        ({"throttle_rat_limit": 5}, "throttle_rat_limit", "unknown key"),
         ({"python_runtime": "python3.9"}, "python_runtime", "python3.12"),
         ({"log_retention_days": 31}, "log_retention_days", "must be one of 7, 14, 30"),
     ],

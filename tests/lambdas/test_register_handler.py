@@ -11,7 +11,11 @@ from lambdas_doubles import (
     state_change,
 )
 
-TAGS = {"ab-testing:strategy": "UCB1", "ab-testing:epsilon": "0.05", "ab-testing:warmup": "10"}
+TAGS = {
+    "ab-testing:strategy": "EpsilonGreedy",
+    "ab-testing:epsilon": "0.05",
+    "ab-testing:warmup": "10",
+}
 
 
 def stats(aws) -> dict:
@@ -29,7 +33,8 @@ def test_in_service_reads_variants_weights_and_tags(aws):
         "variants": ["Champion1", "Challenger1"],
     }
     body = stats(aws)
-    assert (body["strategy"], body["epsilon"], body["warmup"]) == ("UCB1", 0.05, 10)
+    assert (body["strategy"], body["epsilon"], body["warmup"]) == ("EpsilonGreedy", 0.05, 10)
+    assert body["strategy_params"] == {"epsilon": 0.05}
     assert [m["initial_variant_weight"] for m in body["variant_metrics"]] == [1.0, 1.0]
 
 

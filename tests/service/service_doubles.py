@@ -87,11 +87,11 @@ class CountingStore:
         return counted
 
 
-def config(strategy: str = "ThompsonSampling", warmup: int = 0, epsilon: float = 0.1):
+def config(strategy: str = "ThompsonSampling", warmup: int = 0, strategy_params=None):
     return EndpointConfig(
         ENDPOINT,
         strategy,
-        epsilon,
+        strategy_params or {},
         warmup,
         (VariantConfig("Champion1"), VariantConfig("Challenger1")),
     )

@@ -4,8 +4,9 @@ import json
 import random
 
 import pytest
-from service_doubles import ENDPOINT
+from service_doubles import ENDPOINT, Catalog, config
 
+from abtest.http.bodies import StatsResponse
 from abtest.usecases.convert import Conversion
 from abtest.usecases.invoke import Invocation
 
@@ -120,3 +121,26 @@ def test_stats_of_unknown_endpoint_is_404(usecases):
 
     with pytest.raises(NotFoundError):
         usecases.stats("nope")
+
+
+@pytest.mark.parametrize(
+    ("strategy", "params", "epsilon"),
+    [
+        ("EpsilonGreedy", {"epsilon": 0.3}, 0.3),
+        ("TopTwoThompson", {"beta": 0.6}, None),
+        ("ThompsonSampling", {}, None),
+    ],
+)
+def test_stats_report_the_strategy_params_and_epsilon_when_there_is_one(
+    usecases, strategy, params, epsilon
+):
+    usecases.registration.catalog = Catalog(config(strategy, strategy_params=params))
+    usecases.registration.register(ENDPOINT)
+
+    stats = StatsResponse.of(usecases.stats(ENDPOINT)).model_dump()
+
+    assert (stats["strategy"], stats["strategy_params"], stats["epsilon"]) == (
+        strategy,
+        params,
+        epsilon,
+    )

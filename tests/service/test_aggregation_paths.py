@@ -14,7 +14,7 @@ from bandit.metrics import VariantMetrics
 
 ENDPOINTS = {
     name: Endpoint(
-        name, "UCB1", 0.1, 0, (VariantMetrics("Champion1"), VariantMetrics("Challenger1"))
+        name, "UCB1", {}, 0, (VariantMetrics("Champion1"), VariantMetrics("Challenger1"))
     )
     for name in ("reviews-dev", "reviews-prod")
 }

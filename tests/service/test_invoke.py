@@ -167,7 +167,7 @@ def test_a_variant_removed_by_reregistration_reassigns_its_users(usecases, clock
     for n in range(20):
         invoke(usecases, f"u{n}")
     usecases.registration.catalog = Catalog(
-        EndpointConfig(ENDPOINT, "ThompsonSampling", 0.1, 0, (VariantConfig("Champion1"),))
+        EndpointConfig(ENDPOINT, "ThompsonSampling", {}, 0, (VariantConfig("Champion1"),))
     )
     usecases.registration.register(ENDPOINT)
     models_seen = {invoke(usecases, f"u{n}")["target_variant"] for n in range(20)}

@@ -22,14 +22,18 @@ def test_register_reads_the_catalog_and_keeps_counters(usecases, log, store):
         EndpointConfig(
             ENDPOINT,
             "EpsilonGreedy",
-            0.2,
+            {"epsilon": 0.2},
             5,
             (VariantConfig("Champion1", 2.0), VariantConfig("Challenger2", 1.0)),
         )
     )
     endpoint = usecases.registration.register(ENDPOINT)
 
-    assert (endpoint.strategy, endpoint.epsilon, endpoint.warmup) == ("EpsilonGreedy", 0.2, 5)
+    assert (endpoint.strategy, endpoint.strategy_params, endpoint.warmup) == (
+        "EpsilonGreedy",
+        {"epsilon": 0.2},
+        5,
+    )
     by_name = {m.variant_name: m for m in endpoint.variant_metrics}
     assert by_name["Champion1"].invocation_count == before["Champion1"]
     assert by_name["Champion1"].initial_variant_weight == 2.0
@@ -39,10 +43,21 @@ def test_register_reads_the_catalog_and_keeps_counters(usecases, log, store):
 
 def test_a_bad_strategy_is_refused_before_anything_is_written(usecases, store):
     usecases.registration.catalog = Catalog(
-        EndpointConfig(ENDPOINT, "Greedy", 0.1, 0, (VariantConfig("Champion1"),))
+        EndpointConfig(ENDPOINT, "Greedy", {}, 0, (VariantConfig("Champion1"),))
     )
 
     with pytest.raises(ValueError, match="ThompsonSampling"):
+        usecases.registration.register(ENDPOINT)
+
+    assert store.store.get_endpoint(ENDPOINT).strategy == config().strategy
+
+
+def test_a_parameter_out_of_range_is_refused_naming_it_before_anything_is_written(usecases, store):
+    usecases.registration.catalog = Catalog(
+        EndpointConfig(ENDPOINT, "TopTwoThompson", {"beta": 1.0}, 0, (VariantConfig("Champion1"),))
+    )
+
+    with pytest.raises(ValueError, match=r"^beta: must be in \(0, 1\)"):
         usecases.registration.register(ENDPOINT)
 
     assert store.store.get_endpoint(ENDPOINT).strategy == config().strategy

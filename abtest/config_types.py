@@ -1,0 +1,163 @@
+"""What every configuration surface shares: the annotated pydantic types of names, strategy
+and strategy parameters, and the one formatter of their errors.
+
+The surfaces (the embedded TOML file, the SageMaker endpoint tags, the CDK context and the
+per-stage deployment config) each declare a pydantic model from these types, so a name, a
+strategy or a parameter is checked the same way wherever it is written, and a bad value
+is reported as `<key>: <reason>` wherever it comes from. The strategies and their
+parameters themselves are declared in `bandit` (see `bandit.registry`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, get_args
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+import bandit
+from bandit.epsilon_greedy import EPSILON
+
+# SageMaker endpoint and variant names: up to 63 characters of [a-zA-Z0-9-], no hyphen at
+# either end.
+NAME_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$"
+NAME_MAX_LENGTH = 63
+# Error type of a reason about a key below the one a validator runs on; its context holds
+# the rest of the key, which the formatter appends (`endpoint.strategy_params.epsilon`).
+_NESTED_ERROR = "nested"
+
+
+def _a_name(value: str) -> str:
+    if len(value) > NAME_MAX_LENGTH or not re.match(NAME_PATTERN, value):
+        raise ValueError(
+            f"{value!r} is not a name of up to {NAME_MAX_LENGTH} letters, digits and inner hyphens"
+        )
+    return value
+
+
+def _a_strategy(value: str) -> str:
+    bandit.strategy_parameters(value)  # ValueError naming the valid strategies
+    return value
+
+
+def _epsilon(value: float) -> float:
+    try:
+        return EPSILON.check(value)
+    except bandit.ParameterError as error:
+        raise ValueError(error.reason) from None  # the key already names the parameter
+
+
+# An endpoint or variant name, as SageMaker allows them.
+Name = Annotated[str, AfterValidator(_a_name)]
+# A registered strategy's name (bandit.STRATEGY_NAMES).
+StrategyName = Annotated[str, AfterValidator(_a_strategy)]
+# The top-level `epsilon` of files written before `strategy_params`: EpsilonGreedy's epsilon.
+LegacyEpsilon = Annotated[float, AfterValidator(_epsilon)]
+
+
+class StrategyFields(BaseModel):
+    """The strategy keys of an endpoint, the same on every surface.
+
+    `strategy_params` comes back complete (every declared parameter, defaults filled in)
+    and checked by bandit. The top-level `epsilon` of older files still works: it becomes
+    the strategy's `epsilon` parameter if it has one, and is ignored otherwise (older files
+    carried it for every strategy).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    strategy: StrategyName = bandit.DEFAULT_STRATEGY
+    epsilon: LegacyEpsilon | None = None
+    strategy_params: dict[str, Any] = Field(default_factory=dict, validate_default=True)
+    warmup: int = Field(0, ge=0)
+
+    @field_validator("strategy_params")
+    @classmethod
+    def _declared_by_the_strategy(cls, params: dict[str, Any], info: ValidationInfo) -> dict:
+        strategy = info.data.get("strategy")
+        if strategy is None:  # already reported as a bad strategy
+            return params
+        legacy = info.data.get("epsilon")
+        if legacy is not None and any(
+            p.name == "epsilon" for p in bandit.strategy_parameters(strategy)
+        ):
+            if "epsilon" in params:
+                raise nested_error(("epsilon",), "given twice: here and as the top-level epsilon")
+            params = {**params, "epsilon": legacy}
+        try:
+            return bandit.check_params(strategy, params)
+        except bandit.ParameterError as error:
+            raise nested_error((error.parameter,), error.reason) from None
+
+
+def nested_error(below: tuple[str | int, ...], reason: str) -> PydanticCustomError:
+    """An error to raise from a validator about `below`, a key inside the validated value
+    (pydantic would report it at the validated key itself)."""
+    return PydanticCustomError(_NESTED_ERROR, "{reason}", {"below": below, "reason": reason})
+
+
+def dotted_key(loc: tuple[str | int, ...]) -> str:
+    """`("variants", 0, "name")` -> `variants[0].name`."""
+    key = ""
+    for part in loc:
+        key += f"[{part}]" if isinstance(part, int) else f".{part}" if key else str(part)
+    return key
+
+
+def describe_errors(
+    error: ValidationError,
+    key: Callable[[tuple[str | int, ...]], str] = dotted_key,
+    model: type[BaseModel] | None = None,
+) -> str:
+    """`<key>: <reason>` for every error, joined by "; ", the reasons in plain words.
+
+    Given the validated `model`, an unknown key's reason lists the known ones, so a typo
+    is fixed without opening the docs.
+    """
+    parts = []
+    for e in error.errors(include_url=False):
+        loc = tuple(e["loc"])
+        if e["type"] == _NESTED_ERROR:
+            loc += tuple(e["ctx"]["below"])
+        reason = {"missing": "missing", "extra_forbidden": "unknown key"}.get(e["type"], e["msg"])
+        known = _keys_at(model, loc[:-1]) if e["type"] == "extra_forbidden" else None
+        if known:
+            reason += f" (known: {', '.join(sorted(known))})"
+        elif e["type"] == "value_error":  # our own validators' messages, without pydantic's prefix
+            reason = str(e["ctx"]["error"])
+        elif reason == e["msg"] and isinstance(e.get("input"), str | int | float | bool):
+            reason += f", got {e['input']!r}"
+        where = key(loc)
+        parts.append(f"{where}: {reason}" if where else reason)  # a whole-file check names its keys
+    return "; ".join(parts)
+
+
+def _keys_at(model: type[BaseModel] | None, loc: tuple[str | int, ...]) -> list[str] | None:
+    """The keys of the model found at `loc` below `model`, if one is."""
+    for part in loc:
+        if model is None:
+            return None
+        if isinstance(part, str):
+            field = model.model_fields.get(part)
+            model = _model_in(field.annotation) if field else None
+    return list(model.model_fields) if model else None
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model in an annotation such as `Section`, `list[Section]` or `Section | None`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        if found := _model_in(arg):
+            return found
+    return None

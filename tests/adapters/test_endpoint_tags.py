@@ -1,0 +1,70 @@
+"""The `ab-testing:*` tags: one per declared strategy parameter, read back as written."""
+
+from __future__ import annotations
+
+import pytest
+
+import bandit
+from abtest.adapters.endpoint_tags import STRATEGY_TAG, WARMUP_TAG, strategy_from_tags, tags_for
+from abtest.errors import ConfigError
+
+EPSILON_TAG = "ab-testing:epsilon"
+
+
+def read(tags: dict[str, str]) -> tuple:
+    fields = strategy_from_tags(tags)
+    return fields.strategy, fields.strategy_params, fields.warmup
+
+
+def test_absent_tags_take_the_documented_defaults():
+    assert read({}) == ("ThompsonSampling", {}, 0)
+
+
+def test_tags_are_parsed_and_other_tags_ignored():
+    tags = {STRATEGY_TAG: "EpsilonGreedy", EPSILON_TAG: "0.25", WARMUP_TAG: "100", "team": "x"}
+    assert read(tags) == ("EpsilonGreedy", {"epsilon": 0.25}, 100)
+    assert read({STRATEGY_TAG: "EpsilonGreedy"}) == ("EpsilonGreedy", {"epsilon": 0.1}, 0)
+
+
+def test_an_epsilon_tag_on_a_strategy_without_epsilon_is_ignored_as_older_stacks_wrote_it():
+    assert read({STRATEGY_TAG: "UCB1", EPSILON_TAG: "0.1"}) == ("UCB1", {}, 0)
+
+
+@pytest.mark.parametrize("strategy", bandit.STRATEGY_NAMES)
+def test_every_strategy_round_trips_through_its_tags(strategy):
+    # Every declared parameter at a value inside its range but off its default.
+    params = {p.name: (p.low + p.high) / 3 for p in bandit.strategy_parameters(strategy)}
+    fields = strategy_from_tags({STRATEGY_TAG: strategy, WARMUP_TAG: "7"})
+    written = tags_for(fields.model_copy(update={"strategy_params": params}))
+    assert set(written) == {STRATEGY_TAG, WARMUP_TAG} | {f"ab-testing:{p}" for p in params}
+    assert read(written) == (strategy, pytest.approx(params), 7)
+
+
+def test_top_two_thompson_reads_its_beta_tag():
+    tags = {STRATEGY_TAG: "TopTwoThompson", "ab-testing:beta": "0.7"}
+    assert read(tags) == ("TopTwoThompson", {"beta": 0.7}, 0)
+    with pytest.raises(ConfigError, match=r"ab-testing:beta: must be in \(0, 1\), got 1"):
+        read({STRATEGY_TAG: "TopTwoThompson", "ab-testing:beta": "1"})
+
+
+@pytest.mark.parametrize(
+    ("tags", "tag", "value"),
+    [
+        ({STRATEGY_TAG: "Thompson"}, STRATEGY_TAG, "Thompson"),
+        ({STRATEGY_TAG: "thompsonsampling"}, STRATEGY_TAG, "thompsonsampling"),
+        ({STRATEGY_TAG: "EpsilonGreedy", EPSILON_TAG: "high"}, EPSILON_TAG, "high"),
+        ({STRATEGY_TAG: "EpsilonGreedy", EPSILON_TAG: "1.5"}, EPSILON_TAG, "1.5"),
+        ({STRATEGY_TAG: "EpsilonGreedy", EPSILON_TAG: "-0.1"}, EPSILON_TAG, "-0.1"),
+        ({STRATEGY_TAG: "EpsilonGreedy", EPSILON_TAG: "nan"}, EPSILON_TAG, "nan"),
+        ({WARMUP_TAG: "-1"}, WARMUP_TAG, "-1"),
+        ({WARMUP_TAG: "2.5"}, WARMUP_TAG, "2.5"),
+        ({WARMUP_TAG: "lots"}, WARMUP_TAG, "lots"),
+        ({WARMUP_TAG: ""}, WARMUP_TAG, "''"),
+    ],
+)
+def test_a_bad_tag_value_is_a_config_error_naming_tag_and_value(tags, tag, value):
+    with pytest.raises(ConfigError) as raised:
+        strategy_from_tags(tags)
+    message = str(raised.value)
+    assert message.startswith(f"{tag}: "), message
+    assert value in message
