@@ -52,6 +52,13 @@ class MethodNotAllowedError(AbtestError):
     code = "method_not_allowed"
 
 
+class RequestTimeoutError(AbtestError):
+    """The client took too long to send its request body."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class ConflictError(AbtestError):
     status = 409
     code = "conflict"
@@ -60,6 +67,11 @@ class ConflictError(AbtestError):
 class PayloadTooLargeError(AbtestError):
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(AbtestError):
+    status = 415
+    code = "unsupported_media_type"
 
 
 class ModelError(AbtestError):
