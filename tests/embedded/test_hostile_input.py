@@ -88,3 +88,21 @@ def test_a_doubled_slash_is_an_unknown_path_not_a_wrong_method(served) -> None:
     assert response.status_code == 404
     assert "//invocation" in response.json()["message"]
     assert served.get("/invocation").status_code == 405
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("content_type", "text/csv; charset=ütf-8"), ("inference_id", "réf-1")]
+)
+def test_non_ascii_header_fields_are_a_400_for_an_http_model(
+    start_server, http: httpx.Client, model_url: str, field: str, value: str
+) -> None:
+    # GIVEN an endpoint whose variant is a model behind HTTP (both fields become its headers)
+    server = start_server(variants={"Remote": model_url})
+    body = {"endpoint_name": ENDPOINT, "user_id": "u", "data": "x", field: value}
+
+    # WHEN the field is not printable ASCII
+    response = http.post(f"{server.url}/invocation", json=body)
+
+    # THEN the client is told which field, instead of a 500
+    assert response.status_code == 400, response.text
+    assert [d["field"] for d in response.json()["details"]] == [field]

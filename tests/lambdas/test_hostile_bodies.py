@@ -81,3 +81,21 @@ def test_a_doubled_slash_is_an_unknown_path_not_a_wrong_method(api) -> None:
 
     assert status == 404
     assert "//invocation" in answer["message"]
+
+
+@pytest.mark.parametrize(
+    ("route", "field", "value"),
+    [
+        ("invocation", "content_type", "text/csv; charset=ütf-8"),
+        ("invocation", "inference_id", "réf-1"),
+        ("conversion", "inference_id", "réf-1"),
+    ],
+)
+def test_header_fields_must_be_printable_ascii(api, route: str, field: str, value: str) -> None:
+    body = {"endpoint_name": ENDPOINT, "user_id": "u", "data": "x", field: value}
+
+    status, answer = call(getattr(api, route), api_event(f"/{route}", body))
+
+    assert status == 400, answer
+    assert [d["field"] for d in answer["details"]] == [field]
+    assert api.runtime.calls == []
