@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from abtest.errors import ConfigError
+from abtest.errors import ConfigError, StoreUnavailableError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,14 +38,28 @@ def _serve(args: argparse.Namespace) -> int:
     from abtest.embedded.server import serve
     from abtest.embedded.wiring import Runtime
 
-    runtime = Runtime(args.config, args.data_dir)
-    # uvicorn shuts down gracefully on SIGTERM, then re-raises it: end like Ctrl-C, exit 0.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    # KeyboardInterrupt: re-raised by uvicorn after its graceful shutdown.
-    with contextlib.suppress(KeyboardInterrupt):
-        serve(runtime, args.host, args.port, out=lambda line: print(line, flush=True))
+    try:
+        runtime = Runtime(args.config, args.data_dir)
+        # uvicorn shuts down gracefully on SIGTERM, then re-raises it: end like Ctrl-C, exit 0.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        # KeyboardInterrupt: re-raised by uvicorn after its graceful shutdown.
+        with contextlib.suppress(KeyboardInterrupt):
+            serve(runtime, args.host, args.port, out=lambda line: print(line, flush=True))
+    except StoreUnavailableError as error:
+        print(f"abtest: {_store_advice(args.data_dir, error)}", file=sys.stderr)
+        return 1
     print("abtest: stopped; buffered events sealed and aggregated", flush=True)
     return 0
+
+
+def _store_advice(data_dir: Path, error: StoreUnavailableError) -> str:
+    """One line: what went wrong with the data dir's database, and what to do about it."""
+    reason = str(error.__cause__ or error.message)
+    if "locked" in reason or "busy" in reason:
+        advice = "another process holds it: stop that process or choose another --data-dir"
+    else:
+        advice = "check that it is writable and the disk has room, or choose another --data-dir"
+    return f"cannot use the store in {data_dir}: {reason}; {advice}"
 
 
 def _simulate(args: argparse.Namespace) -> int:

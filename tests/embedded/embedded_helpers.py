@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+# The console script beside this interpreter (`abtest = abtest.cli:main`), as a user runs it.
+SCRIPT = Path(sys.executable).with_name("abtest")
+ABTEST = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "abtest.cli"]
 ENDPOINT = "reviews-helpfulness"
 
 
