@@ -25,13 +25,21 @@ from abtest.http.bodies import NAME_PATTERN
 from abtest.records import EndpointConfig, VariantConfig
 
 DEFAULT_TTL_SECONDS = 90 * 24 * 3600
+DEFAULT_MODEL_TIMEOUT_SECONDS = 30.0
 # Firehose's BufferingHints defaults.
 DEFAULT_BUFFER_INTERVAL_SECONDS = 60.0
 DEFAULT_BUFFER_SIZE_BYTES = 1024 * 1024
 
 _CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _KEYS = {
-    "endpoint": {"name", "strategy", "epsilon", "warmup", "assignment_ttl_seconds"},
+    "endpoint": {
+        "name",
+        "strategy",
+        "epsilon",
+        "warmup",
+        "assignment_ttl_seconds",
+        "model_timeout_seconds",
+    },
     "event_log": {"buffer_interval_seconds", "buffer_size_bytes"},
     "variants": {"name", "initial_weight", "model"},
 }
@@ -64,6 +72,7 @@ class AbtestConfig:
     assignment_ttl_seconds: int
     event_log: EventLogSettings
     variants: tuple[VariantSpec, ...]
+    model_timeout_seconds: float = DEFAULT_MODEL_TIMEOUT_SECONDS
 
     def endpoint_config(self) -> EndpointConfig:
         return EndpointConfig(
@@ -128,6 +137,10 @@ def _parse(path: Path, raw: dict[str, Any]) -> AbtestConfig:
     if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
         raise ConfigError(f"endpoint.assignment_ttl_seconds: {ttl!r} is not a whole number > 0")
 
+    timeout = endpoint.get("model_timeout_seconds", DEFAULT_MODEL_TIMEOUT_SECONDS)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise ConfigError(f"endpoint.model_timeout_seconds: {timeout!r} is not a number > 0")
+
     log = _table(raw, "event_log", required=False)
     _no_unknown_keys(log, "event_log.", _KEYS["event_log"])
     interval = log.get("buffer_interval_seconds", DEFAULT_BUFFER_INTERVAL_SECONDS)
@@ -147,6 +160,7 @@ def _parse(path: Path, raw: dict[str, Any]) -> AbtestConfig:
         assignment_ttl_seconds=ttl,
         event_log=EventLogSettings(float(interval), size),
         variants=variants,
+        model_timeout_seconds=float(timeout),
     )
 
 

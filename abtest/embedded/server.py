@@ -3,9 +3,9 @@
 Each HTTP request becomes an API Gateway REST proxy event (payload format 1.0) and
 goes through the same resolver as on AWS (`abtest.http.resolver`), so parsing, validation,
 errors and the OpenAPI document are the Lambda's own. The service is blocking
-(SQLite, model calls): with Python-callable models requests run on the event loop,
-with HTTP models on worker threads, each with its own resolver (it keeps the current
-request's context on itself).
+(SQLite, model calls), so requests run on worker threads, each with its own resolver
+(it keeps the current request's context on itself): the event loop stays free for
+other connections and /health whatever a model or the database does.
 """
 
 from __future__ import annotations
@@ -64,11 +64,6 @@ class AbtestApp:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        # Python-callable models hold the GIL while they run, so a worker thread would buy
-        # no concurrency, only a handoff per request that costs more than the request
-        # (about 650 against 1,500 requests/s, bench/server.py). Requests run on the
-        # event loop then; with an HTTP model, which waits on I/O, they get worker threads.
-        self.inline = not any(variant.is_url for variant in runtime.config.variants)
         self._local = threading.local()
         self._openapi: bytes | None = None
 
@@ -95,10 +90,7 @@ class AbtestApp:
             await _send_error(send, BadRequestError.field("body", "not UTF-8; send a JSON object"))
             return
         event = proxy_event(scope, text)
-        if self.inline:
-            result = self._resolve(event)
-        else:
-            result = await anyio.to_thread.run_sync(self._resolve, event)
+        result = await anyio.to_thread.run_sync(self._resolve, event)
         await _send_result(send, result)
 
     def _resolve(self, event: dict[str, Any]) -> dict[str, Any]:

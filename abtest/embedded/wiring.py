@@ -49,6 +49,7 @@ class Runtime:
             _models(self.config),
             weights={v.name: v.initial_weight for v in self.config.variants},
             endpoint_name=self.config.endpoint_name,
+            timeout_seconds=self.config.model_timeout_seconds,
             rng=rng,
         )
         self.store = SqliteStore(self.data_dir / STORE_NAME)

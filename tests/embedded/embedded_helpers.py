@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,13 @@ def broken(data: str, content_type: str) -> Any:
 
 def not_json(data: str, content_type: str) -> Any:
     return object()
+
+
+def sleepy(data: str, content_type: str) -> dict[str, float]:
+    """Sleeps `{"sleep": seconds}`: a slow model, holding its thread as a real one would."""
+    seconds = float(json.loads(data)["sleep"])
+    time.sleep(seconds)
+    return {"slept": seconds}
 
 
 def write_config(
