@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import functools
+import hmac
+import ipaddress
 import json
 import logging
 import socket
@@ -27,7 +29,13 @@ import anyio.to_thread
 import uvicorn
 
 from abtest.embedded.wiring import Runtime
-from abtest.errors import AbtestError, BadRequestError, PayloadTooLargeError
+from abtest.errors import (
+    AbtestError,
+    BadRequestError,
+    ConfigError,
+    PayloadTooLargeError,
+    UnauthorizedError,
+)
 from abtest.http import resolver as api
 
 logger = logging.getLogger("abtest")
@@ -59,11 +67,36 @@ def _docs_asset(path: str) -> bytes:
     return (Path(swagger_ui_path) / path.removeprefix("/docs/")).read_bytes()
 
 
-class AbtestApp:
-    """ASGI app over a started Runtime; closes the runtime on lifespan shutdown."""
+def check_exposure(host: str, token: str | None) -> None:
+    """Refuse to serve beyond this machine without a token: the data routes move the counters."""
+    if token is not None and not token.strip():
+        raise ConfigError("the token is empty; give a secret string")
+    if token is None and not _is_loopback(host):
+        raise ConfigError(
+            f"--host {host} is reachable from other machines: give --token (or set "
+            "ABTEST_TOKEN) so that only callers holding it can use the API"
+        )
 
-    def __init__(self, runtime: Runtime) -> None:
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+class AbtestApp:
+    """ASGI app over a started Runtime; closes the runtime on lifespan shutdown.
+
+    With a `token`, the data routes need `Authorization: Bearer <token>`; /health and the
+    documents stay open (probes, and the docs a client needs to find out how to call it).
+    """
+
+    def __init__(self, runtime: Runtime, token: str | None = None) -> None:
         self.runtime = runtime
+        self._token = f"Bearer {token}".encode() if token is not None else None
         self._local = threading.local()
         self._openapi: bytes | None = None
 
@@ -80,6 +113,10 @@ class AbtestApp:
         if method in ("GET", "HEAD") and path in _DOCS_ASSETS:
             await _send(send, 200, {"content-type": _DOCS_ASSETS[path]}, _docs_asset(path))
             return
+        if self._token is not None and not self._authorized(scope):
+            error = UnauthorizedError("Authorization: send the server's token as 'Bearer <token>'")
+            await _send_error(send, error, {"www-authenticate": "Bearer"})
+            return
         body = await _read_body(scope, receive)
         if body is None:
             await _send_error(send, PayloadTooLargeError(f"body over {api.MAX_BODY_BYTES} bytes"))
@@ -92,6 +129,11 @@ class AbtestApp:
         event = proxy_event(scope, text)
         result = await anyio.to_thread.run_sync(self._resolve, event)
         await _send_result(send, result)
+
+    def _authorized(self, scope: Scope) -> bool:
+        assert self._token is not None
+        sent = next((v for k, v in scope.get("headers", []) if k == b"authorization"), b"")
+        return hmac.compare_digest(sent, self._token)  # constant time: no guessing by timing
 
     def _resolve(self, event: dict[str, Any]) -> dict[str, Any]:
         resolver = getattr(self._local, "resolver", None)
@@ -203,8 +245,9 @@ async def _send_result(send: Any, result: dict[str, Any]) -> None:
     await _send(send, int(result.get("statusCode", 200)), dict(headers), data)
 
 
-async def _send_error(send: Any, error: AbtestError) -> None:
-    await _send(send, error.status, {"content-type": "application/json"}, _json(error.body()))
+async def _send_error(send: Any, error: AbtestError, headers: dict[str, str] | None = None) -> None:
+    headers = {"content-type": "application/json", **(headers or {})}
+    await _send(send, error.status, headers, _json(error.body()))
 
 
 async def _send(send: Any, status: int, headers: dict[str, str], body: bytes) -> None:
@@ -248,12 +291,20 @@ def _uvicorn(app: AbtestApp) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-def serve(runtime: Runtime, host: str = "127.0.0.1", port: int = 8080, *, out: Any = print) -> None:
+def serve(
+    runtime: Runtime,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    token: str | None = None,
+    out: Any = print,
+) -> None:
     """Run until SIGINT/SIGTERM (uvicorn's handlers), then seal and aggregate the buffer."""
+    check_exposure(host, token)
     sock = bind(host, port)
     try:
         runtime.start()
-        server = _uvicorn(AbtestApp(runtime))
+        server = _uvicorn(AbtestApp(runtime, token))
         url = url_of(sock)
         out(
             f"abtest: serving endpoint {runtime.endpoint_name!r} on {url} "
@@ -272,9 +323,13 @@ class EmbeddedServer:
         httpx.post(f"{server.url}/invocation", json=...)
     """
 
-    def __init__(self, runtime: Runtime, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, runtime: Runtime, host: str = "127.0.0.1", port: int = 0, token: str | None = None
+    ) -> None:
+        check_exposure(host, token)
         self.runtime = runtime
         self.host, self.port = host, port
+        self.token = token
         self.url = ""
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -289,7 +344,7 @@ class EmbeddedServer:
             self._sock.close()
             self._sock = None
             raise
-        self._server = _uvicorn(AbtestApp(self.runtime))
+        self._server = _uvicorn(AbtestApp(self.runtime, self.token))
         sockets = [self._sock]
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": sockets}, name="abtest-server", daemon=True

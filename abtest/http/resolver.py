@@ -55,6 +55,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "content": {"application/json": {"model": ErrorResponse}}}
     for code, text in {
         400: "Bad body; `details` names the field",
+        401: "No or wrong bearer token (abtest serve --token)",
         404: "Unknown endpoint, or a conversion from a user with no assignment",
         409: "endpoint_variant is not a variant of the endpoint",
         413: "Body over 6 MB",
