@@ -25,15 +25,18 @@ from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
+import anyio
 import anyio.to_thread
 import uvicorn
 
+from abtest.embedded import connections
 from abtest.embedded.wiring import Runtime
 from abtest.errors import (
     AbtestError,
     BadRequestError,
     ConfigError,
     PayloadTooLargeError,
+    RequestTimeoutError,
     UnauthorizedError,
 )
 from abtest.http import resolver as api
@@ -41,6 +44,9 @@ from abtest.http import resolver as api
 logger = logging.getLogger("abtest")
 
 Scope = dict[str, Any]
+
+# A request's body must arrive within this (its head: connections.HEADER_TIMEOUT_SECONDS).
+BODY_TIMEOUT_SECONDS = 30.0
 
 _DOCS_HTML = """<!doctype html>
 <html><head><meta charset="utf-8"><title>abtest API</title>
@@ -117,7 +123,13 @@ class AbtestApp:
             error = UnauthorizedError("Authorization: send the server's token as 'Bearer <token>'")
             await _send_error(send, error, {"www-authenticate": "Bearer"})
             return
-        body = await _read_body(scope, receive)
+        body: bytes | None = b""
+        with anyio.move_on_after(BODY_TIMEOUT_SECONDS) as reading:
+            body = await _read_body(scope, receive)
+        if reading.cancelled_caught:
+            error = RequestTimeoutError(f"body: not received within {BODY_TIMEOUT_SECONDS:g} s")
+            await _send_error(send, error, {"connection": "close"})
+            return
         if body is None:
             await _send_error(send, PayloadTooLargeError(f"body over {api.MAX_BODY_BYTES} bytes"))
             return
@@ -286,7 +298,17 @@ def url_of(sock: socket.socket) -> str:
 
 def _uvicorn(app: AbtestApp) -> uvicorn.Server:
     config = uvicorn.Config(
-        app, lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=10
+        app,
+        http=connections.guarded_protocol(
+            connections.connection_cap(), connections.HEADER_TIMEOUT_SECONDS
+        ),
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        backlog=connections.ACCEPT_BATCH,
+        timeout_keep_alive=connections.KEEP_ALIVE_SECONDS,
+        h11_max_incomplete_event_size=connections.MAX_HEADER_BYTES,
     )
     return uvicorn.Server(config)
 
