@@ -177,6 +177,23 @@ def openapi_json(service: Any = None) -> str:
             operation["responses"].pop("422", None)
     for unused in ("HTTPValidationError", "ValidationError"):
         schema["components"]["schemas"].pop(unused, None)
+    # An invocation's answer is what its conversion and stats calls are made of.
+    invoked = schema["paths"].get("/invocation", {}).get("post")
+    if invoked is not None:
+        invoked["responses"]["200"]["links"] = {
+            name: {
+                "operationId": operation,
+                "requestBody": {f: f"$response.body#/{f}" for f in fields},
+            }
+            for name, operation, fields in (
+                (
+                    "Conversion",
+                    "conversion_conversion_post",
+                    ("endpoint_name", "user_id", "inference_id"),
+                ),
+                ("Stats", "stats_stats_post", ("endpoint_name",)),
+            )
+        }
     return json.dumps(schema, indent=2)
 
 
