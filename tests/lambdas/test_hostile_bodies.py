@@ -99,3 +99,20 @@ def test_header_fields_must_be_printable_ascii(api, route: str, field: str, valu
     assert status == 400, answer
     assert [d["field"] for d in answer["details"]] == [field]
     assert api.runtime.calls == []
+
+
+def test_a_bug_is_a_logged_json_500_not_an_unhandled_exception(api, monkeypatch, caplog) -> None:
+    def broken(request):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(api.stats.service, "stats", broken)
+
+    status, answer = call(api.stats, api_event("/stats", {"endpoint_name": ENDPOINT}))
+
+    assert status == 500
+    assert answer == {
+        "error": "internal_error",
+        "message": "internal error; see the log",
+        "details": [],
+    }
+    assert "RuntimeError: a bug" in caplog.text
