@@ -43,26 +43,33 @@ def connection_cap() -> int:
 
 def guarded_protocol(cap: int, header_timeout: float) -> type[H11Protocol]:
     """An h11 protocol class with a head deadline and `cap` connections, for one server."""
-    waiting: dict[Guarded, None] = {}  # connections waiting for a request, longest first
+    # Connections waiting for a request, longest first, with their deadlines. One sweep a
+    # second closes the late ones: a timer per request would cost more than the request.
+    waiting: dict[Guarded, float] = {}
+    sweeping: list[asyncio.TimerHandle] = []
+
+    def sweep(loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for connection, deadline in list(waiting.items()):
+            if deadline > now:
+                break  # the rest came later
+            connection.evict()
+        sweeping[:] = [loop.call_later(1.0, sweep, loop)] if waiting else []
 
     class Guarded(H11Protocol):
-        _deadline: asyncio.TimerHandle | None = None
-
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             self._wait_for_request()
             if len(self.connections) > cap:
                 # This one, if every other connection is busy; never logged: under a flood
                 # of connections the log would be the next thing to fill up.
-                oldest = next(iter(waiting))
-                oldest._stop_waiting()
-                oldest.transport.close()
+                next(iter(waiting)).evict()
 
         def handle_events(self) -> None:
             cycle = self.cycle
             super().handle_events()
             if self.cycle is not cycle:  # a request's head arrived
-                self._stop_waiting()
+                waiting.pop(self, None)
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -70,22 +77,17 @@ def guarded_protocol(cap: int, header_timeout: float) -> type[H11Protocol]:
                 self._wait_for_request()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._stop_waiting()
+            waiting.pop(self, None)
             super().connection_lost(exc)
+
+        def evict(self) -> None:
+            waiting.pop(self, None)
+            self.transport.close()
 
         def _wait_for_request(self) -> None:
             waiting.pop(self, None)
-            waiting[self] = None  # newest last
-            self._deadline = self.loop.call_later(header_timeout, self._too_slow)
-
-        def _stop_waiting(self) -> None:
-            waiting.pop(self, None)
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
-
-        def _too_slow(self) -> None:
-            if self in waiting:
-                self.transport.close()
+            waiting[self] = self.loop.time() + header_timeout  # newest last
+            if not sweeping:
+                sweeping.append(self.loop.call_later(1.0, sweep, self.loop))
 
     return Guarded
