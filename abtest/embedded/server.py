@@ -15,7 +15,6 @@ import functools
 import hmac
 import ipaddress
 import json
-import logging
 import socket
 import threading
 import time
@@ -40,8 +39,6 @@ from abtest.errors import (
     UnauthorizedError,
 )
 from abtest.http import resolver as api
-
-logger = logging.getLogger("abtest")
 
 Scope = dict[str, Any]
 
