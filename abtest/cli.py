@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from abtest.errors import ConfigError
+from abtest.errors import ConfigError, StoreUnavailableError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,14 +38,34 @@ def _serve(args: argparse.Namespace) -> int:
     from abtest.embedded.server import serve
     from abtest.embedded.wiring import Runtime
 
-    runtime = Runtime(args.config, args.data_dir)
-    # uvicorn shuts down gracefully on SIGTERM, then re-raises it: end like Ctrl-C, exit 0.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    # KeyboardInterrupt: re-raised by uvicorn after its graceful shutdown.
-    with contextlib.suppress(KeyboardInterrupt):
-        serve(runtime, args.host, args.port, out=lambda line: print(line, flush=True))
+    try:
+        runtime = Runtime(args.config, args.data_dir)
+        # uvicorn shuts down gracefully on SIGTERM, then re-raises it: end like Ctrl-C, exit 0.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        # KeyboardInterrupt: re-raised by uvicorn after its graceful shutdown.
+        with contextlib.suppress(KeyboardInterrupt):
+            serve(
+                runtime,
+                args.host,
+                args.port,
+                token=args.token or os.environ.get("ABTEST_TOKEN") or None,
+                out=lambda line: print(line, flush=True),
+            )
+    except StoreUnavailableError as error:
+        print(f"abtest: {_store_advice(args.data_dir, error)}", file=sys.stderr)
+        return 1
     print("abtest: stopped; buffered events sealed and aggregated", flush=True)
     return 0
+
+
+def _store_advice(data_dir: Path, error: StoreUnavailableError) -> str:
+    """One line: what went wrong with the data dir's database, and what to do about it."""
+    reason = str(error.__cause__ or error.message)
+    if "locked" in reason or "busy" in reason:
+        advice = "another process holds it: stop that process or choose another --data-dir"
+    else:
+        advice = "check that it is writable and the disk has room, or choose another --data-dir"
+    return f"cannot use the store in {data_dir}: {reason}; {advice}"
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -69,6 +89,11 @@ def _simulate(args: argparse.Namespace) -> int:
         if not region:
             raise ConfigError("--auth iam: give --region (not found in the URL or AWS_REGION)")
         auth = SigV4(region)
+    elif args.auth == "token":
+        token = args.token or os.environ.get("ABTEST_TOKEN")
+        if not token:
+            raise ConfigError("--auth token: give --token or set ABTEST_TOKEN")
+        headers["authorization"] = f"Bearer {token}"
     elif args.auth == "api-key":
         key = args.api_key or os.environ.get("ABTEST_API_KEY")
         if not key:
@@ -135,7 +160,10 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="serve the API for one endpoint config")
     serve.add_argument("--config", required=True, type=Path, help="endpoint config (TOML)")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--host", default="127.0.0.1", help="any address but loopback needs --token")
+    serve.add_argument(
+        "--token", help="callers must send 'Authorization: Bearer TOKEN' (or set ABTEST_TOKEN)"
+    )
     serve.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     serve.add_argument("--data-dir", type=Path, default=Path("abtest-data"))
     serve.set_defaults(command=_serve)
@@ -153,8 +181,9 @@ def _parser() -> argparse.ArgumentParser:
         default=0.0,
         help="seconds to wait for the event log to deliver before the final /stats",
     )
-    simulate.add_argument("--auth", choices=("none", "iam", "api-key"), default="none")
+    simulate.add_argument("--auth", choices=("none", "iam", "api-key", "token"), default="none")
     simulate.add_argument("--api-key", help="for --auth api-key (or ABTEST_API_KEY)")
+    simulate.add_argument("--token", help="for --auth token, abtest serve's (or ABTEST_TOKEN)")
     simulate.add_argument("--region", help="for --auth iam (default: from the URL)")
     simulate.add_argument("--no-progress", action="store_true")
     simulate.set_defaults(command=_simulate)

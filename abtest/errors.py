@@ -37,9 +37,23 @@ class NotFoundError(AbtestError):
     code = "not_found"
 
 
+class UnauthorizedError(AbtestError):
+    """A data route of a server started with a token, called without it."""
+
+    status = 401
+    code = "unauthorized"
+
+
 class MethodNotAllowedError(AbtestError):
     status = 405
     code = "method_not_allowed"
+
+
+class RequestTimeoutError(AbtestError):
+    """The client took too long to send its request body."""
+
+    status = 408
+    code = "request_timeout"
 
 
 class ConflictError(AbtestError):
@@ -50,6 +64,11 @@ class ConflictError(AbtestError):
 class PayloadTooLargeError(AbtestError):
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(AbtestError):
+    status = 415
+    code = "unsupported_media_type"
 
 
 class ModelError(AbtestError):

@@ -13,12 +13,19 @@ import json
 import random
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as CallTimeout
 from typing import Any
 
 from abtest.errors import ConfigError, ConflictError, ModelError, NotFoundError
 from abtest.ports import ModelResult
 
 ModelFunction = Callable[[str, str], Any]
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+# Callables run here, so a call can be given up on: a hung one keeps its thread (Python
+# cannot stop it) and, once all are hung, further calls time out in the queue instead.
+MODEL_THREADS = 16
 
 
 def load_callable(reference: str) -> ModelFunction:
@@ -46,13 +53,14 @@ class LocalModels:
         *,
         weights: Mapping[str, float] | None = None,
         endpoint_name: str | None = None,
-        timeout_seconds: float = 30.0,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         rng: random.Random | None = None,
     ) -> None:
         """`variants` maps names to callables, `module:function` references or URLs.
 
         `weights` (default 1 each) route calls that name no variant (the fallback path);
-        with `endpoint_name` set, other endpoint names are NotFoundError.
+        with `endpoint_name` set, other endpoint names are NotFoundError. A call (callable
+        or URL) that takes longer than `timeout_seconds` is a ModelError.
         """
         if not variants:
             raise ValueError("at least one variant is needed")
@@ -70,6 +78,7 @@ class LocalModels:
         self._rng_lock = threading.Lock()
         self._http: Any = None
         self._http_lock = threading.Lock()
+        self._calls = ThreadPoolExecutor(MODEL_THREADS, thread_name_prefix="abtest-model")
 
     @property
     def variant_names(self) -> tuple[str, ...]:
@@ -101,17 +110,22 @@ class LocalModels:
         return ModelResult(variant_name=variant_name, predictions=predictions)
 
     def close(self) -> None:
+        self._calls.shutdown(wait=False, cancel_futures=True)
         if self._http is not None:
             self._http.close()
             self._http = None
 
     def _call(self, variant: str, model: ModelFunction, data: str, content_type: str) -> Any:
+        call = self._calls.submit(_checked, model, data, content_type)
         try:
-            predictions = model(data, content_type)
-            json.dumps(predictions)  # a non-JSON answer is the model's failure, not a 500
+            return call.result(timeout=self.timeout_seconds)
+        except CallTimeout:
+            call.cancel()  # still queued behind hung calls: never start it
+            raise ModelError(
+                f"model variant {variant!r} did not answer within {self.timeout_seconds:g} s"
+            ) from None
         except Exception as error:
             raise ModelError(f"model variant {variant!r} failed: {_describe(error)}") from error
-        return predictions
 
     def _post(self, variant: str, url: str, data: str, content_type: str, inference_id: str) -> Any:
         import httpx  # only URL variants need it
@@ -139,6 +153,12 @@ class LocalModels:
                     f"model variant {variant!r} at {url} answered invalid JSON: {error}"
                 ) from error
         return response.text
+
+
+def _checked(model: ModelFunction, data: str, content_type: str) -> Any:
+    predictions = model(data, content_type)
+    json.dumps(predictions)  # a non-JSON answer is the model's failure, not a 500
+    return predictions
 
 
 def _describe(error: BaseException) -> str:

@@ -76,9 +76,20 @@ CREATE TABLE IF NOT EXISTS applied_objects (
 );
 """
 
-# Primary result codes meaning "the file is busy or cannot be reached", not a bug in a query.
+# Primary result codes meaning "the file is busy, full, read-only or cannot be reached",
+# not a bug in a query: the service answers 503, or falls back where it safely can.
 _UNAVAILABLE_CODES = frozenset(
-    {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR}
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_NOTADB,
+    }
 )
 
 _SELECT_ASSIGNMENT = (
@@ -399,10 +410,10 @@ class _CloseWithThread:
 
 @contextmanager
 def _translated() -> Iterator[None]:
-    """Busy, locked or unreachable database files become StoreUnavailableError."""
+    """Busy, locked, full, read-only or unreadable files become StoreUnavailableError."""
     try:
         yield
-    except sqlite3.OperationalError as error:
+    except sqlite3.DatabaseError as error:  # "not a database" is no OperationalError
         code = getattr(error, "sqlite_errorcode", None)
         if code is not None and code & 0xFF in _UNAVAILABLE_CODES:
             raise StoreUnavailableError(f"SQLite store unavailable: {error}") from error

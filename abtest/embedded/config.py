@@ -20,9 +20,11 @@ from abtest.errors import ConfigError
 from abtest.records import EndpointConfig, StrategyParams, VariantConfig
 
 DEFAULT_TTL_SECONDS = 90 * 24 * 3600
+DEFAULT_MODEL_TIMEOUT_SECONDS = 30.0
 # Firehose's BufferingHints defaults.
 DEFAULT_BUFFER_INTERVAL_SECONDS = 60.0
 DEFAULT_BUFFER_SIZE_BYTES = 1024 * 1024
+DEFAULT_RETENTION_DAYS = 90.0
 
 _CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -45,6 +47,8 @@ class EndpointSection(StrategyFields):
 
     name: Name
     assignment_ttl_seconds: int = Field(DEFAULT_TTL_SECONDS, gt=0)
+    # Each model call's bound; a call over it is a 502 naming the variant.
+    model_timeout_seconds: float = Field(DEFAULT_MODEL_TIMEOUT_SECONDS, gt=0)
 
 
 class EventLogSettings(BaseModel):
@@ -54,6 +58,9 @@ class EventLogSettings(BaseModel):
 
     buffer_interval_seconds: float = Field(DEFAULT_BUFFER_INTERVAL_SECONDS, gt=0)
     buffer_size_bytes: int = Field(DEFAULT_BUFFER_SIZE_BYTES, gt=0)
+    # Counted files older than this are deleted at start (0: kept for ever), like the
+    # bucket's lifecycle rule on AWS (`event_retention_days`).
+    retention_days: float = Field(DEFAULT_RETENTION_DAYS, ge=0)
 
 
 class VariantSpec(BaseModel):
@@ -104,6 +111,7 @@ class AbtestConfig:
     assignment_ttl_seconds: int
     event_log: EventLogSettings
     variants: tuple[VariantSpec, ...]
+    model_timeout_seconds: float = DEFAULT_MODEL_TIMEOUT_SECONDS
 
     def endpoint_config(self) -> EndpointConfig:
         return EndpointConfig(
@@ -141,4 +149,5 @@ def load_config(path: str | Path) -> AbtestConfig:
         assignment_ttl_seconds=endpoint.assignment_ttl_seconds,
         event_log=file.event_log,
         variants=tuple(file.variants),
+        model_timeout_seconds=endpoint.model_timeout_seconds,
     )

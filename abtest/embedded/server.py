@@ -3,17 +3,18 @@
 Each HTTP request becomes an API Gateway REST proxy event (payload format 1.0) and
 goes through the same resolver as on AWS (`abtest.http.resolver`), so parsing, validation,
 errors and the OpenAPI document are the Lambda's own. The service is blocking
-(SQLite, model calls): with Python-callable models requests run on the event loop,
-with HTTP models on worker threads, each with its own resolver (it keeps the current
-request's context on itself).
+(SQLite, model calls), so requests run on worker threads, each with its own resolver
+(it keeps the current request's context on itself): the event loop stays free for
+other connections and /health whatever a model or the database does.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import hmac
+import ipaddress
 import json
-import logging
 import socket
 import threading
 import time
@@ -23,16 +24,26 @@ from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
+import anyio
 import anyio.to_thread
 import uvicorn
 
+from abtest.embedded import connections
 from abtest.embedded.wiring import Runtime
-from abtest.errors import AbtestError, BadRequestError, PayloadTooLargeError
+from abtest.errors import (
+    AbtestError,
+    BadRequestError,
+    ConfigError,
+    PayloadTooLargeError,
+    RequestTimeoutError,
+    UnauthorizedError,
+)
 from abtest.http import resolver as api
 
-logger = logging.getLogger("abtest")
-
 Scope = dict[str, Any]
+
+# A request's body must arrive within this (its head: connections.HEADER_TIMEOUT_SECONDS).
+BODY_TIMEOUT_SECONDS = 30.0
 
 _DOCS_HTML = """<!doctype html>
 <html><head><meta charset="utf-8"><title>abtest API</title>
@@ -59,16 +70,36 @@ def _docs_asset(path: str) -> bytes:
     return (Path(swagger_ui_path) / path.removeprefix("/docs/")).read_bytes()
 
 
-class AbtestApp:
-    """ASGI app over a started Runtime; closes the runtime on lifespan shutdown."""
+def check_exposure(host: str, token: str | None) -> None:
+    """Refuse to serve beyond this machine without a token: the data routes move the counters."""
+    if token is not None and not token.strip():
+        raise ConfigError("the token is empty; give a secret string")
+    if token is None and not _is_loopback(host):
+        raise ConfigError(
+            f"--host {host} is reachable from other machines: give --token (or set "
+            "ABTEST_TOKEN) so that only callers holding it can use the API"
+        )
 
-    def __init__(self, runtime: Runtime) -> None:
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+class AbtestApp:
+    """ASGI app over a started Runtime; closes the runtime on lifespan shutdown.
+
+    With a `token`, the data routes need `Authorization: Bearer <token>`; /health and the
+    documents stay open (probes, and the docs a client needs to find out how to call it).
+    """
+
+    def __init__(self, runtime: Runtime, token: str | None = None) -> None:
         self.runtime = runtime
-        # Python-callable models hold the GIL while they run, so a worker thread would buy
-        # no concurrency, only a handoff per request that costs more than the request
-        # (about 650 against 1,500 requests/s, bench/server.py). Requests run on the
-        # event loop then; with an HTTP model, which waits on I/O, they get worker threads.
-        self.inline = not any(variant.is_url for variant in runtime.config.variants)
+        self._token = f"Bearer {token}".encode() if token is not None else None
         self._local = threading.local()
         self._openapi: bytes | None = None
 
@@ -85,7 +116,17 @@ class AbtestApp:
         if method in ("GET", "HEAD") and path in _DOCS_ASSETS:
             await _send(send, 200, {"content-type": _DOCS_ASSETS[path]}, _docs_asset(path))
             return
-        body = await _read_body(scope, receive)
+        if self._token is not None and not self._authorized(scope):
+            error = UnauthorizedError("Authorization: send the server's token as 'Bearer <token>'")
+            await _send_error(send, error, {"www-authenticate": "Bearer"})
+            return
+        body: bytes | None = b""
+        with anyio.move_on_after(BODY_TIMEOUT_SECONDS) as reading:
+            body = await _read_body(scope, receive)
+        if reading.cancelled_caught:
+            error = RequestTimeoutError(f"body: not received within {BODY_TIMEOUT_SECONDS:g} s")
+            await _send_error(send, error, {"connection": "close"})
+            return
         if body is None:
             await _send_error(send, PayloadTooLargeError(f"body over {api.MAX_BODY_BYTES} bytes"))
             return
@@ -95,16 +136,13 @@ class AbtestApp:
             await _send_error(send, BadRequestError.field("body", "not UTF-8; send a JSON object"))
             return
         event = proxy_event(scope, text)
-        try:
-            if self.inline:
-                result = self._resolve(event)
-            else:
-                result = await anyio.to_thread.run_sync(self._resolve, event)
-        except Exception:  # a bug, not bad input: still a JSON answer, and logged
-            logger.exception("%s %s failed", method, path)
-            await _send_error(send, AbtestError("internal error; see the server log"))
-            return
+        result = await anyio.to_thread.run_sync(self._resolve, event)
         await _send_result(send, result)
+
+    def _authorized(self, scope: Scope) -> bool:
+        assert self._token is not None
+        sent = next((v for k, v in scope.get("headers", []) if k == b"authorization"), b"")
+        return hmac.compare_digest(sent, self._token)  # constant time: no guessing by timing
 
     def _resolve(self, event: dict[str, Any]) -> dict[str, Any]:
         resolver = getattr(self._local, "resolver", None)
@@ -218,8 +256,9 @@ async def _send_result(send: Any, result: dict[str, Any]) -> None:
     await _send(send, int(result.get("statusCode", 200)), dict(headers), data)
 
 
-async def _send_error(send: Any, error: AbtestError) -> None:
-    await _send(send, error.status, {"content-type": "application/json"}, _json(error.body()))
+async def _send_error(send: Any, error: AbtestError, headers: dict[str, str] | None = None) -> None:
+    headers = {"content-type": "application/json", **(headers or {})}
+    await _send(send, error.status, headers, _json(error.body()))
 
 
 async def _send(send: Any, status: int, headers: dict[str, str], body: bytes) -> None:
@@ -258,17 +297,35 @@ def url_of(sock: socket.socket) -> str:
 
 def _uvicorn(app: AbtestApp) -> uvicorn.Server:
     config = uvicorn.Config(
-        app, lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=10
+        app,
+        http=connections.guarded_protocol(
+            connections.connection_cap(), connections.HEADER_TIMEOUT_SECONDS
+        ),
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        backlog=connections.ACCEPT_BATCH,
+        timeout_keep_alive=connections.KEEP_ALIVE_SECONDS,
+        h11_max_incomplete_event_size=connections.MAX_HEADER_BYTES,
     )
     return uvicorn.Server(config)
 
 
-def serve(runtime: Runtime, host: str = "127.0.0.1", port: int = 8080, *, out: Any = print) -> None:
+def serve(
+    runtime: Runtime,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    token: str | None = None,
+    out: Any = print,
+) -> None:
     """Run until SIGINT/SIGTERM (uvicorn's handlers), then seal and aggregate the buffer."""
+    check_exposure(host, token)
     sock = bind(host, port)
     try:
         runtime.start()
-        server = _uvicorn(AbtestApp(runtime))
+        server = _uvicorn(AbtestApp(runtime, token))
         url = url_of(sock)
         out(
             f"abtest: serving endpoint {runtime.endpoint_name!r} on {url} "
@@ -287,9 +344,13 @@ class EmbeddedServer:
         httpx.post(f"{server.url}/invocation", json=...)
     """
 
-    def __init__(self, runtime: Runtime, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, runtime: Runtime, host: str = "127.0.0.1", port: int = 0, token: str | None = None
+    ) -> None:
+        check_exposure(host, token)
         self.runtime = runtime
         self.host, self.port = host, port
+        self.token = token
         self.url = ""
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -304,7 +365,7 @@ class EmbeddedServer:
             self._sock.close()
             self._sock = None
             raise
-        self._server = _uvicorn(AbtestApp(self.runtime))
+        self._server = _uvicorn(AbtestApp(self.runtime, self.token))
         sockets = [self._sock]
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": sockets}, name="abtest-server", daemon=True

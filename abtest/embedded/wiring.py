@@ -64,6 +64,7 @@ class Runtime:
             _models(self.config),
             weights={v.name: v.initial_weight for v in self.config.variants},
             endpoint_name=self.config.endpoint_name,
+            timeout_seconds=self.config.model_timeout_seconds,
             rng=rng,
         )
         self.store = SqliteStore(self.data_dir / STORE_NAME)
@@ -73,6 +74,7 @@ class Runtime:
             buffer_size_bytes=self.config.event_log.buffer_size_bytes,
             on_seal=self._aggregate,
             clock=self.clock,
+            retention_seconds=self.config.event_log.retention_days * 24 * 3600,
         )
         self.catalog = ConfigCatalog(self.config.endpoint_config(), source=str(self.config.path))
         self.endpoints = EndpointCache(self.store, METRICS_CACHE_SECONDS)

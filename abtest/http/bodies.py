@@ -9,6 +9,7 @@ response back as a conversion.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
@@ -20,10 +21,20 @@ from abtest.usecases.invoke import Invocation, InvocationResult
 from abtest.usecases.stats import StatsResult
 
 MAX_ID_LENGTH = 256
+# Both travel as HTTP headers to the model (SageMaker allows only printable ASCII in them).
+HEADER_SAFE_PATTERN = r"^[\x21-\x7e][\x20-\x7e]*$"
+# In the OpenAPI document; the validator below gives the readable message.
+_HEADER_SAFE: dict[str, Any] = {"pattern": HEADER_SAFE_PATTERN}
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+
+def _printable_ascii(value: str | None) -> str | None:
+    if value is not None and not re.match(HEADER_SAFE_PATTERN, value):
+        raise ValueError("must be printable ASCII, not starting with a space")
+    return value
 
 
 class InvocationRequest(_Request):
@@ -32,9 +43,15 @@ class InvocationRequest(_Request):
     data: StrictStr | dict[str, Any] | list[Any] = Field(
         description="The model payload: a string as sent to the model, or JSON that is serialized."
     )
-    content_type: StrictStr = Field(default="application/json", min_length=1, max_length=256)
-    inference_id: StrictStr | None = Field(default=None, min_length=1, max_length=64)
+    content_type: StrictStr = Field(
+        default="application/json", min_length=1, max_length=256, json_schema_extra=_HEADER_SAFE
+    )
+    inference_id: StrictStr | None = Field(
+        default=None, min_length=1, max_length=64, json_schema_extra=_HEADER_SAFE
+    )
     endpoint_variant: StrictStr | None = Field(default=None, min_length=1, max_length=63)
+
+    _header_safe = field_validator("content_type", "inference_id")(_printable_ascii)
 
     def to_core(self) -> Invocation:
         return Invocation(
@@ -50,7 +67,9 @@ class InvocationRequest(_Request):
 class ConversionRequest(_Request):
     endpoint_name: StrictStr = Field(min_length=1, max_length=63, pattern=NAME_PATTERN)
     user_id: StrictStr = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    inference_id: StrictStr | None = Field(default=None, min_length=1, max_length=64)
+    inference_id: StrictStr | None = Field(
+        default=None, min_length=1, max_length=64, json_schema_extra=_HEADER_SAFE
+    )
     reward: float = Field(default=1.0, ge=0.0, le=1.0, allow_inf_nan=False)
 
     @field_validator("reward", mode="before")
@@ -60,6 +79,9 @@ class ConversionRequest(_Request):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError("must be a number in [0, 1]")
         return value
+
+    # The same rule as the invocation's, which returned this id.
+    _header_safe = field_validator("inference_id")(_printable_ascii)
 
     def to_core(self) -> Conversion:
         return Conversion(

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+# The console script beside this interpreter (`abtest = abtest.cli:main`), as a user runs it.
+SCRIPT = Path(sys.executable).with_name("abtest")
+ABTEST = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "abtest.cli"]
 ENDPOINT = "reviews-helpfulness"
 
 
@@ -25,6 +30,13 @@ def broken(data: str, content_type: str) -> Any:
 
 def not_json(data: str, content_type: str) -> Any:
     return object()
+
+
+def sleepy(data: str, content_type: str) -> dict[str, float]:
+    """Sleeps `{"sleep": seconds}`: a slow model, holding its thread as a real one would."""
+    seconds = float(json.loads(data)["sleep"])
+    time.sleep(seconds)
+    return {"slept": seconds}
 
 
 def write_config(

@@ -145,8 +145,8 @@ def test_the_shipped_example_and_the_demo_config_load(tmp_path: Path) -> None:
             "warmup = 10",
             "warmup = 10\nwarm_up = 5",
             "endpoint.warm_up",
-            "unknown key (known: assignment_ttl_seconds, epsilon, name, strategy, "
-            "strategy_params, warmup)",
+            "unknown key (known: assignment_ttl_seconds, epsilon, model_timeout_seconds, name, "
+            "strategy, strategy_params, warmup)",
         ),
         ("[event_log]", "[eventlog]", "eventlog", "unknown key (known: endpoint, event_log"),
         (

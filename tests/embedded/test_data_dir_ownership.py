@@ -64,3 +64,14 @@ def test_the_data_dir_is_free_again_after_a_refused_start(tmp_path: Path):
     again = Runtime(write_config(tmp_path, name="c.toml"), data)
     again.start()
     again.close()
+
+
+def test_the_event_log_retention_comes_from_the_config(tmp_path: Path):
+    config = write_config(tmp_path, extra_endpoint="")
+    text = config.read_text().replace("[event_log]\n", "[event_log]\nretention_days = 30\n", 1)
+    config.write_text(text)
+
+    runtime = Runtime(config, tmp_path / "data")
+
+    assert runtime.events.retention_seconds == 30 * 24 * 3600
+    runtime.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from embedded_helpers import (
+    ABTEST,
     ENDPOINT,
     HERE,
     counts_by_variant,
@@ -21,9 +21,6 @@ from embedded_helpers import (
     write_config,
 )
 
-# The console script beside this interpreter (`abtest = abtest.cli:main`), as a user runs it.
-SCRIPT = Path(sys.executable).with_name("abtest")
-ABTEST = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "abtest.cli"]
 PAYLOAD = '{"instances": ["battery lasted months"], "configuration": {"k": 1}}'
 
 

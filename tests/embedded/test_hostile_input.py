@@ -1,0 +1,108 @@
+"""Bodies, media types and paths that used to crash or mislead the embedded server.
+
+Each got a 500 (or a 415 off the documented shape, or a 405 for a POST) before.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from embedded_helpers import ENDPOINT
+
+PREFIX = json.dumps({"endpoint_name": ENDPOINT, "user_id": "u"})[:-1]
+MULTIPART_EURO = '--b\r\nContent-Disposition: form-data; name="endpoint_name"\r\n\r\n€\r\n--b--\r\n'
+HOSTILE = {
+    "multipart without a boundary": ("multipart/form-data", "endpoint_name=x"),
+    "multipart with non-Latin-1 text": ("multipart/form-data; boundary=b", MULTIPART_EURO),
+    "JSON nested 1,000 deep": ("application/json", f'{PREFIX}, "data": {"[" * 1000}{"]" * 1000}}}'),
+    "an integer of 5,000 digits": ("application/json", f'{PREFIX}, "data": {"1" * 5000}}}'),
+    "a float out of range": ("application/json", f'{PREFIX}, "data": [1e999]}}'),
+    "NaN": ("application/json", f'{PREFIX}, "data": [NaN]}}'),
+}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    import random
+
+    from embedded_helpers import write_config
+
+    from abtest.embedded.server import EmbeddedServer
+    from abtest.embedded.wiring import Runtime
+
+    folder = tmp_path_factory.mktemp("hostile")
+    runtime = Runtime(write_config(folder), folder / "data", rng=random.Random(0))
+    with EmbeddedServer(runtime) as server, httpx.Client(base_url=server.url, timeout=30) as http:
+        yield http
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+@pytest.mark.parametrize("route", ["invocation", "conversion", "stats"])
+def test_a_hostile_body_is_a_json_4xx_naming_the_body(served, route: str, case: str) -> None:
+    content_type, body = HOSTILE[case]
+    headers = {"content-type": content_type}
+
+    response = served.post(f"/{route}", content=body.encode(), headers=headers)
+
+    assert response.status_code in (400, 415), response.text
+    answer = response.json()
+    assert set(answer) == {"error", "message", "details"}
+    assert [d["field"] for d in answer["details"]] == ["body"]
+
+
+def test_a_body_that_is_not_json_is_a_415_in_the_documented_shape(served) -> None:
+    body = json.dumps({"endpoint_name": ENDPOINT}).encode()
+
+    response = served.post("/stats", content=body, headers={"content-type": "text/plain"})
+
+    assert response.status_code == 415
+    assert response.json() == {
+        "error": "unsupported_media_type",
+        "message": "body: Content-Type 'text/plain' is not supported; send application/json",
+        "details": [
+            {
+                "field": "body",
+                "message": "Content-Type 'text/plain' is not supported; send application/json",
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize("content_type", ["application/JSON", "APPLICATION/json; charset=utf-8"])
+def test_media_types_are_case_insensitive(served, content_type: str) -> None:
+    body = json.dumps({"endpoint_name": ENDPOINT}).encode()
+
+    response = served.post("/stats", content=body, headers={"content-type": content_type})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["endpoint_name"] == ENDPOINT
+
+
+def test_a_doubled_slash_is_an_unknown_path_not_a_wrong_method(served) -> None:
+    url = f"{str(served.base_url).rstrip('/')}//invocation"  # base_url would fold the slashes
+
+    response = served.post(url, json={"endpoint_name": ENDPOINT, "data": "x"})
+
+    assert response.status_code == 404
+    assert "//invocation" in response.json()["message"]
+    assert served.get("/invocation").status_code == 405
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("content_type", "text/csv; charset=ütf-8"), ("inference_id", "réf-1")]
+)
+def test_non_ascii_header_fields_are_a_400_for_an_http_model(
+    start_server, http: httpx.Client, model_url: str, field: str, value: str
+) -> None:
+    # GIVEN an endpoint whose variant is a model behind HTTP (both fields become its headers)
+    server = start_server(variants={"Remote": model_url})
+    body = {"endpoint_name": ENDPOINT, "user_id": "u", "data": "x", field: value}
+
+    # WHEN the field is not printable ASCII
+    response = http.post(f"{server.url}/invocation", json=body)
+
+    # THEN the client is told which field, instead of a 500
+    assert response.status_code == 400, response.text
+    assert [d["field"] for d in response.json()["details"]] == [field]

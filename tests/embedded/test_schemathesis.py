@@ -1,0 +1,76 @@
+"""schemathesis against the embedded server's own OpenAPI document, over real HTTP.
+
+Every operation gets schema-valid and schema-violating bodies, and every answer must be
+no server error, a documented status, and a body that fits the document: stateless
+cases, then stateful runs chaining the answers into further calls. Bounded in examples
+and derandomized, so it takes seconds and fails the same way each time.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import schemathesis
+from embedded_helpers import ENDPOINT, write_config
+from hypothesis import HealthCheck, given, settings
+from schemathesis.generation import GenerationMode
+
+from abtest.embedded.server import EmbeddedServer
+from abtest.embedded.wiring import Runtime
+
+MODELS = {"Champion1": "embedded_helpers:echo", "Challenger1": "embedded_helpers:constant"}
+BOUNDED = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("schemathesis")
+    runtime = Runtime(write_config(folder, variants=MODELS), folder / "data", rng=random.Random(0))
+    with EmbeddedServer(runtime) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def schema(served):
+    return schemathesis.openapi.from_url(f"{served.url}/openapi.json")
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+@pytest.mark.parametrize("route", ["/invocation", "/conversion", "/stats"])
+def test_every_answer_is_documented_and_no_server_error(served, schema, route, mode) -> None:
+    operation = schema[route]["POST"]
+
+    @BOUNDED
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def check(case) -> None:
+        case.call_and_validate(base_url=served.url, timeout=10)
+
+    check()
+
+
+def test_call_sequences_following_the_documented_links(schema) -> None:
+    # invocation -> conversion / stats with the ids the invocation answered; on the served
+    # endpoint, or random names would make every sequence stop at a 404
+    class Workflow(schema.as_state_machine()):
+        def before_call(self, case) -> None:
+            positive = case.meta is None or case.meta.generation.mode is GenerationMode.POSITIVE
+            if positive and isinstance(case.body, dict) and "endpoint_name" in case.body:
+                case.body["endpoint_name"] = ENDPOINT
+
+    Workflow.run(
+        settings=settings(
+            max_examples=25,
+            stateful_step_count=6,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
