@@ -7,9 +7,9 @@ import threading
 
 import httpx
 import pytest
-from embedded_helpers import ENDPOINT, counts_by_variant, logged_events, stats_counts
 
 from abtest.embedded.server import proxy_event
+from tests.embedded.helpers import ENDPOINT, counts_by_variant, logged_events, stats_counts
 
 PAYLOAD = {"instances": ["battery lasted months, setup manual detailed"], "configuration": {"k": 1}}
 
@@ -98,7 +98,10 @@ def test_wrong_method_and_unknown_path(start_server, http: httpx.Client) -> None
 
 def test_a_failing_model_is_a_502_naming_the_variant(start_server, http: httpx.Client) -> None:
     server = start_server(
-        variants={"Good": "embedded_helpers:constant", "Broken": "embedded_helpers:broken"}
+        variants={
+            "Good": "tests.embedded.helpers:constant",
+            "Broken": "tests.embedded.helpers:broken",
+        }
     )
     response = http.post(
         f"{server.url}/invocation", json=invocation("bob", endpoint_variant="Broken")
@@ -193,7 +196,7 @@ def test_an_http_model_variant_is_served_and_its_failure_is_a_502(
     start_server, http: httpx.Client, model_url: str
 ) -> None:
     server = start_server(
-        variants={"Local": "embedded_helpers:constant", "Remote": f"{model_url}/invocations",
+        variants={"Local": "tests.embedded.helpers:constant", "Remote": f"{model_url}/invocations",
                   "Down": f"{model_url}/fail"}
     )  # fmt: skip
     remote = http.post(f"{server.url}/invocation", json=invocation("c", endpoint_variant="Remote"))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import boto3
 import pytest
-from lambdas_doubles import ENDPOINT, Context, api_event, call, create_endpoint, state_change
+
+from tests.lambdas.doubles import ENDPOINT, Context, api_event, call, create_endpoint, state_change
 
 TAGS = {"ab-testing:strategy": "EpsilonGreedy", "ab-testing:epsilon": "0.2"}
 

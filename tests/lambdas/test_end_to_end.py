@@ -6,7 +6,8 @@ import json
 import random
 
 import boto3
-from lambdas_doubles import (
+
+from tests.lambdas.doubles import (
     ENDPOINT,
     Context,
     api_event,

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import boto3
-from lambdas_doubles import (
+
+from tests.lambdas.doubles import (
     ENDPOINT,
     Context,
     api_event,

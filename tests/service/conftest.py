@@ -6,11 +6,11 @@ import random
 from collections.abc import Iterator
 
 import pytest
-from service_doubles import ENDPOINT, Catalog, CountingStore, EventLog, Models, config
 
 from abtest.adapters.sqlite import SqliteStore
 from abtest.clock import ManualClock
 from abtest.service import Service, ServiceSettings
+from tests.service.doubles import ENDPOINT, Catalog, CountingStore, EventLog, Models, config
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ import json
 import random
 
 import pytest
-from service_doubles import ENDPOINT
 
 from abtest.http.bodies import ConversionRequest, InvocationRequest, StatsRequest
+from tests.service.doubles import ENDPOINT
 
 
 def simulate(service, rng: random.Random, users: int, rates: dict[str, float]) -> None:

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
-from service_doubles import ENDPOINT
 
 from abtest.errors import NotFoundError
 from abtest.http.bodies import ConversionRequest, InvocationRequest
+from tests.service.doubles import ENDPOINT
 
 
 def test_conversion_credits_the_stored_assignment(service, log):

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import pytest
-from service_doubles import ENDPOINT
 
 from abtest.errors import ConflictError, ModelError, NotFoundError, StoreUnavailableError
 from abtest.http.bodies import InvocationRequest
 from abtest.service import Service
+from tests.service.doubles import ENDPOINT
 
 
 def invoke(service: Service, user: str | None = "u1", **fields) -> dict:
@@ -155,9 +155,8 @@ def test_anonymous_requests_get_a_generated_user_id(service):
 
 
 def test_a_variant_removed_by_reregistration_reassigns_its_users(service, clock):
-    from service_doubles import Catalog
-
     from abtest.records import EndpointConfig, VariantConfig
+    from tests.service.doubles import Catalog
 
     for n in range(20):
         invoke(service, f"u{n}")

@@ -1,4 +1,4 @@
-"""Model callables and config files for the embedded tests (`embedded_helpers:<name>`)."""
+"""Model callables and config files for the embedded tests (`tests.embedded.helpers:<name>`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
+# On a subprocess's PYTHONPATH, so that `tests.embedded.helpers:<name>` imports there too.
+REPO = Path(__file__).resolve().parents[2]
 ENDPOINT = "reviews-helpfulness"
 
 

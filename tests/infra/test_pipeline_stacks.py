@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from infra_synth import Synth, resources
+from tests.infra.synth import Synth, resources
 
 
 def _build_project(template: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,15 @@ from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match, Template
-from infra_synth import CDK_CONTEXT, PROD_CONTEXT, Synth, function, function_permissions, resources
+
+from tests.infra.synth import (
+    CDK_CONTEXT,
+    PROD_CONTEXT,
+    Synth,
+    function,
+    function_permissions,
+    resources,
+)
 
 ROUTES = ("invocation", "conversion", "stats")
 FUNCTIONS = (*ROUTES, "metrics", "register")

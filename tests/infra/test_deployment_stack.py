@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra_synth import DEV_SELECTION, Synth, resources
+from tests.infra.synth import DEV_SELECTION, Synth, resources
 
 
 def _props(template: dict[str, Any], type_: str) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra_synth import REPO, Synth
+from tests.infra.synth import REPO, Synth
 
 
 def test_cdk_nag_aws_solutions_has_no_unacknowledged_findings(stage: Synth, qa: Synth) -> None:

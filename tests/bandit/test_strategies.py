@@ -6,7 +6,6 @@ import math
 import random
 
 import pytest
-from bandit_helpers import assert_frequencies_match, metrics
 
 from bandit import (
     UCB1,
@@ -16,6 +15,7 @@ from bandit import (
     WeightedSampling,
     get_strategy,
 )
+from tests.bandit.helpers import assert_frequencies_match, metrics
 
 ALL = [WeightedSampling(), EpsilonGreedy(0.2), UCB1(), ThompsonSampling()]
 
