@@ -9,7 +9,6 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from abtest.adapters.endpoint_tags import (
     EPSILON_TAG,
@@ -273,16 +272,15 @@ def test_config_file_values_are_checked_the_same_way_and_name_their_key():
 
 
 @pytest.fixture
-def sagemaker(aws_credentials):
-    with mock_aws():
-        client = boto3.client("sagemaker", region_name="us-east-1")
-        for model in ("champion-model", "challenger-model"):
-            client.create_model(
-                ModelName=model,
-                ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker",
-                PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/m:1"},
-            )
-        yield client
+def sagemaker(fake_aws):
+    client = boto3.client("sagemaker", region_name="us-east-1")
+    for model in ("champion-model", "challenger-model"):
+        client.create_model(
+            ModelName=model,
+            ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker",
+            PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/m:1"},
+        )
+    return client
 
 
 def _create_endpoint(client, weights: dict[str, float], tags: dict[str, str]) -> None:

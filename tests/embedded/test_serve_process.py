@@ -22,6 +22,9 @@ from tests.embedded.helpers import (
     write_config,
 )
 
+# Each test starts `abtest serve` processes.
+pytestmark = pytest.mark.slow
+
 # The console script beside this interpreter (`abtest = abtest.cli:main`), as a user runs it.
 SCRIPT = Path(sys.executable).with_name("abtest")
 ABTEST = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "abtest.cli"]

@@ -45,17 +45,12 @@ def test_invocation_conversion_and_stats_round_trip(start_server, http: httpx.Cl
     assert stats_counts(stats) == counts_by_variant(logged_events(server.runtime.data_dir))
 
 
+# One case over HTTP; every case runs in-process through the same resolver
+# (tests/http/test_bad_input.py).
 @pytest.mark.parametrize(
     ("route", "body", "status", "field"),
     [
-        ("invocation", {"user_id": "u", "data": "{}"}, 400, "endpoint_name"),
         ("invocation", {"endpoint_name": ENDPOINT, "user_id": 7, "data": "{}"}, 400, "user_id"),
-        ("invocation", {"endpoint_name": ENDPOINT, "user_id": "u"}, 400, "data"),
-        ("invocation", {"endpoint_name": "no-such-endpoint", "data": "{}"}, 404, "endpoint_name"),
-        ("invocation", invocation("u", endpoint_variant="Nope"), 409, "endpoint_variant"),
-        ("conversion", {"endpoint_name": ENDPOINT, "user_id": "u", "reward": 2}, 400, "reward"),
-        ("conversion", {"endpoint_name": ENDPOINT, "user_id": "never-invoked"}, 404, "user_id"),
-        ("stats", {"endpoint_name": "bad name!"}, 400, "endpoint_name"),
     ],
 )
 def test_bad_requests_get_a_4xx_naming_the_field(

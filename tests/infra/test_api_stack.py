@@ -16,6 +16,9 @@ from tests.infra.synth import (
     resources,
 )
 
+# Reads the synthesized stages: CDK synth runs node, seconds a stage.
+pytestmark = pytest.mark.slow
+
 ROUTES = ("invocation", "conversion", "stats")
 FUNCTIONS = (*ROUTES, "metrics", "register")
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.infra.synth import DEV_SELECTION, Synth, resources
+
+# Reads the synthesized stages: CDK synth runs node, seconds a stage.
+pytestmark = pytest.mark.slow
 
 
 def _props(template: dict[str, Any], type_: str) -> list[dict[str, Any]]:

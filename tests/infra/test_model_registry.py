@@ -215,6 +215,8 @@ def test_pinned_configs_build_arns_without_asking_the_registry() -> None:
         pinned_variants(config(), "reviews", "aws", "eu-west-1", "111122223333")
 
 
+# Builds the stage's stacks: loads the CDK libraries (node).
+@pytest.mark.slow
 def test_synth_queries_the_registry_only_when_asked(monkeypatch, sagemaker) -> None:
     from infra.settings import Settings
     from infra.stages import selected_variants

@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from tests.infra.synth import Synth, resources
+
+# Reads the synthesized stages: CDK synth runs node, seconds a stage.
+pytestmark = pytest.mark.slow
 
 
 def _build_project(template: dict[str, Any]) -> dict[str, Any]:

@@ -2,15 +2,8 @@ from __future__ import annotations
 
 import boto3
 
-from tests.lambdas.doubles import (
-    ENDPOINT,
-    Context,
-    api_event,
-    call,
-    create_endpoint,
-    s3_event,
-    state_change,
-)
+from tests.api_gateway import Context, api_event, call
+from tests.lambdas.doubles import ENDPOINT, create_endpoint, s3_event, state_change
 
 TAGS = {"ab-testing:strategy": "UCB1", "ab-testing:epsilon": "0.05", "ab-testing:warmup": "10"}
 
