@@ -35,13 +35,8 @@ def package(group: str, version: int, status: str = "Approved", day: int = 0) ->
 
 
 @pytest.fixture
-def sagemaker() -> Iterator[tuple[Any, Stubber]]:
-    client = boto3.client(
-        "sagemaker",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+def sagemaker(aws_credentials: None) -> Iterator[tuple[Any, Stubber]]:
+    client = boto3.client("sagemaker")
     with Stubber(client) as stubber:
         yield client, stubber
         stubber.assert_no_pending_responses()
