@@ -28,3 +28,12 @@ def fake_aws(aws_credentials: None) -> Iterator[None]:
     whenever it was built, talks to it and never to the network."""
     with mock_aws():
         yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first (stable: each group keeps its order).
+
+    With `make test`'s small xdist chunks, both workers start on the long tests and the
+    many quick ones fill in at the end, instead of one worker idling behind a long test.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
