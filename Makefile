@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
 
-.PHONY: test demo bench lint synth clean
+.PHONY: test test-fast demo bench lint synth clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,12 @@ $(NODE_STAMP): package.json package-lock.json
 
 test: $(STAMP) $(NODE_STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -n 2
+	$(PY) -m pytest -n 2 --maxschedchunk=2
+
+# The inner loop: everything but the tests marked slow (synth, cfn-lint, notebook, server processes).
+test-fast: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -n 2 --maxschedchunk=2 -m "not slow"
 
 demo: $(STAMP)
 	$(VENV)/bin/abtest demo

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import boto3
 import pytest
 from botocore.config import Config
-from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber
 
 from abtest.adapters.dynamodb import DynamoDBStore, create_tables
@@ -35,17 +34,6 @@ class StoreKit:
     stored_assignments: Callable[[str, str], int]
 
 
-@pytest.fixture
-def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-
-
 @pytest.fixture(scope="session")
 def _shared_client():
     # Building a boto3 client costs ~0.2 s; moto intercepts any client while a mock is active.
@@ -58,9 +46,7 @@ def _shared_client():
 
 
 @pytest.fixture
-def dynamodb_client(
-    aws_credentials: None, _shared_client, monkeypatch: pytest.MonkeyPatch
-) -> Iterator:
+def dynamodb_client(fake_aws: None, _shared_client, monkeypatch: pytest.MonkeyPatch) -> Iterator:
     """A client on fresh, empty moto tables."""
     # DynamoDB executes each request atomically; moto does not (a transaction
     # deep-copies and may roll back whole tables). Serialize requests inside
@@ -73,9 +59,8 @@ def dynamodb_client(
             return serve(self, *args, **kwargs)
 
     monkeypatch.setattr(BotocoreStubber, "__call__", atomic)
-    with mock_aws():
-        create_tables(_shared_client, ASSIGNMENT_TABLE, METRICS_TABLE)
-        yield _shared_client
+    create_tables(_shared_client, ASSIGNMENT_TABLE, METRICS_TABLE)
+    return _shared_client
 
 
 @pytest.fixture

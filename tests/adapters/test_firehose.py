@@ -9,7 +9,6 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from abtest.adapters.firehose import (
     MAX_BATCH_BYTES,
@@ -42,13 +41,7 @@ def _line(event: dict) -> bytes:
 
 
 @pytest.fixture
-def aws(aws_credentials):
-    with mock_aws():
-        yield
-
-
-@pytest.fixture
-def dlq(aws):
+def dlq(fake_aws):
     sqs = boto3.client("sqs", region_name="us-east-1")
     url = sqs.create_queue(QueueName="abtest-events-dlq")["QueueUrl"]
     return sqs, url
@@ -101,7 +94,7 @@ class FakeFirehose:
         return {"FailedPutCount": failed, "RequestResponses": responses}
 
 
-def test_events_are_delivered_to_s3_as_json_lines(aws):
+def test_events_are_delivered_to_s3_as_json_lines(fake_aws):
     # GIVEN a DirectPut stream delivering to S3
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket=BUCKET)
@@ -251,7 +244,7 @@ def test_without_a_queue_each_undelivered_event_is_logged_whole(caplog):
         assert "ServiceUnavailableException" in message
 
 
-def test_when_the_queue_fails_too_the_events_are_logged(aws, caplog):
+def test_when_the_queue_fails_too_the_events_are_logged(fake_aws, caplog):
     sqs = boto3.client("sqs", region_name="us-east-1")
     missing_queue = "https://sqs.us-east-1.amazonaws.com/123456789012/no-such-queue"
     fake = FakeFirehose(raise_code="ServiceUnavailableException")

@@ -9,7 +9,6 @@ import zlib
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from abtest.adapters.s3 import S3EventArchive, object_keys_from_s3_event
 from abtest.adapters.sqlite import SqliteStore
@@ -23,11 +22,10 @@ KEY = "2026/01/02/03/abtest-events-1-2026-01-02-03-04-05-abc"  # no suffix to go
 
 
 @pytest.fixture
-def s3(aws_credentials):
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
+def s3(fake_aws):
+    client = boto3.client("s3", region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    return client
 
 
 @pytest.fixture

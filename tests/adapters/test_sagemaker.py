@@ -9,7 +9,6 @@ import pytest
 from botocore.exceptions import ReadTimeoutError
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from abtest.adapters.endpoint_tags import STRATEGY_TAG, WARMUP_TAG
 from abtest.adapters.sagemaker import SageMakerEndpointCatalog, SageMakerModelEndpoint
@@ -213,16 +212,15 @@ def test_a_timeout_is_a_model_error_naming_the_variant():
 
 
 @pytest.fixture
-def sagemaker(aws_credentials):
-    with mock_aws():
-        client = boto3.client("sagemaker", region_name="us-east-1")
-        for model in ("champion-model", "challenger-model"):
-            client.create_model(
-                ModelName=model,
-                ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker",
-                PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/m:1"},
-            )
-        yield client
+def sagemaker(fake_aws):
+    client = boto3.client("sagemaker", region_name="us-east-1")
+    for model in ("champion-model", "challenger-model"):
+        client.create_model(
+            ModelName=model,
+            ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker",
+            PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/m:1"},
+        )
+    return client
 
 
 def _create_endpoint(client, weights: dict[str, float], tags: dict[str, str]) -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from embedded_helpers import write_config
 
 from abtest.embedded.server import EmbeddedServer
 from abtest.embedded.wiring import Runtime
+from tests.embedded.helpers import write_config
 
 
 @pytest.fixture

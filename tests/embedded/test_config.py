@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from embedded_helpers import write_config
 
 from abtest.demo import DEMO_CONFIG
 from abtest.embedded.config import load_config
 from abtest.errors import ConfigError
 from abtest.records import VariantConfig
+from tests.embedded.helpers import write_config
 
 REPO = Path(__file__).resolve().parents[2]
 

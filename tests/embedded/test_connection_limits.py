@@ -15,11 +15,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from embedded_helpers import ABTEST, HERE, write_config
 
 from abtest.embedded import connections, server
 from abtest.embedded.server import EmbeddedServer
 from abtest.embedded.wiring import Runtime
+from tests.embedded.helpers import ABTEST, REPO, write_config
 
 
 def closed_within(sock: socket.socket, seconds: float, trickle: bytes = b"") -> bool:
@@ -99,7 +99,7 @@ def test_a_thousand_idle_connections_neither_lock_out_clients_nor_fill_the_log(
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
-        env={"PYTHONPATH": str(HERE), "PATH": ""},
+        env={"PYTHONPATH": str(REPO), "PATH": ""},
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024)),
     )  # fmt: skip
     idle: list[socket.socket] = []

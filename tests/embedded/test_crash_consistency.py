@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import httpx
-from embedded_helpers import ENDPOINT, write_config
-from test_serve_process import PAYLOAD, Serving
 
 from abtest.adapters.sqlite import SqliteStore
+from tests.embedded.helpers import ENDPOINT, write_config
+from tests.embedded.test_serve_process import PAYLOAD, Serving
 
 ROUNDS = 4
 CLIENTS = 4
@@ -94,7 +94,10 @@ def logged_lines(data_dir: Path) -> tuple[list[dict], int]:
 
 
 def test_sigkill_under_load_loses_no_acknowledged_request_and_counts_none_twice(tmp_path):
-    models = {"Champion1": "embedded_helpers:constant", "Challenger1": "embedded_helpers:echo"}
+    models = {
+        "Champion1": "tests.embedded.helpers:constant",
+        "Challenger1": "tests.embedded.helpers:echo",
+    }
     config = write_config(tmp_path, interval=0.3, variants=models)
     data = tmp_path / "data"
     clients = Clients(SEED)

@@ -6,11 +6,11 @@ import random
 from pathlib import Path
 
 import pytest
-from embedded_helpers import ENDPOINT, write_config
 
 from abtest.embedded.wiring import Runtime
 from abtest.errors import ConfigError
 from abtest.usecases.invoke import Invocation
+from tests.embedded.helpers import ENDPOINT, write_config
 
 
 def counters(runtime: Runtime) -> dict[str, int]:

@@ -9,7 +9,8 @@ import json
 
 import httpx
 import pytest
-from embedded_helpers import ENDPOINT
+
+from tests.embedded.helpers import ENDPOINT
 
 PREFIX = json.dumps({"endpoint_name": ENDPOINT, "user_id": "u"})[:-1]
 MULTIPART_EURO = '--b\r\nContent-Disposition: form-data; name="endpoint_name"\r\n\r\n€\r\n--b--\r\n'
@@ -27,10 +28,9 @@ HOSTILE = {
 def served(tmp_path_factory):
     import random
 
-    from embedded_helpers import write_config
-
     from abtest.embedded.server import EmbeddedServer
     from abtest.embedded.wiring import Runtime
+    from tests.embedded.helpers import write_config
 
     folder = tmp_path_factory.mktemp("hostile")
     runtime = Runtime(write_config(folder), folder / "data", rng=random.Random(0))

@@ -7,10 +7,10 @@ import random
 from collections import Counter
 
 import pytest
-from embedded_helpers import echo
 
 from abtest.adapters.local_models import LocalModels, load_callable
 from abtest.errors import ConfigError, ConflictError, ModelError, NotFoundError
+from tests.embedded.helpers import echo
 
 
 def test_a_callable_gets_the_payload_and_content_type() -> None:
@@ -24,7 +24,7 @@ def test_a_callable_gets_the_payload_and_content_type() -> None:
 
 
 def test_a_module_function_reference_is_imported() -> None:
-    models = LocalModels({"A": "embedded_helpers:echo"})
+    models = LocalModels({"A": "tests.embedded.helpers:echo"})
     assert models.invoke("e", "A", "hi", "text/plain", "i").predictions["data"] == "hi"
     assert load_callable("abtest.demo.reviews:champion").__name__ == "champion"
 
@@ -33,8 +33,8 @@ def test_a_module_function_reference_is_imported() -> None:
     ("reference", "reason"),
     [
         ("no_such_module_xyz:f", "cannot import"),
-        ("embedded_helpers:absent", "no attribute"),
-        ("embedded_helpers:ENDPOINT", "not callable"),
+        ("tests.embedded.helpers:absent", "no attribute"),
+        ("tests.embedded.helpers:ENDPOINT", "not callable"),
     ],
 )
 def test_a_bad_reference_is_a_config_error(reference: str, reason: str) -> None:
@@ -52,8 +52,8 @@ def test_a_url_is_posted_the_payload(model_url: str) -> None:
 @pytest.mark.parametrize(
     ("variants", "reason"),
     [
-        ({"Broken": "embedded_helpers:broken"}, "weights file is corrupt"),
-        ({"Broken": "embedded_helpers:not_json"}, "TypeError"),
+        ({"Broken": "tests.embedded.helpers:broken"}, "weights file is corrupt"),
+        ({"Broken": "tests.embedded.helpers:not_json"}, "TypeError"),
     ],
 )
 def test_a_failing_callable_is_a_model_error_naming_the_variant(variants, reason: str) -> None:

@@ -6,7 +6,11 @@ import os
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
+
+# Starts a Jupyter kernel and runs a simulation.
+pytestmark = pytest.mark.slow
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "ab-testing-simulation.ipynb"
 

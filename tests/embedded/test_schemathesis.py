@@ -12,14 +12,17 @@ import random
 
 import pytest
 import schemathesis
-from embedded_helpers import ENDPOINT, write_config
 from hypothesis import HealthCheck, given, settings
 from schemathesis.generation import GenerationMode
 
 from abtest.embedded.server import EmbeddedServer
 from abtest.embedded.wiring import Runtime
+from tests.embedded.helpers import ENDPOINT, write_config
 
-MODELS = {"Champion1": "embedded_helpers:echo", "Challenger1": "embedded_helpers:constant"}
+MODELS = {
+    "Champion1": "tests.embedded.helpers:echo",
+    "Challenger1": "tests.embedded.helpers:constant",
+}
 BOUNDED = settings(
     max_examples=60,
     deadline=None,

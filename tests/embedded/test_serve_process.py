@@ -11,10 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from embedded_helpers import (
+
+from tests.embedded.helpers import (
     ABTEST,
     ENDPOINT,
-    HERE,
+    REPO,
     counts_by_variant,
     logged_events,
     stats_counts,
@@ -26,7 +27,7 @@ PAYLOAD = '{"instances": ["battery lasted months"], "configuration": {"k": 1}}'
 
 class Serving:
     def __init__(self, config: Path, data_dir: Path) -> None:
-        env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
         self.process = subprocess.Popen(
             [*ABTEST, "serve", "--config", str(config), "--port", "0", "--data-dir", str(data_dir)],
             stdout=subprocess.PIPE,

@@ -6,7 +6,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-from embedded_helpers import ABTEST, write_config
+from tests.embedded.helpers import ABTEST, write_config
 
 
 def serve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from embedded_helpers import ENDPOINT, counts_by_variant, logged_events, stats_counts
 
 from abtest.cli import main
 from abtest.demo.reviews import CHALLENGER, Reviews, held_out_reviews
@@ -19,6 +18,7 @@ from abtest.demo.simulation import (
     simulate,
     wait_for_invocations,
 )
+from tests.embedded.helpers import ENDPOINT, counts_by_variant, logged_events, stats_counts
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("cumulative_reward", "reward_rate", "beta_posteriors", "traffic_share")

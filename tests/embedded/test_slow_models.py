@@ -8,10 +8,10 @@ import time
 
 import httpx
 import pytest
-from embedded_helpers import ENDPOINT, write_config
 
 from abtest.embedded.config import load_config
 from abtest.errors import ConfigError
+from tests.embedded.helpers import ENDPOINT, write_config
 
 
 def invoke(url: str, seconds: float) -> httpx.Response:
@@ -22,7 +22,8 @@ def invoke(url: str, seconds: float) -> httpx.Response:
 def test_a_slow_model_call_stalls_no_other_request_and_times_out_as_a_502(start_server) -> None:
     # GIVEN an endpoint whose model may take 1 s at most
     server = start_server(
-        variants={"Sleepy": "embedded_helpers:sleepy"}, extra_endpoint="model_timeout_seconds = 1"
+        variants={"Sleepy": "tests.embedded.helpers:sleepy"},
+        extra_endpoint="model_timeout_seconds = 1",
     )
     slow: list[tuple[httpx.Response, float]] = []
 

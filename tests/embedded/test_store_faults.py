@@ -11,11 +11,11 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from embedded_helpers import ENDPOINT, logged_events
 
 from abtest.adapters.sqlite import SqliteStore
+from tests.embedded.helpers import ENDPOINT, logged_events
 
-MODELS = {"A": "embedded_helpers:constant", "B": "embedded_helpers:constant"}
+MODELS = {"A": "tests.embedded.helpers:constant", "B": "tests.embedded.helpers:constant"}
 
 
 def faulty_connections(monkeypatch: pytest.MonkeyPatch, pragma: str) -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from embedded_helpers import ABTEST, ENDPOINT, HERE, write_config
 
 from abtest.embedded.server import EmbeddedServer
 from abtest.embedded.wiring import Runtime
 from abtest.errors import ConfigError
+from tests.embedded.helpers import ABTEST, ENDPOINT, REPO, write_config
 
 TOKEN = "s3cret-token"
 STATS = {"endpoint_name": ENDPOINT}
@@ -77,7 +77,7 @@ def test_abtest_serve_refuses_0_0_0_0_without_a_token_in_one_line(tmp_path: Path
 
 
 def test_abtest_serve_takes_the_token_from_the_environment(tmp_path: Path) -> None:
-    env = {**os.environ, "ABTEST_TOKEN": TOKEN, "PYTHONPATH": str(HERE)}
+    env = {**os.environ, "ABTEST_TOKEN": TOKEN, "PYTHONPATH": str(REPO)}
     command = [*ABTEST, "serve", "--config", str(write_config(tmp_path)), "--port", "0"]
     process = subprocess.Popen(
         [*command, "--data-dir", str(tmp_path / "data")],

@@ -1,4 +1,4 @@
-"""Session fixtures: each test stage synthesized once (see `infra_synth`)."""
+"""Session fixtures: each test stage synthesized once (see `tests.infra.synth`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from infra_synth import Synth, synth_stage
+
+from tests.infra.synth import Synth, synth_stage
 
 
 @pytest.fixture(scope="session")

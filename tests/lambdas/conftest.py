@@ -1,1 +1,1 @@
-from lambdas_doubles import aws, handlers  # noqa: F401  (the fixture, shared by this folder's tests)
+from tests.lambdas.doubles import aws, handlers  # noqa: F401  (the fixtures, shared by this folder's tests)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from lambdas_doubles import ENVIRONMENT
-from lambdas_doubles import cold_start as fresh_import
 
 from abtest.errors import ConfigError
 from abtest.http.routes import ROUTE_NAMES
+from tests.lambdas.doubles import ENVIRONMENT
+from tests.lambdas.doubles import cold_start as fresh_import
 
 
 def cold_start(name: str, monkeypatch: pytest.MonkeyPatch, **changes: str | None):

@@ -6,15 +6,10 @@ import json
 import random
 
 import boto3
-from lambdas_doubles import (
-    ENDPOINT,
-    Context,
-    api_event,
-    call,
-    create_endpoint,
-    s3_event,
-    state_change,
-)
+import pytest
+
+from tests.api_gateway import Context, api_event, call
+from tests.lambdas.doubles import ENDPOINT, create_endpoint, s3_event, state_change
 
 TAGS = {
     "ab-testing:strategy": "ThompsonSampling",
@@ -34,6 +29,8 @@ def deliver(aws, seen: set[str]) -> list[dict]:
     return aws.metrics.lambda_handler(s3_event("abtest-events-test", keys), Context())["objects"]
 
 
+# 120 users through moto's DynamoDB transactions: a minute on a busy machine.
+@pytest.mark.slow
 def test_traffic_moves_to_the_better_variant_end_to_end(aws):
     # GIVEN an endpoint in service, registered from its tags
     create_endpoint(TAGS)

@@ -18,17 +18,10 @@ import random
 from collections import Counter
 
 from botocore.exceptions import ClientError, ReadTimeoutError
-from lambdas_doubles import (
-    ENDPOINT,
-    Context,
-    api_event,
-    call,
-    create_endpoint,
-    s3_event,
-    state_change,
-)
 
 from abtest.adapters.redrive import redrive_events
+from tests.api_gateway import Context, api_event, call
+from tests.lambdas.doubles import ENDPOINT, create_endpoint, s3_event, state_change
 
 USERS = 300
 SEED = 11

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from lambdas_doubles import ENDPOINT, Context, api_event, call, create_endpoint, state_change
+
+from tests.api_gateway import Context, api_event, call
+from tests.lambdas.doubles import ENDPOINT, create_endpoint, state_change
 
 PREFIX = json.dumps({"endpoint_name": ENDPOINT, "user_id": "u"})[:-1]
 MULTIPART_EURO = '--b\r\nContent-Disposition: form-data; name="endpoint_name"\r\n\r\n€\r\n--b--\r\n'

@@ -1,15 +1,9 @@
 from __future__ import annotations
 
 import boto3
-from lambdas_doubles import (
-    ENDPOINT,
-    Context,
-    api_event,
-    call,
-    create_endpoint,
-    s3_event,
-    state_change,
-)
+
+from tests.api_gateway import Context, api_event, call
+from tests.lambdas.doubles import ENDPOINT, create_endpoint, s3_event, state_change
 
 TAGS = {
     "ab-testing:strategy": "EpsilonGreedy",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import boto3
 import pytest
-from lambdas_doubles import ENDPOINT, Context, api_event, call, create_endpoint, state_change
+
+from tests.api_gateway import Context, api_event, call
+from tests.lambdas.doubles import ENDPOINT, create_endpoint, state_change
 
 TAGS = {"ab-testing:strategy": "ThompsonSampling"}
 

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
-from service_doubles import ENDPOINT, Catalog, CountingStore, EventLog, Models, config
 
 from abtest.adapters.sqlite import SqliteStore
 from abtest.adapters.telemetry import CountingTelemetry
@@ -18,6 +17,7 @@ from abtest.usecases.endpoints import EndpointCache
 from abtest.usecases.invoke import Invoke
 from abtest.usecases.register import Register
 from abtest.usecases.stats import Stats
+from tests.service.doubles import ENDPOINT, Catalog, CountingStore, EventLog, Models, config
 
 
 @pytest.fixture

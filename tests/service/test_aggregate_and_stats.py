@@ -4,11 +4,11 @@ import json
 import random
 
 import pytest
-from service_doubles import ENDPOINT, Catalog, config
 
 from abtest.http.bodies import StatsResponse
 from abtest.usecases.convert import Conversion
 from abtest.usecases.invoke import Invocation
+from tests.service.doubles import ENDPOINT, Catalog, config
 
 
 def simulate(usecases, rng: random.Random, users: int, rates: dict[str, float]) -> None:

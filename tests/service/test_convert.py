@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import pytest
-from service_doubles import ENDPOINT
 
 from abtest.errors import NotFoundError, StoreUnavailableError
 from abtest.http.bodies import ConversionRequest, InvocationResponse
 from abtest.usecases.convert import Conversion
 from abtest.usecases.invoke import Invocation
+from tests.service.doubles import ENDPOINT
 
 
 def test_conversion_credits_the_stored_assignment(usecases, log):

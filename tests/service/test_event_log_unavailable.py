@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from service_doubles import ENDPOINT
 
 from abtest.errors import EventLogUnavailableError
 from abtest.ports import Count
 from abtest.usecases.convert import Conversion
 from abtest.usecases.invoke import Invocation
+from tests.service.doubles import ENDPOINT
 
 
 @pytest.fixture

@@ -4,11 +4,11 @@ from dataclasses import asdict
 from types import SimpleNamespace
 
 import pytest
-from service_doubles import ENDPOINT
 
 from abtest.errors import ConflictError, ModelError, NotFoundError, StoreUnavailableError
 from abtest.usecases.endpoints import EndpointCache
 from abtest.usecases.invoke import Invocation, Invoke
+from tests.service.doubles import ENDPOINT
 
 
 def invoke(usecases, user: str | None = "u1", **fields) -> dict:
@@ -160,9 +160,8 @@ def test_anonymous_requests_get_a_generated_user_id(usecases):
 
 
 def test_a_variant_removed_by_reregistration_reassigns_its_users(usecases, clock):
-    from service_doubles import Catalog
-
     from abtest.records import EndpointConfig, VariantConfig
+    from tests.service.doubles import Catalog
 
     for n in range(20):
         invoke(usecases, f"u{n}")

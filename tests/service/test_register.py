@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
-from service_doubles import ENDPOINT, Catalog, config
 
 from abtest.errors import NotFoundError
 from abtest.records import DELETED, EndpointConfig, VariantConfig
+from tests.service.doubles import ENDPOINT, Catalog, config
 
 
 def test_register_reads_the_catalog_and_keeps_counters(usecases, log, store):

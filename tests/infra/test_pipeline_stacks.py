@@ -7,7 +7,7 @@ import re
 import tomllib
 from typing import Any
 
-from infra_synth import REPO, Synth, resources, role_statements
+from tests.infra.synth import REPO, Synth, resources, role_statements
 
 
 def _build_project(template: dict[str, Any]) -> dict[str, Any]:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import boto3
+import base64
+import json
+import sqlite3
+
 import pytest
-from lambdas_doubles import ENDPOINT, Context, api_event, call, create_endpoint, state_change
 
-TAGS = {"ab-testing:strategy": "EpsilonGreedy", "ab-testing:epsilon": "0.2"}
-
-
-@pytest.fixture
-def api(aws):
-    create_endpoint(TAGS)
-    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
-    return aws
-
+from abtest.embedded.wiring import STORE_NAME
+from tests.api_gateway import api_event, call
+from tests.embedded.helpers import ENDPOINT, logged_events
 
 CASES = [
     ("invocation", {"user_id": "u", "data": "x"}, 400, "endpoint_name"),
@@ -50,7 +46,10 @@ CASES = [
     ("stats", {"endpoint_name": ["a"]}, 400, "endpoint_name"),
     ("stats", {"endpoint_name": "unknown-endpoint"}, 404, "endpoint_name"),
     ("stats", "null", 400, "body"),
+    ("stats", {"endpoint_name": "bad name!"}, 400, "endpoint_name"),
 ]
+# Where a request would leave a trace: a user's assignment, a conversion marker.
+TABLES = ("assignments", "conversions")
 
 
 @pytest.mark.parametrize(("route", "body", "status", "field"), CASES)
@@ -81,17 +80,17 @@ def test_wrong_method_is_405_and_unknown_path_404(api, route):
     assert code == 404 and "/nowhere" in response["message"]
 
 
-def test_bad_input_stores_nothing(api):
+def test_bad_input_stores_nothing(api, runtime):
     for route, body, _, _ in CASES:
         call(getattr(api, route), api_event(f"/{route}", body))
 
-    assignments = boto3.client("dynamodb").scan(TableName="abtest-assignment-test")["Items"]
-    assert assignments == []
+    with sqlite3.connect(runtime.data_dir / STORE_NAME) as db:
+        stored = [db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES]
+    assert stored == [0, 0]
+    assert logged_events(runtime.data_dir) == []
 
 
 def test_base64_body_that_is_not_utf8_is_400(api):
-    import base64
-
     event = api_event("/invocation", None)
     event["body"] = base64.b64encode(b"\xff\xfe{").decode()
     event["isBase64Encoded"] = True
@@ -103,9 +102,6 @@ def test_base64_body_that_is_not_utf8_is_400(api):
 
 
 def test_base64_json_body_is_accepted(api):
-    import base64
-    import json
-
     event = api_event("/stats", None)
     event["body"] = base64.b64encode(json.dumps({"endpoint_name": ENDPOINT}).encode()).decode()
     event["isBase64Encoded"] = True

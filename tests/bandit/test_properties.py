@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import random
 
-from bandit_helpers import strategy_at
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bandit import STRATEGY_NAMES, VariantMetrics, select
+from tests.bandit.helpers import strategy_at
 
 
 @st.composite

@@ -6,7 +6,6 @@ import math
 import random
 
 import pytest
-from bandit_helpers import assert_frequencies_match, metrics, strategy_at
 
 from bandit import (
     STRATEGY_NAMES,
@@ -16,6 +15,7 @@ from bandit import (
     VariantMetrics,
     WeightedSampling,
 )
+from tests.bandit.helpers import assert_frequencies_match, metrics, strategy_at
 
 ALL = [WeightedSampling(), EpsilonGreedy(0.2), UCB1(), ThompsonSampling()]
 

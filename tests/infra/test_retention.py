@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from infra_synth import CDK_CONTEXT, Synth, resources
+from tests.infra.synth import CDK_CONTEXT, Synth, resources
 
 RETENTION_DAYS = CDK_CONTEXT["log_retention_days"]
 

@@ -6,12 +6,12 @@ import random
 
 import numpy as np
 import pytest
-from bandit_helpers import assert_frequencies_match, metrics
 from scipy import integrate, stats
 
 import bandit.thompson
 from bandit import ThompsonSampling, VariantMetrics
 from bandit.posterior import beta_parameters
+from tests.bandit.helpers import assert_frequencies_match, metrics
 
 
 def oracle_probability_best(params: list[tuple[float, float]]) -> list[float]:

@@ -7,11 +7,21 @@ from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match, Template
-from infra_synth import CDK_CONTEXT, PROD_CONTEXT, Synth, function, function_permissions, resources
 
 from abtest.http.routes import ROUTE_NAMES, ROUTES
 from abtest.ports import Count
 from lambdas.wiring import route_environment
+from tests.infra.synth import (
+    CDK_CONTEXT,
+    PROD_CONTEXT,
+    Synth,
+    function,
+    function_permissions,
+    resources,
+)
+
+# Reads the synthesized stages: CDK synth runs node, seconds a stage.
+pytestmark = pytest.mark.slow
 
 FUNCTIONS = (*ROUTE_NAMES, "metrics", "register")
 

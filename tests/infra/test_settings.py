@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from infra_synth import CDK_CONTEXT
 
 from infra.settings import Settings, SettingsError, settings_from_context
+from tests.infra.synth import CDK_CONTEXT
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -1,4 +1,4 @@
-"""Model callables and config files for the embedded tests (`embedded_helpers:<name>`)."""
+"""Model callables and config files for the embedded tests (`tests.embedded.helpers:<name>`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
+# On a subprocess's PYTHONPATH, so that `tests.embedded.helpers:<name>` imports there too.
+REPO = Path(__file__).resolve().parents[2]
 # The console script beside this interpreter (`abtest = abtest.cli:main`), as a user runs it.
 SCRIPT = Path(sys.executable).with_name("abtest")
 ABTEST = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "abtest.cli"]

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra_synth import DEV_SELECTION, Synth, resources
+import pytest
 
 from abtest.adapters.endpoint_tags import strategy_from_tags
+from tests.infra.synth import DEV_SELECTION, Synth, resources
+
+# Reads the synthesized stages: CDK synth runs node, seconds a stage.
+pytestmark = pytest.mark.slow
 
 
 def _props(template: dict[str, Any], type_: str) -> list[dict[str, Any]]:

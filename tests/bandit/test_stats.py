@@ -8,7 +8,6 @@ import random
 
 import numpy as np
 import pytest
-from bandit_helpers import metrics
 from scipy import integrate, stats
 
 from bandit import ThompsonSampling, VariantMetrics
@@ -24,6 +23,7 @@ from bandit.stats import (
     probability_best,
     two_proportion_z_test,
 )
+from tests.bandit.helpers import metrics
 
 
 def test_posterior_mean_and_95_credible_interval_match_scipy():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 
 import pytest
-from bandit_helpers import assert_frequencies_match, metrics, strategy_at
 
 from bandit import STRATEGY_NAMES, Selection, VariantMetrics, WeightedSampling, get_strategy, select
+from tests.bandit.helpers import assert_frequencies_match, metrics, strategy_at
 
 
 def test_weighted_sampling_chooses_until_every_variant_passes_warmup():

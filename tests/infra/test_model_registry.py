@@ -35,13 +35,8 @@ def package(group: str, version: int, status: str = "Approved", day: int = 0) ->
 
 
 @pytest.fixture
-def sagemaker() -> Iterator[tuple[Any, Stubber]]:
-    client = boto3.client(
-        "sagemaker",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+def sagemaker(aws_credentials: None) -> Iterator[tuple[Any, Stubber]]:
+    client = boto3.client("sagemaker")
     with Stubber(client) as stubber:
         yield client, stubber
         stubber.assert_no_pending_responses()
@@ -215,6 +210,8 @@ def test_pinned_configs_build_arns_without_asking_the_registry() -> None:
         pinned_variants(config(), "reviews", "aws", "eu-west-1", "111122223333")
 
 
+# Builds the stage's stacks: loads the CDK libraries (node).
+@pytest.mark.slow
 def test_synth_queries_the_registry_only_when_asked(monkeypatch, sagemaker) -> None:
     from infra.settings import Settings
     from infra.stages import selected_variants

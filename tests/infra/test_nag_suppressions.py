@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from infra_synth import Synth, _synthesize
+
+from tests.infra.synth import Synth, _synthesize
 
 ACK = "aws:cdk:acknowledged-rules"
 # `service:Action` names in a reason; tags and placeholders are written without a colon.

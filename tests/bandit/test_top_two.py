@@ -7,11 +7,11 @@ import random
 from collections import Counter
 
 import pytest
-from bandit_helpers import metrics
 
 from bandit import ThompsonSampling, get_strategy, select
 from bandit.posterior import beta_parameters
 from bandit.top_two import TopTwoThompson, top_two_allocation
+from tests.bandit.helpers import metrics
 
 DRAWS = 40_000
 

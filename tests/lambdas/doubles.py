@@ -1,7 +1,8 @@
-"""The Lambda handlers, imported fresh inside moto: DynamoDB, Firehose -> S3, SQS, SageMaker.
+"""The Lambda handlers, imported once, over moto (`fake_aws`): DynamoDB, Firehose -> S3, SQS,
+SageMaker; with their environment, SageMaker endpoints and AWS events.
 
-Only the SageMaker runtime is replaced, at the client the adapter calls, because
-moto's runtime ignores TargetVariant; everything else is moto's.
+Only the SageMaker runtime is replaced, at the client the adapter calls, because moto's runtime
+ignores TargetVariant.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ from urllib.parse import quote_plus
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from abtest.adapters.dynamodb import create_tables
 from abtest.adapters.sagemaker import SageMakerModelEndpoint
 from abtest.http.routes import ROUTE_NAMES
+from tests.api_gateway import REGION
 
-REGION = "us-east-1"
 ENDPOINT = "abtest-reviews-dev"
 VARIANTS = ("Champion1", "Challenger1")
 HANDLERS = ("metrics", "register")
@@ -53,49 +53,7 @@ class FakeRuntime:
         }
 
 
-def api_event(path: str, body: object, method: str = "POST") -> dict:
-    text = body if isinstance(body, str) or body is None else json.dumps(body)
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": {"Content-Type": "application/json"},
-        "multiValueHeaders": {"Content-Type": ["application/json"]},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "body": text,
-        "isBase64Encoded": False,
-        "requestContext": {
-            "requestId": "test-request",
-            "stage": "$default",
-            "httpMethod": method,
-            "path": path,
-            "resourcePath": path,
-            "identity": {"sourceIp": "127.0.0.1"},
-        },
-    }
-
-
-class Context:
-    function_name = "abtest-test"
-    function_version = "$LATEST"
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:abtest-test"
-    memory_limit_in_mb = 256
-    aws_request_id = "test-request"
-    log_group_name = "/aws/lambda/abtest-test"
-    log_stream_name = "test"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
-def call(module, event: dict) -> tuple[int, dict]:
-    response = module.lambda_handler(event, Context())
-    return response["statusCode"], json.loads(response["body"])
-
-
+# The handlers' environment at cold start, as the stack sets it (and Lambda adds credentials).
 ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -134,29 +92,28 @@ def handlers():
 
 
 @pytest.fixture
-def aws(handlers, monkeypatch):
+def aws(handlers, fake_aws, monkeypatch):
     """Fresh moto state with the stack's resources (METRICS_CACHE_SECONDS=0: nothing cached)."""
-    with mock_aws():
-        create_tables(boto3.client("dynamodb"), "abtest-assignment-test", "abtest-metrics-test")
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket="abtest-events-test")
-        boto3.client("firehose").create_delivery_stream(
-            DeliveryStreamName="abtest-events-test",
-            DeliveryStreamType="DirectPut",
-            ExtendedS3DestinationConfiguration={
-                "RoleARN": "arn:aws:iam::123456789012:role/firehose",
-                "BucketARN": "arn:aws:s3:::abtest-events-test",
-                "Prefix": "events/",
-                "ErrorOutputPrefix": "firehose-errors/",
-            },
-        )
-        queue = boto3.client("sqs").create_queue(QueueName="abtest-dlq-test")["QueueUrl"]
-        assert queue == ENVIRONMENT["DEAD_LETTER_QUEUE_URL"]
-        runtime = FakeRuntime()
-        monkeypatch.setattr(
-            handlers["invocation"].use_case, "models", SageMakerModelEndpoint(client=runtime)
-        )
-        yield SimpleNamespace(runtime=runtime, s3=s3, queue=queue, **handlers)
+    create_tables(boto3.client("dynamodb"), "abtest-assignment-test", "abtest-metrics-test")
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="abtest-events-test")
+    boto3.client("firehose").create_delivery_stream(
+        DeliveryStreamName="abtest-events-test",
+        DeliveryStreamType="DirectPut",
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": "arn:aws:iam::123456789012:role/firehose",
+            "BucketARN": "arn:aws:s3:::abtest-events-test",
+            "Prefix": "events/",
+            "ErrorOutputPrefix": "firehose-errors/",
+        },
+    )
+    queue = boto3.client("sqs").create_queue(QueueName="abtest-dlq-test")["QueueUrl"]
+    assert queue == ENVIRONMENT["DEAD_LETTER_QUEUE_URL"]
+    runtime = FakeRuntime()
+    monkeypatch.setattr(
+        handlers["invocation"].use_case, "models", SageMakerModelEndpoint(client=runtime)
+    )
+    return SimpleNamespace(runtime=runtime, s3=s3, queue=queue, **handlers)
 
 
 def cold_start(module: str):

@@ -9,7 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra_synth import REPO, Synth
+import pytest
+
+from tests.infra.synth import REPO, Synth
+
+# cdk-nag over synthesized stages, cfn-lint and the CDK CLI as subprocesses: the slowest checks.
+pytestmark = pytest.mark.slow
 
 
 def test_cdk_nag_aws_solutions_has_no_unacknowledged_findings(stage: Synth, qa: Synth) -> None:

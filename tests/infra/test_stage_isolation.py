@@ -5,7 +5,7 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any
 
-from infra_synth import Synth, function, function_permissions, resources
+from tests.infra.synth import Synth, function, function_permissions, resources
 
 
 def _endpoint_name(synth: Synth) -> str:

@@ -1,0 +1,39 @@
+"""Fixtures shared by every test package: AWS credentials for tests and the fake AWS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from moto import mock_aws
+
+from tests.api_gateway import REGION
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Test credentials and region, so that no client can find real ones."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def fake_aws(aws_credentials: None) -> Iterator[None]:
+    """AWS in-process (moto), fresh and empty for each test: every botocore client,
+    whenever it was built, talks to it and never to the network."""
+    with mock_aws():
+        yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first (stable: each group keeps its order).
+
+    With `make test`'s small xdist chunks, both workers start on the long tests and the
+    many quick ones fill in at the end, instead of one worker idling behind a long test.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
