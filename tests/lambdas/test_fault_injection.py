@@ -38,8 +38,10 @@ BUCKET = "abtest-events-test"
 class Faults:
     """Decides faults from a hash of the call and how often it was made: same run, same faults."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, monkeypatch) -> None:
         self.seed = seed
+        # The handlers and their clients outlive the test: every fault is undone after it.
+        self.monkeypatch = monkeypatch
         self.calls: Counter[str] = Counter()
         self.injected: Counter[str] = Counter()
 
@@ -64,7 +66,7 @@ class Faults:
                 raise ReadTimeoutError(endpoint_url="https://injected")
             return result
 
-        setattr(client, operation, faulty)
+        self.monkeypatch.setattr(client, operation, faulty)
 
 
 def inject(aws, faults: Faults, monkeypatch) -> None:
@@ -113,7 +115,7 @@ def test_injected_faults_lose_no_acknowledged_request_and_count_none_twice(
 ):
     create_endpoint({"ab-testing:strategy": "ThompsonSampling"})
     aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
-    faults = Faults(SEED)
+    faults = Faults(SEED, monkeypatch)
     inject(aws, faults, monkeypatch)
     rng = random.Random(SEED)
     acked_invocations: dict[str, str] = {}  # inference_id -> assignment kind
