@@ -1,7 +1,7 @@
 """Turn one delivered event object into counter deltas, and apply them once.
 
 The object is streamed in blocks of whole lines. A block whose every line has the
-exact shape the request path writes (`events.EVENT_LINE`) is counted without
+exact shape the request path writes (`events.EVENT_LINE_FORMAT`) is counted without
 parsing JSON: one regex scan and a `Counter`, both in C. Any other block is parsed
 with `json.loads` line by line, so a malformed line is rejected alone, with its
 number (line numbers count every line of the object, blank ones included).
@@ -19,7 +19,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from abtest.events import (
-    EVENT_LINE,
+    EVENT_LINE_FORMAT,
+    INVOCATION,
     UNCOUNTED_ASSIGNMENTS,
     DamagedObject,
     InvalidEvent,
@@ -51,6 +52,8 @@ Keyed = tuple[str, str, ConversionKey, VariantCounts, int]
 
 class _Tally:
     """Deltas, rejected lines and the variants each endpoint has (looked up once)."""
+
+    line_format = EVENT_LINE_FORMAT  # the lines `fast` counts
 
     def __init__(self, endpoint: Callable[[str], Endpoint | None]) -> None:
         self.endpoint = endpoint
@@ -89,25 +92,26 @@ class _Tally:
 
     def fast(self, block: bytes, line_count: int) -> bool:
         """Count a block of well-shaped lines; False (nothing counted) if any line is not."""
-        lines = EVENT_LINE.findall(block)
+        line_format = self.line_format
+        lines = line_format.regex.findall(block)
         if len(lines) != line_count:
             return False
         deltas = []
         for match, n in Counter(lines).items():
-            invocation, endpoint_a, variant_a, assignment = match[:4]
-            endpoint_b, variant_b, user_id, inference_id, reward = match[5:]
-            endpoint_name = (endpoint_a or endpoint_b).decode()
-            variant_name = (variant_a or variant_b).decode()
+            event_type, fields = line_format.captures(match)
+            endpoint_name = fields["endpoint_name"].decode()
+            variant_name = fields["variant_name"].decode()
             key = None
-            if invocation:
-                counted = assignment.decode() not in UNCOUNTED_ASSIGNMENTS
+            if event_type == INVOCATION:
+                counted = fields["assignment"].decode() not in UNCOUNTED_ASSIGNMENTS
                 delta = VariantCounts(invocation_count=n) if counted else None
             else:
-                value = float(reward)
+                value = float(fields["reward"])
                 if not valid_reward(value):
                     return False
                 # n equal lines are one conversion logged n times: it counts once.
                 delta = VariantCounts(conversion_count=1, reward_sum=value)
+                user_id, inference_id = fields["user_id"], fields["inference_id"]
                 key = ConversionKey(endpoint_name, json_text(user_id), json_text(inference_id))
             if self.known(endpoint_name, variant_name):
                 return False

@@ -1,0 +1,115 @@
+"""The event declarations generate the builders and the fast-path regex alike."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from abtest.aggregation import _Tally
+from abtest.events import (
+    CONVERSION_EVENT,
+    EVENT_LINE_FORMAT,
+    EVENT_TYPES,
+    INVOCATION_EVENT,
+    Field,
+    Kind,
+    LineFormat,
+    conversion_event,
+    encode,
+    event_builder,
+    invocation_event,
+)
+from abtest.records import Endpoint
+from bandit.metrics import VariantMetrics
+
+ENDPOINTS = {"reviews-dev": Endpoint("reviews-dev", "UCB1", 0.1, 0, (VariantMetrics("A"),))}
+COMMON = {
+    "now": 1_795_000_000.5,
+    "endpoint_name": "reviews-dev",
+    "variant_name": "A",
+    "user_id": "u",
+    "inference_id": "i",
+    "strategy": "ThompsonSampling",
+}
+
+
+def test_builders_write_type_first_then_the_declared_fields_in_order():
+    invocation = invocation_event(**COMMON, propensity=None, assignment="new")
+    conversion = conversion_event(**COMMON, reward=0.5)
+
+    for event, declared in ((invocation, INVOCATION_EVENT), (conversion, CONVERSION_EVENT)):
+        assert list(event) == ["type", *(field.name for field in declared.fields)]
+        assert event["type"] == declared.name
+        assert event["timestamp"] == "2026-11-18T11:06:40.500+00:00"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({**COMMON, "propensity": None}, "missing ['assignment']"),
+        (
+            {**COMMON, "propensity": None, "assignment": "new", "reward": 1.0},
+            "unexpected ['reward']",
+        ),
+    ],
+)
+def test_a_builder_called_with_the_wrong_keywords_names_them(arguments, named):
+    with pytest.raises(TypeError, match=rf"invocation_event\(\): .*{named}".replace("[", r"\[")):
+        invocation_event(**arguments)
+
+
+def test_each_declared_choice_is_on_the_fast_path_and_nothing_else_is():
+    (assignment,) = [f for f in INVOCATION_EVENT.fields if f.name == "assignment"]
+    for choice in assignment.choices:
+        line = encode(invocation_event(**COMMON, propensity=0.5, assignment=choice))
+        assert _Tally(ENDPOINTS.get).fast(line, 1)
+    line = encode(invocation_event(**COMMON, propensity=0.5, assignment="guessed"))
+    assert not _Tally(ENDPOINTS.get).fast(line, 1)
+
+
+def test_a_field_added_to_the_declaration_is_written_and_read_without_other_changes():
+    """What adding an invocation `latency_ms` would take: one more Field, nothing else."""
+    timed = dataclasses.replace(
+        INVOCATION_EVENT,
+        fields=(*INVOCATION_EVENT.fields, Field("latency_ms", Kind.NUMBER, captured=True)),
+    )
+    timed_format = LineFormat([timed, CONVERSION_EVENT])
+    line = encode(event_builder(timed)(**COMMON, propensity=0.5, assignment="new", latency_ms=12.5))
+
+    assert json.loads(line)["latency_ms"] == 12.5
+    (groups,) = timed_format.regex.findall(line)
+    assert timed_format.captures(groups) == (
+        "invocation",
+        {
+            "endpoint_name": b"reviews-dev",
+            "variant_name": b"A",
+            "assignment": b"new",
+            "latency_ms": b"12.5",
+        },
+    )
+    tally = _Tally(ENDPOINTS.get)
+    tally.line_format = timed_format
+    assert tally.fast(line, 1)
+    assert tally.counts["reviews-dev"]["A"].invocation_count == 1
+    # The product's format has no such field: that line would take the json.loads path.
+    assert not _Tally(ENDPOINTS.get).fast(line, 1)
+
+
+def test_the_product_format_reads_back_each_declared_capture_by_name():
+    assert EVENT_LINE_FORMAT.event_types == EVENT_TYPES
+    conversion = encode(conversion_event(**{**COMMON, "user_id": 'Zoë "q"'}, reward=1e-7))
+
+    (groups,) = EVENT_LINE_FORMAT.regex.findall(conversion)
+
+    assert EVENT_LINE_FORMAT.captures(groups) == (
+        "conversion",
+        {
+            "endpoint_name": b"reviews-dev",
+            "variant_name": b"A",
+            "user_id": rb'"Zo\u00eb \"q\""',
+            "inference_id": b'"i"',
+            "reward": b"1e-07",
+        },
+    )
