@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from abtest.events import (
+    CONVERSION,
     EVENT_LINE_FORMAT,
     INVOCATION,
     UNCOUNTED_ASSIGNMENTS,
@@ -97,25 +98,37 @@ class _Tally:
         if len(lines) != line_count:
             return False
         deltas = []
+        # Conversions are read by position: each is its own distinct line (its ids), so a
+        # dict per line, as `captures` builds, would cost more than the whole regex scan.
+        conversion, at = line_format.positions(CONVERSION)
+        names: dict[tuple[bytes, bytes], tuple[str, str]] = {}
         for match, n in Counter(lines).items():
-            event_type, fields = line_format.captures(match)
-            endpoint_name = fields["endpoint_name"].decode()
-            variant_name = fields["variant_name"].decode()
-            key = None
-            if event_type == INVOCATION:
-                counted = fields["assignment"].decode() not in UNCOUNTED_ASSIGNMENTS
-                delta = VariantCounts(invocation_count=n) if counted else None
-            else:
-                value = float(fields["reward"])
+            if match[conversion]:
+                pair = (match[at["endpoint_name"]], match[at["variant_name"]])
+                if pair not in names:
+                    names[pair] = (pair[0].decode(), pair[1].decode())
+                    if self.known(*names[pair]):
+                        return False
+                value = float(match[at["reward"]])
                 if not valid_reward(value):
                     return False
+                endpoint_name, variant_name = names[pair]
+                user_id, inference_id = match[at["user_id"]], match[at["inference_id"]]
                 # n equal lines are one conversion logged n times: it counts once.
-                delta = VariantCounts(conversion_count=1, reward_sum=value)
-                user_id, inference_id = fields["user_id"], fields["inference_id"]
                 key = ConversionKey(endpoint_name, json_text(user_id), json_text(inference_id))
+                delta = VariantCounts(conversion_count=1, reward_sum=value)
+                deltas.append((endpoint_name, variant_name, delta, key, n))
+                continue
+            event_type, fields = line_format.captures(match)
+            if event_type != INVOCATION:
+                return False  # a type this loop does not know how to count: the slow path
+            endpoint_name = fields["endpoint_name"].decode()
+            variant_name = fields["variant_name"].decode()
+            counted = fields["assignment"].decode() not in UNCOUNTED_ASSIGNMENTS
+            delta = VariantCounts(invocation_count=n) if counted else None
             if self.known(endpoint_name, variant_name):
                 return False
-            deltas.append((endpoint_name, variant_name, delta, key, n))
+            deltas.append((endpoint_name, variant_name, delta, None, n))
         for delta in deltas:
             self.add(*delta)
         self.events += line_count
