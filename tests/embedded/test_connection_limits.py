@@ -86,6 +86,7 @@ def test_a_body_that_does_not_arrive_is_a_408(quick_deadlines) -> None:
     assert json.loads(body)["details"] == [] or "body" in json.loads(body)["message"]
 
 
+@pytest.mark.slow  # an `abtest serve` process and 1,100 sockets
 def test_a_thousand_idle_connections_neither_lock_out_clients_nor_fill_the_log(
     tmp_path: Path,
 ) -> None:

@@ -16,10 +16,14 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from abtest.adapters.sqlite import SqliteStore
 from tests.embedded.helpers import ENDPOINT, write_config
 from tests.embedded.test_serve_process import PAYLOAD, Serving
+
+# Slow: server processes killed and restarted, tens of seconds.
+pytestmark = pytest.mark.slow
 
 ROUNDS = 4
 CLIENTS = 4

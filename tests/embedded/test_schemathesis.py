@@ -19,6 +19,9 @@ from abtest.embedded.server import EmbeddedServer
 from abtest.embedded.wiring import Runtime
 from tests.embedded.helpers import ENDPOINT, write_config
 
+# Slow: generated requests against a live server, tens of seconds.
+pytestmark = pytest.mark.slow
+
 MODELS = {
     "Champion1": "tests.embedded.helpers:echo",
     "Challenger1": "tests.embedded.helpers:constant",

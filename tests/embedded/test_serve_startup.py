@@ -6,7 +6,12 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.embedded.helpers import ABTEST, write_config
+
+# Slow: `abtest serve` processes.
+pytestmark = pytest.mark.slow
 
 
 def serve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:

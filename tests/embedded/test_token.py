@@ -58,6 +58,7 @@ def test_a_non_loopback_address_without_a_token_is_refused(tmp_path: Path, host:
         EmbeddedServer(runtime, host=host)
 
 
+@pytest.mark.slow  # an `abtest serve` process
 def test_abtest_serve_refuses_0_0_0_0_without_a_token_in_one_line(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "ABTEST_TOKEN"}
     config = str(write_config(tmp_path))
@@ -76,6 +77,7 @@ def test_abtest_serve_refuses_0_0_0_0_without_a_token_in_one_line(tmp_path: Path
     assert "--host 0.0.0.0" in result.stderr and "--token" in result.stderr
 
 
+@pytest.mark.slow  # an `abtest serve` process
 def test_abtest_serve_takes_the_token_from_the_environment(tmp_path: Path) -> None:
     env = {**os.environ, "ABTEST_TOKEN": TOKEN, "PYTHONPATH": str(REPO)}
     command = [*ABTEST, "serve", "--config", str(write_config(tmp_path)), "--port", "0"]

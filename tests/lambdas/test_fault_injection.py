@@ -17,11 +17,15 @@ import logging
 import random
 from collections import Counter
 
+import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
 from abtest.adapters.redrive import redrive_events
 from tests.api_gateway import Context, api_event, call
 from tests.lambdas.doubles import ENDPOINT, create_endpoint, s3_event, state_change
+
+# Slow: hundreds of requests through moto, about a minute.
+pytestmark = pytest.mark.slow
 
 USERS = 300
 SEED = 11
