@@ -22,6 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from abtest.clock import SystemClock
+from abtest.config_types import describe_errors
 from abtest.errors import ConfigError
 from abtest.http.resolver import handle
 from abtest.http.routes import ROUTE_NAMES, Need, Route
@@ -58,6 +59,10 @@ EVENT_LOG_CLIENT = client_config(connect=0.5, read=1.0, attempts=1)
 BACKGROUND_CLIENT = client_config(connect=2.0, read=5.0, attempts=3)
 
 
+def _variable(loc: tuple[str | int, ...]) -> str:
+    return "environment variable " + ".".join(map(str, loc))
+
+
 class LambdaEnvironment(BaseModel):
     """A function's environment variables, one field each (field `x_y` is variable `X_Y`)."""
 
@@ -71,10 +76,7 @@ class LambdaEnvironment(BaseModel):
         try:
             return cls.model_validate(dict(os.environ if environ is None else environ))
         except ValidationError as error:
-            reasons = "; ".join(
-                f"environment variable {'.'.join(map(str, e['loc']))}: {e['msg'].lower()}"
-                for e in error.errors()
-            )
+            reasons = describe_errors(error, key=_variable)
             raise ConfigError(f"{cls.__name__}: {reasons}") from None
 
 
