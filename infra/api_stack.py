@@ -24,10 +24,17 @@ from infra.monitoring import Alarms, service_dashboard
 from infra.names import stage_prefix
 from infra.settings import Settings
 from infra.storage import EVENTS_PREFIX, REJECTED_PREFIX, EventLog, Tables
+from lambdas.wiring import request_budget_seconds
 
 ENDPOINT_STATE_CHANGE = "SageMaker Endpoint State Change"
 # The id CDK gives its singleton bucket-notification Lambda (aws-s3 notifications-resource-handler).
 NOTIFICATIONS_HANDLER = "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
+
+
+def model_timeout_seconds(function_timeout: int) -> int:
+    """The model's read timeout: the function's timeout less the rest of the request's path,
+    so a hung model is answered 502 rather than cut off by the function's timeout."""
+    return max(1, int(function_timeout - request_budget_seconds()))
 
 
 def allow(fn: lambda_.Function, actions: list[str], resources: list[str]) -> None:
@@ -94,8 +101,8 @@ class ApiStack(Stack):
                 ],
             ),
             Need.MODELS: _Provision(
-                # What the function's timeout leaves after the store's and event log's budgets.
-                {"MODEL_TIMEOUT_SECONDS": str(max(1, s.api_timeout_seconds - 5))},
+                # What the function's timeout leaves after the rest of the request's path.
+                {"MODEL_TIMEOUT_SECONDS": str(model_timeout_seconds(s.api_timeout_seconds))},
                 [(["sagemaker:InvokeEndpoint"], [endpoint_arn])],
             ),
         }

@@ -38,7 +38,7 @@ class Settings(BaseModel):
     python_runtime: PythonRuntime = "python3.13"
     powertools_layer_version: int = Field(25, ge=1)
     api_memory_mb: int = Field(256, ge=128, le=10240)
-    api_timeout_seconds: int = Field(10, ge=1, le=29)
+    api_timeout_seconds: int = Field(15, ge=1, le=29)
     metrics_memory_mb: int = Field(512, ge=128, le=10240)
     metrics_timeout_seconds: int = Field(120, ge=1, le=900)
     register_memory_mb: int = Field(256, ge=128, le=10240)

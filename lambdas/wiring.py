@@ -54,6 +54,24 @@ def client_config(connect: float, read: float, attempts: int) -> Any:
 STORE_CLIENT = client_config(connect=0.5, read=1.0, attempts=2)
 # Firehose and SQS: one try per call (the sink retries Firehose itself, to its deadline).
 EVENT_LOG_CLIENT = client_config(connect=0.5, read=1.0, attempts=1)
+MODEL_CONNECT_SECONDS = 1.0
+
+
+def _worst(config: Any) -> float:
+    return (config.connect_timeout + config.read_timeout) * config.retries["total_max_attempts"]
+
+
+def request_budget_seconds() -> float:
+    """The worst case of an invocation's path but the model's answer: the assignment read
+    (then the fallback), the model's connect, Firehose up to the sink's deadline plus the
+    try that started before it, and the dead-letter queue. The stack gives the model what
+    the function's timeout leaves."""
+    from abtest.adapters.firehose import DEFAULT_DEADLINE_SECONDS
+
+    call = _worst(EVENT_LOG_CLIENT)
+    return _worst(STORE_CLIENT) + MODEL_CONNECT_SECONDS + DEFAULT_DEADLINE_SECONDS + 2 * call
+
+
 # Off the request path (S3 reads in aggregation, SageMaker descriptions at registration):
 # at most 3 x (2 + 5) s, inside the register (30 s) and metrics (120 s) functions.
 BACKGROUND_CLIENT = client_config(connect=2.0, read=5.0, attempts=3)
@@ -96,7 +114,7 @@ class AssignmentsEnvironment(LambdaEnvironment):
 
 
 class ModelsEnvironment(LambdaEnvironment):
-    # The stack sets it to the function's timeout less the store's and event log's budgets.
+    # The stack sets it to the function's timeout less request_budget_seconds().
     model_timeout_seconds: float = Field(default=DEFAULT_MODEL_TIMEOUT_SECONDS, gt=0)
 
 
@@ -187,7 +205,9 @@ class LambdaPorts:
         env = self.env
         assert isinstance(env, ModelsEnvironment)
         # One try, bounded: a hung model is the documented 502, not a Lambda timeout.
-        config = client_config(connect=1.0, read=env.model_timeout_seconds, attempts=1)
+        config = client_config(
+            connect=MODEL_CONNECT_SECONDS, read=env.model_timeout_seconds, attempts=1
+        )
         return SageMakerModelEndpoint(client=self._client("sagemaker-runtime", config))
 
     @cached_property

@@ -34,7 +34,8 @@ MAX_DLQ_BATCH_MESSAGES = 10
 MAX_DLQ_BYTES = 255 * 1024
 
 # Firehose attempts stop starting after this: with the wiring's 1.5 s bound per call,
-# Firehose takes at most ~3.5 s and the queue ~1.5 s, inside the API functions' 10 s.
+# Firehose takes at most ~3.5 s and the queue ~1.5 s, inside the API functions' timeout
+# (lambdas.wiring.request_budget_seconds adds it all up).
 DEFAULT_DEADLINE_SECONDS = 2.0
 BASE_DELAY_SECONDS = 0.05
 MAX_DELAY_SECONDS = 1.0

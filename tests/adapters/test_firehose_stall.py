@@ -79,7 +79,7 @@ def test_a_stalled_firehose_and_queue_end_in_the_log_well_inside_the_function_ti
 
     # The budget: Firehose attempts start within the 2 s deadline and each call is bounded
     # by 0.5 s connect + 1 s read; then one 1.5 s call to the queue. The API functions
-    # time out at 10 s by default, and the stall used to block 25-33 s.
+    # time out at 15 s by default, and the stall used to block 25-33 s.
     assert took < 2.0 + 1.5 + 1.5 + 1.0
     (record,) = [r for r in caplog.records if "inference-stalled" in r.getMessage()]
     assert "dead-letter queue failed" in record.getMessage()

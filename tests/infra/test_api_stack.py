@@ -10,7 +10,7 @@ from aws_cdk.assertions import Match, Template
 
 from abtest.http.routes import ROUTE_NAMES, ROUTES
 from abtest.ports import Count
-from lambdas.wiring import route_environment
+from lambdas.wiring import request_budget_seconds, route_environment
 from tests.infra.synth import (
     CDK_CONTEXT,
     PROD_CONTEXT,
@@ -160,12 +160,12 @@ def test_environment_per_function(stage: Synth) -> None:
         "METRICS_CACHE_SECONDS": "5.0",
     }
     env = {n: function(api, n)[1]["Environment"]["Variables"] for n in FUNCTIONS}
-    # The model gets what the function's timeout leaves after the store's and event log's 5 s.
+    # The model gets what the function's timeout leaves after the rest of the request's path.
     timeout = function(api, "invocation")[1]["Timeout"]
     assert env["invocation"] == {
         **request_path,
         "ROUTE": "invocation",
-        "MODEL_TIMEOUT_SECONDS": str(timeout - 5),
+        "MODEL_TIMEOUT_SECONDS": str(int(timeout - request_budget_seconds())),
     }
     assert env["conversion"] == {**request_path, "ROUTE": "conversion"}
     assert env["stats"] == {**common, "METRICS_TABLE": tables["METRICS_TABLE"], "ROUTE": "stats"}

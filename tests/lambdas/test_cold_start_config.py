@@ -6,6 +6,7 @@ import pytest
 
 from abtest.errors import ConfigError
 from abtest.http.routes import ROUTE_NAMES
+from infra.api_stack import model_timeout_seconds
 from tests.lambdas.doubles import ENVIRONMENT
 from tests.lambdas.doubles import cold_start as fresh_import
 
@@ -84,3 +85,33 @@ def test_each_function_builds_only_the_ports_it_serves(monkeypatch):
         "telemetry",
         "rng",
     }
+
+
+def test_every_aws_call_is_bounded_inside_the_function_timeout(monkeypatch):
+    # What the stack gives the model with the default 15 s function timeout.
+    timeout = 15
+    model_timeout = model_timeout_seconds(timeout)
+    invocation = cold_start("invocation", monkeypatch, MODEL_TIMEOUT_SECONDS=str(model_timeout))
+    metrics = cold_start("metrics", monkeypatch)
+
+    def bounds(client) -> tuple[float, float, int]:
+        config = client.meta.config
+        return config.connect_timeout, config.read_timeout, config.retries["total_max_attempts"]
+
+    store = bounds(invocation.use_case.store.client)
+    firehose = bounds(invocation.use_case.events.client)
+    queue = bounds(invocation.use_case.events.sqs_client)
+    model = bounds(invocation.use_case.models.client)
+    # One try for the model: a hung one is the documented 502, not a Lambda timeout.
+    assert model == (1.0, model_timeout, 1) and model_timeout >= 5
+    assert firehose == queue == (0.5, 1.0, 1)
+    worst = (
+        sum(store[:2]) * store[2]  # the assignment read; then the fallback
+        + sum(model[:2])
+        + invocation.use_case.events.deadline_seconds
+        + sum(firehose[:2])  # the last Firehose try, started before the deadline
+        + sum(queue[:2])
+    )
+    assert worst <= timeout
+    s3 = metrics.s3.meta.config
+    assert s3.read_timeout * s3.retries["total_max_attempts"] < 120  # the metrics function's
