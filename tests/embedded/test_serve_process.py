@@ -22,6 +22,9 @@ from tests.embedded.helpers import (
     write_config,
 )
 
+# Slow: `abtest serve` processes started, killed and restarted.
+pytestmark = pytest.mark.slow
+
 PAYLOAD = '{"instances": ["battery lasted months"], "configuration": {"k": 1}}'
 
 

@@ -16,6 +16,9 @@ import pytest
 
 from tests.infra.synth import Synth, _synthesize
 
+# Slow: synthesizes a stage with cdk-nag's suppressions off.
+pytestmark = pytest.mark.slow
+
 ACK = "aws:cdk:acknowledged-rules"
 # `service:Action` names in a reason; tags and placeholders are written without a colon.
 ACTION = re.compile(r"\b[a-z0-9-]+:[A-Za-z0-9*]+")

@@ -7,7 +7,12 @@ import re
 import tomllib
 from typing import Any
 
+import pytest
+
 from tests.infra.synth import REPO, Synth, resources, role_statements
+
+# Slow: reads the synthesized stages: CDK synth runs node, seconds a stage.
+pytestmark = pytest.mark.slow
 
 
 def _build_project(template: dict[str, Any]) -> dict[str, Any]:

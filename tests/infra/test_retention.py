@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from tests.infra.synth import CDK_CONTEXT, Synth, resources
+
+# Slow: reads the synthesized stages.
+pytestmark = pytest.mark.slow
 
 RETENTION_DAYS = CDK_CONTEXT["log_retention_days"]
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any
 
+import pytest
+
 from tests.infra.synth import Synth, function, function_permissions, resources
+
+# Slow: reads the synthesized stages.
+pytestmark = pytest.mark.slow
 
 
 def _endpoint_name(synth: Synth) -> str:
