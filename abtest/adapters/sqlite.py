@@ -266,32 +266,32 @@ class SqliteStore:
     def claim_conversions(
         self, object_key: str, keys: Sequence[ConversionKey], ttl: int, now: float
     ) -> set[ConversionKey]:
-        # Set-based: an object can hold tens of thousands of conversions, and one statement
-        # per key cost more than counting the whole object.
         with self._transaction() as db:
-            db.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS claiming (endpoint_name TEXT, user_id TEXT,"
-                " inference_id TEXT, PRIMARY KEY (endpoint_name, user_id, inference_id))"
-                " WITHOUT ROWID"
-            )
-            db.execute("DELETE FROM claiming")
-            db.executemany("INSERT OR IGNORE INTO claiming VALUES (?, ?, ?)", keys)
-            db.execute(
-                "INSERT INTO conversions SELECT endpoint_name, user_id, inference_id, ?, ?"
-                " FROM claiming WHERE true"
+            before = db.total_changes
+            # Every row this object may count is written (a no-op rewrite for its own earlier
+            # claims), so the change count says at once whether all of them were claimed:
+            # the usual case needs no read. One statement per key here, not a join, since an
+            # object can hold tens of thousands of conversions.
+            db.executemany(
+                "INSERT INTO conversions VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (endpoint_name, user_id, inference_id) DO UPDATE SET"
                 " counted_by = excluded.counted_by, ttl = max(ttl, excluded.ttl)"
-                " WHERE counted_by IS NULL OR ttl <= ?",
-                (ttl, object_key, now),
+                " WHERE counted_by IS NULL OR counted_by = excluded.counted_by OR ttl <= ?",
+                [(*key, ttl, object_key, now) for key in keys],
             )
-            rows = db.execute(
-                "SELECT c.endpoint_name, c.user_id, c.inference_id FROM claiming c"
-                " JOIN conversions v USING (endpoint_name, user_id, inference_id)"
-                " WHERE v.counted_by = ?",
-                (object_key,),
-            ).fetchall()
-            db.execute("DELETE FROM claiming")
-        return {ConversionKey(*row) for row in rows}
+            if db.total_changes - before == len(keys):
+                return set(keys)
+            # Some were counted by another object (a conversion logged twice): find which.
+            return {
+                key
+                for key in keys
+                if db.execute(
+                    "SELECT counted_by FROM conversions WHERE endpoint_name = ? AND user_id = ?"
+                    " AND inference_id = ?",
+                    key,
+                ).fetchone()
+                == (object_key,)
+            }
 
     def purge_expired(self, now: float) -> int:
         """Delete expired assignments and conversion markers; how many rows went.
