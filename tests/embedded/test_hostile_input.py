@@ -11,17 +11,9 @@ import httpx
 import pytest
 
 from tests.embedded.helpers import ENDPOINT
+from tests.hostile_bodies import hostile_bodies
 
-PREFIX = json.dumps({"endpoint_name": ENDPOINT, "user_id": "u"})[:-1]
-MULTIPART_EURO = '--b\r\nContent-Disposition: form-data; name="endpoint_name"\r\n\r\n€\r\n--b--\r\n'
-HOSTILE = {
-    "multipart without a boundary": ("multipart/form-data", "endpoint_name=x"),
-    "multipart with non-Latin-1 text": ("multipart/form-data; boundary=b", MULTIPART_EURO),
-    "JSON nested 1,000 deep": ("application/json", f'{PREFIX}, "data": {"[" * 1000}{"]" * 1000}}}'),
-    "an integer of 5,000 digits": ("application/json", f'{PREFIX}, "data": {"1" * 5000}}}'),
-    "a float out of range": ("application/json", f'{PREFIX}, "data": [1e999]}}'),
-    "NaN": ("application/json", f'{PREFIX}, "data": [NaN]}}'),
-}
+HOSTILE = hostile_bodies(ENDPOINT)
 
 
 @pytest.fixture(scope="module")
