@@ -155,22 +155,21 @@ def openapi_json() -> str:
             operation["responses"].pop("422", None)
     for unused in ("HTTPValidationError", "ValidationError"):
         schema["components"]["schemas"].pop(unused, None)
-    # An invocation's answer is what its conversion and stats calls are made of.
-    invoked = schema["paths"].get("/invocation", {}).get("post")
+    # An invocation's answer is what its conversion and stats calls are made of. The ids
+    # are read from the document, not spelled here: the framework names the operations.
+    paths = schema["paths"]
+    invoked = paths.get("/invocation", {}).get("post")
     if invoked is not None:
         invoked["responses"]["200"]["links"] = {
             name: {
-                "operationId": operation,
+                "operationId": paths[path]["post"]["operationId"],
                 "requestBody": {f: f"$response.body#/{f}" for f in fields},
             }
-            for name, operation, fields in (
-                (
-                    "Conversion",
-                    "conversion_conversion_post",
-                    ("endpoint_name", "user_id", "inference_id"),
-                ),
-                ("Stats", "stats_stats_post", ("endpoint_name",)),
+            for name, path, fields in (
+                ("Conversion", "/conversion", ("endpoint_name", "user_id", "inference_id")),
+                ("Stats", "/stats", ("endpoint_name",)),
             )
+            if path in paths
         }
     return json.dumps(schema, indent=2)
 
