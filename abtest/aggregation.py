@@ -8,7 +8,10 @@ number (line numbers count every line of the object, blank ones included).
 
 A conversion is counted once however often it was logged: a client that retries after
 a failure may log it twice, so each conversion is claimed in the store by the object
-that counts it (`Store.claim_conversions`) before the object's counts are applied.
+that counts it (`Store.claim_events`) before the object's counts are applied. In an
+object the redrive wrote (under a `redriven/` folder), every invocation is claimed the
+same way: its event may also have reached the log through Firehose, or through an
+earlier redrive, and such objects are few and small, so the claims cost little.
 """
 
 from __future__ import annotations
@@ -33,9 +36,9 @@ from abtest.events import (
 from abtest.ports import EventArchive, Store
 from abtest.records import (
     AggregationResult,
-    ConversionKey,
     CountsByEndpoint,
     Endpoint,
+    EventKey,
     RejectedLine,
     VariantCounts,
 )
@@ -47,8 +50,11 @@ MAX_KEPT_LINE_CHARS = 10_000
 # long as the longest default assignment (90 days, the embedded runtime's).
 CLAIM_TTL_SECONDS = 90 * 24 * 3600
 
+# The folder the redrive writes event objects to; see the module's docstring.
+REDRIVEN_FOLDER = "redriven"
+
 # A conversion that carries its ids: (endpoint, variant, key, delta, times logged here).
-Keyed = tuple[str, str, ConversionKey, VariantCounts, int]
+Keyed = tuple[str, str, EventKey, VariantCounts, int]
 
 
 class _Tally:
@@ -56,8 +62,11 @@ class _Tally:
 
     line_format = EVENT_LINE_FORMAT  # the lines `fast` counts
 
-    def __init__(self, endpoint: Callable[[str], Endpoint | None]) -> None:
+    def __init__(
+        self, endpoint: Callable[[str], Endpoint | None], *, key_invocations: bool = False
+    ) -> None:
         self.endpoint = endpoint
+        self.key_invocations = key_invocations
         self.counts: CountsByEndpoint = {}
         self.rejected: list[RejectedLine] = []
         self.events = 0
@@ -81,7 +90,7 @@ class _Tally:
         endpoint_name: str,
         variant_name: str,
         delta: VariantCounts | None,
-        key: ConversionKey | None = None,
+        key: EventKey | None = None,
         times: int = 1,
     ) -> None:
         """Add a delta now, or keep a keyed conversion aside until the store says to count it."""
@@ -93,6 +102,8 @@ class _Tally:
 
     def fast(self, block: bytes, line_count: int) -> bool:
         """Count a block of well-shaped lines; False (nothing counted) if any line is not."""
+        if self.key_invocations:
+            return False  # invocations need their ids: the slow path reads them
         line_format = self.line_format
         lines = line_format.regex.findall(block)
         if len(lines) != line_count:
@@ -115,7 +126,9 @@ class _Tally:
                 endpoint_name, variant_name = names[pair]
                 user_id, inference_id = match[at["user_id"]], match[at["inference_id"]]
                 # n equal lines are one conversion logged n times: it counts once.
-                key = ConversionKey(endpoint_name, json_text(user_id), json_text(inference_id))
+                key = EventKey(
+                    endpoint_name, json_text(user_id), json_text(inference_id), CONVERSION
+                )
                 delta = VariantCounts(conversion_count=1, reward_sum=value)
                 deltas.append((endpoint_name, variant_name, delta, key, n))
                 continue
@@ -143,7 +156,9 @@ class _Tally:
                     value = json.loads(line)
                 except ValueError as error:
                     raise InvalidEvent(f"not JSON: {error}") from None
-                endpoint_name, variant_name, delta, key = event_delta(value)
+                endpoint_name, variant_name, delta, key = event_delta(
+                    value, key_invocations=self.key_invocations
+                )
                 reason = self.known(endpoint_name, variant_name)
                 if reason:
                     raise InvalidEvent(reason)
@@ -155,9 +170,14 @@ class _Tally:
             self.add(endpoint_name, variant_name, delta, key)
 
 
-def count_events(blocks: Iterable[bytes], endpoint: Callable[[str], Endpoint | None]) -> _Tally:
+def count_events(
+    blocks: Iterable[bytes],
+    endpoint: Callable[[str], Endpoint | None],
+    *,
+    key_invocations: bool = False,
+) -> _Tally:
     """Group deltas by endpoint and variant; reject what no registered variant can take."""
-    tally = _Tally(endpoint)
+    tally = _Tally(endpoint, key_invocations=key_invocations)
     read = 0
     try:
         for block in blocks:
@@ -176,8 +196,10 @@ def count_events(blocks: Iterable[bytes], endpoint: Callable[[str], Endpoint | N
 def aggregate(
     store: Store, archive: EventArchive, object_key: str, now: float
 ) -> AggregationResult:
-    tally = count_events(archive.read_blocks(object_key), store.get_endpoint)
-    duplicates = _count_conversions_once(store, object_key, tally, now)
+    tally = count_events(
+        archive.read_blocks(object_key), store.get_endpoint, key_invocations=redriven(object_key)
+    )
+    duplicates = _count_keyed_once(store, object_key, tally, now)
     applied = store.apply_counts(object_key, tally.counts, now)
     rejected = tally.rejected
     if rejected:
@@ -190,24 +212,27 @@ def aggregate(
             rejected[0].reason,
         )
     if duplicates:
-        logger.info(
-            "%d conversion(s) in %s were counted before; counted once", duplicates, object_key
-        )
+        logger.info("%d event(s) in %s were counted before; counted once", duplicates, object_key)
     if not applied:
         logger.info("object %s was already aggregated; nothing counted twice", object_key)
     return AggregationResult(object_key, applied, tally.events, tally.counts, rejected, duplicates)
 
 
-def _count_conversions_once(store: Store, object_key: str, tally: _Tally, now: float) -> int:
-    """Add the keyed conversions this object may count; how many logged ones it may not."""
-    first: dict[ConversionKey, tuple[str, str, VariantCounts]] = {}
+def redriven(object_key: str) -> bool:
+    """Written by the redrive (`REDRIVEN_FOLDER` anywhere in the key), not by Firehose."""
+    return f"/{REDRIVEN_FOLDER}/" in f"/{object_key}"
+
+
+def _count_keyed_once(store: Store, object_key: str, tally: _Tally, now: float) -> int:
+    """Add the keyed events this object may count; how many logged ones it may not."""
+    first: dict[EventKey, tuple[str, str, VariantCounts]] = {}
     logged = 0
     for endpoint_name, variant_name, key, delta, times in tally.keyed:
         first.setdefault(key, (endpoint_name, variant_name, delta))
         logged += times
     if not first:
         return 0
-    claimed = store.claim_conversions(object_key, list(first), int(now) + CLAIM_TTL_SECONDS, now)
+    claimed = store.claim_events(object_key, list(first), int(now) + CLAIM_TTL_SECONDS, now)
     for key in claimed:
         tally.add(*first[key])
     return logged - len(claimed)

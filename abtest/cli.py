@@ -143,10 +143,15 @@ def _redrive(args: argparse.Namespace) -> int:
     session = boto3.Session(region_name=args.region)
     sqs = session.client("sqs")
     if args.queue == "events":
-        result = redrive_events(sqs, session.client("firehose"), args.queue_url, args.stream)
+        if not args.bucket:
+            print("abtest: redrive events needs --bucket (the event log's)", file=sys.stderr)
+            return 2
+        settle = {} if args.settle is None else {"settle_seconds": args.settle}
+        result = redrive_events(sqs, session.client("s3"), args.queue_url, args.bucket, **settle)
     else:
         result = redrive_aggregations(sqs, session.client("lambda"), args.queue_url)
-    print(f"abtest: redrove {result.sent} message(s); {result.kept} left in the queue")
+    found = f", {result.already_logged} found already logged" if result.already_logged else ""
+    print(f"abtest: redrove {result.sent} message(s){found}; {result.kept} left in the queue")
     for reason in result.reasons:
         print(f"  kept: {reason}")
     return 0 if result.kept == 0 else 1
@@ -204,7 +209,13 @@ def _parser() -> argparse.ArgumentParser:
         help="events: the undelivered-events queue; aggregations: the failed-aggregations one",
     )
     redrive.add_argument("--queue-url", required=True, help="the queue's URL")
-    redrive.add_argument("--stream", help="events only: Firehose stream (default: as recorded)")
+    redrive.add_argument("--bucket", help="events only: the event log's bucket (stack output)")
+    redrive.add_argument(
+        "--settle",
+        type=float,
+        help="events only: seconds an event parked after a lost answer waits for Firehose "
+        "(default: its longest buffering interval and a margin)",
+    )
     redrive.add_argument("--region", help="AWS region (default: from the environment)")
     redrive.set_defaults(command=_redrive)
     return parser

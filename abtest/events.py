@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from abtest.records import AssignmentKind, ConversionKey, VariantCounts
+from abtest.records import AssignmentKind, EventKey, VariantCounts
 
 INVOCATION = "invocation"
 CONVERSION = "conversion"
@@ -190,11 +190,14 @@ class InvalidEvent(ValueError):
     """A delivered line that is not an event aggregation can count; the message is the reason."""
 
 
-def event_delta(event: Any) -> tuple[str, str, VariantCounts | None, ConversionKey | None]:
+def event_delta(
+    event: Any, *, key_invocations: bool = False
+) -> tuple[str, str, VariantCounts | None, EventKey | None]:
     """(endpoint, variant, delta, key) for one parsed line.
 
-    delta is None for a logged-only invocation; key names a conversion that carries its
-    user_id and inference_id, so that it is counted once however often it was logged.
+    delta is None for a logged-only invocation; key names an event that carries its
+    user_id and inference_id, so that it is counted once however often it was logged:
+    every such conversion, and with `key_invocations` every counted invocation too.
     """
     if not isinstance(event, dict):
         raise InvalidEvent("not a JSON object")
@@ -208,7 +211,8 @@ def event_delta(event: Any) -> tuple[str, str, VariantCounts | None, ConversionK
     if kind == INVOCATION:
         if event.get("assignment") in UNCOUNTED_ASSIGNMENTS:
             return endpoint_name, variant_name, None, None
-        return endpoint_name, variant_name, VariantCounts(invocation_count=1), None
+        key = _key(event, endpoint_name, INVOCATION) if key_invocations else None
+        return endpoint_name, variant_name, VariantCounts(invocation_count=1), key
     if kind == CONVERSION:
         reward = event.get("reward", 1.0)
         if (
@@ -217,15 +221,16 @@ def event_delta(event: Any) -> tuple[str, str, VariantCounts | None, ConversionK
             or not valid_reward(reward)
         ):
             raise InvalidEvent(f"reward must be a number in [0, 1], got {reward!r}")
-        user_id, inference_id = event.get("user_id"), event.get("inference_id")
-        key = (
-            ConversionKey(endpoint_name, user_id, inference_id)
-            if isinstance(user_id, str) and isinstance(inference_id, str)
-            else None
-        )
         delta = VariantCounts(conversion_count=1, reward_sum=reward)
-        return endpoint_name, variant_name, delta, key
+        return endpoint_name, variant_name, delta, _key(event, endpoint_name, CONVERSION)
     raise InvalidEvent(f"unknown event type {kind!r}")
+
+
+def _key(event: dict, endpoint_name: str, event_type: str) -> EventKey | None:
+    user_id, inference_id = event.get("user_id"), event.get("inference_id")
+    if isinstance(user_id, str) and isinstance(inference_id, str):
+        return EventKey(endpoint_name, user_id, inference_id, event_type)
+    return None
 
 
 # JSON values exactly as `encode` writes them. A line the regex below matches is valid

@@ -9,10 +9,10 @@ from typing import Any, Protocol
 
 from abtest.records import (
     Assignment,
-    ConversionKey,
     CountsByEndpoint,
     Endpoint,
     EndpointConfig,
+    EventKey,
     RejectedLine,
 )
 
@@ -71,9 +71,9 @@ class Store(Protocol):
         """
         ...
 
-    def claim_conversions(
-        self, object_key: str, keys: Sequence[ConversionKey], ttl: int, now: float
-    ) -> set[ConversionKey]:
+    def claim_events(
+        self, object_key: str, keys: Sequence[EventKey], ttl: int, now: float
+    ) -> set[EventKey]:
         """Mark each conversion as counted by `object_key` unless another object counted it.
 
         Returns the keys `object_key` may count: claimed now, or by an earlier delivery of

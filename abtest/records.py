@@ -91,12 +91,18 @@ class VariantCounts:
         self.reward_sum += other.reward_sum
 
 
-class ConversionKey(NamedTuple):
-    """One conversion, as the request path deduplicates it and aggregation counts it once."""
+class EventKey(NamedTuple):
+    """One event that must count once however often it was logged.
+
+    Conversions always (a client retries them); invocations only in objects a redrive
+    wrote, where the same event may also have reached the log through Firehose.
+    `event_type` is the event's `type` field, so the two kinds never share a key.
+    """
 
     endpoint_name: str
     user_id: str
     inference_id: str
+    event_type: str
 
 
 # endpoint_name -> variant_name -> delta
@@ -119,8 +125,8 @@ class AggregationResult:
     events: int = 0
     counts: CountsByEndpoint = field(default_factory=dict)
     rejected: list[RejectedLine] = field(default_factory=list)
-    # Conversions left uncounted because another delivered object already counted them.
-    duplicate_conversions: int = 0
+    # Keyed events left uncounted because a delivered object already counted them.
+    duplicates: int = 0
 
 
 class AssignmentKind(StrEnum):

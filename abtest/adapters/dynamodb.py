@@ -29,14 +29,15 @@ from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from abtest.errors import StoreUnavailableError
+from abtest.events import CONVERSION
 from abtest.records import (
     ACTIVE,
     DELETED,
     Assignment,
-    ConversionKey,
     CountsByEndpoint,
     Endpoint,
     EndpointConfig,
+    EventKey,
     StrategyParams,
     VariantCounts,
     params_from_epsilon,
@@ -149,7 +150,7 @@ class DynamoDBStore:
         item = self._call(
             "get_item",
             TableName=self.assignment_table,
-            Key=_conversion_key(ConversionKey(endpoint_name, user_id, inference_id)),
+            Key=_event_key(EventKey(endpoint_name, user_id, inference_id, CONVERSION)),
             ConsistentRead=True,  # a marker written a moment ago must be seen
         ).get("Item")
         return item is not None and _num(item["ttl"]) > now
@@ -157,7 +158,7 @@ class DynamoDBStore:
     def mark_conversion_logged(
         self, endpoint_name: str, user_id: str, inference_id: str, ttl: int, now: float
     ) -> None:
-        key = _conversion_key(ConversionKey(endpoint_name, user_id, inference_id))
+        key = _event_key(EventKey(endpoint_name, user_id, inference_id, CONVERSION))
         try:
             # No condition on absence: botocore's retry after a lost response must succeed.
             self._call(
@@ -175,15 +176,15 @@ class DynamoDBStore:
             # An expired marker is a new conversion: replace it, old claim and all.
             self._call("put_item", TableName=self.assignment_table, Item={**key, "ttl": _n(ttl)})
 
-    def claim_conversions(
-        self, object_key: str, keys: Sequence[ConversionKey], ttl: int, now: float
-    ) -> set[ConversionKey]:
-        def claim(key: ConversionKey) -> bool:
+    def claim_events(
+        self, object_key: str, keys: Sequence[EventKey], ttl: int, now: float
+    ) -> set[EventKey]:
+        def claim(key: EventKey) -> bool:
             try:
                 self._call(
                     "update_item",
                     TableName=self.assignment_table,
-                    Key=_conversion_key(key),
+                    Key=_event_key(key),
                     UpdateExpression="SET counted_by = :object, #ttl = :ttl",
                     ConditionExpression=(
                         "attribute_not_exists(counted_by) OR counted_by = :object OR #ttl <= :now"
@@ -497,10 +498,11 @@ def _endpoint(item: Item) -> Endpoint:
     )
 
 
-def _conversion_key(key: ConversionKey) -> Item:
+def _event_key(key: EventKey) -> Item:
+    """Beside the user's assignment; `#` cannot occur in an endpoint name, so no clash."""
     return {
         "user_id": {"S": key.user_id},
-        "endpoint_name": {"S": f"{key.endpoint_name}#conversion#{key.inference_id}"},
+        "endpoint_name": {"S": f"{key.endpoint_name}#{key.event_type}#{key.inference_id}"},
     }
 
 

@@ -5,6 +5,11 @@ SQS will not take either is logged at ERROR with the whole event, so every event
 in Firehose, the queue, or CloudWatch Logs. Only the last case raises
 EventLogUnavailableError, after the logging: the caller decides whether to answer.
 
+A call whose answer never came (a read timeout, a dropped connection, a 5xx that is not
+throttling) may have been taken: sending its records again could log them twice. They
+are not retried; they go to the queue marked `Delivery: uncertain`, and the redrive
+looks for them in the log before it writes them (abtest.adapters.redrive).
+
 That must happen before the Lambda function times out, or the event is in none of the
 three: `deadline_seconds` bounds the Firehose attempts (each call is bounded by the
 client's own timeouts, which the wiring sets), leaving time for the queue and the log.
@@ -17,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 
 from abtest.errors import EventLogUnavailableError
 from abtest.events import encode
@@ -41,12 +46,27 @@ BASE_DELAY_SECONDS = 0.05
 MAX_DELAY_SECONDS = 1.0
 
 RECORD_TOO_LARGE = "RecordTooLarge"
+# The dead-letter message's `Delivery` attribute: REFUSED records never reached the log,
+# UNCERTAIN ones may have.
+DELIVERY_ATTRIBUTE = "Delivery"
+REFUSED = "refused"
+UNCERTAIN = "uncertain"
+# Firehose's throttling answer: the call was refused, nothing was taken.
+THROTTLED = "ServiceUnavailableException"
 
 
 def _error_code(exc: Exception) -> str:
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code") or type(exc).__name__)
     return type(exc).__name__
+
+
+def _maybe_taken(exc: Exception) -> bool:
+    """True when the request went out and its answer says nothing of what was done."""
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return status >= 500 and _error_code(exc) != THROTTLED
+    return isinstance(exc, HTTPClientError)  # read timeout, connection closed mid-answer
 
 
 def _batches(
@@ -103,6 +123,7 @@ class FirehoseSink:
         }
         pending = [(i, r) for i, r in enumerate(records) if i not in too_large]
         errors: dict[int, str] = {}
+        uncertain: dict[int, str] = {}
         started = self._monotonic()
         for attempt in range(self.max_attempts):
             if attempt:
@@ -112,34 +133,40 @@ class FirehoseSink:
                 self._sleep(delay)
             errors = {}
             for batch in _batches(pending, MAX_BATCH_RECORDS, MAX_BATCH_BYTES):
-                errors.update(self._put_batch(batch))
+                refused, maybe_taken = self._put_batch(batch)
+                errors.update(refused)
+                uncertain.update(maybe_taken)
             if not errors:
                 break
             pending = [(i, records[i]) for i in sorted(errors)]
-        undelivered = too_large | errors
+        undelivered = too_large | errors | uncertain
         if undelivered:
-            self._dead_letter(records, dict(sorted(undelivered.items())))
+            self._dead_letter(records, dict(sorted(undelivered.items())), set(uncertain))
 
-    def _put_batch(self, batch: list[tuple[int, bytes]]) -> dict[int, str]:
-        """Index -> error code of the records Firehose did not take; a failed call fails all."""
+    def _put_batch(self, batch: list[tuple[int, bytes]]) -> tuple[dict[int, str], dict[int, str]]:
+        """Index -> error code of the records Firehose refused, and of those it may have
+        taken (a call whose answer was lost: all of its records)."""
         try:
             response = self.client.put_record_batch(
                 DeliveryStreamName=self.delivery_stream_name,
                 Records=[{"Data": data} for _, data in batch],
             )
         except (BotoCoreError, ClientError) as exc:
-            code = _error_code(exc)
+            codes = {i: _error_code(exc) for i, _ in batch}
             logger.warning("Firehose PutRecordBatch failed for %d records: %s", len(batch), exc)
-            return {i: code for i, _ in batch}
+            return ({}, codes) if _maybe_taken(exc) else (codes, {})
         if not response.get("FailedPutCount"):
-            return {}
-        return {
+            return {}, {}
+        refused = {
             i: result["ErrorCode"]
             for (i, _), result in zip(batch, response["RequestResponses"], strict=True)
             if result.get("ErrorCode")
         }
+        return refused, {}
 
-    def _dead_letter(self, records: list[bytes], codes: dict[int, str]) -> None:
+    def _dead_letter(
+        self, records: list[bytes], codes: dict[int, str], uncertain: set[int]
+    ) -> None:
         """Send undelivered records to the queue; log at ERROR whatever the queue does not take."""
         if self.dead_letter_queue_url is None:
             for i, code in codes.items():
@@ -155,7 +182,7 @@ class FirehoseSink:
                 sendable.append((i, records[i]))
         queued = 0
         for batch in _batches(sendable, MAX_DLQ_BATCH_MESSAGES, MAX_DLQ_BYTES):
-            refused = self._send_batch(batch, codes)
+            refused = self._send_batch(batch, codes, uncertain)
             queued += len(batch) - len(refused)
             only_logged += len(refused)
             for i, reason in refused.items():
@@ -175,7 +202,9 @@ class FirehoseSink:
             "its dead-letter queue; they are in the function's log"
         )
 
-    def _send_batch(self, batch: list[tuple[int, bytes]], codes: dict[int, str]) -> dict[int, str]:
+    def _send_batch(
+        self, batch: list[tuple[int, bytes]], codes: dict[int, str], uncertain: set[int]
+    ) -> dict[int, str]:
         """Index -> reason, for the messages SQS did not take."""
         entries = [
             {
@@ -184,6 +213,10 @@ class FirehoseSink:
                 "MessageBody": data.decode(),
                 "MessageAttributes": {
                     "ErrorCode": {"DataType": "String", "StringValue": codes[i]},
+                    DELIVERY_ATTRIBUTE: {
+                        "DataType": "String",
+                        "StringValue": UNCERTAIN if i in uncertain else REFUSED,
+                    },
                     "DeliveryStreamName": {
                         "DataType": "String",
                         "StringValue": self.delivery_stream_name,

@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import TypeVar
 
 from abtest.errors import StoreUnavailableError
+from abtest.events import CONVERSION
 from abtest.records import (
     ACTIVE,
     DELETED,
     Assignment,
-    ConversionKey,
     CountsByEndpoint,
     Endpoint,
     EndpointConfig,
+    EventKey,
     params_from_epsilon,
 )
 from bandit.metrics import VariantMetrics
@@ -263,9 +264,9 @@ class SqliteStore:
                 (endpoint_name, user_id, inference_id, ttl, now),
             )
 
-    def claim_conversions(
-        self, object_key: str, keys: Sequence[ConversionKey], ttl: int, now: float
-    ) -> set[ConversionKey]:
+    def claim_events(
+        self, object_key: str, keys: Sequence[EventKey], ttl: int, now: float
+    ) -> set[EventKey]:
         with self._transaction() as db:
             before = db.total_changes
             # Every row this object may count is written (a no-op rewrite for its own earlier
@@ -277,7 +278,7 @@ class SqliteStore:
                 " ON CONFLICT (endpoint_name, user_id, inference_id) DO UPDATE SET"
                 " counted_by = excluded.counted_by, ttl = max(ttl, excluded.ttl)"
                 " WHERE counted_by IS NULL OR counted_by = excluded.counted_by OR ttl <= ?",
-                [(*key, ttl, object_key, now) for key in keys],
+                [(*_claim_row(key), ttl, object_key, now) for key in keys],
             )
             if db.total_changes - before == len(keys):
                 return set(keys)
@@ -288,7 +289,7 @@ class SqliteStore:
                 if db.execute(
                     "SELECT counted_by FROM conversions WHERE endpoint_name = ? AND user_id = ?"
                     " AND inference_id = ?",
-                    key,
+                    _claim_row(key),
                 ).fetchone()
                 == (object_key,)
             }
@@ -375,6 +376,16 @@ class SqliteStore:
                 ],
             )
         return True
+
+
+def _claim_row(key: EventKey) -> tuple[str, str, str]:
+    """The conversions table's key for `key`. Conversions keep their endpoint's name (the
+    request path's marker is the same row); other event types get `endpoint#type`, which
+    no endpoint can be called (`#` is not allowed in a name)."""
+    endpoint = key.endpoint_name
+    if key.event_type != CONVERSION:
+        endpoint = f"{endpoint}#{key.event_type}"
+    return endpoint, key.user_id, key.inference_id
 
 
 def _columns(db: sqlite3.Connection, table: str) -> set[str]:

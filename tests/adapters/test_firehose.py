@@ -7,7 +7,7 @@ import logging
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 from botocore.stub import Stubber
 
 from abtest.adapters.firehose import (
@@ -210,6 +210,7 @@ def test_records_still_failing_go_to_the_dead_letter_queue(dlq, caplog):
     attributes = messages[0]["MessageAttributes"]
     assert attributes["ErrorCode"]["StringValue"] == "ServiceUnavailableException"
     assert attributes["DeliveryStreamName"]["StringValue"] == STREAM
+    assert attributes["Delivery"]["StringValue"] == "refused"  # never reached the log
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
@@ -227,6 +228,65 @@ def test_a_throttled_call_fails_all_its_records_into_the_queue(dlq):
     assert {m["MessageAttributes"]["ErrorCode"]["StringValue"] for m in messages} == {
         "ThrottlingException"
     }
+
+
+class AnswerLost(FakeFirehose):
+    """Takes the records, then the answer never arrives (or arrives as `error`)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def put_record_batch(self, DeliveryStreamName: str, Records: list[dict]) -> dict:
+        super().put_record_batch(DeliveryStreamName, Records)
+        raise self.error
+
+
+def _server_error(code: str, status: int) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": "x"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "PutRecordBatch",
+    )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ReadTimeoutError(endpoint_url="https://firehose"),
+        ConnectionClosedError(endpoint_url="https://firehose"),
+        _server_error("InternalFailure", 500),
+    ],
+    ids=["read-timeout", "connection-closed", "internal-failure"],
+)
+def test_records_whose_answer_was_lost_are_not_sent_again_but_parked_as_uncertain(dlq, error):
+    """Sending them again would log them twice if Firehose took them the first time."""
+    sqs, url = dlq
+    fake = AnswerLost(error)
+    events = [_event(n) for n in range(3)]
+    sink = FirehoseSink(
+        STREAM, client=fake, dead_letter_queue_url=url, sqs_client=sqs, sleep=lambda s: None
+    )
+
+    sink.put(events)
+
+    assert len(fake.calls) == 1
+    messages = _drain(sqs, url)
+    assert sorted(m["Body"] for m in messages) == sorted(_line(e).decode() for e in events)
+    assert {m["MessageAttributes"]["Delivery"]["StringValue"] for m in messages} == {"uncertain"}
+
+
+def test_throttling_answers_are_retried_since_nothing_was_taken(dlq):
+    sqs, url = dlq
+    fake = AnswerLost(_server_error("ServiceUnavailableException", 503))
+    sink = FirehoseSink(
+        STREAM, client=fake, dead_letter_queue_url=url, sqs_client=sqs, sleep=lambda s: None
+    )
+
+    sink.put([_event(1)])
+
+    assert len(fake.calls) == 3
+    messages = _drain(sqs, url)
+    assert [m["MessageAttributes"]["Delivery"]["StringValue"] for m in messages] == ["refused"]
 
 
 def test_without_a_queue_each_undelivered_event_is_logged_whole(caplog):

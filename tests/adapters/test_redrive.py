@@ -1,4 +1,4 @@
-"""`abtest redrive`: parked events go back to Firehose, failed aggregations to the function."""
+"""`abtest redrive`: parked events go to the event log once, failed aggregations to the function."""
 
 from __future__ import annotations
 
@@ -35,45 +35,76 @@ def aws(aws_credentials, monkeypatch):
         yield boto3.client("sqs")
 
 
-def delivered_lines() -> list[bytes]:
+def objects(prefix: str) -> dict[str, list[bytes]]:
     s3 = boto3.client("s3")
-    lines = []
-    for item in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []):
+    found = {}
+    for item in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", []):
         body = s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read()
         body = gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body
-        lines += body.splitlines()
-    return lines
+        found[item["Key"]] = body.splitlines()
+    return found
 
 
-def test_parked_events_go_back_to_their_stream_and_leave_the_queue(aws, capsys):
+def park(sqs, queue: str, event: str, delivery: str | None) -> None:
+    attributes = {"ErrorCode": {"DataType": "String", "StringValue": "ReadTimeoutError"}}
+    if delivery:
+        attributes["Delivery"] = {"DataType": "String", "StringValue": delivery}
+    sqs.send_message(QueueUrl=queue, MessageBody=event, MessageAttributes=attributes)
+
+
+def event(n: int) -> str:
+    return json.dumps({"type": "invocation", "user_id": f"u{n}", "inference_id": f"i{n}"}) + "\n"
+
+
+def redrive(queue: str, *extra: str) -> int:
+    return main(["redrive", "events", "--queue-url", queue, "--bucket", BUCKET, *extra])
+
+
+def test_parked_events_are_written_to_the_log_once_and_leave_the_queue(aws, capsys):
     queue = aws.create_queue(QueueName="abtest-undelivered-events-test")["QueueUrl"]
-    events = [json.dumps({"type": "invocation", "user_id": f"u{i}"}) + "\n" for i in range(23)]
-    for event in events:
-        aws.send_message(
-            QueueUrl=queue,
-            MessageBody=event,
-            MessageAttributes={
-                "DeliveryStreamName": {"DataType": "String", "StringValue": STREAM},
-                "ErrorCode": {"DataType": "String", "StringValue": "ServiceUnavailableException"},
-            },
-        )
+    events = [event(i) for i in range(23)]
+    for i, line in enumerate(events):
+        park(aws, queue, line, "refused" if i % 2 else None)  # None: parked by an older sink
 
-    assert main(["redrive", "events", "--queue-url", queue]) == 0
+    assert redrive(queue) == 0
 
-    assert sorted(delivered_lines()) == sorted(e.rstrip("\n").encode() for e in events)
+    written = objects("events/redriven/")
+    assert len(written) == 1  # one object per chunk, not one per event
+    assert sorted(*written.values()) == sorted(e.rstrip("\n").encode() for e in events)
     assert "redrove 23 message(s); 0 left" in capsys.readouterr().out
     assert "Messages" not in aws.receive_message(QueueUrl=queue, WaitTimeSeconds=0)
 
 
-def test_an_event_with_no_stream_stays_in_the_queue_and_the_command_says_so(aws, capsys):
+def test_an_event_whose_answer_was_lost_is_written_only_if_firehose_did_not_deliver_it(aws, capsys):
     queue = aws.create_queue(QueueName="abtest-undelivered-events-test")["QueueUrl"]
-    aws.send_message(QueueUrl=queue, MessageBody='{"type": "invocation"}')
+    delivered, lost = event(1), event(2)
+    # Firehose took the first (its answer was lost on the way back), never saw the second.
+    boto3.client("firehose").put_record_batch(
+        DeliveryStreamName=STREAM, Records=[{"Data": delivered.encode()}]
+    )
+    park(aws, queue, delivered, "uncertain")
+    park(aws, queue, lost, "uncertain")
 
-    assert main(["redrive", "events", "--queue-url", queue]) == 1
+    assert redrive(queue, "--settle", "0") == 0
 
-    out = capsys.readouterr().out
-    assert "0 left" not in out and "no stream named" in out
-    assert delivered_lines() == []
+    assert list(objects("events/redriven/").values()) == [[lost.rstrip("\n").encode()]]
+    assert "redrove 1 message(s), 1 found already logged; 0 left" in capsys.readouterr().out
+    assert "Messages" not in aws.receive_message(QueueUrl=queue, WaitTimeSeconds=0)
+
+
+def test_an_uncertain_event_waits_until_firehose_has_had_time_to_deliver_it(aws, capsys):
+    queue = aws.create_queue(QueueName="abtest-undelivered-events-test")["QueueUrl"]
+    park(aws, queue, event(1), "uncertain")
+
+    assert redrive(queue) == 1  # parked just now; the default wait is Firehose's buffer
+
+    assert objects("events/redriven/") == {}
+    assert "may still reach the log through Firehose" in capsys.readouterr().out
+
+
+def test_redrive_events_needs_the_bucket(aws, capsys):
+    assert main(["redrive", "events", "--queue-url", "https://queue"]) == 2
+    assert "--bucket" in capsys.readouterr().err
 
 
 def test_failed_aggregations_invoke_the_function_again_with_the_s3_event(aws):

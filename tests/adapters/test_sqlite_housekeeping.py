@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 
 from abtest.adapters.sqlite import SqliteStore
-from abtest.records import Assignment, ConversionKey, EndpointConfig, VariantConfig
+from abtest.events import CONVERSION
+from abtest.records import Assignment, EndpointConfig, EventKey, VariantConfig
 
 
 def test_purge_removes_only_what_has_expired(tmp_path):
@@ -42,7 +43,7 @@ def test_a_file_from_before_conversion_claims_keeps_its_markers_and_takes_claims
     store = SqliteStore(path)
 
     assert store.conversion_logged("ep", "u1", "inf-1", 0) is True
-    key = ConversionKey("ep", "u1", "inf-1")
-    assert store.claim_conversions("sealed/1.jsonl", [key], 1000, 0) == {key}
-    assert store.claim_conversions("sealed/2.jsonl", [key], 1000, 0) == set()
+    key = EventKey("ep", "u1", "inf-1", CONVERSION)
+    assert store.claim_events("sealed/1.jsonl", [key], 1000, 0) == {key}
+    assert store.claim_events("sealed/2.jsonl", [key], 1000, 0) == set()
     store.close()

@@ -22,12 +22,13 @@ from abtest.adapters import dynamodb as dynamodb_module
 from abtest.adapters.dynamodb import DynamoDBStore
 from abtest.adapters.sqlite import SqliteStore
 from abtest.errors import StoreUnavailableError
+from abtest.events import CONVERSION, INVOCATION
 from abtest.records import (
     ACTIVE,
     DELETED,
     Assignment,
-    ConversionKey,
     EndpointConfig,
+    EventKey,
     VariantConfig,
     VariantCounts,
 )
@@ -148,7 +149,9 @@ def test_conversion_marker_does_not_hide_or_replace_the_assignment(store_kit):
     store.create_assignment(assignment("Champion1"), NOW)
 
     store.mark_conversion_logged(ENDPOINT, "u1", "inf-1", int(NOW) + DAY, NOW)
-    store.claim_conversions("obj-1", [ConversionKey(ENDPOINT, "u1", "inf-2")], int(NOW) + DAY, NOW)
+    store.claim_events(
+        "obj-1", [EventKey(ENDPOINT, "u1", "inf-2", CONVERSION)], int(NOW) + DAY, NOW
+    )
 
     assert store.get_assignment(ENDPOINT, "u1", NOW).variant_name == "Champion1"
     assert store_kit.stored_assignments(ENDPOINT, "u1") == 1
@@ -161,40 +164,51 @@ def test_expired_conversion_marker_counts_as_absent(store):
     assert store.conversion_logged(ENDPOINT, "u1", "inf-1", ttl) is False
 
 
-KEYS = [ConversionKey(ENDPOINT, f"u{i}", f"inf-{i}") for i in range(3)]
+KEYS = [EventKey(ENDPOINT, f"u{i}", f"inf-{i}", CONVERSION) for i in range(3)]
 
 
 def test_each_conversion_is_claimed_by_one_object_and_again_by_its_redelivery(store):
     ttl = int(NOW) + DAY
 
-    assert store.claim_conversions("obj-1", KEYS[:2], ttl, NOW) == set(KEYS[:2])
+    assert store.claim_events("obj-1", KEYS[:2], ttl, NOW) == set(KEYS[:2])
     # Another object holding one of them (a retried conversion logged twice) may not count it.
-    assert store.claim_conversions("obj-2", KEYS[1:], ttl, NOW) == {KEYS[2]}
+    assert store.claim_events("obj-2", KEYS[1:], ttl, NOW) == {KEYS[2]}
     # The first object delivered again may count its own again (its counts were not applied).
-    assert store.claim_conversions("obj-1", KEYS[:2], ttl, NOW) == set(KEYS[:2])
-    assert all(store.conversion_logged(*key, NOW) for key in KEYS)
+    assert store.claim_events("obj-1", KEYS[:2], ttl, NOW) == set(KEYS[:2])
+    assert all(store.conversion_logged(*key[:3], NOW) for key in KEYS)
+
+
+def test_an_invocation_and_its_conversion_are_claimed_apart(store):
+    """A redriven object claims its invocations: they share ids with their conversions."""
+    ttl = int(NOW) + DAY
+    invocation = KEYS[0]._replace(event_type=INVOCATION)
+
+    assert store.claim_events("redriven-1", [invocation], ttl, NOW) == {invocation}
+    assert store.conversion_logged(*KEYS[0][:3], NOW) is False  # not a conversion marker
+    assert store.claim_events("obj-1", KEYS[:1], ttl, NOW) == {KEYS[0]}
+    assert store.claim_events("redriven-2", [invocation], ttl, NOW) == set()
 
 
 def test_a_claim_keeps_the_request_marker_and_the_marker_keeps_the_claim(store):
     ttl = int(NOW) + DAY
-    store.mark_conversion_logged(*KEYS[0], ttl, NOW)
-    assert store.claim_conversions("obj-1", KEYS[:1], ttl, NOW) == {KEYS[0]}
+    store.mark_conversion_logged(*KEYS[0][:3], ttl, NOW)
+    assert store.claim_events("obj-1", KEYS[:1], ttl, NOW) == {KEYS[0]}
 
-    store.mark_conversion_logged(*KEYS[0], ttl + DAY, NOW)  # a late retry marks it again
+    store.mark_conversion_logged(*KEYS[0][:3], ttl + DAY, NOW)  # a late retry marks it again
 
-    assert store.claim_conversions("obj-2", KEYS[:1], ttl, NOW) == set()
+    assert store.claim_events("obj-2", KEYS[:1], ttl, NOW) == set()
 
 
 def test_an_expired_claim_is_a_new_conversion(store):
     ttl = int(NOW) + 60
-    store.claim_conversions("obj-1", KEYS[:1], ttl, NOW)
+    store.claim_events("obj-1", KEYS[:1], ttl, NOW)
 
-    assert store.claim_conversions("obj-2", KEYS[:1], ttl + DAY, ttl) == {KEYS[0]}
+    assert store.claim_events("obj-2", KEYS[:1], ttl + DAY, ttl) == {KEYS[0]}
 
 
 def test_concurrent_claims_of_one_conversion_grant_exactly_one(store):
     results = run_together(
-        8, lambda i: store.claim_conversions(f"obj-{i}", KEYS[:1], int(NOW) + DAY, NOW)
+        8, lambda i: store.claim_events(f"obj-{i}", KEYS[:1], int(NOW) + DAY, NOW)
     )
 
     assert sorted(len(r) for r in results) == [0] * 7 + [1]
@@ -494,7 +508,7 @@ def test_unreachable_store_raises_store_unavailable(unreachable_store):
         lambda: store.create_assignment(assignment("A"), NOW),
         lambda: store.conversion_logged(ENDPOINT, "u1", "inf-1", NOW),
         lambda: store.mark_conversion_logged(ENDPOINT, "u1", "inf-1", int(NOW) + DAY, NOW),
-        lambda: store.claim_conversions("obj-1", KEYS, int(NOW) + DAY, NOW),
+        lambda: store.claim_events("obj-1", KEYS, int(NOW) + DAY, NOW),
         lambda: store.get_endpoint(ENDPOINT),
         lambda: store.register_endpoint(config(("A", 1.0)), NOW),
         lambda: store.deregister_endpoint(ENDPOINT, NOW),

@@ -55,6 +55,41 @@ def test_redelivered_object_counts_once(usecases, log):
     assert sum(m.invocation_count for m in stats.endpoint.variant_metrics) == 30
 
 
+def test_an_event_the_redrive_wrote_twice_counts_once(usecases, log):
+    """Objects under `redriven/` claim every event: the queue may hold an event twice, a
+    redrive may die between writing an object and deleting its messages."""
+    simulate(usecases, random.Random(3), 40, {"Champion1": 0.5, "Challenger1": 0.5})
+    lines = log.deliver("staging.jsonl")
+    del log.objects[lines]  # never delivered by Firehose: the events were parked
+    body = b"".join(json.dumps(e).encode() + b"\n" for e in log.events)
+    log.objects["events/redriven/2026/11/30/03/a.jsonl"] = body
+    log.objects["events/redriven/2026/11/30/04/b.jsonl"] = body + body  # and twice in one
+
+    first = usecases.aggregate(log, "events/redriven/2026/11/30/03/a.jsonl")
+    second = usecases.aggregate(log, "events/redriven/2026/11/30/04/b.jsonl")
+
+    counted = usecases.stats(ENDPOINT).endpoint.variant_metrics
+    invocations = sum(e["type"] == "invocation" for e in log.events)
+    conversions = sum(e["type"] == "conversion" for e in log.events)
+    assert conversions > 5
+    assert sum(m.invocation_count for m in counted) == invocations
+    assert sum(m.conversion_count for m in counted) == conversions
+    assert (first.duplicates, second.duplicates) == (0, 2 * (invocations + conversions))
+
+
+def test_a_firehose_object_counts_every_invocation_line_without_claims(usecases, log):
+    """Outside `redriven/`, invocations are not claimed (a claim per request would double
+    the cost of the event log): two equal lines are two invocations."""
+    simulate(usecases, random.Random(4), 10, {"Champion1": 0.0, "Challenger1": 0.0})
+    body = b"".join(json.dumps(e).encode() + b"\n" for e in log.events)
+    log.objects["events/2026/11/30/03/x"] = body + body
+
+    usecases.aggregate(log, "events/2026/11/30/03/x")
+
+    counted = usecases.stats(ENDPOINT).endpoint.variant_metrics
+    assert sum(m.invocation_count for m in counted) == 20
+
+
 def test_bad_lines_are_kept_aside_and_never_fail_the_batch(usecases, log):
     good = {"type": "invocation", "endpoint_name": ENDPOINT, "variant_name": "Champion1"}
     lines = [
