@@ -21,6 +21,7 @@ import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
 from abtest.adapters.redrive import redrive_events
+from lambdas.wiring import request_budget_seconds
 from tests.api_gateway import Context, api_event, call
 from tests.lambdas.doubles import ENDPOINT, create_endpoint, s3_event, state_change
 
@@ -40,6 +41,13 @@ class Faults:
         self.monkeypatch = monkeypatch  # undone, the clients are whole again
         self.calls: Counter[str] = Counter()
         self.injected: Counter[str] = Counter()
+        self.clock = 0.0  # seconds that stalls and back-offs took, as the clients saw them
+
+    def monotonic(self) -> float:
+        return self.clock
+
+    def sleep(self, seconds: float) -> None:
+        self.clock += seconds
 
     def _roll(self, name: str, kwargs: dict) -> float:
         key = f"{self.seed}:{name}:{json.dumps(kwargs, sort_keys=True, default=str)}"
@@ -47,15 +55,37 @@ class Faults:
         digest = hashlib.sha256(f"{key}:{self.calls[key]}".encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64
 
-    def wrap(self, client, operation: str, *, refuse=0.0, lost=0.0, code="ThrottlingException"):
+    def wrap(
+        self,
+        client,
+        operation: str,
+        *,
+        refuse=0.0,
+        stall=0.0,
+        lost=0.0,
+        code="ThrottlingException",
+    ):
+        """`refuse`: an error answer, nothing done. `stall`: no answer until the client
+        gives up, after its every timeout and retry (half the time the request got there
+        and was done). `lost`: done, and the answer lost."""
         real = getattr(client, operation)
         name = f"{client.meta.service_model.service_name}.{operation}"
+        config = client.meta.config
+        gives_up_after = (config.connect_timeout + config.read_timeout) * config.retries[
+            "total_max_attempts"
+        ]
 
         def faulty(**kwargs):
             roll = self._roll(name, kwargs)
             if roll < refuse:
                 self.injected[f"{name} refused"] += 1
                 raise ClientError({"Error": {"Code": code, "Message": "injected"}}, operation)
+            if roll < refuse + stall:
+                self.injected[f"{name} stalled"] += 1
+                self.clock += gives_up_after
+                if roll < refuse + stall / 2:
+                    real(**kwargs)
+                raise ReadTimeoutError(endpoint_url="https://injected")
             result = real(**kwargs)
             if roll > 1 - lost:
                 self.injected[f"{name} response lost"] += 1
@@ -68,20 +98,27 @@ class Faults:
 def inject(aws, faults: Faults, monkeypatch) -> None:
     for handler in (aws.invocation, aws.conversion):
         store, sink = handler.use_case.store.client, handler.use_case.events
-        faults.wrap(store, "get_item", refuse=0.08)
-        faults.wrap(store, "put_item", refuse=0.05, lost=0.1)
-        faults.wrap(store, "update_item", refuse=0.05, lost=0.15)
+        faults.wrap(store, "get_item", refuse=0.06, stall=0.03)
+        faults.wrap(store, "put_item", refuse=0.04, stall=0.03, lost=0.1)
+        faults.wrap(store, "update_item", refuse=0.04, stall=0.03, lost=0.15)
         faults.wrap(
             sink.client,
             "put_record_batch",
-            refuse=0.2,
+            refuse=0.15,
+            stall=0.05,
             lost=0.1,
             code="ServiceUnavailableException",
         )
         faults.wrap(
-            sink.sqs_client, "send_message_batch", refuse=0.2, lost=0.1, code="ThrottlingException"
+            sink.sqs_client,
+            "send_message_batch",
+            refuse=0.15,
+            stall=0.05,
+            lost=0.1,
+            code="ThrottlingException",
         )
-        monkeypatch.setattr(sink, "_sleep", lambda seconds: None)
+        monkeypatch.setattr(sink, "_sleep", faults.sleep)
+        monkeypatch.setattr(sink, "_monotonic", faults.monotonic)
     metrics_store = aws.metrics.aggregate.store.client
     faults.wrap(metrics_store, "update_item", refuse=0.02, lost=0.02)
     faults.wrap(metrics_store, "transact_write_items", refuse=0.1)
@@ -124,6 +161,14 @@ def test_injected_faults_lose_no_acknowledged_request_and_count_none_twice(
     faults = Faults(SEED, monkeypatch)
     inject(aws, faults, monkeypatch)
     rng = random.Random(SEED)
+    took: list[float] = []  # what stalls and back-offs added to each request
+
+    def timed(handler, event):
+        before = faults.clock
+        answer = call(handler, event)
+        took.append(faults.clock - before)
+        return answer
+
     acked_invocations: dict[str, str] = {}  # inference_id -> assignment kind
     acked_conversions: set[str] = set()
 
@@ -131,20 +176,20 @@ def test_injected_faults_lose_no_acknowledged_request_and_count_none_twice(
         for n in range(USERS):
             user = f"user-{n}"
             body = {"endpoint_name": ENDPOINT, "user_id": user, "data": "x"}
-            status, invoked = call(aws.invocation, api_event("/invocation", body))
+            status, invoked = timed(aws.invocation, api_event("/invocation", body))
             if status != 200:
                 continue
             acked_invocations[invoked["inference_id"]] = invoked["assignment"]
             if rng.random() < 0.4:
                 conversion = {**body, "inference_id": invoked["inference_id"]}
                 for _retry in range(30):
-                    status, _ = call(aws.conversion, api_event("/conversion", conversion))
+                    status, _ = timed(aws.conversion, api_event("/conversion", conversion))
                     if status in (200, 404):  # 404: a fallback user nobody assigned
                         break
                 if status == 200:
                     acked_conversions.add(invoked["inference_id"])
                     # ... and the client, not sure it was heard, sends it once more
-                    call(aws.conversion, api_event("/conversion", conversion))
+                    timed(aws.conversion, api_event("/conversion", conversion))
 
     only_in_the_log = {
         json.loads(r.getMessage().split("): ", 1)[1])["inference_id"]
@@ -167,6 +212,10 @@ def test_injected_faults_lose_no_acknowledged_request_and_count_none_twice(
     counted = stats["variant_metrics"]
 
     assert sum(faults.injected.values()) > 50, faults.injected
+    assert faults.injected["dynamodb.get_item stalled"] > 5, faults.injected
+    assert faults.injected["firehose.put_record_batch stalled"] > 5, faults.injected
+    # Stalls end inside the function's timeout: the client's answer is never cut off.
+    assert 0 < max(took) <= request_budget_seconds(), sorted(took)[-5:]
     assert faults.injected["firehose.put_record_batch response lost"] > 5, faults.injected
     assert redriven.already_logged > 5 and redriven.sent > 0, redriven
     assert len(acked_conversions) > 50
