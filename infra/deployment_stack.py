@@ -8,6 +8,8 @@ stage's API may invoke (see `names`).
 
 from __future__ import annotations
 
+import dataclasses
+
 from aws_cdk import ArnFormat, CfnOutput, CfnTag, DefaultStackSynthesizer, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
@@ -19,7 +21,7 @@ from infra import nag
 from infra.deployment_config import DeploymentConfig
 from infra.model_registry import SelectedVariant
 from infra.monitoring import CONVERSIONS, INVOCATIONS, reward_rate, variant_metric
-from infra.names import endpoint_name, model_role_path
+from infra.names import endpoint_config_name, endpoint_name, model_role_path
 from infra.settings import Settings
 
 
@@ -69,7 +71,12 @@ class DeploymentStack(Stack):
                 )
             )
         endpoint_config = sagemaker.CfnEndpointConfig(
-            self, "EndpointConfig", production_variants=production_variants
+            self,
+            "EndpointConfig",
+            endpoint_config_name=endpoint_config_name(
+                settings, [dataclasses.asdict(v) for v in variants]
+            ),
+            production_variants=production_variants,
         )
         endpoint = sagemaker.CfnEndpoint(
             self,

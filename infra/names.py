@@ -9,7 +9,14 @@ no stage's prefix covers another's.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from infra.settings import Settings
+
+SAGEMAKER_NAME_MAX = 63
 
 
 def stage_prefix(settings: Settings) -> str:
@@ -20,6 +27,15 @@ def stage_prefix(settings: Settings) -> str:
 def endpoint_name(settings: Settings) -> str:
     """The endpoint the project's deployment stack creates in this stage."""
     return f"{stage_prefix(settings)}{settings.project_name}"
+
+
+def endpoint_config_name(settings: Settings, variants: Sequence[Mapping[str, Any]]) -> str:
+    """`<endpoint name>-<hash of its variants>`: under the stage prefix, so that the stage's
+    register function may describe it (its grant covers only that prefix); new for every
+    change of variants, since an endpoint config cannot change and CloudFormation
+    replaces it by creating the new one before it deletes the old."""
+    digest = hashlib.sha256(json.dumps(list(variants), sort_keys=True).encode()).hexdigest()
+    return f"{endpoint_name(settings)[: SAGEMAKER_NAME_MAX - 9]}-{digest[:8]}"
 
 
 def deployment_stack_name(project_name: str, stage_name: str) -> str:

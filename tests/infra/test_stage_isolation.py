@@ -18,6 +18,12 @@ def _endpoint_name(synth: Synth) -> str:
     return endpoint["Properties"]["EndpointName"]
 
 
+def _endpoint_config_name(synth: Synth) -> str:
+    template = synth.templates["deployment"]
+    (config,) = resources(template, "AWS::SageMaker::EndpointConfig").values()
+    return config["Properties"]["EndpointConfigName"]
+
+
 def _endpoint_patterns(arns: list[Any], resource: str) -> list[str]:
     """`abtest-dev-*` out of `Fn::Join [..., ":endpoint/abtest-dev-*"]`."""
     tails = [arn["Fn::Join"][1][-1] for arn in arns]
@@ -45,6 +51,15 @@ def test_each_stage_invokes_and_registers_only_its_own_endpoints(dev: Synth, pro
         (rule,) = resources(api, "AWS::Events::Rule").values()
         ((match,),) = rule["Properties"]["EventPattern"]["detail"].values()
         assert own.startswith(match["prefix"]) and not foreign.startswith(match["prefix"])
+
+        # Registration describes the endpoint's config: its name must be under the grant.
+        configs = _endpoint_patterns(
+            register["sagemaker:DescribeEndpointConfig"], "endpoint-config"
+        )
+        own_config, foreign_config = _endpoint_config_name(synth), _endpoint_config_name(other)
+        assert configs
+        assert all(fnmatchcase(own_config, p) for p in configs), (own_config, configs)
+        assert not any(fnmatchcase(foreign_config, p) for p in configs), (synth.stage, configs)
 
         prefix = function(api, "register")[1]["Environment"]["Variables"]["ENDPOINT_PREFIX"]
         assert own.startswith(prefix) and not foreign.startswith(prefix)
