@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
+# The browser tests (/docs) drive Debian's Chromium, headless, through Playwright.
+CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: test test-fast demo bench lint synth clean
 
@@ -17,9 +19,18 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: $(STAMP) $(NODE_STAMP)
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "make test needs Chromium for the browser tests: sudo apt-get install chromium" \
+			"(Debian's package), or point CHROMIUM=/path/to/chromium at one"; \
+		exit 1; \
+	fi
+
+test: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -n 2 --maxschedchunk=2
+	ABTEST_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -n 2 --maxschedchunk=2
 
 # The inner loop: everything but the tests marked slow (synth, cfn-lint, notebook, server processes).
 test-fast: $(STAMP)
