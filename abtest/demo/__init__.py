@@ -59,7 +59,6 @@ def run_demo(
 ) -> DemoResult:
     """Run the demo into `out_dir` (its data dir is started afresh each time)."""
     from abtest.demo import plots
-    from abtest.demo.reviews import held_out_reviews
     from abtest.demo.simulation import (
         ApiClient,
         format_stats,
@@ -67,6 +66,7 @@ def run_demo(
         wait_for_invocations,
         write_csv,
     )
+    from abtest.demo.worlds import ReviewsWorld
     from abtest.embedded.config import load_config
     from abtest.embedded.server import EmbeddedServer
     from abtest.embedded.wiring import Runtime
@@ -85,9 +85,8 @@ def run_demo(
             results = simulate(
                 client,
                 ENDPOINT_NAME,
-                held_out_reviews(),
+                ReviewsWorld(batch_size=batch_size),
                 users=users,
-                batch_size=batch_size,
                 seed=seed,
                 progress=progress,
             )
