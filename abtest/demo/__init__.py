@@ -80,7 +80,8 @@ def run_demo(
     config = load_config(config_path)
 
     with EmbeddedServer(Runtime(config, data_dir)) as server:
-        out(f"abtest demo: serving {ENDPOINT_NAME!r} on {server.url} (docs {server.url}/docs)")
+        # No URL: this server stops when the simulation ends (the last line says how to serve it).
+        out(f"abtest demo: serving {ENDPOINT_NAME!r} on a free loopback port until the run ends")
         with ApiClient(server.url) as client:
             results = simulate(
                 client,
@@ -97,4 +98,10 @@ def run_demo(
     out(format_stats(stats))
     out(f"results: {csv_path}")
     out("plots:   " + ", ".join(str(p) for p in figures))
+    out(f"config:  {config_path}")
+    out(f"data:    {data_dir} (assignments, metrics and the event log; a new run starts it afresh)")
+    out(
+        f"explore: abtest serve --config {config_path} --data-dir {data_dir}, "
+        "then open /docs at the URL it prints"
+    )
     return DemoResult(stats, csv_path, figures, users)

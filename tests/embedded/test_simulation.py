@@ -141,6 +141,12 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:
     assert "plots:" in printed
     for name in PLOTS:
         assert (out / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
+    # every output is listed, and it exists; no URL of the server that stopped is printed,
+    # and no parameter the strategy (Thompson) does not take
+    listed = {str(p) for p in out.iterdir()}
+    mentioned = {path for path in listed if path in printed}
+    assert mentioned == listed
+    assert "http" not in printed and "epsilon" not in printed
     # the server was stopped cleanly: nothing left in an open buffer, every event counted
     events = logged_events(out / "abtest-data")
     assert not (out / "abtest-data" / "events" / "buffer.open").exists()
