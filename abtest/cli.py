@@ -126,10 +126,14 @@ def _simulate(args: argparse.Namespace) -> int:
         print("(some events are still buffered in the event log: /stats does not count them yet)")
     existing = sum(r.assignment == "existing" for r in results)
     if existing:
+        why = (
+            f"--seed {args.seed} repeats the users of an earlier run; leave it out for new users"
+            if args.seed is not None
+            else "their ids were used before"
+        )
         print(
-            f"note: {existing} of {len(results)} users already had a variant (assignment "
-            f"'existing'): --seed {args.seed} repeats the users of an earlier run; "
-            "leave out --seed for new users"
+            f"note: {existing} of {len(results)} users already had a variant "
+            f"(assignment 'existing'): {why}"
         )
     print(f"results: {csv_path}")
     print("plots:   " + ", ".join(str(p) for p in figures))

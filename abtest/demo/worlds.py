@@ -130,10 +130,11 @@ class ReviewsWorld:
         reviews = self.reviews if self.reviews is not None else held_out_reviews()
         picked = [rng.randrange(len(reviews)) for _ in range(self.batch_size)]
         read = rng.randrange(len(picked))  # the review this user reads and votes on
+        label = reviews.labels[picked[read]]
 
         def reward(response: dict[str, Any]) -> float:
             try:
-                predicted = predicted_labels(response["predictions"])
+                right = predicted_labels(response["predictions"])[read] == label
             except (KeyError, IndexError, TypeError) as error:
                 raise ScenarioError(
                     "the reviews scenario needs the demo's models (BlazingText-style "
@@ -141,7 +142,7 @@ class ReviewsWorld:
                     f"({type(error).__name__}); give the truth with --truth, --scenario FILE "
                     "or --reward-function"
                 ) from None
-            return float(predicted[read] == reviews.labels[picked[read]])
+            return float(right)
 
         data = json.dumps(
             {"instances": [reviews.texts[i] for i in picked], "configuration": {"k": 1}}

@@ -109,6 +109,7 @@ def test_three_variants_with_their_truth_on_the_command_line(churn, tmp_path, ca
     assert "note:" not in printed  # fresh users: none was assigned before
 
 
+@pytest.mark.slow  # a run with its plots
 def test_a_scenario_file_with_a_reward_function_next_to_it(churn, tmp_path) -> None:
     # GIVEN a scenario whose reward function lives next to it (not on the import path)
     (tmp_path / "churn_rewards.py").write_text(REWARDS)
