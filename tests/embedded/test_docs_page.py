@@ -67,19 +67,30 @@ def test_docs_list_every_route_with_the_documents_version(page, demo_server) -> 
     assert "OAS 3.1" in page.locator(".info").inner_text()
 
 
-def test_try_it_out_on_invocation_answers_200_with_its_example(page, demo_server) -> None:
-    # GIVEN /docs, WHEN the user expands /invocation, clicks "Try it out" then "Execute"
-    # with the prefilled example unchanged
-    _open_docs(page, demo_server)
-    operation = page.locator(".opblock-post", has_text="/invocation")
+def _try_it_out(page: Any, path: str) -> tuple[str, dict[str, Any]]:
+    """Expand the operation, click "Try it out" then "Execute" with the prefilled example."""
+    operation = page.locator(".opblock-post", has_text=path)
     operation.locator(".opblock-summary").click()
     operation.locator(".try-out__btn").click()
     operation.locator(".execute").click()
-    # THEN the live answer is a 200 from the demo endpoint, with the model's predictions
     live = operation.locator(".live-responses-table .response")
     live.first.wait_for()
-    assert live.locator(".response-col_status").first.inner_text().strip() == "200"
-    answer = json.loads(operation.locator(".live-responses-table .microlight").first.inner_text())
+    status = live.locator(".response-col_status").first.inner_text().strip()
+    body = operation.locator(".live-responses-table .microlight").first.inner_text()
+    return status, json.loads(body)
+
+
+def test_try_it_out_answers_200_with_each_example_as_it_is(page, demo_server) -> None:
+    # GIVEN /docs, WHEN the user runs "Try it out" on /invocation with its example unchanged
+    _open_docs(page, demo_server)
+    status, answer = _try_it_out(page, "/invocation")
+    # THEN the live answer is a 200 from the demo endpoint, with the model's predictions
+    assert status == "200", answer
     assert answer["endpoint_name"] == "reviews-helpfulness"
     assert answer["endpoint_variant"] in {"Champion1", "Challenger1"}
     assert answer["predictions"][0]["label"][0].startswith("__label__")
+    # AND the conversion and stats examples, run next, answer 200 too (same example user)
+    status, conversion = _try_it_out(page, "/conversion")
+    assert (status, conversion["user_id"]) == ("200", answer["user_id"])
+    status, stats = _try_it_out(page, "/stats")
+    assert (status, stats["strategy"]) == ("200", "ThompsonSampling")
