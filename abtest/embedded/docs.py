@@ -42,11 +42,6 @@ def answer(path: str) -> tuple[str, bytes] | None:
     return None
 
 
-def swagger_ui_version() -> str:
-    """The bundled Swagger UI's version, e.g. '5.34.0' (the package writes it in dist/)."""
-    return (_dist() / "VERSION").read_text().strip().removeprefix("v")
-
-
 @functools.cache
 def _asset(path: str) -> bytes:
     return (_dist() / path.removeprefix(PAGE + "/")).read_bytes()
