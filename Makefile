@@ -4,8 +4,22 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
+NOTEBOOK_STAMP := $(VENV)/.notebook-stamp
+NOTEBOOK := notebooks/ab-testing-simulation.ipynb
+# The CDK (its CLI and jsii, which runs aws-cdk-lib) supports Node.js 22 and 24 only. With an
+# older system Node, a Node 24 LTS from npm's `node` package goes into .node/, first on PATH.
+NODE_LTS := 24
+LOCAL_NODE := $(CURDIR)/.node/node_modules/.bin
+ifneq ($(shell node -e 'process.exit(+process.versions.node.split(".")[0] >= 22 ? 0 : 1)' \
+	2>/dev/null && echo ok),ok)
+NODE := $(LOCAL_NODE)/node
+export PATH := $(LOCAL_NODE):$(PATH)
+endif
 
-.PHONY: test test-fast demo bench lint synth clean
+# The browser tests (/docs) drive Debian's Chromium, headless, through Playwright.
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: test test-fast demo notebook notebook-run bench lint synth clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,13 +27,25 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-$(NODE_STAMP): package.json package-lock.json
+$(LOCAL_NODE)/node:
+	npm install --prefix .node --no-audit --no-fund --loglevel=error node@$(NODE_LTS)
+
+$(NODE_STAMP): package.json package-lock.json $(NODE)
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: $(STAMP) $(NODE_STAMP)
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "make test needs Chromium for the browser tests: sudo apt-get install chromium" \
+			"(Debian's package), or point CHROMIUM=/path/to/chromium at one"; \
+		exit 1; \
+	fi
+
+test: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -n 2 --maxschedchunk=2
+	ABTEST_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -n 2 --maxschedchunk=2
 
 # The inner loop: everything but the tests marked slow (synth, cfn-lint, notebook, server processes).
 test-fast: $(STAMP)
@@ -28,6 +54,17 @@ test-fast: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/abtest demo
+
+$(NOTEBOOK_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[notebook]'
+	touch $@
+
+# Open the notebook in Jupyter (it prints the URL to open), or execute it into notebook-output/.
+notebook: $(NOTEBOOK_STAMP)
+	$(VENV)/bin/jupyter notebook $(if $(filter 0,$(shell id -u)),--allow-root) $(NOTEBOOK)
+
+notebook-run: $(NOTEBOOK_STAMP)
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute --output-dir notebook-output $(NOTEBOOK)
 
 bench: $(STAMP)
 	$(PY) bench/regret.py
@@ -43,4 +80,4 @@ synth: $(STAMP) $(NODE_STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npx cdk synth -c stage_name=prod --quiet
 
 clean:
-	rm -rf $(VENV) node_modules cdk.out .pytest_cache
+	rm -rf $(VENV) node_modules .node cdk.out .pytest_cache

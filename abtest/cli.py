@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from abtest.errors import ConfigError, StoreUnavailableError
 
@@ -69,19 +71,101 @@ def _store_advice(data_dir: Path, error: StoreUnavailableError) -> str:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    import httpx
+
     from abtest.demo import plots
-    from abtest.demo.reviews import held_out_reviews
     from abtest.demo.simulation import (
         ApiClient,
         ApiError,
-        SigV4,
         format_stats,
-        region_of,
         simulate,
         total_invocations,
         wait_for_invocations,
         write_csv,
     )
+    from abtest.demo.worlds import ScenarioError
+
+    world = _world(args)
+    auth, headers = _client_auth(args)
+    with ApiClient(args.url, auth=auth, headers=headers) as client:
+        try:
+            try:
+                before = total_invocations(client.stats(args.endpoint))
+            except ApiError as error:
+                if error.status != 404:
+                    raise
+                print(f"abtest: endpoint {args.endpoint!r} is not served at {args.url}: {error}",
+                      file=sys.stderr)  # fmt: skip
+                return 1
+            results = simulate(
+                client,
+                args.endpoint,
+                world,
+                users=args.users,
+                seed=args.seed,
+                progress=not args.no_progress,
+            )
+            stats = wait_for_invocations(
+                client, args.endpoint, before + args.users, timeout=args.wait
+            )
+        except ApiError as error:
+            print(f"abtest: the API refused a request: {error}", file=sys.stderr)
+            return 1
+        except ScenarioError as error:
+            print(f"abtest: {error}", file=sys.stderr)
+            return 1
+        except httpx.TransportError as error:
+            print(f"abtest: nothing answers at {args.url}: {error or type(error).__name__}"
+                  "; start `abtest serve` or check --url", file=sys.stderr)  # fmt: skip
+            return 1
+    out = Path(args.out)
+    csv_path = write_csv(results, out / "results.csv")
+    figures = plots.save_all(results, out)
+    print(format_stats(stats))
+    if total_invocations(stats) < before + args.users:
+        print("(some events are still buffered in the event log: /stats does not count them yet)")
+    existing = sum(r.assignment == "existing" for r in results)
+    if existing:
+        why = (
+            f"--seed {args.seed} repeats the users of an earlier run; leave it out for new users"
+            if args.seed is not None
+            else "their ids were used before"
+        )
+        print(
+            f"note: {existing} of {len(results)} users already had a variant "
+            f"(assignment 'existing'): {why}"
+        )
+    print(f"results: {csv_path}")
+    print("plots:   " + ", ".join(str(p) for p in figures))
+    return 0
+
+
+def _world(args: argparse.Namespace) -> Any:
+    """The truth the simulated users play, from --truth, --reward-function or --scenario."""
+    from abtest.demo import worlds
+
+    data: Any = None
+    if args.data is not None:
+        try:
+            data = json.loads(args.data)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"--data: not JSON: {error}") from None
+    if args.truth:
+        return worlds.TruthWorld(worlds.parse_truth(args.truth), data, args.content_type)
+    if args.reward_function:
+        return worlds.function_world(args.reward_function, Path.cwd(), data, args.content_type)
+    if args.data is not None:
+        raise ConfigError(
+            "--data goes with --truth or --reward-function (a scenario file has its own)"
+        )
+    if args.scenario == worlds.REVIEWS:
+        return worlds.ReviewsWorld(batch_size=args.batch_size)
+    return worlds.load_scenario(args.scenario)
+
+
+def _client_auth(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
+    """(httpx auth, headers) for --auth."""
+    from abtest.demo.simulation import SigV4, region_of
 
     auth, headers = None, {}
     if args.auth == "iam":
@@ -99,33 +183,7 @@ def _simulate(args: argparse.Namespace) -> int:
         if not key:
             raise ConfigError("--auth api-key: give --api-key or set ABTEST_API_KEY")
         headers["x-api-key"] = key
-    with ApiClient(args.url, auth=auth, headers=headers) as client:
-        try:
-            before = total_invocations(client.stats(args.endpoint))
-            results = simulate(
-                client,
-                args.endpoint,
-                held_out_reviews(),
-                users=args.users,
-                batch_size=args.batch_size,
-                seed=args.seed,
-                progress=not args.no_progress,
-            )
-            stats = wait_for_invocations(
-                client, args.endpoint, before + args.users, timeout=args.wait
-            )
-        except ApiError as error:
-            print(f"abtest: the API refused a request: {error}", file=sys.stderr)
-            return 1
-    out = Path(args.out)
-    csv_path = write_csv(results, out / "results.csv")
-    figures = plots.save_all(results, out)
-    print(format_stats(stats))
-    if total_invocations(stats) < before + args.users:
-        print("(some events are still buffered in the event log: /stats does not count them yet)")
-    print(f"results: {csv_path}")
-    print("plots:   " + ", ".join(str(p) for p in figures))
-    return 0
+    return auth, headers
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -158,50 +216,135 @@ def _redrive(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    formatter = _HelpWithDefaults
     parser = argparse.ArgumentParser(
-        prog="abtest", description="Multi-armed-bandit A/B testing of ML model variants."
+        prog="abtest",
+        description="Multi-armed-bandit A/B testing of ML model variants.",
+        formatter_class=formatter,
     )
+    parser.add_argument("--version", action="version", version=f"abtest {_version()}")
     commands = parser.add_subparsers(required=True, metavar="command")
 
-    serve = commands.add_parser("serve", help="serve the API for one endpoint config")
-    serve.add_argument("--config", required=True, type=Path, help="endpoint config (TOML)")
-    serve.add_argument("--host", default="127.0.0.1", help="any address but loopback needs --token")
-    serve.add_argument(
-        "--token", help="callers must send 'Authorization: Bearer TOKEN' (or set ABTEST_TOKEN)"
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name, help=summary, description=description, formatter_class=formatter
+        )
+
+    serve = command(
+        "serve",
+        "serve the API for one endpoint config",
+        "Serve /invocation, /conversion and /stats for the endpoint of a TOML config, with "
+        "/openapi.json, /docs and /health. Models named 'module:function' are also looked "
+        "for next to the config. Ctrl-C or SIGTERM seals and aggregates the event buffer.",
     )
-    serve.add_argument("--port", type=int, default=8080, help="0 picks a free port")
-    serve.add_argument("--data-dir", type=Path, default=Path("abtest-data"))
+    serve.add_argument("--config", required=True, type=Path, help="endpoint config (TOML)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on; any but loopback needs --token"
+    )
+    serve.add_argument(
+        "--port", type=int, default=8080, help="port to listen on; 0 picks a free one"
+    )
+    serve.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("abtest-data"),
+        help="where assignments, metrics and the event log are kept (a restart resumes)",
+    )
+    serve.add_argument(
+        "--token",
+        help="callers must send 'Authorization: Bearer TOKEN' (default: ABTEST_TOKEN, else none)",
+    )
     serve.set_defaults(command=_serve)
 
-    simulate = commands.add_parser("simulate", help="run the A/B test simulation against an API")
+    simulate = command(
+        "simulate",
+        "simulate users against an endpoint",
+        "Simulated users call /invocation and reward the answer by the truth you give "
+        "(--truth, --reward-function or --scenario), converting over /conversion; then the "
+        "final /stats, results.csv and plots. Works against abtest serve or a deployed API.",
+    )
     simulate.add_argument("--url", required=True, help="API base URL")
     simulate.add_argument("--endpoint", required=True, help="endpoint name")
-    simulate.add_argument("--users", type=int, default=1_000)
-    simulate.add_argument("--batch-size", type=int, default=20)
-    simulate.add_argument("--seed", type=int, default=0)
-    simulate.add_argument("--out", type=Path, default=Path("simulation-output"))
+    simulate.add_argument(
+        "--users", type=int, default=1_000, help="simulated users, one after another"
+    )
+    truth = simulate.add_mutually_exclusive_group()
+    truth.add_argument(
+        "--scenario",
+        default="reviews",
+        help="'reviews' (the demo's review world: its models only) or a scenario file (TOML: "
+        "data, content_type, and [truth] or reward_function)",
+    )
+    truth.add_argument(
+        "--truth",
+        action="append",
+        metavar="VARIANT=RATE",
+        help="a variant's conversion rate, or VARIANT=beta:A,B for a reward drawn from "
+        "Beta(A, B); once per variant",
+    )
+    truth.add_argument(
+        "--reward-function",
+        metavar="MODULE:FUNCTION",
+        help="a Python function (user_id, response) -> reward in [0, 1]; looked for in the "
+        "current folder too",
+    )
+    simulate.add_argument(
+        "--data",
+        help="with --truth or --reward-function: the JSON each user sends as data (default: {})",
+    )
+    simulate.add_argument(
+        "--content-type", default="application/json", help="with --data: its content type"
+    )
+    simulate.add_argument(
+        "--batch-size", type=int, default=20, help="reviews scenario: reviews per user"
+    )
+    simulate.add_argument(
+        "--seed",
+        type=int,
+        help="repeat a run: the same users, requests and rewards (default: new users each run)",
+    )
+    simulate.add_argument(
+        "--out",
+        type=Path,
+        default=Path("simulation-output"),
+        help="folder for results.csv and plots",
+    )
     simulate.add_argument(
         "--wait",
         type=float,
         default=0.0,
         help="seconds to wait for the event log to deliver before the final /stats",
     )
-    simulate.add_argument("--auth", choices=("none", "iam", "api-key", "token"), default="none")
-    simulate.add_argument("--api-key", help="for --auth api-key (or ABTEST_API_KEY)")
-    simulate.add_argument("--token", help="for --auth token, abtest serve's (or ABTEST_TOKEN)")
-    simulate.add_argument("--region", help="for --auth iam (default: from the URL)")
-    simulate.add_argument("--no-progress", action="store_true")
+    simulate.add_argument(
+        "--auth",
+        choices=("none", "iam", "api-key", "token"),
+        default="none",
+        help="iam: SigV4-signed (deployed, auth=iam); api-key: x-api-key; token: abtest serve's",
+    )
+    simulate.add_argument("--api-key", help="for --auth api-key (default: ABTEST_API_KEY)")
+    simulate.add_argument("--token", help="for --auth token (default: ABTEST_TOKEN)")
+    simulate.add_argument("--region", help="for --auth iam (default: from the URL, or AWS_REGION)")
+    simulate.add_argument("--no-progress", action="store_true", help="no progress bar")
     simulate.set_defaults(command=_simulate)
 
-    demo = commands.add_parser("demo", help="serve the demo endpoint and simulate against it")
-    demo.add_argument("--out", type=Path, default=Path("demo-output"))
-    demo.add_argument("--users", type=int, default=2_000)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--no-progress", action="store_true")
+    demo = command(
+        "demo",
+        "serve the demo endpoint and simulate against it",
+        "Train the demo's two review classifiers, serve them on a free loopback port, run the "
+        "review simulation over HTTP, stop the server and write the results, plots, config "
+        "and data folder under --out.",
+    )
+    demo.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder")
+    demo.add_argument("--users", type=int, default=2_000, help="simulated users")
+    demo.add_argument("--seed", type=int, default=0, help="the simulation's seed")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.set_defaults(command=_demo)
 
-    redrive = commands.add_parser(
-        "redrive", help="on AWS: send parked events or failed aggregations back"
+    redrive = command(
+        "redrive",
+        "on AWS: send parked events or failed aggregations back",
+        "Send the messages of a dead-letter queue back once the cause is fixed; each is "
+        "deleted only once it was taken. Exits 1 and names what it left in the queue.",
     )
     redrive.add_argument(
         "queue",
@@ -219,6 +362,25 @@ def _parser() -> argparse.ArgumentParser:
     redrive.add_argument("--region", help="AWS region (default: from the environment)")
     redrive.set_defaults(command=_redrive)
     return parser
+
+
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """Every option says what it does; this adds its default, where it has one to tell."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "(default" in help:
+            return help
+        return f"{help} (default: %(default)s)"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("abtest")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 if __name__ == "__main__":

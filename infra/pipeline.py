@@ -64,7 +64,7 @@ def build_spec() -> codebuild.BuildSpec:
             "version": "0.2",
             "phases": {
                 "install": {
-                    "runtime-versions": {"python": "3.12", "nodejs": "20"},
+                    "runtime-versions": {"python": "3.12", "nodejs": "22"},
                     "commands": [
                         "python -m venv .venv",
                         ".venv/bin/pip install --quiet --no-deps --require-hashes"

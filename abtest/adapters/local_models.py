@@ -11,10 +11,12 @@ from __future__ import annotations
 import importlib
 import json
 import random
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as CallTimeout
+from pathlib import Path
 from typing import Any
 
 from abtest.errors import ConfigError, ConflictError, ModelError, NotFoundError
@@ -28,11 +30,17 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 MODEL_THREADS = 16
 
 
-def load_callable(reference: str) -> ModelFunction:
-    """Import `package.module:function` (dotted attributes allowed after the colon)."""
+def load_callable(reference: str, near: Path | None = None) -> ModelFunction:
+    """Import `package.module:function` (dotted attributes allowed after the colon).
+
+    `near`, a folder (the config's), goes on the import path first: a `mymodels.py` next
+    to the file that names it is found without setting PYTHONPATH.
+    """
     module_name, _, attribute = reference.partition(":")
     if not module_name or not attribute:
         raise ConfigError(f"{reference!r} is not 'package.module:function'")
+    if near is not None and str(near) not in sys.path:
+        sys.path.insert(0, str(near))
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as error:

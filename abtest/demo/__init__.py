@@ -59,7 +59,6 @@ def run_demo(
 ) -> DemoResult:
     """Run the demo into `out_dir` (its data dir is started afresh each time)."""
     from abtest.demo import plots
-    from abtest.demo.reviews import held_out_reviews
     from abtest.demo.simulation import (
         ApiClient,
         format_stats,
@@ -67,6 +66,7 @@ def run_demo(
         wait_for_invocations,
         write_csv,
     )
+    from abtest.demo.worlds import ReviewsWorld
     from abtest.embedded.config import load_config
     from abtest.embedded.server import EmbeddedServer
     from abtest.embedded.wiring import Runtime
@@ -80,14 +80,14 @@ def run_demo(
     config = load_config(config_path)
 
     with EmbeddedServer(Runtime(config, data_dir)) as server:
-        out(f"abtest demo: serving {ENDPOINT_NAME!r} on {server.url} (docs {server.url}/docs)")
+        # No URL: this server stops when the simulation ends (the last line says how to serve it).
+        out(f"abtest demo: serving {ENDPOINT_NAME!r} on a free loopback port until the run ends")
         with ApiClient(server.url) as client:
             results = simulate(
                 client,
                 ENDPOINT_NAME,
-                held_out_reviews(),
+                ReviewsWorld(batch_size=batch_size),
                 users=users,
-                batch_size=batch_size,
                 seed=seed,
                 progress=progress,
             )
@@ -98,4 +98,10 @@ def run_demo(
     out(format_stats(stats))
     out(f"results: {csv_path}")
     out("plots:   " + ", ".join(str(p) for p in figures))
+    out(f"config:  {config_path}")
+    out(f"data:    {data_dir} (assignments, metrics and the event log; a new run starts it afresh)")
+    out(
+        f"explore: abtest serve --config {config_path} --data-dir {data_dir}, "
+        "then open /docs at the URL it prints"
+    )
     return DemoResult(stats, csv_path, figures, users)

@@ -79,6 +79,7 @@ def generate_reviews(n: int, seed: int) -> Reviews:
     return Reviews(tuple(texts), tuple(labels))
 
 
+@functools.cache  # immutable, and every simulated user reads from it
 def held_out_reviews(n: int = 2_000) -> Reviews:
     """Held-out reviews, never seen in training: the offline evaluation and the simulation."""
     return generate_reviews(n, seed=2)

@@ -1,10 +1,11 @@
-"""The article's A/B test simulation, as an HTTP client of the API (embedded or deployed).
+"""The A/B test simulation, as an HTTP client of the API (embedded or deployed).
 
-Each simulated user gets a batch of held-out reviews and asks the API for
-predictions (`/invocation`); the API assigns the user a variant. The user then reads
-one review of the batch and votes: the reward is whether the variant labelled that
-review right, so a variant's reward rate is its real accuracy. Rewarded users post
-the invocation response back as a `/conversion`, as the article's clients do.
+Each simulated user asks the API for predictions (`/invocation`); the API assigns the
+user a variant. What the user sends, and the reward they give the answer, is the
+scenario's truth (`abtest.demo.worlds`): per-variant conversion rates, a reward function,
+or the demo's review world, where the reward is whether the variant labelled the review
+the user read right. Rewarded users post the invocation response back as a
+`/conversion`, as the article's clients do.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import csv
 import json
 import random
 import re
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
@@ -21,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from abtest.demo.reviews import Reviews, predicted_labels
+from abtest.demo.worlds import World
 
 
 class ApiError(Exception):
@@ -40,9 +42,7 @@ class UserResult:
     strategy: str
     assignment: str
     propensity: float | None
-    batch_size: int
-    batch_correct: int
-    reward: int
+    reward: float  # what the scenario's truth gave the answer
     seconds: float  # since the simulation started
 
 
@@ -128,53 +128,47 @@ def region_of(url: str) -> str | None:
     return match.group(1) if match else None
 
 
-def batches(reviews: Reviews, batch_size: int, seed: int) -> Iterator[tuple[list[str], list[int]]]:
-    """Endless batches of (texts, labels) from a seeded shuffle of the reviews."""
-    order = list(range(len(reviews)))
-    random.Random(seed).shuffle(order)
-    position = 0
-    while True:
-        picked = [order[(position + i) % len(order)] for i in range(batch_size)]
-        position += batch_size
-        yield [reviews.texts[i] for i in picked], [reviews.labels[i] for i in picked]
+def run_id(seed: int | None) -> str:
+    """The prefix of a run's user ids: fresh each run, unless a seed repeats an earlier run's."""
+    return f"sim{seed}" if seed is not None else f"sim-{secrets.token_hex(4)}"
 
 
 def simulate(
     client: ApiClient,
     endpoint_name: str,
-    reviews: Reviews,
+    world: World,
     *,
     users: int = 1_000,
-    batch_size: int = 20,
-    seed: int = 0,
-    user_prefix: str | None = None,
+    seed: int | None = None,
     progress: bool = True,
 ) -> list[UserResult]:
-    """Run `users` users one after another; the same seed gives the same users and batches."""
-    if users < 1 or batch_size < 1:
-        raise ValueError("users and batch_size must be at least 1")
+    """Run `users` users one after another, with user ids `<run_id(seed)>-<n>`.
+
+    The same seed gives the same users, requests and rewards; without one, the users
+    are new to the endpoint.
+    """
+    if users < 1:
+        raise ValueError("users must be at least 1")
     from tqdm.auto import tqdm
 
     rng = random.Random(seed)
-    prefix = f"sim{seed}-" if user_prefix is None else user_prefix
+    prefix = run_id(seed)
     results: list[UserResult] = []
     started = time.monotonic()
-    source = batches(reviews, batch_size, seed)
     for user in tqdm(range(users), desc="users", unit="user", disable=not progress):
-        texts, labels = next(source)
+        user_id = f"{prefix}-{user}"
+        visit = world.visit(user_id, rng)
         response = client.invocation(
             {
                 "endpoint_name": endpoint_name,
-                "user_id": f"{prefix}{user}",
-                "content_type": "application/json",
-                "data": json.dumps({"instances": texts, "configuration": {"k": 1}}),
+                "user_id": user_id,
+                "content_type": visit.content_type,
+                "data": visit.data,
             }
         )
-        predicted = predicted_labels(response["predictions"])
-        read = rng.randrange(len(texts))  # the review this user reads and votes on
-        reward = int(predicted[read] == labels[read])
-        if reward:
-            client.conversion({**response, "reward": 1.0})
+        reward = visit.reward(response)
+        if reward > 0:
+            client.conversion({**response, "reward": reward})
         results.append(
             UserResult(
                 user=user,
@@ -184,8 +178,6 @@ def simulate(
                 strategy=response["strategy"],
                 assignment=response["assignment"],
                 propensity=response["propensity"],
-                batch_size=len(texts),
-                batch_correct=sum(p == y for p, y in zip(predicted, labels, strict=True)),
                 reward=reward,
                 seconds=round(time.monotonic() - started, 4),
             )
@@ -234,9 +226,7 @@ def read_csv(path: str | Path) -> list[UserResult]:
                 strategy=row["strategy"],
                 assignment=row["assignment"],
                 propensity=float(row["propensity"]) if row["propensity"] else None,
-                batch_size=int(row["batch_size"]),
-                batch_correct=int(row["batch_correct"]),
-                reward=int(row["reward"]),
+                reward=float(row["reward"]),
                 seconds=float(row["seconds"]),
             )
             for row in csv.DictReader(file)

@@ -11,7 +11,6 @@ other connections and /health whatever a model or the database does.
 from __future__ import annotations
 
 import base64
-import functools
 import hmac
 import ipaddress
 import json
@@ -28,7 +27,7 @@ import anyio
 import anyio.to_thread
 import uvicorn
 
-from abtest.embedded import connections
+from abtest.embedded import connections, docs
 from abtest.embedded.wiring import Runtime
 from abtest.errors import (
     AbtestError,
@@ -44,30 +43,6 @@ Scope = dict[str, Any]
 
 # A request's body must arrive within this (its head: connections.HEADER_TIMEOUT_SECONDS).
 BODY_TIMEOUT_SECONDS = 30.0
-
-_DOCS_HTML = """<!doctype html>
-<html><head><meta charset="utf-8"><title>abtest API</title>
-<link rel="stylesheet" href="/docs/swagger-ui.css">
-</head><body><div id="ui"></div>
-<script src="/docs/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
-<noscript>The API description is at <a href="/openapi.json">/openapi.json</a>.</noscript>
-</body></html>
-"""
-
-
-# Swagger UI's files ship in the swagger-ui-bundle package: the docs work offline.
-_DOCS_ASSETS = {
-    "/docs/swagger-ui.css": "text/css; charset=utf-8",
-    "/docs/swagger-ui-bundle.js": "application/javascript; charset=utf-8",
-}
-
-
-@functools.cache
-def _docs_asset(path: str) -> bytes:
-    from swagger_ui_bundle import swagger_ui_path
-
-    return (Path(swagger_ui_path) / path.removeprefix("/docs/")).read_bytes()
 
 
 def check_exposure(host: str, token: str | None) -> None:
@@ -110,11 +85,11 @@ class AbtestApp:
         if scope["type"] != "http":
             return
         method, path = scope["method"], scope["path"]
-        if method in ("GET", "HEAD") and path in ("/openapi.json", "/docs", "/health", "/"):
+        if method in ("GET", "HEAD") and path in ("/openapi.json", "/health", "/"):
             await self._static(path, send)
             return
-        if method in ("GET", "HEAD") and path in _DOCS_ASSETS:
-            await _send(send, 200, {"content-type": _DOCS_ASSETS[path]}, _docs_asset(path))
+        if method in ("GET", "HEAD") and (page := docs.answer(path)) is not None:
+            await _send(send, 200, {"content-type": page[0]}, page[1])
             return
         if self._token is not None and not self._authorized(scope):
             error = UnauthorizedError("Authorization: send the server's token as 'Bearer <token>'")
@@ -160,17 +135,13 @@ class AbtestApp:
             if self._openapi is None:
                 self._openapi = api.openapi_json().encode()
             await _send(send, 200, {"content-type": "application/json"}, self._openapi)
-        elif path == "/docs":
-            await _send(
-                send, 200, {"content-type": "text/html; charset=utf-8"}, _DOCS_HTML.encode()
-            )
         else:
             body = {
                 "status": "ok",
                 "endpoint_name": self.runtime.endpoint_name,
                 "routes": [f"POST /{name}" for name in self.runtime.use_cases],
                 "openapi": "/openapi.json",
-                "docs": "/docs",
+                "docs": docs.PAGE,
                 # Fallbacks, model errors and duplicate conversions since the server started.
                 "counts": self.runtime.telemetry.totals(),
             }

@@ -139,7 +139,7 @@ def _models(config: AbtestConfig) -> dict[str, object]:
             models[variant.name] = variant.model
             continue
         try:
-            models[variant.name] = load_callable(variant.model)
+            models[variant.name] = load_callable(variant.model, near=config.path.resolve().parent)
         except ConfigError as error:
             raise ConfigError(f"{config.path}: variants[{i}].model: {error}") from None
     return models

@@ -25,6 +25,14 @@ MAX_ID_LENGTH = 256
 HEADER_SAFE_PATTERN = r"^[\x21-\x7e][\x20-\x7e]*$"
 # In the OpenAPI document; the validator below gives the readable message.
 _HEADER_SAFE: dict[str, Any] = {"pattern": HEADER_SAFE_PATTERN}
+# The documents' examples are calls to the demo endpoint (`abtest demo`, abtest/demo/reviews.toml)
+# that work as they are: the docs page's "Try it out" sends them unchanged.
+EXAMPLE_ENDPOINT = "reviews-helpfulness"
+_EXAMPLE_USER = "docs-user-1"
+
+
+def _example(**body: Any) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": [body]})
 
 
 class _Request(BaseModel):
@@ -38,6 +46,12 @@ def _printable_ascii(value: str | None) -> str | None:
 
 
 class InvocationRequest(_Request):
+    model_config = _example(
+        endpoint_name=EXAMPLE_ENDPOINT,
+        user_id=_EXAMPLE_USER,
+        data={"instances": ["The battery lasted months; setup took ten minutes"]},
+    )
+
     endpoint_name: StrictStr = Field(min_length=1, max_length=63, pattern=NAME_PATTERN)
     user_id: StrictStr | None = Field(default=None, min_length=1, max_length=MAX_ID_LENGTH)
     data: StrictStr | dict[str, Any] | list[Any] = Field(
@@ -65,6 +79,8 @@ class InvocationRequest(_Request):
 
 
 class ConversionRequest(_Request):
+    model_config = _example(endpoint_name=EXAMPLE_ENDPOINT, user_id=_EXAMPLE_USER, reward=1.0)
+
     endpoint_name: StrictStr = Field(min_length=1, max_length=63, pattern=NAME_PATTERN)
     user_id: StrictStr = Field(min_length=1, max_length=MAX_ID_LENGTH)
     inference_id: StrictStr | None = Field(
@@ -93,6 +109,8 @@ class ConversionRequest(_Request):
 
 
 class StatsRequest(_Request):
+    model_config = _example(endpoint_name=EXAMPLE_ENDPOINT)
+
     endpoint_name: StrictStr = Field(min_length=1, max_length=63, pattern=NAME_PATTERN)
 
     def to_core(self) -> str:

@@ -290,7 +290,7 @@ def _bad_request(errors: Iterable[dict[str, Any]]) -> BadRequestError:
         field = str(location[0]) if location and isinstance(location[0], str) else "body"
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         if error.get("type") == "json_invalid":
-            field, message = "body", "the body must be a JSON object"
+            field, message = "body", f"not JSON: send a JSON object with Content-Type: {JSON}"
         detail = {"field": field, "message": message}
         if detail not in details:
             details.append(detail)

@@ -98,3 +98,16 @@ def test_non_ascii_header_fields_are_a_400_for_an_http_model(
     # THEN the client is told which field, instead of a 500
     assert response.status_code == 400, response.text
     assert [d["field"] for d in response.json()["details"]] == [field]
+
+
+@pytest.mark.parametrize("headers", [{"content-type": "application/json"}, {}])
+def test_a_body_that_is_not_json_says_what_to_send(served, headers: dict[str, str]) -> None:
+    response = served.post("/stats", content=b"endpoint_name=x", headers=headers)
+
+    assert response.status_code == 400
+    assert response.json()["details"] == [
+        {
+            "field": "body",
+            "message": "not JSON: send a JSON object with Content-Type: application/json",
+        }
+    ]

@@ -18,6 +18,7 @@ from abtest.demo.simulation import (
     simulate,
     wait_for_invocations,
 )
+from abtest.demo.worlds import ReviewsWorld
 from tests.embedded.helpers import ENDPOINT, counts_by_variant, logged_events, stats_counts
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -38,7 +39,7 @@ def test_the_better_variant_gets_most_traffic_and_stats_equal_the_log(start_serv
     server = start_server(interval=0.2, size=9_000, seed=1)
     with ApiClient(server.url) as client:
         # WHEN 400 users run the article's simulation over HTTP
-        results = simulate(client, ENDPOINT, held_out_reviews(), users=400, seed=1, progress=False)
+        results = simulate(client, ENDPOINT, ReviewsWorld(), users=400, seed=1, progress=False)
         stats = wait_for_invocations(client, ENDPOINT, 400, timeout=20)
     # THEN the challenger served most of the last half of the users
     last_half = results[200:]
@@ -94,9 +95,9 @@ def test_the_reward_is_whether_the_prediction_was_right(right: bool) -> None:
     reviews = held_out_reviews(200)
     model = _PerfectOrWrongModel(reviews, right)
     with ApiClient("http://api.test", transport=httpx.MockTransport(model)) as client:
-        results = simulate(client, ENDPOINT, reviews, users=30, batch_size=5, progress=False)
-    assert [r.reward for r in results] == [int(right)] * 30
-    assert [r.batch_correct for r in results] == [5 if right else 0] * 30
+        world = ReviewsWorld(batch_size=5, reviews=reviews)
+        results = simulate(client, ENDPOINT, world, users=30, progress=False)
+    assert [r.reward for r in results] == [float(right)] * 30
     # rewarded users post their invocation response back as the conversion
     assert [c["user_id"] for c in model.conversions] == (
         [r.user_id for r in results] if right else []
@@ -120,7 +121,7 @@ def test_simulate_command_writes_csv_and_plots_and_prints_stats(
     rows = read_csv(out / "results.csv")
     assert [row.user for row in rows] == list(range(60))
     assert {row.variant for row in rows} <= {"Champion1", "Challenger1"}
-    assert all(row.reward in (0, 1) and 0 <= row.batch_correct <= 20 for row in rows)
+    assert all(row.reward in (0, 1) for row in rows)
     for name in PLOTS:
         assert (out / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
     # the /stats table counts all 60 users, and the decision is stated
@@ -140,6 +141,12 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:
     assert "plots:" in printed
     for name in PLOTS:
         assert (out / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
+    # every output is listed, and it exists; no URL of the server that stopped is printed,
+    # and no parameter the strategy (Thompson) does not take
+    listed = {str(p) for p in out.iterdir()}
+    mentioned = {path for path in listed if path in printed}
+    assert mentioned == listed
+    assert "http" not in printed and "epsilon" not in printed
     # the server was stopped cleanly: nothing left in an open buffer, every event counted
     events = logged_events(out / "abtest-data")
     assert not (out / "abtest-data" / "events" / "buffer.open").exists()

@@ -56,6 +56,10 @@ def test_build_queries_the_registry_and_deploys_the_stage_endpoint(stage: Synth)
     assert deploy.startswith('aws cloudformation deploy --stack-name "$DEPLOY_STACK"')
     assert '--role-arn "$DEPLOY_ROLE_ARN"' in deploy
     assert 'cdk.out/"$DEPLOY_STACK".template.json' in deploy
+    # The build's Node.js is one the CDK supports, as package.json's engines say.
+    runtimes = json.loads(project["Source"]["BuildSpec"])["phases"]["install"]["runtime-versions"]
+    engines = json.loads((REPO / "package.json").read_text())["engines"]["node"]
+    assert f"^{runtimes['nodejs']}" in engines.split(" || ")
 
 
 def _roles_assumed_by(template: dict[str, Any], service: str) -> list[str]:

@@ -1,0 +1,96 @@
+"""/docs in a real browser: the page renders the OpenAPI document, and "Try it out" works.
+
+Checking the HTML's strings is not enough: a Swagger UI that cannot read the document's
+OpenAPI version still serves its page, then shows an error instead of the routes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+from abtest.embedded.config import load_config
+from abtest.embedded.server import EmbeddedServer
+from abtest.embedded.wiring import Runtime
+from abtest.http.routes import ROUTES
+from tests.embedded.browser import screenshot_path
+
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "abtest" / "demo" / "reviews.toml"
+
+pytestmark = pytest.mark.slow  # a browser, and Swagger UI's 1.7 MB of JavaScript
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    """The demo endpoint, as `abtest serve --config abtest/demo/reviews.toml` serves it."""
+    data_dir = tmp_path_factory.mktemp("docs-data")
+    with EmbeddedServer(Runtime(load_config(DEMO_CONFIG), data_dir)) as server:
+        yield server
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    page = browser.new_page(viewport={"width": 1280, "height": 1600})
+    page.set_default_timeout(15_000)
+    yield page
+    page.screenshot(path=screenshot_path(request.node.name), full_page=True)
+    page.close()
+
+
+def _open_docs(page: Any, server: EmbeddedServer) -> None:
+    outside: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(server.url) else outside.append(r.url))
+    page.goto(f"{server.url}/docs")
+    try:
+        page.locator(".opblock").first.wait_for(timeout=10_000)
+    except PlaywrightTimeoutError:  # e.g. a document version this Swagger UI cannot read
+        pytest.fail(f"/docs shows no operation, but: {page.locator('body').inner_text()[:400]}")
+    errors = page.locator(".errors-wrapper")
+    assert errors.count() == 0, errors.first.inner_text()
+    assert outside == []  # every file the page loads is served locally
+
+
+def test_docs_list_every_route_with_the_documents_version(page, demo_server) -> None:
+    # GIVEN the demo endpoint served, WHEN a browser opens /docs
+    _open_docs(page, demo_server)
+    # THEN Swagger UI rendered the document (no "Unable to render this definition")
+    # and lists each route of the route table, with its summary
+    listed = page.locator(".opblock-summary-path").all_inner_texts()
+    assert sorted(text.strip() for text in listed) == sorted(f"/{r.name}" for r in ROUTES)
+    summaries = page.locator(".opblock-summary-description").all_inner_texts()
+    assert sorted(summaries) == sorted(r.summary for r in ROUTES)
+    assert "OAS 3.1" in page.locator(".info").inner_text()
+
+
+def _try_it_out(page: Any, path: str) -> tuple[str, dict[str, Any]]:
+    """Expand the operation, click "Try it out" then "Execute" with the prefilled example."""
+    operation = page.locator(".opblock-post", has_text=path)
+    operation.locator(".opblock-summary").click()
+    operation.locator(".try-out__btn").click()
+    operation.locator(".execute").click()
+    live = operation.locator(".live-responses-table .response")
+    live.first.wait_for()
+    status = live.locator(".response-col_status").first.inner_text().strip()
+    body = operation.locator(".live-responses-table .microlight").first.inner_text()
+    return status, json.loads(body)
+
+
+def test_try_it_out_answers_200_with_each_example_as_it_is(page, demo_server) -> None:
+    # GIVEN /docs, WHEN the user runs "Try it out" on /invocation with its example unchanged
+    _open_docs(page, demo_server)
+    status, answer = _try_it_out(page, "/invocation")
+    # THEN the live answer is a 200 from the demo endpoint, with the model's predictions
+    assert status == "200", answer
+    assert answer["endpoint_name"] == "reviews-helpfulness"
+    assert answer["endpoint_variant"] in {"Champion1", "Challenger1"}
+    assert answer["predictions"][0]["label"][0].startswith("__label__")
+    # AND the conversion and stats examples, run next, answer 200 too (same example user)
+    status, conversion = _try_it_out(page, "/conversion")
+    assert (status, conversion["user_id"]) == ("200", answer["user_id"])
+    status, stats = _try_it_out(page, "/stats")
+    assert (status, stats["strategy"]) == ("200", "ThompsonSampling")

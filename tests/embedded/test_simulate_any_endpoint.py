@@ -1,0 +1,203 @@
+"""`abtest simulate` against an endpoint of the user's own: three variants, their truth given.
+
+The endpoint's config and its models (`churn_models.py`, next to the config, not on the
+import path) are written here, as a user would; no code of abtest changes for them.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from abtest.cli import main
+from abtest.demo.simulation import read_csv
+from abtest.demo.worlds import Bernoulli, BetaReward, load_scenario, parse_truth
+from abtest.embedded.config import load_config
+from abtest.embedded.server import EmbeddedServer
+from abtest.embedded.wiring import Runtime
+from abtest.errors import ConfigError
+
+ENDPOINT = "churn-offers"
+VARIANTS = ("Baseline", "Tuned", "Deep")
+CONFIG = f"""\
+[endpoint]
+name = "{ENDPOINT}"
+strategy = "ThompsonSampling"
+warmup = 10
+
+[event_log]
+buffer_interval_seconds = 0.2
+
+[[variants]]
+name = "Baseline"
+model = "churn_models:baseline"
+
+[[variants]]
+name = "Tuned"
+model = "churn_models:tuned"
+
+[[variants]]
+name = "Deep"
+model = "churn_models:deep"
+"""
+MODELS = """\
+import json
+
+def _offer(data, content_type, discount):
+    return {"customer": json.loads(data).get("customer"), "discount": discount}
+
+def baseline(data, content_type):
+    return _offer(data, content_type, 0)
+
+def tuned(data, content_type):
+    return _offer(data, content_type, 5)
+
+def deep(data, content_type):
+    return _offer(data, content_type, 10)
+"""
+REWARDS = """\
+def reward(user_id, response):
+    return 1.0 if response["predictions"]["discount"] == 10 else 0.0
+"""
+
+
+@pytest.fixture(scope="module")
+def churn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    """The user's own endpoint, its models in a module next to its config."""
+    folder = tmp_path_factory.mktemp("churn")
+    (folder / "churn_models.py").write_text(MODELS)
+    config = folder / "churn.toml"
+    config.write_text(CONFIG)
+    runtime = Runtime(load_config(config), folder / "data", rng=random.Random(3))
+    with EmbeddedServer(runtime) as server:
+        yield server
+
+
+def _simulate(server_url: str, out: Path, *options: str) -> int:
+    return main(
+        ["simulate", "--url", server_url, "--endpoint", ENDPOINT, "--out", str(out),
+         "--no-progress", *options]
+    )  # fmt: skip
+
+
+@pytest.mark.slow  # 150 users over HTTP, then the plots
+def test_three_variants_with_their_truth_on_the_command_line(churn, tmp_path, capsys) -> None:
+    # GIVEN the user's endpoint with three variants, WHEN 150 users play the given truth
+    out = tmp_path / "run"
+    code = _simulate(
+        churn.url, out, "--users", "150", "--wait", "10",
+        "--truth", "Baseline=0.05", "--truth", "Tuned=0.3", "--truth", "Deep=0.9",
+        "--data", '{"customer": "c-1"}',
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0
+    rows = read_csv(out / "results.csv")
+    # THEN the users reached all three variants, and the bandit moved to the best truth
+    assert {r.variant for r in rows} == set(VARIANTS)
+    last = rows[100:]
+    assert sum(r.variant == "Deep" for r in last) > len(last) / 2
+    # AND the final /stats table counts every user, per variant, as the client saw them
+    table = {line.split()[0]: line.split() for line in printed.splitlines()}
+    for variant in VARIANTS:
+        mine = [r for r in rows if r.variant == variant]
+        assert int(table[variant][1]) == len(mine)  # invocations
+        assert int(table[variant][2]) == sum(r.reward > 0 for r in mine)  # conversions
+    assert "note:" not in printed  # fresh users: none was assigned before
+
+
+@pytest.mark.slow  # a run with its plots
+def test_a_scenario_file_with_a_reward_function_next_to_it(churn, tmp_path) -> None:
+    # GIVEN a scenario whose reward function lives next to it (not on the import path)
+    (tmp_path / "churn_rewards.py").write_text(REWARDS)
+    scenario = tmp_path / "churn.toml"
+    scenario.write_text('reward_function = "churn_rewards:reward"\ndata = { customer = "c-9" }\n')
+    # WHEN 30 users play it
+    assert _simulate(churn.url, tmp_path / "run", "--users", "30", "--scenario", str(scenario)) == 0
+    # THEN each reward is the function's verdict on the answer
+    rows = read_csv(tmp_path / "run" / "results.csv")
+    assert [r.reward for r in rows] == [float(r.variant == "Deep") for r in rows]
+
+
+@pytest.mark.slow  # four runs, each drawing its plots
+def test_each_run_has_new_users_unless_a_seed_repeats_one(churn, tmp_path, capsys) -> None:
+    truth = ["--truth", "Baseline=0.1", "--truth", "Tuned=0.1", "--truth", "Deep=0.1"]
+    # GIVEN two runs without --seed: the second one's users are new too
+    for run in ("a", "b"):
+        assert _simulate(churn.url, tmp_path / run, "--users", "10", *truth) == 0
+    first, second = (read_csv(tmp_path / run / "results.csv") for run in ("a", "b"))
+    assert {r.assignment for r in second} == {"new"}
+    assert not {r.user_id for r in first} & {r.user_id for r in second}
+    assert "note:" not in capsys.readouterr().out
+    # WHEN a seed is given twice, THEN the second run's users are the first's, and it says so
+    for run in ("c", "d"):
+        assert _simulate(churn.url, tmp_path / run, "--users", "10", "--seed", "41", *truth) == 0
+    repeated = read_csv(tmp_path / "d" / "results.csv")
+    assert {r.assignment for r in repeated} == {"existing"}
+    assert "note: 10 of 10 users already had a variant" in capsys.readouterr().out
+
+
+def test_nothing_listening_is_one_clear_line(tmp_path, capsys) -> None:
+    with socket.socket() as probe:  # a port nothing listens on once it is closed
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    assert _simulate(url, tmp_path / "run", "--truth", "A=0.1") == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"abtest: nothing answers at {url}: ")
+    assert "abtest serve" in error and error.count("\n") == 1  # one line, no traceback
+
+
+def test_an_unknown_endpoint_is_one_clear_line(churn, tmp_path, capsys) -> None:
+    code = main(
+        ["simulate", "--url", churn.url, "--endpoint", "churn-ofers", "--truth", "A=0.1",
+         "--out", str(tmp_path), "--no-progress"]
+    )  # fmt: skip
+    error = capsys.readouterr().err
+    assert code == 1
+    assert error.startswith(f"abtest: endpoint 'churn-ofers' is not served at {churn.url}")
+    assert error.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--truth", "Baseline=0.1", "--truth", "Tuned=0.1"), "variant 'Deep', which has no truth"),
+        ((), "the reviews scenario needs the demo's models"),
+    ],
+    ids=["a variant without truth", "the demo's world on another endpoint"],
+)
+def test_a_truth_that_does_not_fit_the_endpoint_is_one_clear_line(
+    churn, tmp_path, capsys, options, message
+) -> None:
+    # Thompson's warm-up spreads the first users over all three variants, Deep among them.
+    code = _simulate(churn.url, tmp_path / "run", "--users", "30", "--seed", "8", *options)
+    error = capsys.readouterr().err
+    assert code == 1
+    assert error.startswith("abtest: ") and message in error and error.count("\n") == 1
+
+
+def test_truth_on_the_command_line_parses_rates_and_beta_rewards() -> None:
+    assert parse_truth(["A=0.25", "B=beta:2,8"]) == {"A": Bernoulli(0.25), "B": BetaReward(2, 8)}
+    for bad, reason in [
+        ("A=1.5", "--truth A: a conversion rate must be in [0, 1], got 1.5"),
+        ("A=beta:2", "--truth A: beta must be two positive numbers"),
+        ("A", "expected VARIANT=RATE or VARIANT=beta:A,B"),
+    ]:
+        with pytest.raises(ConfigError, match=reason.replace("[", r"\[").replace("]", r"\]")):
+            parse_truth([bad])
+
+
+def test_a_scenario_file_names_its_bad_key(tmp_path) -> None:
+    scenario = tmp_path / "s.toml"
+    scenario.write_text("[truth]\nA = 0.1\nB = { beta = [2, 0] }\n")
+    with pytest.raises(ConfigError, match=r"s.toml: truth.B: beta must be two positive numbers"):
+        load_scenario(scenario)
+    scenario.write_text("[truths]\nA = 0.1\n")
+    with pytest.raises(ConfigError, match=r"truths: unknown key \(known: content_type, data, "):
+        load_scenario(scenario)
+    scenario.write_text('data = "x"\n[truth]\nA = 0.5\nB = { beta = [2, 8] }\n')
+    world = load_scenario(scenario)
+    assert (world.truth, world.data) == ({"A": Bernoulli(0.5), "B": BetaReward(2, 8)}, "x")
