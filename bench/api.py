@@ -7,7 +7,7 @@ For each store it times, one request at a time on one thread:
   invoke, new       a first request of a user: metrics (cached) + 1 read + 1 conditional write
   invoke, returning the same users again: 1 read
   conversion        1 read + 1 conditional write (duplicate check) + 1 event
-  handler, returning the Lambda handler path: proxy event -> resolver -> service -> response
+  handler, returning the Lambda handler path: proxy event -> request path -> service -> response
   demo model only   the demo's review classifier on a batch of 20 reviews: a small real model
 The model inside the service is a constant function, so each row is what abtest adds
 around a model. The last column puts that next to the demo model: (row - model only) /
