@@ -50,12 +50,23 @@ def _serve(args: argparse.Namespace) -> int:
                 args.port,
                 token=args.token or os.environ.get("ABTEST_TOKEN") or None,
                 out=lambda line: print(line, flush=True),
+                workers=args.workers,
             )
     except StoreUnavailableError as error:
         print(f"abtest: {_store_advice(args.data_dir, error)}", file=sys.stderr)
         return 1
     print("abtest: stopped; buffered events sealed and aggregated", flush=True)
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
 
 
 def _store_advice(data_dir: Path, error: StoreUnavailableError) -> str:
@@ -166,6 +177,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     serve.add_argument("--data-dir", type=Path, default=Path("abtest-data"))
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=os.environ.get("ABTEST_WORKERS", "1"),  # a string: argparse checks it too
+        help="processes serving requests (or set ABTEST_WORKERS; default 1)",
+    )
     serve.set_defaults(command=_serve)
 
     simulate = commands.add_parser("simulate", help="run the A/B test simulation against an API")
