@@ -196,7 +196,31 @@ def python_row(url: str, users: str, seconds: float, connections: int) -> dict:
         bodies = lambda n: invocation(f"n{stamp}-{n}")  # noqa: E731
     rate, latencies = asyncio.run(load(url, bodies, seconds, connections))
     cuts = statistics.quantiles(latencies, n=100)
-    return {"rate": rate, "p50_ms": cuts[49], "p99_ms": cuts[98], "errors": 0, "non_2xx": 0}
+    return {
+        "rate": rate,
+        "requests": len(latencies),
+        "p50_ms": cuts[49],
+        "p99_ms": cuts[98],
+        "errors": 0,
+        "non_2xx": 0,
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its children alive now (`--workers`).
+
+    Unlike requests/s, this hardly moves when other work shares the cores: each row's
+    CPU per request is what the server spends on one, whatever else runs."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat.parent.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 def main() -> None:
@@ -205,6 +229,12 @@ def main() -> None:
     parser.add_argument("--connections", default="8,64", help="comma-separated counts")
     parser.add_argument("--load", choices=("wrk", "python"), default="wrk")
     parser.add_argument("--serve-args", default="", help="extra `abtest serve` arguments")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a source tree of another version (its abtest/ and bandit/): served too, "
+        "its rows beside these in the same run",
+    )
     args = parser.parse_args()
     if args.load == "wrk" and shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk (or --load python)")
@@ -214,47 +244,67 @@ def main() -> None:
     (work / "bench_model.py").write_text(MODEL)
     (work / "bench.toml").write_text(textwrap.dedent(CONFIG))
     env = {**os.environ, "PYTHONPATH": f"{work}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    baseline_port, abtest_port = free_port(), free_port()
+    baseline_port = free_port()
     processes = [
-        subprocess.Popen([sys.executable, "-c", BASELINE_APP, str(baseline_port)], env=env),
-        subprocess.Popen(
-            [sys.executable, "-m", "abtest.cli", "serve", "--config", str(work / "bench.toml"),
-             "--port", str(abtest_port), "--data-dir", str(work / "data"),
-             *args.serve_args.split()],
-            env=env,
-            stdout=subprocess.DEVNULL,
-        ),
-    ]  # fmt: skip
-    baseline, abtest = f"http://127.0.0.1:{baseline_port}", f"http://127.0.0.1:{abtest_port}"
+        subprocess.Popen([sys.executable, "-c", BASELINE_APP, str(baseline_port)], env=env)
+    ]
+    baseline = f"http://127.0.0.1:{baseline_port}"
 
-    def row(url: str, users: str, connections: int, seconds: float) -> dict:
+    def serve(label: str, tree: Path | None, extra: list[str]) -> tuple[str, str]:
+        port = free_port()
+        path = f"{tree}{os.pathsep}{env['PYTHONPATH']}" if tree else env["PYTHONPATH"]
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "abtest.cli", "serve", "--config", str(work / "bench.toml"),
+                 "--port", str(port), "--data-dir", str(work / f"data-{port}"), *extra],
+                env={**env, "PYTHONPATH": path},
+                cwd=work,  # `-m` puts the working directory first: not this checkout's abtest/
+                stdout=subprocess.DEVNULL,
+            )
+        )  # fmt: skip
+        return label, f"http://127.0.0.1:{port}", processes[-1].pid
+
+    servers = [serve("abtest", None, args.serve_args.split())]
+    if args.before:
+        servers.append(serve("before", args.before.resolve(), []))
+
+    def row(url: str, users: str, connections: int, seconds: float, pid: int = 0) -> dict:
+        began = cpu_seconds(pid) if pid else 0.0
         if args.load == "wrk":
-            return wrk_row(url, users, seconds, connections, work)
-        return python_row(url, users, seconds, connections)
+            result = wrk_row(url, users, seconds, connections, work)
+        else:
+            result = python_row(url, users, seconds, connections)
+        used = cpu_seconds(pid) - began if pid else 0.0
+        result["cpu_us"] = used / max(result["requests"], 1) * 1e6
+        return result
 
     try:
         wait_ready(baseline)
-        wait_ready(f"{abtest}/health")
-        # Warm up: model import, returning users' assignments, the server's threads.
-        row(f"{abtest}/invocation", "returning", 8, 2.0)
+        for _, url, _ in servers:
+            wait_ready(f"{url}/health")
+            # Warm up: model import, returning users' assignments, the server's threads.
+            row(f"{url}/invocation", "returning", 8, 2.0)
         print(f"{platform.python_version()} on {os.cpu_count()} cores; load: {args.load}; ", end="")
         print(f"{args.seconds:g} s per row; load average {os.getloadavg()[0]:.1f}")
-        print("| connections | row | req/s | p50 ms | p99 ms | errors | non-2xx | vs bare |")
-        print("|---:|---|---:|---:|---:|---:|---:|---:|")
+        print(
+            "| connections | row | req/s | p50 ms | p99 ms | errors | non-2xx | vs bare "
+            "| server CPU us/request | bare's / this |"
+        )
+        print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        bare_pid = processes[0].pid
         for connections in connection_counts:
-            bare = row(baseline + "/invocation", "returning", connections, args.seconds)
-            rows = [
-                ("bare uvicorn, constant JSON", bare),
-                ("invocation, returning user",
-                 row(f"{abtest}/invocation", "returning", connections, args.seconds)),
-                ("invocation, new user",
-                 row(f"{abtest}/invocation", "new", connections, args.seconds)),
-            ]  # fmt: skip
+            bare = row(baseline + "/invocation", "returning", connections, args.seconds, bare_pid)
+            rows = [("bare uvicorn, constant JSON", bare)]
+            for label, url, pid in servers:
+                for users in ("returning", "new"):
+                    result = row(f"{url}/invocation", users, connections, args.seconds, pid)
+                    rows.append((f"{label}: invocation, {users} user", result))
             for name, r in rows:
                 print(
                     f"| {connections} | {name} | {r['rate']:,.0f} | {r['p50_ms']:.2f} | "
                     f"{r['p99_ms']:.2f} | {r['errors']} | {r['non_2xx']} | "
-                    f"{r['rate'] / bare['rate']:.2f}x |"
+                    f"{r['rate'] / bare['rate']:.2f}x | {r['cpu_us']:,.0f} | "
+                    f"{bare['cpu_us'] / r['cpu_us']:.2f}x |"
                 )
     finally:
         for process in processes:
