@@ -66,7 +66,10 @@ notebook: $(NOTEBOOK_STAMP)
 notebook-run: $(NOTEBOOK_STAMP)
 	$(VENV)/bin/jupyter nbconvert --to notebook --execute --output-dir notebook-output $(NOTEBOOK)
 
+# bench/server.py drives the servers with wrk, a C load generator (Debian's package).
 bench: $(STAMP)
+	command -v wrk >/dev/null || apt-get install -y wrk || \
+		{ echo "bench/server.py needs wrk: sudo apt-get install -y wrk"; exit 1; }
 	$(PY) bench/regret.py
 	$(PY) bench/api.py
 	$(PY) bench/aggregate.py

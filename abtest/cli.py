@@ -52,12 +52,23 @@ def _serve(args: argparse.Namespace) -> int:
                 args.port,
                 token=args.token or os.environ.get("ABTEST_TOKEN") or None,
                 out=lambda line: print(line, flush=True),
+                workers=args.workers,
             )
     except StoreUnavailableError as error:
         print(f"abtest: {_store_advice(args.data_dir, error)}", file=sys.stderr)
         return 1
     print("abtest: stopped; buffered events sealed and aggregated", flush=True)
     return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
 
 
 def _store_advice(data_dir: Path, error: StoreUnavailableError) -> str:
@@ -253,6 +264,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--token",
         help="callers must send 'Authorization: Bearer TOKEN' (default: ABTEST_TOKEN, else none)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=os.environ.get("ABTEST_WORKERS", "1"),  # a string: argparse checks it too
+        help="processes serving requests (default: ABTEST_WORKERS, else 1)",
     )
     serve.set_defaults(command=_serve)
 

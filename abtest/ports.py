@@ -13,6 +13,7 @@ from abtest.records import (
     Endpoint,
     EndpointConfig,
     EventKey,
+    Figures,
     RejectedLine,
 )
 
@@ -86,6 +87,12 @@ class Store(Protocol):
 
         Deltas for endpoints or variants the store does not know are ignored.
         """
+        ...
+
+    def save_figures(self, endpoint_name: str, figures: Figures) -> bool:
+        """Store `figures` with the record, only if the record is still the one they were
+        worked out from (`figures.basis`); False, changing nothing, otherwise (whoever
+        changed it works out its own). `get_endpoint` returns them as `Endpoint.figures`."""
         ...
 
 

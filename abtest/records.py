@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import bandit
 from bandit.metrics import VariantMetrics
@@ -49,6 +51,26 @@ class EndpointConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Figures:
+    """What an endpoint's counters say, worked out off the request path (when aggregation
+    or registration changes the record) and stored with the record: the allocation a new
+    user gets and the strategy that allocates, and /stats' decision. Only for the record
+    whose `basis` it carries: any other counters, strategy or variants make it stale."""
+
+    basis: str
+    strategy: str
+    allocation: dict[str, float] = field(hash=False)
+    decision: dict[str, Any] = field(hash=False)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Figures:
+        return cls(**json.loads(text))
+
+
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     """The metrics record: the allow-list of endpoints and their counters."""
 
@@ -59,10 +81,34 @@ class Endpoint:
     variant_metrics: tuple[VariantMetrics, ...]
     status: str = ACTIVE
     updated_at: float = 0.0
+    # Stored with the record, fresh or not (`fresh_figures`); not part of what it says.
+    figures: Figures | None = field(default=None, compare=False, hash=False)
 
     @property
     def variant_names(self) -> tuple[str, ...]:
         return tuple(m.variant_name for m in self.variant_metrics)
+
+    @property
+    def basis(self) -> str:
+        """A digest of everything figures are worked out from: every field but the stored
+        figures, the status and the time (so a field added later counts without a change here)."""
+        inputs = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in ("figures", "status", "updated_at")
+        }
+        text = json.dumps(inputs, sort_keys=True, default=_plain)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    @property
+    def fresh_figures(self) -> Figures | None:
+        """The stored figures if they were worked out from this very record, else None."""
+        figures = self.figures
+        return figures if figures is not None and figures.basis == self.basis else None
+
+
+def _plain(value: Any) -> Any:
+    return asdict(value) if is_dataclass(value) and not isinstance(value, type) else repr(value)
 
 
 def params_from_epsilon(strategy: str, epsilon: float | None) -> StrategyParams:

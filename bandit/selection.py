@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bandit.metrics import VariantMetrics
-from bandit.strategy import Strategy
+from bandit.strategy import Strategy, sampling_table
 from bandit.weighted import WeightedSampling
 
 _WARMUP = WeightedSampling()
@@ -49,3 +50,25 @@ def deciding_strategy(
     if any(m.invocation_count <= warmup for m in metrics):
         return _WARMUP
     return strategy
+
+
+class Allocation:
+    """An allocation worked out earlier (and stored with the counters it came from), to pick
+    from as `select` would have: one `rng.random()` and one bisect, nothing recomputed."""
+
+    __slots__ = ("_table", "strategy")
+
+    def __init__(self, strategy: str, probabilities: Mapping[str, float]) -> None:
+        if not probabilities or not any(p > 0.0 for p in probabilities.values()):
+            raise ValueError(f"no variant has a positive share: {probabilities}")
+        self.strategy = strategy  # the name of the strategy that allocated (warm-up's, or not)
+        self._table = sampling_table(probabilities)
+
+    @property
+    def probabilities(self) -> dict[str, float]:
+        return dict(self._table.allocation)
+
+    def pick(self, rng: random.Random) -> Selection:
+        table = self._table
+        i = bisect_right(table.boundaries, rng.random())
+        return Selection(table.names[i], self.strategy, table.probabilities[i])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar, NamedTuple
 
 from bandit.metrics import VariantMetrics
@@ -120,18 +120,22 @@ class Strategy:
         total = math.fsum(weights)
         if not total > 0.0 or any(w < 0.0 for w in weights):
             raise ArithmeticError(f"{self.name} produced invalid weights {weights}")
-        allocation = {m.variant_name: w / total for m, w in zip(metrics, weights, strict=True)}
-        positive = [
-            (m.variant_name, w / total) for m, w in zip(metrics, weights, strict=True) if w > 0.0
-        ]
-        boundaries = []
-        running = 0.0
-        for _, p in positive[:-1]:
-            running += p
-            boundaries.append(running)
-        return _Table(
-            allocation,
-            tuple(name for name, _ in positive),
-            tuple(p for _, p in positive),
-            boundaries,
+        return sampling_table(
+            {m.variant_name: w / total for m, w in zip(metrics, weights, strict=True)}
         )
+
+
+def sampling_table(allocation: Mapping[str, float]) -> _Table:
+    """An allocation (probabilities summing to 1) ready to sample: a variant with 0 never is."""
+    positive = [(name, p) for name, p in allocation.items() if p > 0.0]
+    boundaries = []
+    running = 0.0
+    for _, p in positive[:-1]:
+        running += p
+        boundaries.append(running)
+    return _Table(
+        dict(allocation),
+        tuple(name for name, _ in positive),
+        tuple(p for _, p in positive),
+        boundaries,
+    )

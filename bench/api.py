@@ -7,7 +7,11 @@ For each store it times, one request at a time on one thread:
   invoke, new       a first request of a user: metrics (cached) + 1 read + 1 conditional write
   invoke, returning the same users again: 1 read
   conversion        1 read + 1 conditional write (duplicate check) + 1 event
-  handler, returning the Lambda handler path: proxy event -> resolver -> service -> response
+  handler, returning the Lambda handler path: proxy event -> request path -> service -> response
+  stats, 10 variants /stats on a Thompson endpoint with 10 variants past warm-up: the stored
+                    allocation and decision, worked out when aggregation changed the counters
+  stats, 10 variants, worked out per call  the same answer worked out on every call (how
+                    /stats did it before): the quadrature and the decision's figures
   demo model only   the demo's review classifier on a batch of 20 reviews: a small real model
 The model inside the service is a constant function, so each row is what abtest adds
 around a model. The last column puts that next to the demo model: (row - model only) /
@@ -36,16 +40,24 @@ from abtest.adapters.telemetry import CountingTelemetry
 from abtest.clock import SystemClock
 from abtest.http.resolver import build_resolver, handle
 from abtest.ports import ModelResult
-from abtest.records import EndpointConfig, VariantConfig
+from abtest.records import EndpointConfig, VariantConfig, VariantCounts
 from abtest.usecases.convert import Conversion, Convert
-from abtest.usecases.endpoints import EndpointCache
+from abtest.usecases.endpoints import EndpointCache, current_figures, refresh_figures
 from abtest.usecases.invoke import Invocation, Invoke
 from abtest.usecases.register import Register
+from abtest.usecases.stats import Stats
 
 ENDPOINT = "bench-endpoint"
 CONFIG = EndpointConfig(
     ENDPOINT, "ThompsonSampling", {}, 0, (VariantConfig("Champion1"), VariantConfig("Challenger1"))
 )
+TEN = "bench-ten-variants"
+CONFIGS = {
+    ENDPOINT: CONFIG,
+    TEN: EndpointConfig(
+        TEN, "ThompsonSampling", {}, 0, tuple(VariantConfig(f"V{i}") for i in range(10))
+    ),
+}
 
 
 class ConstantModel:
@@ -55,7 +67,7 @@ class ConstantModel:
 
 class Catalog:
     def describe(self, endpoint_name: str) -> EndpointConfig:
-        return CONFIG
+        return CONFIGS[endpoint_name]
 
 
 def timed(n: int, call: Callable[[int], object]) -> list[float]:
@@ -120,8 +132,25 @@ def run(ports: SimpleNamespace, n: int) -> dict[str, list[float]]:
     }
     events = [proxy_event({"endpoint_name": ENDPOINT, "user_id": u, "data": "x"}) for u in users]
     rows["handler, returning"] = timed(n, lambda i: handle(app, events[i], None))
+    rows.update(stats_rows(ports, n))
     rows["demo model only"] = demo_model(n)
     return rows
+
+
+def stats_rows(ports: SimpleNamespace, n: int) -> dict[str, list[float]]:
+    """/stats with 10 variants: read from the record, and worked out per call as before."""
+    Register.from_ports(ports).register(TEN)
+    counts = {f"V{i}": VariantCounts(1000 + 10 * i, 50 + i, 50.0 + i) for i in range(10)}
+    ports.store.apply_counts("bench-object", {TEN: counts}, time.time())
+    refresh_figures(ports.store, TEN)  # what aggregation does after applying an object
+    stats = Stats.from_ports(ports)
+    per_call = max(n // 10, 10)  # milliseconds each: fewer calls
+    return {
+        "stats, 10 variants": timed(n, lambda i: stats(TEN)),
+        "stats, 10 variants, worked out per call": timed(
+            per_call, lambda i: current_figures(ports.store.get_endpoint(TEN))
+        ),
+    }
 
 
 def demo_model(n: int) -> list[float]:

@@ -1,12 +1,17 @@
-"""Embedded server throughput and latency over loopback HTTP, against a bare uvicorn baseline.
+"""Embedded server throughput and latency over loopback HTTP, against a bare ASGI app.
 
-    python bench/server.py [--seconds 5] [--concurrency 8]
+    python bench/server.py [--seconds 5] [--connections 8,64] [--load wrk|python]
 
-Starts, each in its own process: a bare uvicorn app answering a constant (the floor
+Starts, each in its own process: a bare uvicorn app answering a constant JSON (the floor
 any ASGI server on this machine can do), and `abtest serve` with a constant model, so
-the figures are what abtest adds around a model. One asyncio client process keeps
-`--concurrency` requests in flight for `--seconds` per row and prints requests/s and
-p50/p99 latency. Target: >= 1,000 req/s with p99 <= 20 ms on 2 cores.
+the figures are what abtest adds around a model. Each row drives one of them with the
+same invocation bodies, for returning users (200 of them, assigned in a warm-up) and
+new users (a fresh user id per request), at each connection count.
+
+`--load wrk` (the default) uses Debian's `wrk`, a C load generator (`apt-get install -y
+wrk`; `make bench` installs it when missing), so the client costs little of the 2 cores;
+`--load python` uses a minimal asyncio client instead. Targets: returning users at
+>= 0.6x the bare app's requests/s at 8 and 64 connections, p99 <= 10 ms at 8, no errors.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -131,47 +137,175 @@ def invocation(user: str) -> bytes:
     return json.dumps({"endpoint_name": ENDPOINT, "user_id": user, "data": "{}"}).encode()
 
 
+# wrk runs this per thread: returning users cycle through RETURNING_USERS ids, new users
+# get an id no one had (the run's stamp, the thread, a counter). done() prints one JSON line.
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local counter, thread_id = 0, 0
+local threads = {}
+function setup(thread)
+  thread:set("thread_id", #threads + 1)
+  table.insert(threads, thread)
+end
+function init(args)
+  thread_id = wrk.thread:get("thread_id") or 0
+end
+function request()
+  counter = counter + 1
+  local user
+  if USERS == "returning" then
+    user = "r" .. (counter % RETURNING_USERS)
+  else
+    user = "n" .. STAMP .. "-" .. thread_id .. "-" .. counter
+  end
+  local body = '{"endpoint_name": "ENDPOINT", "user_id": "' .. user .. '", "data": "{}"}'
+  return wrk.format(nil, nil, nil, body)
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "seconds": %f, "p50_ms": %f, "p99_ms": %f, "errors": %d, "non_2xx": %d}\\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e3,
+    latency:percentile(99) / 1e3, e.connect + e.read + e.write + e.timeout, e.status))
+end
+"""
+RETURNING_USERS = 200
+
+
+def wrk_row(url: str, users: str, seconds: float, connections: int, folder: Path) -> dict:
+    """One wrk run: requests/s, p50 and p99 in ms, socket errors and non-2xx answers."""
+    script = folder / f"{users}.lua"
+    text = WRK_SCRIPT.replace("USERS ==", f'"{users}" ==').replace("ENDPOINT", ENDPOINT)
+    text = text.replace("RETURNING_USERS", str(RETURNING_USERS))
+    script.write_text(text.replace("STAMP", f'"{time.time_ns()}"'))
+    threads = min(2, connections)
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s",
+               str(script), url]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    row = json.loads(out.strip().splitlines()[-1])
+    row["rate"] = row["requests"] / row["seconds"]
+    return row
+
+
+def python_row(url: str, users: str, seconds: float, connections: int) -> dict:
+    stamp = time.time_ns()
+    if users == "returning":
+        bodies = lambda n: invocation(f"r{n % RETURNING_USERS}")  # noqa: E731
+    else:
+        bodies = lambda n: invocation(f"n{stamp}-{n}")  # noqa: E731
+    rate, latencies = asyncio.run(load(url, bodies, seconds, connections))
+    cuts = statistics.quantiles(latencies, n=100)
+    return {
+        "rate": rate,
+        "requests": len(latencies),
+        "p50_ms": cuts[49],
+        "p99_ms": cuts[98],
+        "errors": 0,
+        "non_2xx": 0,
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its children alive now (`--workers`).
+
+    Unlike requests/s, this hardly moves when other work shares the cores: each row's
+    CPU per request is what the server spends on one, whatever else runs."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat.parent.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--connections", default="8,64", help="comma-separated counts")
+    parser.add_argument("--load", choices=("wrk", "python"), default="wrk")
+    parser.add_argument("--serve-args", default="", help="extra `abtest serve` arguments")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a source tree of another version (its abtest/ and bandit/): served too, "
+        "its rows beside these in the same run",
+    )
     args = parser.parse_args()
+    if args.load == "wrk" and shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install -y wrk (or --load python)")
+    connection_counts = [int(n) for n in args.connections.split(",")]
 
     work = Path(tempfile.mkdtemp(prefix="abtest-bench-"))
     (work / "bench_model.py").write_text(MODEL)
     (work / "bench.toml").write_text(textwrap.dedent(CONFIG))
     env = {**os.environ, "PYTHONPATH": f"{work}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    baseline_port, abtest_port = free_port(), free_port()
+    baseline_port = free_port()
     processes = [
-        subprocess.Popen([sys.executable, "-c", BASELINE_APP, str(baseline_port)], env=env),
-        subprocess.Popen(
-            [sys.executable, "-m", "abtest.cli", "serve", "--config", str(work / "bench.toml"),
-             "--port", str(abtest_port), "--data-dir", str(work / "data")],
-            env=env,
-            stdout=subprocess.DEVNULL,
-        ),
-    ]  # fmt: skip
-    baseline, abtest = f"http://127.0.0.1:{baseline_port}", f"http://127.0.0.1:{abtest_port}"
+        subprocess.Popen([sys.executable, "-c", BASELINE_APP, str(baseline_port)], env=env)
+    ]
+    baseline = f"http://127.0.0.1:{baseline_port}"
+
+    def serve(label: str, tree: Path | None, extra: list[str]) -> tuple[str, str]:
+        port = free_port()
+        path = f"{tree}{os.pathsep}{env['PYTHONPATH']}" if tree else env["PYTHONPATH"]
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "abtest.cli", "serve", "--config", str(work / "bench.toml"),
+                 "--port", str(port), "--data-dir", str(work / f"data-{port}"), *extra],
+                env={**env, "PYTHONPATH": path},
+                cwd=work,  # `-m` puts the working directory first: not this checkout's abtest/
+                stdout=subprocess.DEVNULL,
+            )
+        )  # fmt: skip
+        return label, f"http://127.0.0.1:{port}", processes[-1].pid
+
+    servers = [serve("abtest", None, args.serve_args.split())]
+    if args.before:
+        servers.append(serve("before", args.before.resolve(), []))
+
+    def row(url: str, users: str, connections: int, seconds: float, pid: int = 0) -> dict:
+        began = cpu_seconds(pid) if pid else 0.0
+        if args.load == "wrk":
+            result = wrk_row(url, users, seconds, connections, work)
+        else:
+            result = python_row(url, users, seconds, connections)
+        used = cpu_seconds(pid) - began if pid else 0.0
+        result["cpu_us"] = used / max(result["requests"], 1) * 1e6
+        return result
+
     try:
         wait_ready(baseline)
-        wait_ready(f"{abtest}/health")
-        # Warm up: model import, per-thread resolvers, returning users' assignments.
-        asyncio.run(load(f"{abtest}/invocation", lambda n: invocation(f"r{n % 200}"), 1.0, 8))
-        rows = [
-            ("bare uvicorn, constant", baseline, lambda n: None),
-            ("abtest GET /health", f"{abtest}/health", lambda n: None),
-            ("invocation, returning user", f"{abtest}/invocation",
-             lambda n: invocation(f"r{n % 200}")),
-            ("invocation, new user", f"{abtest}/invocation",
-             lambda n: invocation(f"n{n}-{time.time_ns()}")),
-        ]  # fmt: skip
-        print(f"{platform.python_version()} on {os.cpu_count()} cores; ", end="")
-        print(f"{args.concurrency} in flight, {args.seconds:g} s per row")
-        print(f"{'':<30}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
-        for name, url, bodies in rows:
-            rate, latencies = asyncio.run(load(url, bodies, args.seconds, args.concurrency))
-            cuts = statistics.quantiles(latencies, n=100)
-            print(f"{name:<30}{rate:>9.0f}{cuts[49]:>9.2f}{cuts[98]:>9.2f}")
+        for _, url, _ in servers:
+            wait_ready(f"{url}/health")
+            # Warm up: model import, returning users' assignments, the server's threads.
+            row(f"{url}/invocation", "returning", 8, 2.0)
+        print(f"{platform.python_version()} on {os.cpu_count()} cores; load: {args.load}; ", end="")
+        print(f"{args.seconds:g} s per row; load average {os.getloadavg()[0]:.1f}")
+        print(
+            "| connections | row | req/s | p50 ms | p99 ms | errors | non-2xx | vs bare "
+            "| server CPU us/request | bare's / this |"
+        )
+        print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        bare_pid = processes[0].pid
+        for connections in connection_counts:
+            bare = row(baseline + "/invocation", "returning", connections, args.seconds, bare_pid)
+            rows = [("bare uvicorn, constant JSON", bare)]
+            for label, url, pid in servers:
+                for users in ("returning", "new"):
+                    result = row(f"{url}/invocation", users, connections, args.seconds, pid)
+                    rows.append((f"{label}: invocation, {users} user", result))
+            for name, r in rows:
+                print(
+                    f"| {connections} | {name} | {r['rate']:,.0f} | {r['p50_ms']:.2f} | "
+                    f"{r['p99_ms']:.2f} | {r['errors']} | {r['non_2xx']} | "
+                    f"{r['rate'] / bare['rate']:.2f}x | {r['cpu_us']:,.0f} | "
+                    f"{bare['cpu_us'] / r['cpu_us']:.2f}x |"
+                )
     finally:
         for process in processes:
             process.terminate()

@@ -16,7 +16,6 @@ from functools import cached_property
 from typing import Any, Self
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -24,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from abtest.clock import SystemClock
 from abtest.config_types import describe_errors
 from abtest.errors import ConfigError
+from abtest.http.api import Api
 from abtest.http.resolver import handle
 from abtest.http.routes import ROUTE_NAMES, Need, Route
 from abtest.usecases.endpoints import EndpointCache
@@ -237,8 +237,8 @@ class LambdaPorts:
         return env.assignment_ttl_seconds
 
 
-def api_handler(app: APIGatewayRestResolver) -> Callable[[dict, LambdaContext], dict]:
-    """The Lambda entry point of an API route: logs, metrics, then the shared resolver."""
+def api_handler(app: Api) -> Callable[[dict, LambdaContext], dict]:
+    """The Lambda entry point of an API route: logs, metrics, then the shared request path."""
 
     @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
     @metrics.log_metrics

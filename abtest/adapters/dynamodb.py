@@ -38,6 +38,7 @@ from abtest.records import (
     Endpoint,
     EndpointConfig,
     EventKey,
+    Figures,
     StrategyParams,
     VariantCounts,
     params_from_epsilon,
@@ -271,6 +272,38 @@ class DynamoDBStore:
             if _code(error) != "ConditionalCheckFailedException":  # unknown endpoint: nothing to do
                 raise
 
+    def save_figures(self, endpoint_name: str, figures: Figures) -> bool:
+        item = self._endpoint_item(endpoint_name, consistent=True)
+        if item is None or _endpoint(item).basis != figures.basis:
+            return False
+        # Pinned to what the figures were worked out from, as read: an increment or a
+        # registration in between fails the condition, and its writer saves its own.
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {":figures": {"S": figures.to_json()}}
+        conditions = []
+        for i, attribute in enumerate(_FIGURES_BASIS):
+            names[f"#b{i}"] = attribute
+            if attribute in item:
+                values[f":b{i}"] = item[attribute]
+                conditions.append(f"#b{i} = :b{i}")
+            else:
+                conditions.append(f"attribute_not_exists(#b{i})")
+        try:
+            self._call(
+                "update_item",
+                TableName=self.metrics_table,
+                Key={"endpoint_name": {"S": endpoint_name}},
+                UpdateExpression="SET figures = :figures",
+                ConditionExpression=" AND ".join(conditions),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
     # -- aggregation -------------------------------------------------------
 
     def apply_counts(self, object_key: str, counts: CountsByEndpoint, now: float) -> bool:
@@ -475,6 +508,10 @@ def _reregistration(config: EndpointConfig, current: set[str], now: float) -> It
     }
 
 
+# The attributes of an endpoint item its figures are worked out from.
+_FIGURES_BASIS = ("variants", "strategy", "strategy_params", "epsilon", "warmup")
+
+
 def _endpoint(item: Item) -> Endpoint:
     variants = sorted(item["variants"]["M"].items(), key=lambda kv: _num(kv[1]["M"]["position"]))
     metrics = tuple(
@@ -495,6 +532,7 @@ def _endpoint(item: Item) -> Endpoint:
         variant_metrics=metrics,
         status=item["status"]["S"],
         updated_at=float(_num(item["updated_at"])),
+        figures=Figures.from_json(item["figures"]["S"]) if "figures" in item else None,
     )
 
 

@@ -2,6 +2,7 @@
 
 Layout under `folder`:
   buffer.open             the open buffer; every `put` is appended and flushed to the OS
+  buffer-<n>.open         worker n's own buffer, when several processes serve (`worker=n`)
   sealed/<key>.jsonl      sealed files waiting to be aggregated, named by UTC time
   applied/<key>.jsonl     sealed files whose counts are in the store (the event log proper)
   rejected/<key>.jsonl    lines aggregation could not use, with the reason
@@ -16,6 +17,11 @@ aggregation is idempotent per key. A file moves to `applied/` only after its cou
 committed, so a start reads just what a crash or a failure left waiting, however long the
 history. Applied files older than `retention_seconds` (if set) are deleted at start, as
 the bucket's lifecycle rule does on AWS.
+
+Several processes can log to one folder: the one that owns it (`worker=None`) seals what
+every buffer left behind and aggregates what waits at its start, before the workers
+start; each worker (`worker=n`) appends to its own buffer and aggregates only the files
+it seals, so no two processes ever hand the same file to aggregation.
 """
 
 from __future__ import annotations
@@ -72,8 +78,12 @@ class LocalEventLog:
         on_seal: Callable[[str], Any] | None = None,
         clock: Clock | None = None,
         retention_seconds: float | None = None,
+        worker: int | None = None,
     ) -> None:
-        """Nothing is sealed or aggregated until `start()`: `on_seal` may need this object first."""
+        """Nothing is sealed or aggregated until `start()`: `on_seal` may need this object first.
+
+        With `worker` set, this is one of several processes sharing a folder another one
+        owns (see the module's docstring)."""
         if buffer_interval_seconds <= 0 or buffer_size_bytes <= 0:
             raise ValueError("buffer_interval_seconds and buffer_size_bytes must be > 0")
         self.folder = Path(folder)
@@ -85,6 +95,9 @@ class LocalEventLog:
         self.buffer_size_bytes = buffer_size_bytes
         self.on_seal = on_seal
         self.clock = clock or SystemClock()
+        self.worker = worker
+        name = BUFFER_NAME if worker is None else f"buffer-{worker}.open"
+        self._buffer_path = self.folder / name
         for folder_ in (self.folder, self.sealed_dir, self.applied_dir, self.rejected_dir):
             folder_.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Condition()
@@ -104,7 +117,7 @@ class LocalEventLog:
             return
         with self._lock:
             if self._buffer is None:
-                self._buffer = open(self.folder / BUFFER_NAME, "ab", buffering=0)  # noqa: SIM115
+                self._buffer = open(self._buffer_path, "ab", buffering=0)  # noqa: SIM115
                 self._buffered_bytes = self._buffer.tell()
                 self._first_put_at = time.monotonic()
             # Unbuffered: one write() per put, so a crash of this process loses nothing.
@@ -138,14 +151,19 @@ class LocalEventLog:
         A waiting file may have been counted just before a crash; aggregating it again is
         a no-op (idempotent per key), so this is safe after a clean stop and a crash alike.
         """
-        self.own_folder()
-        self._expire()
+        owner = self.worker is None
+        if owner:
+            self.own_folder()
+            self._expire()
         with self._lock:
-            leftover = self.folder / BUFFER_NAME
-            if self._buffer is None and leftover.exists() and leftover.stat().st_size > 0:
-                self._seal_locked(leftover)
-            pending = set(self._pending)
-            self._pending.extend(k for k in self.waiting_keys() if k not in pending)
+            # The owner seals every buffer a process left (its workers' too); a worker its own.
+            leftovers = self.folder.glob("buffer*.open") if owner else [self._buffer_path]
+            for leftover in sorted(leftovers):
+                if self._buffer is None and leftover.exists() and leftover.stat().st_size > 0:
+                    self._seal_locked(leftover)
+            if owner:
+                pending = set(self._pending)
+                self._pending.extend(k for k in self.waiting_keys() if k not in pending)
         self._drain()
         self._stopping = False
         self._worker = threading.Thread(target=self._run, name="abtest-eventlog", daemon=True)
@@ -195,7 +213,7 @@ class LocalEventLog:
         # The random part keeps keys unique across restarts and clock jumps: a reused key
         # would be skipped as already aggregated.
         key = f"events-{stamp}-{uuid.uuid4().hex[:12]}{SUFFIX}"
-        os.replace(source or self.folder / BUFFER_NAME, self.sealed_dir / key)
+        os.replace(source or self._buffer_path, self.sealed_dir / key)
         self._buffered_bytes = 0
         self._pending.append(key)
         self._lock.notify()

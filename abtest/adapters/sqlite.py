@@ -28,6 +28,7 @@ from abtest.records import (
     Endpoint,
     EndpointConfig,
     EventKey,
+    Figures,
     params_from_epsilon,
 )
 from bandit.metrics import VariantMetrics
@@ -59,7 +60,8 @@ CREATE TABLE IF NOT EXISTS endpoints (
     strategy_params TEXT NOT NULL,  -- a JSON object: parameter name -> value
     warmup INTEGER NOT NULL,
     status TEXT NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    figures TEXT  -- a JSON object (Figures), worked out when the counters last changed
 );
 CREATE TABLE IF NOT EXISTS variants (
     endpoint_name TEXT NOT NULL,
@@ -99,7 +101,8 @@ _SELECT_ASSIGNMENT = (
 )
 # One statement, so the endpoint row and its variants come from one snapshot.
 _SELECT_ENDPOINT = (
-    "SELECT e.strategy, e.strategy_params, e.warmup, e.status, e.updated_at, v.variant_name,"
+    "SELECT e.strategy, e.strategy_params, e.warmup, e.status, e.updated_at, e.figures,"
+    " v.variant_name,"
     " v.initial_variant_weight, v.invocation_count, v.conversion_count, v.reward_sum"
     " FROM endpoints e LEFT JOIN variants v ON v.endpoint_name = e.endpoint_name"
     " WHERE e.endpoint_name = ? ORDER BY v.position"
@@ -183,6 +186,8 @@ class SqliteStore:
         with self._transaction() as db:
             if not _outdated(db):
                 return
+            if "figures" not in _columns(db, "endpoints"):
+                db.execute("ALTER TABLE endpoints ADD COLUMN figures TEXT")
             if "counted_by" not in _columns(db, "conversions"):
                 db.execute("ALTER TABLE conversions ADD COLUMN counted_by TEXT")
             if "epsilon" in _columns(db, "endpoints"):
@@ -377,6 +382,19 @@ class SqliteStore:
             )
         return True
 
+    def save_figures(self, endpoint_name: str, figures: Figures) -> bool:
+        with self._transaction() as db:
+            current = _endpoint(
+                endpoint_name, db.execute(_SELECT_ENDPOINT, (endpoint_name,)).fetchall()
+            )
+            if current is None or current.basis != figures.basis:
+                return False
+            db.execute(
+                "UPDATE endpoints SET figures = ? WHERE endpoint_name = ?",
+                (figures.to_json(), endpoint_name),
+            )
+        return True
+
 
 def _claim_row(key: EventKey) -> tuple[str, str, str]:
     """The conversions table's key for `key`. Conversions keep their endpoint's name (the
@@ -393,8 +411,13 @@ def _columns(db: sqlite3.Connection, table: str) -> set[str]:
 
 
 def _outdated(db: sqlite3.Connection) -> bool:
-    """Written before conversion claims or before strategy parameters."""
-    return "counted_by" not in _columns(db, "conversions") or "epsilon" in _columns(db, "endpoints")
+    """Written before conversion claims, strategy parameters or stored figures."""
+    endpoints = _columns(db, "endpoints")
+    return (
+        "counted_by" not in _columns(db, "conversions")
+        or "epsilon" in endpoints
+        or "figures" not in endpoints
+    )
 
 
 class _Connection(sqlite3.Connection):
@@ -439,12 +462,19 @@ def _assignment(endpoint_name: str, user_id: str, row: tuple) -> Assignment:
 def _endpoint(endpoint_name: str, rows: list[tuple]) -> Endpoint | None:
     if not rows:
         return None
-    strategy, params, warmup, status, updated_at = rows[0][:5]
+    strategy, params, warmup, status, updated_at, figures = rows[0][:6]
     metrics = tuple(
         VariantMetrics(name, weight, invocations, conversions, rewards)
         for *_, name, weight, invocations, conversions, rewards in rows
         if name is not None
     )
     return Endpoint(
-        endpoint_name, strategy, json.loads(params), warmup, metrics, status, updated_at
+        endpoint_name,
+        strategy,
+        json.loads(params),
+        warmup,
+        metrics,
+        status,
+        updated_at,
+        Figures.from_json(figures) if figures is not None else None,
     )

@@ -1,27 +1,24 @@
-"""The embedded HTTP server: a plain ASGI app, run by uvicorn, serving the Lambda handlers.
+"""The embedded HTTP server: a plain ASGI app, run by uvicorn, serving the API's routes.
 
-Each HTTP request becomes an API Gateway REST proxy event (payload format 1.0) and
-goes through the same resolver as on AWS (`abtest.http.resolver`), so parsing, validation,
-errors and the OpenAPI document are the Lambda's own. The service is blocking
-(SQLite, model calls), so requests run on worker threads, each with its own resolver
-(it keeps the current request's context on itself): the event loop stays free for
-other connections and /health whatever a model or the database does.
+Each request goes straight to the API's one request path (`abtest.http.api`), the one
+the Lambda adapter calls too, so parsing, validation, errors and the OpenAPI document
+are the Lambda's own, without an API Gateway event or a framework in between. The
+service is blocking (SQLite, model calls), so requests run on worker threads: the event
+loop stays free for other connections and /health whatever a model or the database does.
 """
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import hmac
 import ipaddress
 import json
 import socket
 import threading
 import time
-import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
-from urllib.parse import parse_qs
 
 import anyio
 import anyio.to_thread
@@ -37,12 +34,15 @@ from abtest.errors import (
     RequestTimeoutError,
     UnauthorizedError,
 )
-from abtest.http import resolver as api
+from abtest.http import api
+from abtest.http.openapi import openapi_json
 
 Scope = dict[str, Any]
 
 # A request's body must arrive within this (its head: connections.HEADER_TIMEOUT_SECONDS).
 BODY_TIMEOUT_SECONDS = 30.0
+# Requests served at once (as many as anyio's default, which served them before); more wait.
+REQUEST_THREADS = 40
 
 
 def check_exposure(host: str, token: str | None) -> None:
@@ -75,7 +75,9 @@ class AbtestApp:
     def __init__(self, runtime: Runtime, token: str | None = None) -> None:
         self.runtime = runtime
         self._token = f"Bearer {token}".encode() if token is not None else None
-        self._local = threading.local()
+        self.api = api.Api(runtime.use_cases)
+        # A plain pool: handing a request to it costs about half of anyio.to_thread's way.
+        self._requests = ThreadPoolExecutor(REQUEST_THREADS, thread_name_prefix="abtest-request")
         self._openapi: bytes | None = None
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -110,30 +112,23 @@ class AbtestApp:
         except UnicodeDecodeError:
             await _send_error(send, BadRequestError.field("body", "not UTF-8; send a JSON object"))
             return
-        event = proxy_event(scope, text)
-        result = await anyio.to_thread.run_sync(self._resolve, event)
-        await _send_result(send, result)
+        content_type = _header(scope, b"content-type")
+        loop = asyncio.get_running_loop()
+        answer = await loop.run_in_executor(
+            self._requests, self.api.answer, method, path, content_type, text
+        )
+        headers = {"content-type": api.JSON, **dict(answer.headers)}
+        await _send(send, answer.status, headers, answer.body)
 
     def _authorized(self, scope: Scope) -> bool:
         assert self._token is not None
         sent = next((v for k, v in scope.get("headers", []) if k == b"authorization"), b"")
         return hmac.compare_digest(sent, self._token)  # constant time: no guessing by timing
 
-    def _resolve(self, event: dict[str, Any]) -> dict[str, Any]:
-        resolver = getattr(self._local, "resolver", None)
-        if resolver is None:
-            resolver = self._local.resolver = api.build_resolver(self.runtime.use_cases)
-        context = SimpleNamespace(
-            function_name="abtest-embedded",
-            aws_request_id=event["requestContext"]["requestId"],
-            get_remaining_time_in_millis=lambda: 30_000,
-        )
-        return api.handle(resolver, event, context)
-
     async def _static(self, path: str, send: Any) -> None:
         if path == "/openapi.json":
             if self._openapi is None:
-                self._openapi = api.openapi_json().encode()
+                self._openapi = openapi_json().encode()
             await _send(send, 200, {"content-type": "application/json"}, self._openapi)
         else:
             body = {
@@ -155,44 +150,18 @@ class AbtestApp:
             elif message["type"] == "lifespan.shutdown":
                 # Seal and aggregate the buffer before the process goes (SIGINT/SIGTERM).
                 await anyio.to_thread.run_sync(self.runtime.close)
+                self._requests.shutdown(wait=False)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
 
-def proxy_event(scope: Scope, body: str) -> dict[str, Any]:
-    """The API Gateway REST proxy event (payload format 1.0) for one ASGI HTTP request."""
-    headers: dict[str, str] = {}
-    multi_headers: dict[str, list[str]] = {}
-    for raw_name, raw_value in scope.get("headers", []):
-        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
-        headers[name] = value
-        multi_headers.setdefault(name, []).append(value)
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-    method, path = scope["method"], scope["path"]
-    client = scope.get("client") or ("127.0.0.1", 0)
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": multi_headers,
-        "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
-        "multiValueQueryStringParameters": query or None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "requestId": uuid.uuid4().hex,
-            "stage": "local",
-            "httpMethod": method,
-            "path": path,
-            "resourcePath": path,
-            "protocol": scope.get("http_version", "1.1"),
-            "requestTimeEpoch": int(time.time() * 1000),
-            "identity": {"sourceIp": client[0]},
-        },
-        "body": body or None,
-        "isBase64Encoded": False,
-    }
+def _header(scope: Scope, name: bytes) -> str | None:
+    """A request header's value (the last, if sent twice), or None."""
+    value = None
+    for key, raw in scope.get("headers", []):
+        if key == name:
+            value = raw.decode("latin-1")
+    return value
 
 
 async def _read_body(scope: Scope, receive: Any) -> bytes | None:
@@ -214,17 +183,6 @@ async def _read_body(scope: Scope, receive: Any) -> bytes | None:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
-
-
-async def _send_result(send: Any, result: dict[str, Any]) -> None:
-    headers: list[tuple[str, str]] = [
-        (name, str(value)) for name, value in (result.get("headers") or {}).items()
-    ]
-    for name, values in (result.get("multiValueHeaders") or {}).items():
-        headers.extend((name, str(value)) for value in values)
-    body = result.get("body") or ""
-    data = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
-    await _send(send, int(result.get("statusCode", 200)), dict(headers), data)
 
 
 async def _send_error(send: Any, error: AbtestError, headers: dict[str, str] | None = None) -> None:
@@ -266,7 +224,8 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _uvicorn(app: AbtestApp) -> uvicorn.Server:
+def uvicorn_server(app: AbtestApp) -> uvicorn.Server:
+    """uvicorn serving `app` with the connection guard's deadlines and cap."""
     config = uvicorn.Config(
         app,
         http=connections.guarded_protocol(
@@ -290,19 +249,26 @@ def serve(
     *,
     token: str | None = None,
     out: Any = print,
+    workers: int = 1,
 ) -> None:
-    """Run until SIGINT/SIGTERM (uvicorn's handlers), then seal and aggregate the buffer."""
+    """Run until SIGINT/SIGTERM (uvicorn's handlers), then seal and aggregate the buffer.
+
+    With `workers` > 1, that many processes serve (`abtest.embedded.workers`)."""
     check_exposure(host, token)
     sock = bind(host, port)
     try:
         runtime.start()
-        server = _uvicorn(AbtestApp(runtime, token))
         url = url_of(sock)
         out(
             f"abtest: serving endpoint {runtime.endpoint_name!r} on {url} "
             f"(docs {url}/docs, data {Path(runtime.data_dir).resolve()})",
         )
-        server.run(sockets=[sock])
+        if workers > 1:
+            from abtest.embedded.workers import serve_workers
+
+            serve_workers(runtime, sock, workers, token, out)
+        else:
+            uvicorn_server(AbtestApp(runtime, token)).run(sockets=[sock])
     finally:
         runtime.close()  # a no-op after the lifespan shutdown closed it
         sock.close()
@@ -336,7 +302,7 @@ class EmbeddedServer:
             self._sock.close()
             self._sock = None
             raise
-        self._server = _uvicorn(AbtestApp(self.runtime, self.token))
+        self._server = uvicorn_server(AbtestApp(self.runtime, self.token))
         sockets = [self._sock]
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": sockets}, name="abtest-server", daemon=True

@@ -48,8 +48,12 @@ class Runtime:
         *,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        worker: int | None = None,
     ) -> None:
-        """Builds everything and checks every model reference; `start()` opens for traffic."""
+        """Builds everything and checks every model reference; `start()` opens for traffic.
+
+        `worker` n makes this one of several processes serving the data dir (`abtest serve
+        --workers`), started after the one that owns it: see `abtest.embedded.workers`."""
         self.config = config if isinstance(config, AbtestConfig) else load_config(config)
         self.data_dir = Path(data_dir)
         try:
@@ -75,7 +79,9 @@ class Runtime:
             on_seal=self._aggregate,
             clock=self.clock,
             retention_seconds=self.config.event_log.retention_days * 24 * 3600,
+            worker=worker,
         )
+        self.worker = worker
         self.catalog = ConfigCatalog(self.config.endpoint_config(), source=str(self.config.path))
         self.endpoints = EndpointCache(self.store, METRICS_CACHE_SECONDS)
         self.use_cases: dict[str, Callable[[Any], Any]] = {
@@ -96,7 +102,13 @@ class Runtime:
         The lock comes first: a second server refused the data dir must not re-register the
         endpoint from its own config (that would drop the running server's variants and their
         counters). Registration comes before recovery: aggregation ignores unknown endpoints.
+        A worker does none of that (its parent did, and holds the lock): it only recovers
+        what its own buffer holds.
         """
+        if self.worker is not None:
+            self.events.start()
+            self._started = True
+            return
         self.events.own_folder()
         try:
             self.registration.register(self.config.endpoint_name)

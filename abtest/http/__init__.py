@@ -1,1 +1,1 @@
-"""HTTP: the route table, request and response bodies, and the resolver both entry points use."""
+"""HTTP: the route table, the request and response bodies, the one request path, its adapters."""

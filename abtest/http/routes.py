@@ -1,8 +1,8 @@
-"""The HTTP routes, declared once: the resolver, the Lambda handler, the CDK API stack and the
-tests all read this.
+"""The HTTP routes, declared once: the request path, the OpenAPI document, the Lambda handler,
+the CDK API stack and the tests all read this.
 
 Adding a route takes one entry here, its bodies (`abtest/http/bodies.py`) and its use case
-(`abtest/usecases/`); the resolver, the embedded server, the API Gateway route, the
+(`abtest/usecases/`); the request path, the embedded server, the API Gateway route, the
 function (`lambdas/api.py`), its environment and its permissions follow from the entry.
 """
 

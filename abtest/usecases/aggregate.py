@@ -6,7 +6,7 @@ from abtest import aggregation
 from abtest.ports import Clock, EventArchive, Store
 from abtest.records import AggregationResult
 from abtest.usecases import Ports
-from abtest.usecases.endpoints import EndpointCache
+from abtest.usecases.endpoints import EndpointCache, refresh_figures
 
 
 class Aggregate:
@@ -25,4 +25,7 @@ class Aggregate:
         result = aggregation.aggregate(self.store, archive, object_key, self.clock.now())
         for endpoint_name in result.counts:
             self.endpoints.forget(endpoint_name)
+            # Here, once per change, not per request: the allocation and /stats' figures.
+            # Also after a repeat, in case a crash came between the counts and their figures.
+            refresh_figures(self.store, endpoint_name)
         return result

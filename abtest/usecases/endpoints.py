@@ -1,13 +1,18 @@
-"""An endpoint's record as the use cases see it: cached briefly, its strategy built once."""
+"""An endpoint's record as the use cases see it: cached briefly, its strategy built once, its
+figures (allocation, decision) worked out when the record changes and read everywhere else."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import bandit
 from abtest.errors import NotFoundError
 from abtest.ports import Store
-from abtest.records import DELETED, Endpoint
+from abtest.records import DELETED, Endpoint, Figures
+from bandit.selection import Allocation
+
+logger = logging.getLogger("abtest")
 
 
 def configured_strategy(endpoint: Endpoint) -> bandit.Strategy:
@@ -15,12 +20,51 @@ def configured_strategy(endpoint: Endpoint) -> bandit.Strategy:
     return bandit.get_strategy(endpoint.strategy, endpoint.strategy_params)
 
 
-def current_allocation(endpoint: Endpoint) -> dict[str, float]:
-    """The probabilities a new user would be assigned with now (warm-up included)."""
-    strategy = bandit.deciding_strategy(
+def _deciding_strategy(endpoint: Endpoint) -> bandit.Strategy:
+    return bandit.deciding_strategy(
         configured_strategy(endpoint), endpoint.variant_metrics, endpoint.warmup
     )
-    return strategy.allocation(endpoint.variant_metrics)
+
+
+def current_allocation(endpoint: Endpoint) -> dict[str, float]:
+    """The probabilities a new user would be assigned with now (warm-up included)."""
+    return _deciding_strategy(endpoint).allocation(endpoint.variant_metrics)
+
+
+def current_figures(endpoint: Endpoint) -> Figures:
+    """Work out the record's figures: the allocation (by quadrature, for Thompson) and the
+    decision. Costly (milliseconds), so done when the counters change, not per request."""
+    # Imported here: statistics are for /stats, not for the invocation path's cold start.
+    from bandit.stats import decision
+
+    return Figures(
+        basis=endpoint.basis,
+        strategy=_deciding_strategy(endpoint).name,
+        allocation=current_allocation(endpoint),
+        decision=decision(endpoint.variant_metrics).as_dict(),
+    )
+
+
+def figures_of(endpoint: Endpoint) -> Figures:
+    """The record's stored figures if they are its own, else worked out now."""
+    return endpoint.fresh_figures or current_figures(endpoint)
+
+
+def refresh_figures(store: Store, endpoint_name: str) -> Figures | None:
+    """Work out and store the figures of the record as it is now, unless it already has its
+    own; None for an unknown endpoint. Run where records change (aggregation, registration)."""
+    try:
+        endpoint = store.get_endpoint(endpoint_name)
+        if endpoint is None or endpoint.fresh_figures is not None:
+            return None if endpoint is None else endpoint.fresh_figures
+        figures = current_figures(endpoint)
+        if not store.save_figures(endpoint_name, figures):
+            logger.info("%s changed meanwhile; whoever changed it saves its figures", endpoint_name)
+        return figures
+    except Exception:
+        # The counters are committed; without stored figures, readers work them out.
+        logger.exception("figures of %s not stored; requests work them out", endpoint_name)
+        return None
 
 
 def unknown_endpoint(name: str) -> NotFoundError:
@@ -32,10 +76,21 @@ def unknown_endpoint(name: str) -> NotFoundError:
 
 @dataclass(frozen=True, slots=True)
 class ServedEndpoint:
-    """A registered, active endpoint and the strategy built from its record."""
+    """A registered, active endpoint and the allocation new users are picked from: the
+    stored one, worked out when the counters last changed."""
 
     endpoint: Endpoint
-    strategy: bandit.Strategy
+    allocation: Allocation
+
+    @classmethod
+    def of(cls, endpoint: Endpoint) -> ServedEndpoint:
+        stored = endpoint.fresh_figures
+        if stored is not None:
+            allocation = Allocation(stored.strategy, stored.allocation)
+        else:  # a record no aggregation has worked out yet (or changed since): once per read
+            strategy = _deciding_strategy(endpoint)
+            allocation = Allocation(strategy.name, current_allocation(endpoint))
+        return cls(endpoint, allocation)
 
 
 class EndpointCache:
@@ -59,7 +114,7 @@ class EndpointCache:
             endpoint = self.store.get_endpoint(name)
             served = None
             if endpoint is not None and endpoint.status != DELETED:
-                served = ServedEndpoint(endpoint, configured_strategy(endpoint))
+                served = ServedEndpoint.of(endpoint)
             entry = self._entries[name] = (served, now)
         if entry[0] is None:
             raise unknown_endpoint(name)

@@ -8,7 +8,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import bandit
 from abtest.errors import ConflictError, EventLogUnavailableError, StoreUnavailableError
 from abtest.events import invocation_event
 from abtest.ports import Clock, Count, EventSink, ModelEndpoint, ModelResult, Store, Telemetry
@@ -150,9 +149,7 @@ class Invoke:
         existing = self.store.get_assignment(endpoint.endpoint_name, user_id, now)
         if existing is not None and existing.variant_name in endpoint.variant_names:
             return existing, AssignmentKind.EXISTING
-        selection = bandit.select(
-            served.strategy, endpoint.variant_metrics, self.rng, warmup=endpoint.warmup
-        )
+        selection = served.allocation.pick(self.rng)
         new = Assignment(
             endpoint_name=endpoint.endpoint_name,
             user_id=user_id,

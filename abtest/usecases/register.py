@@ -8,7 +8,7 @@ import bandit
 from abtest.ports import Clock, EndpointCatalog, Store
 from abtest.records import Endpoint
 from abtest.usecases import Ports
-from abtest.usecases.endpoints import EndpointCache
+from abtest.usecases.endpoints import EndpointCache, refresh_figures
 
 logger = logging.getLogger("abtest")
 
@@ -34,6 +34,7 @@ class Register:
         config = self.catalog.describe(endpoint_name)
         bandit.get_strategy(config.strategy, config.strategy_params)  # fail before writing
         endpoint = self.store.register_endpoint(config, self.clock.now())
+        refresh_figures(self.store, endpoint_name)  # the variants or the strategy may be new
         self.endpoints.forget(endpoint_name)
         logger.info(
             "registered %s: strategy=%s strategy_params=%s warmup=%s variants=%s",

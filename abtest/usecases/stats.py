@@ -8,7 +8,7 @@ from typing import Any
 from abtest.ports import Store
 from abtest.records import Endpoint
 from abtest.usecases import Ports
-from abtest.usecases.endpoints import current_allocation, unknown_endpoint
+from abtest.usecases.endpoints import figures_of, unknown_endpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +32,6 @@ class Stats:
         endpoint = self.store.get_endpoint(endpoint_name)
         if endpoint is None:
             raise unknown_endpoint(endpoint_name)
-        # Imported here: statistics are for /stats, not for the invocation path's cold start.
-        from bandit.stats import decision
-
-        return StatsResult(
-            endpoint=endpoint,
-            allocation=current_allocation(endpoint),
-            decision=decision(endpoint.variant_metrics).as_dict(),
-        )
+        # Worked out when the counters last changed, and stored with them.
+        figures = figures_of(endpoint)
+        return StatsResult(endpoint, figures.allocation, figures.decision)

@@ -29,6 +29,7 @@ from abtest.records import (
     Assignment,
     EndpointConfig,
     EventKey,
+    Figures,
     VariantConfig,
     VariantCounts,
 )
@@ -498,6 +499,91 @@ def test_an_object_touching_more_endpoints_than_one_transaction_holds(store, mon
     assert [metrics(store, name)["A"].invocation_count for name in names] == list(range(10))
 
 
+# -- figures -----------------------------------------------------------------
+
+
+def figures_for(endpoint, share: float = 0.25) -> Figures:
+    return Figures(
+        endpoint.basis,
+        "ThompsonSampling",
+        {"A": share, "B": 1.0 - share},
+        {"winner": None, "reason": "too_few_samples", "variants": [{"name": "A", "p": 0.5}]},
+    )
+
+
+def test_saved_figures_are_read_back_with_their_record(store):
+    # GIVEN a record with counters
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+    store.apply_counts("obj-1", {ENDPOINT: counts(A=(10, 2, 2.0), B=(12, 6, 5.5))}, NOW)
+    figures = figures_for(store.get_endpoint(ENDPOINT))
+
+    # WHEN its figures are saved
+    assert store.save_figures(ENDPOINT, figures) is True
+
+    # THEN the record carries them, as its own, exactly (floats included)
+    read = store.get_endpoint(ENDPOINT)
+    assert read.figures == figures
+    assert read.fresh_figures == figures
+    assert metrics(store)["B"] == VariantMetrics("B", 1.0, 12, 6, 5.5)
+
+
+def test_figures_of_a_record_that_changed_since_are_refused(store):
+    # GIVEN figures worked out from the record before another object was counted
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+    store.apply_counts("obj-1", {ENDPOINT: counts(A=(10, 2, 2.0))}, NOW)
+    before = store.get_endpoint(ENDPOINT)
+    store.apply_counts("obj-2", {ENDPOINT: counts(B=(3, 1, 1.0))}, NOW)
+
+    # WHEN they are saved, THEN they are refused and nothing is stored
+    assert store.save_figures(ENDPOINT, figures_for(before)) is False
+    assert store.get_endpoint(ENDPOINT).figures is None
+    assert store.save_figures("unknown-endpoint", figures_for(before)) is False
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda store: store.apply_counts("obj-2", {ENDPOINT: counts(A=(1, 0, 0.0))}, NOW),
+        lambda store: store.register_endpoint(
+            config(("A", 1.0), ("B", 1.0), strategy="UCB1"), NOW + 1
+        ),
+        lambda store: store.register_endpoint(config(("A", 1.0), ("B", 2.0)), NOW + 1),
+        lambda store: store.register_endpoint(config(("A", 1.0)), NOW + 1),
+    ],
+    ids=["counts", "strategy", "weights", "variants"],
+)
+def test_stored_figures_go_stale_when_their_record_changes(store, change):
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+    store.apply_counts("obj-1", {ENDPOINT: counts(A=(10, 2, 2.0), B=(4, 1, 1.0))}, NOW)
+    figures = figures_for(store.get_endpoint(ENDPOINT))
+    assert store.save_figures(ENDPOINT, figures)
+
+    change(store)
+
+    changed = store.get_endpoint(ENDPOINT)
+    assert (changed.figures, changed.fresh_figures) == (figures, None)
+    assert metrics(store)["A"].invocation_count in (10, 11)  # the counters stay
+
+
+def test_dynamodb_figures_lose_to_an_increment_between_read_and_write(dynamodb_store, on_call):
+    # GIVEN an object counted just after save_figures read the record
+    store = dynamodb_store
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+    figures = figures_for(store.get_endpoint(ENDPOINT))
+    raced = []
+
+    def count_once(**_):
+        if not raced:
+            raced.append(1)
+            store.apply_counts("obj-1", {ENDPOINT: counts(A=(1, 1, 1.0))}, NOW)
+
+    on_call("UpdateItem", count_once)
+
+    # WHEN the figures are written, THEN the condition refuses them
+    assert store.save_figures(ENDPOINT, figures) is False
+    assert store.get_endpoint(ENDPOINT).figures is None
+
+
 # -- unavailability ----------------------------------------------------------
 
 
@@ -785,6 +871,36 @@ def test_sqlite_file_with_the_epsilon_column_is_migrated_once_keeping_everything
     store.apply_counts("obj-1", {"eg": counts(A=(1, 1, 1.0))}, NOW)
     assert store.get_endpoint("eg").strategy_params == {"epsilon": 0.2}
     assert metrics(store, "eg")["A"] == VariantMetrics("A", 1.0, 41, 5, 5.0)
+    store.close()
+
+
+def test_sqlite_file_written_before_figures_is_migrated_keeping_the_counters(tmp_path):
+    # GIVEN a file of the schema before stored figures, with counters
+    from abtest.adapters.sqlite import SCHEMA
+
+    path = tmp_path / "before-figures.sqlite3"
+    old_schema = SCHEMA.replace(
+        "updated_at REAL NOT NULL,\n    figures TEXT", "updated_at REAL NOT NULL"
+    )
+    assert old_schema != SCHEMA
+    with sqlite3.connect(path) as db:
+        db.executescript(old_schema)
+        db.execute(
+            "INSERT INTO endpoints VALUES (?, 'ThompsonSampling', '{}', 0, 'active', ?)",
+            (ENDPOINT, NOW),
+        )
+        db.execute("INSERT INTO variants VALUES (?, 'A', 0, 1.0, 40, 4, 3.5)", (ENDPOINT,))
+
+    # WHEN the store opens it
+    store = SqliteStore(path)
+
+    # THEN the counters are all there, without figures until some are saved
+    endpoint = store.get_endpoint(ENDPOINT)
+    assert endpoint.variant_metrics == (VariantMetrics("A", 1.0, 40, 4, 3.5),)
+    assert endpoint.figures is None
+    figures = Figures(endpoint.basis, "ThompsonSampling", {"A": 1.0}, {"winner": None})
+    assert store.save_figures(ENDPOINT, figures) is True
+    assert store.get_endpoint(ENDPOINT).fresh_figures == figures
     store.close()
 
 

@@ -9,7 +9,6 @@ import httpx
 import pytest
 
 from abtest.embedded import docs as docs_page
-from abtest.embedded.server import proxy_event
 from abtest.errors import StoreUnavailableError
 from tests.embedded.helpers import ENDPOINT, counts_by_variant, logged_events, stats_counts
 
@@ -161,31 +160,6 @@ def test_concurrent_requests_each_get_their_own_answer(start_server, model_url, 
     server.runtime.events.flush()
     stats = httpx.post(f"{server.url}/stats", json={"endpoint_name": ENDPOINT}).json()
     assert sum(n for n, _ in stats_counts(stats).values()) == 240
-
-
-def test_proxy_event_carries_what_the_resolver_reads() -> None:
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/stats",
-        "query_string": b"a=1&a=2&b=",
-        "headers": [(b"content-type", b"application/json"), (b"x-forwarded-for", b"10.0.0.1")],
-        "client": ("127.0.0.1", 5000),
-    }
-    event = proxy_event(scope, '{"endpoint_name": "e"}')
-    assert (event["httpMethod"], event["path"], event["body"]) == (
-        "POST",
-        "/stats",
-        '{"endpoint_name": "e"}',
-    )
-    assert event["isBase64Encoded"] is False
-    assert event["headers"]["content-type"] == "application/json"
-    assert event["multiValueQueryStringParameters"] == {"a": ["1", "2"], "b": [""]}
-    assert event["queryStringParameters"] == {"a": "2", "b": ""}
-    context = event["requestContext"]
-    assert context["identity"]["sourceIp"] == "127.0.0.1"
-    assert (context["httpMethod"], context["resourcePath"]) == ("POST", "/stats")
-    assert context["requestId"]
 
 
 def test_an_http_model_variant_is_served_and_its_failure_is_a_502(

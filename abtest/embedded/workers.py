@@ -1,0 +1,127 @@
+"""`abtest serve --workers N`: N processes answering on one socket, over one data dir.
+
+One process serves requests on one core at a time (the GIL); these use more. The parent
+binds the socket, owns the data dir (its lock), registers the endpoint and recovers the
+event log (every buffer a process left, every file still waiting), and only then starts
+the workers, each a fresh interpreter accepting on the inherited socket. What keeps
+counts exact across them:
+
+- the store is one SQLite file in WAL mode, every write a `BEGIN IMMEDIATE` transaction,
+  so first assignments stay conditional and increments atomic across processes;
+- each worker appends to its own buffer (`events/buffer-<n>.open`, unbuffered, so a
+  crash loses no acknowledged event) and aggregates only the files it seals; aggregation
+  is idempotent per file, so a file counted just before a crash counts once at restart.
+
+A worker that dies is started again (it seals what its buffer held); a file it left
+half-aggregated waits in `events/sealed/` for the next start of `abtest serve`. The
+workers die with the parent, even by SIGKILL, so a restart finds the port and the data
+dir free. Each worker keeps its own endpoint cache (a record another worker changed is
+seen within `METRICS_CACHE_SECONDS`) and its own `/health` counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from abtest.embedded.wiring import Runtime
+
+logger = logging.getLogger("abtest")
+
+# Linux's prctl(PR_SET_PDEATHSIG): the kernel signals the worker when its parent dies.
+_PR_SET_PDEATHSIG = 1
+# How long a worker may take to seal and aggregate its buffer once asked to stop.
+STOP_SECONDS = 30.0
+
+
+def serve_workers(
+    runtime: Runtime, sock: socket.socket, workers: int, token: str | None, out: Callable
+) -> None:
+    """Run `workers` worker processes on `sock` until SIGINT/SIGTERM, then stop them cleanly.
+
+    `runtime` is started (it owns the data dir) and serves no request itself.
+    """
+    env = {**os.environ}
+    if token is not None:
+        env["ABTEST_TOKEN"] = token  # not on the command line, where `ps` would show it
+    else:
+        env.pop("ABTEST_TOKEN", None)
+
+    def spawn(n: int) -> subprocess.Popen:
+        command = [
+            *(sys.executable, "-m", "abtest.embedded.workers", "--worker", str(n)),
+            *("--config", str(runtime.config.path), "--data-dir", str(runtime.data_dir)),
+            *("--fd", str(sock.fileno()), "--parent", str(os.getpid())),
+        ]
+        # A session of its own: Ctrl-C reaches the parent, which stops each worker once.
+        return subprocess.Popen(command, pass_fds=(sock.fileno(),), env=env, start_new_session=True)
+
+    running = {n: spawn(n) for n in range(workers)}
+    out(f"abtest: {workers} worker processes")
+    try:
+        while True:
+            for n, process in list(running.items()):
+                code = process.poll()
+                if code is not None:
+                    logger.warning("worker %d exited with %s; starting it again", n, code)
+                    running[n] = spawn(n)
+            time.sleep(0.2)
+    finally:
+        for process in running.values():
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
+        for process in running.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()  # its buffer waits for the next start: nothing is lost
+                process.wait()
+
+
+def _die_with(parent: int) -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the line above: nobody would stop us
+        os._exit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """One worker: `python -m abtest.embedded.workers` (started by `serve_workers` only)."""
+    from abtest.embedded.server import AbtestApp, uvicorn_server
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--worker", type=int, required=True)
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--parent", type=int, required=True)
+    args = parser.parse_args(argv)
+    _die_with(args.parent)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sock = socket.socket(fileno=args.fd)
+    runtime = Runtime(args.config, args.data_dir, worker=args.worker)
+    token: Any = os.environ.get("ABTEST_TOKEN") or None
+    # uvicorn stops gracefully on SIGTERM, then re-raises it: end like Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        runtime.start()
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn_server(AbtestApp(runtime, token)).run(sockets=[sock])
+    finally:
+        runtime.close()  # a no-op after the lifespan shutdown closed it
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""The one request path of the HTTP API: routing, body checks, validation, the use case, errors.
+
+Both entry points hand it the parts of a request that matter (method, path, content
+type, body) and send back the `Answer`: the Lambda adapter (`abtest.http.resolver`)
+from an API Gateway proxy event, the embedded server straight from its ASGI request.
+So there is one parser, one validator and one error shape, and no framework between a
+request and its use case (the OpenAPI document is `abtest.http.openapi`'s).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from abtest.errors import (
+    AbtestError,
+    BadRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
+from abtest.http.routes import Route, route_named
+
+logger = logging.getLogger("abtest")
+
+# API Gateway -> Lambda synchronous payloads are limited to 6 MB.
+MAX_BODY_BYTES = 6 * 1024 * 1024
+# Deeper JSON would exhaust the recursion limit somewhere between parsing and the response;
+# no model payload needs it.
+MAX_JSON_DEPTH = 128
+JSON = "application/json"
+# What a body that is JSON but not an object is told (pydantic's words, as before).
+NOT_AN_OBJECT = "Input should be a valid dictionary or object to extract fields from"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A JSON answer: its status, its body, and any header besides Content-Type."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def error(cls, error: AbtestError, headers: tuple[tuple[str, str], ...] = ()) -> Answer:
+        return cls(error.status, json.dumps(error.body()).encode(), headers)
+
+
+class Api:
+    """The routes of `use_cases` (route name -> use case; a Lambda function serves one)."""
+
+    def __init__(self, use_cases: Mapping[str, Callable[[Any], Any]]) -> None:
+        self._served: dict[str, tuple[Route, Callable[[Any], Any]]] = {
+            route_named(name).path: (route_named(name), use_case)
+            for name, use_case in use_cases.items()
+        }
+
+    @property
+    def route_names(self) -> tuple[str, ...]:
+        return tuple(route.name for route, _ in self._served.values())
+
+    def answer(self, method: str, path: str, content_type: str | None, body: str | None) -> Answer:
+        """Answer one request, whatever it holds: anything raised is a logged JSON 500."""
+        try:
+            return self._answer(method.upper(), path, content_type, body or "")
+        except AbtestError as error:
+            if error.status >= 500:
+                logger.error("%s: %s", error.code, error.message)
+            return Answer.error(error)
+        except Exception:  # a bug, not bad input: still a JSON answer, and logged
+            logger.exception("%s %s failed", method, path)
+            return Answer.error(AbtestError("internal error; see the log"))
+
+    def _answer(self, method: str, path: str, content_type: str | None, body: str) -> Answer:
+        # Size and media type come before the route, as API Gateway would refuse them.
+        if len(body) > MAX_BODY_BYTES:
+            raise PayloadTooLargeError(f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+        if content_type is not None:
+            media_type = content_type.partition(";")[0].strip().lower()
+            if media_type != JSON:
+                message = f"Content-Type {content_type[:100]!r} is not supported; send {JSON}"
+                raise UnsupportedMediaTypeError(
+                    f"body: {message}", details=[{"field": "body", "message": message}]
+                )
+        # A trailing slash names the route too; a doubled leading one does not.
+        served = self._served.get(path.rstrip("/")) if path != "/" else None
+        if served is None:
+            routes = ", ".join(f"POST /{name}" for name in sorted(self.route_names))
+            raise NotFoundError(f"no route {method} {path}; routes: {routes}")
+        if method != "POST":
+            return Answer.error(
+                MethodNotAllowedError(f"{method} {path}: use POST"), (("Allow", "POST"),)
+            )
+        route, use_case = served
+        request = validated(route, body)
+        result = route.response.of(use_case(request.to_core()))
+        return Answer(200, result.model_dump_json().encode())
+
+
+def validated(route: Route, body: str) -> Any:
+    """The route's request body from the text sent, or a 400 naming each bad field."""
+    value = _json_body(body)
+    if value is None:  # no body, or JSON null
+        raise _bad_request([{"loc": (), "msg": "Field required"}])
+    if not isinstance(value, dict):
+        raise _bad_request([{"loc": (), "msg": NOT_AN_OBJECT}])
+    try:
+        return route.request.model_validate(value)
+    except ValidationError as error:
+        raise _bad_request(error.errors(include_url=False, include_input=False)) from None
+
+
+def _json_body(text: str) -> Any:
+    """Strict JSON: bodies that would crash later (too deep, huge integers, NaN) are 400s."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except json.JSONDecodeError:
+        raise BadRequestError.field(
+            "body", f"not JSON: send a JSON object with Content-Type: {JSON}"
+        ) from None
+    except RecursionError:
+        raise _invalid_body(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as error:  # NaN, 1e999, or an integer over int_max_str_digits
+        message = str(error)
+        if "integer string conversion" in message:
+            message = f"an integer has more than {sys.get_int_max_str_digits()} digits"
+        raise _invalid_body(message) from None
+    if _deeper_than(value, MAX_JSON_DEPTH):
+        raise _invalid_body(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]!r} is out of a float's range")
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    # Iterative: recursing would hit the very limit this guards against.
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def _invalid_body(message: str) -> BadRequestError:
+    return _bad_request([{"loc": (), "msg": message}])
+
+
+def _bad_request(errors: Iterable[Mapping[str, Any]]) -> BadRequestError:
+    details = []
+    for error in errors:
+        # loc is (field, <union member>...): the field is what the user wrote.
+        location = error.get("loc", ())
+        field = location[0] if location and isinstance(location[0], str) else "body"
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        detail = {"field": field, "message": message}
+        if detail not in details:
+            details.append(detail)
+    if not details:
+        details = [{"field": "body", "message": "invalid request body"}]
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+    return BadRequestError(summary, details=details)

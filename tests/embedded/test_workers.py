@@ -1,0 +1,150 @@
+"""`abtest serve --workers 2`: several processes on one data dir count exactly once.
+
+The process tests run the single-process server's own SIGTERM and SIGKILL tests again
+with ABTEST_WORKERS=2 (their clients cannot tell the difference), and kill one worker
+alone under load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from abtest.adapters.eventlog import LocalEventLog
+from tests.embedded import test_crash_consistency, test_serve_process
+from tests.embedded.helpers import ENDPOINT, counts_by_variant, logged_events, write_config
+from tests.embedded.test_serve_process import Serving
+
+serving = test_serve_process.serving  # the fixture, here too
+MODELS = {
+    "Champion1": "tests.embedded.helpers:constant",
+    "Challenger1": "tests.embedded.helpers:echo",
+}
+
+
+def event(user: int) -> dict:
+    return {"type": "invocation", "endpoint_name": ENDPOINT, "user_id": f"u{user}"}
+
+
+def test_workers_log_to_their_own_buffers_and_the_owner_recovers_them_all(tmp_path: Path):
+    # GIVEN two workers' buffers and the owner's, left by a crash
+    handed: list[str] = []
+    names = ["buffer-0.open", "buffer-1.open", "buffer.open"]
+    for user, name in enumerate(names):
+        (tmp_path / name).write_text(json.dumps(event(user)) + "\n")
+
+    # WHEN a restarted worker starts, THEN it seals and hands over its own buffer only
+    worker = LocalEventLog(tmp_path, on_seal=handed.append, worker=1)
+    worker.start()
+    worker.close()
+    assert len(handed) == 1
+    assert sorted(p.name for p in tmp_path.glob("buffer*.open")) == names[:1] + names[2:]
+
+    # WHEN the owner starts, THEN it seals every buffer left and hands each over
+    owner = LocalEventLog(tmp_path, on_seal=handed.append)
+    owner.start()
+    owner.close()
+    assert list(tmp_path.glob("buffer*.open")) == []
+    assert len(handed) == 1 + 2  # the two buffers still left
+    users = sorted(
+        json.loads(line)["user_id"]
+        for path in (tmp_path / "applied").glob("*.jsonl")
+        for line in path.read_text().splitlines()
+    )
+    assert users == ["u0", "u1", "u2"]
+
+
+def test_a_worker_does_not_take_the_data_dir_its_owner_holds(tmp_path: Path):
+    owner = LocalEventLog(tmp_path)
+    owner.start()
+    try:
+        worker = LocalEventLog(tmp_path, worker=0)
+        worker.start()  # no ConfigError: the owner started it
+        worker.put([event(1)])
+        worker.close()
+        assert (tmp_path / ".lock").exists()
+    finally:
+        owner.close()
+
+
+@pytest.fixture
+def two_workers(monkeypatch):
+    monkeypatch.setenv("ABTEST_WORKERS", "2")
+
+
+def worker_pids(parent: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            children.append(int(stat.parent.name))
+    return children
+
+
+@pytest.mark.slow
+def test_sigterm_with_two_workers_loses_nothing(tmp_path: Path, serving, two_workers) -> None:
+    test_serve_process.test_sigterm_loses_nothing_and_a_restart_keeps_the_counts(tmp_path, serving)
+
+
+@pytest.mark.slow
+def test_sigkill_with_two_workers_loses_nothing_and_counts_once(tmp_path: Path, two_workers):
+    test_crash_consistency.test_sigkill_under_load_loses_no_acknowledged_request_and_counts_none_twice(
+        tmp_path
+    )
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_replaced_and_its_events_are_counted_once(tmp_path, two_workers):
+    # GIVEN two workers under load from four clients
+    config = write_config(tmp_path, interval=0.3, variants=MODELS)
+    data = tmp_path / "data"
+    server = Serving(config, data)
+    acked: list[str] = []
+    stop = threading.Event()
+
+    def client(n: int) -> None:
+        user = 0
+        while not stop.is_set():
+            user += 1
+            try:
+                acked.append(server.invoke(f"c{n}-{user}")["inference_id"])
+            except Exception:  # the killed worker's connection: not acknowledged
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)
+    before = worker_pids(server.process.pid)
+    assert len(before) == 2
+
+    # WHEN one worker is killed outright, and the load goes on
+    os.kill(before[0], signal.SIGKILL)
+    time.sleep(2.0)
+    after = worker_pids(server.process.pid)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    code, _ = server.stop(signal.SIGTERM)
+
+    # THEN another took its place, and every acknowledged invocation is logged and counted once
+    assert code == 0
+    assert len(after) == 2 and before[0] not in after
+    events = logged_events(data)
+    logged = [e["inference_id"] for e in events if e["type"] == "invocation"]
+    assert set(acked) <= set(logged) and len(logged) == len(set(logged))
+    final = Serving(config, data)
+    try:
+        counted = sum(m["invocation_count"] for m in final.stats()["variant_metrics"])
+    finally:
+        final.stop(signal.SIGTERM)
+    assert counted == len(logged) == sum(n for n, _ in counts_by_variant(events).values())
