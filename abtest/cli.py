@@ -268,8 +268,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers",
         type=_positive,
-        default=os.environ.get("ABTEST_WORKERS", "1"),  # a string: argparse checks it too
-        help="processes serving requests (default: ABTEST_WORKERS, else 1)",
+        default=(workers := os.environ.get("ABTEST_WORKERS", "1")),  # argparse checks it too
+        help=f"processes serving requests; ABTEST_WORKERS sets the default (default: {workers})",
     )
     serve.set_defaults(command=_serve)
 
