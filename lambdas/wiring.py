@@ -1,10 +1,10 @@
 """Lambda wiring: each handler's environment model, and the ports built from it.
 
-A handler's `Environment` is made of the groups below (an API route's, from the
-route's needs) and its use case is built from `LambdaPorts`, which creates each port
-on first use: a function builds exactly the ports of what it serves. All of it runs at
-cold start, so a missing or bad variable fails the cold start naming the variable, not
-every request. AWS clients (and boto3 itself) wait for their first call: a cold start
+A handler's `Environment` is made of the groups below (an API route's from the route's
+needs, `lambdas/routes.py`) and its use case is built from `LambdaPorts`, which creates
+each port on first use: a function builds exactly the ports of what it serves. All of it
+runs at cold start, so a missing or bad variable fails the cold start naming the
+variable, not every request. AWS clients (and boto3 itself) wait for their first call: a cold start
 pays only for the clients its requests use, and the dead-letter queue's only when
 Firehose fails. With SnapStart the hooks below build them before the snapshot instead.
 """
@@ -13,25 +13,18 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from abtest.clock import SystemClock
-from abtest.config_types import describe_errors
 from abtest.errors import ConfigError
-from abtest.http.resolver import handle
-from abtest.http.routes import ROUTE_NAMES, Need, Route
 from abtest.usecases.endpoints import EndpointCache
-
-if TYPE_CHECKING:  # annotations only: importing these costs a cold start ~50 ms for nothing
-    from aws_lambda_powertools.event_handler import APIGatewayRestResolver
-    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "abtest"))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "abtest"))
@@ -112,6 +105,8 @@ class LambdaEnvironment(BaseModel):
         try:
             return cls.model_validate(dict(os.environ if environ is None else environ))
         except ValidationError as error:
+            from abtest.config_types import describe_errors  # only a failed start needs it
+
             reasons = describe_errors(error, key=_variable)
             raise ConfigError(f"{cls.__name__}: {reasons}") from None
 
@@ -139,38 +134,6 @@ class ModelsEnvironment(LambdaEnvironment):
 class EventsEnvironment(LambdaEnvironment):
     delivery_stream_name: str
     dead_letter_queue_url: str  # where events Firehose refused are parked, never dropped
-
-
-class ApiEnvironment(LambdaEnvironment):
-    """Which route an API function serves; the rest of its environment follows from the route."""
-
-    route: str
-
-    @field_validator("route")
-    @classmethod
-    def _a_route(cls, value: str) -> str:
-        if value not in ROUTE_NAMES:
-            raise ValueError(f"{value!r} is not a route ({', '.join(ROUTE_NAMES)})")
-        return value
-
-
-# What each need of a route asks of the function's environment (the API stack sets it).
-NEED_ENVIRONMENTS: dict[Need, type[LambdaEnvironment] | None] = {
-    Need.ENDPOINTS: EndpointsEnvironment,
-    Need.ENDPOINT_CACHE: EndpointCacheEnvironment,
-    Need.ASSIGNMENTS: AssignmentsEnvironment,
-    Need.EVENTS: EventsEnvironment,
-    # SageMaker endpoints are named per request, within the IAM prefix; only the timeout is set.
-    Need.MODELS: ModelsEnvironment,
-}
-
-
-def route_environment(route: Route) -> type[LambdaEnvironment]:
-    """The environment model of the route's function: the groups of the route's needs."""
-    groups = [NEED_ENVIRONMENTS[need] for need in sorted(route.needs)]
-    bases = tuple(group for group in groups if group is not None) or (LambdaEnvironment,)
-    name = f"{route.name.capitalize()}Environment"
-    return type(name, bases, {"__module__": __name__, "__doc__": f"The {route.name} function's."})
 
 
 class LazyClient:
@@ -311,14 +274,3 @@ def register_snapstart_hooks(ports: LambdaPorts) -> None:
         return
     register_before_snapshot(ports.before_snapshot)
     register_after_restore(ports.after_restore)
-
-
-def api_handler(app: APIGatewayRestResolver) -> Callable[[dict, LambdaContext], dict]:
-    """The Lambda entry point of an API route: logs, metrics, then the shared resolver."""
-
-    @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
-    @metrics.log_metrics
-    def lambda_handler(event: dict, context: LambdaContext) -> dict:
-        return handle(app, event, context)
-
-    return lambda_handler

@@ -10,7 +10,8 @@ from aws_cdk.assertions import Match, Template
 
 from abtest.http.routes import ROUTE_NAMES, ROUTES
 from abtest.ports import Count
-from lambdas.wiring import request_budget_seconds, route_environment
+from lambdas.routes import route_environment
+from lambdas.wiring import request_budget_seconds
 from tests.infra.synth import (
     CDK_CONTEXT,
     PROD_CONTEXT,
