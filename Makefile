@@ -74,6 +74,7 @@ bench: $(STAMP)
 	$(PY) bench/api.py
 	$(PY) bench/aggregate.py
 	$(PY) bench/server.py
+	$(PY) bench/coldstart.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

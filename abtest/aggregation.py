@@ -58,20 +58,37 @@ Keyed = tuple[str, str, EventKey, VariantCounts, int]
 
 
 class _Tally:
-    """Deltas, rejected lines and the variants each endpoint has (looked up once)."""
+    """Deltas, rejected lines and the variants each endpoint has (looked up once).
+
+    Rejected lines go straight to `keep`, which writes them on: only their number and the
+    first are held, so an object of another format, rejected whole, takes no more memory
+    than a good one.
+    """
 
     line_format = EVENT_LINE_FORMAT  # the lines `fast` counts
 
     def __init__(
-        self, endpoint: Callable[[str], Endpoint | None], *, key_invocations: bool = False
+        self,
+        endpoint: Callable[[str], Endpoint | None],
+        keep: Callable[[RejectedLine], None],
+        *,
+        key_invocations: bool = False,
     ) -> None:
         self.endpoint = endpoint
+        self.keep = keep
         self.key_invocations = key_invocations
         self.counts: CountsByEndpoint = {}
-        self.rejected: list[RejectedLine] = []
+        self.rejected = 0
+        self.first_rejected: RejectedLine | None = None
         self.events = 0
         self.keyed: list[Keyed] = []
         self._variants: dict[str, frozenset[str] | None] = {}
+
+    def reject(self, line: RejectedLine) -> None:
+        self.keep(line)
+        self.rejected += 1
+        if self.first_rejected is None:
+            self.first_rejected = line
 
     def known(self, endpoint_name: str, variant_name: str) -> str | None:
         """None if the variant can take counts, else why not."""
@@ -164,7 +181,7 @@ class _Tally:
                     raise InvalidEvent(reason)
             except InvalidEvent as invalid:
                 text = line.decode("utf-8", "replace")[:MAX_KEPT_LINE_CHARS]
-                self.rejected.append(RejectedLine(n, str(invalid), text))
+                self.reject(RejectedLine(n, str(invalid), text))
                 continue
             self.events += 1
             self.add(endpoint_name, variant_name, delta, key)
@@ -173,11 +190,12 @@ class _Tally:
 def count_events(
     blocks: Iterable[bytes],
     endpoint: Callable[[str], Endpoint | None],
+    keep: Callable[[RejectedLine], None],
     *,
     key_invocations: bool = False,
 ) -> _Tally:
-    """Group deltas by endpoint and variant; reject what no registered variant can take."""
-    tally = _Tally(endpoint, key_invocations=key_invocations)
+    """Group deltas by endpoint and variant; reject (to `keep`) what no variant can take."""
+    tally = _Tally(endpoint, keep, key_invocations=key_invocations)
     read = 0
     try:
         for block in blocks:
@@ -189,33 +207,54 @@ def count_events(
         # Every whole line before the damage counts; the rest is unreadable for good, so
         # waiting or retrying would only hold back the lines that can be counted.
         logger.error("event object damaged after line %d: %s", read, damage)
-        tally.rejected.append(RejectedLine(read + 1, f"object damaged: {damage}", ""))
+        tally.reject(RejectedLine(read + 1, f"object damaged: {damage}", ""))
     return tally
 
 
 def aggregate(
     store: Store, archive: EventArchive, object_key: str, now: float
 ) -> AggregationResult:
-    tally = count_events(
-        archive.read_blocks(object_key), store.get_endpoint, key_invocations=redriven(object_key)
-    )
+    # Kept aside before anything is applied: a failure to keep them fails the object whole,
+    # to be retried, rather than counting it and losing what it could not count.
+    with archive.open_rejected(object_key) as rejected:
+        tally = count_events(
+            archive.read_blocks(object_key),
+            store.get_endpoint,
+            rejected.write,
+            key_invocations=redriven(object_key),
+        )
     duplicates = _count_keyed_once(store, object_key, tally, now)
     applied = store.apply_counts(object_key, tally.counts, now)
-    rejected = tally.rejected
-    if rejected:
-        archive.put_rejected(object_key, rejected)
+    result = AggregationResult(
+        object_key,
+        applied,
+        events=tally.events,
+        counts=tally.counts,
+        rejected=tally.rejected,
+        first_rejected=tally.first_rejected,
+        duplicates=duplicates,
+    )
+    if result.first_rejected is not None:
         logger.warning(
             "rejected %d line(s) of %s, kept aside; first: line %d: %s",
-            len(rejected),
+            result.rejected,
             object_key,
-            rejected[0].line_number,
-            rejected[0].reason,
+            result.first_rejected.line_number,
+            result.first_rejected.reason,
+        )
+    if result.mostly_rejected:
+        logger.warning(
+            "most lines of %s were rejected (%d of %d): is something writing events of "
+            "another format to the event log?",
+            object_key,
+            result.rejected,
+            result.rejected + result.events,
         )
     if duplicates:
         logger.info("%d event(s) in %s were counted before; counted once", duplicates, object_key)
     if not applied:
         logger.info("object %s was already aggregated; nothing counted twice", object_key)
-    return AggregationResult(object_key, applied, tally.events, tally.counts, rejected, duplicates)
+    return result
 
 
 def redriven(object_key: str) -> bool:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -102,6 +103,12 @@ class EventSink(Protocol):
         ...
 
 
+class RejectedLines(Protocol):
+    def write(self, line: RejectedLine) -> None:
+        """Keep one more rejected line (written on, never held: memory stays flat)."""
+        ...
+
+
 class EventArchive(Protocol):
     """Where delivered event objects live (S3 bucket, or a local folder of sealed files)."""
 
@@ -113,8 +120,14 @@ class EventArchive(Protocol):
         """
         ...
 
-    def put_rejected(self, object_key: str, rejected: Iterable[RejectedLine]) -> None:
-        """Keep lines aggregation could not use, beside the object, for a human to look at."""
+    def open_rejected(self, object_key: str) -> AbstractContextManager[RejectedLines]:
+        """Where to keep the lines aggregation cannot use, beside the object, for a human.
+
+        Lines are written as aggregation finds them, so an object of another format, all
+        of it rejected, costs no more memory than a good one. The rejected-lines object
+        exists once the block exits without error and if any line was written; an error
+        leaves none (or the one a previous, complete attempt wrote).
+        """
         ...
 
 
@@ -152,16 +165,22 @@ class EndpointCatalog(Protocol):
 
 
 class Count(StrEnum):
-    """What the request path counts for people: CloudWatch metrics on AWS, `/health` locally."""
+    """What the service counts for people: CloudWatch metrics on AWS, `/health` locally."""
 
     FALLBACKS = "Fallbacks"  # invocations routed by the endpoint's weights: the store was down
     MODEL_ERRORS = "ModelErrors"  # model variants that failed (answered 502)
     DUPLICATE_CONVERSIONS = "DuplicateConversions"  # repeated conversions, counted once
     # Invocations answered whose event reached neither the event log nor its queue.
     UNLOGGED_INVOCATIONS = "UnloggedInvocations"
+    # Delivered objects aggregation rejected most lines of (`AggregationResult.mostly_rejected`).
+    MOSTLY_REJECTED_OBJECTS = "MostlyRejectedObjects"
 
 
 class Telemetry(Protocol):
     """Operational counters: CloudWatch EMF metrics on AWS, in-memory counts embedded."""
 
-    def count(self, name: Count, endpoint_name: str, variant_name: str | None = None) -> None: ...
+    def count(
+        self, name: Count, endpoint_name: str | None, variant_name: str | None = None
+    ) -> None:
+        """Count one; `endpoint_name` None for what belongs to no endpoint (a whole object)."""
+        ...

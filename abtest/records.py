@@ -163,6 +163,11 @@ class RejectedLine:
     reason: str
     line: str
 
+    def json_line(self) -> bytes:
+        """The line as it is kept aside (S3 and local alike): one JSON object per line."""
+        record = {"line_number": self.line_number, "reason": self.reason, "line": self.line}
+        return json.dumps(record).encode() + b"\n"
+
 
 @dataclass(slots=True)
 class AggregationResult:
@@ -170,9 +175,17 @@ class AggregationResult:
     applied: bool
     events: int = 0
     counts: CountsByEndpoint = field(default_factory=dict)
-    rejected: list[RejectedLine] = field(default_factory=list)
+    # Lines kept aside (streamed to the archive as they were found, never held) and the first.
+    rejected: int = 0
+    first_rejected: RejectedLine | None = None
     # Keyed events left uncounted because a delivered object already counted them.
     duplicates: int = 0
+
+    @property
+    def mostly_rejected(self) -> bool:
+        """More lines rejected than counted: events of another format or from another writer,
+        most likely. Such an object is still applied (with what it had), so say so loudly."""
+        return self.rejected > self.events
 
 
 class AssignmentKind(StrEnum):

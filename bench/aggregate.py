@@ -1,6 +1,6 @@
 """Aggregation throughput and peak memory: ours against a load-it-whole, per-line baseline.
 
-    python bench/aggregate.py [--events 200000] [--repeat 3]
+    python bench/aggregate.py [--events 200000] [--repeat 3] [--rejected-mb 90]
 
 One gzip JSON-lines object of `--events` events (invocations and conversions over
 two variants) is aggregated, each run in a fresh subprocess so peak RSS is its own:
@@ -12,7 +12,11 @@ two variants) is aggregated, each run in a fresh subprocess so peak RSS is its o
 Rows: the baseline on events shaped as the original logged them (20 predictions each,
 the original design's own figure: ~63k events/s), then abtest on its own events, then
 each on the other's shape, so the two effects (smaller events, no per-line parse) show
-apart.
+apart. The last row is abtest on an object of `--rejected-mb` MB (uncompressed, gzip as
+Firehose delivers) of another writer's events, every line rejected: read through the S3
+adapter, its rejected lines sent through the adapter's upload to a client that counts
+and drops what it is sent (a real bucket holds them elsewhere), so the peak is
+aggregation's own.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -62,6 +68,27 @@ def write_object(path: Path, events: int, predictions: int, seed: int = 1) -> No
             out.write(encode(event))
 
 
+def write_foreign(path: Path, megabytes: int, seed: int = 2) -> int:
+    """Page-view events of another application, one JSON object a line; how many lines."""
+    rng = random.Random(seed)
+    lines = written = 0
+    with gzip.open(path, "wb", compresslevel=6) as out:
+        while written < megabytes * 1_000_000:
+            line = json.dumps(
+                {
+                    "event": "page_view",
+                    "visitor": f"v-{rng.randrange(10**9)}",
+                    "url": f"https://shop.example/item/{rng.getrandbits(64):x}",
+                    "at": 1_795_000_000 + lines / 100,
+                    "agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101",
+                }
+            ).encode()
+            out.write(line + b"\n")
+            written += len(line) + 1
+            lines += 1
+    return lines
+
+
 def baseline(path: Path) -> int:
     body = gzip.decompress(path.read_bytes()).decode()
     counts: dict = defaultdict(lambda: defaultdict(lambda: [0, 0, 0.0]))
@@ -91,8 +118,12 @@ def ours(path: Path) -> int:
             with open(path, "rb") as stream:
                 yield from iter_blocks(stream)
 
-        def put_rejected(self, key, rejected) -> None:
-            raise AssertionError(f"unexpected rejected lines: {list(rejected)[:3]}")
+        @contextmanager
+        def open_rejected(self, key: str):
+            def unexpected(line) -> None:
+                raise AssertionError(f"unexpected rejected line: {line}")
+
+            yield SimpleNamespace(write=unexpected)
 
     with tempfile.TemporaryDirectory() as folder:
         store = SqliteStore(Path(folder) / "abtest.sqlite3")
@@ -107,9 +138,44 @@ def ours(path: Path) -> int:
         return result.events
 
 
+def rejected_whole(path: Path) -> int:
+    from abtest.adapters.s3 import S3EventArchive
+    from abtest.adapters.sqlite import SqliteStore
+    from abtest.aggregation import aggregate
+
+    class DiscardingS3:
+        """The archive's S3 client: gets the local object; counts, and drops, what it is sent."""
+
+        sent = 0
+
+        def get_object(self, **_: object) -> dict:
+            return {"Body": open(path, "rb")}
+
+        def put_object(self, Body: bytes, **_: object) -> None:
+            self.sent += len(Body)
+
+        def create_multipart_upload(self, **_: object) -> dict:
+            return {"UploadId": "bench"}
+
+        def upload_part(self, Body: bytes, **_: object) -> dict:
+            self.sent += len(Body)
+            return {"ETag": "bench"}
+
+        def complete_multipart_upload(self, **_: object) -> None:
+            pass
+
+    client = DiscardingS3()
+    with tempfile.TemporaryDirectory() as folder:
+        store = SqliteStore(Path(folder) / "abtest.sqlite3")
+        result = aggregate(store, S3EventArchive("bench", client=client), path.name, time.time())
+        store.close()
+    assert result.applied and result.events == 0 and client.sent > path.stat().st_size
+    return int(path.name.split("-")[1])  # the line count, in the object's name
+
+
 def child(which: str, path: Path) -> None:
     """Runs in its own process: time one aggregation, report events, seconds, peak RSS."""
-    run = {"baseline": baseline, "abtest": ours}[which]
+    run = {"baseline": baseline, "abtest": ours, "rejected": rejected_whole}[which]
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     events = run(path)
@@ -132,6 +198,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rejected-mb", type=int, default=90)
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -142,7 +209,7 @@ def main() -> None:
         f"{os.cpu_count()} cores; {args.events:,} events; best of {args.repeat} runs, "
         "each in a fresh process"
     )
-    print("| aggregator | events | object (gzip MB) | events/s | peak MiB | vs the first row |")
+    print("| aggregator | events | object (gzip MB) | lines/s | peak MiB | vs the first row |")
     print("|---|---|---:|---:|---:|---:|")
     rows = (
         ("baseline", 20, "as the original logged them (20 predictions each)"),
@@ -165,6 +232,18 @@ def main() -> None:
                 f"| {which} | {shape} | {path.stat().st_size / 1e6:.1f} | {rate:,.0f} "
                 f"| {peak:.0f} | {rate / first:.2f}x |"
             )
+        # Named with its line count, which the child reports as its events.
+        lines = write_foreign(Path(folder) / "foreign.jsonl.gz", args.rejected_mb)
+        path = Path(folder) / f"foreign-{lines}-lines.jsonl.gz"
+        (Path(folder) / "foreign.jsonl.gz").rename(path)
+        runs = [measure("rejected", path) for _ in range(args.repeat)]
+        best = min(runs, key=lambda m: m["seconds"])
+        peak = max(m["peak_kib"] for m in runs) / 1024
+        print(
+            f"| abtest | another application's events, {args.rejected_mb} MB, every line "
+            f"rejected | {path.stat().st_size / 1e6:.1f} | {best['events'] / best['seconds']:,.0f} "
+            f"| {peak:.0f} | - |"
+        )
 
 
 if __name__ == "__main__":

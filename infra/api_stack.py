@@ -17,10 +17,11 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from abtest.http.routes import ROUTES, Need
+from abtest.ports import Count
 from infra import nag
 from infra.api import ServiceApi
 from infra.functions import API_HANDLER, RETENTION, ServiceFunctions
-from infra.monitoring import Alarms, service_dashboard
+from infra.monitoring import Alarms, object_count, service_dashboard
 from infra.names import stage_prefix
 from infra.settings import Settings
 from infra.storage import EVENTS_PREFIX, REJECTED_PREFIX, EventLog, Tables
@@ -161,9 +162,10 @@ class ApiStack(Stack):
             ["s3:GetObject"],
             [event_log.bucket.arn_for_objects(EVENTS_PREFIX + "*")],
         )
+        # Many rejected lines go up in parts: an upload that fails is aborted.
         allow(
             fns["metrics"],
-            ["s3:PutObject"],
+            ["s3:PutObject", "s3:AbortMultipartUpload"],
             [event_log.bucket.arn_for_objects(REJECTED_PREFIX + "*")],
         )
         allow(
@@ -181,15 +183,17 @@ class ApiStack(Stack):
             [metrics],
         )
 
+        # Callers invoke each function's published version (its SnapStart snapshot).
+        live = {name: factory.live(fn) for name, fn in fns.items()}
         # S3 invokes the metrics function asynchronously: retry, then park the event.
-        fns["metrics"].configure_async_invoke(
+        live["metrics"].configure_async_invoke(
             retry_attempts=s.metrics_retry_attempts,
             max_event_age=Duration.hours(6),
             on_failure=destinations.SqsDestination(failed_dlq),
         )
         event_log.bucket.add_event_notification(
             s3.EventType.OBJECT_CREATED,
-            s3n.LambdaDestination(fns["metrics"]),
+            s3n.LambdaDestination(live["metrics"]),
             s3.NotificationKeyFilter(prefix=EVENTS_PREFIX),
         )
         self._expire_notification_handler_logs(s)
@@ -205,7 +209,7 @@ class ApiStack(Stack):
             ),
             targets=[
                 targets.LambdaFunction(
-                    fns["register"],
+                    live["register"],
                     dead_letter_queue=failed_dlq,
                     retry_attempts=4,
                     max_event_age=Duration.hours(2),
@@ -213,12 +217,18 @@ class ApiStack(Stack):
             ],
         )
 
-        api = ServiceApi(self, "Api", s, {route.name: fns[route.name] for route in ROUTES})
+        api = ServiceApi(self, "Api", s, {route.name: live[route.name] for route in ROUTES})
 
         alarms = Alarms(self, "Alarms", s.stage_name, s.alarm_email)
         alarms.queue_depth("UndeliveredEventsAlarm", events_dlq, "Events Firehose refused")
         alarms.queue_depth("FailedAggregationsAlarm", failed_dlq, "Failed event objects")
         alarms.add("Api5xxAlarm", api.server_errors, "The API answered with a 5xx.")
+        alarms.add(
+            "MostlyRejectedAlarm",
+            object_count(Count.MOSTLY_REJECTED_OBJECTS),
+            f"The metrics function rejected most lines of an event object (is something "
+            f"writing another format to the stream?): see {REJECTED_PREFIX} in the bucket.",
+        )
         for name, fn in fns.items():
             alarms.function_errors(fn, name)
         service_dashboard(self, s.stage_name, fns, api.server_errors, [events_dlq, failed_dlq])
@@ -330,7 +340,8 @@ class ApiStack(Stack):
                 f"Resource::<{bucket}.Arn>/{EVENTS_PREFIX}*": "The metrics function reads "
                 "Firehose's event objects, under their own prefix: s3:GetObject.",
                 f"Resource::<{bucket}.Arn>/{REJECTED_PREFIX}*": "The metrics function writes "
-                "the lines it rejects, under their own prefix: s3:PutObject.",
+                "the lines it rejects, under their own prefix: s3:PutObject, "
+                "s3:AbortMultipartUpload.",
             },
         )
         for fn in fns.values():

@@ -3,6 +3,12 @@
 Each function gets its own role with only a log-stream grant on its own log
 group; callers add the data-plane permissions it needs, so a template test
 can read a function's whole permission set from one policy.
+
+Every function runs with SnapStart: each deploy publishes a version, Lambda snapshots it
+once initialized (the handlers' hooks make their AWS clients first, `lambdas/wiring.py`),
+and new environments resume from that snapshot. Only published versions have one, so
+every caller (API Gateway, the S3 notification, EventBridge) invokes the `live` alias,
+which each deploy moves to the new version.
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ CODE_EXCLUDE = [
 POWERTOOLS_ACCOUNT = "017000801446"
 # Every API route's function runs this handler; its ROUTE variable names the route.
 API_HANDLER = "lambdas.api.lambda_handler"
+# The alias every caller invokes: the version published (and snapshotted) by the last deploy.
+LIVE_ALIAS = "live"
+# Every function's POWERTOOLS_SERVICE_NAME: the `service` dimension of its metrics.
+SERVICE_NAME = "abtest"
 
 RETENTION = {
     7: logs.RetentionDays.ONE_WEEK,
@@ -103,7 +113,10 @@ class ServiceFunctions(Construct):
             self,
             name,
             function_name=f"abtest-{name}-{s.stage_name}",
-            runtime=lambda_.Runtime(s.python_runtime, lambda_.RuntimeFamily.PYTHON),
+            # Both runtimes the settings allow (python3.12, python3.13) have SnapStart.
+            runtime=lambda_.Runtime(
+                s.python_runtime, lambda_.RuntimeFamily.PYTHON, supports_snap_start=True
+            ),
             architecture=lambda_.Architecture.ARM_64,
             handler=handler or f"lambdas.{name}.lambda_handler",
             code=self.code,
@@ -112,11 +125,24 @@ class ServiceFunctions(Construct):
             timeout=Duration.seconds(timeout_seconds),
             role=role,
             log_group=log_group,
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS,
+            # A version's snapshot is billed while the version exists: a deploy deletes the
+            # version it replaces (CDK keeps them by default).
+            current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
             environment={
                 "STAGE_NAME": s.stage_name,
-                "POWERTOOLS_SERVICE_NAME": "abtest",
+                "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": "abtest",
                 "POWERTOOLS_LOG_LEVEL": s.log_level,
+                # The service uses no pydantic plugin: skip the scan of every installed
+                # package's metadata for one at the first model.
+                "PYDANTIC_DISABLE_PLUGINS": "__all__",
                 **environment,
             },
+        )
+
+    def live(self, fn: lambda_.Function) -> lambda_.Alias:
+        """The alias callers invoke: the version this deploy publishes, with its snapshot."""
+        return lambda_.Alias(
+            self, f"{fn.node.id}-{LIVE_ALIAS}", alias_name=LIVE_ALIAS, version=fn.current_version
         )

@@ -4,7 +4,8 @@ Per-variant business metrics are the ones the metrics function publishes
 (Powertools EMF, namespace `abtest`) with dimensions `endpoint_name` and
 `variant_name`; names live here so the dashboards and the handler agree. The
 request path's operational counts (`abtest.ports.Count`: fallbacks, model errors,
-duplicate conversions) are EMF metrics in the same namespace, charted per endpoint.
+duplicate conversions) are EMF metrics in the same namespace, charted per endpoint; so is
+the metrics function's count of event objects it rejected most of, which also alarms.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from abtest.ports import Count
+from infra.functions import SERVICE_NAME
 
 NAMESPACE = "abtest"
 VARIANT_DIMENSIONS = ("endpoint_name", "variant_name")
@@ -31,6 +33,7 @@ COUNT_TITLES = {
     Count.MODEL_ERRORS: "Model errors",
     Count.DUPLICATE_CONVERSIONS: "Duplicate conversions",
     Count.UNLOGGED_INVOCATIONS: "Invocations only in the function log",
+    Count.MOSTLY_REJECTED_OBJECTS: "Event objects mostly rejected",
 }
 
 
@@ -39,6 +42,18 @@ def variant_metric(name: str, endpoint_name: str, variant_name: str) -> cloudwat
         namespace=NAMESPACE,
         metric_name=name,
         dimensions_map={"endpoint_name": endpoint_name, "variant_name": variant_name},
+        statistic="Sum",
+        period=PERIOD,
+    )
+
+
+def object_count(count: Count) -> cloudwatch.Metric:
+    """A count that belongs to no endpoint (an event object's): Powertools gives it only the
+    `service` dimension, the functions' POWERTOOLS_SERVICE_NAME."""
+    return cloudwatch.Metric(
+        namespace=NAMESPACE,
+        metric_name=str(count),
+        dimensions_map={"service": SERVICE_NAME},
         statistic="Sum",
         period=PERIOD,
     )

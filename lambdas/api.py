@@ -6,9 +6,11 @@ model and its ports follow from that entry's needs, so a new route needs no modu
 
 from abtest.http.resolver import build_resolver
 from abtest.http.routes import route_named
-from lambdas.wiring import ApiEnvironment, LambdaPorts, api_handler, route_environment
+from lambdas.routes import ApiEnvironment, api_handler, route_environment
+from lambdas.wiring import LambdaPorts, register_snapstart_hooks
 
 route = route_named(ApiEnvironment.load().route)
 ports = LambdaPorts(route_environment(route).load())
 use_case = route.use_case.from_ports(ports)
 lambda_handler = api_handler(build_resolver({route.name: use_case}))
+register_snapstart_hooks(ports)

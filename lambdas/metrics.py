@@ -1,8 +1,10 @@
 """Aggregates each event object Firehose delivers to S3 into the metrics table."""
 
-import boto3
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from abtest.adapters.s3 import S3EventArchive, object_keys_from_s3_event
 from abtest.records import CountsByEndpoint
@@ -14,7 +16,11 @@ from lambdas.wiring import (
     LambdaPorts,
     logger,
     metrics,
+    register_snapstart_hooks,
 )
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 class MetricsEnvironment(AssignmentsEnvironment, EndpointsEnvironment):
@@ -30,7 +36,8 @@ class MetricsEnvironment(AssignmentsEnvironment, EndpointsEnvironment):
 env = MetricsEnvironment.load()
 ports = LambdaPorts(env)
 aggregate = Aggregate.from_ports(ports)
-s3 = boto3.client("s3", config=BACKGROUND_CLIENT)
+s3 = ports.client("s3", BACKGROUND_CLIENT)
+register_snapstart_hooks(ports)
 
 
 @logger.inject_lambda_context
@@ -46,7 +53,7 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
             "object_key": key,
             "applied": result.applied,
             "events": result.events,
-            "rejected": len(result.rejected),
+            "rejected": result.rejected,
         }
         logger.info("aggregated", extra=summary)
         if result.applied:

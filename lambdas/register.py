@@ -3,11 +3,22 @@
 Triggered by EventBridge "SageMaker Endpoint State Change" events.
 """
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from abtest.errors import ConfigError, NotFoundError
 from abtest.usecases.register import Register
-from lambdas.wiring import EndpointsEnvironment, LambdaPorts, logger, metrics
+from lambdas.wiring import (
+    EndpointsEnvironment,
+    LambdaPorts,
+    logger,
+    metrics,
+    register_snapstart_hooks,
+)
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 class RegisterEnvironment(EndpointsEnvironment):
@@ -20,6 +31,7 @@ class RegisterEnvironment(EndpointsEnvironment):
 env = RegisterEnvironment.load()
 ports = LambdaPorts(env)
 registration = Register.from_ports(ports)
+register_snapstart_hooks(ports)
 
 
 @logger.inject_lambda_context

@@ -1,31 +1,29 @@
 """Lambda wiring: each handler's environment model, and the ports built from it.
 
-A handler's `Environment` is made of the groups below (an API route's, from the
-route's needs) and its use case is built from `LambdaPorts`, which creates each port
-(and its AWS client) on first use: a function builds exactly the ports of what it
-serves. All of it runs at cold start, so a missing or bad variable fails the cold
-start naming the variable, not every request.
+A handler's `Environment` is made of the groups below (an API route's from the route's
+needs, `lambdas/routes.py`) and its use case is built from `LambdaPorts`, which creates
+each port on first use: a function builds exactly the ports of what it serves. All of it
+runs at cold start, so a missing or bad variable fails the cold start naming the
+variable, not every request. AWS clients (and boto3 itself) wait for their first call: a cold start
+pays only for the clients its requests use, and the dead-letter queue's only when
+Firehose fails. With SnapStart the hooks below build them before the snapshot instead.
 """
 
 from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Self
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
-from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from abtest.clock import SystemClock
-from abtest.config_types import describe_errors
 from abtest.errors import ConfigError
-from abtest.http.api import Api
-from abtest.http.resolver import handle
-from abtest.http.routes import ROUTE_NAMES, Need, Route
 from abtest.usecases.endpoints import EndpointCache
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "abtest"))
@@ -38,14 +36,27 @@ DEFAULT_METRICS_CACHE_SECONDS = 5.0
 DEFAULT_MODEL_TIMEOUT_SECONDS = 5.0
 
 
-def client_config(connect: float, read: float, attempts: int) -> Any:
-    from botocore.config import Config
+@dataclass(frozen=True, slots=True)
+class ClientLimits:
+    """A client's timeouts and tries; its botocore `Config` is made with the client, since
+    importing botocore at cold start would cost as much as boto3 itself."""
 
-    return Config(
-        connect_timeout=connect,
-        read_timeout=read,
-        retries={"mode": "standard", "total_max_attempts": attempts},
-    )
+    connect: float
+    read: float
+    attempts: int
+
+    def config(self) -> Any:
+        from botocore.config import Config
+
+        return Config(
+            connect_timeout=self.connect,
+            read_timeout=self.read,
+            retries={"mode": "standard", "total_max_attempts": self.attempts},
+        )
+
+
+def client_config(connect: float, read: float, attempts: int) -> ClientLimits:
+    return ClientLimits(connect, read, attempts)
 
 
 # Every AWS call is bounded, so that a stalled service is answered (fallback, 503, or the
@@ -57,8 +68,8 @@ EVENT_LOG_CLIENT = client_config(connect=0.5, read=1.0, attempts=1)
 MODEL_CONNECT_SECONDS = 1.0
 
 
-def _worst(config: Any) -> float:
-    return (config.connect_timeout + config.read_timeout) * config.retries["total_max_attempts"]
+def _worst(limits: ClientLimits) -> float:
+    return (limits.connect + limits.read) * limits.attempts
 
 
 def request_budget_seconds() -> float:
@@ -94,6 +105,8 @@ class LambdaEnvironment(BaseModel):
         try:
             return cls.model_validate(dict(os.environ if environ is None else environ))
         except ValidationError as error:
+            from abtest.config_types import describe_errors  # only a failed start needs it
+
             reasons = describe_errors(error, key=_variable)
             raise ConfigError(f"{cls.__name__}: {reasons}") from None
 
@@ -123,36 +136,31 @@ class EventsEnvironment(LambdaEnvironment):
     dead_letter_queue_url: str  # where events Firehose refused are parked, never dropped
 
 
-class ApiEnvironment(LambdaEnvironment):
-    """Which route an API function serves; the rest of its environment follows from the route."""
+class LazyClient:
+    """A boto3 client made at its first use (any attribute), and remade after `drop`."""
 
-    route: str
+    def __init__(self, service: str, limits: ClientLimits) -> None:
+        self.service = service
+        self.limits = limits
+        self._client: Any = None
 
-    @field_validator("route")
-    @classmethod
-    def _a_route(cls, value: str) -> str:
-        if value not in ROUTE_NAMES:
-            raise ValueError(f"{value!r} is not a route ({', '.join(ROUTE_NAMES)})")
-        return value
+    @property
+    def built(self) -> bool:
+        return self._client is not None
 
+    def build(self) -> Any:
+        if self._client is None:
+            import boto3  # here, not at import: a function builds only what it calls
 
-# What each need of a route asks of the function's environment (the API stack sets it).
-NEED_ENVIRONMENTS: dict[Need, type[LambdaEnvironment] | None] = {
-    Need.ENDPOINTS: EndpointsEnvironment,
-    Need.ENDPOINT_CACHE: EndpointCacheEnvironment,
-    Need.ASSIGNMENTS: AssignmentsEnvironment,
-    Need.EVENTS: EventsEnvironment,
-    # SageMaker endpoints are named per request, within the IAM prefix; only the timeout is set.
-    Need.MODELS: ModelsEnvironment,
-}
+            self._client = boto3.client(self.service, config=self.limits.config())
+        return self._client
 
+    def drop(self) -> None:
+        """Forget the client and its pooled connections; the next call makes a new one."""
+        self._client = None
 
-def route_environment(route: Route) -> type[LambdaEnvironment]:
-    """The environment model of the route's function: the groups of the route's needs."""
-    groups = [NEED_ENVIRONMENTS[need] for need in sorted(route.needs)]
-    bases = tuple(group for group in groups if group is not None) or (LambdaEnvironment,)
-    name = f"{route.name.capitalize()}Environment"
-    return type(name, bases, {"__module__": __name__, "__doc__": f"The {route.name} function's."})
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.build(), name)
 
 
 class LambdaPorts:
@@ -160,11 +168,28 @@ class LambdaPorts:
 
     def __init__(self, env: LambdaEnvironment) -> None:
         self.env = env
+        self.clients: dict[str, LazyClient] = {}
 
-    def _client(self, service: str, config: Any) -> Any:
-        import boto3  # here, not at import: only the clients a function uses are built
+    def client(self, service: str, limits: ClientLimits) -> LazyClient:
+        """The function's client of `service`, made at its first call (one per service)."""
+        if service not in self.clients:
+            self.clients[service] = LazyClient(service, limits)
+        return self.clients[service]
 
-        return boto3.client(service, config=config)
+    def before_snapshot(self) -> None:
+        """SnapStart: make the clients now, so boto3 and the service models are in the
+        snapshot. No call is made: no connection is open when the snapshot is taken."""
+        for client in self.clients.values():
+            client.build()
+
+    def after_restore(self) -> None:
+        """SnapStart: every environment restored from one snapshot would otherwise draw the
+        same random numbers (the same bandit picks) and share the snapshot's clients."""
+        if "rng" in vars(self):
+            self.rng.seed()
+        random.seed()
+        for client in self.clients.values():
+            client.drop()
 
     @cached_property
     def store(self) -> Any:
@@ -175,7 +200,7 @@ class LambdaPorts:
         # A function without the assignments group only reads endpoint records.
         assignments = env.assignment_table if isinstance(env, AssignmentsEnvironment) else ""
         return DynamoDBStore(
-            assignments, env.metrics_table, client=self._client("dynamodb", STORE_CLIENT)
+            assignments, env.metrics_table, client=self.client("dynamodb", STORE_CLIENT)
         )
 
     @cached_property
@@ -193,9 +218,9 @@ class LambdaPorts:
         assert isinstance(env, EventsEnvironment)
         return FirehoseSink(
             env.delivery_stream_name,
-            client=self._client("firehose", EVENT_LOG_CLIENT),
+            client=self.client("firehose", EVENT_LOG_CLIENT),
             dead_letter_queue_url=env.dead_letter_queue_url,
-            sqs_client=self._client("sqs", EVENT_LOG_CLIENT),
+            sqs_client=self.client("sqs", EVENT_LOG_CLIENT),
         )
 
     @cached_property
@@ -208,13 +233,13 @@ class LambdaPorts:
         config = client_config(
             connect=MODEL_CONNECT_SECONDS, read=env.model_timeout_seconds, attempts=1
         )
-        return SageMakerModelEndpoint(client=self._client("sagemaker-runtime", config))
+        return SageMakerModelEndpoint(client=self.client("sagemaker-runtime", config))
 
     @cached_property
     def catalog(self) -> Any:
         from abtest.adapters.sagemaker import SageMakerEndpointCatalog
 
-        return SageMakerEndpointCatalog(client=self._client("sagemaker", BACKGROUND_CLIENT))
+        return SageMakerEndpointCatalog(client=self.client("sagemaker", BACKGROUND_CLIENT))
 
     @cached_property
     def clock(self) -> SystemClock:
@@ -237,12 +262,15 @@ class LambdaPorts:
         return env.assignment_ttl_seconds
 
 
-def api_handler(app: Api) -> Callable[[dict, LambdaContext], dict]:
-    """The Lambda entry point of an API route: logs, metrics, then the shared request path."""
+def register_snapstart_hooks(ports: LambdaPorts) -> None:
+    """Run `ports`' SnapStart hooks around the snapshot, where the runtime offers them.
 
-    @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
-    @metrics.log_metrics
-    def lambda_handler(event: dict, context: LambdaContext) -> dict:
-        return handle(app, event, context)
-
-    return lambda_handler
+    `snapshot_restore_py` ships with the managed Python runtimes (3.12 and later); elsewhere
+    (tests, a runtime without it) nothing is snapshotted and there is nothing to register.
+    """
+    try:
+        from snapshot_restore_py import register_after_restore, register_before_snapshot
+    except ImportError:
+        return
+    register_before_snapshot(ports.before_snapshot)
+    register_after_restore(ports.after_restore)

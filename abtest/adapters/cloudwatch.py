@@ -13,11 +13,15 @@ class EmfTelemetry:
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
 
-    def count(self, name: Count, endpoint_name: str, variant_name: str | None = None) -> None:
-        # Its own document, so each count carries its own endpoint/variant dimensions.
+    def count(
+        self, name: Count, endpoint_name: str | None, variant_name: str | None = None
+    ) -> None:
+        # Its own document, so each count carries its own endpoint/variant dimensions. One
+        # without an endpoint has Powertools' `service` dimension only, which an alarm can name.
         with single_metric(
             name=str(name), unit=MetricUnit.Count, value=1, namespace=self.namespace
         ) as metric:
-            metric.add_dimension(name="endpoint_name", value=endpoint_name)
+            if endpoint_name:
+                metric.add_dimension(name="endpoint_name", value=endpoint_name)
             if variant_name:
                 metric.add_dimension(name="variant_name", value=variant_name)

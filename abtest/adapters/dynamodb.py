@@ -21,7 +21,6 @@ import logging
 import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -202,6 +201,10 @@ class DynamoDBStore:
                     return False
                 raise
             return True
+
+        # Imported here: only aggregation claims, and the request path's cold start need not
+        # pay for the thread pool's modules.
+        from concurrent.futures import ThreadPoolExecutor
 
         # One conditional write per conversion (a transaction would fail whole on one
         # repeat); in parallel, since an object can hold thousands.

@@ -27,14 +27,14 @@ it seals, so no two processes ever hand the same file to aggregation.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -57,6 +57,26 @@ def _checked(object_key: str) -> str:
     if "/" in object_key or "\\" in object_key or object_key.startswith("."):
         raise ValueError(f"not an event log key: {object_key!r}")
     return object_key
+
+
+class _RejectedFile:
+    """Rejected lines written to a temporary file as they come, opened at the first one."""
+
+    def __init__(self, temporary: Path) -> None:
+        self.temporary = temporary
+        self._file: BinaryIO | None = None
+
+    def write(self, line: RejectedLine) -> None:
+        if self._file is None:
+            self._file = self.temporary.open("wb")
+        self._file.write(line.json_line())
+
+    def close(self) -> bool:
+        """Close the file; whether there is one (any line written)."""
+        if self._file is None:
+            return False
+        self._file.close()
+        return True
 
 
 def _sealed_at(key: str) -> float | None:
@@ -134,14 +154,18 @@ class LocalEventLog:
         with self._path(object_key).open("rb") as file:
             yield from whole_lines(iter(lambda: file.read(READ_BYTES), b""))
 
-    def put_rejected(self, object_key: str, rejected: Iterable[RejectedLine]) -> None:
+    @contextmanager
+    def open_rejected(self, object_key: str) -> Iterator[_RejectedFile]:
         path = self.rejected_dir / _checked(object_key)
-        temporary = path.with_suffix(".tmp")
-        with temporary.open("w", encoding="utf-8") as file:
-            for line in rejected:
-                record = {"line_number": line.line_number, "reason": line.reason, "line": line.line}
-                file.write(json.dumps(record) + "\n")
-        os.replace(temporary, path)
+        rejected = _RejectedFile(path.with_suffix(".tmp"))
+        try:
+            yield rejected
+        except BaseException:
+            rejected.close()
+            rejected.temporary.unlink(missing_ok=True)
+            raise
+        if rejected.close():
+            os.replace(rejected.temporary, path)  # whole or not at all
 
     # -- lifecycle ------------------------------------------------------------------
 

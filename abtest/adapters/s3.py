@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, BinaryIO
 from urllib.parse import unquote_plus
 
@@ -16,6 +16,9 @@ from abtest.records import RejectedLine
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK_BYTES = 1 << 20  # read and decompress 1 MiB at a time: memory stays flat, calls stay few
+# Rejected lines are uploaded in parts of this size (S3's least is 5 MiB but for the last).
+PART_BYTES = 8 << 20
+REJECTED_CONTENT_TYPE = "application/x-ndjson"
 
 
 class S3EventArchive:
@@ -48,19 +51,80 @@ class S3EventArchive:
         finally:
             body.close()
 
-    def put_rejected(self, object_key: str, rejected: Iterable[RejectedLine]) -> None:
-        lines = [
-            json.dumps({"line_number": r.line_number, "reason": r.reason, "line": r.line}) + "\n"
-            for r in rejected
-        ]
-        if not lines:
-            return
-        self.client.put_object(
-            Bucket=self.bucket,
-            Key=f"{self.rejected_prefix}{object_key}.jsonl",
-            Body="".join(lines).encode(),
-            ContentType="application/x-ndjson",
+    @contextmanager
+    def open_rejected(self, object_key: str) -> Iterator[RejectedUpload]:
+        upload = RejectedUpload(
+            self.client, self.bucket, f"{self.rejected_prefix}{object_key}.jsonl"
         )
+        try:
+            yield upload
+        except BaseException:
+            upload.abort()
+            raise
+        upload.finish()
+
+
+class RejectedUpload:
+    """Rejected lines on their way to one S3 object, holding at most a part in memory.
+
+    Up to PART_BYTES they are one PutObject, as most objects need; past that, a multipart
+    upload of PART_BYTES parts. An upload left unfinished (the function stopped between
+    parts) is removed by the bucket's lifecycle rule.
+    """
+
+    def __init__(self, client: Any, bucket: str, key: str) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.key = key
+        self.buffer = bytearray()
+        self.upload_id: str | None = None
+        self.parts: list[dict[str, Any]] = []
+
+    def write(self, line: RejectedLine) -> None:
+        self.buffer += line.json_line()
+        if len(self.buffer) >= PART_BYTES:
+            self._upload_part()
+
+    def finish(self) -> None:
+        if self.upload_id is None:
+            if self.buffer:  # nothing is written when nothing was rejected
+                self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    Body=bytes(self.buffer),
+                    ContentType=REJECTED_CONTENT_TYPE,
+                )
+            return
+        if self.buffer:
+            self._upload_part()
+        self.client.complete_multipart_upload(
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            MultipartUpload={"Parts": self.parts},
+        )
+
+    def abort(self) -> None:
+        if self.upload_id is not None:
+            self.client.abort_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
+            )
+
+    def _upload_part(self) -> None:
+        if self.upload_id is None:
+            self.upload_id = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=self.key, ContentType=REJECTED_CONTENT_TYPE
+            )["UploadId"]
+        number = len(self.parts) + 1
+        answer = self.client.upload_part(
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            PartNumber=number,
+            Body=bytes(self.buffer),
+        )
+        self.parts.append({"ETag": answer["ETag"], "PartNumber": number})
+        self.buffer.clear()
 
 
 def iter_blocks(stream: BinaryIO) -> Iterator[bytes]:

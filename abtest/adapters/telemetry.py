@@ -13,9 +13,11 @@ class CountingTelemetry:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: Counter[tuple[Count, str, str | None]] = Counter()
+        self._counts: Counter[tuple[Count, str | None, str | None]] = Counter()
 
-    def count(self, name: Count, endpoint_name: str, variant_name: str | None = None) -> None:
+    def count(
+        self, name: Count, endpoint_name: str | None, variant_name: str | None = None
+    ) -> None:
         with self._lock:
             self._counts[(name, endpoint_name, variant_name)] += 1
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abtest import aggregation
-from abtest.ports import Clock, EventArchive, Store
+from abtest.ports import Clock, Count, EventArchive, Store, Telemetry
 from abtest.records import AggregationResult
 from abtest.usecases import Ports
 from abtest.usecases.endpoints import EndpointCache, refresh_figures
@@ -12,14 +12,22 @@ from abtest.usecases.endpoints import EndpointCache, refresh_figures
 class Aggregate:
     """Runs beside the request path (S3 notifications on AWS, sealed buffers embedded)."""
 
-    def __init__(self, *, store: Store, endpoints: EndpointCache, clock: Clock) -> None:
+    def __init__(
+        self, *, store: Store, endpoints: EndpointCache, clock: Clock, telemetry: Telemetry
+    ) -> None:
         self.store = store
         self.endpoints = endpoints
         self.clock = clock
+        self.telemetry = telemetry
 
     @classmethod
     def from_ports(cls, ports: Ports) -> Aggregate:
-        return cls(store=ports.store, endpoints=ports.endpoints, clock=ports.clock)
+        return cls(
+            store=ports.store,
+            endpoints=ports.endpoints,
+            clock=ports.clock,
+            telemetry=ports.telemetry,
+        )
 
     def __call__(self, archive: EventArchive, object_key: str) -> AggregationResult:
         result = aggregation.aggregate(self.store, archive, object_key, self.clock.now())
@@ -28,4 +36,7 @@ class Aggregate:
             # Here, once per change, not per request: the allocation and /stats' figures.
             # Also after a repeat, in case a crash came between the counts and their figures.
             refresh_figures(self.store, endpoint_name)
+        if result.applied and result.mostly_rejected:
+            # The alarm on AWS, `/health` embedded: counted once per object, not per retry.
+            self.telemetry.count(Count.MOSTLY_REJECTED_OBJECTS, None)
         return result

@@ -49,7 +49,10 @@ def test_a_stalled_firehose_and_queue_end_in_the_log_well_inside_the_function_ti
 ):
     def client(service: str):
         return boto3.client(
-            service, region_name="eu-west-1", endpoint_url=stalled_url, config=EVENT_LOG_CLIENT
+            service,
+            region_name="eu-west-1",
+            endpoint_url=stalled_url,
+            config=EVENT_LOG_CLIENT.config(),
         )
 
     sink = FirehoseSink(

@@ -10,6 +10,7 @@ import zlib
 import boto3
 import pytest
 
+from abtest.adapters import s3 as s3_adapter
 from abtest.adapters.s3 import S3EventArchive, object_keys_from_s3_event
 from abtest.adapters.sqlite import SqliteStore
 from abtest.aggregation import aggregate
@@ -102,9 +103,12 @@ def test_a_truncated_gzip_object_counts_every_whole_line_before_the_cut(s3, arch
     counted = store.get_endpoint("reviews-dev").variant_metrics[0].invocation_count
     assert result.applied
     assert 0 < counted == result.events < len(lines)
-    (rejected,) = result.rejected
+    assert result.rejected == 1
+    rejected = result.first_rejected
     assert rejected.line_number == counted + 1
     assert rejected.reason.startswith("object damaged: gzip object ended")
+    kept = s3.get_object(Bucket=BUCKET, Key=f"rejected/{KEY}.jsonl")["Body"].read()
+    assert json.loads(kept)["line_number"] == counted + 1
     store.close()
 
 
@@ -162,12 +166,20 @@ def test_a_large_gzip_object_is_streamed_in_bounded_memory(s3, archive):
     assert peak < size / 3, f"peak {peak / 1e6:.1f} MB for a {size / 1e6:.1f} MB object"
 
 
+def keep(archive: S3EventArchive, lines) -> None:
+    with archive.open_rejected(KEY) as rejected:
+        for line in lines:
+            rejected.write(line)
+
+
 def test_rejected_lines_are_kept_beside_the_object(s3, archive):
-    rejected = [
-        RejectedLine(3, "not JSON", "{oops"),
-        RejectedLine(7, "unknown endpoint", '{"endpoint_name": "gone"}'),
-    ]
-    archive.put_rejected(KEY, rejected)
+    keep(
+        archive,
+        [
+            RejectedLine(3, "not JSON", "{oops"),
+            RejectedLine(7, "unknown endpoint", '{"endpoint_name": "gone"}'),
+        ],
+    )
     body = s3.get_object(Bucket=BUCKET, Key=f"rejected/{KEY}.jsonl")["Body"].read()
     assert [json.loads(line) for line in body.splitlines()] == [
         {"line_number": 3, "reason": "not JSON", "line": "{oops"},
@@ -176,15 +188,43 @@ def test_rejected_lines_are_kept_beside_the_object(s3, archive):
 
 
 def test_rejected_prefix_is_configurable(s3):
-    S3EventArchive(BUCKET, client=s3, rejected_prefix="errors/").put_rejected(
-        KEY, iter([RejectedLine(1, "bad", "x")])
+    keep(
+        S3EventArchive(BUCKET, client=s3, rejected_prefix="errors/"), [RejectedLine(1, "bad", "x")]
     )
     assert s3.list_objects_v2(Bucket=BUCKET)["Contents"][0]["Key"] == f"errors/{KEY}.jsonl"
 
 
 def test_nothing_is_written_when_no_line_was_rejected(s3, archive):
-    archive.put_rejected(KEY, [])
+    keep(archive, [])
     assert s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
+
+
+def test_many_rejected_lines_stream_in_parts_of_bounded_size(s3, archive, monkeypatch):
+    # Parts of 5 MiB (S3's least) so that a few thousand lines make several of them.
+    monkeypatch.setattr(s3_adapter, "PART_BYTES", 5 << 20)
+    sent: list[int] = []
+    upload_part = s3.upload_part
+    monkeypatch.setattr(
+        s3, "upload_part", lambda **p: sent.append(len(p["Body"])) or upload_part(**p)
+    )
+    lines = [RejectedLine(n, "not JSON", "x" * 9_000) for n in range(1, 1_501)]
+
+    keep(archive, lines)
+
+    body = s3.get_object(Bucket=BUCKET, Key=f"rejected/{KEY}.jsonl")["Body"].read()
+    assert [json.loads(line)["line_number"] for line in body.splitlines()] == list(range(1, 1_501))
+    assert len(sent) == 3 and max(sent) < (5 << 20) + 10_000  # never more than a part held
+
+
+def test_a_failure_while_rejecting_leaves_no_object_and_no_upload(s3, archive, monkeypatch):
+    monkeypatch.setattr(s3_adapter, "PART_BYTES", 5 << 20)
+    with pytest.raises(RuntimeError), archive.open_rejected(KEY) as rejected:
+        for n in range(1, 1_000):
+            rejected.write(RejectedLine(n, "not JSON", "x" * 9_000))
+        raise RuntimeError("the function failed mid-object")
+
+    assert s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
 
 
 def _record(key: str, event_name: str = "ObjectCreated:Put") -> dict:

@@ -195,6 +195,7 @@ def test_health_shows_fallbacks_model_errors_and_duplicates(
         "ModelErrors": 0,
         "DuplicateConversions": 0,
         "UnloggedInvocations": 0,
+        "MostlyRejectedObjects": 0,
     }
     answers: list[httpx.Response] = []
 
@@ -220,4 +221,5 @@ def test_health_shows_fallbacks_model_errors_and_duplicates(
         "ModelErrors": sum(r.status_code == 502 for r in answers),
         "DuplicateConversions": 1,
         "UnloggedInvocations": 0,
+        "MostlyRejectedObjects": 0,
     }

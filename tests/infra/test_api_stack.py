@@ -10,7 +10,8 @@ from aws_cdk.assertions import Match, Template
 
 from abtest.http.routes import ROUTE_NAMES, ROUTES
 from abtest.ports import Count
-from lambdas.wiring import request_budget_seconds, route_environment
+from lambdas.routes import route_environment
+from lambdas.wiring import request_budget_seconds
 from tests.infra.synth import (
     CDK_CONTEXT,
     PROD_CONTEXT,
@@ -38,6 +39,25 @@ def arn(logical: str) -> dict[str, Any]:
     return {"Fn::GetAtt": [logical, "Arn"]}
 
 
+def live(template: dict[str, Any], name: str) -> str:
+    """The logical id of the alias callers invoke: `live`, on a published version of `name`."""
+    function_id, _ = function(template, name)
+    versions = resources(template, "AWS::Lambda::Version")
+    (alias,) = [
+        logical
+        for logical, res in resources(template, "AWS::Lambda::Alias").items()
+        if res["Properties"]["FunctionName"] == {"Ref": function_id}
+    ]
+    props = resources(template, "AWS::Lambda::Alias")[alias]["Properties"]
+    assert props["Name"] == "live"
+    version = props["FunctionVersion"]["Fn::GetAtt"]
+    assert version[1] == "Version"
+    assert versions[version[0]]["Properties"]["FunctionName"] == {"Ref": function_id}
+    # Its snapshot is billed while it exists: the next deploy deletes it.
+    assert versions[version[0]]["DeletionPolicy"] == "Delete"
+    return alias
+
+
 def expected(stage: Synth, key: str) -> Any:
     overrides = PROD_CONTEXT if stage.stage == "prod" else {}
     return overrides.get(key, CDK_CONTEXT[key])
@@ -56,7 +76,7 @@ def test_each_route_is_a_post_on_its_own_function_with_payload_1_0(stage: Synth)
         integration = integrations[integration_id]["Properties"]
         assert integration["IntegrationType"] == "AWS_PROXY"
         assert integration["PayloadFormatVersion"] == "1.0"
-        assert integration["IntegrationUri"] == arn(function(api, name)[0])
+        assert integration["IntegrationUri"] == {"Ref": live(api, name)}
 
 
 def test_routes_require_iam_by_default(stage: Synth) -> None:
@@ -107,6 +127,21 @@ def test_function_runtime_architecture_handler_and_layer(stage: Synth, name: str
     )
 
 
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_every_function_runs_with_snapstart_and_is_invoked_through_its_live_alias(
+    stage: Synth, name: str
+) -> None:
+    api = stage.templates["api"]
+    _, props = function(api, name)
+    assert props["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    alias = live(api, name)
+    # Whoever may invoke the function may invoke its alias (the snapshotted version) only.
+    permissions = [p["Properties"] for p in resources(api, "AWS::Lambda::Permission").values()]
+    callers = [p for p in permissions if p["FunctionName"] == {"Ref": alias}]
+    assert callers, name
+    assert not [p for p in permissions if p["FunctionName"] == arn(function(api, name)[0])]
+
+
 def test_sizes_and_timeouts_come_from_context(stage: Synth) -> None:
     api = stage.templates["api"]
     for name in ROUTE_NAMES:
@@ -141,6 +176,7 @@ def test_environment_per_function(stage: Synth) -> None:
         "POWERTOOLS_SERVICE_NAME": "abtest",
         "POWERTOOLS_METRICS_NAMESPACE": "abtest",
         "POWERTOOLS_LOG_LEVEL": "INFO",
+        "PYDANTIC_DISABLE_PLUGINS": "__all__",
     }
     request_path = {
         **common,
@@ -256,6 +292,7 @@ def test_each_function_has_only_the_permissions_it_needs(stage: Synth) -> None:
         "dynamodb:UpdateItem": [metrics, assignment],
         "s3:GetObject": [objects["events"]],
         "s3:PutObject": [objects["rejected"]],
+        "s3:AbortMultipartUpload": [objects["rejected"]],
         # The async-invoke failure destination.
         "sqs:SendMessage": [failed],
         "sqs:GetQueueAttributes": [failed],
@@ -394,13 +431,13 @@ def test_new_event_objects_invoke_metrics_with_retries_and_a_dead_letter_queue(
     stage: Synth,
 ) -> None:
     api = stage.templates["api"]
-    metrics_id, _ = function(api, "metrics")
+    metrics_alias = live(api, "metrics")
     (notifications,) = resources(api, "Custom::S3BucketNotifications").values()
     (config,) = notifications["Properties"]["NotificationConfiguration"][
         "LambdaFunctionConfigurations"
     ]
     assert config["Events"] == ["s3:ObjectCreated:*"]
-    assert config["LambdaFunctionArn"] == arn(metrics_id)
+    assert config["LambdaFunctionArn"] == {"Ref": metrics_alias}
     # Only Firehose's objects: the function's own rejected/ output must not loop back.
     assert config["Filter"] == {"Key": {"FilterRules": [{"Name": "prefix", "Value": "events/"}]}}
     failed = logical_id(
@@ -409,7 +446,9 @@ def test_new_event_objects_invoke_metrics_with_retries_and_a_dead_letter_queue(
     stage.template("api").has_resource_properties(
         "AWS::Lambda::EventInvokeConfig",
         {
-            "FunctionName": {"Ref": metrics_id},
+            "FunctionName": {"Ref": function(api, "metrics")[0]},
+            # The alias's name, read from its ARN: retries go to the published version.
+            "Qualifier": {"Fn::Select": [7, {"Fn::Split": [":", {"Ref": metrics_alias}]}]},
             "MaximumRetryAttempts": CDK_CONTEXT["metrics_retry_attempts"],
             "DestinationConfig": {"OnFailure": {"Destination": arn(failed)}},
         },
@@ -418,7 +457,7 @@ def test_new_event_objects_invoke_metrics_with_retries_and_a_dead_letter_queue(
 
 def test_endpoint_state_changes_reach_register_for_prefixed_endpoints(stage: Synth) -> None:
     api = stage.templates["api"]
-    register_id, _ = function(api, "register")
+    register_alias = live(api, "register")
     failed = logical_id(
         api, "AWS::SQS::Queue", "QueueName", f"abtest-failed-aggregations-{stage.stage}"
     )
@@ -432,7 +471,7 @@ def test_endpoint_state_changes_reach_register_for_prefixed_endpoints(stage: Syn
             },
             "Targets": [
                 Match.object_like(
-                    {"Arn": arn(register_id), "DeadLetterConfig": {"Arn": arn(failed)}}
+                    {"Arn": {"Ref": register_alias}, "DeadLetterConfig": {"Arn": arn(failed)}}
                 )
             ],
         },
@@ -472,6 +511,8 @@ def test_alarms_on_queue_depth_api_5xx_and_every_function_error(stage: Synth) ->
     assert [a for a in alarms if a[:2] == ("AWS/ApiGateway", "5xx")]
     errors = {a[2][0]["Value"]["Ref"] for a in alarms if a[:2] == ("AWS/Lambda", "Errors")}
     assert errors == {function(api, n)[0] for n in FUNCTIONS}
+    # As the metrics function publishes it (tests/lambdas/test_rejected_objects.py).
+    assert ("abtest", "MostlyRejectedObjects", [{"Name": "service", "Value": "abtest"}]) in alarms
     (topic,) = resources(api, "AWS::SNS::Topic")
     for alarm in resources(api, "AWS::CloudWatch::Alarm").values():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic}]
@@ -520,11 +561,20 @@ def test_api_key_option_builds_a_rest_api_with_a_usage_plan(qa: Synth) -> None:
     template.resource_count_is("AWS::ApiGateway::RestApi", 1)
     methods = resources(api, "AWS::ApiGateway::Method")
     assert len(methods) == len(ROUTES)
+    aliases = {live(api, name): name for name in ROUTE_NAMES}
+    invoked = set()
     for method in methods.values():
         props = method["Properties"]
         assert props["HttpMethod"] == "POST"
         assert props["ApiKeyRequired"] is True
         assert props["Integration"]["Type"] == "AWS_PROXY"
+        uri = props["Integration"]["Uri"]["Fn::Join"][1]
+        invoked |= {
+            aliases[part["Ref"]]
+            for part in uri
+            if isinstance(part, dict) and part.get("Ref") in aliases
+        }
+    assert invoked == set(ROUTE_NAMES)  # each route's published version, through its alias
     paths = {
         r["Properties"]["PathPart"] for r in resources(api, "AWS::ApiGateway::Resource").values()
     }

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import random
+import subprocess
+import sys
+import types
+
 import pytest
 
+from abtest.adapters.sagemaker import SageMakerModelEndpoint
 from abtest.errors import ConfigError
 from abtest.http.routes import ROUTE_NAMES
 from infra.api_stack import model_timeout_seconds
-from tests.lambdas.doubles import ENVIRONMENT
+from tests.api_gateway import Context, api_event, call
+from tests.lambdas.doubles import (
+    ENDPOINT,
+    ENVIRONMENT,
+    FakeRuntime,
+    create_endpoint,
+    state_change,
+)
 from tests.lambdas.doubles import cold_start as fresh_import
 
 
@@ -74,7 +87,7 @@ def test_each_function_builds_only_the_ports_it_serves(monkeypatch):
     invocation = cold_start("invocation", monkeypatch)
     register = cold_start("register", monkeypatch)
 
-    built = {"env", "store"}  # each port is built on first use, and kept
+    built = {"env", "clients", "store"}  # each port is built on first use, and kept
     assert set(vars(stats.ports)) == built
     assert set(vars(register.ports)) == built | {"catalog", "endpoints", "clock"}
     assert set(vars(invocation.ports)) == built | {
@@ -85,6 +98,77 @@ def test_each_function_builds_only_the_ports_it_serves(monkeypatch):
         "telemetry",
         "rng",
     }
+
+
+def test_a_cold_start_makes_no_client_and_a_request_only_those_it_calls(aws, monkeypatch):
+    # GIVEN a registered endpoint and a fresh invocation function
+    create_endpoint({"ab-testing:strategy": "ThompsonSampling"})
+    assert aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
+    invocation = cold_start("invocation", monkeypatch)
+    clients = invocation.ports.clients
+    assert set(clients) == {"dynamodb", "firehose", "sqs", "sagemaker-runtime"}
+    assert not any(client.built for client in clients.values())
+    monkeypatch.setattr(invocation.use_case, "models", SageMakerModelEndpoint(client=FakeRuntime()))
+
+    # WHEN it answers an invocation whose event Firehose takes
+    status, _ = call(invocation, api_event("/invocation", {"endpoint_name": ENDPOINT, "data": "x"}))
+
+    # THEN it made the store's and Firehose's clients, and never the dead-letter queue's
+    assert status == 200
+    assert {name for name, client in clients.items() if client.built} == {"dynamodb", "firehose"}
+
+
+def test_snapstart_hooks_are_registered_where_the_runtime_offers_them(monkeypatch):
+    registered: dict[str, list] = {"before": [], "after": []}
+    runtime_hooks = types.ModuleType("snapshot_restore_py")
+    runtime_hooks.register_before_snapshot = registered["before"].append
+    runtime_hooks.register_after_restore = registered["after"].append
+    monkeypatch.setitem(sys.modules, "snapshot_restore_py", runtime_hooks)
+
+    for name in ("invocation", "metrics", "register"):
+        ports = cold_start(name, monkeypatch).ports
+        assert registered["before"][-1] == ports.before_snapshot
+        assert registered["after"][-1] == ports.after_restore
+
+
+def test_before_the_snapshot_clients_are_made_and_after_a_restore_remade_and_reseeded(
+    monkeypatch,
+):
+    ports = cold_start("invocation", monkeypatch).ports
+    # Made, never called: no connection is open in the snapshot (and no AWS is needed here).
+    ports.before_snapshot()
+    assert all(client.built for client in ports.clients.values())
+    snapshot_rng, snapshot_random = ports.rng.getstate(), random.getstate()
+
+    ports.after_restore()
+
+    # Environments restored from one snapshot must not draw the same picks, nor share clients.
+    assert ports.rng.getstate() != snapshot_rng
+    assert random.getstate() != snapshot_random
+    assert not any(client.built for client in ports.clients.values())
+    assert ports.clients["dynamodb"].meta.service_model.service_name == "dynamodb"  # remade
+
+
+def test_no_handler_imports_numpy_or_scipy():
+    # A fresh interpreter: this test process has them loaded by other tests.
+    script = (
+        "import importlib, os, sys\n"
+        "for route in ('invocation', 'conversion', 'stats'):\n"
+        "    os.environ['ROUTE'] = route\n"
+        "    sys.modules.pop('lambdas.api', None)\n"
+        "    importlib.import_module('lambdas.api').ports.before_snapshot()\n"
+        "for name in ('lambdas.metrics', 'lambdas.register'):\n"
+        "    importlib.import_module(name).ports.before_snapshot()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'scipy'}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**ENVIRONMENT, "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"
 
 
 def test_every_aws_call_is_bounded_inside_the_function_timeout(monkeypatch):

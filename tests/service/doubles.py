@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
 
 from abtest.adapters.sqlite import SqliteStore
@@ -38,8 +40,12 @@ class EventLog:
     def read_blocks(self, object_key: str) -> Iterator[bytes]:
         yield self.objects[object_key]
 
-    def put_rejected(self, object_key: str, rejected: Iterable[RejectedLine]) -> None:
-        self.rejected[object_key] = list(rejected)
+    @contextmanager
+    def open_rejected(self, object_key: str) -> Iterator[SimpleNamespace]:
+        kept: list[RejectedLine] = []
+        yield SimpleNamespace(write=kept.append)
+        if kept:
+            self.rejected[object_key] = kept
 
 
 class Models:

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import json
 import random
+import tracemalloc
+from contextlib import contextmanager
+from types import SimpleNamespace
 
 import pytest
 
@@ -29,7 +32,7 @@ def test_stats_counts_equal_the_delivered_events(usecases, log):
     result = usecases.aggregate(log, key)
     stats = usecases.stats(ENDPOINT)
 
-    assert result.applied and result.rejected == []
+    assert result.applied and result.rejected == 0
     by_variant = {m.variant_name: m for m in stats.endpoint.variant_metrics}
     for variant in ("Champion1", "Challenger1"):
         invocations = [
@@ -118,6 +121,86 @@ def test_bad_lines_are_kept_aside_and_never_fail_the_batch(usecases, log):
         "Champion1": 2,
         "Challenger1": 0,
     }
+
+
+GOOD = {"type": "invocation", "endpoint_name": ENDPOINT, "variant_name": "Champion1"}
+
+
+def _object(good: int, foreign: int) -> bytes:
+    """`good` invocations and `foreign` lines of another writer's format."""
+    lines = [GOOD] * good + [{"event": "click", "user": f"u{n}"} for n in range(foreign)]
+    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+
+
+def test_an_object_mostly_of_another_format_is_counted_for_the_alarm_once(
+    usecases, log, telemetry, caplog
+):
+    log.objects["foreign.jsonl"] = _object(good=1, foreign=9)
+
+    with caplog.at_level("WARNING", logger="abtest"):
+        first = usecases.aggregate(log, "foreign.jsonl")
+        again = usecases.aggregate(log, "foreign.jsonl")  # delivered twice
+
+    assert (first.applied, first.events, first.rejected) == (True, 1, 9)
+    assert first.mostly_rejected and not again.applied
+    assert len(log.rejected["foreign.jsonl"]) == 9  # each kept aside, with its reason
+    assert telemetry.totals()["MostlyRejectedObjects"] == 1  # the object, not each delivery
+    assert "most lines of foreign.jsonl were rejected (9 of 10)" in caplog.text
+
+
+class _ForeignObject:
+    """An archive of one object of another format, made block by block as it is read, whose
+    rejected lines are counted and dropped: the memory measured is aggregation's alone."""
+
+    def __init__(self, blocks: int) -> None:
+        self.blocks = blocks
+        self.kept = 0
+
+    def read_blocks(self, object_key: str):
+        for b in range(self.blocks):
+            yield b"".join(
+                json.dumps({"event": "click", "user": f"u{b}-{n}", "pad": "x" * 1000}).encode()
+                + b"\n"
+                for n in range(1_000)
+            )
+
+    @contextmanager
+    def open_rejected(self, object_key: str):
+        def write(line) -> None:
+            self.kept += 1
+
+        yield SimpleNamespace(write=write)
+
+
+def _peak_aggregating(usecases, archive: _ForeignObject, key: str) -> int:
+    tracemalloc.start()
+    try:
+        result = usecases.aggregate(archive, key)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    lines = archive.blocks * 1_000
+    assert (result.events, result.rejected, archive.kept) == (0, lines, lines)
+    assert result.mostly_rejected
+    return peak
+
+
+def test_an_object_rejected_whole_is_streamed_to_its_rejected_lines_not_held(usecases):
+    # 2 MB and 8 MB objects of another format, every line rejected.
+    small = _peak_aggregating(usecases, _ForeignObject(blocks=2), "small.jsonl")
+    large = _peak_aggregating(usecases, _ForeignObject(blocks=8), "large.jsonl")
+
+    # Flat with the object's size: held, the rejected lines would take 4x more for 4x more.
+    assert large < 1.5 * small, f"peak {large / 1e6:.1f} MB against {small / 1e6:.1f} MB"
+
+
+def test_an_object_with_a_few_bad_lines_is_no_alarm(usecases, log, telemetry):
+    log.objects["some.jsonl"] = _object(good=5, foreign=5)
+
+    result = usecases.aggregate(log, "some.jsonl")
+
+    assert (result.events, result.rejected, result.mostly_rejected) == (5, 5, False)
+    assert telemetry.totals()["MostlyRejectedObjects"] == 0
 
 
 def test_manual_and_fallback_invocations_are_logged_but_not_counted(usecases, log):

@@ -9,7 +9,7 @@ import pytest
 
 from abtest.aggregation import _Tally, count_events
 from abtest.events import conversion_event, encode, invocation_event
-from abtest.records import Endpoint
+from abtest.records import Endpoint, RejectedLine
 from bandit.metrics import VariantMetrics
 
 ENDPOINTS = {
@@ -18,6 +18,10 @@ ENDPOINTS = {
     )
     for name in ("reviews-dev", "reviews-prod")
 }
+
+
+def _kept_nowhere(line: RejectedLine) -> None:
+    """Where the tallies below keep rejected lines: they check only how many there were."""
 
 
 def events(seed: int, n: int) -> list[dict]:
@@ -61,7 +65,7 @@ def totals(tally: _Tally) -> dict:
 
 
 def slow_only(block: bytes):
-    tally = _Tally(ENDPOINTS.get)
+    tally = _Tally(ENDPOINTS.get, _kept_nowhere)
     tally.slow(block, 1)
     return tally
 
@@ -70,12 +74,12 @@ def slow_only(block: bytes):
 def test_the_fast_path_takes_our_own_events_and_agrees_with_json_loads(seed):
     block = b"".join(encode(event) for event in events(seed, 500))
 
-    fast = _Tally(ENDPOINTS.get)
+    fast = _Tally(ENDPOINTS.get, _kept_nowhere)
     assert fast.fast(block, block.count(b"\n"))
     slow = slow_only(block)
 
     assert fast.events == slow.events == 500
-    assert slow.rejected == []
+    assert slow.rejected == 0
     mine, theirs = totals(fast), totals(slow)
     assert mine.keys() == theirs.keys()
     for where, (invocations, conversions, reward) in theirs.items():
@@ -88,7 +92,7 @@ def test_a_conversion_logged_twice_is_kept_once_on_both_paths():
     conversion = next(e for e in events(5, 50) if e["type"] == "conversion")
     block = encode(conversion) * 2
 
-    fast = _Tally(ENDPOINTS.get)
+    fast = _Tally(ENDPOINTS.get, _kept_nowhere)
     assert fast.fast(block, 2)
     slow = slow_only(block)
 
@@ -116,10 +120,12 @@ def test_a_well_shaped_but_invalid_line_is_rejected_with_its_number(name, spoil)
         spoiled = {k: v for k, v in spoiled.items() if k not in ("propensity", "assignment")}
     lines[2] = encode(spoiled)
 
-    tally = count_events([b"".join(lines)], ENDPOINTS.get)
+    kept: list[RejectedLine] = []
+    tally = count_events([b"".join(lines)], ENDPOINTS.get, kept.append)
 
     assert tally.events == 4
-    assert [r.line_number for r in tally.rejected] == [3]
+    assert [r.line_number for r in kept] == [3]
+    assert (tally.rejected, tally.first_rejected) == (1, kept[0])
     assert sum(c.invocation_count for v in tally.counts.values() for c in v.values()) <= 4
 
 
@@ -127,10 +133,11 @@ def test_broken_json_in_a_block_is_rejected_alone_and_blank_lines_are_numbered()
     good = [encode(e) for e in events(2, 4)]
     block = good[0] + b"\n" + b'{"type":"invocation","endpoint_name":' + b"\n" + b"".join(good[1:])
 
-    tally = count_events([block], ENDPOINTS.get)
+    kept: list[RejectedLine] = []
+    tally = count_events([block], ENDPOINTS.get, kept.append)
 
     assert tally.events == 4
-    assert [(r.line_number, r.reason.split(":")[0]) for r in tally.rejected] == [(3, "not JSON")]
+    assert [(r.line_number, r.reason.split(":")[0]) for r in kept] == [(3, "not JSON")]
 
 
 def test_lines_in_another_key_order_or_with_escapes_still_count():
@@ -138,16 +145,16 @@ def test_lines_in_another_key_order_or_with_escapes_still_count():
     reordered = json.dumps(dict(reversed(list(event.items())))).encode() + b"\n"
     escaped = encode({**event, "user_id": 'Zoë "quoted"'})
 
-    tally = count_events([reordered + escaped], ENDPOINTS.get)
+    tally = count_events([reordered + escaped], ENDPOINTS.get, _kept_nowhere)
 
-    assert (tally.events, tally.rejected) == (2, [])
+    assert (tally.events, tally.rejected) == (2, 0)
 
 
 def test_escaped_strings_stay_on_the_fast_path_and_key_the_conversion_as_written():
     event = next(e for e in events(4, 50) if e["type"] == "conversion")
     block = encode({**event, "user_id": 'Zoë "quoted" \\ tab\t'})
 
-    tally = _Tally(ENDPOINTS.get)
+    tally = _Tally(ENDPOINTS.get, _kept_nowhere)
 
     assert tally.fast(block, 1)
     assert tally.events == 1

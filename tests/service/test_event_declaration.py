@@ -64,9 +64,9 @@ def test_each_declared_choice_is_on_the_fast_path_and_nothing_else_is():
     (assignment,) = [f for f in INVOCATION_EVENT.fields if f.name == "assignment"]
     for choice in assignment.choices:
         line = encode(invocation_event(**COMMON, propensity=0.5, assignment=choice))
-        assert _Tally(ENDPOINTS.get).fast(line, 1)
+        assert _Tally(ENDPOINTS.get, [].append).fast(line, 1)
     line = encode(invocation_event(**COMMON, propensity=0.5, assignment="guessed"))
-    assert not _Tally(ENDPOINTS.get).fast(line, 1)
+    assert not _Tally(ENDPOINTS.get, [].append).fast(line, 1)
 
 
 def test_a_field_added_to_the_declaration_is_written_and_read_without_other_changes():
@@ -89,12 +89,12 @@ def test_a_field_added_to_the_declaration_is_written_and_read_without_other_chan
             "latency_ms": b"12.5",
         },
     )
-    tally = _Tally(ENDPOINTS.get)
+    tally = _Tally(ENDPOINTS.get, [].append)
     tally.line_format = timed_format
     assert tally.fast(line, 1)
     assert tally.counts["reviews-dev"]["A"].invocation_count == 1
     # The product's format has no such field: that line would take the json.loads path.
-    assert not _Tally(ENDPOINTS.get).fast(line, 1)
+    assert not _Tally(ENDPOINTS.get, [].append).fast(line, 1)
 
 
 def test_the_product_format_reads_back_each_declared_capture_by_name():

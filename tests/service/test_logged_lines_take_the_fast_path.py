@@ -97,10 +97,10 @@ def test_every_line_the_service_logs_takes_the_fast_path(usecases, store, log, m
     assert len(conversions) == 5 * len(ODD_IDS)
 
     for block in blocks:
-        tally = _Tally(endpoints(store))
+        tally = _Tally(endpoints(store), [].append)
         assert tally.fast(block, len(split_lines(block)))
     for line, event in zip(lines, events, strict=True):
-        tally = _Tally(endpoints(store))
+        tally = _Tally(endpoints(store), [].append)
         assert tally.fast(line + b"\n", 1), line
         if event["type"] == "conversion":
             key = tally.keyed[0][2]
@@ -122,5 +122,5 @@ def test_the_same_line_with_its_keys_reordered_is_not_taken(usecases, store, log
         first, *rest = event.items()
         spoiled = encode(dict([*rest, first]))  # ...but another key order is not the format
 
-        assert not _Tally(endpoints(store)).fast(spoiled, 1)
-        assert not _Tally(endpoints(store)).fast(line + b"\n" + spoiled, 2)
+        assert not _Tally(endpoints(store), [].append).fast(spoiled, 1)
+        assert not _Tally(endpoints(store), [].append).fast(line + b"\n" + spoiled, 2)
