@@ -48,6 +48,18 @@ class S3EventArchive:
         finally:
             body.close()
 
+    def keys(self, prefix: str) -> list[str]:
+        """Every object key under `prefix` but the rejected lines, in key (Firehose: time) order."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        return sorted(
+            item["Key"]
+            for page in pages
+            for item in page.get("Contents", ())
+            if not item["Key"].startswith(self.rejected_prefix)
+        )
+
     def put_rejected(self, object_key: str, rejected: Iterable[RejectedLine]) -> None:
         lines = [
             json.dumps({"line_number": r.line_number, "reason": r.reason, "line": r.line}) + "\n"
