@@ -293,14 +293,14 @@ def evaluate(
     means = np.where(np.isnan(means), pooled, means)
     fitted = reward_model is None
     if fitted:
-        model = np.tile(means, (n, 1))
+        predicted, at_served = target @ means, means[a]
     else:
         model = np.asarray(reward_model, dtype=np.float64)
         if model.shape != (n, k) or not np.all(np.isfinite(model)):
             raise OffPolicyError(f"reward_model must be a finite {(n, k)} matrix")
+        predicted, at_served = np.einsum("ij,ij->i", target, model), model[events, a]
     weight_warnings = common + _weight_warnings(weights, ess, p, covered=not unserved)
 
-    predicted = np.einsum("ij,ij->i", target, model)
     dm = float(predicted.mean())
     dm_influence = predicted - dm
     if fitted:
@@ -316,7 +316,7 @@ def evaluate(
     snips_influence = (
         weights * (r - snips) / weights.mean() if weights.any() else np.full(n, math.nan)
     )
-    dr_terms = predicted + weights * (r - model[events, a])
+    dr_terms = predicted + weights * (r - at_served)
     dr = float(dr_terms.mean())
 
     def estimate(name: str, value: float, influence: np.ndarray, notes: list[str]) -> Estimate:

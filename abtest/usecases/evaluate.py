@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 import bandit
 from abtest.events import CONVERSION, INVOCATION, split_lines
 from abtest.ports import EventArchive
@@ -148,13 +150,15 @@ def read_endpoint_log(
             continue
         rows.rewards[assigned[at - 1][1]] += conversion.reward
         by_user += 1
+    # The columns as they are (Log.of would take a name per row): checked the same way.
+    log = Log(
+        tuple(rows.variants),
+        np.frombuffer(rows.actions, dtype=np.int16).astype(np.int64),
+        np.frombuffer(rows.rewards, dtype=np.float64),
+        np.frombuffer(rows.propensities, dtype=np.float64),
+    )
     try:
-        log = Log.of(
-            rows.variants,
-            [rows.variants[a] for a in rows.actions],
-            rows.rewards,
-            rows.propensities,
-        )
+        log.check()
     except OffPolicyError as error:
         raise EvaluationError(f"{endpoint}: {error}") from None
     return EndpointLog(

@@ -191,3 +191,22 @@ def test_a_bad_log_is_one_error_naming_the_event(served, rewards, propensities, 
     with pytest.raises(OffPolicyError) as caught:
         Log.of(("a", "b"), served, rewards, propensities)
     assert message in str(caught.value)
+
+
+def test_a_given_reward_model_is_used_as_it_is():
+    log = random_log(300, seed=5, continuous=True)
+    rng = np.random.default_rng(0)
+    model = rng.random((300, 3))
+    target = target_probabilities(log, per_event_target)
+    dm, _, _, dr = evaluate(log, per_event_target, reward_model=model)
+    predicted = [sum(target[i, j] * model[i, j] for j in range(3)) for i in range(300)]
+    corrections = [
+        target[i, log.actions[i]]
+        / log.propensities[i]
+        * (log.rewards[i] - model[i, log.actions[i]])
+        for i in range(300)
+    ]
+    assert dm.value == pytest.approx(math.fsum(predicted) / 300, abs=1e-9)
+    assert dr.value == pytest.approx(math.fsum(predicted + corrections) / 300, abs=1e-9)
+    sd = np.std(predicted, ddof=1) / math.sqrt(300)  # the model is given: no error of its own
+    assert dm.std_error == pytest.approx(sd, abs=1e-9)
