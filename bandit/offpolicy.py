@@ -299,7 +299,9 @@ def evaluate(
         if model.shape != (n, k) or not np.all(np.isfinite(model)):
             raise OffPolicyError(f"reward_model must be a finite {(n, k)} matrix")
         predicted, at_served = np.einsum("ij,ij->i", target, model), model[events, a]
-    weight_warnings = common + _weight_warnings(weights, ess, p, covered=not unserved)
+    weight_warnings = common + _weight_warnings(
+        weights, ess, p, target[events, a], covered=not unserved
+    )
 
     dm = float(predicted.mean())
     dm_influence = predicted - dm
@@ -332,9 +334,20 @@ def evaluate(
 
 
 def _weight_warnings(
-    weights: np.ndarray, ess: float, propensities: np.ndarray, *, covered: bool
+    weights: np.ndarray,
+    ess: float,
+    propensities: np.ndarray,
+    on_served: np.ndarray,
+    *,
+    covered: bool,
 ) -> list[str]:
-    """Why the importance weights make an estimate unreliable, if they do."""
+    """Why the importance weights make an estimate unreliable, if they do.
+
+    `on_served` is the target's probability of each event's served variant. Where the
+    target plays other variants, they had at most 1 - propensity from the logging policy,
+    so one of them would have had a weight of at least (1 - on_served) / (1 - propensity)
+    had it been drawn: that bound shows a starved variant even when it was never drawn.
+    """
     n = weights.size
     notes = []
     if ess < MIN_EFFECTIVE_SAMPLE_SIZE:
@@ -348,17 +361,30 @@ def _weight_warnings(
             "the target plays what the log rarely served"
         )
     heaviest = int(np.argmax(weights))
+    off = 1.0 - on_served
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unseen = np.where(off > 1e-12, off / (1.0 - propensities), 0.0)
+    starved = int(np.argmax(unseen))
     if weights[heaviest] > MAX_WEIGHT:
         notes.append(
             f"event {heaviest} has weight {weights[heaviest]:.3g} (logged propensity "
             f"{propensities[heaviest]:.3g}): a variant was starved; "
             "an exploration floor in the logging policy bounds the weights"
         )
-    # E[w] = 1 only when the log served every variant the target plays.
-    mean, se = float(weights.mean()), float(np.std(weights, ddof=1) / math.sqrt(n))
-    if covered and se > 0.0 and abs(mean - 1.0) > WEIGHT_MEAN_Z * se:
+    elif unseen[starved] > MAX_WEIGHT:
         notes.append(
-            f"the weights average {mean:.4f}, not 1 (±{se:.4f}): the logged propensities "
-            "do not match the probabilities the variants were drawn with"
+            f"at event {starved} the logging policy left at most "
+            f"{1.0 - propensities[starved]:.3g} to the variants the target plays there "
+            f"(a weight of {unseen[starved]:.3g} or more, had one been drawn): a variant was "
+            "starved; an exploration floor in the logging policy bounds the weights"
         )
+    else:
+        # E[w] = 1 when the log served every variant the target plays; with bounded
+        # weights the mean is then within a few standard errors of 1.
+        mean, se = float(weights.mean()), float(np.std(weights, ddof=1) / math.sqrt(n))
+        if covered and se > 0.0 and abs(mean - 1.0) > WEIGHT_MEAN_Z * se:
+            notes.append(
+                f"the weights average {mean:.4f}, not 1 (±{se:.4f}): the logged propensities "
+                "do not match the probabilities the variants were drawn with"
+            )
     return notes

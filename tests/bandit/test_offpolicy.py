@@ -210,3 +210,11 @@ def test_a_given_reward_model_is_used_as_it_is():
     assert dr.value == pytest.approx(math.fsum(predicted + corrections) / 300, abs=1e-9)
     sd = np.std(predicted, ddof=1) / math.sqrt(300)  # the model is given: no error of its own
     assert dm.std_error == pytest.approx(sd, abs=1e-9)
+
+
+def test_a_variant_starved_but_never_drawn_still_warns():
+    # b was never drawn: its propensity was at most 1e-6, so its weight would be 1e6.
+    log = Log.of(("a", "b"), ["a"] * 300, [1.0] * 300, [1 - 1e-6] * 300)
+    ips = evaluate(log, {"a": 0.5, "b": 0.5})[1]
+    assert any("left at most 1e-06" in w and "starved" in w for w in ips.warnings), ips.warnings
+    assert not any("do not match" in w for w in ips.warnings)
