@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) bench/api.py
 	$(PY) bench/aggregate.py
 	$(PY) bench/server.py
+	$(PY) bench/offpolicy.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
