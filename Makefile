@@ -75,6 +75,7 @@ bench: $(STAMP)
 	$(PY) bench/aggregate.py
 	$(PY) bench/server.py
 	$(PY) bench/coldstart.py
+	$(PY) bench/offpolicy.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

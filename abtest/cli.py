@@ -1,4 +1,4 @@
-"""`abtest serve | simulate | demo | redrive`: the product from a terminal.
+"""`abtest serve | simulate | demo | redrive | evaluate`: the product from a terminal.
 
 Heavy imports (uvicorn, numpy, matplotlib) happen inside each command, so `--help`
 is instant and a bad config is reported before anything else starts.
@@ -226,6 +226,43 @@ def _redrive(args: argparse.Namespace) -> int:
     return 0 if result.kept == 0 else 1
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from abtest.usecases import evaluate
+
+    if args.bucket:
+        import boto3
+
+        from abtest.adapters.s3 import S3EventArchive
+
+        archive = S3EventArchive(args.bucket, client=boto3.client("s3", region_name=args.region))
+        keys = archive.keys(args.prefix)
+    else:
+        from abtest.adapters.eventlog import LocalEventLog
+
+        folder = args.data_dir / "events"
+        if not folder.is_dir():
+            print(f"abtest: evaluate: no event log at {folder}", file=sys.stderr)
+            return 2
+        archive = LocalEventLog(folder)
+        keys = archive.sealed_keys()
+    try:
+        with tqdm(total=2 * len(keys), unit="file", disable=args.no_progress) as bar:
+            found = evaluate.read_endpoint_log(
+                archive, keys, args.endpoint, on_object=lambda: bar.update()
+            )
+        policies = evaluate.target_policies(found.log, args.strategy, batch_size=args.batch_size)
+        rows = evaluate.estimate_policies(found.log, policies)
+    except evaluate.EvaluationError as error:
+        print(f"abtest: evaluate: {error}", file=sys.stderr)
+        return 2
+    print(evaluate.format_table(found, rows))
+    for path in evaluate.write_reports(found, rows, args.out):
+        print(f"written: {path}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     formatter = _HelpWithDefaults
     parser = argparse.ArgumentParser(
@@ -378,6 +415,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     redrive.add_argument("--region", help="AWS region (default: from the environment)")
     redrive.set_defaults(command=_redrive)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="what each variant, or another policy, would have earned: from the log"
+    )
+    evaluate.add_argument("--endpoint", required=True, help="endpoint name")
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data-dir", type=Path, help="the embedded runtime's data dir")
+    source.add_argument("--bucket", help="on AWS: the event log's bucket (stack output)")
+    evaluate.add_argument("--prefix", default="events/", help="with --bucket: the objects' prefix")
+    evaluate.add_argument("--region", help="with --bucket: AWS region (default: environment)")
+    evaluate.add_argument(
+        "--strategy",
+        action="append",
+        default=[],
+        metavar="NAME[:PARAM=VALUE,...]",
+        help="also evaluate this strategy, replayed on the log (repeatable)",
+    )
+    evaluate.add_argument(
+        "--batch-size", type=int, default=1000, help="assignments between a replay's refreshes"
+    )
+    evaluate.add_argument("--out", type=Path, default=Path("evaluation"))
+    evaluate.add_argument("--no-progress", action="store_true")
+    evaluate.set_defaults(command=_evaluate)
     return parser
 
 

@@ -51,6 +51,18 @@ class S3EventArchive:
         finally:
             body.close()
 
+    def keys(self, prefix: str) -> list[str]:
+        """Every object key under `prefix` but the rejected lines, in key (Firehose: time) order."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        return sorted(
+            item["Key"]
+            for page in pages
+            for item in page.get("Contents", ())
+            if not item["Key"].startswith(self.rejected_prefix)
+        )
+
     @contextmanager
     def open_rejected(self, object_key: str) -> Iterator[RejectedUpload]:
         upload = RejectedUpload(

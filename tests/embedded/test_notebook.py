@@ -43,6 +43,8 @@ def test_the_notebook_runs_and_names_a_decision(monkeypatch) -> None:
         )
         >= 150
     )
+    # the off-policy section estimates each variant and shows the truth beside it
+    assert sum(line.split()[1:2] == ["IPS"] and "truth" in line for line in text.splitlines()) == 2
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 4
     assert os.environ["ABTEST_NOTEBOOK_USERS"] == "150"

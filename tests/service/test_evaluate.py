@@ -1,0 +1,190 @@
+"""`abtest evaluate`: the log joined as a user relies on, from real files and from S3 (moto)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+
+import boto3
+import pytest
+
+from abtest.cli import main
+from abtest.events import conversion_event, encode, invocation_event
+
+T0 = 1_780_000_000.0
+
+
+def invocation(user, inference_id, variant, propensity, assignment="new", endpoint="reviews", t=0):
+    return invocation_event(
+        now=T0 + t,
+        endpoint_name=endpoint,
+        variant_name=variant,
+        user_id=user,
+        inference_id=inference_id,
+        strategy="ThompsonSampling",
+        propensity=propensity,
+        assignment=assignment,
+    )
+
+
+def conversion(user, inference_id, variant, reward=1.0, endpoint="reviews", t=0):
+    return conversion_event(
+        now=T0 + t,
+        endpoint_name=endpoint,
+        variant_name=variant,
+        user_id=user,
+        inference_id=inference_id,
+        strategy="ThompsonSampling",
+        reward=reward,
+    )
+
+
+# Two delivered objects. Rows: u1 a (converts by id), u2 b (converts by the id of a later
+# invocation of the same assignment), u3 a (converts with an id the log never served: by
+# user), u4 b (no conversion). u5's manual invocation is not an assignment, so its
+# conversion is unattributed; the other endpoint and the redelivered line change nothing.
+FIRST = [
+    invocation("u1", "i1", "a", 0.5, t=1),
+    invocation("u2", "i2", "b", 0.25, t=2),
+    invocation("x1", "j1", "a", 0.9, endpoint="other", t=2),
+    conversion("u1", "i1", "a", t=3),
+    invocation("u2", "i3", "b", 0.25, assignment="existing", t=4),
+    invocation("u5", "i6", "b", None, assignment="manual", t=4),
+]
+SECOND = [
+    invocation("u3", "i4", "a", 0.5, t=5),
+    invocation("u4", "i5", "b", 0.25, t=6),
+    conversion("u2", "i3", "b", t=7),
+    conversion("u3", "random-id", "a", t=8),
+    conversion("u5", "i6", "b", t=9),
+    conversion("u1", "i1", "a", t=3),  # a redelivered line: the same conversion
+    conversion("x1", "j1", "a", endpoint="other", t=9),
+]
+
+
+def lines(events) -> bytes:
+    return b"".join(encode(e) for e in events)
+
+
+def local_log(tmp_path, objects):
+    events = tmp_path / "data" / "events"
+    for folder, name, body in objects:
+        (events / folder).mkdir(parents=True, exist_ok=True)
+        (events / folder / name).write_bytes(body)
+    return tmp_path / "data"
+
+
+def two_files(tmp_path, first=FIRST, second=SECOND):
+    # One applied (counted) file and one still waiting: both are the log.
+    return local_log(
+        tmp_path,
+        [
+            ("applied", "events-20260101T000000.000000Z-aaa.jsonl", lines(first)),
+            ("sealed", "events-20260101T000100.000000Z-bbb.jsonl", lines(second)),
+        ],
+    )
+
+
+def run(capsys, *args):
+    code = main(["evaluate", "--endpoint", "reviews", "--no-progress", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def check_report(out_dir, out):
+    assert (
+        "reviews: 4 assignments, 4 conversions (2 by inference_id, 1 by user, 1 unattributed)"
+        in out
+    )
+    report = json.loads((out_dir / "evaluation.json").read_text())
+    assert report["variants"] == ["a", "b"]
+    assert (report["assignments"], report["unattributed"]) == (4, 1)
+    ips = {(e["policy"], e["estimator"]): e["value"] for e in report["estimates"]}
+    # Rewards joined: a rows (p 0.5) both converted, b rows (p 0.25): one of two.
+    assert ips["a", "IPS"] == pytest.approx((2 + 2) / 4)
+    assert ips["b", "IPS"] == pytest.approx(4 / 4)
+    assert ips["uniform", "IPS"] == pytest.approx((1 + 2 + 1 + 0) / 4)
+    assert ips["a", "SNIPS"] == pytest.approx(1.0) and ips["b", "SNIPS"] == pytest.approx(0.5)
+    with (out_dir / "evaluation.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 3 * 4  # a, b, uniform x DM, IPS, SNIPS, DR
+    assert {r["policy"] for r in rows} == {"a", "b", "uniform"}
+    assert all(float(r["low"]) <= float(r["value"]) <= float(r["high"]) for r in rows)
+    # Four rows cannot carry a normal interval: every weighted estimate says so.
+    assert "effective sample size" in rows[1]["warnings"]
+
+
+def test_evaluate_joins_the_embedded_logs_files(tmp_path, capsys):
+    data = two_files(tmp_path)
+    code, out, err = run(capsys, "--data-dir", str(data), "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    check_report(tmp_path / "out", out)
+
+
+def test_evaluate_reads_an_s3_prefix_of_gzip_objects(fake_aws, tmp_path, capsys):
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="log")
+    s3.put_object(Bucket="log", Key="events/2026/01/01/00/a.gz", Body=gzip.compress(lines(FIRST)))
+    # A plain object too: gzip is told by its bytes, not its name.
+    s3.put_object(Bucket="log", Key="events/2026/01/01/00/b", Body=lines(SECOND))
+    s3.put_object(Bucket="log", Key="rejected/events/x.jsonl", Body=lines(SECOND))
+    code, out, err = run(capsys, "--bucket", "log", "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    check_report(tmp_path / "out", out)
+
+
+def test_a_strategy_with_other_parameters_is_replayed(tmp_path, capsys):
+    data = two_files(tmp_path)
+    code, _out, err = run(
+        capsys,
+        "--data-dir",
+        str(data),
+        "--out",
+        str(tmp_path / "out"),
+        "--strategy",
+        "TopTwoThompson:beta=0.7",
+        "--batch-size",
+        "2",
+    )
+    assert code == 0, err
+    report = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    replayed = [e for e in report["estimates"] if e["policy"] == "TopTwoThompson:beta=0.7"]
+    assert [e["estimator"] for e in replayed] == ["DM", "IPS", "SNIPS", "DR"]
+    # The first two rows see no data: a uniform split, weights 0.5/0.5 and 0.5/0.25.
+    assert replayed[1]["value"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--endpoint", "nope"], "no assignment of endpoint 'nope' in the log (endpoints in it:"),
+        (["--strategy", "Nope"], "strategy 'Nope':"),
+        (["--strategy", "TopTwoThompson:beta=2"], "strategy 'TopTwoThompson:beta=2': beta"),
+        (["--strategy", "TopTwoThompson:beta"], "write parameters as name=value"),
+    ],
+)
+def test_bad_requests_are_one_line_naming_the_problem(tmp_path, capsys, args, message):
+    data = two_files(tmp_path)
+    code = main(["evaluate", "--endpoint", "reviews", "--no-progress", "--data-dir", str(data),
+                 "--out", str(tmp_path / "out"), *args])  # fmt: skip
+    _out, err = capsys.readouterr()
+    assert code == 2
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_log_without_propensities_is_one_line_naming_the_file_and_line(tmp_path, capsys):
+    first = [*FIRST[:1], invocation("u9", "i9", "a", None, t=2)]
+    data = two_files(tmp_path, first=first)
+    code, _out, err = run(capsys, "--data-dir", str(data))
+    assert code == 2
+    assert err == (
+        "abtest: evaluate: events-20260101T000000.000000Z-aaa.jsonl line 2: an assignment of "
+        "reviews was logged without a propensity; off-policy estimates need every one\n"
+    )
+
+
+def test_a_data_dir_without_an_event_log_says_so(tmp_path, capsys):
+    code, _out, err = run(capsys, "--data-dir", str(tmp_path / "missing"))
+    assert (code, err) == (2, f"abtest: evaluate: no event log at {tmp_path}/missing/events\n")
