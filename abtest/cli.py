@@ -416,15 +416,23 @@ def _parser() -> argparse.ArgumentParser:
     redrive.add_argument("--region", help="AWS region (default: from the environment)")
     redrive.set_defaults(command=_redrive)
 
-    evaluate = commands.add_parser(
-        "evaluate", help="what each variant, or another policy, would have earned: from the log"
+    evaluate = command(
+        "evaluate",
+        "what each variant, or another policy, would have earned: from the log",
+        "Read an endpoint's event log (the embedded data dir, or the bucket Firehose delivers "
+        "to), join each conversion to its assignment, and estimate what serving one variant to "
+        "everyone, a uniform split, or a strategy replayed on the log would have earned: direct "
+        "method, IPS, self-normalised IPS and doubly robust, each with a 95% interval, the "
+        "effective sample size and warnings. Prints a table; writes CSV and JSON to --out.",
     )
     evaluate.add_argument("--endpoint", required=True, help="endpoint name")
     source = evaluate.add_mutually_exclusive_group(required=True)
     source.add_argument("--data-dir", type=Path, help="the embedded runtime's data dir")
     source.add_argument("--bucket", help="on AWS: the event log's bucket (stack output)")
     evaluate.add_argument("--prefix", default="events/", help="with --bucket: the objects' prefix")
-    evaluate.add_argument("--region", help="with --bucket: AWS region (default: environment)")
+    evaluate.add_argument(
+        "--region", help="with --bucket: AWS region (default: from the environment)"
+    )
     evaluate.add_argument(
         "--strategy",
         action="append",
@@ -435,8 +443,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--batch-size", type=int, default=1000, help="assignments between a replay's refreshes"
     )
-    evaluate.add_argument("--out", type=Path, default=Path("evaluation"))
-    evaluate.add_argument("--no-progress", action="store_true")
+    evaluate.add_argument(
+        "--out", type=Path, default=Path("evaluation"), help="folder for the CSV and JSON"
+    )
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.set_defaults(command=_evaluate)
     return parser
 
