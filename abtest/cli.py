@@ -88,10 +88,11 @@ def _simulate(args: argparse.Namespace) -> int:
     from abtest.demo.simulation import (
         ApiClient,
         ApiError,
+        conversions_sent,
+        counted,
         format_stats,
         simulate,
-        total_invocations,
-        wait_for_invocations,
+        wait_for_counts,
         write_csv,
     )
     from abtest.demo.worlds import ScenarioError
@@ -101,7 +102,7 @@ def _simulate(args: argparse.Namespace) -> int:
     with ApiClient(args.url, auth=auth, headers=headers) as client:
         try:
             try:
-                before = total_invocations(client.stats(args.endpoint))
+                before = counted(client.stats(args.endpoint))
             except ApiError as error:
                 if error.status != 404:
                     raise
@@ -116,9 +117,8 @@ def _simulate(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 progress=not args.no_progress,
             )
-            stats = wait_for_invocations(
-                client, args.endpoint, before + args.users, timeout=args.wait
-            )
+            expected = (before[0] + args.users, before[1] + conversions_sent(results))
+            stats = wait_for_counts(client, args.endpoint, expected, timeout=args.wait)
         except ApiError as error:
             print(f"abtest: the API refused a request: {error}", file=sys.stderr)
             return 1
@@ -133,7 +133,7 @@ def _simulate(args: argparse.Namespace) -> int:
     csv_path = write_csv(results, out / "results.csv")
     figures = plots.save_all(results, out)
     print(format_stats(stats))
-    if total_invocations(stats) < before + args.users:
+    if any(n < e for n, e in zip(counted(stats), expected, strict=True)):
         print("(some events are still buffered in the event log: /stats does not count them yet)")
     existing = sum(r.assignment == "existing" for r in results)
     if existing:

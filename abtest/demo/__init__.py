@@ -61,9 +61,10 @@ def run_demo(
     from abtest.demo import plots
     from abtest.demo.simulation import (
         ApiClient,
+        conversions_sent,
         format_stats,
         simulate,
-        wait_for_invocations,
+        wait_for_counts,
         write_csv,
     )
     from abtest.demo.worlds import ReviewsWorld
@@ -92,7 +93,8 @@ def run_demo(
                 progress=progress,
             )
             # Feedback arrives when the event log seals (every 0.2 s here, a minute on AWS).
-            stats = wait_for_invocations(client, ENDPOINT_NAME, users, timeout=10.0)
+            expected = (users, conversions_sent(results))
+            stats = wait_for_counts(client, ENDPOINT_NAME, expected, timeout=10.0)
     csv_path = write_csv(results, out_path / "results.csv")
     figures = plots.save_all(results, out_path)
     out(format_stats(stats))

@@ -185,24 +185,38 @@ def simulate(
     return results
 
 
-def wait_for_invocations(
-    client: ApiClient, endpoint_name: str, expected: int, timeout: float
+def wait_for_counts(
+    client: ApiClient,
+    endpoint_name: str,
+    expected: tuple[int, int],
+    timeout: float,
 ) -> dict[str, Any]:
-    """/stats once the counters hold `expected` invocations, or after `timeout` seconds.
+    """/stats once the counters hold `expected` (invocations, conversions), or after
+    `timeout` seconds.
 
-    Counters move only when the event log delivers (Firehose, or a sealed local file).
+    Counters move only when the event log delivers (Firehose, or a sealed local file), and
+    a user's conversion may be delivered after the last invocation: both are waited for.
     """
     deadline = time.monotonic() + timeout
     while True:
         stats = client.stats(endpoint_name)
-        counted = sum(m["invocation_count"] for m in stats["variant_metrics"])
-        if counted >= expected or time.monotonic() >= deadline:
+        done = all(n >= e for n, e in zip(counted(stats), expected, strict=True))
+        if done or time.monotonic() >= deadline:
             return stats
         time.sleep(0.1)
 
 
-def total_invocations(stats: dict[str, Any]) -> int:
-    return sum(m["invocation_count"] for m in stats["variant_metrics"])
+def counted(stats: dict[str, Any]) -> tuple[int, int]:
+    """(invocations, conversions) that /stats has counted."""
+    metrics = stats["variant_metrics"]
+    return (
+        sum(m["invocation_count"] for m in metrics),
+        sum(m["conversion_count"] for m in metrics),
+    )
+
+
+def conversions_sent(results: list[UserResult]) -> int:
+    return sum(r.reward > 0 for r in results)
 
 
 def write_csv(results: list[UserResult], path: str | Path) -> Path:

@@ -13,10 +13,11 @@ from abtest.demo.reviews import CHALLENGER, Reviews, held_out_reviews
 from abtest.demo.simulation import (
     ApiClient,
     SigV4,
+    conversions_sent,
     read_csv,
     region_of,
     simulate,
-    wait_for_invocations,
+    wait_for_counts,
 )
 from abtest.demo.worlds import ReviewsWorld
 from tests.embedded.helpers import ENDPOINT, counts_by_variant, logged_events, stats_counts
@@ -40,7 +41,7 @@ def test_the_better_variant_gets_most_traffic_and_stats_equal_the_log(start_serv
     with ApiClient(server.url) as client:
         # WHEN 400 users run the article's simulation over HTTP
         results = simulate(client, ENDPOINT, ReviewsWorld(), users=400, seed=1, progress=False)
-        stats = wait_for_invocations(client, ENDPOINT, 400, timeout=20)
+        stats = wait_for_counts(client, ENDPOINT, (400, conversions_sent(results)), timeout=20)
     # THEN the challenger served most of the last half of the users
     last_half = results[200:]
     assert sum(r.variant == CHALLENGER for r in last_half) / len(last_half) > 0.5
