@@ -35,8 +35,10 @@ class Stats:
         # Imported here: statistics are for /stats, not for the invocation path's cold start.
         from bandit.stats import decision
 
+        allocation = current_allocation(endpoint)
         return StatsResult(
             endpoint=endpoint,
-            allocation=current_allocation(endpoint),
-            decision=decision(endpoint.variant_metrics).as_dict(),
+            allocation=allocation,
+            # The allocation new users get is what the users still needed are counted at.
+            decision=decision(endpoint.variant_metrics, allocation=allocation).as_dict(),
         )
