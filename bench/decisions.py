@@ -3,14 +3,12 @@
     python bench/decisions.py               # 500 runs per row (make bench)
     python bench/decisions.py --runs 50     # quick look
 
-Each run serves up to 100,000 users in batches of 1,000 (as when the event log is delivered
-every minute). Before a batch the allocation is the product's own (bandit's strategy behind
-the warm-up gate, as `/stats` reports it); the batch is one multinomial draw of
-assignments and one binomial draw of conversions per variant. After every batch
-`bandit.stats.verdict`, the rule behind `/stats`' decision with its defaults, is asked for a
-winner. Once one is called the experiment stops and every later user gets the winner; the
-regret counted is the expected one, sum over users of (best rate - rate of their variant).
-Runs have fixed seeds and are spread over a process pool.
+Each run (`bandit.simulate.run_experiment`) serves up to 100,000 users in batches of 1,000
+(as when the event log is delivered every minute). Before a batch the allocation is the
+product's own, as `/stats` reports it; after it the rule of `/stats`' decision is asked for
+a winner. Once one is called every later user gets the winner; the regret counted is the
+expected one, sum over users of (best rate - rate of their variant). Runs have fixed seeds
+and are spread over a process pool.
 """
 
 from __future__ import annotations
@@ -27,8 +25,8 @@ from multiprocessing import Pool
 
 import numpy as np
 
-from bandit import DEFAULT_STRATEGY, VariantMetrics, check_params, deciding_strategy, get_strategy
-from bandit.stats import verdict
+from bandit import DEFAULT_STRATEGY, check_params, get_strategy
+from bandit.simulate import BernoulliBandit, Experiment, run_experiment
 
 BATCH = 1_000
 HORIZON = 100_000
@@ -43,58 +41,28 @@ LIFTS = {"0.05 / +20 %": (0.05, 0.06), "0.20 / +10 %": (0.20, 0.22)}
 FIFTY_FIFTY = ("WeightedSampling", ())
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    users: int | None  # users served when a winner was called; None if none by the horizon
-    winner: int | None  # index of the variant called
-    regret: float
-
-
 def run_once(
     strategy_name: str, params: tuple, means: tuple[float, ...], seed: tuple[int, int], stop: bool
-) -> Outcome:
-    """One simulated experiment; `stop=False` keeps allocating after a winner (plain bandit)."""
-    strategy = get_strategy(strategy_name, dict(params))
-    rng = np.random.default_rng(seed)
-    names = tuple(f"variant{i}" for i in range(len(means)))
-    rates = np.asarray(means)
-    gaps = rates.max() - rates
-    invocations = np.zeros(len(means), dtype=np.int64)
-    successes = np.zeros(len(means), dtype=np.int64)
-    metrics = tuple(VariantMetrics(name) for name in names)
-    regret = 0.0
-    called: tuple[int, int] | None = None
-    for served in range(BATCH, HORIZON + 1, BATCH):
-        allocation = deciding_strategy(strategy, metrics, WARMUP).allocation(metrics)
-        shares = np.array([allocation[name] for name in names])
-        assigned = rng.multinomial(BATCH, shares / shares.sum())
-        invocations += assigned
-        successes += rng.binomial(assigned, rates)
-        regret += float(assigned @ gaps)
-        metrics = tuple(
-            VariantMetrics(name, 1.0, int(n), int(s), float(s))
-            for name, n, s in zip(names, invocations, successes, strict=True)
-        )
-        if called is None:
-            winner, _ = verdict(metrics)
-            if winner is not None:
-                called = (served, names.index(winner))
-                if stop:
-                    regret += (HORIZON - served) * float(gaps[called[1]])
-                    break
-    if called is None:
-        return Outcome(None, None, regret)
-    return Outcome(called[0], called[1], regret)
+) -> Experiment:
+    return run_experiment(
+        get_strategy(strategy_name, dict(params)),
+        BernoulliBandit(means),
+        seed=seed,
+        horizon=HORIZON,
+        batch_size=BATCH,
+        warmup=WARMUP,
+        stop=stop,
+    )
 
 
-def _task(task: tuple) -> tuple[tuple, Outcome]:
+def _task(task: tuple) -> tuple[tuple, Experiment]:
     key, strategy_name, params, means, seed, stop = task
     return key, run_once(strategy_name, params, means, seed, stop)
 
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    outcomes: list[Outcome]
+    outcomes: list[Experiment]
     means: tuple[float, ...]
 
     @property
@@ -157,7 +125,7 @@ def simulate_rows(specs: list[tuple], runs: int, workers: int) -> dict[tuple, Ro
         for run in range(runs)
     ]
     tasks.sort(key=lambda t: -len(t[3]))  # the many-variant runs first, for an even finish
-    results: dict[tuple, list[Outcome]] = {}
+    results: dict[tuple, list[Experiment]] = {}
     with Pool(workers) as pool:
         for key, outcome in pool.imap_unordered(_task, tasks, chunksize=2):
             results.setdefault(key, []).append(outcome)

@@ -85,3 +85,29 @@ def test_runs_are_reproducible_by_seed():
     again = run(get_strategy("ThompsonSampling", {"floor": 0.0}), bandit, 2000, seed=9)
     assert first.pulls == again.pulls
     assert first.regret == again.regret
+
+
+def test_an_experiment_counts_regret_as_the_expected_loss_of_each_assignment():
+    # 50/50 on rates 0.1 / 0.2: the loser gets Binomial(n, 1/2) users, each costing 0.1.
+    from bandit.simulate import run_experiment
+
+    n = 20_000
+    result = run_experiment(
+        get_strategy("WeightedSampling"), BernoulliBandit((0.1, 0.2)), seed=3, horizon=n, stop=False
+    )
+    sd = 0.1 * math.sqrt(n / 4)
+    assert abs(result.regret - 0.1 * n / 2) <= 4 * sd
+    assert result.winner == 1 and result.users is not None and result.users <= n
+
+
+def test_the_default_allocation_calls_a_clear_winner_and_then_serves_only_it():
+    from bandit import DEFAULT_STRATEGY
+    from bandit.simulate import run_experiment
+
+    for seed in range(8):
+        result = run_experiment(
+            get_strategy(DEFAULT_STRATEGY), BernoulliBandit((0.05, 0.15)), seed=seed, horizon=30_000
+        )
+        assert (result.winner, result.users is not None) == (1, True)
+        # After the call the regret stops growing: at most the whole experiment's worth.
+        assert result.regret <= 0.10 * result.users
