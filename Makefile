@@ -31,6 +31,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/regret.py
+	$(PY) bench/decisions.py
+	$(PY) bench/demo_decisions.py
 	$(PY) bench/api.py
 	$(PY) bench/aggregate.py
 	$(PY) bench/server.py
