@@ -71,6 +71,8 @@ bench: $(STAMP)
 	command -v wrk >/dev/null || apt-get install -y wrk || \
 		{ echo "bench/server.py needs wrk: sudo apt-get install -y wrk"; exit 1; }
 	$(PY) bench/regret.py
+	$(PY) bench/decisions.py
+	$(PY) bench/demo_decisions.py
 	$(PY) bench/api.py
 	$(PY) bench/aggregate.py
 	$(PY) bench/server.py

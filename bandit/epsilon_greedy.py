@@ -6,7 +6,7 @@ import math
 
 from bandit.metrics import VariantMetrics
 from bandit.parameters import Parameter
-from bandit.strategy import Strategy, split_among_best
+from bandit.strategy import FLOOR, AdaptiveStrategy, split_among_best
 
 EPSILON = Parameter(
     "epsilon", 0.1, 0.0, 1.0, doc="share of traffic spread evenly over all variants"
@@ -20,17 +20,17 @@ def mean_reward(m: VariantMetrics) -> float:
     return min(float(m.reward_sum), float(m.invocation_count)) / m.invocation_count
 
 
-class EpsilonGreedy(Strategy):
+class EpsilonGreedy(AdaptiveStrategy):
     """Each variant gets epsilon / K; the remaining 1 - epsilon is split among the variants
     tied for the best mean reward. A variant never invoked counts as tied for best (it has
     no estimate yet), so every variant gets tried; with no invocations at all it is uniform.
     """
 
     name = "EpsilonGreedy"
-    parameters = (EPSILON,)
+    parameters = (EPSILON, *AdaptiveStrategy.parameters)
 
-    def __init__(self, epsilon: float = EPSILON.default) -> None:
-        super().__init__()
+    def __init__(self, epsilon: float = EPSILON.default, floor: float = FLOOR.default) -> None:
+        super().__init__(floor)
         self.epsilon = EPSILON.check(epsilon)
 
     def _weights(self, metrics: tuple[VariantMetrics, ...]) -> list[float]:

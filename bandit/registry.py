@@ -21,7 +21,9 @@ STRATEGIES: dict[str, type[Strategy]] = {
     for cls in (WeightedSampling, EpsilonGreedy, UCB1, ThompsonSampling, TopTwoThompson)
 }
 STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
-DEFAULT_STRATEGY = ThompsonSampling.name
+# A new endpoint's: it reaches a decision, which plain Thompson sampling rarely does
+# (bench/decisions.py, README "How a winner is called").
+DEFAULT_STRATEGY = TopTwoThompson.name
 
 
 def strategy_class(name: str) -> type[Strategy]:

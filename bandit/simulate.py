@@ -1,4 +1,4 @@
-"""Simulated A/B tests: Bernoulli variants, our strategies, cumulative regret.
+"""Simulated A/B tests: Bernoulli variants, our strategies, cumulative regret, decisions.
 
 For benchmarks and the demo, not the request path (uses numpy). Strategies are driven
 through their public API, with the product's warm-up gate (`select`), so the regret
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bandit.metrics import VariantMetrics
-from bandit.selection import select
+from bandit.selection import deciding_strategy, select
 from bandit.strategy import Strategy
 from bandit.thompson import ThompsonSampling
 
@@ -142,3 +142,65 @@ def run(
         regret,
         "sample" if fast else "select",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Experiment:
+    """How one simulated experiment ended."""
+
+    users: int | None  # users served when a winner was called; None if none by the horizon
+    winner: int | None  # index of the variant called
+    regret: float  # expected regret over the horizon: the experiment, then the winner
+
+
+def run_experiment(
+    strategy: Strategy,
+    bandit: BernoulliBandit,
+    *,
+    seed: object,
+    horizon: int = 100_000,
+    batch_size: int = 1_000,
+    warmup: int = 0,
+    stop: bool = True,
+) -> Experiment:
+    """An experiment as the product runs it, with the decision asked after every batch.
+
+    Before each batch the allocation is the one `/stats` reports (the strategy behind the
+    warm-up gate); the batch is one multinomial draw of assignments and one binomial draw
+    of conversions per variant (`seed` seeds numpy). After it `bandit.stats.verdict`, the
+    rule of `/stats`' decision with its defaults, is asked for a winner. With `stop`, every
+    user after the call gets the winner; without, the strategy keeps allocating (a plain
+    bandit) and the first call is still recorded.
+    """
+    from bandit.stats import verdict  # the decision, as /stats makes it
+
+    rng = np.random.default_rng(seed)
+    names = bandit.names
+    rates = np.asarray(bandit.means)
+    gaps = np.asarray(bandit.gaps)
+    invocations = np.zeros(len(names), dtype=np.int64)
+    successes = np.zeros(len(names), dtype=np.int64)
+    metrics = tuple(VariantMetrics(name) for name in names)
+    regret = 0.0
+    called: tuple[int, int] | None = None
+    for served in range(batch_size, horizon + 1, batch_size):
+        allocation = deciding_strategy(strategy, metrics, warmup).allocation(metrics)
+        shares = np.array([allocation[name] for name in names])
+        assigned = rng.multinomial(batch_size, shares / shares.sum())
+        invocations += assigned
+        successes += rng.binomial(assigned, rates)
+        regret += float(assigned @ gaps)
+        metrics = tuple(
+            VariantMetrics(name, 1.0, int(n), int(s), float(s))
+            for name, n, s in zip(names, invocations, successes, strict=True)
+        )
+        if called is None:
+            winner, _ = verdict(metrics)
+            if winner is not None:
+                called = (served, names.index(winner))
+                if stop:
+                    regret += (horizon - served) * float(gaps[called[1]])
+                    break
+    if called is None:
+        return Experiment(None, None, regret)
+    return Experiment(called[0], called[1], regret)

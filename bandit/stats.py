@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from bandit.metrics import VariantMetrics
@@ -186,6 +186,11 @@ class Decision:
     probability_threshold: float
     mixing_variance: float
     variants: tuple[VariantFigures, ...]
+    # For a person: what the answer rests on, or which check blocks it and what would change
+    # it; and how many more users, at the current rates and allocation, that would take
+    # (None when it cannot be told: no difference yet, or a variant gets no traffic).
+    advice: str = ""
+    users_needed: int | None = None
 
     def as_dict(self) -> dict:
         """JSON-able (no NaN or infinity; tuples become lists under json.dumps)."""
@@ -200,15 +205,18 @@ def decision(
     alpha: float = 0.05,
     probability_threshold: float = 0.95,
     mixing_variance: float = DEFAULT_MIXING_VARIANCE,
+    allocation: Mapping[str, float] | None = None,
 ) -> Decision:
-    """Call a winner, or say why not.
+    """Call a winner, or say why not, and what would change the answer.
 
     Champion: the named variant, by default the first. Reasons, checked in order:
     `single_variant` (nothing to compare), `too_few_samples` (a variant has fewer than
     `min_samples` invocations), then the leader is the variant most likely best; it wins
     (`winner`) if that probability is >= `probability_threshold` and, for a challenger,
-    its always-valid p-value against the champion is <= alpha, or, for the champion,
-    every challenger's is <= alpha and behind it. Otherwise `no_clear_winner`.
+    its always-valid p-value against the champion is <= alpha / (number of challengers),
+    or, for the champion, every challenger's is and is behind it. Otherwise
+    `no_clear_winner`. `advice` and `users_needed` count new users as split by
+    `allocation` (the one new users get now; an even split if not given).
     """
     metrics = check_metrics(metrics)
     names = [m.variant_name for m in metrics]
@@ -245,39 +253,214 @@ def decision(
             )
         )
 
-    def result(winner: str | None, reason: str) -> Decision:
-        return Decision(
-            winner,
-            reason,
-            champion,
-            min_samples,
-            alpha,
-            probability_threshold,
-            mixing_variance,
-            tuple(figures),
-        )
+    winner, reason = verdict(
+        metrics,
+        champion=champion,
+        min_samples=min_samples,
+        alpha=alpha,
+        probability_threshold=probability_threshold,
+        mixing_variance=mixing_variance,
+        best=best.probability,
+    )
+    shares = dict(allocation) if allocation else {name: 1.0 / len(names) for name in names}
+    advice, users_needed = _advice(
+        metrics,
+        tuple(figures),
+        winner,
+        reason,
+        champion=champion,
+        shares=shares,
+        min_samples=min_samples,
+        level=alpha / max(len(metrics) - 1, 1),
+        mixing_variance=mixing_variance,
+        probability_threshold=probability_threshold,
+    )
+    return Decision(
+        winner,
+        reason,
+        champion,
+        min_samples,
+        alpha,
+        probability_threshold,
+        mixing_variance,
+        tuple(figures),
+        advice,
+        users_needed,
+    )
 
-    if len(metrics) == 1:
-        return result(None, SINGLE_VARIANT)
-    if any(m.invocation_count < min_samples for m in metrics):
-        return result(None, TOO_FEW_SAMPLES)
+
+def users_to_significance(
+    base: VariantMetrics,
+    challenger: VariantMetrics,
+    shares: tuple[float, float],
+    level: float,
+    mixing_variance: float = DEFAULT_MIXING_VARIANCE,
+) -> int | None:
+    """More users until the always-valid p-value of `challenger` against `base` reaches
+    `level`, if both rates stay where they are and new users split by `shares`.
+
+    A planning figure, not a promise: the rates will move. None when the observed
+    difference is 0 or either variant gets no new users (no number of users would do), or
+    beyond a billion.
+    """
+    if base.invocation_count == 0 or challenger.invocation_count == 0:
+        return None
+    d = _observed_rate(challenger) - _observed_rate(base)
+    if d == 0.0 or min(shares) <= 0.0:
+        return None
+    (a1, b1), (a2, b2) = beta_parameters(base), beta_parameters(challenger)
+    s1, s2 = a1 * b1 / (a1 + b1) ** 2, a2 * b2 / (a2 + b2) ** 2  # posterior-mean variances
+    target = -math.log(level)
+
+    def passes(users: float) -> bool:
+        v = s1 / (base.invocation_count + shares[0] * users) + s2 / (
+            challenger.invocation_count + shares[1] * users
+        )
+        log_lambda = 0.5 * math.log(v / (v + mixing_variance)) + (
+            mixing_variance * d * d / (2.0 * v * (v + mixing_variance))
+        )
+        return log_lambda >= target
+
+    if passes(0.0):
+        return 0
+    high = 100.0
+    while not passes(high):
+        high *= 2.0
+        if high > 1e9:
+            return None
+    low = high / 2.0 if high > 100.0 else 0.0
+    while high - low > max(1.0, 0.01 * high):  # to 1 %: a planning figure
+        middle = 0.5 * (low + high)
+        low, high = (low, middle) if passes(middle) else (middle, high)
+    return math.ceil(high)
+
+
+def _advice(
+    metrics: tuple[VariantMetrics, ...],
+    figures: tuple[VariantFigures, ...],
+    winner: str | None,
+    reason: str,
+    *,
+    champion: str,
+    shares: Mapping[str, float],
+    min_samples: int,
+    level: float,
+    mixing_variance: float,
+    probability_threshold: float,
+) -> tuple[str, int | None]:
+    """The decision in words a person can act on, and the users still needed if known."""
+    by_name = {f.variant_name: f for f in figures}
+    if reason == SINGLE_VARIANT:
+        return "one variant only: register a challenger to compare it with", None
+    if reason == TOO_FEW_SAMPLES:
+        short = [m for m in metrics if m.invocation_count < min_samples]
+        needed = [
+            (min_samples - m.invocation_count) / shares.get(m.variant_name, 0.0)
+            if shares.get(m.variant_name, 0.0) > 0.0
+            else math.inf
+            for m in short
+        ]
+        users = None if math.inf in needed else math.ceil(max(needed))
+        names = ", ".join(f"{m.variant_name} ({m.invocation_count})" for m in short)
+        text = f"every variant needs {min_samples} invocations before a call; short: {names}"
+        return text + ("" if users is None else f"; about {users:,} more users"), users
     leader = max(figures, key=lambda f: f.probability_best)
-    if leader.probability_best < probability_threshold:
-        return result(None, NO_CLEAR_WINNER)
-    challengers = [f for f in figures if f.variant_name != champion]
+    if winner is not None:
+        shown = (
+            by_name[winner]
+            if winner != champion
+            else max(
+                (f for f in figures if f.variant_name != champion),
+                key=lambda f: f.always_valid_p_value or 0.0,
+            )
+        )
+        return (
+            f"{winner} wins: best with probability {by_name[winner].probability_best:.3f}, "
+            f"always-valid p-value {shown.always_valid_p_value:.3g} <= {level:.3g}; "
+            f"stop the test and serve {winner}",
+            0,
+        )
+    base = metrics[[m.variant_name for m in metrics].index(champion)]
+    challengers = [m for m in metrics if m.variant_name != champion]
     if leader.variant_name == champion:
-        beaten = [c for c in challengers if c.difference is not None and c.difference < 0.0]
-        significant = len(beaten) == len(challengers) and all(
-            c.always_valid_p_value is not None and c.always_valid_p_value <= alpha
-            for c in challengers
+        pending = challengers
+    else:
+        pending = [m for m in challengers if m.variant_name == leader.variant_name]
+    estimates = [
+        users_to_significance(
+            base,
+            m,
+            (shares.get(champion, 0.0), shares.get(m.variant_name, 0.0)),
+            level,
+            mixing_variance,
+        )
+        for m in pending
+    ]
+    users = None if None in estimates else max(estimates, default=None)
+    if leader.probability_best < probability_threshold:
+        text = (
+            f"no variant is best with probability {probability_threshold} yet "
+            f"(the leader, {leader.variant_name}, has {leader.probability_best:.3f})"
         )
     else:
-        significant = (
-            leader.difference is not None
-            and leader.difference > 0.0
-            and leader.always_valid_p_value is not None
-            and leader.always_valid_p_value <= alpha
+        worst = max(pending, key=lambda m: by_name[m.variant_name].always_valid_p_value or 1.0)
+        text = (
+            f"{leader.variant_name} leads (best with probability "
+            f"{leader.probability_best:.3f}) but the always-valid p-value of "
+            f"{worst.variant_name} against {champion}, "
+            f"{by_name[worst.variant_name].always_valid_p_value:.3g}, is above {level:.3g}"
         )
-    if significant:
-        return result(leader.variant_name, WINNER)
-    return result(None, NO_CLEAR_WINNER)
+    if users is None:
+        return text + ": too close to tell at the current rates and allocation", None
+    return text + f"; about {users:,} more users at the current rates and allocation", users
+
+
+def verdict(
+    metrics: Sequence[VariantMetrics],
+    *,
+    champion: str | None = None,
+    min_samples: int = 100,
+    alpha: float = 0.05,
+    probability_threshold: float = 0.95,
+    mixing_variance: float = DEFAULT_MIXING_VARIANCE,
+    best: Mapping[str, float] | None = None,
+) -> tuple[str | None, str]:
+    """The winner (or None) and the reason of `decision`, without the figures.
+
+    `decision` calls it, and so do the benchmarks after every simulated batch. The
+    probabilities of being best (a quadrature; pass `best` if they are known) are computed
+    only once some always-valid p-value passes, since no variant can win before that.
+    """
+    metrics = check_metrics(metrics)
+    names = [m.variant_name for m in metrics]
+    champion = names[0] if champion is None else champion
+    if len(metrics) == 1:
+        return None, SINGLE_VARIANT
+    if any(m.invocation_count < min_samples for m in metrics):
+        return None, TOO_FEW_SAMPLES
+    base = metrics[names.index(champion)]
+    against: dict[str, tuple[float, float]] = {}  # challenger -> (difference, p-value)
+    for m in metrics:
+        if m.variant_name != champion:
+            p_value = msprt_p_value(base, m, mixing_variance)
+            if p_value is None:  # no invocations (min_samples = 0): no evidence either way
+                against[m.variant_name] = (0.0, 1.0)
+            else:
+                against[m.variant_name] = (_observed_rate(m) - _observed_rate(base), p_value)
+    # Bonferroni over the challengers: the chance that any of them passes by luck stays
+    # within alpha however many there are (conservative, but valid under any dependence).
+    level = alpha / len(against)
+    passed = {name for name, (_, p) in against.items() if p <= level}
+    champion_ahead = all(d < 0.0 for d, _ in against.values()) and len(passed) == len(against)
+    if not champion_ahead and not any(against[name][0] > 0.0 for name in passed):
+        return None, NO_CLEAR_WINNER
+    if best is None:
+        best = probability_best(metrics).probability
+    leader = max(names, key=lambda name: best[name])
+    if best[leader] < probability_threshold:
+        return None, NO_CLEAR_WINNER
+    if leader == champion:
+        significant = champion_ahead
+    else:
+        significant = leader in passed and against[leader][0] > 0.0
+    return (leader, WINNER) if significant else (None, NO_CLEAR_WINNER)

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 from bandit.metrics import VariantMetrics
 from bandit.posterior import best_arm_probabilities, beta_parameters
-from bandit.strategy import Strategy, check_metrics
+from bandit.strategy import AdaptiveStrategy, check_metrics
 
 
-class ThompsonSampling(Strategy):
+class ThompsonSampling(AdaptiveStrategy):
     """Posterior Beta(1 + successes, 1 + failures) per variant (see `beta_parameters`).
 
     Drawing one sample per posterior and taking the largest picks each variant with its

@@ -6,7 +6,7 @@ import math
 
 from bandit.epsilon_greedy import mean_reward
 from bandit.metrics import VariantMetrics
-from bandit.strategy import Strategy, split_among_best
+from bandit.strategy import AdaptiveStrategy, split_among_best
 
 
 def upper_bound(m: VariantMetrics, total_invocations: int) -> float:
@@ -17,7 +17,7 @@ def upper_bound(m: VariantMetrics, total_invocations: int) -> float:
     return mean_reward(m) + math.sqrt(2.0 * math.log(total_invocations) / m.invocation_count)
 
 
-class UCB1(Strategy):
+class UCB1(AdaptiveStrategy):
     """Deterministic given the metrics: all probability on the highest bound, split equally
     among ties (so untried variants share it first). Under batched feedback it sends whole
     batches to one variant; prefer ThompsonSampling there."""

@@ -20,8 +20,8 @@ ENDPOINT_NAME = "reviews-helpfulness"
 DEMO_CONFIG = f"""\
 [endpoint]
 name = "{ENDPOINT_NAME}"
-strategy = "ThompsonSampling"
-epsilon = 0.1
+strategy = "TopTwoThompson"
+strategy_params = {{ beta = 0.9, floor = 0.01 }}
 warmup = 100
 
 [event_log]

@@ -275,4 +275,6 @@ def format_stats(stats: dict[str, Any]) -> str:
         lines.append(f"decision: {decision['winner']} wins ({decision.get('reason')})")
     else:
         lines.append(f"decision: no winner yet ({decision.get('reason', 'unknown')}); keep running")
+    if decision.get("advice"):  # what the answer rests on, or what would change it
+        lines.append(f"  {decision['advice']}")
     return "\n".join(lines)

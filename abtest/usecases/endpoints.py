@@ -37,11 +37,13 @@ def current_figures(endpoint: Endpoint) -> Figures:
     # Imported here: statistics are for /stats, not for the invocation path's cold start.
     from bandit.stats import decision
 
+    allocation = current_allocation(endpoint)
     return Figures(
         basis=endpoint.basis,
         strategy=_deciding_strategy(endpoint).name,
-        allocation=current_allocation(endpoint),
-        decision=decision(endpoint.variant_metrics).as_dict(),
+        allocation=allocation,
+        # The allocation new users get is what the users still needed are counted at.
+        decision=decision(endpoint.variant_metrics, allocation=allocation).as_dict(),
     )
 
 

@@ -17,17 +17,21 @@ def read(tags: dict[str, str]) -> tuple:
 
 
 def test_absent_tags_take_the_documented_defaults():
-    assert read({}) == ("ThompsonSampling", {}, 0)
+    assert read({}) == ("TopTwoThompson", {"beta": 0.9, "floor": 0.01}, 0)
 
 
 def test_tags_are_parsed_and_other_tags_ignored():
     tags = {STRATEGY_TAG: "EpsilonGreedy", EPSILON_TAG: "0.25", WARMUP_TAG: "100", "team": "x"}
-    assert read(tags) == ("EpsilonGreedy", {"epsilon": 0.25}, 100)
-    assert read({STRATEGY_TAG: "EpsilonGreedy"}) == ("EpsilonGreedy", {"epsilon": 0.1}, 0)
+    assert read(tags) == ("EpsilonGreedy", {"epsilon": 0.25, "floor": 0.01}, 100)
+    assert read({STRATEGY_TAG: "EpsilonGreedy"}) == (
+        "EpsilonGreedy",
+        {"epsilon": 0.1, "floor": 0.01},
+        0,
+    )
 
 
 def test_an_epsilon_tag_on_a_strategy_without_epsilon_is_ignored_as_older_stacks_wrote_it():
-    assert read({STRATEGY_TAG: "UCB1", EPSILON_TAG: "0.1"}) == ("UCB1", {}, 0)
+    assert read({STRATEGY_TAG: "UCB1", EPSILON_TAG: "0.1"}) == ("UCB1", {"floor": 0.01}, 0)
 
 
 @pytest.mark.parametrize("strategy", bandit.STRATEGY_NAMES)
@@ -42,7 +46,7 @@ def test_every_strategy_round_trips_through_its_tags(strategy):
 
 def test_top_two_thompson_reads_its_beta_tag():
     tags = {STRATEGY_TAG: "TopTwoThompson", "ab-testing:beta": "0.7"}
-    assert read(tags) == ("TopTwoThompson", {"beta": 0.7}, 0)
+    assert read(tags) == ("TopTwoThompson", {"beta": 0.7, "floor": 0.01}, 0)
     with pytest.raises(ConfigError, match=r"ab-testing:beta: must be in \(0, 1\), got 1"):
         read({STRATEGY_TAG: "TopTwoThompson", "ab-testing:beta": "1"})
 

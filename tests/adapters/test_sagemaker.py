@@ -256,7 +256,7 @@ def test_describe_reads_variants_weights_and_tags(sagemaker):
     config = SageMakerEndpointCatalog(client=sagemaker).describe(ENDPOINT)
     # THEN weights come from the endpoint, parameters from the tags (defaults where absent)
     assert config.endpoint_name == ENDPOINT
-    assert (config.strategy, config.strategy_params, config.warmup) == ("UCB1", {}, 50)
+    assert (config.strategy, config.strategy_params, config.warmup) == ("UCB1", {"floor": 0.01}, 50)
     assert config.variants == (VariantConfig("Champion1", 3.0), VariantConfig("Challenger1", 1.0))
 
 
@@ -320,7 +320,10 @@ def test_a_variant_without_a_current_weight_falls_back_to_its_initial_weight(aws
         )
         config = SageMakerEndpointCatalog(client=client).describe(ENDPOINT)
         stubber.assert_no_pending_responses()
-    assert (config.strategy, config.strategy_params) == ("EpsilonGreedy", {"epsilon": 0.2})
+    assert (config.strategy, config.strategy_params) == (
+        "EpsilonGreedy",
+        {"epsilon": 0.2, "floor": 0.01},
+    )
     assert config.variants == (VariantConfig("Champion1", 2.0), VariantConfig("Challenger1", 0.5))
 
 

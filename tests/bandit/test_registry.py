@@ -49,7 +49,8 @@ def test_public_api_is_pinned():
 def test_the_articles_strategies_come_first_and_every_name_is_its_class_name():
     assert STRATEGY_NAMES[:4] == ("WeightedSampling", "EpsilonGreedy", "UCB1", "ThompsonSampling")
     assert all(bandit.STRATEGIES[name].name == name for name in STRATEGY_NAMES)
-    assert bandit.DEFAULT_STRATEGY == "ThompsonSampling"
+    # A new endpoint's strategy: the one that reaches a decision (bench/decisions.py).
+    assert bandit.DEFAULT_STRATEGY == "TopTwoThompson"
 
 
 @pytest.mark.parametrize(
@@ -71,8 +72,11 @@ def test_get_strategy_by_name(name, cls):
 def test_get_strategy_passes_the_declared_parameters():
     assert get_strategy("EpsilonGreedy", {"epsilon": 0.25}).epsilon == 0.25
     assert get_strategy("EpsilonGreedy").epsilon == 0.1
-    assert get_strategy("TopTwoThompson", {"beta": 0.7}).params == {"beta": 0.7}
-    assert repr(get_strategy("EpsilonGreedy", {"epsilon": 0.5})) == "EpsilonGreedy(epsilon=0.5)"
+    assert get_strategy("TopTwoThompson", {"beta": 0.7}).params == {"beta": 0.7, "floor": 0.01}
+    assert (
+        repr(get_strategy("EpsilonGreedy", {"epsilon": 0.5, "floor": 0.1}))
+        == "EpsilonGreedy(epsilon=0.5, floor=0.1)"
+    )
 
 
 @pytest.mark.parametrize("name", STRATEGY_NAMES)
@@ -132,7 +136,7 @@ def test_request_path_and_stats_import_neither_numpy_nor_scipy():
         import random, sys
         import bandit
         from bandit.stats import decision
-        bandit.get_strategy("ThompsonSampling")
+        bandit.get_strategy("ThompsonSampling", {"floor": 0.0})
         metrics = (
             bandit.VariantMetrics("A", 1.0, 120, 10, 10.0),
             bandit.VariantMetrics("B", 1.0, 130, 20, 20.0),

@@ -11,7 +11,7 @@ from tests.bandit.helpers import assert_frequencies_match, metrics, strategy_at
 
 
 def test_weighted_sampling_chooses_until_every_variant_passes_warmup():
-    strategy = get_strategy("UCB1")
+    strategy = get_strategy("UCB1", {"floor": 0.0})
     ms = (
         VariantMetrics("A", 1.0, 11, 1, 1.0),
         VariantMetrics("B", 3.0, 10, 9, 9.0),  # exactly warmup: still warming up
@@ -22,14 +22,14 @@ def test_weighted_sampling_chooses_until_every_variant_passes_warmup():
 
 
 def test_configured_strategy_chooses_after_warmup():
-    strategy = get_strategy("UCB1")
+    strategy = get_strategy("UCB1", {"floor": 0.0})
     ms = metrics(("A", 11, 1), ("B", 11, 9))
     sel = select(strategy, ms, random.Random(0), warmup=10)
     assert sel == Selection("B", "UCB1", 1.0)
 
 
 def test_zero_warmup_still_waits_for_one_invocation_per_variant():
-    strategy = get_strategy("ThompsonSampling")
+    strategy = get_strategy("ThompsonSampling", {"floor": 0.0})
     assert select(strategy, metrics(("A", 5, 1), ("B", 0, 0)), random.Random(0)).strategy == (
         "WeightedSampling"
     )
@@ -40,7 +40,9 @@ def test_zero_warmup_still_waits_for_one_invocation_per_variant():
 
 def test_negative_warmup_is_rejected():
     with pytest.raises(ValueError, match="warmup"):
-        select(get_strategy("UCB1"), metrics(("A", 1, 0)), random.Random(0), warmup=-1)
+        select(
+            get_strategy("UCB1", {"floor": 0.0}), metrics(("A", 1, 0)), random.Random(0), warmup=-1
+        )
 
 
 @pytest.mark.parametrize("name", STRATEGY_NAMES)
@@ -57,7 +59,7 @@ def test_propensity_is_the_allocation_of_the_pick(name):
 
 
 def test_select_is_distributed_as_the_allocation():
-    strategy = get_strategy("ThompsonSampling")
+    strategy = get_strategy("ThompsonSampling", {"floor": 0.0})
     ms = metrics(("A", 40, 4), ("B", 35, 7), ("C", 30, 2))
     assert_frequencies_match(
         lambda rng: select(strategy, ms, rng).variant_name, strategy.allocation(ms)
@@ -67,5 +69,6 @@ def test_select_is_distributed_as_the_allocation():
 def test_warmup_selection_is_distributed_as_the_initial_weights():
     ms = (VariantMetrics("A", 1.0), VariantMetrics("B", 4.0))
     assert_frequencies_match(
-        lambda rng: select(get_strategy("UCB1"), ms, rng).variant_name, {"A": 0.2, "B": 0.8}
+        lambda rng: select(get_strategy("UCB1", {"floor": 0.0}), ms, rng).variant_name,
+        {"A": 0.2, "B": 0.8},
     )

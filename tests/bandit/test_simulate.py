@@ -57,10 +57,14 @@ def test_learning_strategies_beat_uniform_assignment(name):
 
 def test_instant_thompson_uses_the_sampling_fast_path_and_batched_uses_select():
     bandit = BernoulliBandit((0.2, 0.5))
-    assert run(get_strategy("ThompsonSampling"), bandit, 100, seed=0).path == "sample"
-    batched = run(get_strategy("ThompsonSampling"), bandit, 100, seed=0, batch_size=10)
+    assert (
+        run(get_strategy("ThompsonSampling", {"floor": 0.0}), bandit, 100, seed=0).path == "sample"
+    )
+    batched = run(
+        get_strategy("ThompsonSampling", {"floor": 0.0}), bandit, 100, seed=0, batch_size=10
+    )
     assert batched.path == "select"
-    assert run(get_strategy("UCB1"), bandit, 100, seed=0).path == "select"
+    assert run(get_strategy("UCB1", {"floor": 0.0}), bandit, 100, seed=0).path == "select"
 
 
 def test_batched_feedback_holds_metrics_for_a_whole_batch():
@@ -68,7 +72,7 @@ def test_batched_feedback_holds_metrics_for_a_whole_batch():
     of users goes entirely to one arm (the herding the benchmark shows)."""
     bandit = BernoulliBandit((0.3, 0.6, 0.5))
     batch = 200
-    result = run(get_strategy("UCB1"), bandit, 2000, seed=5, batch_size=batch)
+    result = run(get_strategy("UCB1", {"floor": 0.0}), bandit, 2000, seed=5, batch_size=batch)
     gaps = np.diff(np.concatenate([[0.0], result.cumulative_regret]))
     for start in range(batch, 2000, batch):
         assert len(set(np.round(gaps[start : start + batch], 12))) == 1
@@ -77,7 +81,33 @@ def test_batched_feedback_holds_metrics_for_a_whole_batch():
 
 def test_runs_are_reproducible_by_seed():
     bandit = BernoulliBandit((0.1, 0.12))
-    first = run(get_strategy("ThompsonSampling"), bandit, 2000, seed=9)
-    again = run(get_strategy("ThompsonSampling"), bandit, 2000, seed=9)
+    first = run(get_strategy("ThompsonSampling", {"floor": 0.0}), bandit, 2000, seed=9)
+    again = run(get_strategy("ThompsonSampling", {"floor": 0.0}), bandit, 2000, seed=9)
     assert first.pulls == again.pulls
     assert first.regret == again.regret
+
+
+def test_an_experiment_counts_regret_as_the_expected_loss_of_each_assignment():
+    # 50/50 on rates 0.1 / 0.2: the loser gets Binomial(n, 1/2) users, each costing 0.1.
+    from bandit.simulate import run_experiment
+
+    n = 20_000
+    result = run_experiment(
+        get_strategy("WeightedSampling"), BernoulliBandit((0.1, 0.2)), seed=3, horizon=n, stop=False
+    )
+    sd = 0.1 * math.sqrt(n / 4)
+    assert abs(result.regret - 0.1 * n / 2) <= 4 * sd
+    assert result.winner == 1 and result.users is not None and result.users <= n
+
+
+def test_the_default_allocation_calls_a_clear_winner_and_then_serves_only_it():
+    from bandit import DEFAULT_STRATEGY
+    from bandit.simulate import run_experiment
+
+    for seed in range(8):
+        result = run_experiment(
+            get_strategy(DEFAULT_STRATEGY), BernoulliBandit((0.05, 0.15)), seed=seed, horizon=30_000
+        )
+        assert (result.winner, result.users is not None) == (1, True)
+        # After the call the regret stops growing: at most the whole experiment's worth.
+        assert result.regret <= 0.10 * result.users

@@ -22,6 +22,7 @@ from bandit.stats import (
     posterior,
     probability_best,
     two_proportion_z_test,
+    verdict,
 )
 from tests.bandit.helpers import metrics
 
@@ -44,7 +45,7 @@ MS = metrics(("A", 300, 30), ("B", 280, 36), ("C", 310, 33))
 
 def test_probability_best_is_the_thompson_allocation():
     assert probability_best(MS).probability == pytest.approx(
-        ThompsonSampling().allocation(MS), abs=1e-12
+        ThompsonSampling(floor=0.0).allocation(MS), abs=1e-12
     )
     assert set(probability_best(MS).standard_error.values()) == {0.0}
 
@@ -227,3 +228,66 @@ def test_decision_as_dict_is_json_with_the_figures():
     ):
         assert key in data["variants"][1]
     assert data["variants"][1]["z_test_p_value"] is None  # champion has no invocations
+
+
+def test_verdict_is_the_decisions_winner_and_reason():
+    # verdict skips the quadrature when no p-value passes; the answer must not change.
+    rng = random.Random(8)
+    for _ in range(150):
+        k = rng.choice((2, 3, 4))
+        n = [rng.choice((50, 150, 800, 4000)) for _ in range(k)]
+        rows = [(f"v{i}", n[i], int(n[i] * rng.uniform(0.05, 0.2))) for i in range(k)]
+        ms = metrics(*rows)
+        full = decision(ms, probability_threshold=rng.choice((0.5, 0.95)))
+        assert verdict(ms, probability_threshold=full.probability_threshold) == (
+            full.winner,
+            full.reason,
+        )
+
+
+def test_more_challengers_need_stronger_evidence_each():
+    # Bonferroni: with k challengers each p-value must pass alpha / k. B's p-value against
+    # A is between 0.025 and 0.05: enough with one challenger, not with two.
+    two = metrics(("A", 5000, 500), ("B", 5000, 604))
+    p_value = msprt_p_value(two[0], two[1])
+    assert 0.025 < p_value < 0.05
+    assert verdict(two) == ("B", WINNER)
+    three = (*two, VariantMetrics("C", 1.0, 5000, 400, 400.0))
+    assert probability_best(three).probability["B"] > 0.95
+    assert verdict(three) == (None, NO_CLEAR_WINNER)
+
+
+def test_too_few_samples_names_the_short_variants_and_the_users_to_get_there():
+    result = decision(metrics(("A", 40, 4), ("B", 300, 30)), allocation={"A": 0.2, "B": 0.8})
+    assert result.reason == TOO_FEW_SAMPLES
+    assert "A (40)" in result.advice and "B" not in result.advice.split("short:")[1]
+    assert result.users_needed == 300  # (100 - 40) / 0.2
+    starved = decision(metrics(("A", 40, 4), ("B", 300, 30)), allocation={"A": 0.0, "B": 1.0})
+    assert starved.users_needed is None
+
+
+def test_users_needed_is_where_the_always_valid_test_would_pass_at_the_current_rates():
+    ms = metrics(("A", 2000, 200), ("B", 2000, 240))
+    result = decision(ms, allocation={"A": 0.3, "B": 0.7})
+    assert result.reason == NO_CLEAR_WINNER
+    assert "p-value of B against A" in result.advice
+    n = result.users_needed
+    assert n is not None and n > 0
+
+    def at(users: int) -> float:  # the same rates, `users` more split 30 / 70
+        na, nb = 2000 + round(0.3 * users), 2000 + round(0.7 * users)
+        return msprt_p_value(*metrics(("A", na, 0.10 * na), ("B", nb, 0.12 * nb)))
+
+    assert at(round(n * 1.02)) <= 0.05 < at(round(n * 0.95))
+
+
+def test_no_difference_at_all_says_so_rather_than_inventing_a_number():
+    result = decision(metrics(("A", 2000, 200), ("B", 2000, 200)))
+    assert (result.reason, result.users_needed) == (NO_CLEAR_WINNER, None)
+    assert "too close to tell" in result.advice
+
+
+def test_a_winner_says_what_to_do():
+    result = decision(metrics(("Champion", 5000, 500), ("Challenger", 5000, 650)))
+    assert result.users_needed == 0
+    assert result.advice.endswith("stop the test and serve Challenger")

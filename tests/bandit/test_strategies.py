@@ -17,7 +17,12 @@ from bandit import (
 )
 from tests.bandit.helpers import assert_frequencies_match, metrics, strategy_at
 
-ALL = [WeightedSampling(), EpsilonGreedy(0.2), UCB1(), ThompsonSampling()]
+ALL = [
+    WeightedSampling(),
+    EpsilonGreedy(0.2, floor=0.0),
+    UCB1(floor=0.0),
+    ThompsonSampling(floor=0.0),
+]
 
 
 def test_weighted_sampling_is_proportional_to_initial_weights_and_ignores_feedback():
@@ -43,14 +48,14 @@ def test_weighted_sampling_never_picks_a_zero_weight_variant():
 def test_epsilon_greedy_gives_epsilon_over_k_to_each_and_the_rest_to_the_best():
     ms = metrics(("A", 100, 10), ("B", 100, 20), ("C", 100, 5))
     eps = 0.3
-    assert EpsilonGreedy(eps).allocation(ms) == pytest.approx(
+    assert EpsilonGreedy(eps, floor=0.0).allocation(ms) == pytest.approx(
         {"A": eps / 3, "B": eps / 3 + 1 - eps, "C": eps / 3}
     )
 
 
 def test_epsilon_greedy_splits_the_greedy_share_among_tied_best():
     ms = metrics(("A", 100, 20), ("B", 50, 5), ("C", 200, 40))  # A and C tie at 0.2
-    alloc = EpsilonGreedy(0.1).allocation(ms)
+    alloc = EpsilonGreedy(0.1, floor=0.0).allocation(ms)
     assert alloc["A"] == pytest.approx(alloc["C"])
     assert alloc["A"] == pytest.approx(0.1 / 3 + 0.45)
     assert alloc["B"] == pytest.approx(0.1 / 3)
@@ -58,14 +63,14 @@ def test_epsilon_greedy_splits_the_greedy_share_among_tied_best():
 
 def test_epsilon_greedy_treats_an_untried_variant_as_tied_best():
     ms = metrics(("A", 100, 90), ("B", 0, 0))
-    assert EpsilonGreedy(0.0).allocation(ms) == {"A": 0.0, "B": 1.0}
+    assert EpsilonGreedy(0.0, floor=0.0).allocation(ms) == {"A": 0.0, "B": 1.0}
 
 
 @pytest.mark.parametrize("eps", [0.0, 1.0])
 def test_epsilon_bounds_mean_pure_greedy_and_pure_exploration(eps):
     ms = metrics(("A", 100, 10), ("B", 100, 20))
     expected = {"A": 0.0, "B": 1.0} if eps == 0.0 else {"A": 0.5, "B": 0.5}
-    assert EpsilonGreedy(eps).allocation(ms) == pytest.approx(expected)
+    assert EpsilonGreedy(eps, floor=0.0).allocation(ms) == pytest.approx(expected)
 
 
 def test_ucb1_puts_everything_on_the_highest_upper_confidence_bound():
@@ -74,22 +79,22 @@ def test_ucb1_puts_everything_on_the_highest_upper_confidence_bound():
     bound_a = 0.3 + math.sqrt(2 * math.log(110) / 100)
     bound_b = 0.2 + math.sqrt(2 * math.log(110) / 10)
     assert bound_b > bound_a
-    assert UCB1().allocation(ms) == {"A": 0.0, "B": 1.0}
+    assert UCB1(floor=0.0).allocation(ms) == {"A": 0.0, "B": 1.0}
 
 
 def test_ucb1_exploits_once_uncertainty_is_small():
     ms = metrics(("A", 10_000, 3_000), ("B", 10_000, 2_000))
-    assert UCB1().allocation(ms) == {"A": 1.0, "B": 0.0}
+    assert UCB1(floor=0.0).allocation(ms) == {"A": 1.0, "B": 0.0}
 
 
 def test_ucb1_splits_among_untried_variants_first():
     ms = metrics(("A", 100, 90), ("B", 0, 0), ("C", 0, 0))
-    assert UCB1().allocation(ms) == {"A": 0.0, "B": 0.5, "C": 0.5}
+    assert UCB1(floor=0.0).allocation(ms) == {"A": 0.0, "B": 0.5, "C": 0.5}
 
 
 def test_ucb1_splits_exact_ties():
     ms = metrics(("A", 40, 10), ("B", 40, 10), ("C", 40, 2))
-    assert UCB1().allocation(ms) == pytest.approx({"A": 0.5, "B": 0.5, "C": 0.0})
+    assert UCB1(floor=0.0).allocation(ms) == pytest.approx({"A": 0.5, "B": 0.5, "C": 0.0})
 
 
 @pytest.mark.parametrize("strategy", ALL, ids=lambda s: s.name)
@@ -177,7 +182,7 @@ def test_choose_is_distributed_as_the_allocation(name, case):
 
 
 def test_allocation_is_a_copy_callers_cannot_corrupt():
-    strategy = ThompsonSampling()
+    strategy = ThompsonSampling(floor=0.0)
     ms = CASES["early"]
     strategy.allocation(ms)["A"] = 5.0
     assert sum(strategy.allocation(ms).values()) == pytest.approx(1.0)

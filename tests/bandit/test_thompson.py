@@ -47,7 +47,7 @@ CASES = {
 @pytest.mark.parametrize("case", CASES)
 def test_allocation_matches_scipy_quadrature_within_0_005(case):
     ms = CASES[case]
-    ours = ThompsonSampling().allocation(ms)
+    ours = ThompsonSampling(floor=0.0).allocation(ms)
     expected = oracle_probability_best([beta_parameters(m) for m in ms])
     for m, p in zip(ms, expected, strict=True):
         assert ours[m.variant_name] == pytest.approx(p, abs=0.005)
@@ -60,13 +60,13 @@ def test_posterior_is_beta_one_plus_successes_one_plus_failures():
 
 
 def test_better_posterior_gets_more_traffic():
-    alloc = ThompsonSampling().allocation(metrics(("A", 200, 10), ("B", 200, 30)))
+    alloc = ThompsonSampling(floor=0.0).allocation(metrics(("A", 200, 10), ("B", 200, 30)))
     assert alloc["B"] > 0.99
 
 
 @pytest.mark.parametrize("case", ["two early", "three close", "ten arms"])
 def test_sample_is_distributed_as_the_allocation(case):
-    strategy = ThompsonSampling()
+    strategy = ThompsonSampling(floor=0.0)
     ms = CASES[case]
     assert_frequencies_match(lambda rng: strategy.sample(ms, rng), strategy.allocation(ms))
 
@@ -80,7 +80,7 @@ def test_allocation_is_computed_once_per_distinct_metrics(monkeypatch):
         return real(params)
 
     monkeypatch.setattr(bandit.thompson, "best_arm_probabilities", counting)
-    strategy = ThompsonSampling()
+    strategy = ThompsonSampling(floor=0.0)
     ms = metrics(("A", 100, 5), ("B", 100, 6))
     r = random.Random(0)
     for _ in range(100):
@@ -97,7 +97,7 @@ def test_allocation_is_computed_once_per_distinct_metrics(monkeypatch):
 
 
 def test_a_mutated_list_is_not_served_from_a_stale_cache():
-    strategy = ThompsonSampling()
+    strategy = ThompsonSampling(floor=0.0)
     ms = list(metrics(("A", 100, 30), ("B", 100, 60)))
     assert strategy.allocation(ms)["B"] > 0.99
     ms[1] = VariantMetrics("B", 1.0, 100, 0, 0.0)

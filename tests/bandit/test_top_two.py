@@ -45,8 +45,8 @@ def test_one_variant_gets_everything():
 
 def test_the_runner_up_keeps_traffic_that_thompson_takes_away():
     ms = metrics(("A", 2000, 100), ("B", 2000, 140), ("C", 2000, 60))
-    thompson = ThompsonSampling().allocation(ms)
-    top_two = get_strategy("TopTwoThompson", {"beta": 0.5}).allocation(ms)
+    thompson = ThompsonSampling(floor=0.0).allocation(ms)
+    top_two = get_strategy("TopTwoThompson", {"beta": 0.5, "floor": 0.0}).allocation(ms)
     assert thompson["B"] > 0.99  # Thompson has all but stopped measuring A
     assert top_two["B"] == pytest.approx(0.5, abs=0.01)
     assert top_two["A"] > 0.45
@@ -72,7 +72,7 @@ def russo_pick(ms, beta: float, rng: random.Random) -> str:
 def test_the_allocation_is_the_law_of_the_papers_two_draw_algorithm(beta):
     # Posteriors close enough that the resampling loop ends quickly.
     ms = metrics(("A", 60, 10), ("B", 55, 12), ("C", 50, 6))
-    allocation = TopTwoThompson(beta).allocation(ms)
+    allocation = TopTwoThompson(beta, floor=0.0).allocation(ms)
     rng = random.Random(11)
     counts = Counter(russo_pick(ms, beta, rng) for _ in range(DRAWS))
     for name, p in allocation.items():

@@ -44,7 +44,7 @@ def test_a_good_file_loads_with_its_values(tmp_path: Path) -> None:
     assert (config.endpoint_name, config.strategy, config.strategy_params, config.warmup) == (
         "reviews-helpfulness",
         "EpsilonGreedy",
-        {"epsilon": 0.2},
+        {"epsilon": 0.2, "floor": 0.01},
         10,
     )
     assert (config.event_log.buffer_interval_seconds, config.event_log.buffer_size_bytes) == (
@@ -67,7 +67,11 @@ def test_omitted_keys_take_the_documented_defaults(tmp_path: Path) -> None:
     path = tmp_path / "endpoint.toml"
     path.write_text('[endpoint]\nname = "e1"\n[[variants]]\nname = "A"\nmodel = "m:f"\n')
     config = load_config(path)
-    assert (config.strategy, config.strategy_params, config.warmup) == ("ThompsonSampling", {}, 0)
+    assert (config.strategy, config.strategy_params, config.warmup) == (
+        "TopTwoThompson",
+        {"beta": 0.9, "floor": 0.01},
+        0,
+    )
     assert config.event_log.buffer_interval_seconds == 60
     assert config.event_log.buffer_size_bytes == 1024 * 1024
     assert config.variants[0].initial_weight == 1.0
@@ -177,17 +181,21 @@ def test_a_bad_value_names_the_file_the_key_and_the_reason(
         (
             'strategy = "EpsilonGreedy"\nstrategy_params = { epsilon = 0.3 }',
             "EpsilonGreedy",
-            {"epsilon": 0.3},
+            {"epsilon": 0.3, "floor": 0.01},
         ),
-        ('strategy = "EpsilonGreedy"\nepsilon = 0.3', "EpsilonGreedy", {"epsilon": 0.3}),
-        ('strategy = "EpsilonGreedy"', "EpsilonGreedy", {"epsilon": 0.1}),
-        ('strategy = "ThompsonSampling"\nepsilon = 0.3', "ThompsonSampling", {}),
+        (
+            'strategy = "EpsilonGreedy"\nepsilon = 0.3',
+            "EpsilonGreedy",
+            {"epsilon": 0.3, "floor": 0.01},
+        ),
+        ('strategy = "EpsilonGreedy"', "EpsilonGreedy", {"epsilon": 0.1, "floor": 0.01}),
+        ('strategy = "ThompsonSampling"\nepsilon = 0.3', "ThompsonSampling", {"floor": 0.01}),
         (
             'strategy = "TopTwoThompson"\nstrategy_params = { beta = 0.75 }',
             "TopTwoThompson",
-            {"beta": 0.75},
+            {"beta": 0.75, "floor": 0.01},
         ),
-        ('strategy = "TopTwoThompson"', "TopTwoThompson", {"beta": 0.5}),
+        ('strategy = "TopTwoThompson"', "TopTwoThompson", {"beta": 0.9, "floor": 0.01}),
     ],
 )
 def test_strategy_params_and_the_older_epsilon_key_both_configure_the_strategy(

@@ -85,7 +85,7 @@ def test_the_articles_example_config_is_accepted(tmp_path: Path) -> None:
         (
             {"stage_name": "dev", "strategy_params": {"epsilon": 0.1}},
             "strategy_params.epsilon",
-            "not a parameter of ThompsonSampling",
+            "not a parameter of TopTwoThompson",
         ),
         (
             {
@@ -131,19 +131,23 @@ def test_bad_config_names_the_key_and_the_reason(
 @pytest.mark.parametrize(
     ("keys", "strategy", "params"),
     [
-        ({"strategy": "EpsilonGreedy", "epsilon": 0.2}, "EpsilonGreedy", {"epsilon": 0.2}),
+        (
+            {"strategy": "EpsilonGreedy", "epsilon": 0.2},
+            "EpsilonGreedy",
+            {"epsilon": 0.2, "floor": 0.01},
+        ),
         (
             {"strategy": "EpsilonGreedy", "strategy_params": {"epsilon": 0.3}},
             "EpsilonGreedy",
-            {"epsilon": 0.3},
+            {"epsilon": 0.3, "floor": 0.01},
         ),
-        ({"strategy": "ThompsonSampling", "epsilon": 0.1}, "ThompsonSampling", {}),
+        ({"strategy": "ThompsonSampling", "epsilon": 0.1}, "ThompsonSampling", {"floor": 0.01}),
         (
             {"strategy": "TopTwoThompson", "strategy_params": {"beta": 0.6}},
             "TopTwoThompson",
-            {"beta": 0.6},
+            {"beta": 0.6, "floor": 0.01},
         ),
-        ({"strategy": "TopTwoThompson"}, "TopTwoThompson", {"beta": 0.5}),
+        ({"strategy": "TopTwoThompson"}, "TopTwoThompson", {"beta": 0.9, "floor": 0.01}),
     ],
 )
 def test_strategy_params_and_the_original_epsilon_key_both_work(

@@ -66,13 +66,17 @@ def test_endpoint_name_carries_prefix_and_stage_and_the_ab_testing_tags(stage: S
     assert endpoint["EndpointName"] == f"abtest-{stage.stage}-reviews"
     tags = {t["Key"]: t["Value"] for t in endpoint["Tags"]}
     expected_warmup = "100" if stage.stage == "prod" else "0"
-    # ThompsonSampling declares no parameter: no `ab-testing:<parameter>` tag (the shipped
-    # configs' `epsilon` key is EpsilonGreedy's and ignored here).
-    assert tags == {"ab-testing:strategy": "ThompsonSampling", "ab-testing:warmup": expected_warmup}
+    # ThompsonSampling declares one parameter, its exploration floor, tagged at its default
+    # (the shipped configs' `epsilon` key is EpsilonGreedy's and ignored here).
+    assert tags == {
+        "ab-testing:strategy": "ThompsonSampling",
+        "ab-testing:floor": "0.01",
+        "ab-testing:warmup": expected_warmup,
+    }
     read = strategy_from_tags(tags)
     assert (read.strategy, read.strategy_params, str(read.warmup)) == (
         "ThompsonSampling",
-        {},
+        {"floor": 0.01},
         expected_warmup,
     )
 

@@ -28,7 +28,7 @@ def test_in_service_reads_variants_weights_and_tags(aws):
     }
     body = stats(aws)
     assert (body["strategy"], body["epsilon"], body["warmup"]) == ("EpsilonGreedy", 0.05, 10)
-    assert body["strategy_params"] == {"epsilon": 0.05}
+    assert body["strategy_params"] == {"epsilon": 0.05, "floor": 0.01}
     assert [m["initial_variant_weight"] for m in body["variant_metrics"]] == [1.0, 1.0]
 
 

@@ -262,3 +262,25 @@ def test_stats_report_the_strategy_params_and_epsilon_when_there_is_one(
         params,
         epsilon,
     )
+
+
+def test_stats_count_the_users_still_needed_at_the_allocation_new_users_get(usecases, log):
+    rng = random.Random(4)
+    simulate(usecases, rng, 400, {"Champion1": 0.10, "Challenger1": 0.14})
+    usecases.aggregate(log, log.deliver())
+
+    stats = usecases.stats(ENDPOINT)
+
+    from bandit.stats import users_to_significance
+
+    champion, challenger = stats.endpoint.variant_metrics
+    expected = users_to_significance(
+        champion,
+        challenger,
+        (stats.allocation["Champion1"], stats.allocation["Challenger1"]),
+        0.05,
+    )
+    assert stats.decision["reason"] == "no_clear_winner"
+    assert expected is not None and expected > 0
+    assert stats.decision["users_needed"] == expected
+    assert stats.decision["advice"]
