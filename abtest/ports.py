@@ -176,6 +176,15 @@ class Count(StrEnum):
     MOSTLY_REJECTED_OBJECTS = "MostlyRejectedObjects"
 
 
+class VariantMetric(StrEnum):
+    """Per-variant counts aggregation publishes for the AWS dashboard (`infra/monitoring.py`),
+    each a `VariantCounts` field summed over a delivered object."""
+
+    INVOCATIONS = "Invocations"
+    CONVERSIONS = "Conversions"
+    REWARD = "Reward"
+
+
 class Telemetry(Protocol):
     """Operational counters: CloudWatch EMF metrics on AWS, in-memory counts embedded."""
 

@@ -21,12 +21,12 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from abtest.ports import Count
+from abtest.ports import Count, VariantMetric
 from infra.functions import SERVICE_NAME
 
 NAMESPACE = "abtest"
 VARIANT_DIMENSIONS = ("endpoint_name", "variant_name")
-INVOCATIONS, CONVERSIONS, REWARD = "Invocations", "Conversions", "Reward"
+INVOCATIONS, CONVERSIONS, REWARD = (str(metric) for metric in VariantMetric)
 PERIOD = Duration.minutes(5)
 COUNT_TITLES = {
     Count.FALLBACKS: "Fallbacks (store unreachable)",

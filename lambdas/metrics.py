@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from abtest.adapters.s3 import S3EventArchive, object_keys_from_s3_event
+from abtest.ports import VariantMetric
 from abtest.records import CountsByEndpoint
 from abtest.usecases.aggregate import Aggregate
 from lambdas.wiring import (
@@ -67,12 +68,12 @@ def publish_counts(counts: CountsByEndpoint) -> None:
     for endpoint_name, variants in counts.items():
         for variant_name, delta in variants.items():
             for name, value in (
-                ("Invocations", delta.invocation_count),
-                ("Conversions", delta.conversion_count),
-                ("Reward", delta.reward_sum),
+                (VariantMetric.INVOCATIONS, delta.invocation_count),
+                (VariantMetric.CONVERSIONS, delta.conversion_count),
+                (VariantMetric.REWARD, delta.reward_sum),
             ):
                 with single_metric(
-                    name=name, unit=MetricUnit.Count, value=value, namespace=metrics.namespace
+                    name=str(name), unit=MetricUnit.Count, value=value, namespace=metrics.namespace
                 ) as metric:
                     metric.add_dimension(name="endpoint_name", value=endpoint_name)
                     metric.add_dimension(name="variant_name", value=variant_name)
