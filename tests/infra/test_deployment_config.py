@@ -24,7 +24,7 @@ def write(tmp_path: Path, body: Any, name: str = "dev.json") -> Path:
 def test_shipped_configs_load() -> None:
     dev = config_for_stage("dev")
     assert (dev.strategy, dev.challenger_variant_count, dev.pins_every_version) == (
-        "ThompsonSampling",
+        "TopTwoThompson",
         1,
         False,
     )

@@ -66,17 +66,18 @@ def test_endpoint_name_carries_prefix_and_stage_and_the_ab_testing_tags(stage: S
     assert endpoint["EndpointName"] == f"abtest-{stage.stage}-reviews"
     tags = {t["Key"]: t["Value"] for t in endpoint["Tags"]}
     expected_warmup = "100" if stage.stage == "prod" else "0"
-    # ThompsonSampling declares one parameter, its exploration floor, tagged at its default
-    # (the shipped configs' `epsilon` key is EpsilonGreedy's and ignored here).
+    # The shipped configs run the default allocation: its two parameters, tagged at their
+    # defaults, so the register function reads back exactly what the config meant.
     assert tags == {
-        "ab-testing:strategy": "ThompsonSampling",
+        "ab-testing:strategy": "TopTwoThompson",
+        "ab-testing:beta": "0.9",
         "ab-testing:floor": "0.01",
         "ab-testing:warmup": expected_warmup,
     }
     read = strategy_from_tags(tags)
     assert (read.strategy, read.strategy_params, str(read.warmup)) == (
-        "ThompsonSampling",
-        {"floor": 0.01},
+        "TopTwoThompson",
+        {"beta": 0.9, "floor": 0.01},
         expected_warmup,
     )
 
