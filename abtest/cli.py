@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from abtest.errors import ConfigError, StoreUnavailableError
+from abtest.events import EVENTS_PREFIX
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -429,7 +430,9 @@ def _parser() -> argparse.ArgumentParser:
     source = evaluate.add_mutually_exclusive_group(required=True)
     source.add_argument("--data-dir", type=Path, help="the embedded runtime's data dir")
     source.add_argument("--bucket", help="on AWS: the event log's bucket (stack output)")
-    evaluate.add_argument("--prefix", default="events/", help="with --bucket: the objects' prefix")
+    evaluate.add_argument(
+        "--prefix", default=EVENTS_PREFIX, help="with --bucket: the objects' prefix"
+    )
     evaluate.add_argument(
         "--region", help="with --bucket: AWS region (default: from the environment)"
     )

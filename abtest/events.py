@@ -24,6 +24,11 @@ from abtest.records import AssignmentKind, EventKey, VariantCounts
 
 INVOCATION = "invocation"
 CONVERSION = "conversion"
+# The event log's folders in a bucket: delivered events under EVENTS_PREFIX (on AWS the
+# only prefix that notifies aggregation, so nothing it writes loops back), the lines
+# aggregation rejects under REJECTED_PREFIX.
+EVENTS_PREFIX = "events/"
+REJECTED_PREFIX = "rejected/"
 ASSIGNMENT_KINDS = tuple(kind.value for kind in AssignmentKind)
 # Invocations the bandit did not choose: logged, but not counted in the variant's
 # counters, because their users cannot convert (fallback) or were not sampled (manual).

@@ -16,6 +16,7 @@ from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from abtest.events import EVENTS_PREFIX, REJECTED_PREFIX
 from abtest.http.routes import ROUTES, Need
 from abtest.ports import Count
 from infra import nag
@@ -24,7 +25,7 @@ from infra.functions import API_HANDLER, RETENTION, ServiceFunctions
 from infra.monitoring import Alarms, object_count, service_dashboard
 from infra.names import stage_prefix
 from infra.settings import Settings
-from infra.storage import EVENTS_PREFIX, REJECTED_PREFIX, EventLog, Tables
+from infra.storage import EventLog, Tables
 from lambdas.wiring import request_budget_seconds
 
 ENDPOINT_STATE_CHANGE = "SageMaker Endpoint State Change"

@@ -9,14 +9,13 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from abtest.events import EVENTS_PREFIX
 from infra.functions import RETENTION
 from infra.settings import Settings
 
 # Firehose writes events under EVENTS_PREFIX; only that prefix notifies the metrics
-# function, so its own `rejected/` output and Firehose's error output never loop back.
-EVENTS_PREFIX = "events/"
+# function, so its own REJECTED_PREFIX output and Firehose's error output never loop back.
 ERROR_PREFIX = "errors/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
-REJECTED_PREFIX = "rejected/"
 
 
 def _removal(settings: Settings) -> RemovalPolicy:

@@ -25,13 +25,13 @@ from uuid import uuid4
 from abtest.adapters.firehose import DELIVERY_ATTRIBUTE, UNCERTAIN
 from abtest.adapters.s3 import S3EventArchive
 from abtest.aggregation import REDRIVEN_FOLDER
+from abtest.events import EVENTS_PREFIX
 
 logger = logging.getLogger("abtest")
 
 BATCH = 10  # SQS ReceiveMessage and DeleteMessageBatch take at most 10
 CHUNK = 1000  # events per redriven object: one search and one object per chunk
 VISIBILITY_SECONDS = 300  # a chunk is searched, written and deleted within this
-EVENTS_PREFIX = "events/"  # where the stack's Firehose delivers (infra/storage.py)
 # Firehose's longest buffering interval, and the wait after an event was parked before
 # it is looked for: the longest interval, and a margin for the delivery itself.
 MAX_BUFFER_SECONDS = 900
@@ -89,8 +89,10 @@ def redrive_events(
                 ready.append(message)
         uncertain = [m for m in ready if _uncertain(m)]
         found = _already_logged(s3, bucket, prefix, uncertain, buffer_seconds)
-        logged = [m for m in uncertain if _line(m["Body"]) in found]
-        missing = [m for m in ready if not (_uncertain(m) and _line(m["Body"]) in found)]
+        logged, missing = [], []
+        for message in ready:
+            delivered = _uncertain(message) and _line(message["Body"]) in found
+            (logged if delivered else missing).append(message)
         if missing:
             s3.put_object(
                 Bucket=bucket,

@@ -11,7 +11,7 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from abtest.errors import NotFoundError
-from abtest.events import DamagedObject, whole_lines
+from abtest.events import REJECTED_PREFIX, DamagedObject, whole_lines
 from abtest.records import RejectedLine
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -24,7 +24,7 @@ REJECTED_CONTENT_TYPE = "application/x-ndjson"
 class S3EventArchive:
     """EventArchive over the bucket Firehose delivers to."""
 
-    def __init__(self, bucket: str, *, client: Any, rejected_prefix: str = "rejected/"):
+    def __init__(self, bucket: str, *, client: Any, rejected_prefix: str = REJECTED_PREFIX):
         """`client` is a boto3 S3 client.
 
         Rejected lines go under `rejected_prefix`: keep that prefix out of the bucket
