@@ -44,6 +44,13 @@ class UnauthorizedError(AbtestError):
     code = "unauthorized"
 
 
+class ForbiddenError(AbtestError):
+    """An admin route called by nobody the runtime can name (no IAM principal on AWS)."""
+
+    status = 403
+    code = "forbidden"
+
+
 class MethodNotAllowedError(AbtestError):
     status = 405
     code = "method_not_allowed"

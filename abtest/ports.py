@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from abtest.lifecycle import AuditEntry, Lifecycle
 from abtest.records import (
     Assignment,
     CountsByEndpoint,
@@ -94,6 +95,24 @@ class Store(Protocol):
         """Store `figures` with the record, only if the record is still the one they were
         worked out from (`figures.basis`); False, changing nothing, otherwise (whoever
         changed it works out its own). `get_endpoint` returns them as `Endpoint.figures`."""
+        ...
+
+    def change_lifecycle(
+        self, endpoint_name: str, expected: Lifecycle, new: Lifecycle, entry: AuditEntry
+    ) -> bool:
+        """Store `new` as `Endpoint.lifecycle` and append `entry` to the audit log, in one
+        write, only if the stored lifecycle is still `expected` (compare-and-set); False,
+        changing nothing, if it is not or the endpoint is unknown. Counters are not
+        written, so an aggregation at the same time loses nothing and is not lost.
+        Re-registration keeps the lifecycle."""
+        ...
+
+    def audit_log(self, endpoint_name: str) -> list[AuditEntry]:
+        """The endpoint's lifecycle changes, oldest first (the newest `AUDIT_RETENTION`)."""
+        ...
+
+    def endpoint_names(self) -> list[str]:
+        """Every endpoint with a record (deleted ones included), sorted."""
         ...
 
 

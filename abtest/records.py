@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 import bandit
+from abtest.lifecycle import Lifecycle
 from bandit.metrics import VariantMetrics
 
 ACTIVE = "active"
@@ -83,6 +84,8 @@ class Endpoint:
     updated_at: float = 0.0
     # Stored with the record, fresh or not (`fresh_figures`); not part of what it says.
     figures: Figures | None = field(default=None, compare=False, hash=False)
+    # Changed only by compare-and-set (`Store.change_lifecycle`); figures do not depend on it.
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
 
     @property
     def variant_names(self) -> tuple[str, ...]:
@@ -91,11 +94,12 @@ class Endpoint:
     @property
     def basis(self) -> str:
         """A digest of everything figures are worked out from: every field but the stored
-        figures, the status and the time (so a field added later counts without a change here)."""
+        figures, the status, the time and the lifecycle (so a field added later counts without
+        a change here)."""
         inputs = {
             f.name: getattr(self, f.name)
             for f in fields(self)
-            if f.name not in ("figures", "status", "updated_at")
+            if f.name not in ("figures", "status", "updated_at", "lifecycle")
         }
         text = json.dumps(inputs, sort_keys=True, default=_plain)
         return hashlib.sha256(text.encode()).hexdigest()[:32]
@@ -194,4 +198,6 @@ class AssignmentKind(StrEnum):
     NEW = "new"  # picked now by the endpoint's strategy
     EXISTING = "existing"  # the user's stored variant
     MANUAL = "manual"  # named by the request; the stored assignment is untouched
+    # The experiment is concluded: the winner serves every user, with certainty (propensity 1).
+    CONCLUDED = "concluded"
     FALLBACK = "fallback"  # the store was unreachable: the endpoint's own weights chose

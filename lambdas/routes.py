@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from pydantic import field_validator
 
 from abtest.http.resolver import handle
-from abtest.http.routes import ROUTE_NAMES, Need, Route
+from abtest.http.routes import ALL_ROUTES, Need, Route
 from lambdas.wiring import (
     AssignmentsEnvironment,
     EndpointCacheEnvironment,
@@ -38,8 +38,9 @@ class ApiEnvironment(LambdaEnvironment):
     @field_validator("route")
     @classmethod
     def _a_route(cls, value: str) -> str:
-        if value not in ROUTE_NAMES:
-            raise ValueError(f"{value!r} is not a route ({', '.join(ROUTE_NAMES)})")
+        names = [route.name for route in ALL_ROUTES]
+        if value not in names:
+            raise ValueError(f"{value!r} is not a route ({', '.join(names)})")
         return value
 
 
@@ -51,13 +52,16 @@ NEED_ENVIRONMENTS: dict[Need, type[LambdaEnvironment] | None] = {
     Need.EVENTS: EventsEnvironment,
     # SageMaker endpoints are named per request, within the IAM prefix; only the timeout is set.
     Need.MODELS: ModelsEnvironment,
+    # Lifecycles and audit logs live in the metrics table too: only the write grant differs.
+    Need.LIFECYCLE: EndpointsEnvironment,
 }
 
 
 def route_environment(route: Route) -> type[LambdaEnvironment]:
     """The environment model of the route's function: the groups of the route's needs."""
     groups = [NEED_ENVIRONMENTS[need] for need in sorted(route.needs)]
-    bases = tuple(group for group in groups if group is not None) or (LambdaEnvironment,)
+    # Once each: two needs may ask for the same group.
+    bases = tuple(dict.fromkeys(g for g in groups if g is not None)) or (LambdaEnvironment,)
     name = f"{route.name.capitalize()}Environment"
     return type(name, bases, {"__module__": __name__, "__doc__": f"The {route.name} function's."})
 

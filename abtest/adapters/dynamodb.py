@@ -10,7 +10,10 @@ conversion_count, reward_sum, position}. Counters change only by atomic
 increments; registration edits the variants in place (never rewriting the
 item), so it cannot overwrite an increment that lands at the same time.
 Idempotency records of aggregated objects live in the same table, keyed
-`#object#{object_key}` (SageMaker endpoint names cannot contain `#`).
+`#object#{object_key}` (SageMaker endpoint names cannot contain `#`), and so do
+audit logs, keyed `#audit#{endpoint_name}` (attribute `entries`: a list of JSON
+strings). An endpoint's `lifecycle` is a JSON string attribute of its item,
+changed only by a conditional write on its previous value.
 
 Expired items count as absent: DynamoDB deletes on TTL lazily, up to days late.
 """
@@ -29,6 +32,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from abtest.errors import StoreUnavailableError
 from abtest.events import CONVERSION
+from abtest.lifecycle import AUDIT_RETENTION, AuditEntry, Lifecycle
 from abtest.records import (
     ACTIVE,
     DELETED,
@@ -49,6 +53,7 @@ logger = logging.getLogger("abtest")
 Item = dict[str, Any]
 
 OBJECT_PREFIX = "#object#"
+AUDIT_PREFIX = "#audit#"
 OBJECT_RECORD_TTL_SECONDS = 30 * 24 * 3600
 # TransactWriteItems takes at most 100 actions: one idempotency record + one update per endpoint.
 ENDPOINTS_PER_TRANSACTION = 99
@@ -391,6 +396,85 @@ class DynamoDBStore:
             "ExpressionAttributeValues": values,
         }
 
+    # -- lifecycle ---------------------------------------------------------
+
+    def change_lifecycle(
+        self, endpoint_name: str, expected: Lifecycle, new: Lifecycle, entry: AuditEntry
+    ) -> bool:
+        # The audit item is rewritten whole (trimmed to the retention), in one transaction
+        # with the conditional lifecycle write: a racing change fails that condition, so
+        # the entries read here are the ones the write replaces.
+        audit_key = {"endpoint_name": {"S": AUDIT_PREFIX + endpoint_name}}
+        if expected == Lifecycle():  # never changed: no attribute yet, or written as default
+            condition = "attribute_exists(variants) AND (attribute_not_exists(lifecycle)"
+            condition += " OR lifecycle = :old)"
+        else:
+            condition = "attribute_exists(variants) AND lifecycle = :old"
+        for attempt in range(MAX_ATTEMPTS):
+            stored = self._call(
+                "get_item", TableName=self.metrics_table, Key=audit_key, ConsistentRead=True
+            ).get("Item")
+            entries = [e["S"] for e in stored["entries"]["L"]] if stored else []
+            entries = [*entries, entry.to_json()][-AUDIT_RETENTION:]
+            actions = [
+                {
+                    "Update": {
+                        "TableName": self.metrics_table,
+                        "Key": {"endpoint_name": {"S": endpoint_name}},
+                        "UpdateExpression": "SET lifecycle = :new",
+                        "ConditionExpression": condition,
+                        "ExpressionAttributeValues": {
+                            ":new": {"S": new.to_json()},
+                            ":old": {"S": expected.to_json()},
+                        },
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self.metrics_table,
+                        "Item": {**audit_key, "entries": {"L": [{"S": e} for e in entries]}},
+                    }
+                },
+            ]
+            try:
+                self._call("transact_write_items", TransactItems=actions)
+                return True
+            except ClientError as error:
+                if _code(error) != "TransactionCanceledException":
+                    raise
+                reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+                if reasons and reasons[0] == "ConditionalCheckFailed":
+                    return False  # another change won, or no such endpoint
+                if not set(reasons) <= _RETRYABLE_CANCELLATIONS:
+                    raise
+                # An aggregation's transaction on the same item: its increments leave
+                # the lifecycle alone, so the condition still holds; try again.
+                _backoff(attempt)
+        raise StoreUnavailableError(f"lifecycle change of {endpoint_name} contended")
+
+    def audit_log(self, endpoint_name: str) -> list[AuditEntry]:
+        item = self._call(
+            "get_item",
+            TableName=self.metrics_table,
+            Key={"endpoint_name": {"S": AUDIT_PREFIX + endpoint_name}},
+            ConsistentRead=True,
+        ).get("Item")
+        return [AuditEntry.from_json(e["S"]) for e in item["entries"]["L"]] if item else []
+
+    def endpoint_names(self) -> list[str]:
+        names: list[str] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.metrics_table,
+            "ProjectionExpression": "endpoint_name",
+            "FilterExpression": "attribute_exists(variants)",  # not objects nor audit logs
+        }
+        while True:
+            page = self._call("scan", **kwargs)
+            names += [item["endpoint_name"]["S"] for item in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return sorted(names)
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
 
 def create_tables(client: Any, assignment_table: str, metrics_table: str) -> None:
     """Create both tables (on-demand, TTL on `ttl`) with the schema the CDK stack deploys."""
@@ -536,6 +620,7 @@ def _endpoint(item: Item) -> Endpoint:
         status=item["status"]["S"],
         updated_at=float(_num(item["updated_at"])),
         figures=Figures.from_json(item["figures"]["S"]) if "figures" in item else None,
+        lifecycle=Lifecycle.from_json(item.get("lifecycle", {}).get("S")),
     )
 
 

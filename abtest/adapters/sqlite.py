@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from abtest.errors import StoreUnavailableError
 from abtest.events import CONVERSION
+from abtest.lifecycle import AUDIT_RETENTION, AuditEntry, Lifecycle
 from abtest.records import (
     ACTIVE,
     DELETED,
@@ -62,6 +63,7 @@ CREATE TABLE IF NOT EXISTS endpoints (
     status TEXT NOT NULL,
     updated_at REAL NOT NULL,
     figures TEXT  -- a JSON object (Figures), worked out when the counters last changed
+    -- lifecycle TEXT (a JSON Lifecycle; NULL: never changed) is added by _migrate
 );
 CREATE TABLE IF NOT EXISTS variants (
     endpoint_name TEXT NOT NULL,
@@ -73,6 +75,12 @@ CREATE TABLE IF NOT EXISTS variants (
     reward_sum REAL NOT NULL DEFAULT 0.0,
     PRIMARY KEY (endpoint_name, variant_name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    endpoint_name TEXT NOT NULL,
+    entry TEXT NOT NULL  -- a JSON object (AuditEntry)
+);
+CREATE INDEX IF NOT EXISTS audit_log_by_endpoint ON audit_log (endpoint_name, seq);
 CREATE TABLE IF NOT EXISTS applied_objects (
     object_key TEXT PRIMARY KEY,
     applied_at REAL NOT NULL
@@ -102,7 +110,7 @@ _SELECT_ASSIGNMENT = (
 # One statement, so the endpoint row and its variants come from one snapshot.
 _SELECT_ENDPOINT = (
     "SELECT e.strategy, e.strategy_params, e.warmup, e.status, e.updated_at, e.figures,"
-    " v.variant_name,"
+    " e.lifecycle, v.variant_name,"
     " v.initial_variant_weight, v.invocation_count, v.conversion_count, v.reward_sum"
     " FROM endpoints e LEFT JOIN variants v ON v.endpoint_name = e.endpoint_name"
     " WHERE e.endpoint_name = ? ORDER BY v.position"
@@ -188,6 +196,9 @@ class SqliteStore:
                 return
             if "figures" not in _columns(db, "endpoints"):
                 db.execute("ALTER TABLE endpoints ADD COLUMN figures TEXT")
+            if "lifecycle" not in _columns(db, "endpoints"):
+                # Every file gets it here, new ones too: one way in, whatever wrote the file.
+                db.execute("ALTER TABLE endpoints ADD COLUMN lifecycle TEXT")
             if "counted_by" not in _columns(db, "conversions"):
                 db.execute("ALTER TABLE conversions ADD COLUMN counted_by TEXT")
             if "epsilon" in _columns(db, "endpoints"):
@@ -395,6 +406,46 @@ class SqliteStore:
             )
         return True
 
+    # -- lifecycle ---------------------------------------------------------
+
+    def change_lifecycle(
+        self, endpoint_name: str, expected: Lifecycle, new: Lifecycle, entry: AuditEntry
+    ) -> bool:
+        with self._transaction() as db:
+            # NULL is a record no change has touched: the default lifecycle.
+            changed = db.execute(
+                "UPDATE endpoints SET lifecycle = ?"
+                " WHERE endpoint_name = ? AND coalesce(lifecycle, ?) = ?",
+                (new.to_json(), endpoint_name, Lifecycle().to_json(), expected.to_json()),
+            ).rowcount
+            if changed != 1:
+                return False
+            db.execute(
+                "INSERT INTO audit_log (endpoint_name, entry) VALUES (?, ?)",
+                (endpoint_name, entry.to_json()),
+            )
+            db.execute(
+                "DELETE FROM audit_log WHERE endpoint_name = ? AND seq <= (SELECT seq"
+                " FROM audit_log WHERE endpoint_name = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                (endpoint_name, endpoint_name, AUDIT_RETENTION),
+            )
+        return True
+
+    def audit_log(self, endpoint_name: str) -> list[AuditEntry]:
+        rows = self._read(
+            lambda db: db.execute(
+                "SELECT entry FROM audit_log WHERE endpoint_name = ? ORDER BY seq",
+                (endpoint_name,),
+            ).fetchall()
+        )
+        return [AuditEntry.from_json(entry) for (entry,) in rows]
+
+    def endpoint_names(self) -> list[str]:
+        rows = self._read(
+            lambda db: db.execute("SELECT endpoint_name FROM endpoints ORDER BY 1").fetchall()
+        )
+        return [name for (name,) in rows]
+
 
 def _claim_row(key: EventKey) -> tuple[str, str, str]:
     """The conversions table's key for `key`. Conversions keep their endpoint's name (the
@@ -411,12 +462,13 @@ def _columns(db: sqlite3.Connection, table: str) -> set[str]:
 
 
 def _outdated(db: sqlite3.Connection) -> bool:
-    """Written before conversion claims, strategy parameters or stored figures."""
+    """Written before conversion claims, strategy parameters, stored figures or lifecycles."""
     endpoints = _columns(db, "endpoints")
     return (
         "counted_by" not in _columns(db, "conversions")
         or "epsilon" in endpoints
         or "figures" not in endpoints
+        or "lifecycle" not in endpoints
     )
 
 
@@ -462,7 +514,7 @@ def _assignment(endpoint_name: str, user_id: str, row: tuple) -> Assignment:
 def _endpoint(endpoint_name: str, rows: list[tuple]) -> Endpoint | None:
     if not rows:
         return None
-    strategy, params, warmup, status, updated_at, figures = rows[0][:6]
+    strategy, params, warmup, status, updated_at, figures, lifecycle = rows[0][:7]
     metrics = tuple(
         VariantMetrics(name, weight, invocations, conversions, rewards)
         for *_, name, weight, invocations, conversions, rewards in rows
@@ -477,4 +529,5 @@ def _endpoint(endpoint_name: str, rows: list[tuple]) -> Endpoint | None:
         status,
         updated_at,
         Figures.from_json(figures) if figures is not None else None,
+        Lifecycle.from_json(lifecycle),
     )

@@ -23,7 +23,7 @@ from abtest.adapters.telemetry import CountingTelemetry
 from abtest.clock import SystemClock
 from abtest.embedded.config import AbtestConfig, load_config
 from abtest.errors import ConfigError
-from abtest.http.routes import ROUTES
+from abtest.http.routes import ALL_ROUTES
 from abtest.ports import Clock
 from abtest.usecases.aggregate import Aggregate
 from abtest.usecases.endpoints import EndpointCache
@@ -85,7 +85,7 @@ class Runtime:
         self.catalog = ConfigCatalog(self.config.endpoint_config(), source=str(self.config.path))
         self.endpoints = EndpointCache(self.store, METRICS_CACHE_SECONDS)
         self.use_cases: dict[str, Callable[[Any], Any]] = {
-            route.name: route.use_case.from_ports(self) for route in ROUTES
+            route.name: route.use_case.from_ports(self) for route in ALL_ROUTES
         }
         self.registration = Register.from_ports(self)
         self.aggregate = Aggregate.from_ports(self)

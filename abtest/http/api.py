@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from abtest.errors import (
     AbtestError,
     BadRequestError,
+    ForbiddenError,
     MethodNotAllowedError,
     NotFoundError,
     PayloadTooLargeError,
@@ -67,10 +68,20 @@ class Api:
     def route_names(self) -> tuple[str, ...]:
         return tuple(route.name for route, _ in self._served.values())
 
-    def answer(self, method: str, path: str, content_type: str | None, body: str | None) -> Answer:
-        """Answer one request, whatever it holds: anything raised is a logged JSON 500."""
+    def answer(
+        self,
+        method: str,
+        path: str,
+        content_type: str | None,
+        body: str | None,
+        actor: str | None = None,
+    ) -> Answer:
+        """Answer one request, whatever it holds: anything raised is a logged JSON 500.
+
+        `actor` is the authenticated caller, for the audit log; an admin route refuses a
+        request without one (403)."""
         try:
-            return self._answer(method.upper(), path, content_type, body or "")
+            return self._answer(method.upper(), path, content_type, body or "", actor)
         except AbtestError as error:
             if error.status >= 500:
                 logger.error("%s: %s", error.code, error.message)
@@ -79,7 +90,9 @@ class Api:
             logger.exception("%s %s failed", method, path)
             return Answer.error(AbtestError("internal error; see the log"))
 
-    def _answer(self, method: str, path: str, content_type: str | None, body: str) -> Answer:
+    def _answer(
+        self, method: str, path: str, content_type: str | None, body: str, actor: str | None
+    ) -> Answer:
         # Size and media type come before the route, as API Gateway would refuse them.
         if len(body) > MAX_BODY_BYTES:
             raise PayloadTooLargeError(f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
@@ -93,15 +106,18 @@ class Api:
         # A trailing slash names the route too; a doubled leading one does not.
         served = self._served.get(path.rstrip("/")) if path != "/" else None
         if served is None:
-            routes = ", ".join(f"POST /{name}" for name in sorted(self.route_names))
+            routes = ", ".join(f"POST {p}" for p in sorted(self._served))
             raise NotFoundError(f"no route {method} {path}; routes: {routes}")
         if method != "POST":
             return Answer.error(
                 MethodNotAllowedError(f"{method} {path}: use POST"), (("Allow", "POST"),)
             )
         route, use_case = served
+        if route.admin and actor is None:
+            raise ForbiddenError(f"{path} is an admin route: only an authenticated caller")
         request = validated(route, body)
-        result = route.response.of(use_case(request.to_core()))
+        core = request.to_core(actor) if route.admin else request.to_core()
+        result = route.response.of(use_case(core))
         return Answer(200, result.model_dump_json().encode())
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from dataclasses import asdict
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from abtest.config_types import NAME_PATTERN
-from abtest.records import AssignmentKind
+from abtest.lifecycle import Action
+from abtest.records import AssignmentKind, Endpoint
+from abtest.usecases.admin import EndpointList, EndpointView, LifecycleChange
 from abtest.usecases.convert import Conversion, ConversionResult
 from abtest.usecases.invoke import Invocation, InvocationResult
 from abtest.usecases.stats import StatsResult
@@ -200,20 +203,140 @@ class StatsResponse(BaseModel):
             strategy_params=endpoint.strategy_params,
             warmup=endpoint.warmup,
             status=endpoint.status,
-            variant_metrics=[
-                VariantMetricsBody(
-                    endpoint_name=endpoint.endpoint_name,
-                    variant_name=m.variant_name,
-                    initial_variant_weight=m.initial_variant_weight,
-                    invocation_count=m.invocation_count,
-                    conversion_count=m.conversion_count,
-                    reward_sum=m.reward_sum,
-                )
-                for m in endpoint.variant_metrics
-            ],
+            variant_metrics=_variant_bodies(endpoint),
             allocation=result.allocation,
             decision=result.decision,
         )
+
+
+# -- admin -------------------------------------------------------------------
+
+MAX_REASON_LENGTH = 1000
+
+
+class ListRequest(_Request):
+    model_config = _example()
+
+    def to_core(self, actor: str) -> None:
+        return None
+
+
+class EndpointRequest(_Request):
+    model_config = _example(endpoint_name=EXAMPLE_ENDPOINT)
+
+    endpoint_name: StrictStr = Field(min_length=1, max_length=63, pattern=NAME_PATTERN)
+
+    def to_core(self, actor: str) -> str:
+        return self.endpoint_name
+
+
+class _ChangeRequest(_Request):
+    endpoint_name: StrictStr = Field(min_length=1, max_length=63, pattern=NAME_PATTERN)
+    reason: StrictStr = Field(
+        default="", max_length=MAX_REASON_LENGTH, description="Why, for the audit log"
+    )
+    action: ClassVar[Action]
+
+    def to_core(self, actor: str) -> LifecycleChange:
+        return LifecycleChange(self.endpoint_name, self.action, actor, self.reason)
+
+
+class PauseRequest(_ChangeRequest):
+    model_config = _example(endpoint_name=EXAMPLE_ENDPOINT, reason="model retraining")
+    action = Action.PAUSE
+
+
+class ResumeRequest(_ChangeRequest):
+    model_config = _example(endpoint_name=EXAMPLE_ENDPOINT)
+    action = Action.RESUME
+
+
+class ConcludeRequest(_ChangeRequest):
+    model_config = _example(endpoint_name=EXAMPLE_ENDPOINT, winner="Challenger1")
+    action = Action.CONCLUDE
+
+    winner: StrictStr | None = Field(
+        default=None,
+        min_length=1,
+        max_length=63,
+        description="The variant that serves every user from now on; "
+        "omitted: the decision's current winner (409 if it names none)",
+    )
+
+    def to_core(self, actor: str) -> LifecycleChange:
+        return LifecycleChange(self.endpoint_name, self.action, actor, self.reason, self.winner)
+
+
+class AuditEntryBody(BaseModel):
+    at: float = Field(description="Epoch seconds")
+    actor: str
+    action: str
+    reason: str
+    details: dict[str, Any]
+
+
+class EndpointSummaryBody(BaseModel):
+    endpoint_name: str
+    state: str
+    winner: str | None
+    strategy: str
+    variants: list[str]
+
+    @classmethod
+    def of(cls, endpoint: Endpoint) -> EndpointSummaryBody:
+        return cls(
+            endpoint_name=endpoint.endpoint_name,
+            state=endpoint.lifecycle.state,
+            winner=endpoint.lifecycle.winner,
+            strategy=endpoint.strategy,
+            variants=list(endpoint.variant_names),
+        )
+
+
+class EndpointListResponse(BaseModel):
+    endpoints: list[EndpointSummaryBody]
+
+    @classmethod
+    def of(cls, result: EndpointList) -> EndpointListResponse:
+        return cls(endpoints=[EndpointSummaryBody.of(e) for e in result.endpoints])
+
+
+class EndpointResponse(EndpointSummaryBody):
+    version: int = Field(description="Grows by one with every lifecycle change")
+    strategy_params: dict[str, float | int]
+    warmup: int
+    variant_metrics: list[VariantMetricsBody]
+    allocation: dict[str, float]
+    decision: dict[str, Any]
+    audit_log: list[AuditEntryBody]
+
+    @classmethod
+    def of(cls, result: EndpointView) -> EndpointResponse:  # type: ignore[override]
+        endpoint = result.endpoint
+        return cls(
+            **EndpointSummaryBody.of(endpoint).model_dump(),
+            version=endpoint.lifecycle.version,
+            strategy_params=endpoint.strategy_params,
+            warmup=endpoint.warmup,
+            variant_metrics=_variant_bodies(endpoint),
+            allocation=result.figures.allocation,
+            decision=result.figures.decision,
+            audit_log=[AuditEntryBody(**asdict(e)) for e in result.audit_log],
+        )
+
+
+def _variant_bodies(endpoint: Endpoint) -> list[VariantMetricsBody]:
+    return [
+        VariantMetricsBody(
+            endpoint_name=endpoint.endpoint_name,
+            variant_name=m.variant_name,
+            initial_variant_weight=m.initial_variant_weight,
+            invocation_count=m.invocation_count,
+            conversion_count=m.conversion_count,
+            reward_sum=m.reward_sum,
+        )
+        for m in endpoint.variant_metrics
+    ]
 
 
 class ErrorResponse(BaseModel):

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from abtest.http.bodies import ErrorResponse
-from abtest.http.routes import ROUTES, Route
+from abtest.http.routes import ALL_ROUTES, Route
 
 TITLE = "abtest"
 VERSION = "1.0.0"
@@ -21,8 +21,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     for code, text in {
         400: "Bad body; `details` names the field",
         401: "No or wrong bearer token (abtest serve --token)",
+        403: "An admin route called without an IAM principal (AWS)",
         404: "Unknown endpoint, or a conversion from a user with no assignment",
-        409: "endpoint_variant is not a variant of the endpoint",
+        409: "endpoint_variant is not a variant of the endpoint; an illegal or lost lifecycle "
+        "change (the message names the state and the allowed moves)",
         413: "Body over 6 MB",
         415: "Body not sent as application/json",
         502: "The model variant failed; the message names it",
@@ -50,7 +52,7 @@ def openapi_json() -> str:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
     resolver = APIGatewayRestResolver(enable_validation=True)
-    for route in ROUTES:
+    for route in ALL_ROUTES:
         resolver.post(
             route.path, summary=route.summary, responses=_responses(route.response, route.answer)
         )(_described(route))

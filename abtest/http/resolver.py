@@ -28,7 +28,15 @@ def handle(app: Api, event: dict, context: Any) -> dict:
             answer = Answer.error(BadRequestError.field("body", "must be UTF-8 encoded JSON"))
             return _proxy_response(answer)
     method, path = event.get("httpMethod") or "", event.get("path") or ""
-    return _proxy_response(app.answer(method, path, _content_type(event), body))
+    return _proxy_response(app.answer(method, path, _content_type(event), body, _principal(event)))
+
+
+def _principal(event: dict) -> str | None:
+    """The IAM principal API Gateway verified the SigV4 signature of (AWS_IAM routes), or
+    None: an API key or no authorizer names nobody, so admin routes refuse the request."""
+    identity = (event.get("requestContext") or {}).get("identity") or {}
+    arn = identity.get("userArn")
+    return arn if isinstance(arn, str) and arn else None
 
 
 def _content_type(event: dict) -> str | None:

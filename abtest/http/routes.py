@@ -15,13 +15,21 @@ from typing import Any
 from pydantic import BaseModel
 
 from abtest.http.bodies import (
+    ConcludeRequest,
     ConversionRequest,
     ConversionResponse,
+    EndpointListResponse,
+    EndpointRequest,
+    EndpointResponse,
     InvocationRequest,
     InvocationResponse,
+    ListRequest,
+    PauseRequest,
+    ResumeRequest,
     StatsRequest,
     StatsResponse,
 )
+from abtest.usecases.admin import ChangeLifecycle, ListEndpoints, ShowEndpoint
 from abtest.usecases.convert import Convert
 from abtest.usecases.invoke import Invoke
 from abtest.usecases.stats import Stats
@@ -35,11 +43,15 @@ class Need(StrEnum):
     ASSIGNMENTS = "assignments"  # read and write assignments and conversion markers
     EVENTS = "events"  # append to the event log (Firehose, its dead-letter queue)
     MODELS = "models"  # call the model variants (SageMaker endpoints)
+    LIFECYCLE = "lifecycle"  # change endpoint lifecycles and append to their audit logs
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """`POST /<name>`: `request` is mapped to the use case's input, its result to `response`."""
+    """`POST /<name>` (`POST /admin/<name>` for an admin route): `request` is mapped to the
+    use case's input, its result to `response`. An admin route's request is also given the
+    caller (`to_core(actor)`), and the caller must be authenticated: always IAM on AWS, the
+    bearer token on the embedded server whenever it listens beyond this machine."""
 
     name: str  # the path, and the function's name
     summary: str
@@ -48,10 +60,11 @@ class Route:
     response: type[BaseModel]
     use_case: Any  # a class with `from_ports(ports)`, whose instances are called per request
     needs: frozenset[Need]
+    admin: bool = False
 
     @property
     def path(self) -> str:
-        return f"/{self.name}"
+        return f"/admin/{self.name}" if self.admin else f"/{self.name}"
 
 
 ROUTES: tuple[Route, ...] = (
@@ -87,9 +100,67 @@ ROUTES: tuple[Route, ...] = (
 )
 ROUTE_NAMES = tuple(route.name for route in ROUTES)
 
+_CHANGE = frozenset({Need.ENDPOINTS, Need.ENDPOINT_CACHE, Need.LIFECYCLE})
+# The operators' routes: the experiment's lifecycle, read and changed.
+ADMIN_ROUTES: tuple[Route, ...] = (
+    Route(
+        name="list",
+        summary="List the registered endpoints",
+        answer="Each endpoint's state, strategy and variants",
+        request=ListRequest,
+        response=EndpointListResponse,
+        use_case=ListEndpoints,
+        needs=frozenset({Need.ENDPOINTS}),
+        admin=True,
+    ),
+    Route(
+        name="show",
+        summary="Show an endpoint: config, state, variants, audit log",
+        answer="The endpoint",
+        request=EndpointRequest,
+        response=EndpointResponse,
+        use_case=ShowEndpoint,
+        needs=frozenset({Need.ENDPOINTS}),
+        admin=True,
+    ),
+    Route(
+        name="pause",
+        summary="Pause: new users get the champion, existing ones keep their variant",
+        answer="The paused endpoint",
+        request=PauseRequest,
+        response=EndpointResponse,
+        use_case=ChangeLifecycle,
+        needs=_CHANGE,
+        admin=True,
+    ),
+    Route(
+        name="resume",
+        summary="Resume a paused endpoint",
+        answer="The running endpoint",
+        request=ResumeRequest,
+        response=EndpointResponse,
+        use_case=ChangeLifecycle,
+        needs=_CHANGE,
+        admin=True,
+    ),
+    Route(
+        name="conclude",
+        summary="Conclude: the winner (named, or the decision's) serves every user",
+        answer="The concluded endpoint",
+        request=ConcludeRequest,
+        response=EndpointResponse,
+        use_case=ChangeLifecycle,
+        needs=_CHANGE,
+        admin=True,
+    ),
+)
+ADMIN_ROUTE_NAMES = tuple(route.name for route in ADMIN_ROUTES)
+ALL_ROUTES = ROUTES + ADMIN_ROUTES
+
 
 def route_named(name: str) -> Route:
-    for route in ROUTES:
+    for route in ALL_ROUTES:
         if route.name == name:
             return route
-    raise ValueError(f"unknown route {name!r}; choose from {', '.join(ROUTE_NAMES)}")
+    names = ", ".join(route.name for route in ALL_ROUTES)
+    raise ValueError(f"unknown route {name!r}; choose from {names}")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import bandit
 from abtest.errors import NotFoundError
+from abtest.lifecycle import State
 from abtest.ports import Store
 from abtest.records import DELETED, Endpoint, Figures
 from bandit.selection import Allocation
@@ -76,10 +77,24 @@ def unknown_endpoint(name: str) -> NotFoundError:
     )
 
 
+# The `strategy` of users assigned while the endpoint is paused (to the champion).
+PAUSED_STRATEGY = "Paused"
+
+
+def paused_allocation(endpoint: Endpoint) -> Allocation:
+    """What new users get while the experiment is paused: the fixed weights of a
+    WeightedSampling endpoint (they are the design, not the bandit's doing), otherwise the
+    champion, the first variant: the one the experiment set out to beat."""
+    if endpoint.strategy == bandit.WeightedSampling.name:
+        weights = bandit.WeightedSampling().allocation(endpoint.variant_metrics)
+        return Allocation(bandit.WeightedSampling.name, weights)
+    return Allocation(PAUSED_STRATEGY, {endpoint.variant_names[0]: 1.0})
+
+
 @dataclass(frozen=True, slots=True)
 class ServedEndpoint:
     """A registered, active endpoint and the allocation new users are picked from: the
-    stored one, worked out when the counters last changed."""
+    stored one, worked out when the counters last changed (or the paused one)."""
 
     endpoint: Endpoint
     allocation: Allocation
@@ -87,7 +102,9 @@ class ServedEndpoint:
     @classmethod
     def of(cls, endpoint: Endpoint) -> ServedEndpoint:
         stored = endpoint.fresh_figures
-        if stored is not None:
+        if endpoint.lifecycle.state is State.PAUSED:
+            allocation = paused_allocation(endpoint)
+        elif stored is not None:
             allocation = Allocation(stored.strategy, stored.allocation)
         else:  # a record no aggregation has worked out yet (or changed since): once per read
             strategy = _deciding_strategy(endpoint)

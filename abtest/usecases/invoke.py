@@ -10,6 +10,7 @@ from typing import Any
 
 from abtest.errors import ConflictError, EventLogUnavailableError, StoreUnavailableError
 from abtest.events import invocation_event
+from abtest.lifecycle import State
 from abtest.ports import Clock, Count, EventSink, ModelEndpoint, ModelResult, Store, Telemetry
 from abtest.records import Assignment, AssignmentKind
 from abtest.usecases import Ports
@@ -21,6 +22,8 @@ logger = logging.getLogger("abtest")
 # the endpoint's own weights routed.
 MANUAL_STRATEGY = "Manual"
 FALLBACK_STRATEGY = "WeightedSampling"
+# The `strategy` of every invocation of a concluded endpoint: its winner, with certainty.
+CONCLUDED_STRATEGY = "Concluded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,9 @@ class Invoke:
             served = self.endpoints.served(name, now)
             if request.endpoint_variant is not None:
                 return _manual(served, request.endpoint_variant)
+            winner = served.endpoint.lifecycle.winner
+            if served.endpoint.lifecycle.state is State.CONCLUDED and winner is not None:
+                return self._concluded(served, winner, user_id, now)
             assignment, kind = self._assignment(served, user_id, now)
         except StoreUnavailableError as error:
             # No assignment can be read or kept: the endpoint's own weights route, and we say so.
@@ -164,6 +170,27 @@ class Invoke:
         condition_now = now if existing is None else max(now, existing.ttl)
         stored = self.store.create_assignment(new, condition_now)
         return stored, AssignmentKind.NEW if stored == new else AssignmentKind.EXISTING
+
+    def _concluded(self, served: ServedEndpoint, winner: str, user_id: str, now: float) -> _Choice:
+        """The winner serves everyone. A user assigned elsewhere is reassigned to it (once),
+        so their conversions credit the variant that now serves them; these invocations
+        are counted, with propensity 1, the true probability of the winner now."""
+        name = served.endpoint.endpoint_name
+        existing = self.store.get_assignment(name, user_id, now)
+        if existing is None or existing.variant_name != winner:
+            reassigned = Assignment(
+                endpoint_name=name,
+                user_id=user_id,
+                variant_name=winner,
+                strategy=CONCLUDED_STRATEGY,
+                propensity=1.0,
+                assigned_at=now,
+                ttl=int(now + self.assignment_ttl_seconds),
+            )
+            self.store.create_assignment(
+                reassigned, now if existing is None else max(now, existing.ttl)
+            )
+        return _Choice(winner, CONCLUDED_STRATEGY, 1.0, AssignmentKind.CONCLUDED)
 
     def _call_model(
         self, request: Invocation, variant: str | None, inference_id: str

@@ -41,20 +41,21 @@ def _run(command: str, url: str) -> subprocess.CompletedProcess[str]:
 def test_the_readme_curl_examples_work_as_written(demo_url: str) -> None:
     commands = _curl_commands()
     routes = [re.search(r"/(\w+) ", c).group(1) for c in commands]
-    assert routes == ["invocation", "conversion", "stats"]
+    assert routes == ["invocation", "conversion", "stats", "pause"]
     answers = []
     for command in commands:
         done = _run(command, demo_url)
         assert done.returncode == 0, done.stdout + done.stderr  # --fail-with-body: 2xx only
         answers.append(json.loads(done.stdout))
-    invocation, conversion, stats = answers
+    invocation, conversion, stats, paused = answers
     assert invocation["predictions"][0]["label"][0].startswith("__label__")
     assert (conversion["user_id"], conversion["duplicate"]) == ("user-1", False)
     assert stats["endpoint_name"] == "reviews-helpfulness"
+    assert (paused["state"], paused["audit_log"][0]["reason"]) == ("paused", "model retraining")
 
 
 def test_curl_without_the_content_type_gets_a_415_that_says_so(demo_url: str) -> None:
-    stats = _curl_commands()[-1]
+    stats = _curl_commands()[2]
     without = stats.replace("-H 'Content-Type: application/json'", "")
     assert without != stats
     done = _run(without, demo_url)

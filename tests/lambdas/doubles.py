@@ -20,7 +20,7 @@ import pytest
 
 from abtest.adapters.dynamodb import create_tables
 from abtest.adapters.sagemaker import SageMakerModelEndpoint
-from abtest.http.routes import ROUTE_NAMES
+from abtest.http.routes import ALL_ROUTES
 from tests.api_gateway import REGION
 
 ENDPOINT = "abtest-reviews-dev"
@@ -80,7 +80,7 @@ def handlers():
     saved = {name: os.environ.get(name) for name in (*ENVIRONMENT, "ROUTE")}
     os.environ.update(ENVIRONMENT)
     modules = {name: cold_start(f"lambdas.{name}") for name in HANDLERS}
-    for route in ROUTE_NAMES:  # one function per route, each with its own ROUTE
+    for route in (r.name for r in ALL_ROUTES):  # one function per route, its own ROUTE
         os.environ["ROUTE"] = route
         modules[route] = cold_start("lambdas.api")
     yield modules

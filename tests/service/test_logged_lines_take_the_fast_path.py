@@ -17,6 +17,7 @@ from abtest.adapters.eventlog import LocalEventLog
 from abtest.aggregation import _Tally
 from abtest.errors import StoreUnavailableError
 from abtest.events import ASSIGNMENT_KINDS, encode, split_lines
+from abtest.lifecycle import Action, AuditEntry
 from abtest.usecases.convert import Conversion
 from abtest.usecases.invoke import Invocation
 from tests.service.doubles import ENDPOINT
@@ -75,6 +76,11 @@ def drive(usecases, store, monkeypatch) -> None:
         )
     )
     invoke(Invocation(endpoint_name=ENDPOINT, data="x", inference_id='inf "odd" é'))
+    before = store.get_endpoint(ENDPOINT).lifecycle
+    concluded = before.moved(ENDPOINT, Action.CONCLUDE, "Champion1")
+    store.change_lifecycle(ENDPOINT, before, concluded, AuditEntry(0.0, "test", "conclude"))
+    invoke.endpoints.forget(ENDPOINT)
+    invoke(Invocation(endpoint_name=ENDPOINT, user_id="after", data="x"))  # concluded
 
     def unavailable(*args, **kwargs):
         raise StoreUnavailableError("sqlite: database is locked")

@@ -1,0 +1,196 @@
+"""The Store contract, continued: lifecycle changes and the audit log, on SQLite and DynamoDB."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from abtest.adapters.sqlite import SqliteStore
+from abtest.lifecycle import AUDIT_RETENTION, Action, AuditEntry, Lifecycle, State
+from bandit.metrics import VariantMetrics
+from tests.adapters.test_store_contract import (
+    ENDPOINT,
+    NOW,
+    config,
+    counts,
+    metrics,
+    run_together,
+)
+
+RUNNING = Lifecycle()
+PAUSED = RUNNING.moved(ENDPOINT, Action.PAUSE)
+
+
+def entry(action: str, actor: str = "alice", at: float = NOW) -> AuditEntry:
+    return AuditEntry(at, actor, action, "because", {"to": "x"})
+
+
+def test_a_new_endpoint_is_running_with_an_empty_audit_log(store):
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+    assert store.get_endpoint(ENDPOINT).lifecycle == RUNNING
+    assert store.audit_log(ENDPOINT) == []
+
+
+def test_a_change_is_stored_with_its_audit_entry(store):
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+
+    assert store.change_lifecycle(ENDPOINT, RUNNING, PAUSED, entry("pause")) is True
+
+    assert store.get_endpoint(ENDPOINT).lifecycle == PAUSED
+    assert store.audit_log(ENDPOINT) == [entry("pause")]
+
+
+def test_every_transition_is_stored_in_order(store):
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+    resumed = PAUSED.moved(ENDPOINT, Action.RESUME)
+    concluded = resumed.moved(ENDPOINT, Action.CONCLUDE, "B")
+    steps = [
+        (RUNNING, PAUSED, "pause"),
+        (PAUSED, resumed, "resume"),
+        (resumed, concluded, "conclude"),
+    ]
+
+    for i, (before, after, action) in enumerate(steps):
+        assert store.change_lifecycle(ENDPOINT, before, after, entry(action, at=NOW + i))
+
+    stored = store.get_endpoint(ENDPOINT).lifecycle
+    assert (stored.state, stored.winner, stored.version) == (State.CONCLUDED, "B", 3)
+    assert [e.action for e in store.audit_log(ENDPOINT)] == ["pause", "resume", "conclude"]
+
+
+def test_a_change_from_a_stale_lifecycle_is_refused_and_changes_nothing(store):
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+    assert store.change_lifecycle(ENDPOINT, RUNNING, PAUSED, entry("pause"))
+
+    # The same move again, from what the caller read before the first one
+    assert store.change_lifecycle(ENDPOINT, RUNNING, PAUSED, entry("pause", "bob")) is False
+
+    assert store.get_endpoint(ENDPOINT).lifecycle == PAUSED
+    assert [e.actor for e in store.audit_log(ENDPOINT)] == ["alice"]
+
+
+def test_a_change_of_an_unknown_endpoint_is_refused(store):
+    assert store.change_lifecycle("nobody", RUNNING, PAUSED, entry("pause")) is False
+    assert store.audit_log("nobody") == []
+    assert store.endpoint_names() == []
+
+
+def test_racing_changes_store_exactly_one(store):
+    # GIVEN six operators who all read "running" and each make their own move
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+    moves = [
+        RUNNING.moved(ENDPOINT, Action.PAUSE)
+        if i % 2
+        else RUNNING.moved(ENDPOINT, Action.CONCLUDE, "A")
+        for i in range(6)
+    ]
+
+    won = run_together(
+        6, lambda i: store.change_lifecycle(ENDPOINT, RUNNING, moves[i], entry(str(i)))
+    )
+
+    # THEN one won, its state is the stored one, and the log holds its entry only
+    assert won.count(True) == 1
+    winner = won.index(True)
+    assert store.get_endpoint(ENDPOINT).lifecycle == moves[winner]
+    assert [e.action for e in store.audit_log(ENDPOINT)] == [str(winner)]
+
+
+def test_a_change_racing_aggregation_loses_neither(store):
+    # GIVEN aggregators incrementing while an operator pauses and resumes over and over
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+
+    def work(i: int) -> None:
+        for j in range(6):
+            if i == 0:
+                current = store.get_endpoint(ENDPOINT).lifecycle
+                action = Action.RESUME if current.state is State.PAUSED else Action.PAUSE
+                assert store.change_lifecycle(
+                    ENDPOINT, current, current.moved(ENDPOINT, action), entry(action)
+                )
+            else:
+                store.apply_counts(
+                    f"obj-{i}-{j}", {ENDPOINT: counts(A=(1, 0, 0), B=(2, 1, 1))}, NOW
+                )
+
+    run_together(4, work)
+
+    # THEN every increment is there, and so is every change (6: paused then resumed x3)
+    assert metrics(store) == {
+        "A": VariantMetrics("A", 1.0, 18, 0, 0.0),
+        "B": VariantMetrics("B", 1.0, 36, 18, 18.0),
+    }
+    assert store.get_endpoint(ENDPOINT).lifecycle.version == 6
+    assert len(store.audit_log(ENDPOINT)) == 6
+
+
+def test_reregistration_keeps_the_lifecycle(store):
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+    concluded = RUNNING.moved(ENDPOINT, Action.CONCLUDE, "B")
+    store.change_lifecycle(ENDPOINT, RUNNING, concluded, entry("conclude"))
+
+    store.register_endpoint(config(("A", 1.0), ("B", 2.0)), NOW + 1)
+
+    assert store.get_endpoint(ENDPOINT).lifecycle == concluded
+    assert len(store.audit_log(ENDPOINT)) == 1
+
+
+def test_the_audit_log_keeps_the_newest_entries(store, monkeypatch):
+    monkeypatch.setattr("abtest.adapters.sqlite.AUDIT_RETENTION", 3)
+    monkeypatch.setattr("abtest.adapters.dynamodb.AUDIT_RETENTION", 3)
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+    current = RUNNING
+    for i in range(5):
+        action = Action.RESUME if current.state is State.PAUSED else Action.PAUSE
+        after = current.moved(ENDPOINT, action)
+        assert store.change_lifecycle(ENDPOINT, current, after, entry(action, at=NOW + i))
+        current = after
+
+    assert [e.at for e in store.audit_log(ENDPOINT)] == [NOW + 2, NOW + 3, NOW + 4]
+    assert AUDIT_RETENTION >= 100  # the real retention keeps years of human changes
+
+
+def test_endpoint_names_lists_endpoints_only(store):
+    store.register_endpoint(config(("A", 1.0), name="zeta"), NOW)
+    store.register_endpoint(config(("A", 1.0), name="alpha"), NOW)
+    store.apply_counts("obj-1", {"alpha": counts(A=(1, 0, 0))}, NOW)  # an object record
+    store.change_lifecycle("alpha", RUNNING, RUNNING.moved("alpha", Action.PAUSE), entry("pause"))
+
+    assert store.endpoint_names() == ["alpha", "zeta"]
+
+
+def test_sqlite_file_written_before_lifecycles_is_migrated_running(tmp_path):
+    # GIVEN a file of the schema before lifecycles, with counters
+    from abtest.adapters.sqlite import SCHEMA
+
+    path = tmp_path / "before-lifecycles.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA)  # endpoints as earlier versions wrote them
+        db.execute(
+            "INSERT INTO endpoints VALUES (?, 'ThompsonSampling', '{}', 0, 'active', ?, NULL)",
+            (ENDPOINT, NOW),
+        )
+        db.execute("INSERT INTO variants VALUES (?, 'A', 0, 1.0, 40, 4, 3.5)", (ENDPOINT,))
+        assert "lifecycle" not in {row[1] for row in db.execute("PRAGMA table_info(endpoints)")}
+
+    # WHEN the store opens it
+    store = SqliteStore(path)
+
+    # THEN the endpoint is running with its counters, and can be paused
+    endpoint = store.get_endpoint(ENDPOINT)
+    assert endpoint.lifecycle == RUNNING
+    assert endpoint.variant_metrics == (VariantMetrics("A", 1.0, 40, 4, 3.5),)
+    assert store.change_lifecycle(ENDPOINT, RUNNING, PAUSED, entry("pause"))
+    assert SqliteStore(path).get_endpoint(ENDPOINT).lifecycle == PAUSED
+    store.close()
+
+
+@pytest.mark.parametrize("action", [Action.RESUME, Action.PAUSE])
+def test_illegal_moves_are_refused_before_the_store(action):
+    # Which moves are legal is the core's (checked before any write): 409 naming the state.
+    start = PAUSED if action is Action.PAUSE else RUNNING
+    from abtest.errors import ConflictError
+
+    with pytest.raises(ConflictError, match=f"is {start.state}: cannot {action}; allowed: "):
+        start.moved(ENDPOINT, action)

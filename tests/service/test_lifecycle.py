@@ -1,0 +1,201 @@
+"""The experiment lifecycle as the use cases run it: transitions, the audit log, and what
+paused and concluded endpoints serve."""
+
+from __future__ import annotations
+
+import pytest
+
+from abtest.errors import ConflictError, NotFoundError
+from abtest.events import event_delta
+from abtest.lifecycle import Action, State
+from abtest.records import VariantCounts
+from abtest.usecases.admin import ChangeLifecycle, LifecycleChange, ListEndpoints, ShowEndpoint
+from abtest.usecases.convert import Conversion
+from abtest.usecases.invoke import Invocation
+from tests.service.doubles import ENDPOINT, Catalog, config
+
+
+@pytest.fixture
+def change(ports, usecases):
+    change_lifecycle = ChangeLifecycle.from_ports(ports)
+
+    def run(action: Action, **fields):
+        return change_lifecycle(LifecycleChange(ENDPOINT, action, **fields))
+
+    return run
+
+
+def counted(events) -> dict[str, VariantCounts]:
+    """What aggregation adds per variant for these events (logged-only ones left out)."""
+    totals: dict[str, VariantCounts] = {}
+    for event in events:
+        _, variant, delta, _ = event_delta(event)
+        if delta is not None:
+            totals.setdefault(variant, VariantCounts()).add(delta)
+    return totals
+
+
+def invoke(usecases, user: str, **fields):
+    return usecases.invoke(Invocation(endpoint_name=ENDPOINT, user_id=user, data="x", **fields))
+
+
+def test_pause_resume_conclude_are_recorded_with_actor_reason_and_time(change, clock, ports):
+    change(Action.PAUSE, actor="alice", reason="model retraining")
+    clock.advance(60)
+    change(Action.RESUME, actor="bob")
+    view = change(Action.CONCLUDE, actor="carol", winner="Challenger1", reason="clear win")
+
+    assert view.endpoint.lifecycle.state is State.CONCLUDED
+    assert view.endpoint.lifecycle.winner == "Challenger1"
+    log = ShowEndpoint.from_ports(ports)(ENDPOINT).audit_log
+    assert [(e.actor, e.action, e.reason) for e in log] == [
+        ("alice", "pause", "model retraining"),
+        ("bob", "resume", ""),
+        ("carol", "conclude", "clear win"),
+    ]
+    assert log[1].at - log[0].at == 60
+    assert log[2].details == {
+        "from": "running",
+        "to": "concluded",
+        "version": 3,
+        "winner": "Challenger1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("before", "action", "allowed"),
+    [
+        ([], Action.RESUME, "pause, conclude"),
+        ([Action.PAUSE], Action.PAUSE, "resume, conclude"),
+        ([Action.CONCLUDE], Action.PAUSE, "none"),
+        ([Action.CONCLUDE], Action.RESUME, "none"),
+        ([Action.CONCLUDE], Action.CONCLUDE, "none"),
+    ],
+)
+def test_illegal_transitions_are_409_naming_the_state_and_the_moves(
+    change, ports, before, action, allowed
+):
+    for step in before:
+        change(step, winner="Champion1" if step is Action.CONCLUDE else None)
+    state = ShowEndpoint.from_ports(ports)(ENDPOINT).endpoint.lifecycle.state
+
+    with pytest.raises(ConflictError, match=f"is {state}: cannot {action}; allowed: {allowed}"):
+        change(action, winner="Champion1")
+
+    assert len(ShowEndpoint.from_ports(ports)(ENDPOINT).audit_log) == len(before)
+
+
+def test_conclude_without_a_winner_takes_the_decisions_or_is_409(change, usecases, store):
+    with pytest.raises(ConflictError, match="winner: the decision names none yet"):
+        change(Action.CONCLUDE)
+    # Counters where the challenger is clearly better
+    store.apply_counts(
+        "obj-1",
+        {
+            ENDPOINT: {
+                "Champion1": VariantCounts(5000, 250, 250.0),
+                "Challenger1": VariantCounts(5000, 500, 500.0),
+            }
+        },
+        0.0,
+    )
+
+    view = change(Action.CONCLUDE)
+
+    assert view.endpoint.lifecycle.winner == "Challenger1"
+
+
+def test_conclude_naming_an_unknown_variant_is_409_naming_winner(change):
+    with pytest.raises(ConflictError, match="winner: 'Nope' is not a variant"):
+        change(Action.CONCLUDE, winner="Nope")
+
+
+def test_changes_of_an_unknown_endpoint_are_404(ports):
+    with pytest.raises(NotFoundError, match="endpoint_name"):
+        ChangeLifecycle.from_ports(ports)(LifecycleChange("other", Action.PAUSE))
+
+
+def test_the_loser_of_a_race_is_409_and_the_state_is_the_winners(change, ports, store):
+    # GIVEN a pause stored between this conclude's read and its write
+    real = store.store.change_lifecycle
+
+    def pause_first(name, expected, new, entry):
+        store.store.change_lifecycle = real  # once: the pause itself goes straight through
+        assert ChangeLifecycle.from_ports(ports)(LifecycleChange(ENDPOINT, Action.PAUSE))
+        return real(name, expected, new, entry)
+
+    store.store.change_lifecycle = pause_first
+    try:
+        with pytest.raises(ConflictError, match="changed by someone else meanwhile"):
+            change(Action.CONCLUDE, winner="Champion1")
+    finally:
+        store.store.change_lifecycle = real
+
+    assert ShowEndpoint.from_ports(ports)(ENDPOINT).endpoint.lifecycle.state is State.PAUSED
+
+
+def test_paused_new_users_get_the_champion_existing_ones_keep_their_variant(change, usecases, log):
+    existing = {user: invoke(usecases, user).target_variant for user in map(str, range(20))}
+    assert set(existing.values()) == {"Champion1", "Challenger1"}
+
+    change(Action.PAUSE)
+
+    again = {user: invoke(usecases, user).target_variant for user in existing}
+    new = [invoke(usecases, f"new-{i}") for i in range(10)]
+    assert again == existing
+    assert {(r.target_variant, r.strategy, r.propensity) for r in new} == {
+        ("Champion1", "Paused", 1.0)
+    }
+    # Events still aggregate: every invocation is logged and counted
+    assert sum(c.invocation_count for c in counted(log.events).values()) == 50
+
+
+def test_paused_weighted_sampling_keeps_its_fixed_weights(ports, store):
+    ports.catalog = Catalog(config("WeightedSampling"))
+    from abtest.usecases.invoke import Invoke
+    from abtest.usecases.register import Register
+
+    Register.from_ports(ports).register(ENDPOINT)
+    ChangeLifecycle.from_ports(ports)(LifecycleChange(ENDPOINT, Action.PAUSE))
+    invoke_ = Invoke.from_ports(ports)
+    served = [
+        invoke_(Invocation(endpoint_name=ENDPOINT, user_id=str(i), data="x")) for i in range(40)
+    ]
+
+    assert {r.target_variant for r in served} == {"Champion1", "Challenger1"}
+    assert {(r.strategy, r.propensity) for r in served} == {("WeightedSampling", 0.5)}
+
+
+def test_concluded_serves_the_winner_to_everyone_and_credits_it(change, usecases, log):
+    existing = {user: invoke(usecases, user).target_variant for user in map(str, range(20))}
+    losers = [user for user, variant in existing.items() if variant == "Champion1"]
+    assert losers
+
+    change(Action.CONCLUDE, winner="Challenger1")
+
+    served = [invoke(usecases, user) for user in [*existing, "new-1", "new-2"]]
+    assert {(r.endpoint_variant, r.assignment, r.propensity) for r in served} == {
+        ("Challenger1", "concluded", 1.0)
+    }
+    # A user who was on the loser converts: the variant that served them is credited
+    conversion = usecases.convert(Conversion(endpoint_name=ENDPOINT, user_id=losers[0]))
+    assert conversion.endpoint_variant == "Challenger1"
+    # 22 invocations and the conversion, all the winner's
+    assert counted(log.events[-23:]) == {"Challenger1": VariantCounts(22, 1, 1.0)}
+
+
+def test_reregistration_keeps_the_lifecycle(change, usecases, ports):
+    change(Action.CONCLUDE, winner="Challenger1")
+
+    usecases.registration.register(ENDPOINT)
+
+    assert invoke(usecases, "after").endpoint_variant == "Challenger1"
+    assert ShowEndpoint.from_ports(ports)(ENDPOINT).endpoint.lifecycle.winner == "Challenger1"
+
+
+def test_list_shows_registered_endpoints_with_their_state(change, ports):
+    change(Action.PAUSE)
+
+    [endpoint] = ListEndpoints.from_ports(ports)().endpoints
+
+    assert (endpoint.endpoint_name, endpoint.lifecycle.state) == (ENDPOINT, State.PAUSED)
