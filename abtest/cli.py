@@ -1,4 +1,4 @@
-"""`abtest serve | simulate | demo | redrive | evaluate`: the product from a terminal.
+"""`abtest serve | simulate | demo | redrive | evaluate | endpoints`: the product from a terminal.
 
 Heavy imports (uvicorn, numpy, matplotlib) happen inside each command, so `--help`
 is instant and a bad config is reported before anything else starts.
@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -264,6 +265,107 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# `abtest endpoints` exit codes, by answer status, so a script can tell them apart
+# (documented in the README, "Lifecycle"): 0 done, 1 any other failure (a 5xx, no
+# connection), 2 usage, 3 no such endpoint, 4 a conflict (an illegal or lost move,
+# no winner), 5 not authorized.
+EXIT_BY_STATUS = {404: 3, 409: 4, 401: 5, 403: 5}
+# The admin route of each `abtest endpoints` action, and the moves among them.
+ENDPOINT_ACTIONS = ("list", "show", "pause", "resume", "conclude")
+
+
+def _endpoints(args: argparse.Namespace) -> int:
+    from abtest.demo.simulation import ApiClient, ApiError, SigV4, region_of
+
+    auth, headers = None, {}
+    if args.sigv4:
+        region = args.region or region_of(args.url) or os.environ.get("AWS_REGION")
+        if not region:
+            raise ConfigError("--sigv4: give --region (not found in the URL or AWS_REGION)")
+        auth = SigV4(region)
+    elif token := args.token or os.environ.get("ABTEST_TOKEN"):
+        headers["authorization"] = f"Bearer {token}"
+    elif args.api_key:
+        headers["x-api-key"] = args.api_key
+    if args.action != "list" and not args.endpoint:
+        print(f"abtest: endpoints {args.action}: give the endpoint name", file=sys.stderr)
+        return 2
+    body: dict[str, Any] = {}
+    if args.action != "list":
+        body["endpoint_name"] = args.endpoint
+    if args.action in ("pause", "resume", "conclude") and args.reason:
+        body["reason"] = args.reason
+    if args.action == "conclude" and args.winner:
+        body["winner"] = args.winner
+    try:
+        with ApiClient(args.url, auth=auth, headers=headers) as client:
+            answer = client.admin(args.action, body)
+    except ApiError as error:
+        try:
+            message = json.loads(error.body)["message"]
+        except (ValueError, KeyError, TypeError):
+            message = error.body[:200] or "no body"
+        print(f"abtest: HTTP {error.status}: {message}", file=sys.stderr)
+        return EXIT_BY_STATUS.get(error.status, 1)
+    except Exception as error:  # httpx's connection errors, a bad URL: one line, not a trace
+        print(f"abtest: {args.url}: {error}", file=sys.stderr)
+        return 1
+    print(_list_table(answer) if args.action == "list" else _endpoint_tables(answer))
+    return 0
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain text table: columns as wide as their widest cell."""
+    cells = [list(header), *[["-" if v is None else str(v) for v in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    )
+
+
+def _list_table(answer: dict[str, Any]) -> str:
+    rows = [
+        (e["endpoint_name"], e["state"], e["winner"], e["strategy"], ", ".join(e["variants"]))
+        for e in answer["endpoints"]
+    ]
+    return _table(("ENDPOINT", "STATE", "WINNER", "STRATEGY", "VARIANTS"), rows)
+
+
+def _endpoint_tables(e: dict[str, Any]) -> str:
+    allocation = e["allocation"]
+    variants = [
+        (
+            v["variant_name"],
+            v["invocation_count"],
+            v["conversion_count"],
+            f"{v['reward_sum']:g}",
+            f"{allocation.get(v['variant_name'], 0.0):.3f}",
+        )
+        for v in e["variant_metrics"]
+    ]
+    audit = [
+        (
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(a["at"])),
+            a["actor"],
+            a["action"],
+            a["reason"],
+        )
+        for a in e["audit_log"]
+    ]
+    decision = e["decision"]
+    lines = [
+        f"{e['endpoint_name']}: {e['state']}"
+        + (f", winner {e['winner']}" if e["winner"] else "")
+        + f" (version {e['version']}, {e['strategy']})",
+        f"decision: {decision.get('winner') or 'no winner'} ({decision.get('reason', '-')})",
+        "",
+        _table(("VARIANT", "INVOCATIONS", "CONVERSIONS", "REWARD", "ALLOCATION"), variants),
+    ]
+    if audit:
+        lines += ["", _table(("AT (UTC)", "ACTOR", "ACTION", "REASON"), audit)]
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     formatter = _HelpWithDefaults
     parser = argparse.ArgumentParser(
@@ -381,6 +483,30 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--region", help="for --auth iam (default: from the URL, or AWS_REGION)")
     simulate.add_argument("--no-progress", action="store_true", help="no progress bar")
     simulate.set_defaults(command=_simulate)
+
+    endpoints = command(
+        "endpoints",
+        "list, show, pause, resume or conclude endpoints",
+        "Call the admin routes of abtest serve or a deployed API and print tables. Exit codes: "
+        "0 done, 1 another failure (5xx, no connection), 2 usage, 3 no such endpoint, "
+        "4 conflict (an illegal or concurrent move, or no winner to conclude with), "
+        "5 not authorized.",
+    )
+    endpoints.add_argument("action", choices=ENDPOINT_ACTIONS, help="what to do")
+    endpoints.add_argument("endpoint", nargs="?", help="endpoint name (all but list)")
+    endpoints.add_argument("--url", required=True, help="API base URL")
+    endpoints.add_argument("--reason", default="", help="why, for the audit log")
+    endpoints.add_argument(
+        "--winner", help="conclude: the variant to serve everyone (default: the decision's)"
+    )
+    credentials = endpoints.add_mutually_exclusive_group()
+    credentials.add_argument("--token", help="abtest serve's bearer token (default: ABTEST_TOKEN)")
+    credentials.add_argument("--api-key", help="an API key (x-api-key)")
+    credentials.add_argument(
+        "--sigv4", action="store_true", help="sign with AWS credentials (admin routes on AWS)"
+    )
+    endpoints.add_argument("--region", help="for --sigv4 (default: from the URL, or AWS_REGION)")
+    endpoints.set_defaults(command=_endpoints)
 
     demo = command(
         "demo",

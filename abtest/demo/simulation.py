@@ -70,6 +70,10 @@ class ApiClient:
     def stats(self, endpoint_name: str) -> dict[str, Any]:
         return self._post("stats", {"endpoint_name": endpoint_name})
 
+    def admin(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
+        """`POST /admin/<route>` (`abtest endpoints`)."""
+        return self._post(f"admin/{route}", body)
+
     def close(self) -> None:
         self._http.close()
 

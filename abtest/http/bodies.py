@@ -306,7 +306,10 @@ class EndpointResponse(EndpointSummaryBody):
     strategy_params: dict[str, float | int]
     warmup: int
     variant_metrics: list[VariantMetricsBody]
-    allocation: dict[str, float]
+    allocation: dict[str, float] = Field(
+        description="What a new user gets now: the champion while paused, the winner once "
+        "concluded, else the strategy's"
+    )
     decision: dict[str, Any]
     audit_log: list[AuditEntryBody]
 
@@ -319,7 +322,7 @@ class EndpointResponse(EndpointSummaryBody):
             strategy_params=endpoint.strategy_params,
             warmup=endpoint.warmup,
             variant_metrics=_variant_bodies(endpoint),
-            allocation=result.figures.allocation,
+            allocation=result.allocation,
             decision=result.figures.decision,
             audit_log=[AuditEntryBody(**asdict(e)) for e in result.audit_log],
         )

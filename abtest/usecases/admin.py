@@ -6,11 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from abtest.errors import ConflictError
-from abtest.lifecycle import LOCAL_ACTOR, Action, AuditEntry, lost_race
+from abtest.lifecycle import LOCAL_ACTOR, Action, AuditEntry, State, lost_race
 from abtest.ports import Clock, Store
 from abtest.records import DELETED, Endpoint, Figures
 from abtest.usecases import Ports
-from abtest.usecases.endpoints import EndpointCache, figures_of, unknown_endpoint
+from abtest.usecases.endpoints import (
+    EndpointCache,
+    figures_of,
+    paused_allocation,
+    unknown_endpoint,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +34,16 @@ class EndpointView:
     endpoint: Endpoint
     figures: Figures
     audit_log: list[AuditEntry] = field(default_factory=list)
+
+    @property
+    def allocation(self) -> dict[str, float]:
+        """What a new user gets now: the strategy's, unless paused or concluded."""
+        lifecycle = self.endpoint.lifecycle
+        if lifecycle.state is State.CONCLUDED and lifecycle.winner is not None:
+            return {lifecycle.winner: 1.0}
+        if lifecycle.state is State.PAUSED:
+            return paused_allocation(self.endpoint).probabilities
+        return self.figures.allocation
 
 
 @dataclass(frozen=True, slots=True)

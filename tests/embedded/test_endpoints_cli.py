@@ -1,0 +1,91 @@
+"""`abtest endpoints` against a running server: tables, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from abtest.cli import main
+from abtest.embedded.server import EmbeddedServer
+from abtest.embedded.wiring import Runtime
+from tests.embedded.helpers import ENDPOINT, write_config
+
+TOKEN = "cli-s3cret"
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["endpoints", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_show_and_every_move_with_their_exit_codes(start_server, capsys) -> None:
+    url = start_server().url
+
+    code, out, _ = run(capsys, "list", "--url", url)
+    assert code == 0
+    header, row = out.splitlines()
+    assert header.split() == ["ENDPOINT", "STATE", "WINNER", "STRATEGY", "VARIANTS"]
+    assert row.split()[:4] == [ENDPOINT, "running", "-", "ThompsonSampling"]
+
+    code, out, _ = run(capsys, "pause", ENDPOINT, "--url", url, "--reason", "retraining")
+    assert (code, out.splitlines()[0]) == (0, f"{ENDPOINT}: paused (version 1, ThompsonSampling)")
+
+    code, out, err = run(capsys, "pause", ENDPOINT, "--url", url)
+    assert (code, out) == (4, "")
+    assert err.count("\n") == 1
+    assert "HTTP 409" in err and "allowed: resume, conclude" in err
+
+    assert run(capsys, "resume", ENDPOINT, "--url", url)[0] == 0
+    assert run(capsys, "conclude", ENDPOINT, "--url", url)[0] == 4  # no winner yet
+    code, out, _ = run(capsys, "conclude", ENDPOINT, "--url", url, "--winner", "Challenger1")
+    assert code == 0
+    assert out.startswith(f"{ENDPOINT}: concluded, winner Challenger1 (version 3")
+
+    code, out, _ = run(capsys, "show", ENDPOINT, "--url", url)
+    assert code == 0
+    lines = out.splitlines()
+    variants = lines[lines.index("") + 1 :][:3]
+    assert variants[0].split() == ["VARIANT", "INVOCATIONS", "CONVERSIONS", "REWARD", "ALLOCATION"]
+    assert [line.split()[0] for line in variants[1:]] == ["Champion1", "Challenger1"]
+    audit = out.split("\n\n")[-1].splitlines()
+    assert audit[0].split() == ["AT", "(UTC)", "ACTOR", "ACTION", "REASON"]
+    assert [line.split()[3:5] for line in audit[1:]] == [
+        ["pause", "retraining"],
+        ["resume"],
+        ["conclude"],
+    ]
+
+
+def test_unknown_endpoint_is_exit_3_and_no_name_is_exit_2(start_server, capsys) -> None:
+    url = start_server().url
+
+    code, _, err = run(capsys, "show", "other", "--url", url)
+    assert code == 3 and "HTTP 404" in err
+
+    code, _, err = run(capsys, "pause", "--url", url)
+    assert code == 2 and "give the endpoint name" in err
+
+
+@pytest.fixture
+def guarded(tmp_path: Path):
+    runtime = Runtime(write_config(tmp_path), tmp_path / "data", rng=random.Random(0))
+    with EmbeddedServer(runtime, token=TOKEN) as server:
+        yield server
+
+
+def test_the_token_is_sent_and_a_wrong_one_is_exit_5(guarded, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("ABTEST_TOKEN", raising=False)
+
+    code, _, err = run(capsys, "show", ENDPOINT, "--url", guarded.url, "--token", "wrong")
+    assert (code, err.count("\n")) == (5, 1)
+    assert run(capsys, "show", ENDPOINT, "--url", guarded.url, "--token", TOKEN)[0] == 0
+
+
+def test_no_server_is_exit_1_in_one_line(capsys) -> None:
+    code, _, err = run(capsys, "list", "--url", "http://127.0.0.1:9")
+
+    assert code == 1
+    assert err.startswith("abtest: http://127.0.0.1:9: ") and err.count("\n") == 1
