@@ -1,5 +1,8 @@
 """The API front door: an HTTP API (IAM or no auth) or a REST API with API keys.
 
+The admin routes are always IAM-authorised, whatever the data routes use, and each
+has its own managed policy allowing just that route, to attach to whoever may do it.
+
 HTTP APIs cost $1.00 per million requests against $3.50 for REST APIs, so
 they are the default; API keys exist only on REST APIs, so `auth=api_key`
 builds one. Both send payload format 1.0 (REST-style) events to the same
@@ -9,16 +12,17 @@ functions, and neither puts the stage in `path`.
 from __future__ import annotations
 
 import jsii
-from aws_cdk import RemovalPolicy
+from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from abtest.http.routes import ROUTES
+from abtest.http.routes import ALL_ROUTES, Route
 from infra import nag
 from infra.functions import RETENTION
 from infra.settings import Settings
@@ -70,16 +74,28 @@ class ServiceApi(Construct):
             create_default_stage=False,
             default_authorizer=authorizer,
         )
-        for route in ROUTES:
+        for route in ALL_ROUTES:
             api.add_routes(
                 path=route.path,
                 methods=[apigwv2.HttpMethod.POST],
                 integration=integrations.HttpLambdaIntegration(
-                    f"{route.name}-integration",
-                    handlers[route.name],
+                    f"{route.function_name}-integration",
+                    handlers[route.function_name],
                     payload_format_version=apigwv2.PayloadFormatVersion.VERSION_1_0,
                 ),
+                # Admin routes: IAM even when the data routes are open.
+                authorizer=authorizers.HttpIamAuthorizer() if route.admin else None,
             )
+            if route.admin:
+                self._admin_policy(
+                    settings,
+                    route,
+                    Stack.of(self).format_arn(
+                        service="execute-api",
+                        resource=api.api_id,
+                        resource_name=f"$default/POST{route.path}",
+                    ),
+                )
         # `$default` keeps the stage out of the URL and out of the event's `path`.
         stage = apigwv2.HttpStage(
             self,
@@ -120,11 +136,21 @@ class ServiceApi(Construct):
             ),
             default_method_options=apigw.MethodOptions(api_key_required=True),
         )
-        for route in ROUTES:
-            api.root.add_resource(route.name).add_method(
+        admin = api.root.add_resource("admin")
+        for route in ALL_ROUTES:
+            (admin if route.admin else api.root).add_resource(route.name).add_method(
                 "POST",
-                apigw.LambdaIntegration(handlers[route.name], proxy=True),
+                apigw.LambdaIntegration(handlers[route.function_name], proxy=True),
+                # Admin routes: IAM, not API keys (a key names no one for the audit log).
+                **(
+                    {"authorization_type": apigw.AuthorizationType.IAM, "api_key_required": False}
+                    if route.admin
+                    else {}
+                ),
             )
+            if route.admin:
+                arn = api.arn_for_execute_api("POST", route.path, settings.stage_name)
+                self._admin_policy(settings, route, arn)
         key = api.add_api_key("ApiKey", api_key_name=f"abtest-{settings.stage_name}")
         plan = api.add_usage_plan(
             "UsagePlan",
@@ -169,6 +195,16 @@ class ServiceApi(Construct):
         self.url = api.url
         self.api_key_id = key.key_id
         self.server_errors = api.metric_server_error()
+
+    def _admin_policy(self, settings: Settings, route: Route, route_arn: str) -> None:
+        """One managed policy per admin action: attach it to whoever may take that action."""
+        iam.ManagedPolicy(
+            self,
+            f"{route.function_name}-policy",
+            managed_policy_name=f"abtest-{route.function_name}-{settings.stage_name}",
+            description=f"May call POST {route.path} of abtest-{settings.stage_name}",
+            statements=[iam.PolicyStatement(actions=["execute-api:Invoke"], resources=[route_arn])],
+        )
 
 
 @jsii.implements(apigwv2.IAccessLogSettings)

@@ -17,7 +17,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from abtest.events import EVENTS_PREFIX, REJECTED_PREFIX
-from abtest.http.routes import ROUTES, Need
+from abtest.http.routes import ALL_ROUTES, ROUTES, Need
 from abtest.ports import Count
 from infra import nag
 from infra.api import ServiceApi
@@ -107,15 +107,21 @@ class ApiStack(Stack):
                 {"MODEL_TIMEOUT_SECONDS": str(model_timeout_seconds(s.api_timeout_seconds))},
                 [(["sagemaker:InvokeEndpoint"], [endpoint_arn])],
             ),
+            # A change is one transaction: the conditional lifecycle update and the audit
+            # item's put (Store.change_lifecycle); counters are never written.
+            Need.LIFECYCLE: _Provision(
+                {}, [(["dynamodb:PutItem", "dynamodb:UpdateItem"], [tables.metrics.table_arn])]
+            ),
+            Need.LISTING: _Provision({}, [(["dynamodb:Scan"], [tables.metrics.table_arn])]),
         }
         fns: dict[str, lambda_.Function] = {}
-        for route in ROUTES:
+        for route in ALL_ROUTES:
             given = [provisions[need] for need in sorted(route.needs)]
             environment = {"ROUTE": route.name}
             for provision in given:
                 environment.update(provision.environment)
-            fn = fns[route.name] = factory.function(
-                route.name,
+            fn = fns[route.function_name] = factory.function(
+                route.function_name,
                 environment=environment,
                 handler=API_HANDLER,
                 memory_mb=s.api_memory_mb,
@@ -218,7 +224,9 @@ class ApiStack(Stack):
             ],
         )
 
-        api = ServiceApi(self, "Api", s, {route.name: live[route.name] for route in ROUTES})
+        api = ServiceApi(
+            self, "Api", s, {r.function_name: live[r.function_name] for r in ALL_ROUTES}
+        )
 
         alarms = Alarms(self, "Alarms", s.stage_name, s.alarm_email)
         alarms.queue_depth("UndeliveredEventsAlarm", events_dlq, "Events Firehose refused")

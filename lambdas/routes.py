@@ -54,6 +54,7 @@ NEED_ENVIRONMENTS: dict[Need, type[LambdaEnvironment] | None] = {
     Need.MODELS: ModelsEnvironment,
     # Lifecycles and audit logs live in the metrics table too: only the write grant differs.
     Need.LIFECYCLE: EndpointsEnvironment,
+    Need.LISTING: EndpointsEnvironment,
 }
 
 

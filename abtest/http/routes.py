@@ -44,6 +44,7 @@ class Need(StrEnum):
     EVENTS = "events"  # append to the event log (Firehose, its dead-letter queue)
     MODELS = "models"  # call the model variants (SageMaker endpoints)
     LIFECYCLE = "lifecycle"  # change endpoint lifecycles and append to their audit logs
+    LISTING = "listing"  # list every endpoint record (a scan of the metrics table)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,11 @@ class Route:
     @property
     def path(self) -> str:
         return f"/admin/{self.name}" if self.admin else f"/{self.name}"
+
+    @property
+    def function_name(self) -> str:
+        """The short name of the route's Lambda function (`abtest-<it>-<stage>`)."""
+        return f"admin-{self.name}" if self.admin else self.name
 
 
 ROUTES: tuple[Route, ...] = (
@@ -110,7 +116,7 @@ ADMIN_ROUTES: tuple[Route, ...] = (
         request=ListRequest,
         response=EndpointListResponse,
         use_case=ListEndpoints,
-        needs=frozenset({Need.ENDPOINTS}),
+        needs=frozenset({Need.ENDPOINTS, Need.LISTING}),
         admin=True,
     ),
     Route(

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from abtest.http.routes import ROUTE_NAMES, ROUTES
+from abtest.http.routes import ADMIN_ROUTES, ALL_ROUTES, ROUTE_NAMES
 from abtest.ports import Count
 from lambdas.routes import route_environment
 from lambdas.wiring import request_budget_seconds
@@ -24,7 +24,9 @@ from tests.infra.synth import (
 # Reads the synthesized stages: CDK synth runs node, seconds a stage.
 pytestmark = pytest.mark.slow
 
-FUNCTIONS = (*ROUTE_NAMES, "metrics", "register")
+ROUTE_FUNCTIONS = tuple(route.function_name for route in ALL_ROUTES)
+FUNCTIONS = (*ROUTE_FUNCTIONS, "metrics", "register")
+BY_PATH = {route.path: route for route in ALL_ROUTES}
 
 
 def logical_id(template: dict[str, Any], type_: str, name_key: str, name: str) -> str:
@@ -68,10 +70,10 @@ def test_each_route_is_a_post_on_its_own_function_with_payload_1_0(stage: Synth)
     routes = resources(api, "AWS::ApiGatewayV2::Route")
     integrations = resources(api, "AWS::ApiGatewayV2::Integration")
     assert sorted(r["Properties"]["RouteKey"] for r in routes.values()) == sorted(
-        f"POST {route.path}" for route in ROUTES
+        f"POST {route.path}" for route in ALL_ROUTES
     )
     for route in routes.values():
-        name = route["Properties"]["RouteKey"].removeprefix("POST /")
+        name = BY_PATH[route["Properties"]["RouteKey"].removeprefix("POST ")].function_name
         integration_id = route["Properties"]["Target"]["Fn::Join"][1][1]["Ref"]
         integration = integrations[integration_id]["Properties"]
         assert integration["IntegrationType"] == "AWS_PROXY"
@@ -118,7 +120,7 @@ def test_function_runtime_architecture_handler_and_layer(stage: Synth, name: str
     assert props["Runtime"] == "python3.13"
     assert props["Architectures"] == ["arm64"]
     # Every route's function runs the one API handler; metrics and register their own.
-    handler = "api" if name in ROUTE_NAMES else name
+    handler = "api" if name in ROUTE_FUNCTIONS else name
     assert props["Handler"] == f"lambdas.{handler}.lambda_handler"
     (layer,) = props["Layers"]
     assert layer["Fn::Join"][1][-1] == (
@@ -206,10 +208,12 @@ def test_environment_per_function(stage: Synth) -> None:
     assert env["conversion"] == {**request_path, "ROUTE": "conversion"}
     assert env["stats"] == {**common, "METRICS_TABLE": tables["METRICS_TABLE"], "ROUTE": "stats"}
     # Each route's function is given exactly what its environment model reads.
-    for route in ROUTES:
+    for route in ALL_ROUTES:
         model = route_environment(route)
         read = {field.alias for field in model.model_fields.values()}
-        assert set(env[route.name]) == {*common, "ROUTE", *read}
+        assert set(env[route.function_name]) == {*common, "ROUTE", *read}
+    for route in ADMIN_ROUTES:
+        assert env[route.function_name]["ROUTE"] == route.name
     assert env["metrics"] == {
         **common,
         "ASSIGNMENT_TABLE": tables["ASSIGNMENT_TABLE"],
@@ -277,6 +281,21 @@ def test_each_function_has_only_the_permissions_it_needs(stage: Synth) -> None:
     }
     assert function_permissions(api, "conversion") == {**logs("conversion"), **request_path}
     assert function_permissions(api, "stats") == {**logs("stats"), "dynamodb:GetItem": [metrics]}
+    # Admin: reading records; a change also updates the record and puts the audit item.
+    reading = {"dynamodb:GetItem": [metrics]}
+    assert function_permissions(api, "admin-show") == {**logs("admin-show"), **reading}
+    assert function_permissions(api, "admin-list") == {
+        **logs("admin-list"),
+        **reading,
+        "dynamodb:Scan": [metrics],
+    }
+    for change in ("pause", "resume", "conclude"):
+        assert function_permissions(api, f"admin-{change}") == {
+            **logs(f"admin-{change}"),
+            **reading,
+            "dynamodb:PutItem": [metrics],
+            "dynamodb:UpdateItem": [metrics],
+        }
 
     objects = {
         prefix: {"Fn::Join": ["", [arn(bucket), f"/{prefix}/*"]]}
@@ -560,13 +579,18 @@ def test_api_key_option_builds_a_rest_api_with_a_usage_plan(qa: Synth) -> None:
     template.resource_count_is("AWS::ApiGatewayV2::Api", 0)
     template.resource_count_is("AWS::ApiGateway::RestApi", 1)
     methods = resources(api, "AWS::ApiGateway::Method")
-    assert len(methods) == len(ROUTES)
-    aliases = {live(api, name): name for name in ROUTE_NAMES}
+    assert len(methods) == len(ALL_ROUTES)
+    aliases = {live(api, name): name for name in ROUTE_FUNCTIONS}
     invoked = set()
     for method in methods.values():
         props = method["Properties"]
         assert props["HttpMethod"] == "POST"
-        assert props["ApiKeyRequired"] is True
+        admin = {"Ref": live(api, "admin-show")} in props["Integration"]["Uri"]["Fn::Join"][1]
+        if admin or props.get("AuthorizationType") == "AWS_IAM":
+            # Admin routes: IAM, never an API key
+            assert (props["AuthorizationType"], props["ApiKeyRequired"]) == ("AWS_IAM", False)
+        else:
+            assert props["ApiKeyRequired"] is True
         assert props["Integration"]["Type"] == "AWS_PROXY"
         uri = props["Integration"]["Uri"]["Fn::Join"][1]
         invoked |= {
@@ -574,11 +598,13 @@ def test_api_key_option_builds_a_rest_api_with_a_usage_plan(qa: Synth) -> None:
             for part in uri
             if isinstance(part, dict) and part.get("Ref") in aliases
         }
-    assert invoked == set(ROUTE_NAMES)  # each route's published version, through its alias
+    assert invoked == set(ROUTE_FUNCTIONS)  # each route's published version, via its alias
+    iam_methods = [m for m in methods.values() if m["Properties"]["AuthorizationType"] == "AWS_IAM"]
+    assert len(iam_methods) == len(ADMIN_ROUTES)
     paths = {
         r["Properties"]["PathPart"] for r in resources(api, "AWS::ApiGateway::Resource").values()
     }
-    assert paths == set(ROUTE_NAMES)
+    assert paths == {*ROUTE_NAMES, "admin", *(r.name for r in ADMIN_ROUTES)}
     template.has_resource_properties(
         "AWS::ApiGateway::UsagePlan",
         {"Throttle": {"RateLimit": 50, "BurstLimit": CDK_CONTEXT["throttle_burst_limit"]}},
@@ -622,7 +648,31 @@ def open_api(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_auth_none_leaves_routes_open_and_still_throttles(open_api: dict[str, Any]) -> None:
     routes = resources(open_api, "AWS::ApiGatewayV2::Route")
-    assert len(routes) == len(ROUTES)
-    assert {r["Properties"].get("AuthorizationType", "NONE") for r in routes.values()} == {"NONE"}
+    assert len(routes) == len(ALL_ROUTES)
+    auth = {
+        r["Properties"]["RouteKey"]: r["Properties"].get("AuthorizationType", "NONE")
+        for r in routes.values()
+    }
+    # The data routes are open; the admin routes still need IAM.
+    assert auth == {
+        f"POST {route.path}": "AWS_IAM" if route.admin else "NONE" for route in ALL_ROUTES
+    }
     (stage,) = resources(open_api, "AWS::ApiGatewayV2::Stage").values()
     assert stage["Properties"]["DefaultRouteSettings"]["ThrottlingRateLimit"] == 100
+
+
+def test_each_admin_action_has_its_own_least_privilege_managed_policy(stage: Synth) -> None:
+    api = stage.templates["api"]
+    policies = {
+        p["Properties"]["ManagedPolicyName"]: p["Properties"]
+        for p in resources(api, "AWS::IAM::ManagedPolicy").values()
+    }
+    for route in ADMIN_ROUTES:
+        props = policies[f"abtest-admin-{route.name}-{stage.stage}"]
+        (statement,) = props["PolicyDocument"]["Statement"]
+        assert (statement["Effect"], statement["Action"]) == ("Allow", "execute-api:Invoke")
+        # Exactly this route's POST: the ARN ends with it, no wildcard anywhere.
+        parts = statement["Resource"]["Fn::Join"][1]
+        assert isinstance(parts[-1], str) and parts[-1].endswith(f"/POST{route.path}")
+        assert "*" not in json.dumps(statement["Resource"])
+        assert "Roles" not in props and "Users" not in props  # attached by the operator
