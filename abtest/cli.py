@@ -271,7 +271,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 # no winner), 5 not authorized.
 EXIT_BY_STATUS = {404: 3, 409: 4, 401: 5, 403: 5}
 # The admin route of each `abtest endpoints` action, and the moves among them.
-ENDPOINT_ACTIONS = ("list", "show", "pause", "resume", "conclude")
+ENDPOINT_ACTIONS = ("list", "show", "pause", "resume", "conclude", "retire-variant")
 
 
 def _endpoints(args: argparse.Namespace) -> int:
@@ -293,10 +293,15 @@ def _endpoints(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {}
     if args.action != "list":
         body["endpoint_name"] = args.endpoint
-    if args.action in ("pause", "resume", "conclude") and args.reason:
+    if args.action not in ("list", "show") and args.reason:
         body["reason"] = args.reason
     if args.action == "conclude" and args.winner:
         body["winner"] = args.winner
+    if args.action == "retire-variant":
+        if not args.variant:
+            print("abtest: endpoints retire-variant: give --variant", file=sys.stderr)
+            return 2
+        body["variant"] = args.variant
     try:
         with ApiClient(args.url, auth=auth, headers=headers) as client:
             answer = client.admin(args.action, body)
@@ -325,7 +330,13 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def _list_table(answer: dict[str, Any]) -> str:
     rows = [
-        (e["endpoint_name"], e["state"], e["winner"], e["strategy"], ", ".join(e["variants"]))
+        (
+            e["endpoint_name"],
+            e["state"],
+            e["winner"],
+            e["strategy"],
+            ", ".join(v + (" (retired)" if v in e["retired"] else "") for v in e["variants"]),
+        )
         for e in answer["endpoints"]
     ]
     return _table(("ENDPOINT", "STATE", "WINNER", "STRATEGY", "VARIANTS"), rows)
@@ -335,7 +346,7 @@ def _endpoint_tables(e: dict[str, Any]) -> str:
     allocation = e["allocation"]
     variants = [
         (
-            v["variant_name"],
+            v["variant_name"] + (" (retired)" if v["variant_name"] in e["retired"] else ""),
             v["invocation_count"],
             v["conversion_count"],
             f"{v['reward_sum']:g}",
@@ -486,7 +497,7 @@ def _parser() -> argparse.ArgumentParser:
 
     endpoints = command(
         "endpoints",
-        "list, show, pause, resume or conclude endpoints",
+        "list, show, pause, resume or conclude endpoints, or retire a variant",
         "Call the admin routes of abtest serve or a deployed API and print tables. Exit codes: "
         "0 done, 1 another failure (5xx, no connection), 2 usage, 3 no such endpoint, "
         "4 conflict (an illegal or concurrent move, or no winner to conclude with), "
@@ -499,6 +510,7 @@ def _parser() -> argparse.ArgumentParser:
     endpoints.add_argument(
         "--winner", help="conclude: the variant to serve everyone (default: the decision's)"
     )
+    endpoints.add_argument("--variant", help="retire-variant: the variant to retire")
     credentials = endpoints.add_mutually_exclusive_group()
     credentials.add_argument("--token", help="abtest serve's bearer token (default: ABTEST_TOKEN)")
     credentials.add_argument("--api-key", help="an API key (x-api-key)")

@@ -29,6 +29,7 @@ class Action(StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     CONCLUDE = "conclude"
+    RETIRE_VARIANT = "retire-variant"  # no move: the variant stops serving
 
 
 # The state each action leads to, from each state; an action missing here is illegal there.
@@ -52,6 +53,8 @@ class Lifecycle:
     state: State = State.RUNNING
     winner: str | None = None  # set when concluded
     version: int = 0
+    # Variants that serve no one any more; their counters stay, and their events count.
+    retired: tuple[str, ...] = ()
 
     def moved(self, endpoint_name: str, action: Action, winner: str | None = None) -> Lifecycle:
         """The lifecycle after `action`, or a 409 naming the state and the allowed moves."""
@@ -64,6 +67,15 @@ class Lifecycle:
             )
         return replace(self, state=allowed[action], winner=winner, version=self.version + 1)
 
+    def retiring(self, endpoint_name: str, variant: str) -> Lifecycle:
+        """The lifecycle with `variant` retired; 409 once concluded (the winner serves all)."""
+        if self.state is State.CONCLUDED:
+            raise ConflictError(
+                f"{endpoint_name!r} is concluded: cannot retire a variant; allowed: none",
+                details=[{"field": "state", "message": "concluded; allowed: none"}],
+            )
+        return replace(self, retired=(*self.retired, variant), version=self.version + 1)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
@@ -72,7 +84,8 @@ class Lifecycle:
         if not text:
             return cls()
         value = json.loads(text)
-        return cls(State(value["state"]), value.get("winner"), int(value["version"]))
+        retired = tuple(value.get("retired", ()))
+        return cls(State(value["state"]), value.get("winner"), int(value["version"]), retired)
 
 
 @dataclass(frozen=True, slots=True)

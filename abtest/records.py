@@ -92,15 +92,23 @@ class Endpoint:
         return tuple(m.variant_name for m in self.variant_metrics)
 
     @property
+    def serving_metrics(self) -> tuple[VariantMetrics, ...]:
+        """The variants new users can get: all but the retired ones."""
+        retired = self.lifecycle.retired
+        return tuple(m for m in self.variant_metrics if m.variant_name not in retired)
+
+    @property
     def basis(self) -> str:
         """A digest of everything figures are worked out from: every field but the stored
-        figures, the status, the time and the lifecycle (so a field added later counts without
-        a change here)."""
+        figures, the status, the time and the lifecycle but its retired variants (so a field
+        added later counts without a change here)."""
         inputs = {
             f.name: getattr(self, f.name)
             for f in fields(self)
             if f.name not in ("figures", "status", "updated_at", "lifecycle")
         }
+        if self.lifecycle.retired:  # they leave the allocation (absent: digests stay as were)
+            inputs["retired"] = list(self.lifecycle.retired)
         text = json.dumps(inputs, sort_keys=True, default=_plain)
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 

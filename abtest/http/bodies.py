@@ -267,6 +267,23 @@ class ConcludeRequest(_ChangeRequest):
         return LifecycleChange(self.endpoint_name, self.action, actor, self.reason, self.winner)
 
 
+class RetireVariantRequest(_ChangeRequest):
+    model_config = _example(endpoint_name=EXAMPLE_ENDPOINT, variant="Challenger1")
+    action = Action.RETIRE_VARIANT
+
+    variant: StrictStr = Field(
+        min_length=1,
+        max_length=63,
+        description="Stops serving: its users get another variant on their next request; "
+        "its counters stay and its events still count",
+    )
+
+    def to_core(self, actor: str) -> LifecycleChange:
+        return LifecycleChange(
+            self.endpoint_name, self.action, actor, self.reason, variant=self.variant
+        )
+
+
 class AuditEntryBody(BaseModel):
     at: float = Field(description="Epoch seconds")
     actor: str
@@ -281,6 +298,7 @@ class EndpointSummaryBody(BaseModel):
     winner: str | None
     strategy: str
     variants: list[str]
+    retired: list[str] = Field(description="Variants that serve no one any more")
 
     @classmethod
     def of(cls, endpoint: Endpoint) -> EndpointSummaryBody:
@@ -290,6 +308,7 @@ class EndpointSummaryBody(BaseModel):
             winner=endpoint.lifecycle.winner,
             strategy=endpoint.strategy,
             variants=list(endpoint.variant_names),
+            retired=list(endpoint.lifecycle.retired),
         )
 
 

@@ -1,4 +1,4 @@
-"""The use cases: invoke, convert, stats, register (and deregister), aggregate.
+"""The use cases: invoke, convert, stats, register (and deregister), aggregate, admin.
 
 Each takes exactly the ports it uses, and the request-path ones share one
 `EndpointCache`. They take and return core values (the dataclasses beside them):

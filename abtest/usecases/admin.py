@@ -14,6 +14,7 @@ from abtest.usecases.endpoints import (
     EndpointCache,
     figures_of,
     paused_allocation,
+    refresh_figures,
     unknown_endpoint,
 )
 
@@ -25,6 +26,7 @@ class LifecycleChange:
     actor: str = LOCAL_ACTOR  # who asks: the IAM principal, the token's name, or `local`
     reason: str = ""
     winner: str | None = None  # conclude only; None: the decision's current winner
+    variant: str | None = None  # retire-variant only
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +91,7 @@ class ListEndpoints:
 
 
 class ChangeLifecycle:
-    """POST /admin/pause, /admin/resume, /admin/conclude: one compare-and-set each, so of two
+    """POST /admin/pause, resume, conclude, retire-variant: one compare-and-set each, so of two
     racing changes one is stored and the other answered 409; counters are never written."""
 
     def __init__(self, *, store: Store, endpoints: EndpointCache, clock: Clock) -> None:
@@ -106,18 +108,44 @@ class ChangeLifecycle:
         endpoint = _registered(self.store, name)
         before = endpoint.lifecycle
         winner = None
-        if change.action is Action.CONCLUDE:
-            winner = self._winner(endpoint, change.winner)
-        after = before.moved(name, change.action, winner)  # 409 if illegal
-        details = {"from": str(before.state), "to": str(after.state), "version": after.version}
+        if change.action is Action.RETIRE_VARIANT:
+            after = before.retiring(name, self._retirable(endpoint, change.variant))
+        else:
+            if change.action is Action.CONCLUDE:
+                winner = self._winner(endpoint, change.winner)
+            after = before.moved(name, change.action, winner)  # 409 if illegal
+        details: dict[str, str | int] = {
+            "from": str(before.state),
+            "to": str(after.state),
+            "version": after.version,
+        }
         if winner is not None:
             details["winner"] = winner
+        if change.variant is not None:
+            details["variant"] = change.variant
         entry = AuditEntry(self.clock.now(), change.actor, change.action, change.reason, details)
         if not self.store.change_lifecycle(name, before, after, entry):
             raise lost_race(name)
+        refresh_figures(self.store, name)  # a retired variant leaves the allocation
         self.endpoints.forget(name)
         changed = _registered(self.store, name)
         return EndpointView(changed, figures_of(changed), self.store.audit_log(name))
+
+    def _retirable(self, endpoint: Endpoint, variant: str | None) -> str:
+        """A serving variant that is not the last one; 409 naming `variant` otherwise."""
+        serving = [m.variant_name for m in endpoint.serving_metrics]
+        if variant not in serving:
+            raise ConflictError(
+                f"variant: {variant!r} is not a serving variant of {endpoint.endpoint_name!r} "
+                f"(serving: {', '.join(serving)})",
+                details=[{"field": "variant", "message": "not serving"}],
+            )
+        if len(serving) == 1:
+            raise ConflictError(
+                f"variant: {variant!r} is the last serving variant; conclude instead",
+                details=[{"field": "variant", "message": "the last one serving"}],
+            )
+        return variant
 
     def _winner(self, endpoint: Endpoint, named: str | None) -> str:
         """The variant named, or the decision's current winner; 409 if there is none."""

@@ -23,13 +23,13 @@ def configured_strategy(endpoint: Endpoint) -> bandit.Strategy:
 
 def _deciding_strategy(endpoint: Endpoint) -> bandit.Strategy:
     return bandit.deciding_strategy(
-        configured_strategy(endpoint), endpoint.variant_metrics, endpoint.warmup
+        configured_strategy(endpoint), endpoint.serving_metrics, endpoint.warmup
     )
 
 
 def current_allocation(endpoint: Endpoint) -> dict[str, float]:
     """The probabilities a new user would be assigned with now (warm-up included)."""
-    return _deciding_strategy(endpoint).allocation(endpoint.variant_metrics)
+    return _deciding_strategy(endpoint).allocation(endpoint.serving_metrics)
 
 
 def current_figures(endpoint: Endpoint) -> Figures:
@@ -44,7 +44,7 @@ def current_figures(endpoint: Endpoint) -> Figures:
         strategy=_deciding_strategy(endpoint).name,
         allocation=allocation,
         # The allocation new users get is what the users still needed are counted at.
-        decision=decision(endpoint.variant_metrics, allocation=allocation).as_dict(),
+        decision=decision(endpoint.serving_metrics, allocation=allocation).as_dict(),
     )
 
 
@@ -84,11 +84,12 @@ PAUSED_STRATEGY = "Paused"
 def paused_allocation(endpoint: Endpoint) -> Allocation:
     """What new users get while the experiment is paused: the fixed weights of a
     WeightedSampling endpoint (they are the design, not the bandit's doing), otherwise the
-    champion, the first variant: the one the experiment set out to beat."""
+    champion, the first variant still serving: the one the experiment set out to beat."""
+    serving = endpoint.serving_metrics
     if endpoint.strategy == bandit.WeightedSampling.name:
-        weights = bandit.WeightedSampling().allocation(endpoint.variant_metrics)
+        weights = bandit.WeightedSampling().allocation(serving)
         return Allocation(bandit.WeightedSampling.name, weights)
-    return Allocation(PAUSED_STRATEGY, {endpoint.variant_names[0]: 1.0})
+    return Allocation(PAUSED_STRATEGY, {serving[0].variant_name: 1.0})
 
 
 @dataclass(frozen=True, slots=True)

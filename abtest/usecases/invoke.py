@@ -153,7 +153,8 @@ class Invoke:
     ) -> tuple[Assignment, AssignmentKind]:
         endpoint = served.endpoint
         existing = self.store.get_assignment(endpoint.endpoint_name, user_id, now)
-        if existing is not None and existing.variant_name in endpoint.variant_names:
+        serving = {m.variant_name for m in endpoint.serving_metrics}
+        if existing is not None and existing.variant_name in serving:
             return existing, AssignmentKind.EXISTING
         selection = served.allocation.pick(self.rng)
         new = Assignment(
@@ -165,8 +166,8 @@ class Invoke:
             assigned_at=now,
             ttl=int(now + self.assignment_ttl_seconds),
         )
-        # An assignment to a variant a re-registration removed is replaced like an
-        # expired one: conditional on its ttl, so concurrent requests still agree.
+        # An assignment to a variant a re-registration removed, or one retired, is replaced
+        # like an expired one: conditional on its ttl, so concurrent requests still agree.
         condition_now = now if existing is None else max(now, existing.ttl)
         stored = self.store.create_assignment(new, condition_now)
         return stored, AssignmentKind.NEW if stored == new else AssignmentKind.EXISTING

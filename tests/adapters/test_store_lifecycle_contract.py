@@ -194,3 +194,18 @@ def test_illegal_moves_are_refused_before_the_store(action):
 
     with pytest.raises(ConflictError, match=f"is {start.state}: cannot {action}; allowed: "):
         start.moved(ENDPOINT, action)
+
+
+def test_retired_variants_are_stored_and_keep_their_counters(store):
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+    retired = RUNNING.retiring(ENDPOINT, "B")
+    assert store.change_lifecycle(ENDPOINT, RUNNING, retired, entry("retire-variant"))
+
+    # Events naming the retired variant still count, and re-registration keeps it retired
+    store.apply_counts("obj-late", {ENDPOINT: counts(B=(3, 1, 1))}, NOW)
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW + 1)
+
+    endpoint = store.get_endpoint(ENDPOINT)
+    assert endpoint.lifecycle.retired == ("B",)
+    assert [m.variant_name for m in endpoint.serving_metrics] == ["A"]
+    assert metrics(store)["B"] == VariantMetrics("B", 1.0, 3, 1, 1.0)

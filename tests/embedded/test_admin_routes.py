@@ -32,6 +32,7 @@ def test_every_transition_over_http_and_the_audit_log(start_server) -> None:
             "winner": None,
             "strategy": "ThompsonSampling",
             "variants": ["Champion1", "Challenger1"],
+            "retired": [],
         }
     ]
     paused = post(server, "/admin/pause", {**NAME, "reason": "retraining"})
@@ -118,3 +119,38 @@ def test_a_restart_keeps_the_lifecycle(tmp_path: Path) -> None:
         shown = post(server, "/admin/show", NAME).json()
 
     assert (shown["state"], len(shown["audit_log"])) == ("paused", 1)
+
+
+def test_a_restart_after_retiring_a_variant_rejects_nothing(tmp_path: Path, caplog) -> None:
+    # GIVEN users on both variants, one of them retired, and a conversion credited to it after
+    config, data = write_config(tmp_path), tmp_path / "data"
+    data_body = {"instances": ["good"]}
+    with EmbeddedServer(Runtime(config, data, rng=random.Random(0))) as server:
+        served = {
+            user: post(server, "/invocation", {**NAME, "user_id": user, "data": data_body}).json()
+            for user in map(str, range(12))
+        }
+        retired_users = [u for u, r in served.items() if r["endpoint_variant"] == "Challenger1"]
+        assert retired_users
+        retired = post(server, "/admin/retire-variant", {**NAME, "variant": "Challenger1"})
+        assert retired.json()["retired"] == ["Challenger1"]
+        credited = post(server, "/conversion", {**NAME, "user_id": retired_users[0]}).json()
+        assert credited["endpoint_variant"] == "Challenger1"
+        again = post(
+            server, "/invocation", {**NAME, "user_id": retired_users[0], "data": data_body}
+        )
+        assert again.json()["endpoint_variant"] == "Champion1"
+
+    # WHEN the server starts again from the same config and data dir
+    with EmbeddedServer(Runtime(config, data, rng=random.Random(0))) as server:
+        shown = post(server, "/admin/show", NAME).json()
+
+    # THEN nothing was rejected, and the retired variant's events all counted
+    assert "rejected" not in caplog.text
+    rejected = data / "events" / "rejected"
+    assert not rejected.exists() or list(rejected.iterdir()) == []
+    assert shown["retired"] == ["Challenger1"]
+    counters = {v["variant_name"]: v for v in shown["variant_metrics"]}
+    assert counters["Challenger1"]["invocation_count"] == len(retired_users)
+    assert counters["Challenger1"]["conversion_count"] == 1
+    assert counters["Champion1"]["invocation_count"] == 12 - len(retired_users) + 1

@@ -89,3 +89,15 @@ def test_no_server_is_exit_1_in_one_line(capsys) -> None:
 
     assert code == 1
     assert err.startswith("abtest: http://127.0.0.1:9: ") and err.count("\n") == 1
+
+
+def test_retire_variant_marks_it_in_the_tables(start_server, capsys) -> None:
+    url = start_server().url
+
+    assert run(capsys, "retire-variant", ENDPOINT, "--url", url)[0] == 2  # no --variant
+    code, out, _ = run(capsys, "retire-variant", ENDPOINT, "--url", url, "--variant", "Challenger1")
+    assert code == 0
+    assert "Challenger1 (retired)" in out
+    code, _, err = run(capsys, "retire-variant", ENDPOINT, "--url", url, "--variant", "Champion1")
+    assert code == 4 and "last serving variant" in err
+    assert "Champion1, Challenger1 (retired)" in run(capsys, "list", "--url", url)[1]

@@ -58,7 +58,7 @@ def test_every_transition_through_the_handlers(registered) -> None:
     )
 
 
-@pytest.mark.parametrize("route", ["list", "show", "pause", "resume", "conclude"])
+@pytest.mark.parametrize("route", ["list", "show", "pause", "resume", "conclude", "retire-variant"])
 def test_admin_calls_without_an_iam_principal_are_403(registered, route) -> None:
     status, body = admin(registered, route, NAME, principal=False)
 
@@ -68,7 +68,11 @@ def test_admin_calls_without_an_iam_principal_are_403(registered, route) -> None
 
 def test_reregistration_from_sagemaker_keeps_the_state(registered) -> None:
     admin(registered, "pause", NAME)
+    status, body = admin(registered, "retire-variant", {**NAME, "variant": "Challenger1"})
+    assert (status, body["retired"]) == (200, ["Challenger1"])
 
     registered.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
 
-    assert admin(registered, "show", NAME)[1]["state"] == "paused"
+    shown = admin(registered, "show", NAME)[1]
+    assert (shown["state"], shown["retired"]) == ("paused", ["Challenger1"])
+    assert [e["action"] for e in shown["audit_log"]] == ["pause", "retire-variant"]

@@ -199,3 +199,51 @@ def test_list_shows_registered_endpoints_with_their_state(change, ports):
     [endpoint] = ListEndpoints.from_ports(ports)().endpoints
 
     assert (endpoint.endpoint_name, endpoint.lifecycle.state) == (ENDPOINT, State.PAUSED)
+
+
+def test_a_retired_variants_users_move_on_their_next_request_and_its_events_count(
+    change, usecases, store, log
+):
+    existing = {user: invoke(usecases, user).target_variant for user in map(str, range(20))}
+    moved = [user for user, variant in existing.items() if variant == "Challenger1"]
+    assert moved
+
+    view = change(Action.RETIRE_VARIANT, variant="Challenger1", reason="too slow")
+
+    assert view.endpoint.lifecycle.retired == ("Challenger1",)
+    assert view.allocation == {"Champion1": 1.0}
+    # Worked out and stored at once, not on every read until the next aggregation
+    assert store.get_endpoint(ENDPOINT).fresh_figures.allocation == {"Champion1": 1.0}
+    assert {invoke(usecases, user).target_variant for user in moved} == {"Champion1"}
+    assert {invoke(usecases, f"new-{i}").target_variant for i in range(10)} == {"Champion1"}
+    # Late events of the retired variant still count: its counters stay readable
+    store.apply_counts("late", {ENDPOINT: {"Challenger1": VariantCounts(2, 1, 1.0)}}, 0.0)
+    [challenger] = [
+        m for m in store.get_endpoint(ENDPOINT).variant_metrics if m.variant_name == "Challenger1"
+    ]
+    assert (challenger.invocation_count, challenger.conversion_count) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    ("variant", "message"),
+    [("Nope", "not a serving variant"), ("Champion1", "the last serving variant")],
+)
+def test_retiring_an_unknown_or_the_last_variant_is_409(change, variant, message):
+    change(Action.RETIRE_VARIANT, variant="Challenger1")
+
+    with pytest.raises(ConflictError, match=message):
+        change(Action.RETIRE_VARIANT, variant=variant)
+
+
+def test_retiring_on_a_concluded_endpoint_is_409(change):
+    change(Action.CONCLUDE, winner="Champion1")
+
+    with pytest.raises(ConflictError, match="is concluded: cannot retire a variant"):
+        change(Action.RETIRE_VARIANT, variant="Challenger1")
+
+
+def test_paused_with_the_champion_retired_serves_the_next_variant(change, usecases):
+    change(Action.RETIRE_VARIANT, variant="Champion1")
+    change(Action.PAUSE)
+
+    assert invoke(usecases, "new").target_variant == "Challenger1"
