@@ -22,6 +22,8 @@ def post(server: EmbeddedServer, path: str, body: dict, token: str | None = None
     return httpx.post(f"{server.url}{path}", json=body, headers=headers, timeout=30)
 
 
+# Over 3 s on a shared machine (several servers or moto transactions).
+@pytest.mark.slow
 def test_every_transition_over_http_and_the_audit_log(start_server) -> None:
     server = start_server()
 
@@ -121,6 +123,8 @@ def test_a_restart_keeps_the_lifecycle(tmp_path: Path) -> None:
     assert (shown["state"], len(shown["audit_log"])) == ("paused", 1)
 
 
+# Over 3 s on a shared machine (several servers or moto transactions).
+@pytest.mark.slow
 def test_a_restart_after_retiring_a_variant_rejects_nothing(tmp_path: Path, caplog) -> None:
     # GIVEN users on both variants, one of them retired, and a conversion credited to it after
     config, data = write_config(tmp_path), tmp_path / "data"

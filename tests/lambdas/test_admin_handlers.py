@@ -28,6 +28,8 @@ def admin(aws, route: str, body: dict, *, principal: bool = True):
     return call(getattr(aws, route), event)
 
 
+# Over 3 s on a shared machine (several servers or moto transactions).
+@pytest.mark.slow
 def test_every_transition_through_the_handlers(registered) -> None:
     aws = registered
     assert admin(aws, "list", {})[1]["endpoints"][0]["state"] == "running"
