@@ -51,6 +51,8 @@ NEED_ENVIRONMENTS: dict[Need, type[LambdaEnvironment] | None] = {
     Need.EVENTS: EventsEnvironment,
     # SageMaker endpoints are named per request, within the IAM prefix; only the timeout is set.
     Need.MODELS: ModelsEnvironment,
+    # Snapshots are items in the metrics table: the endpoints group names it.
+    Need.HISTORY: None,
 }
 
 

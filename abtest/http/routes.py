@@ -17,12 +17,15 @@ from pydantic import BaseModel
 from abtest.http.bodies import (
     ConversionRequest,
     ConversionResponse,
+    HistoryRequest,
+    HistoryResponse,
     InvocationRequest,
     InvocationResponse,
     StatsRequest,
     StatsResponse,
 )
 from abtest.usecases.convert import Convert
+from abtest.usecases.history import ShowHistory
 from abtest.usecases.invoke import Invoke
 from abtest.usecases.stats import Stats
 
@@ -35,6 +38,7 @@ class Need(StrEnum):
     ASSIGNMENTS = "assignments"  # read and write assignments and conversion markers
     EVENTS = "events"  # append to the event log (Firehose, its dead-letter queue)
     MODELS = "models"  # call the model variants (SageMaker endpoints)
+    HISTORY = "history"  # read the endpoints' history (items in the metrics table)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,15 @@ ROUTES: tuple[Route, ...] = (
         response=StatsResponse,
         use_case=Stats,
         needs=frozenset({Need.ENDPOINTS}),
+    ),
+    Route(
+        name="history",
+        summary="Snapshots of the experiment over time",
+        answer="A snapshot per aggregation, oldest first",
+        request=HistoryRequest,
+        response=HistoryResponse,
+        use_case=ShowHistory,
+        needs=frozenset({Need.ENDPOINTS, Need.HISTORY}),
     ),
 )
 ROUTE_NAMES = tuple(route.name for route in ROUTES)
