@@ -27,20 +27,22 @@ ASSETS = {
 }
 
 
-def answer(path: str, endpoints: Sequence[str]) -> tuple[str, bytes] | None:
+def answer(path: str, endpoints: Sequence[str], *, docs: bool = True) -> tuple[str, bytes] | None:
     """(content type, body) for a GET of the page or one of its files; None otherwise.
 
     `endpoints` are the endpoints the page shows (the server's, or those given to
-    `abtest dashboard`)."""
+    `abtest dashboard`); `docs` whether /docs is served beside it (it links there)."""
     if path in (PAGE, PAGE + "/"):
-        return "text/html; charset=utf-8", page_html(endpoints)
+        return "text/html; charset=utf-8", page_html(endpoints, docs=docs)
     if path in ASSETS:
         return ASSETS[path], _asset(path)
     return None
 
 
-def page_html(endpoints: Sequence[str]) -> bytes:
-    settings = json.dumps({"endpoints": list(endpoints), "refreshSeconds": REFRESH_SECONDS})
+def page_html(endpoints: Sequence[str], *, docs: bool = True) -> bytes:
+    settings = json.dumps(
+        {"endpoints": list(endpoints), "refreshSeconds": REFRESH_SECONDS, "docs": docs}
+    )
     # `</` cannot end the script early: endpoint names are letters, digits and hyphens anyway.
     settings = settings.replace("</", "<\\/")
     template = (_FILES / "dashboard.html").read_text()

@@ -10,6 +10,8 @@
     "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
   const CONFIG = { displaylogo: false, responsive: true };
   const main = document.getElementById("endpoints");
+  // Linked only where /docs is served (not by `abtest dashboard`'s local proxy).
+  document.getElementById("docs").hidden = !settings.docs;
 
   async function post(route, body) {
     const headers = { "Content-Type": "application/json" };
