@@ -16,10 +16,10 @@ NODE := $(LOCAL_NODE)/node
 export PATH := $(LOCAL_NODE):$(PATH)
 endif
 
-# The browser tests (/docs) drive Debian's Chromium, headless, through Playwright.
+# The browser tests (/docs, /dashboard) drive Debian's Chromium, headless, through Playwright.
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: test test-fast demo notebook notebook-run bench lint synth clean
+.PHONY: test test-fast demo notebook notebook-run bench lint synth clean dashboard-screenshot
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ test-fast: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/abtest demo
+
+# The README's picture of /dashboard after the demo's traffic, in headless Chromium.
+dashboard-screenshot: $(STAMP) $(CHROMIUM)
+	ABTEST_CHROMIUM=$(CHROMIUM) $(PY) docs/dashboard_screenshot.py
 
 $(NOTEBOOK_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[notebook]'

@@ -199,6 +199,36 @@ def _client_auth(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
     return auth, headers
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    from abtest.embedded.dashboard_proxy import DashboardProxy
+
+    auth, headers = _client_auth(args)
+    endpoints = args.endpoint or [_served_endpoint(args.url, auth, headers)]
+    proxy = DashboardProxy(args.url, endpoints, auth=auth, headers=headers, port=args.port)
+    print(f"abtest: dashboard of {args.url} at {proxy.url}/dashboard (Ctrl-C stops)", flush=True)
+    try:
+        proxy.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        proxy.stop()
+    return 0
+
+
+def _served_endpoint(url: str, auth: Any, headers: dict[str, str]) -> str:
+    """The endpoint an embedded server serves (its /health says); a deployed API cannot
+    list its endpoints, so there --endpoint is needed."""
+    import httpx
+
+    try:
+        health = httpx.get(f"{url.rstrip('/')}/health", auth=auth, headers=headers, timeout=10)
+        return str(health.raise_for_status().json()["endpoint_name"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        raise ConfigError(
+            f"--endpoint: give the endpoint's name ({url}/health does not name one)"
+        ) from None
+
+
 def _demo(args: argparse.Namespace) -> int:
     from abtest.demo import run_demo
 
@@ -519,6 +549,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     endpoints.add_argument("--region", help="for --sigv4 (default: from the URL, or AWS_REGION)")
     endpoints.set_defaults(command=_endpoints)
+    board = command(
+        "dashboard",
+        "serve the dashboard of a deployed API on this machine",
+        "Serve /dashboard on 127.0.0.1 for the API at --url: the page's /stats and /history "
+        "requests are forwarded with the auth the API needs (SigV4, an API key or a token), "
+        "which never reaches the browser. Nothing else is forwarded.",
+    )
+    board.add_argument("--url", required=True, help="the API's base URL")
+    board.add_argument(
+        "--endpoint",
+        action="append",
+        help="an endpoint to show (repeat for more; default: the one an embedded server serves)",
+    )
+    board.add_argument("--port", type=int, default=8090, help="local port; 0 picks a free one")
+    board.add_argument(
+        "--auth",
+        choices=("none", "iam", "api-key", "token"),
+        default="none",
+        help="iam: SigV4-signed (deployed, auth=iam); api-key: x-api-key; token: abtest serve's",
+    )
+    board.add_argument("--api-key", help="for --auth api-key (default: ABTEST_API_KEY)")
+    board.add_argument("--token", help="for --auth token (default: ABTEST_TOKEN)")
+    board.add_argument("--region", help="for --auth iam (default: from the URL, or AWS_REGION)")
+    board.set_defaults(command=_dashboard)
 
     demo = command(
         "demo",

@@ -102,6 +102,9 @@ class ApiStack(Stack):
                     (["sqs:SendMessage"], [events_dlq.queue_arn]),
                 ],
             ),
+            # Snapshots are items of the metrics table, read by key: their numbers follow from
+            # the endpoint's history counter (read with ENDPOINTS' GetItem, which the route has).
+            Need.HISTORY: _Provision({}, [(["dynamodb:BatchGetItem"], [tables.metrics.table_arn])]),
             Need.MODELS: _Provision(
                 # What the function's timeout leaves after the rest of the request's path.
                 {"MODEL_TIMEOUT_SECONDS": str(model_timeout_seconds(s.api_timeout_seconds))},
@@ -159,6 +162,8 @@ class ApiStack(Stack):
                 "dynamodb:PutItem",
                 "dynamodb:UpdateItem",
                 "dynamodb:ConditionCheckItem",
+                # The history's thinning (abtest.history): old snapshots deleted as they go.
+                "dynamodb:DeleteItem",
             ],
             [metrics],
         )

@@ -55,6 +55,8 @@ NEED_ENVIRONMENTS: dict[Need, type[LambdaEnvironment] | None] = {
     # Lifecycles and audit logs live in the metrics table too: only the write grant differs.
     Need.LIFECYCLE: EndpointsEnvironment,
     Need.LISTING: EndpointsEnvironment,
+    # Snapshots are items in the metrics table: the endpoints group names it.
+    Need.HISTORY: None,
 }
 
 

@@ -204,6 +204,14 @@ class LambdaPorts:
         )
 
     @cached_property
+    def history(self) -> Any:
+        from abtest.adapters.dynamodb_history import DynamoDBHistory
+
+        env = self.env
+        assert isinstance(env, EndpointsEnvironment)
+        return DynamoDBHistory(env.metrics_table, client=self.client("dynamodb", STORE_CLIENT))
+
+    @cached_property
     def endpoints(self) -> EndpointCache:
         env = self.env
         # Functions without a cache setting only `forget` records they change.

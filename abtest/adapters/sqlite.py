@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from abtest.adapters.sqlite_history import HISTORY_SCHEMA, SqliteHistory
 from abtest.errors import StoreUnavailableError
 from abtest.events import CONVERSION
 from abtest.lifecycle import AUDIT_RETENTION, AuditEntry, Lifecycle
@@ -36,7 +37,8 @@ from bandit.metrics import VariantMetrics
 
 T = TypeVar("T")
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS assignments (
     endpoint_name TEXT NOT NULL,
     user_id TEXT NOT NULL,
@@ -86,6 +88,8 @@ CREATE TABLE IF NOT EXISTS applied_objects (
     applied_at REAL NOT NULL
 );
 """
+    + HISTORY_SCHEMA
+)
 
 # Primary result codes meaning "the file is busy, full, read-only or cannot be reached",
 # not a bug in a query: the service answers 503, or falls back where it safely can.
@@ -117,8 +121,9 @@ _SELECT_ENDPOINT = (
 )
 
 
-class SqliteStore:
-    """Store adapter over one SQLite file, safe for concurrent threads and processes."""
+class SqliteStore(SqliteHistory):
+    """Store adapter over one SQLite file, safe for concurrent threads and processes; the
+    endpoints' history too (`SqliteHistory`)."""
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
         """Open (creating if needed) the database at `path`; the folder must exist.

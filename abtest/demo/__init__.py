@@ -58,7 +58,7 @@ def run_demo(
     out: Callable[[str], Any] = print,
 ) -> DemoResult:
     """Run the demo into `out_dir` (its data dir is started afresh each time)."""
-    from abtest.demo import plots
+    from abtest.demo import history_plots, plots
     from abtest.demo.simulation import (
         ApiClient,
         conversions_sent,
@@ -71,6 +71,7 @@ def run_demo(
     from abtest.embedded.config import load_config
     from abtest.embedded.server import EmbeddedServer
     from abtest.embedded.wiring import Runtime
+    from abtest.history import MAX_LIMIT
 
     out_path = Path(out_dir)
     data_dir = out_path / "abtest-data"
@@ -95,8 +96,12 @@ def run_demo(
             # Feedback arrives when the event log seals (every 0.2 s here, a minute on AWS).
             expected = (users, conversions_sent(results))
             stats = wait_for_counts(client, ENDPOINT_NAME, expected, timeout=10.0)
+            # What the service recorded after each delivery, for the plot of its history.
+            history = client.history(ENDPOINT_NAME, MAX_LIMIT)["snapshots"]
     csv_path = write_csv(results, out_path / "results.csv")
     figures = plots.save_all(results, out_path)
+    threshold = stats["decision"].get("probability_threshold")
+    figures.append(history_plots.save(history, out_path, threshold))
     out(format_stats(stats))
     out(f"results: {csv_path}")
     out("plots:   " + ", ".join(str(p) for p in figures))

@@ -47,7 +47,7 @@ class UserResult:
 
 
 class ApiClient:
-    """The three routes over one keep-alive connection; `auth` is an httpx.Auth (or None)."""
+    """The routes over one keep-alive connection; `auth` is an httpx.Auth (or None)."""
 
     def __init__(
         self,
@@ -73,6 +73,9 @@ class ApiClient:
     def admin(self, route: str, body: dict[str, Any]) -> dict[str, Any]:
         """`POST /admin/<route>` (`abtest endpoints`)."""
         return self._post(f"admin/{route}", body)
+
+    def history(self, endpoint_name: str, limit: int) -> dict[str, Any]:
+        return self._post("history", {"endpoint_name": endpoint_name, "limit": limit})
 
     def close(self) -> None:
         self._http.close()

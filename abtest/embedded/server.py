@@ -25,7 +25,7 @@ import anyio
 import anyio.to_thread
 import uvicorn
 
-from abtest.embedded import connections, docs
+from abtest.embedded import connections, dashboard, docs
 from abtest.embedded.wiring import Runtime
 from abtest.errors import (
     AbtestError,
@@ -99,7 +99,7 @@ class AbtestApp:
         if method in ("GET", "HEAD") and path in ("/openapi.json", "/health", "/"):
             await self._static(path, send)
             return
-        if method in ("GET", "HEAD") and (page := docs.answer(path)) is not None:
+        if method in ("GET", "HEAD") and (page := self._page(path)) is not None:
             await _send(send, 200, {"content-type": page[0]}, page[1])
             return
         if self._token is not None and not self._authorized(scope):
@@ -129,6 +129,11 @@ class AbtestApp:
         headers = {"content-type": api.JSON, **dict(answer.headers)}
         await _send(send, answer.status, headers, answer.body)
 
+    def _page(self, path: str) -> tuple[str, bytes] | None:
+        """The docs or the dashboard (open, like the documents: the data they show comes
+        from the routes, which ask for the token)."""
+        return docs.answer(path) or dashboard.answer(path, [self.runtime.endpoint_name])
+
     def _authorized(self, scope: Scope) -> bool:
         assert self._token is not None
         sent = next((v for k, v in scope.get("headers", []) if k == b"authorization"), b"")
@@ -146,6 +151,7 @@ class AbtestApp:
                 "routes": [f"POST {route_named(name).path}" for name in self.runtime.use_cases],
                 "openapi": "/openapi.json",
                 "docs": docs.PAGE,
+                "dashboard": dashboard.PAGE,
                 # Fallbacks, model errors and duplicate conversions since the server started.
                 "counts": self.runtime.telemetry.totals(),
             }
@@ -269,8 +275,8 @@ def serve(
         runtime.start()
         url = url_of(sock)
         out(
-            f"abtest: serving endpoint {runtime.endpoint_name!r} on {url} "
-            f"(docs {url}/docs, data {Path(runtime.data_dir).resolve()})",
+            f"abtest: serving endpoint {runtime.endpoint_name!r} on {url} (dashboard "
+            f"{url}/dashboard, docs {url}/docs, data {Path(runtime.data_dir).resolve()})",
         )
         if workers > 1:
             from abtest.embedded.workers import serve_workers

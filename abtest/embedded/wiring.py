@@ -72,6 +72,7 @@ class Runtime:
             rng=rng,
         )
         self.store = SqliteStore(self.data_dir / STORE_NAME)
+        self.history = self.store  # its own tables in the same file
         self.events = LocalEventLog(
             self.data_dir / EVENTS_DIR,
             buffer_interval_seconds=self.config.event_log.buffer_interval_seconds,

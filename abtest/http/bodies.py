@@ -13,13 +13,15 @@ import re
 from dataclasses import asdict
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 from abtest.config_types import NAME_PATTERN
+from abtest.history import DEFAULT_LIMIT, MAX_LIMIT, RECENT
 from abtest.lifecycle import Action
 from abtest.records import AssignmentKind, Endpoint
 from abtest.usecases.admin import EndpointList, EndpointView, LifecycleChange
 from abtest.usecases.convert import Conversion, ConversionResult
+from abtest.usecases.history import HistoryQuery, HistoryResult
 from abtest.usecases.invoke import Invocation, InvocationResult
 from abtest.usecases.stats import StatsResult
 
@@ -118,6 +120,18 @@ class StatsRequest(_Request):
 
     def to_core(self) -> str:
         return self.endpoint_name
+
+
+class HistoryRequest(_Request):
+    model_config = _example(endpoint_name=EXAMPLE_ENDPOINT, limit=100)
+
+    endpoint_name: StrictStr = Field(min_length=1, max_length=63, pattern=NAME_PATTERN)
+    limit: StrictInt = Field(
+        default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="How many of the newest snapshots"
+    )
+
+    def to_core(self) -> HistoryQuery:
+        return HistoryQuery(self.endpoint_name, self.limit)
 
 
 class InvocationResponse(BaseModel):
@@ -359,6 +373,57 @@ def _variant_bodies(endpoint: Endpoint) -> list[VariantMetricsBody]:
         )
         for m in endpoint.variant_metrics
     ]
+
+
+class VariantSnapshotBody(BaseModel):
+    variant_name: str
+    invocation_count: int
+    conversion_count: int
+    reward_sum: float
+    allocation: float = Field(description="Its share of new users after this aggregation")
+    probability_best: float | None
+    estimate: float | None = Field(description="The decision's estimate of its reward rate")
+    estimate_interval: tuple[float, float] | None = Field(description="... and its 95% interval")
+
+
+class SnapshotBody(BaseModel):
+    seq: int = Field(description="Its number: 1 for the endpoint's first aggregation")
+    taken_at: float = Field(description="Epoch seconds")
+    strategy: str = Field(description="The strategy that allocated (WeightedSampling in warm-up)")
+    warming_up: bool
+    winner: str | None
+    reason: str
+    variants: list[VariantSnapshotBody]
+
+
+class HistoryResponse(BaseModel):
+    endpoint_name: str
+    recent: int = Field(
+        description="Snapshots kept at full resolution; older ones are thinned, ever coarser"
+    )
+    snapshots: list[SnapshotBody] = Field(description="Oldest first")
+
+    @classmethod
+    def of(cls, result: HistoryResult) -> HistoryResponse:
+        return cls(
+            endpoint_name=result.endpoint_name,
+            recent=RECENT,
+            snapshots=[
+                SnapshotBody(
+                    seq=s.seq,
+                    taken_at=s.taken_at,
+                    strategy=s.strategy,
+                    warming_up=s.warming_up,
+                    winner=s.winner,
+                    reason=s.reason,
+                    variants=[
+                        VariantSnapshotBody.model_validate(v, from_attributes=True)
+                        for v in s.variants
+                    ],
+                )
+                for s in result.snapshots
+            ],
+        )
 
 
 class ErrorResponse(BaseModel):

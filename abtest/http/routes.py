@@ -21,6 +21,8 @@ from abtest.http.bodies import (
     EndpointListResponse,
     EndpointRequest,
     EndpointResponse,
+    HistoryRequest,
+    HistoryResponse,
     InvocationRequest,
     InvocationResponse,
     ListRequest,
@@ -32,6 +34,7 @@ from abtest.http.bodies import (
 )
 from abtest.usecases.admin import ChangeLifecycle, ListEndpoints, ShowEndpoint
 from abtest.usecases.convert import Convert
+from abtest.usecases.history import ShowHistory
 from abtest.usecases.invoke import Invoke
 from abtest.usecases.stats import Stats
 
@@ -46,6 +49,7 @@ class Need(StrEnum):
     MODELS = "models"  # call the model variants (SageMaker endpoints)
     LIFECYCLE = "lifecycle"  # change endpoint lifecycles and append to their audit logs
     LISTING = "listing"  # list every endpoint record (a scan of the metrics table)
+    HISTORY = "history"  # read the endpoints' history (items in the metrics table)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,15 @@ ROUTES: tuple[Route, ...] = (
         response=StatsResponse,
         use_case=Stats,
         needs=frozenset({Need.ENDPOINTS}),
+    ),
+    Route(
+        name="history",
+        summary="Snapshots of the experiment over time",
+        answer="A snapshot per aggregation, oldest first",
+        request=HistoryRequest,
+        response=HistoryResponse,
+        use_case=ShowHistory,
+        needs=frozenset({Need.ENDPOINTS, Need.HISTORY}),
     ),
 )
 ROUTE_NAMES = tuple(route.name for route in ROUTES)

@@ -1,4 +1,4 @@
-"""The use cases: invoke, convert, stats, register (and deregister), aggregate, admin.
+"""The use cases: invoke, convert, stats, register (and deregister), aggregate, history, admin.
 
 Each takes exactly the ports it uses, and the request-path ones share one
 `EndpointCache`. They take and return core values (the dataclasses beside them):
@@ -12,6 +12,7 @@ import random
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from abtest.history import History
     from abtest.ports import Clock, EndpointCatalog, EventSink, ModelEndpoint, Store, Telemetry
     from abtest.usecases.endpoints import EndpointCache
 
@@ -27,6 +28,8 @@ class Ports(Protocol):
     def endpoints(self) -> EndpointCache: ...
     @property
     def store(self) -> Store: ...
+    @property
+    def history(self) -> History: ...
     @property
     def models(self) -> ModelEndpoint: ...
     @property

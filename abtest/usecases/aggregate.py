@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 from abtest import aggregation
+from abtest.history import History
 from abtest.ports import Clock, Count, EventArchive, Store, Telemetry
 from abtest.records import AggregationResult
 from abtest.usecases import Ports
 from abtest.usecases.endpoints import EndpointCache, refresh_figures
+from abtest.usecases.history import record_snapshot
 
 
 class Aggregate:
     """Runs beside the request path (S3 notifications on AWS, sealed buffers embedded)."""
 
     def __init__(
-        self, *, store: Store, endpoints: EndpointCache, clock: Clock, telemetry: Telemetry
+        self,
+        *,
+        store: Store,
+        history: History,
+        endpoints: EndpointCache,
+        clock: Clock,
+        telemetry: Telemetry,
     ) -> None:
         self.store = store
+        self.history = history
         self.endpoints = endpoints
         self.clock = clock
         self.telemetry = telemetry
@@ -24,18 +33,23 @@ class Aggregate:
     def from_ports(cls, ports: Ports) -> Aggregate:
         return cls(
             store=ports.store,
+            history=ports.history,
             endpoints=ports.endpoints,
             clock=ports.clock,
             telemetry=ports.telemetry,
         )
 
     def __call__(self, archive: EventArchive, object_key: str) -> AggregationResult:
-        result = aggregation.aggregate(self.store, archive, object_key, self.clock.now())
+        now = self.clock.now()
+        result = aggregation.aggregate(self.store, archive, object_key, now)
         for endpoint_name in result.counts:
             self.endpoints.forget(endpoint_name)
             # Here, once per change, not per request: the allocation and /stats' figures.
             # Also after a repeat, in case a crash came between the counts and their figures.
             refresh_figures(self.store, endpoint_name)
+            # And what it left the endpoint at, for the history: once per object, so a
+            # repeat adds one only if a crash came before the first attempt's.
+            record_snapshot(self.store, self.history, endpoint_name, object_key, now)
         if result.applied and result.mostly_rejected:
             # The alarm on AWS, `/health` embedded: counted once per object, not per retry.
             self.telemetry.count(Count.MOSTLY_REJECTED_OBJECTS, None)

@@ -140,7 +140,7 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:
     assert main(["demo", "--out", str(out), "--users", "120", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "plots:" in printed
-    for name in PLOTS:
+    for name in (*PLOTS, "service_history"):
         assert (out / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
     # every output is listed, and it exists; no URL of the server that stopped is printed,
     # and no parameter the strategy (Thompson) does not take

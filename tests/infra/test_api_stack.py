@@ -207,6 +207,11 @@ def test_environment_per_function(stage: Synth) -> None:
     }
     assert env["conversion"] == {**request_path, "ROUTE": "conversion"}
     assert env["stats"] == {**common, "METRICS_TABLE": tables["METRICS_TABLE"], "ROUTE": "stats"}
+    assert env["history"] == {
+        **common,
+        "METRICS_TABLE": tables["METRICS_TABLE"],
+        "ROUTE": "history",
+    }
     # Each route's function is given exactly what its environment model reads.
     for route in ALL_ROUTES:
         model = route_environment(route)
@@ -296,6 +301,12 @@ def test_each_function_has_only_the_permissions_it_needs(stage: Synth) -> None:
             "dynamodb:PutItem": [metrics],
             "dynamodb:UpdateItem": [metrics],
         }
+    # The history is read by key from the metrics table, and only read.
+    assert function_permissions(api, "history") == {
+        **logs("history"),
+        "dynamodb:GetItem": [metrics],
+        "dynamodb:BatchGetItem": [metrics],
+    }
 
     objects = {
         prefix: {"Fn::Join": ["", [arn(bucket), f"/{prefix}/*"]]}
@@ -305,7 +316,8 @@ def test_each_function_has_only_the_permissions_it_needs(stage: Synth) -> None:
         **logs("metrics"),
         **{
             f"dynamodb:{a}": [metrics]
-            for a in ("GetItem", "BatchGetItem", "PutItem", "ConditionCheckItem")
+            # DeleteItem: the history's thinning, in the metrics table only.
+            for a in ("GetItem", "BatchGetItem", "PutItem", "ConditionCheckItem", "DeleteItem")
         },
         # Claims of conversion markers (counted once) besides the metrics increments.
         "dynamodb:UpdateItem": [metrics, assignment],

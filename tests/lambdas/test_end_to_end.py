@@ -218,3 +218,29 @@ def test_metrics_handler_publishes_per_variant_counts_once(aws, capsys):
         (invoked["target_variant"], [1.0])
     ]
     assert again == []
+
+
+def test_history_route_reads_what_each_delivered_object_left(aws):
+    create_endpoint(TAGS)
+    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
+    seen: set[str] = set()
+    for batch in range(2):
+        for n in range(5):
+            body = {"endpoint_name": ENDPOINT, "user_id": f"u{batch}-{n}", "data": "x"}
+            call(aws.invocation, api_event("/invocation", body))
+        deliver(aws, seen)
+    # A redelivery of the first object leaves no second snapshot.
+    aws.metrics.lambda_handler(s3_event("abtest-events-test", [min(seen)]), Context())
+
+    status, history = call(aws.history, api_event("/history", {"endpoint_name": ENDPOINT}))
+    _, stats = call(aws.stats, api_event("/stats", {"endpoint_name": ENDPOINT}))
+
+    assert status == 200, history
+    assert [s["seq"] for s in history["snapshots"]] == [1, 2]
+    totals = [sum(v["invocation_count"] for v in s["variants"]) for s in history["snapshots"]]
+    assert totals == [5, 10]
+    assert {v["variant_name"]: v["allocation"] for v in history["snapshots"][-1]["variants"]} == (
+        stats["allocation"]
+    )
+    status, unknown = call(aws.history, api_event("/history", {"endpoint_name": "abtest-nope"}))
+    assert status == 404 and "endpoint_name" in unknown["message"]

@@ -60,6 +60,7 @@ def ports(store, log, models, clock, telemetry) -> SimpleNamespace:
         rng=random.Random(7),
         assignment_ttl_seconds=3600,
         endpoints=EndpointCache(store, ttl_seconds=5),
+        history=store,  # the SQLite store keeps it, in its own tables
     )
 
 

@@ -1,0 +1,196 @@
+"use strict";
+// The abtest dashboard: every few seconds, per endpoint, POST /stats and POST /history of the
+// API that served the page, drawn as a table, the decision and three plotly.js charts.
+(function () {
+  const settings = window.ABTEST;
+  // A server started with --token needs it: open /dashboard#token=TOKEN (never sent as a URL).
+  const token = new URLSearchParams(location.hash.slice(1)).get("token");
+  // One colour per variant, the same in every chart (plotly's own default sequence).
+  const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+    "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+  const CONFIG = { displaylogo: false, responsive: true };
+  const main = document.getElementById("endpoints");
+  // Linked only where /docs is served (not by `abtest dashboard`'s local proxy).
+  document.getElementById("docs").hidden = !settings.docs;
+
+  async function post(route, body) {
+    const headers = { "Content-Type": "application/json" };
+    if (token) headers.Authorization = "Bearer " + token;
+    const response = await fetch(route, { method: "POST", headers, body: JSON.stringify(body) });
+    const answer = await response.json().catch(() => ({}));
+    if (response.status === 401) throw new Error("this server needs its token: open /dashboard#token=TOKEN");
+    if (!response.ok) throw new Error(answer.message || response.status + " " + response.statusText);
+    return answer;
+  }
+
+  const percent = (x, digits) => (x === null || x === undefined ? "–" : (100 * x).toFixed(digits) + " %");
+  const fixed = (x, digits) => (x === null || x === undefined ? "–" : x.toFixed(digits));
+
+  function element(tag, attributes, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attributes || {})) {
+      if (value !== undefined && value !== null) node.setAttribute(name, value);
+    }
+    node.append(...children);
+    return node;
+  }
+
+  // The decision's estimate of a variant's rate and its interval: `estimate` and
+  // `estimate_interval` where the statistics report them, the Beta posterior's otherwise.
+  function estimateOf(figures) {
+    return {
+      estimate: figures.estimate ?? figures.posterior_mean ?? null,
+      interval: figures.estimate_interval ?? figures.credible_interval ?? null,
+    };
+  }
+
+  function section(name) {
+    let node = document.getElementById("endpoint-" + name);
+    if (node) return node;
+    node = element("section", { id: "endpoint-" + name, class: "endpoint", "data-endpoint": name },
+      element("h2", {}, name),
+      element("div", { class: "summary muted" }),
+      element("div", { class: "decision" }),
+      element("table", { class: "variants" }),
+      element("div", { class: "charts" },
+        element("div", { class: "chart", id: "chart-allocation-" + name }),
+        element("div", { class: "chart", id: "chart-probability-" + name }),
+        element("div", { class: "chart", id: "chart-estimate-" + name })),
+      // Hook: the lifecycle actions allowed now (conclude, pause, resume) and the audit log
+      // come with the admin API; each `window.ABTEST_EXTRAS` entry renders into this.
+      element("div", { class: "lifecycle", "data-hook": "lifecycle", hidden: "" }),
+      element("p", { class: "error" }));
+    main.append(node);
+    return node;
+  }
+
+  function renderSummary(node, stats, latest) {
+    const params = Object.entries(stats.strategy_params).map(([k, v]) => `${k} ${v}`).join(", ");
+    const warming = latest && latest.warming_up ? " · warming up (WeightedSampling)" : "";
+    node.querySelector(".summary").textContent =
+      `${stats.status} · ${stats.strategy}${params ? " (" + params + ")" : ""}` +
+      ` · warm-up ${stats.warmup} invocations${warming}`;
+    const d = stats.decision;
+    const box = node.querySelector(".decision");
+    box.className = "decision" + (d.winner ? " winner" : "");
+    box.replaceChildren(
+      element("strong", { "data-field": "decision" },
+        d.winner ? `Winner: ${d.winner}` : `No winner yet (${d.reason.replaceAll("_", " ")})`),
+      element("div", { "data-field": "advice" }, d.advice || ""));
+  }
+
+  function renderTable(node, stats) {
+    const figures = Object.fromEntries(stats.decision.variants.map((v) => [v.variant_name, v]));
+    // `users` appears in /stats with the per-user counters; shown once it is there.
+    const hasUsers = stats.variant_metrics.some((m) => m.users !== undefined);
+    const head = element("tr", {}, ...["Variant", ...(hasUsers ? ["Users"] : []), "Invocations",
+      "Conversions", "Rate (95 % interval)", "P(best)", "Allocation"].map((h) => element("th", {}, h)));
+    const rows = stats.variant_metrics.map((m) => {
+      const f = figures[m.variant_name] || {};
+      const { estimate, interval } = estimateOf(f);
+      const cell = (field, value, text, extra) =>
+        element("td", { "data-field": field, "data-value": value, ...extra }, text);
+      return element("tr", { "data-variant": m.variant_name },
+        element("td", {}, m.variant_name),
+        ...(hasUsers ? [cell("users", m.users, (m.users ?? 0).toLocaleString("en"))] : []),
+        cell("invocation_count", m.invocation_count, m.invocation_count.toLocaleString("en")),
+        cell("conversion_count", m.conversion_count, m.conversion_count.toLocaleString("en")),
+        cell("estimate", estimate,
+          `${percent(estimate, 2)}` + (interval ? ` (${fixed(100 * interval[0], 2)}–${fixed(100 * interval[1], 2)})` : ""),
+          interval ? { "data-low": interval[0], "data-high": interval[1] } : {}),
+        cell("probability_best", f.probability_best, percent(f.probability_best, 1)),
+        cell("allocation", stats.allocation[m.variant_name], percent(stats.allocation[m.variant_name], 1)));
+    });
+    node.querySelector("table.variants").replaceChildren(element("thead", {}, head), element("tbody", {}, ...rows));
+  }
+
+  function layout(title, yaxis, snapshots) {
+    const shapes = [], annotations = [];
+    const warm = snapshots.findIndex((s) => s.warming_up);
+    if (warm >= 0) {  // the warm-up: allocated by the initial weights, until the strategy took over
+      const over = snapshots.findIndex((s, i) => i > warm && !s.warming_up);
+      const x0 = new Date(1000 * snapshots[warm].taken_at);
+      const x1 = new Date(1000 * snapshots[over >= 0 ? over : snapshots.length - 1].taken_at);
+      shapes.push({ type: "rect", xref: "x", yref: "paper", x0, x1, y0: 0, y1: 1,
+        fillcolor: "#9ca3af", opacity: 0.2, line: { width: 0 }, layer: "below" });
+      annotations.push({ x: x0, y: 1, xref: "x", yref: "paper", text: "warm-up", showarrow: false,
+        xanchor: "left", yanchor: "top", font: { size: 11, color: "#4b5563" } });
+    }
+    return {
+      title: { text: title, font: { size: 14 }, x: 0, xanchor: "left" },
+      margin: { l: 55, r: 15, t: 70, b: 40 },
+      // Above the plot, never over the data.
+      legend: { orientation: "h", x: 0, y: 1.0, yanchor: "bottom" },
+      xaxis: { type: "date" }, yaxis, shapes, annotations, uirevision: "keep",
+    };
+  }
+
+  function renderCharts(name, stats, snapshots) {
+    const names = stats.variant_metrics.map((m) => m.variant_name);
+    const x = snapshots.map((s) => new Date(1000 * s.taken_at));
+    const mode = snapshots.length > 40 ? "lines" : "lines+markers";
+    const series = (variant, pick) => snapshots.map((s) => {
+      const v = s.variants.find((w) => w.variant_name === variant);
+      return v ? pick(v) : null;
+    });
+    const color = (i) => COLORS[i % COLORS.length];
+    Plotly.react("chart-allocation-" + name, names.map((v, i) => ({
+      name: v, x, y: series(v, (w) => w.allocation), mode, stackgroup: "share",
+      line: { color: color(i) },
+    })), layout("Allocation share of new users", { range: [0, 1], tickformat: ".0%" }, snapshots), CONFIG);
+    const threshold = stats.decision.probability_threshold;
+    Plotly.react("chart-probability-" + name, names.map((v, i) => ({
+      name: v, x, y: series(v, (w) => w.probability_best), mode, line: { color: color(i) },
+    })).concat(x.length ? [{ name: `threshold ${threshold}`, x: [x[0], x[x.length - 1]],
+      y: [threshold, threshold], mode: "lines", line: { color: "#6b7280", dash: "dot", width: 1 },
+      hoverinfo: "skip" }] : []),
+    layout("P(best)", { range: [0, 1.02], tickformat: ".0%" }, snapshots), CONFIG);
+    const traces = [];
+    names.forEach((v, i) => {
+      const low = series(v, (w) => (w.estimate_interval ? w.estimate_interval[0] : null));
+      const high = series(v, (w) => (w.estimate_interval ? w.estimate_interval[1] : null));
+      traces.push({ name: v + " high", x, y: high, mode: "lines", line: { width: 0 },
+        legendgroup: v, showlegend: false, hoverinfo: "skip" });
+      traces.push({ name: v + " 95 % interval", x, y: low, mode: "lines", line: { width: 0 },
+        fill: "tonexty", fillcolor: color(i) + "33", legendgroup: v, showlegend: false, hoverinfo: "skip" });
+      traces.push({ name: v, x, y: series(v, (w) => w.estimate), mode, legendgroup: v,
+        line: { color: color(i) } });
+    });
+    Plotly.react("chart-estimate-" + name, traces,
+      layout("Estimated rate with its 95 % interval", { tickformat: ".1%" }, snapshots), CONFIG);
+  }
+
+  async function refresh(name) {
+    const node = section(name);
+    try {
+      const [stats, history] = await Promise.all([
+        post("/stats", { endpoint_name: name }),
+        post("/history", { endpoint_name: name }),
+      ]);
+      const snapshots = history.snapshots;
+      renderSummary(node, stats, snapshots[snapshots.length - 1]);
+      renderTable(node, stats);
+      renderCharts(name, stats, snapshots);
+      const hook = node.querySelector("[data-hook=lifecycle]");
+      for (const extra of window.ABTEST_EXTRAS || []) extra.render(hook, name, stats);
+      hook.hidden = !hook.childElementCount;
+      node.querySelector(".error").textContent = "";
+      node.dataset.snapshots = snapshots.length;
+    } catch (error) {
+      node.querySelector(".error").textContent = `${name}: ${error.message}`;
+    }
+  }
+
+  async function refreshAll() {
+    await Promise.all(settings.endpoints.map(refresh));
+    document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
+    document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed || 0) + 1);
+  }
+
+  if (!settings.endpoints.length) {
+    main.textContent = "No endpoint to show.";
+  } else {
+    refreshAll();
+    setInterval(refreshAll, 1000 * settings.refreshSeconds);
+  }
+})();

@@ -1,0 +1,98 @@
+"""`abtest dashboard --url`: the page served locally against an API that needs auth, with
+the page's two routes forwarded (credentials added here) and nothing else."""
+
+from __future__ import annotations
+
+import random
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from abtest.cli import main
+from abtest.embedded.dashboard_proxy import DashboardProxy
+from abtest.embedded.server import EmbeddedServer
+from abtest.embedded.wiring import Runtime
+from tests.adapters.conftest import closed_port
+from tests.embedded.helpers import ENDPOINT, write_config
+
+TOKEN = "s3cret-token"
+CONSTANT = {
+    "Champion1": "tests.embedded.helpers:constant",
+    "Challenger1": "tests.embedded.helpers:constant",
+}
+
+
+@pytest.fixture
+def api(tmp_path):
+    """An embedded server that needs its token, after a little traffic."""
+    config = write_config(tmp_path, interval=3600, variants=CONSTANT)
+    runtime = Runtime(config, tmp_path / "data", rng=random.Random(0))
+    with EmbeddedServer(runtime, token=TOKEN) as server:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        for n in range(6):
+            body = {"endpoint_name": ENDPOINT, "user_id": f"u{n}", "data": "x"}
+            assert httpx.post(f"{server.url}/invocation", json=body, headers=auth).is_success
+        runtime.events.flush()
+        yield server
+
+
+def test_the_page_reads_stats_and_history_through_the_proxy(api) -> None:
+    with DashboardProxy(api.url, [ENDPOINT], headers={"Authorization": f"Bearer {TOKEN}"}) as proxy:
+        page = httpx.get(f"{proxy.url}/dashboard")
+        assert page.status_code == 200 and ENDPOINT in page.text
+        assert re.search(r'"docs": false', page.text)  # no link to a /docs it does not serve
+        assert httpx.get(f"{proxy.url}/dashboard/plotly.min.js").status_code == 200
+        body = {"endpoint_name": ENDPOINT}
+        direct = httpx.post(
+            f"{api.url}/stats", json=body, headers={"Authorization": f"Bearer {TOKEN}"}
+        ).json()
+        assert httpx.post(f"{proxy.url}/stats", json=body).json() == direct
+        history = httpx.post(f"{proxy.url}/history", json=body).json()
+        assert [s["seq"] for s in history["snapshots"]] == [1]
+        # The API's own answers come through as they are (a 400 naming the field) ...
+        bad = httpx.post(f"{proxy.url}/history", json={**body, "limit": 0})
+        assert bad.status_code == 400 and bad.json()["details"][0]["field"] == "limit"
+        # ... and nothing but the page's two routes is forwarded.
+        invoke = {**body, "user_id": "u9", "data": "x"}
+        assert httpx.post(f"{proxy.url}/invocation", json=invoke).status_code == 404
+
+
+def test_without_the_credentials_the_api_answers_401_through_it(api) -> None:
+    with DashboardProxy(api.url, [ENDPOINT]) as proxy:
+        assert httpx.post(f"{proxy.url}/stats", json={"endpoint_name": ENDPOINT}).status_code == 401
+
+
+def test_an_api_that_does_not_answer_is_a_502_naming_it() -> None:
+    upstream = f"http://127.0.0.1:{closed_port()}"
+    with DashboardProxy(upstream, [ENDPOINT]) as proxy:
+        answer = httpx.post(f"{proxy.url}/stats", json={"endpoint_name": ENDPOINT})
+    assert answer.status_code == 502 and upstream in answer.json()["message"]
+
+
+def test_the_command_needs_an_endpoint_where_the_api_names_none(capsys) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    assert main(["dashboard", "--url", url, "--port", "0"]) == 2
+    assert "--endpoint" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a process
+def test_the_command_serves_the_page_with_the_token_it_was_given(api) -> None:
+    command = [
+        str(Path(sys.executable).parent / "abtest"),
+        *("dashboard", "--url", api.url, "--port", "0", "--auth", "token", "--token", TOKEN),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        local = re.search(r"at (http://127\.0\.0\.1:\d+)/dashboard", line).group(1)
+        assert httpx.get(f"{local}/dashboard").status_code == 200
+        stats = httpx.post(f"{local}/stats", json={"endpoint_name": ENDPOINT})
+        assert stats.status_code == 200 and stats.json()["endpoint_name"] == ENDPOINT
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
