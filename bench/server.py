@@ -56,9 +56,11 @@ buffer_interval_seconds = 1
 [[variants]]
 name = "A"
 model = "bench_model:constant"
+inline = INLINE
 [[variants]]
 name = "B"
 model = "bench_model:constant"
+inline = INLINE
 """
 
 MODEL = "def constant(data, content_type):\n    return [1]\n"
@@ -230,6 +232,13 @@ def main() -> None:
     parser.add_argument("--load", choices=("wrk", "python"), default="wrk")
     parser.add_argument("--serve-args", default="", help="extra `abtest serve` arguments")
     parser.add_argument(
+        "--models",
+        choices=("inline", "threads"),
+        default="inline",
+        help="the constant model declared `inline` (called on the event loop) or not "
+        "(called on a model thread, with its timeout)",
+    )
+    parser.add_argument(
         "--before",
         type=Path,
         help="a source tree of another version (its abtest/ and bandit/): served too, "
@@ -242,7 +251,8 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="abtest-bench-"))
     (work / "bench_model.py").write_text(MODEL)
-    (work / "bench.toml").write_text(textwrap.dedent(CONFIG))
+    inline = "true" if args.models == "inline" else "false"
+    (work / "bench.toml").write_text(textwrap.dedent(CONFIG).replace("INLINE", inline))
     env = {**os.environ, "PYTHONPATH": f"{work}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     baseline_port = free_port()
     processes = [

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from abtest.adapters.nonblocking import may_block
 from abtest.errors import StoreUnavailableError
 from abtest.events import CONVERSION
 from abtest.records import (
@@ -154,6 +155,7 @@ class SqliteStore:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that takes the write lock up front, so it cannot deadlock later."""
+        may_block("a SQLite write")  # it may queue for the write lock
         with _translated():
             db = self._connection()
             db.execute("BEGIN IMMEDIATE")
