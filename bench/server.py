@@ -253,6 +253,9 @@ def main() -> None:
     (work / "bench_model.py").write_text(MODEL)
     inline = "true" if args.models == "inline" else "false"
     (work / "bench.toml").write_text(textwrap.dedent(CONFIG).replace("INLINE", inline))
+    # A version before `inline` existed refuses the key; its models run on threads anyway.
+    before_config = textwrap.dedent(CONFIG).replace("inline = INLINE\n", "")
+    (work / "before.toml").write_text(before_config)
     env = {**os.environ, "PYTHONPATH": f"{work}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     baseline_port = free_port()
     processes = [
@@ -260,12 +263,13 @@ def main() -> None:
     ]
     baseline = f"http://127.0.0.1:{baseline_port}"
 
-    def serve(label: str, tree: Path | None, extra: list[str]) -> tuple[str, str]:
+    def serve(label: str, tree: Path | None, extra: list[str]) -> tuple[str, str, int]:
         port = free_port()
         path = f"{tree}{os.pathsep}{env['PYTHONPATH']}" if tree else env["PYTHONPATH"]
+        config = work / ("before.toml" if tree else "bench.toml")
         processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "abtest.cli", "serve", "--config", str(work / "bench.toml"),
+                [sys.executable, "-m", "abtest.cli", "serve", "--config", str(config),
                  "--port", str(port), "--data-dir", str(work / f"data-{port}"), *extra],
                 env={**env, "PYTHONPATH": path},
                 cwd=work,  # `-m` puts the working directory first: not this checkout's abtest/

@@ -1,11 +1,12 @@
 """Answering a request on the event loop only while nothing in it can block.
 
 The embedded server first answers an invocation on its event loop, inside `on_the_loop()`:
-no hand-off to a thread, the cheapest way through. An adapter about to do something that
-may wait for long (a SQLite write, which queues for the write lock up to its busy
-timeout) calls `may_block()` first, which raises WouldBlock there; the server then answers
-the same request again from the start, on a worker thread. So a route may be answered
-this way only if its first blocking step comes before anything the request changes.
+no hand-off to a thread, the cheapest way through. An adapter that would have to wait
+there (a SQLite write finding the write lock taken, which elsewhere queues for it up to
+its busy timeout) raises WouldBlock instead, having changed nothing; the server then
+answers the same request again from the start, on a worker thread. So a route may be
+answered this way only if its first step that can wait comes before anything the
+request changes.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ def on_the_loop() -> Iterator[None]:
         _ON_THE_LOOP.reset(token)
 
 
-def may_block(what: str) -> None:
-    """Say that `what` may wait: WouldBlock on the event loop, nothing elsewhere."""
-    if _ON_THE_LOOP.get():
-        raise WouldBlock(what)
+def is_on_the_loop() -> bool:
+    """Whether a wait now would hold the event loop (then raise WouldBlock instead)."""
+    return _ON_THE_LOOP.get()

@@ -6,7 +6,7 @@ are the Lambda's own, without an API Gateway event or a framework in between. Th
 service is blocking (SQLite, model calls), so requests run on worker threads: the event
 loop stays free for other connections and /health whatever a model or the database does.
 One exception: when every model is declared `inline`, an invocation is first answered on
-the loop, and moves to a thread only at a store write (`abtest.adapters.nonblocking`).
+the loop, and moves to a thread only if it would wait (`abtest.adapters.nonblocking`).
 """
 
 from __future__ import annotations
@@ -94,8 +94,9 @@ class AbtestApp:
         self._late: set[asyncio.Task] = set()
         self._sweep: asyncio.TimerHandle | None = None
         # Invocations are answered on the loop first when no model call can wait (all are
-        # inline): a returning user's store read, model call and event append take
-        # microseconds, less than a hand-off to a thread; a store write moves it to one.
+        # inline): the store read, a new user's write, the model call and the event append
+        # take microseconds, less than a hand-off to a thread; a write that would wait for
+        # the lock moves the request to one.
         self._loop_first = runtime.models.all_inline
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -134,7 +135,7 @@ class AbtestApp:
             try:
                 with nonblocking.on_the_loop():
                     answer = self.api.answer(method, path, content_type, text)
-            except nonblocking.WouldBlock:  # a new user's assignment: a store write
+            except nonblocking.WouldBlock:  # a new user's assignment, the write lock taken
                 pass
         if answer is None:
             loop = asyncio.get_running_loop()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -24,27 +26,50 @@ def invoke(http, url: str, user: str) -> dict:
     return response.json()
 
 
-def test_a_returning_user_is_answered_on_the_event_loop_and_a_new_one_on_a_thread(
+def test_with_every_variant_inline_invocations_are_answered_on_the_event_loop(
     start_server, http
 ) -> None:
     # GIVEN a server whose variants are all declared inline
     server = start_server(variants=WHERE, inline=True)
 
-    # WHEN a user is invoked for the first time, then again
+    # WHEN a user is invoked for the first time (a store write), then again
     first = invoke(http, server.url, "u1")
     again = invoke(http, server.url, "u1")
 
-    # THEN the first call (a store write: the new assignment) ran on a request thread, the
-    # second on the server's own thread, the event loop; the answers say what they always said
-    assert first["predictions"]["thread"].startswith("abtest-request")
-    assert again["predictions"]["thread"] == "abtest-server"
+    # THEN both ran on the server's own thread, the event loop, and answer as ever
+    assert first["predictions"]["thread"] == again["predictions"]["thread"] == "abtest-server"
     assert first["assignment"] == "new" and again["assignment"] == "existing"
     assert again["endpoint_variant"] == first["endpoint_variant"]
     assert again["propensity"] == first["propensity"]
-    # and the new user, tried on the loop before the thread, is logged once, as new
+
+
+def test_a_new_user_whose_write_would_wait_moves_to_a_thread_and_is_logged_once(
+    start_server, http
+) -> None:
+    # GIVEN an inline server, and another connection holding the store's write lock
+    server = start_server(variants=WHERE, inline=True)
+    invoke(http, server.url, "warm")  # the endpoint record is cached: no read waits
+    holder = sqlite3.connect(
+        server.runtime.store.path, isolation_level=None, check_same_thread=False
+    )
+    holder.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.5, holder.execute, ["COMMIT"]).start()
+
+    # WHEN a new user is invoked, and /health asked for, while the lock is held
+    began = time.monotonic()
+    health = http.get(f"{server.url}/health")
+    health_seconds = time.monotonic() - began
+    first = invoke(http, server.url, "u1")
+    holder.close()
+
+    # THEN /health did not wait for the lock; the invocation waited on a request thread,
+    # and is logged once, as new
+    assert health.status_code == 200 and health_seconds < 0.4, health_seconds
+    assert first["predictions"]["thread"].startswith("abtest-request")
+    assert first["assignment"] == "new"
     server.stop()
-    events = [e for e in logged_events(server.runtime.data_dir) if e["type"] == "invocation"]
-    assert [e["assignment"] for e in events] == ["new", "existing"]
+    events = [e for e in logged_events(server.runtime.data_dir) if e["user_id"] == "u1"]
+    assert [e["assignment"] for e in events] == ["new"]
 
 
 def test_without_inline_every_model_call_keeps_its_thread_and_timeout(start_server, http) -> None:
@@ -78,16 +103,24 @@ def test_only_a_callable_variant_can_be_inline(tmp_path) -> None:
         load_config(path)
 
 
-def test_on_the_loop_a_store_write_would_block_and_a_read_does_not(tmp_path) -> None:
-    store = SqliteStore(tmp_path / "s.sqlite3")
+def test_on_the_loop_a_store_write_never_waits_for_the_lock(tmp_path) -> None:
+    store = SqliteStore(tmp_path / "s.sqlite3", busy_timeout=5.0)
     assignment = Assignment(ENDPOINT, "u1", "A", "ThompsonSampling", 0.5, 1.0, 100)
+    holder = sqlite3.connect(store.path, isolation_level=None, check_same_thread=False)
     try:
+        holder.execute("BEGIN IMMEDIATE")
+        began = time.monotonic()
+        with nonblocking.on_the_loop(), pytest.raises(nonblocking.WouldBlock):
+            store.create_assignment(assignment, 1.0)
+        assert time.monotonic() - began < 1.0  # not the 5 s busy timeout
+        holder.execute("COMMIT")
+        assert store.get_assignment(ENDPOINT, "u1", 1.0) is None  # nothing was written
         with nonblocking.on_the_loop():
-            assert store.get_assignment(ENDPOINT, "u1", 1.0) is None
-            with pytest.raises(nonblocking.WouldBlock):
-                store.create_assignment(assignment, 1.0)
-        # Nothing was written on the loop; off it, the write goes through.
-        assert store.get_assignment(ENDPOINT, "u1", 1.0) is None
-        assert store.create_assignment(assignment, 1.0) == assignment
+            assert store.create_assignment(assignment, 1.0) == assignment
+        # Off the loop the same connection waits for the lock again, as a store must.
+        holder.execute("BEGIN IMMEDIATE")
+        threading.Timer(0.3, holder.execute, ["COMMIT"]).start()
+        assert store.create_assignment(assignment, 2.0) == assignment
     finally:
+        holder.close()
         store.close()
