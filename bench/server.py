@@ -1,12 +1,14 @@
 """Embedded server throughput and latency over loopback HTTP, against a bare ASGI app.
 
     python bench/server.py [--seconds 5] [--connections 8,64] [--load wrk|python]
+        [--models inline|threads] [--serve-args "--workers 2"] [--before OLD_TREE]
 
 Starts, each in its own process: a bare uvicorn app answering a constant JSON (the floor
 any ASGI server on this machine can do), and `abtest serve` with a constant model, so
-the figures are what abtest adds around a model. Each row drives one of them with the
-same invocation bodies, for returning users (200 of them, assigned in a warm-up) and
-new users (a fresh user id per request), at each connection count.
+the figures are what abtest adds around a model. The model is declared `inline` (called
+on the event loop, as a fast callable may be) unless `--models threads`. Each row drives
+one of them with the same invocation bodies, for returning users (200 of them, assigned
+in a warm-up) and new users (a fresh user id per request), at each connection count.
 
 `--load wrk` (the default) uses Debian's `wrk`, a C load generator (`apt-get install -y
 wrk`; `make bench` installs it when missing), so the client costs little of the 2 cores;
