@@ -1,12 +1,14 @@
 """Embedded server throughput and latency over loopback HTTP, against a bare ASGI app.
 
     python bench/server.py [--seconds 5] [--connections 8,64] [--load wrk|python]
+        [--models inline|threads] [--serve-args "--workers 2"] [--before OLD_TREE]
 
 Starts, each in its own process: a bare uvicorn app answering a constant JSON (the floor
 any ASGI server on this machine can do), and `abtest serve` with a constant model, so
-the figures are what abtest adds around a model. Each row drives one of them with the
-same invocation bodies, for returning users (200 of them, assigned in a warm-up) and
-new users (a fresh user id per request), at each connection count.
+the figures are what abtest adds around a model. The model is declared `inline` (called
+on the event loop, as a fast callable may be) unless `--models threads`. Each row drives
+one of them with the same invocation bodies, for returning users (200 of them, assigned
+in a warm-up) and new users (a fresh user id per request), at each connection count.
 
 `--load wrk` (the default) uses Debian's `wrk`, a C load generator (`apt-get install -y
 wrk`; `make bench` installs it when missing), so the client costs little of the 2 cores;
@@ -56,9 +58,11 @@ buffer_interval_seconds = 1
 [[variants]]
 name = "A"
 model = "bench_model:constant"
+inline = INLINE
 [[variants]]
 name = "B"
 model = "bench_model:constant"
+inline = INLINE
 """
 
 MODEL = "def constant(data, content_type):\n    return [1]\n"
@@ -230,6 +234,13 @@ def main() -> None:
     parser.add_argument("--load", choices=("wrk", "python"), default="wrk")
     parser.add_argument("--serve-args", default="", help="extra `abtest serve` arguments")
     parser.add_argument(
+        "--models",
+        choices=("inline", "threads"),
+        default="inline",
+        help="the constant model declared `inline` (called on the event loop) or not "
+        "(called on a model thread, with its timeout)",
+    )
+    parser.add_argument(
         "--before",
         type=Path,
         help="a source tree of another version (its abtest/ and bandit/): served too, "
@@ -242,7 +253,11 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="abtest-bench-"))
     (work / "bench_model.py").write_text(MODEL)
-    (work / "bench.toml").write_text(textwrap.dedent(CONFIG))
+    inline = "true" if args.models == "inline" else "false"
+    (work / "bench.toml").write_text(textwrap.dedent(CONFIG).replace("INLINE", inline))
+    # A version before `inline` existed refuses the key; its models run on threads anyway.
+    before_config = textwrap.dedent(CONFIG).replace("inline = INLINE\n", "")
+    (work / "before.toml").write_text(before_config)
     env = {**os.environ, "PYTHONPATH": f"{work}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     baseline_port = free_port()
     processes = [
@@ -250,12 +265,13 @@ def main() -> None:
     ]
     baseline = f"http://127.0.0.1:{baseline_port}"
 
-    def serve(label: str, tree: Path | None, extra: list[str]) -> tuple[str, str]:
+    def serve(label: str, tree: Path | None, extra: list[str]) -> tuple[str, str, int]:
         port = free_port()
         path = f"{tree}{os.pathsep}{env['PYTHONPATH']}" if tree else env["PYTHONPATH"]
+        config = work / ("before.toml" if tree else "bench.toml")
         processes.append(
             subprocess.Popen(
-                [sys.executable, "-m", "abtest.cli", "serve", "--config", str(work / "bench.toml"),
+                [sys.executable, "-m", "abtest.cli", "serve", "--config", str(config),
                  "--port", str(port), "--data-dir", str(work / f"data-{port}"), *extra],
                 env={**env, "PYTHONPATH": path},
                 cwd=work,  # `-m` puts the working directory first: not this checkout's abtest/

@@ -4,6 +4,11 @@ A callable is called as `fn(data, content_type)` and returns JSON-able predictio
 is POSTed the payload with its content type (like SageMaker's InvokeEndpoint) and its JSON
 (or text) answer is the predictions. Whatever goes wrong inside a model is a ModelError
 naming the variant: the API answers 502, never a bare 500.
+
+A callable runs on a model thread, so a call over the timeout can be given up on. One
+declared `inline` runs on the caller's own thread instead (the server's event loop, for
+invocations): no hand-off, which for a model of microseconds costs more than the model,
+and no timeout, so only for fast callables that never wait on anything.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import json
 import random
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as CallTimeout
 from pathlib import Path
@@ -63,12 +68,14 @@ class LocalModels:
         endpoint_name: str | None = None,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         rng: random.Random | None = None,
+        inline: Collection[str] = (),
     ) -> None:
         """`variants` maps names to callables, `module:function` references or URLs.
 
         `weights` (default 1 each) route calls that name no variant (the fallback path);
         with `endpoint_name` set, other endpoint names are NotFoundError. A call (callable
-        or URL) that takes longer than `timeout_seconds` is a ModelError.
+        or URL) that takes longer than `timeout_seconds` is a ModelError, except for the
+        callables named in `inline`: called on the caller's thread, never cut off.
         """
         if not variants:
             raise ValueError("at least one variant is needed")
@@ -79,6 +86,10 @@ class LocalModels:
             if isinstance(model, str) and not model.startswith(("http://", "https://")):
                 model = load_callable(model)
             self._models[name] = model
+        for name in inline:
+            if name not in self._models or isinstance(self._models[name], str):
+                raise ValueError(f"inline: {name!r} is not a callable variant")
+        self._inline = frozenset(inline)
         self._weights = [float((weights or {}).get(name, 1.0)) for name in self._models]
         if sum(self._weights) <= 0:
             raise ValueError("variant weights must not all be 0")
@@ -91,6 +102,11 @@ class LocalModels:
     @property
     def variant_names(self) -> tuple[str, ...]:
         return tuple(self._models)
+
+    @property
+    def all_inline(self) -> bool:
+        """Whether every call runs on the caller's thread (then none ever waits on another)."""
+        return self._inline == set(self._models)
 
     def invoke(
         self,
@@ -124,6 +140,11 @@ class LocalModels:
             self._http = None
 
     def _call(self, variant: str, model: ModelFunction, data: str, content_type: str) -> Any:
+        if variant in self._inline:
+            try:
+                return _checked(model, data, content_type)
+            except Exception as error:
+                raise ModelError(f"model variant {variant!r} failed: {_describe(error)}") from error
         call = self._calls.submit(_checked, model, data, content_type)
         try:
             return call.result(timeout=self.timeout_seconds)

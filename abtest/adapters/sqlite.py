@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from abtest.adapters.nonblocking import WouldBlock, is_on_the_loop
 from abtest.adapters.sqlite_history import HISTORY_SCHEMA, SqliteHistory
 from abtest.errors import StoreUnavailableError
 from abtest.events import CONVERSION
@@ -107,6 +108,9 @@ _UNAVAILABLE_CODES = frozenset(
     }
 )
 
+# A write lock another connection holds.
+_TAKEN = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
 _SELECT_ASSIGNMENT = (
     "SELECT variant_name, strategy, propensity, assigned_at, ttl FROM assignments"
     " WHERE endpoint_name = ? AND user_id = ? AND ttl > ?"
@@ -166,10 +170,23 @@ class SqliteStore(SqliteHistory):
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes the write lock up front, so it cannot deadlock later."""
+        """A write transaction that takes the write lock up front, so it cannot deadlock later.
+
+        On the event loop it never queues for the lock: taken, it is WouldBlock before
+        anything is written (the caller retries on a thread, where it waits)."""
         with _translated():
             db = self._connection()
-            db.execute("BEGIN IMMEDIATE")
+            on_the_loop = is_on_the_loop()
+            if db.waits_for_lock == on_the_loop:
+                wait_ms = 0 if on_the_loop else int(self.busy_timeout * 1000)
+                db.execute(f"PRAGMA busy_timeout = {wait_ms}")
+                db.waits_for_lock = not on_the_loop
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:
+                if on_the_loop and getattr(error, "sqlite_errorcode", 0) & 0xFF in _TAKEN:
+                    raise WouldBlock("the SQLite write lock is taken") from None
+                raise
             try:
                 yield db
                 db.execute("COMMIT")
@@ -481,6 +498,7 @@ class _Connection(sqlite3.Connection):
     """A connection that can be weakly referenced and knows the process that opened it."""
 
     pid: int
+    waits_for_lock = True  # its busy timeout is the store's (else 0: on the event loop)
 
 
 class _CloseWithThread:

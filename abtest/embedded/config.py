@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from abtest.config_types import Name, StrategyFields, describe_errors, nested_error
 from abtest.errors import ConfigError
@@ -71,10 +79,18 @@ class VariantSpec(BaseModel):
     name: Name
     initial_weight: float = Field(1.0, ge=0)
     model: Annotated[str, AfterValidator(_a_model)]  # "package.module:function" or a URL
+    # Called on the server's event loop, without a thread or a timeout: fast callables only.
+    inline: bool = False
 
     @property
     def is_url(self) -> bool:
         return is_url(self.model)
+
+    @model_validator(mode="after")
+    def _inline_callable(self) -> VariantSpec:
+        if self.inline and self.is_url:
+            raise nested_error(("inline",), "only a Python callable runs inline, not a URL")
+        return self
 
 
 class ConfigFile(BaseModel):

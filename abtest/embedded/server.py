@@ -5,6 +5,8 @@ the Lambda adapter calls too, so parsing, validation, errors and the OpenAPI doc
 are the Lambda's own, without an API Gateway event or a framework in between. The
 service is blocking (SQLite, model calls), so requests run on worker threads: the event
 loop stays free for other connections and /health whatever a model or the database does.
+One exception: when every model is declared `inline`, an invocation is first answered on
+the loop, and moves to a thread only if it would wait (`abtest.adapters.nonblocking`).
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import anyio.to_thread
 import uvicorn
 
+from abtest.adapters import nonblocking
 from abtest.embedded import connections, dashboard, docs
 from abtest.embedded.wiring import Runtime
 from abtest.errors import (
@@ -46,6 +49,12 @@ Scope = dict[str, Any]
 BODY_TIMEOUT_SECONDS = 30.0
 # Requests served at once (as many as anyio's default, which served them before); more wait.
 REQUEST_THREADS = 40
+# What AbtestApp._body answers for a body not received in time.
+_LATE: Final = object()
+# The route answered on the event loop when it can be: its one store write (a new user's
+# assignment) comes before anything it changes, so moving it to a thread there is safe.
+# /conversion logs its event before its write, so it always runs on a thread.
+INVOCATION_PATH = route_named("invocation").path
 
 
 def check_exposure(host: str, token: str | None) -> None:
@@ -88,6 +97,15 @@ class AbtestApp:
         # A plain pool: handing a request to it costs about half of anyio.to_thread's way.
         self._requests = ThreadPoolExecutor(REQUEST_THREADS, thread_name_prefix="abtest-request")
         self._openapi: bytes | None = None
+        # Requests reading their body, oldest first, with their deadlines (loop time).
+        self._reading: dict[asyncio.Task, float] = {}
+        self._late: set[asyncio.Task] = set()
+        self._sweep: asyncio.TimerHandle | None = None
+        # Invocations are answered on the loop first when no model call can wait (all are
+        # inline): the store read, a new user's write, the model call and the event append
+        # take microseconds, less than a hand-off to a thread; a write that would wait for
+        # the lock moves the request to one.
+        self._loop_first = runtime.models.all_inline
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -106,14 +124,12 @@ class AbtestApp:
             error = UnauthorizedError("Authorization: send the server's token as 'Bearer <token>'")
             await _send_error(send, error, {"www-authenticate": "Bearer"})
             return
-        body: bytes | None = b""
-        with anyio.move_on_after(BODY_TIMEOUT_SECONDS) as reading:
-            body = await _read_body(scope, receive)
-        if reading.cancelled_caught:
+        body = await self._body(scope, receive)
+        if body is _LATE:
             error = RequestTimeoutError(f"body: not received within {BODY_TIMEOUT_SECONDS:g} s")
             await _send_error(send, error, {"connection": "close"})
             return
-        if body is None:
+        if not isinstance(body, bytes):
             await _send_error(send, PayloadTooLargeError(f"body over {api.MAX_BODY_BYTES} bytes"))
             return
         try:
@@ -122,10 +138,18 @@ class AbtestApp:
             await _send_error(send, BadRequestError.field("body", "not UTF-8; send a JSON object"))
             return
         content_type = _header(scope, b"content-type")
-        loop = asyncio.get_running_loop()
-        answer = await loop.run_in_executor(
-            self._requests, self.api.answer, method, path, content_type, text, self._actor
-        )
+        answer = None
+        if self._loop_first and path.rstrip("/") == INVOCATION_PATH:
+            try:
+                with nonblocking.on_the_loop():
+                    answer = self.api.answer(method, path, content_type, text, self._actor)
+            except nonblocking.WouldBlock:  # a new user's assignment, the write lock taken
+                pass
+        if answer is None:
+            loop = asyncio.get_running_loop()
+            answer = await loop.run_in_executor(
+                self._requests, self.api.answer, method, path, content_type, text, self._actor
+            )
         headers = {"content-type": api.JSON, **dict(answer.headers)}
         await _send(send, answer.status, headers, answer.body)
 
@@ -133,6 +157,38 @@ class AbtestApp:
         """The docs or the dashboard (open, like the documents: the data they show comes
         from the routes, which ask for the token)."""
         return docs.answer(path) or dashboard.answer(path, [self.runtime.endpoint_name])
+
+    async def _body(self, scope: Scope, receive: Any) -> bytes | object | None:
+        """The body as `_read_body` gives it, or _LATE past BODY_TIMEOUT_SECONDS.
+
+        The deadline is a dict entry that a sweep once a second checks (then cancels the
+        late task), not a timer per request, which cost more than a whole invocation."""
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        self._reading[task] = loop.time() + BODY_TIMEOUT_SECONDS  # newest last
+        if self._sweep is None:
+            self._sweep = loop.call_later(1.0, self._cut_late_bodies, loop)
+        try:
+            return await _read_body(scope, receive)
+        except asyncio.CancelledError:
+            if task not in self._late:
+                raise  # cancelled by the server (shutdown, a lost connection)
+            self._late.discard(task)
+            task.uncancel()
+            return _LATE
+        finally:
+            self._reading.pop(task, None)
+
+    def _cut_late_bodies(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for task, deadline in list(self._reading.items()):
+            if deadline > now:
+                break  # the rest came later
+            del self._reading[task]
+            self._late.add(task)
+            task.cancel()
+        self._sweep = loop.call_later(1.0, self._cut_late_bodies, loop) if self._reading else None
 
     def _authorized(self, scope: Scope) -> bool:
         assert self._token is not None

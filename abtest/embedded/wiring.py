@@ -70,6 +70,7 @@ class Runtime:
             endpoint_name=self.config.endpoint_name,
             timeout_seconds=self.config.model_timeout_seconds,
             rng=rng,
+            inline=[v.name for v in self.config.variants if v.inline],
         )
         self.store = SqliteStore(self.data_dir / STORE_NAME)
         self.history = self.store  # its own tables in the same file

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,11 @@ def sleepy(data: str, content_type: str) -> dict[str, float]:
     return {"slept": seconds}
 
 
+def thread_name(data: str, content_type: str) -> dict[str, str]:
+    """Answers with the thread that called it."""
+    return {"thread": threading.current_thread().name}
+
+
 def write_config(
     folder: Path,
     *,
@@ -49,8 +55,11 @@ def write_config(
     variants: dict[str, str] | None = None,
     name: str = "endpoint.toml",
     extra_endpoint: str = "",
+    inline: bool = False,
 ) -> Path:
-    """A config file for `variants` (name -> model); the demo's two models by default."""
+    """A config file for `variants` (name -> model); the demo's two models by default.
+
+    `inline` declares every variant `inline = true`."""
     variants = variants or {
         "Champion1": "abtest.demo.reviews:champion",
         "Challenger1": "abtest.demo.reviews:challenger",
@@ -61,6 +70,7 @@ def write_config(
     )
     for variant, model in variants.items():
         text += f'\n[[variants]]\nname = "{variant}"\ninitial_weight = 1.0\nmodel = "{model}"\n'
+        text += "inline = true\n" if inline else ""
     path = folder / name
     path.write_text(text)
     return path

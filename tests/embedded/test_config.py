@@ -157,7 +157,7 @@ def test_the_shipped_example_and_the_demo_config_load(tmp_path: Path) -> None:
             'model = "http',
             'mdoel = "http',
             "variants[1].model",
-            "missing; variants[1].mdoel: unknown key (known: initial_weight, model, name)",
+            "missing; variants[1].mdoel: unknown key (known: initial_weight, inline, model, name)",
         ),
         ('name = "Champion1"', "name = 3", "variants[0].name", "valid string, got 3"),
     ],
