@@ -8,8 +8,10 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from pydantic import BaseModel
+
 import bandit
-from bandit.metrics import VariantMetrics
+from abtest.config_types import ExperimentSettings
 
 ACTIVE = "active"
 DELETED = "deleted"
@@ -48,6 +50,7 @@ class EndpointConfig:
     strategy_params: StrategyParams = field(hash=False)
     warmup: int
     variants: tuple[VariantConfig, ...]
+    settings: ExperimentSettings = field(default_factory=ExperimentSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,59 @@ class Figures:
 
 
 @dataclass(frozen=True, slots=True)
+class VariantCounts:
+    """A variant's service counters, or a delta to add to them. Declared here once, a line
+    each: the stores, the aggregation's deltas and /stats iterate over `COUNTERS`.
+
+    A first conversion is an assignment's first counted conversion within the attribution
+    window; p is the propensity logged with the assignment (`bandit.VariantMetrics` says
+    which of these each unit's decision reads, `abtest.usecases.endpoints` maps them).
+    """
+
+    invocation_count: int = 0  # invocations the strategy chose (new or existing assignment)
+    conversion_count: int = 0  # conversions within the window
+    reward_sum: float = 0.0  # their rewards
+    reward_sq_sum: float = 0.0  # their rewards squared
+    users: int = 0  # new assignments
+    converted_users: int = 0  # first conversions
+    user_reward_sum: float = 0.0  # first conversions' rewards
+    user_reward_sq_sum: float = 0.0  # ... squared
+    weight_sum: float = 0.0  # 1/p over new assignments
+    weight_sq_sum: float = 0.0  # 1/p^2 over new assignments
+    weighted_reward_sum: float = 0.0  # y/p over first conversions (y the reward)
+    weighted_reward_cross_sum: float = 0.0  # y/p^2 over first conversions
+    weighted_reward_sq_sum: float = 0.0  # y^2/p^2 over first conversions
+    late_conversions: int = 0  # conversions later than the window: logged, not counted
+
+    def __add__(self, other: VariantCounts) -> VariantCounts:
+        return VariantCounts(*(getattr(self, c.name) + getattr(other, c.name) for c in COUNTERS))
+
+    def __bool__(self) -> bool:
+        """False for a delta that changes nothing."""
+        return any(getattr(self, c.name) for c in COUNTERS)
+
+    def as_dict(self) -> dict[str, int | float]:
+        return {c.name: getattr(self, c.name) for c in COUNTERS}
+
+
+class Counter(NamedTuple):
+    name: str
+    type: type[int] | type[float]
+
+
+COUNTERS = tuple(Counter(f.name, int if f.type == "int" else float) for f in fields(VariantCounts))
+
+
+@dataclass(frozen=True, slots=True)
+class VariantCounters:
+    """One variant of an endpoint's record: its warm-up weight and its counters."""
+
+    variant_name: str
+    initial_variant_weight: float = 1.0
+    counts: VariantCounts = VariantCounts()
+
+
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     """The metrics record: the allow-list of endpoints and their counters."""
 
@@ -78,15 +134,16 @@ class Endpoint:
     strategy: str
     strategy_params: StrategyParams = field(hash=False)
     warmup: int
-    variant_metrics: tuple[VariantMetrics, ...]
+    variants: tuple[VariantCounters, ...]
     status: str = ACTIVE
     updated_at: float = 0.0
+    settings: ExperimentSettings = field(default_factory=ExperimentSettings)
     # Stored with the record, fresh or not (`fresh_figures`); not part of what it says.
     figures: Figures | None = field(default=None, compare=False, hash=False)
 
     @property
     def variant_names(self) -> tuple[str, ...]:
-        return tuple(m.variant_name for m in self.variant_metrics)
+        return tuple(v.variant_name for v in self.variants)
 
     @property
     def basis(self) -> str:
@@ -108,6 +165,8 @@ class Endpoint:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump()
     return asdict(value) if is_dataclass(value) and not isinstance(value, type) else repr(value)
 
 
@@ -121,20 +180,6 @@ def params_from_epsilon(strategy: str, epsilon: float | None) -> StrategyParams:
     if epsilon is None or declared is None:
         return {}
     return {p.name: float(epsilon) for p in declared.parameters if p.name == "epsilon"}
-
-
-@dataclass(slots=True)
-class VariantCounts:
-    """A delta to add to one variant's counters."""
-
-    invocation_count: int = 0
-    conversion_count: int = 0
-    reward_sum: float = 0.0
-
-    def add(self, other: VariantCounts) -> None:
-        self.invocation_count += other.invocation_count
-        self.conversion_count += other.conversion_count
-        self.reward_sum += other.reward_sum
 
 
 class EventKey(NamedTuple):

@@ -18,10 +18,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from abtest.config_types import ExperimentSettings
 from abtest.errors import StoreUnavailableError
 from abtest.events import CONVERSION
 from abtest.records import (
     ACTIVE,
+    COUNTERS,
     DELETED,
     Assignment,
     CountsByEndpoint,
@@ -29,9 +31,10 @@ from abtest.records import (
     EndpointConfig,
     EventKey,
     Figures,
+    VariantCounters,
+    VariantCounts,
     params_from_epsilon,
 )
-from bandit.metrics import VariantMetrics
 
 T = TypeVar("T")
 
@@ -61,16 +64,15 @@ CREATE TABLE IF NOT EXISTS endpoints (
     warmup INTEGER NOT NULL,
     status TEXT NOT NULL,
     updated_at REAL NOT NULL,
-    figures TEXT  -- a JSON object (Figures), worked out when the counters last changed
+    figures TEXT,  -- a JSON object (Figures), worked out when the counters last changed
+    settings TEXT  -- a JSON object (ExperimentSettings); NULL: written before them, defaults
 );
 CREATE TABLE IF NOT EXISTS variants (
     endpoint_name TEXT NOT NULL,
     variant_name TEXT NOT NULL,
     position INTEGER NOT NULL,
     initial_variant_weight REAL NOT NULL,
-    invocation_count INTEGER NOT NULL DEFAULT 0,
-    conversion_count INTEGER NOT NULL DEFAULT 0,
-    reward_sum REAL NOT NULL DEFAULT 0.0,
+    {counter_columns},
     PRIMARY KEY (endpoint_name, variant_name)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS applied_objects (
@@ -78,6 +80,17 @@ CREATE TABLE IF NOT EXISTS applied_objects (
     applied_at REAL NOT NULL
 );
 """
+
+
+def _column(counter_name: str) -> str:
+    """A counter's column definition (also how a migration adds it to an older file)."""
+    if dict(COUNTERS)[counter_name] is int:
+        return f"{counter_name} INTEGER NOT NULL DEFAULT 0"
+    return f"{counter_name} REAL NOT NULL DEFAULT 0.0"
+
+
+SCHEMA = SCHEMA.replace("{counter_columns}", ",\n    ".join(_column(c.name) for c in COUNTERS))
+_COUNTER_NAMES = ", ".join(f"v.{c.name}" for c in COUNTERS)
 
 # Primary result codes meaning "the file is busy, full, read-only or cannot be reached",
 # not a bug in a query: the service answers 503, or falls back where it safely can.
@@ -102,8 +115,7 @@ _SELECT_ASSIGNMENT = (
 # One statement, so the endpoint row and its variants come from one snapshot.
 _SELECT_ENDPOINT = (
     "SELECT e.strategy, e.strategy_params, e.warmup, e.status, e.updated_at, e.figures,"
-    " v.variant_name,"
-    " v.initial_variant_weight, v.invocation_count, v.conversion_count, v.reward_sum"
+    f" e.settings, v.variant_name, v.initial_variant_weight, {_COUNTER_NAMES}"
     " FROM endpoints e LEFT JOIN variants v ON v.endpoint_name = e.endpoint_name"
     " WHERE e.endpoint_name = ? ORDER BY v.position"
 )
@@ -188,6 +200,11 @@ class SqliteStore:
                 return
             if "figures" not in _columns(db, "endpoints"):
                 db.execute("ALTER TABLE endpoints ADD COLUMN figures TEXT")
+            if "settings" not in _columns(db, "endpoints"):
+                db.execute("ALTER TABLE endpoints ADD COLUMN settings TEXT")
+            # Counters declared since the file was written start at 0; the others are kept.
+            for name in _missing_counters(db):
+                db.execute(f"ALTER TABLE variants ADD COLUMN {_column(name)}")
             if "counted_by" not in _columns(db, "conversions"):
                 db.execute("ALTER TABLE conversions ADD COLUMN counted_by TEXT")
             if "epsilon" in _columns(db, "endpoints"):
@@ -323,10 +340,11 @@ class SqliteStore:
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO endpoints (endpoint_name, strategy, strategy_params, warmup, status,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+                " updated_at, settings) VALUES (?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (endpoint_name) DO UPDATE SET strategy = excluded.strategy,"
                 " strategy_params = excluded.strategy_params, warmup = excluded.warmup,"
-                " status = excluded.status, updated_at = excluded.updated_at",
+                " status = excluded.status, updated_at = excluded.updated_at,"
+                " settings = excluded.settings",
                 (
                     name,
                     config.strategy,
@@ -334,6 +352,7 @@ class SqliteStore:
                     config.warmup,
                     ACTIVE,
                     now,
+                    config.settings.to_json(),
                 ),
             )
             marks = ", ".join("?" * len(names))
@@ -371,11 +390,9 @@ class SqliteStore:
                 return False
             # Unknown endpoints or variants match no row: ignored, as the port says.
             db.executemany(
-                "UPDATE variants SET invocation_count = invocation_count + ?,"
-                " conversion_count = conversion_count + ?, reward_sum = reward_sum + ?"
-                " WHERE endpoint_name = ? AND variant_name = ?",
+                _ADD_COUNTS,
                 [
-                    (d.invocation_count, d.conversion_count, d.reward_sum, endpoint, variant)
+                    (*(getattr(d, c.name) for c in COUNTERS), endpoint, variant)
                     for endpoint, by_variant in counts.items()
                     for variant, d in by_variant.items()
                 ],
@@ -406,17 +423,32 @@ def _claim_row(key: EventKey) -> tuple[str, str, str]:
     return endpoint, key.user_id, key.inference_id
 
 
+_ADD_COUNTS = (
+    "UPDATE variants SET "
+    + ", ".join(f"{c.name} = {c.name} + ?" for c in COUNTERS)
+    + " WHERE endpoint_name = ? AND variant_name = ?"
+)
+
+
 def _columns(db: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
 
 
+def _missing_counters(db: sqlite3.Connection) -> list[str]:
+    present = _columns(db, "variants")
+    return [c.name for c in COUNTERS if c.name not in present]
+
+
 def _outdated(db: sqlite3.Connection) -> bool:
-    """Written before conversion claims, strategy parameters or stored figures."""
+    """Written before conversion claims, strategy parameters, stored figures, experiment
+    settings or one of the counters."""
     endpoints = _columns(db, "endpoints")
     return (
         "counted_by" not in _columns(db, "conversions")
         or "epsilon" in endpoints
         or "figures" not in endpoints
+        or "settings" not in endpoints
+        or bool(_missing_counters(db))
     )
 
 
@@ -462,10 +494,10 @@ def _assignment(endpoint_name: str, user_id: str, row: tuple) -> Assignment:
 def _endpoint(endpoint_name: str, rows: list[tuple]) -> Endpoint | None:
     if not rows:
         return None
-    strategy, params, warmup, status, updated_at, figures = rows[0][:6]
-    metrics = tuple(
-        VariantMetrics(name, weight, invocations, conversions, rewards)
-        for *_, name, weight, invocations, conversions, rewards in rows
+    strategy, params, warmup, status, updated_at, figures, settings = rows[0][:7]
+    variants = tuple(
+        VariantCounters(name, weight, VariantCounts(*counts))
+        for name, weight, *counts in (row[7:] for row in rows)
         if name is not None
     )
     return Endpoint(
@@ -473,8 +505,9 @@ def _endpoint(endpoint_name: str, rows: list[tuple]) -> Endpoint | None:
         strategy,
         json.loads(params),
         warmup,
-        metrics,
+        variants,
         status,
         updated_at,
-        Figures.from_json(figures) if figures is not None else None,
+        figures=Figures.from_json(figures) if figures is not None else None,
+        settings=ExperimentSettings.from_json(settings),
     )

@@ -7,28 +7,70 @@ import logging
 from dataclasses import dataclass
 
 import bandit
+from abtest.config_types import INVOCATION
 from abtest.errors import NotFoundError
 from abtest.ports import Store
-from abtest.records import DELETED, Endpoint, Figures
+from abtest.records import DELETED, Endpoint, Figures, VariantCounters
+from bandit.metrics import VariantMetrics
 from bandit.selection import Allocation
 
 logger = logging.getLogger("abtest")
 
 
+def variant_metrics(endpoint: Endpoint) -> tuple[VariantMetrics, ...]:
+    """The one place the service's counters become the trials the strategy, the allocation
+    and the decision count, by the endpoint's unit (see `bandit.VariantMetrics`)."""
+    if endpoint.settings.unit == INVOCATION:
+        return tuple(_per_invocation(v) for v in endpoint.variants)
+    return tuple(_per_user(v) for v in endpoint.variants)
+
+
+def _per_invocation(variant: VariantCounters) -> VariantMetrics:
+    """The original's trials: every invocation, every conversion; no propensity weights."""
+    c = variant.counts
+    return VariantMetrics(
+        variant_name=variant.variant_name,
+        initial_variant_weight=variant.initial_variant_weight,
+        invocation_count=c.invocation_count,
+        conversion_count=c.conversion_count,
+        reward_sum=c.reward_sum,
+        reward_sq_sum=c.reward_sq_sum,
+    )
+
+
+def _per_user(variant: VariantCounters) -> VariantMetrics:
+    """A trial per assignment: its user, their first conversion within the window."""
+    c = variant.counts
+    return VariantMetrics(
+        variant_name=variant.variant_name,
+        initial_variant_weight=variant.initial_variant_weight,
+        invocation_count=c.users,
+        conversion_count=c.converted_users,
+        reward_sum=c.user_reward_sum,
+        reward_sq_sum=c.user_reward_sq_sum,
+        weight_sum=c.weight_sum,
+        weight_sq_sum=c.weight_sq_sum,
+        weighted_reward_sum=c.weighted_reward_sum,
+        weighted_reward_cross_sum=c.weighted_reward_cross_sum,
+        weighted_reward_sq_sum=c.weighted_reward_sq_sum,
+    )
+
+
 def configured_strategy(endpoint: Endpoint) -> bandit.Strategy:
     """The one place an endpoint's strategy is built from its record."""
+    # The lead adds `reward=endpoint.settings.reward` at the merge with the statistics.
     return bandit.get_strategy(endpoint.strategy, endpoint.strategy_params)
 
 
 def _deciding_strategy(endpoint: Endpoint) -> bandit.Strategy:
     return bandit.deciding_strategy(
-        configured_strategy(endpoint), endpoint.variant_metrics, endpoint.warmup
+        configured_strategy(endpoint), variant_metrics(endpoint), endpoint.warmup
     )
 
 
 def current_allocation(endpoint: Endpoint) -> dict[str, float]:
     """The probabilities a new user would be assigned with now (warm-up included)."""
-    return _deciding_strategy(endpoint).allocation(endpoint.variant_metrics)
+    return _deciding_strategy(endpoint).allocation(variant_metrics(endpoint))
 
 
 def current_figures(endpoint: Endpoint) -> Figures:
@@ -43,7 +85,8 @@ def current_figures(endpoint: Endpoint) -> Figures:
         strategy=_deciding_strategy(endpoint).name,
         allocation=allocation,
         # The allocation new users get is what the users still needed are counted at.
-        decision=decision(endpoint.variant_metrics, allocation=allocation).as_dict(),
+        # The lead adds `reward=endpoint.settings.reward` at the merge with the statistics.
+        decision=decision(variant_metrics(endpoint), allocation=allocation).as_dict(),
     )
 
 
