@@ -299,8 +299,9 @@ def _count_keyed_once(store: Store, object_key: str, tally: _Tally, now: float) 
     ttl = int(now) + CLAIM_TTL_SECONDS
     claimed = store.claim_events(object_key, list(first), ttl, now)
     firsts: dict[EventKey, tuple[str, str, VariantCounts]] = {}
-    for key in claimed:
-        line = first[key]
+    for key, line in first.items():  # in logged order, which `claimed` (a set) has not
+        if key not in claimed:
+            continue
         assert line.delta is not None
         tally.count(line.endpoint_name, line.variant_name, line.delta)
         if line.first is not None:
