@@ -84,12 +84,22 @@ class ExperimentSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # "binary": rewards in [0, 1] (a conversion); "continuous": any finite number (revenue).
-    reward: RewardKind = BINARY
-    # The trial the decision counts: a user's assignment, or each invocation (the original's).
-    unit: Unit = USER
-    # A conversion later than this after the user's assignment is logged as late, not counted.
-    attribution_window_seconds: int = Field(DEFAULT_ATTRIBUTION_WINDOW_SECONDS, gt=0)
+    reward: RewardKind = Field(
+        BINARY,
+        description='"binary": rewards in [0, 1] (a conversion, a score); "continuous": any '
+        "finite number (revenue, dwell time)",
+    )
+    unit: Unit = Field(
+        USER,
+        description='What the decision counts as a trial: "user" (an assignment and its first '
+        'conversion) or "invocation" (every invocation and conversion, the original\'s)',
+    )
+    attribution_window_seconds: int = Field(
+        DEFAULT_ATTRIBUTION_WINDOW_SECONDS,
+        gt=0,
+        description="How long after a user's assignment a conversion counts; a later one is "
+        "logged as late and not counted",
+    )
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -192,6 +192,12 @@ invocation_event = event_builder(INVOCATION_EVENT)
 conversion_event = event_builder(CONVERSION_EVENT)
 
 
+# Beyond any revenue or duration in any unit (a larger one is a unit mistake), and small
+# enough that its square, weighted by 1/p^2 for the smallest propensity a strategy logs,
+# summed over billions of conversions, stays a finite float.
+MAX_CONTINUOUS_REWARD = 1e15
+
+
 def reward_problem(reward: Any, kind: str) -> str | None:
     """Why `reward` cannot be a reward of `kind` (an `ExperimentSettings.reward`), or None.
     The request path and aggregation ask the same question."""
@@ -201,6 +207,8 @@ def reward_problem(reward: Any, kind: str) -> str | None:
         return f"must be a finite number, got {reward!r}"
     if kind == BINARY and not 0.0 <= reward <= 1.0:
         return f"must be in [0, 1] for a binary reward, got {reward!r}"
+    if abs(reward) > MAX_CONTINUOUS_REWARD:
+        return f"must be within +-{MAX_CONTINUOUS_REWARD:g}, got {reward!r}"
     return None
 
 

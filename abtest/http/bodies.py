@@ -14,7 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
-from abtest.config_types import NAME_PATTERN
+from abtest.config_types import NAME_PATTERN, ExperimentSettings
+from abtest.events import MAX_CONTINUOUS_REWARD
 from abtest.records import AssignmentKind
 from abtest.usecases.convert import Conversion, ConversionResult
 from abtest.usecases.invoke import Invocation, InvocationResult
@@ -88,6 +89,8 @@ class ConversionRequest(_Request):
     )
     reward: float = Field(
         default=1.0,
+        ge=-MAX_CONTINUOUS_REWARD,
+        le=MAX_CONTINUOUS_REWARD,
         allow_inf_nan=False,
         description="The conversion's reward: in [0, 1] on an endpoint whose reward is "
         '"binary" (the default), any finite number (such as revenue) on a "continuous" one',
@@ -194,16 +197,6 @@ class VariantMetricsBody(BaseModel):
     )
 
 
-class SettingsBody(BaseModel):
-    reward: str = Field(description='"binary" (rewards in [0, 1]) or "continuous" (any number)')
-    unit: str = Field(
-        description='What the decision counts as a trial: "user" (an assignment) or "invocation"'
-    )
-    attribution_window_seconds: int = Field(
-        description="How long after a user's assignment a conversion still counts"
-    )
-
-
 class StatsResponse(BaseModel):
     endpoint_name: str
     strategy: str
@@ -216,7 +209,7 @@ class StatsResponse(BaseModel):
     )
     warmup: int
     status: str
-    settings: SettingsBody = Field(description="What the experiment measures, per endpoint")
+    settings: ExperimentSettings = Field(description="What the experiment measures")
     variant_metrics: list[VariantMetricsBody]
     allocation: dict[str, float]
     decision: dict[str, Any]
@@ -231,7 +224,7 @@ class StatsResponse(BaseModel):
             strategy_params=endpoint.strategy_params,
             warmup=endpoint.warmup,
             status=endpoint.status,
-            settings=SettingsBody(**endpoint.settings.model_dump()),
+            settings=endpoint.settings,
             variant_metrics=[
                 VariantMetricsBody(
                     endpoint_name=endpoint.endpoint_name,

@@ -182,7 +182,7 @@ def test_a_binary_endpoint_refuses_a_reward_it_cannot_count_naming_the_field(use
     ]
 
 
-@pytest.mark.parametrize("reward", [math.nan, math.inf, True])
+@pytest.mark.parametrize("reward", [math.nan, math.inf, True, 1e16, -1e16])
 def test_a_continuous_endpoint_refuses_what_is_not_a_finite_number(usecases, ports, reward):
     configure(usecases, ports, reward="continuous")
     invoke(usecases, "u1")
