@@ -134,6 +134,7 @@ class _Tally:
         # dict per line, as `captures` builds, would cost more than the whole regex scan.
         conversion, at = line_format.positions(CONVERSION)
         names: dict[tuple[bytes, bytes], tuple[str, str, str]] = {}
+        shapes: dict[tuple[str, bytes, bytes, bytes], _Deltas | None] = {}
         try:
             for match, n in Counter(lines).items():
                 if match[conversion]:
@@ -143,20 +144,19 @@ class _Tally:
                         kind = self.reward_kind(endpoint_name, variant_name)
                         names[pair] = (endpoint_name, variant_name, kind)
                     endpoint_name, variant_name, kind = names[pair]
-                    value = float(match[at["reward"]])
-                    if reward_problem(value, kind):
+                    # Most conversions share their reward, propensity and lateness: their
+                    # deltas are worked out once per shape, not once per line.
+                    shape = (kind, match[at["reward"]], match[at["propensity"]], match[at["late"]])
+                    if shape not in shapes:
+                        shapes[shape] = _conversion_shape(*shape)
+                    deltas_of_shape = shapes[shape]
+                    if deltas_of_shape is None:
                         return False
+                    delta, first = deltas_of_shape
                     user_id = json_text(match[at["user_id"]])
                     # n equal lines are one conversion logged n times: it counts once.
                     key = EventKey(
                         endpoint_name, user_id, json_text(match[at["inference_id"]]), CONVERSION
-                    )
-                    propensity = match[at["propensity"]]
-                    delta, first = conversion_deltas(
-                        value,
-                        late=match[at["late"]] == b"true",
-                        propensity=None if propensity == b"null" else float(propensity),
-                        first=True,
                     )
                     claim = None
                     if first is not None:
@@ -202,6 +202,23 @@ class _Tally:
                 continue
             self.events += 1
             self.add(line_delta)
+
+
+_Deltas = tuple[VariantCounts, VariantCounts | None]
+
+
+def _conversion_shape(kind: str, reward: bytes, propensity: bytes, late: bytes) -> _Deltas | None:
+    """A well-shaped conversion's deltas (`conversion_deltas`) from its captured bytes, or
+    None if the endpoint's reward kind cannot take its reward (the slow path says why)."""
+    value = float(reward)
+    if reward_problem(value, kind):
+        return None
+    return conversion_deltas(
+        value,
+        late=late == b"true",
+        propensity=None if propensity == b"null" else float(propensity),
+        first=True,
+    )
 
 
 def count_events(

@@ -10,7 +10,8 @@ import math
 import pytest
 
 from abtest.config_types import ExperimentSettings
-from abtest.errors import BadRequestError
+from abtest.errors import BadRequestError, EventLogUnavailableError
+from abtest.ports import Count
 from abtest.records import VariantCounts
 from abtest.usecases.convert import Conversion
 from abtest.usecases.endpoints import variant_metrics
@@ -205,3 +206,25 @@ def test_aggregation_checks_rewards_by_the_endpoints_kind(usecases, ports, log):
     continuous = usecases.aggregate(log, "events/big-again.jsonl")
     assert continuous.rejected == 0
     assert sum(c.reward_sum for c in counts(usecases).values()) == 12.5
+
+
+def test_a_new_assignment_whose_event_was_lost_leaves_its_user_uncounted_as_documented(
+    usecases, log, monkeypatch, telemetry
+):
+    """The one crash point that cannot be repaired: the assignment is stored, its event
+    reached neither the log nor its queue. The conversion still counts; the README bounds
+    the gap by the UnloggedInvocations count."""
+    put = log.put
+
+    def refuse(events):
+        raise EventLogUnavailableError("1 event(s) reached neither Firehose nor its queue")
+
+    monkeypatch.setattr(log, "put", refuse)
+    invoked = invoke(usecases, "u1")
+    monkeypatch.setattr(log, "put", put)
+    convert(usecases, "u1", "c1")
+    usecases.aggregate(log, log.deliver())
+
+    c = counts(usecases)[invoked.target_variant]
+    assert (c.users, c.converted_users) == (0, 1)
+    assert c.converted_users - c.users <= telemetry.totals()[Count.UNLOGGED_INVOCATIONS] == 1
