@@ -25,13 +25,16 @@ from abtest.events import (
     CONVERSION,
     EVENT_LINE_FORMAT,
     INVOCATION,
-    UNCOUNTED_ASSIGNMENTS,
     DamagedObject,
+    EventDelta,
     InvalidEvent,
+    conversion_deltas,
     event_delta,
+    first_conversion_key,
+    invocation_delta,
     json_text,
+    reward_problem,
     split_lines,
-    valid_reward,
 )
 from abtest.ports import EventArchive, Store
 from abtest.records import (
@@ -53,8 +56,8 @@ CLAIM_TTL_SECONDS = 90 * 24 * 3600
 # The folder the redrive writes event objects to; see the module's docstring.
 REDRIVEN_FOLDER = "redriven"
 
-# A conversion that carries its ids: (endpoint, variant, key, delta, times logged here).
-Keyed = tuple[str, str, EventKey, VariantCounts, int]
+# A conversion that carries its ids: the line's delta, and how often it was logged here.
+Keyed = tuple[EventDelta, int]
 
 
 class _Tally:
@@ -82,7 +85,8 @@ class _Tally:
         self.first_rejected: RejectedLine | None = None
         self.events = 0
         self.keyed: list[Keyed] = []
-        self._variants: dict[str, frozenset[str] | None] = {}
+        # endpoint -> (its variants, its reward kind), or None for an unknown endpoint
+        self._endpoints: dict[str, tuple[frozenset[str], str] | None] = {}
 
     def reject(self, line: RejectedLine) -> None:
         self.keep(line)
@@ -90,32 +94,32 @@ class _Tally:
         if self.first_rejected is None:
             self.first_rejected = line
 
-    def known(self, endpoint_name: str, variant_name: str) -> str | None:
-        """None if the variant can take counts, else why not."""
-        if endpoint_name not in self._variants:
+    def reward_kind(self, endpoint_name: str, variant_name: str) -> str:
+        """The endpoint's reward kind; InvalidEvent if the variant can take no counts."""
+        if endpoint_name not in self._endpoints:
             record = self.endpoint(endpoint_name)
-            self._variants[endpoint_name] = frozenset(record.variant_names) if record else None
-        variants = self._variants[endpoint_name]
-        if variants is None:
-            return f"unknown endpoint {endpoint_name!r}"
-        if variant_name not in variants:
-            return f"unknown variant {variant_name!r} on {endpoint_name!r}"
-        return None
+            self._endpoints[endpoint_name] = (
+                (frozenset(record.variant_names), record.settings.reward) if record else None
+            )
+        known = self._endpoints[endpoint_name]
+        if known is None:
+            raise InvalidEvent(f"unknown endpoint {endpoint_name!r}")
+        if variant_name not in known[0]:
+            raise InvalidEvent(f"unknown variant {variant_name!r} on {endpoint_name!r}")
+        return known[1]
 
-    def add(
-        self,
-        endpoint_name: str,
-        variant_name: str,
-        delta: VariantCounts | None,
-        key: EventKey | None = None,
-        times: int = 1,
-    ) -> None:
-        """Add a delta now, or keep a keyed conversion aside until the store says to count it."""
-        if key is not None and delta is not None:
-            self.keyed.append((endpoint_name, variant_name, key, delta, times))
-        elif delta is not None:
-            variants = self.counts.setdefault(endpoint_name, {})
-            variants.setdefault(variant_name, VariantCounts()).add(delta)
+    def add(self, line: EventDelta, times: int = 1) -> None:
+        """Add a delta now, or keep a keyed event aside until the store says to count it."""
+        if line.delta is None:
+            return
+        if line.key is not None:
+            self.keyed.append((line, times))
+        else:
+            self.count(line.endpoint_name, line.variant_name, line.delta)
+
+    def count(self, endpoint_name: str, variant_name: str, delta: VariantCounts) -> None:
+        variants = self.counts.setdefault(endpoint_name, {})
+        variants[variant_name] = variants.get(variant_name, VariantCounts()) + delta
 
     def fast(self, block: bytes, line_count: int) -> bool:
         """Count a block of well-shaped lines; False (nothing counted) if any line is not."""
@@ -125,42 +129,58 @@ class _Tally:
         lines = line_format.regex.findall(block)
         if len(lines) != line_count:
             return False
-        deltas = []
+        deltas: list[tuple[EventDelta, int]] = []
         # Conversions are read by position: each is its own distinct line (its ids), so a
         # dict per line, as `captures` builds, would cost more than the whole regex scan.
         conversion, at = line_format.positions(CONVERSION)
-        names: dict[tuple[bytes, bytes], tuple[str, str]] = {}
-        for match, n in Counter(lines).items():
-            if match[conversion]:
-                pair = (match[at["endpoint_name"]], match[at["variant_name"]])
-                if pair not in names:
-                    names[pair] = (pair[0].decode(), pair[1].decode())
-                    if self.known(*names[pair]):
+        names: dict[tuple[bytes, bytes], tuple[str, str, str]] = {}
+        shapes: dict[tuple[str, bytes, bytes, bytes], _Deltas | None] = {}
+        try:
+            for match, n in Counter(lines).items():
+                if match[conversion]:
+                    pair = (match[at["endpoint_name"]], match[at["variant_name"]])
+                    if pair not in names:
+                        endpoint_name, variant_name = pair[0].decode(), pair[1].decode()
+                        kind = self.reward_kind(endpoint_name, variant_name)
+                        names[pair] = (endpoint_name, variant_name, kind)
+                    endpoint_name, variant_name, kind = names[pair]
+                    # Most conversions share their reward, propensity and lateness: their
+                    # deltas are worked out once per shape, not once per line.
+                    shape = (kind, match[at["reward"]], match[at["propensity"]], match[at["late"]])
+                    if shape not in shapes:
+                        shapes[shape] = _conversion_shape(*shape)
+                    deltas_of_shape = shapes[shape]
+                    if deltas_of_shape is None:
                         return False
-                value = float(match[at["reward"]])
-                if not valid_reward(value):
-                    return False
-                endpoint_name, variant_name = names[pair]
-                user_id, inference_id = match[at["user_id"]], match[at["inference_id"]]
-                # n equal lines are one conversion logged n times: it counts once.
-                key = EventKey(
-                    endpoint_name, json_text(user_id), json_text(inference_id), CONVERSION
+                    delta, first = deltas_of_shape
+                    user_id = json_text(match[at["user_id"]])
+                    # n equal lines are one conversion logged n times: it counts once.
+                    key = EventKey(
+                        endpoint_name, user_id, json_text(match[at["inference_id"]]), CONVERSION
+                    )
+                    claim = None
+                    if first is not None:
+                        assigned_at = float(match[at["assigned_at"]])
+                        claim = (first_conversion_key(endpoint_name, user_id, assigned_at), first)
+                    deltas.append((EventDelta(endpoint_name, variant_name, delta, key, claim), n))
+                    continue
+                event_type, fields = line_format.captures(match)
+                if event_type != INVOCATION:
+                    return False  # a type this loop does not know how to count: the slow path
+                endpoint_name = fields["endpoint_name"].decode()
+                variant_name = fields["variant_name"].decode()
+                self.reward_kind(endpoint_name, variant_name)
+                propensity = fields["propensity"]
+                delta = invocation_delta(
+                    fields["assignment"].decode(),
+                    None if propensity == b"null" else float(propensity),
+                    n,
                 )
-                delta = VariantCounts(conversion_count=1, reward_sum=value)
-                deltas.append((endpoint_name, variant_name, delta, key, n))
-                continue
-            event_type, fields = line_format.captures(match)
-            if event_type != INVOCATION:
-                return False  # a type this loop does not know how to count: the slow path
-            endpoint_name = fields["endpoint_name"].decode()
-            variant_name = fields["variant_name"].decode()
-            counted = fields["assignment"].decode() not in UNCOUNTED_ASSIGNMENTS
-            delta = VariantCounts(invocation_count=n) if counted else None
-            if self.known(endpoint_name, variant_name):
-                return False
-            deltas.append((endpoint_name, variant_name, delta, None, n))
-        for delta in deltas:
-            self.add(*delta)
+                deltas.append((EventDelta(endpoint_name, variant_name, delta), n))
+        except InvalidEvent:
+            return False  # the slow path rejects the line, with its number
+        for line, n in deltas:
+            self.add(line, n)
         self.events += line_count
         return True
 
@@ -173,18 +193,32 @@ class _Tally:
                     value = json.loads(line)
                 except ValueError as error:
                     raise InvalidEvent(f"not JSON: {error}") from None
-                endpoint_name, variant_name, delta, key = event_delta(
-                    value, key_invocations=self.key_invocations
+                line_delta = event_delta(
+                    value, self.reward_kind, key_invocations=self.key_invocations
                 )
-                reason = self.known(endpoint_name, variant_name)
-                if reason:
-                    raise InvalidEvent(reason)
             except InvalidEvent as invalid:
                 text = line.decode("utf-8", "replace")[:MAX_KEPT_LINE_CHARS]
                 self.reject(RejectedLine(n, str(invalid), text))
                 continue
             self.events += 1
-            self.add(endpoint_name, variant_name, delta, key)
+            self.add(line_delta)
+
+
+_Deltas = tuple[VariantCounts, VariantCounts | None]
+
+
+def _conversion_shape(kind: str, reward: bytes, propensity: bytes, late: bytes) -> _Deltas | None:
+    """A well-shaped conversion's deltas (`conversion_deltas`) from its captured bytes, or
+    None if the endpoint's reward kind cannot take its reward (the slow path says why)."""
+    value = float(reward)
+    if reward_problem(value, kind):
+        return None
+    return conversion_deltas(
+        value,
+        late=late == b"true",
+        propensity=None if propensity == b"null" else float(propensity),
+        first=True,
+    )
 
 
 def count_events(
@@ -263,15 +297,35 @@ def redriven(object_key: str) -> bool:
 
 
 def _count_keyed_once(store: Store, object_key: str, tally: _Tally, now: float) -> int:
-    """Add the keyed events this object may count; how many logged ones it may not."""
-    first: dict[EventKey, tuple[str, str, VariantCounts]] = {}
+    """Add the keyed events this object may count; how many logged ones it may not.
+
+    Then, of the conversions it counts, each assignment's first: claimed by the assignment
+    (its user and time), so a second conversion of the user, in this object or any other,
+    a retry or a redrive, never counts the user twice. Claimed only after the conversions'
+    own claims, so a conversion counted elsewhere never makes its user's first either; a
+    crash in between leaves the object uncounted, and its redelivery claims the same keys.
+    """
+    first: dict[EventKey, EventDelta] = {}
     logged = 0
-    for endpoint_name, variant_name, key, delta, times in tally.keyed:
-        first.setdefault(key, (endpoint_name, variant_name, delta))
+    for line, times in tally.keyed:
+        assert line.key is not None  # only keyed lines are kept aside
+        first.setdefault(line.key, line)
         logged += times
     if not first:
         return 0
-    claimed = store.claim_events(object_key, list(first), int(now) + CLAIM_TTL_SECONDS, now)
-    for key in claimed:
-        tally.add(*first[key])
+    ttl = int(now) + CLAIM_TTL_SECONDS
+    claimed = store.claim_events(object_key, list(first), ttl, now)
+    firsts: dict[EventKey, tuple[str, str, VariantCounts]] = {}
+    for key, line in first.items():  # in logged order, which `claimed` (a set) has not
+        if key not in claimed:
+            continue
+        assert line.delta is not None
+        tally.count(line.endpoint_name, line.variant_name, line.delta)
+        if line.first is not None:
+            first_key, delta = line.first
+            # The earliest logged of an assignment's conversions here is its first.
+            firsts.setdefault(first_key, (line.endpoint_name, line.variant_name, delta))
+    if firsts:
+        for key in store.claim_events(object_key, list(firsts), ttl, now):
+            tally.count(*firsts[key])
     return logged - len(claimed)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -65,8 +65,58 @@ StrategyName = Annotated[str, AfterValidator(_a_strategy)]
 LegacyEpsilon = Annotated[float, AfterValidator(_epsilon)]
 
 
-class StrategyFields(BaseModel):
-    """The strategy keys of an endpoint, the same on every surface.
+# Reward kinds and units. The kinds are bandit's (`bandit.REWARD_KINDS`, which the
+# statistics branch adds): these names must stay equal to those.
+BINARY, CONTINUOUS = "binary", "continuous"
+RewardKind = Literal["binary", "continuous"]
+USER, INVOCATION = "user", "invocation"
+Unit = Literal["user", "invocation"]
+# A week: the attribution most product teams report by (a "7-day conversion"), long enough
+# for a purchase considered over a weekend, short enough that a conversion still follows
+# from what the variant showed.
+DEFAULT_ATTRIBUTION_WINDOW_SECONDS = 7 * 24 * 3600
+
+
+class ExperimentSettings(BaseModel):
+    """What an experiment measures, per endpoint, the same on every surface and stored with
+    the endpoint's record as one value (so a setting added here is stored, read back and
+    migrated, old records taking its default, with no change to either store)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reward: RewardKind = Field(
+        BINARY,
+        description='"binary": rewards in [0, 1] (a conversion, a score); "continuous": any '
+        "finite number (revenue, dwell time)",
+    )
+    unit: Unit = Field(
+        USER,
+        description='What the decision counts as a trial: "user" (an assignment and its first '
+        'conversion) or "invocation" (every invocation and conversion, the original\'s)',
+    )
+    attribution_window_seconds: int = Field(
+        DEFAULT_ATTRIBUTION_WINDOW_SECONDS,
+        gt=0,
+        description="How long after a user's assignment a conversion counts; a later one is "
+        "logged as late and not counted",
+    )
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str | None) -> ExperimentSettings:
+        """Stored settings; a record written before settings existed takes the defaults."""
+        return cls.model_validate_json(text) if text else cls()
+
+    @classmethod
+    def of(cls, fields: BaseModel) -> ExperimentSettings:
+        """The settings keys of a surface's model (each surface's model inherits them)."""
+        return cls.model_validate(fields.model_dump(include=set(cls.model_fields)))
+
+
+class StrategyFields(ExperimentSettings):
+    """The strategy and experiment keys of an endpoint, the same on every surface.
 
     `strategy_params` comes back complete (every declared parameter, defaults filled in)
     and checked by bandit. The top-level `epsilon` of older files still works: it becomes

@@ -18,12 +18,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
+from abtest.config_types import BINARY
 from abtest.records import AssignmentKind, EventKey, VariantCounts
 
 INVOCATION = "invocation"
 CONVERSION = "conversion"
+# Not a logged type: the claim an assignment's first counted conversion makes, keyed by the
+# assignment (its user and `assigned_at`), so the user converts once however often logged.
+FIRST_CONVERSION = "first-conversion"
 # The event log's folders in a bucket: delivered events under EVENTS_PREFIX (on AWS the
 # only prefix that notifies aggregation, so nothing it writes loops back), the lines
 # aggregation rejects under REJECTED_PREFIX.
@@ -74,6 +78,7 @@ class Kind(Enum):
     TEXT = "any string"
     NUMBER = "a finite number"
     NULLABLE_NUMBER = "a finite number or null"
+    FLAG = "true or false"
     CHOICE = "one of the field's `choices`"
 
 
@@ -83,6 +88,7 @@ _ARGUMENT_TYPES = {
     Kind.TEXT: str,
     Kind.NUMBER: float,
     Kind.NULLABLE_NUMBER: float | None,
+    Kind.FLAG: bool,
     Kind.CHOICE: str,
 }
 
@@ -119,7 +125,8 @@ INVOCATION_EVENT = EventType(
         Field("user_id", Kind.TEXT),
         Field("inference_id", Kind.TEXT),
         Field("strategy", Kind.TEXT),
-        Field("propensity", Kind.NULLABLE_NUMBER),
+        # Captured: a new assignment's weight in the propensity-weighted sums is 1/propensity.
+        Field("propensity", Kind.NULLABLE_NUMBER, captured=True),
         # Captured: manual and fallback invocations are logged but not counted.
         Field("assignment", Kind.CHOICE, captured=True, choices=ASSIGNMENT_KINDS),
     ),
@@ -135,6 +142,12 @@ CONVERSION_EVENT = EventType(
         Field("inference_id", Kind.TEXT, captured=True),
         Field("strategy", Kind.TEXT),
         Field("reward", Kind.NUMBER, captured=True),
+        # The user's assignment, from the store: when it was made (epoch seconds, which keys
+        # the user's first conversion) and the propensity logged with it (its weight).
+        Field("assigned_at", Kind.NUMBER, captured=True),
+        Field("propensity", Kind.NULLABLE_NUMBER, captured=True),
+        # Later than the endpoint's attribution window after the assignment: not counted.
+        Field("late", Kind.FLAG, captured=True),
     ),
 )
 EVENT_TYPES = (INVOCATION_EVENT, CONVERSION_EVENT)
@@ -179,8 +192,70 @@ invocation_event = event_builder(INVOCATION_EVENT)
 conversion_event = event_builder(CONVERSION_EVENT)
 
 
-def valid_reward(reward: float) -> bool:
-    return not math.isnan(reward) and 0.0 <= reward <= 1.0
+# Beyond any revenue or duration in any unit (a larger one is a unit mistake), and small
+# enough that its square, weighted by 1/p^2 for the smallest propensity a strategy logs,
+# summed over billions of conversions, stays a finite float.
+MAX_CONTINUOUS_REWARD = 1e15
+
+
+def reward_problem(reward: Any, kind: str) -> str | None:
+    """Why `reward` cannot be a reward of `kind` (an `ExperimentSettings.reward`), or None.
+    The request path and aggregation ask the same question."""
+    if isinstance(reward, bool) or not isinstance(reward, int | float):
+        return f"must be a number, got {reward!r}"
+    if not math.isfinite(reward):
+        return f"must be a finite number, got {reward!r}"
+    if kind == BINARY and not 0.0 <= reward <= 1.0:
+        return f"must be in [0, 1] for a binary reward, got {reward!r}"
+    if abs(reward) > MAX_CONTINUOUS_REWARD:
+        return f"must be within +-{MAX_CONTINUOUS_REWARD:g}, got {reward!r}"
+    return None
+
+
+def invocation_delta(assignment: str, propensity: Any, n: int = 1) -> VariantCounts | None:
+    """What `n` equal invocations add: None if logged only (manual, fallback); a new
+    assignment is a user, weighted 1/p by its logged propensity p."""
+    if assignment in UNCOUNTED_ASSIGNMENTS:
+        return None
+    if assignment != AssignmentKind.NEW:
+        return VariantCounts(invocation_count=n)
+    weight = _weight(propensity)
+    return VariantCounts(
+        invocation_count=n, users=n, weight_sum=n * weight, weight_sq_sum=n * weight * weight
+    )
+
+
+def conversion_deltas(
+    reward: float, *, late: bool, propensity: Any, first: bool
+) -> tuple[VariantCounts, VariantCounts | None]:
+    """(what the conversion adds, what it adds if it is its assignment's first conversion).
+
+    A late one only counts as late. `first` is False for a line logged before conversions
+    carried their assignment: it counts as a conversion (as the invocation unit always
+    did), never as late, and never as a user's.
+    """
+    if late:
+        return VariantCounts(late_conversions=1), None
+    square = reward * reward
+    delta = VariantCounts(conversion_count=1, reward_sum=reward, reward_sq_sum=square)
+    if not first:
+        return delta, None
+    weight = _weight(propensity)
+    return delta, VariantCounts(
+        converted_users=1,
+        user_reward_sum=reward,
+        user_reward_sq_sum=square,
+        weighted_reward_sum=reward * weight,
+        weighted_reward_cross_sum=reward * weight * weight,
+        weighted_reward_sq_sum=square * weight * weight,
+    )
+
+
+def _weight(propensity: Any) -> float:
+    """1/p; 0 (left out of the weighted sums) for a propensity that is no probability."""
+    if _a_number(propensity) and 0.0 < propensity <= 1.0:
+        return 1.0 / propensity
+    return 0.0
 
 
 class DamagedObject(Exception):
@@ -195,15 +270,24 @@ class InvalidEvent(ValueError):
     """A delivered line that is not an event aggregation can count; the message is the reason."""
 
 
-def event_delta(
-    event: Any, *, key_invocations: bool = False
-) -> tuple[str, str, VariantCounts | None, EventKey | None]:
-    """(endpoint, variant, delta, key) for one parsed line.
+class EventDelta(NamedTuple):
+    """What one line adds to its variant: `delta` (None for a logged-only invocation);
+    `key` names an event counted once however often logged (every conversion that carries
+    its ids; with `key_invocations`, every counted invocation); `first` is the assignment's
+    first-conversion claim and what it adds, if the conversion may be that first one."""
 
-    delta is None for a logged-only invocation; key names an event that carries its
-    user_id and inference_id, so that it is counted once however often it was logged:
-    every such conversion, and with `key_invocations` every counted invocation too.
-    """
+    endpoint_name: str
+    variant_name: str
+    delta: VariantCounts | None
+    key: EventKey | None = None
+    first: tuple[EventKey, VariantCounts] | None = None
+
+
+def event_delta(
+    event: Any, reward_kind: Callable[[str, str], str], *, key_invocations: bool = False
+) -> EventDelta:
+    """What one parsed line adds. `reward_kind(endpoint, variant)` is the endpoint's reward
+    kind, or raises InvalidEvent saying why the variant can take no counts."""
     if not isinstance(event, dict):
         raise InvalidEvent("not a JSON object")
     endpoint_name = event.get("endpoint_name")
@@ -214,21 +298,43 @@ def event_delta(
         raise InvalidEvent("variant_name missing or not a string")
     kind = event.get("type")
     if kind == INVOCATION:
-        if event.get("assignment") in UNCOUNTED_ASSIGNMENTS:
-            return endpoint_name, variant_name, None, None
-        key = _key(event, endpoint_name, INVOCATION) if key_invocations else None
-        return endpoint_name, variant_name, VariantCounts(invocation_count=1), key
+        reward_kind(endpoint_name, variant_name)
+        delta = invocation_delta(event.get("assignment"), event.get("propensity"))
+        key = _key(event, endpoint_name, INVOCATION) if key_invocations and delta else None
+        return EventDelta(endpoint_name, variant_name, delta, key)
     if kind == CONVERSION:
         reward = event.get("reward", 1.0)
-        if (
-            isinstance(reward, bool)
-            or not isinstance(reward, int | float)
-            or not valid_reward(reward)
-        ):
-            raise InvalidEvent(f"reward must be a number in [0, 1], got {reward!r}")
-        delta = VariantCounts(conversion_count=1, reward_sum=reward)
-        return endpoint_name, variant_name, delta, _key(event, endpoint_name, CONVERSION)
+        problem = reward_problem(reward, reward_kind(endpoint_name, variant_name))
+        if problem:
+            raise InvalidEvent(f"reward {problem}")
+        assigned_at = event.get("assigned_at")
+        if not _a_number(assigned_at):
+            assigned_at = None  # logged before conversions carried their assignment
+        late = event.get("late", False)
+        if not isinstance(late, bool):
+            raise InvalidEvent(f"late must be true or false, got {late!r}")
+        key = _key(event, endpoint_name, CONVERSION)
+        delta, first = conversion_deltas(
+            float(reward),
+            late=late,
+            propensity=event.get("propensity"),
+            first=assigned_at is not None and key is not None,
+        )
+        first_claim = None
+        if first is not None:
+            first_key = first_conversion_key(endpoint_name, event["user_id"], assigned_at)
+            first_claim = (first_key, first)
+        return EventDelta(endpoint_name, variant_name, delta, key, first_claim)
     raise InvalidEvent(f"unknown event type {kind!r}")
+
+
+def first_conversion_key(endpoint_name: str, user_id: str, assigned_at: float) -> EventKey:
+    """The claim of an assignment's first conversion: one per user and assignment."""
+    return EventKey(endpoint_name, user_id, repr(float(assigned_at)), FIRST_CONVERSION)
+
+
+def _a_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _key(event: dict, endpoint_name: str, event_type: str) -> EventKey | None:
@@ -263,6 +369,8 @@ def _value(field: Field, group: str | None) -> bytes:
             return capture(_NUMBER)
         case Kind.NULLABLE_NUMBER:
             return capture(_NUMBER + b"|null")
+        case Kind.FLAG:
+            return capture(b"true|false")
         case Kind.CHOICE:
             return b'"' + capture(b"|".join(re.escape(c.encode()) for c in field.choices)) + b'"'
 

@@ -8,9 +8,11 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from pydantic import BaseModel
+
 import bandit
+from abtest.config_types import ExperimentSettings
 from abtest.lifecycle import Lifecycle
-from bandit.metrics import VariantMetrics
 
 ACTIVE = "active"
 DELETED = "deleted"
@@ -49,6 +51,7 @@ class EndpointConfig:
     strategy_params: StrategyParams = field(hash=False)
     warmup: int
     variants: tuple[VariantConfig, ...]
+    settings: ExperimentSettings = field(default_factory=ExperimentSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,59 @@ class Figures:
 
 
 @dataclass(frozen=True, slots=True)
+class VariantCounts:
+    """A variant's service counters, or a delta to add to them. Declared here once, a line
+    each: the stores, the aggregation's deltas and /stats iterate over `COUNTERS`.
+
+    A first conversion is an assignment's first counted conversion within the attribution
+    window; p is the propensity logged with the assignment (`bandit.VariantMetrics` says
+    which of these each unit's decision reads, `abtest.usecases.endpoints` maps them).
+    """
+
+    invocation_count: int = 0  # invocations the strategy chose (new or existing assignment)
+    conversion_count: int = 0  # conversions within the window
+    reward_sum: float = 0.0  # their rewards
+    reward_sq_sum: float = 0.0  # their rewards squared
+    users: int = 0  # new assignments
+    converted_users: int = 0  # first conversions
+    user_reward_sum: float = 0.0  # first conversions' rewards
+    user_reward_sq_sum: float = 0.0  # ... squared
+    weight_sum: float = 0.0  # 1/p over new assignments
+    weight_sq_sum: float = 0.0  # 1/p^2 over new assignments
+    weighted_reward_sum: float = 0.0  # y/p over first conversions (y the reward)
+    weighted_reward_cross_sum: float = 0.0  # y/p^2 over first conversions
+    weighted_reward_sq_sum: float = 0.0  # y^2/p^2 over first conversions
+    late_conversions: int = 0  # conversions later than the window: logged, not counted
+
+    def __add__(self, other: VariantCounts) -> VariantCounts:
+        return VariantCounts(*(getattr(self, c.name) + getattr(other, c.name) for c in COUNTERS))
+
+    def __bool__(self) -> bool:
+        """False for a delta that changes nothing."""
+        return any(getattr(self, c.name) for c in COUNTERS)
+
+    def as_dict(self) -> dict[str, int | float]:
+        return {c.name: getattr(self, c.name) for c in COUNTERS}
+
+
+class Counter(NamedTuple):
+    name: str
+    type: type[int] | type[float]
+
+
+COUNTERS = tuple(Counter(f.name, int if f.type == "int" else float) for f in fields(VariantCounts))
+
+
+@dataclass(frozen=True, slots=True)
+class VariantCounters:
+    """One variant of an endpoint's record: its warm-up weight and its counters."""
+
+    variant_name: str
+    initial_variant_weight: float = 1.0
+    counts: VariantCounts = VariantCounts()
+
+
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     """The metrics record: the allow-list of endpoints and their counters."""
 
@@ -79,9 +135,10 @@ class Endpoint:
     strategy: str
     strategy_params: StrategyParams = field(hash=False)
     warmup: int
-    variant_metrics: tuple[VariantMetrics, ...]
+    variants: tuple[VariantCounters, ...]
     status: str = ACTIVE
     updated_at: float = 0.0
+    settings: ExperimentSettings = field(default_factory=ExperimentSettings)
     # Stored with the record, fresh or not (`fresh_figures`); not part of what it says.
     figures: Figures | None = field(default=None, compare=False, hash=False)
     # Changed only by compare-and-set (`Store.change_lifecycle`); figures do not depend on it.
@@ -89,13 +146,13 @@ class Endpoint:
 
     @property
     def variant_names(self) -> tuple[str, ...]:
-        return tuple(m.variant_name for m in self.variant_metrics)
+        return tuple(v.variant_name for v in self.variants)
 
     @property
-    def serving_metrics(self) -> tuple[VariantMetrics, ...]:
+    def serving_variants(self) -> tuple[VariantCounters, ...]:
         """The variants new users can get: all but the retired ones."""
         retired = self.lifecycle.retired
-        return tuple(m for m in self.variant_metrics if m.variant_name not in retired)
+        return tuple(v for v in self.variants if v.variant_name not in retired)
 
     @property
     def basis(self) -> str:
@@ -120,6 +177,8 @@ class Endpoint:
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump()
     return asdict(value) if is_dataclass(value) and not isinstance(value, type) else repr(value)
 
 
@@ -133,20 +192,6 @@ def params_from_epsilon(strategy: str, epsilon: float | None) -> StrategyParams:
     if epsilon is None or declared is None:
         return {}
     return {p.name: float(epsilon) for p in declared.parameters if p.name == "epsilon"}
-
-
-@dataclass(slots=True)
-class VariantCounts:
-    """A delta to add to one variant's counters."""
-
-    invocation_count: int = 0
-    conversion_count: int = 0
-    reward_sum: float = 0.0
-
-    def add(self, other: VariantCounts) -> None:
-        self.invocation_count += other.invocation_count
-        self.conversion_count += other.conversion_count
-        self.reward_sum += other.reward_sum
 
 
 class EventKey(NamedTuple):

@@ -58,7 +58,9 @@ def write_object(path: Path, events: int, predictions: int, seed: int = 1) -> No
                 "strategy": "ThompsonSampling",
             }
             if n % 5 == 4:
-                event = conversion_event(**fields, reward=1.0)
+                event = conversion_event(
+                    **fields, reward=1.0, assigned_at=fields["now"] - 60, propensity=0.5, late=False
+                )
             else:
                 event = invocation_event(
                     **fields, propensity=round(rng.random(), 6), assignment="new"

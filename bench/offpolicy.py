@@ -171,7 +171,7 @@ def big_log(events: int, seed: int = 0) -> list[bytes]:
         if rng.random() < 0.125:
             lines.append(encode(conversion_event(
                 now=t + 1, inference_id=inference, strategy="ThompsonSampling", reward=1.0,
-                **common)))  # fmt: skip
+                assigned_at=t, propensity=1 / 3, late=False, **common)))  # fmt: skip
     return lines[:events]
 
 

@@ -5,10 +5,12 @@ endpoint, plus conversion markers keyed `{endpoint_name}#conversion#{inference_i
 (attribute `counted_by`: the event object whose aggregation counted the conversion).
 
 Metrics table (key endpoint_name; TTL `ttl`): one item per endpoint, with the
-variants as a map name -> {initial_variant_weight, invocation_count,
-conversion_count, reward_sum, position}. Counters change only by atomic
-increments; registration edits the variants in place (never rewriting the
-item), so it cannot overwrite an increment that lands at the same time.
+variants as a map name -> {initial_variant_weight, position, and each counter of
+`abtest.records.COUNTERS`}, and the experiment settings as one JSON string `settings`
+(absent on items written before them: the defaults). Counters change only by atomic
+increments, which start a counter the item does not have yet at 0; registration edits
+the variants in place (never rewriting the item), so it cannot overwrite an increment
+that lands at the same time.
 Idempotency records of aggregated objects live in the same table, keyed
 `#object#{object_key}` (SageMaker endpoint names cannot contain `#`), and so do
 audit logs, keyed `#audit#{endpoint_name}` (attribute `entries`: a list of JSON
@@ -30,11 +32,13 @@ from typing import Any
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from abtest.config_types import ExperimentSettings
 from abtest.errors import StoreUnavailableError
 from abtest.events import CONVERSION
 from abtest.lifecycle import AUDIT_RETENTION, AuditEntry, Lifecycle
 from abtest.records import (
     ACTIVE,
+    COUNTERS,
     DELETED,
     Assignment,
     CountsByEndpoint,
@@ -43,10 +47,10 @@ from abtest.records import (
     EventKey,
     Figures,
     StrategyParams,
+    VariantCounters,
     VariantCounts,
     params_from_epsilon,
 )
-from bandit.metrics import VariantMetrics
 
 logger = logging.getLogger("abtest")
 
@@ -351,7 +355,7 @@ class DynamoDBStore:
                 if current is None:
                     continue
                 known = current["variants"]["M"]
-                deltas = {v: d for v, d in by_variant.items() if v in known and _nonzero(d)}
+                deltas = {v: d for v, d in by_variant.items() if v in known and d}
                 if deltas:
                     actions.append({"Update": self._increments(endpoint_name, deltas)})
             try:
@@ -374,19 +378,20 @@ class DynamoDBStore:
         sets: list[str] = []
         exists: list[str] = []
         names: dict[str, str] = {}
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = {":zero": _n(0)}
         for i, (variant, d) in enumerate(deltas.items()):
             names[f"#v{i}"] = variant
             path = f"variants.#v{i}"
             exists.append(f"attribute_exists({path})")
-            for field, short, delta in (
-                ("invocation_count", "i", d.invocation_count),
-                ("conversion_count", "c", d.conversion_count),
-                ("reward_sum", "r", d.reward_sum),
-            ):
+            for j, counter in enumerate(COUNTERS):
+                delta = getattr(d, counter.name)
                 if delta:
-                    sets.append(f"{path}.{field} = {path}.{field} + :{short}{i}")
-                    values[f":{short}{i}"] = _n(delta)
+                    # if_not_exists: a variant written before this counter existed has none.
+                    # A name placeholder: some counters' names (`users`) are reserved words.
+                    names[f"#c{j}"] = counter.name
+                    at = f"{path}.#c{j}"
+                    sets.append(f"{at} = if_not_exists({at}, :zero) + :d{i}_{j}")
+                    values[f":d{i}_{j}"] = _n(delta)
         return {
             "TableName": self.metrics_table,
             "Key": {"endpoint_name": {"S": endpoint_name}},
@@ -523,9 +528,7 @@ def _variant(initial_weight: float, position: int) -> Item:
     return {
         "M": {
             "initial_variant_weight": _n(float(initial_weight)),
-            "invocation_count": _n(0),
-            "conversion_count": _n(0),
-            "reward_sum": _n(0.0),
+            **{c.name: _n(c.type(0)) for c in COUNTERS},
             "position": _n(position),
         }
     }
@@ -537,6 +540,7 @@ def _new_endpoint_item(config: EndpointConfig, now: float) -> Item:
         "strategy": {"S": config.strategy},
         "strategy_params": _params(config.strategy_params),
         "warmup": _n(int(config.warmup)),
+        "settings": {"S": config.settings.to_json()},
         "status": {"S": ACTIVE},
         "updated_at": _n(now),
         "variants": {
@@ -556,6 +560,7 @@ def _reregistration(config: EndpointConfig, current: set[str], now: float) -> It
         "strategy = :strategy",
         "strategy_params = :params",
         "warmup = :warmup",
+        "settings = :settings",
         "#status = :status",
         "updated_at = :now",
     ]
@@ -566,6 +571,7 @@ def _reregistration(config: EndpointConfig, current: set[str], now: float) -> It
         ":strategy": {"S": config.strategy},
         ":params": _params(config.strategy_params),
         ":warmup": _n(int(config.warmup)),
+        ":settings": {"S": config.settings.to_json()},
         ":status": {"S": ACTIVE},
         ":now": _n(now),
     }
@@ -596,18 +602,16 @@ def _reregistration(config: EndpointConfig, current: set[str], now: float) -> It
 
 
 # The attributes of an endpoint item its figures are worked out from.
-_FIGURES_BASIS = ("variants", "strategy", "strategy_params", "epsilon", "warmup")
+_FIGURES_BASIS = ("variants", "strategy", "strategy_params", "epsilon", "warmup", "settings")
 
 
 def _endpoint(item: Item) -> Endpoint:
     variants = sorted(item["variants"]["M"].items(), key=lambda kv: _num(kv[1]["M"]["position"]))
     metrics = tuple(
-        VariantMetrics(
+        VariantCounters(
             variant_name=name,
             initial_variant_weight=float(_num(v["M"]["initial_variant_weight"])),
-            invocation_count=int(_num(v["M"]["invocation_count"])),
-            conversion_count=int(_num(v["M"]["conversion_count"])),
-            reward_sum=float(_num(v["M"]["reward_sum"])),
+            counts=_counts(v["M"]),
         )
         for name, v in variants
     )
@@ -616,11 +620,19 @@ def _endpoint(item: Item) -> Endpoint:
         strategy=item["strategy"]["S"],
         strategy_params=_read_params(item),
         warmup=int(_num(item["warmup"])),
-        variant_metrics=metrics,
+        variants=metrics,
         status=item["status"]["S"],
         updated_at=float(_num(item["updated_at"])),
         figures=Figures.from_json(item["figures"]["S"]) if "figures" in item else None,
         lifecycle=Lifecycle.from_json(item.get("lifecycle", {}).get("S")),
+        settings=ExperimentSettings.from_json(item.get("settings", {}).get("S")),
+    )
+
+
+def _counts(variant: Item) -> VariantCounts:
+    """A variant's counters; one declared after the item was written is 0 until counted."""
+    return VariantCounts(
+        *(c.type(_num(variant[c.name])) if c.name in variant else c.type(0) for c in COUNTERS)
     )
 
 
@@ -667,10 +679,6 @@ def _num(attribute: dict[str, str]) -> int | float:
         return int(text)
     except ValueError:
         return float(text)
-
-
-def _nonzero(d: VariantCounts) -> bool:
-    return bool(d.invocation_count or d.conversion_count or d.reward_sum)
 
 
 def _code(error: ClientError) -> str:

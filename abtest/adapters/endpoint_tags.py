@@ -1,4 +1,6 @@
-"""The `ab-testing:*` SageMaker endpoint tags: the strategy, each of its parameters, the warm-up.
+"""The `ab-testing:*` SageMaker endpoint tags: the strategy, each of its parameters, the warm-up,
+each experiment setting (`ab-testing:reward`, `ab-testing:unit`,
+`ab-testing:attribution_window_seconds`: a tag per `ExperimentSettings` field).
 
 The deployment stack writes these tags (`tags_for`); registration reads them
 (`strategy_from_tags`). A tag per declared parameter, `ab-testing:<parameter>`, so a new
@@ -13,7 +15,7 @@ from collections.abc import Mapping
 from pydantic import ValidationError
 
 import bandit
-from abtest.config_types import StrategyFields, describe_errors
+from abtest.config_types import ExperimentSettings, StrategyFields, describe_errors
 from abtest.errors import ConfigError
 
 PREFIX = "ab-testing:"
@@ -27,6 +29,10 @@ def tags_for(strategy: StrategyFields) -> dict[str, str]:
         STRATEGY_TAG: strategy.strategy,
         **{f"{PREFIX}{name}": str(value) for name, value in strategy.strategy_params.items()},
         WARMUP_TAG: str(strategy.warmup),
+        **{
+            f"{PREFIX}{name}": str(value)
+            for name, value in ExperimentSettings.of(strategy).model_dump().items()
+        },
     }
 
 
@@ -46,6 +52,12 @@ def strategy_from_tags(tags: Mapping[str, str]) -> StrategyFields:
     }
     if WARMUP_TAG in tags:
         data["warmup"] = tags[WARMUP_TAG]
+    # Endpoints deployed before experiment settings have none of these: the defaults.
+    data |= {
+        name: tags[f"{PREFIX}{name}"].strip()
+        for name in ExperimentSettings.model_fields
+        if f"{PREFIX}{name}" in tags
+    }
     try:
         return StrategyFields.model_validate(data)
     except ValidationError as error:

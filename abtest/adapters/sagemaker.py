@@ -9,6 +9,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from abtest.adapters.endpoint_tags import strategy_from_tags
+from abtest.config_types import ExperimentSettings
 from abtest.errors import ConflictError, ModelError, NotFoundError
 from abtest.ports import ModelResult
 from abtest.records import EndpointConfig, VariantConfig
@@ -121,6 +122,7 @@ class SageMakerEndpointCatalog:
             strategy_params=tagged.strategy_params,
             warmup=tagged.warmup,
             variants=self._variants(endpoint),
+            settings=ExperimentSettings.of(tagged),
         )
 
     def _variants(self, endpoint: dict[str, Any]) -> tuple[VariantConfig, ...]:

@@ -20,11 +20,13 @@ from typing import TypeVar
 
 from abtest.adapters.nonblocking import WouldBlock, is_on_the_loop
 from abtest.adapters.sqlite_history import HISTORY_SCHEMA, SqliteHistory
+from abtest.config_types import ExperimentSettings
 from abtest.errors import StoreUnavailableError
 from abtest.events import CONVERSION
 from abtest.lifecycle import AUDIT_RETENTION, AuditEntry, Lifecycle
 from abtest.records import (
     ACTIVE,
+    COUNTERS,
     DELETED,
     Assignment,
     CountsByEndpoint,
@@ -32,9 +34,10 @@ from abtest.records import (
     EndpointConfig,
     EventKey,
     Figures,
+    VariantCounters,
+    VariantCounts,
     params_from_epsilon,
 )
-from bandit.metrics import VariantMetrics
 
 T = TypeVar("T")
 
@@ -65,7 +68,8 @@ CREATE TABLE IF NOT EXISTS endpoints (
     warmup INTEGER NOT NULL,
     status TEXT NOT NULL,
     updated_at REAL NOT NULL,
-    figures TEXT  -- a JSON object (Figures), worked out when the counters last changed
+    figures TEXT,  -- a JSON object (Figures), worked out when the counters last changed
+    settings TEXT  -- a JSON object (ExperimentSettings); NULL: written before them, defaults
     -- lifecycle TEXT (a JSON Lifecycle; NULL: never changed) is added by _migrate
 );
 CREATE TABLE IF NOT EXISTS variants (
@@ -73,9 +77,7 @@ CREATE TABLE IF NOT EXISTS variants (
     variant_name TEXT NOT NULL,
     position INTEGER NOT NULL,
     initial_variant_weight REAL NOT NULL,
-    invocation_count INTEGER NOT NULL DEFAULT 0,
-    conversion_count INTEGER NOT NULL DEFAULT 0,
-    reward_sum REAL NOT NULL DEFAULT 0.0,
+    {counter_columns},
     PRIMARY KEY (endpoint_name, variant_name)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit_log (
@@ -91,6 +93,17 @@ CREATE TABLE IF NOT EXISTS applied_objects (
 """
     + HISTORY_SCHEMA
 )
+
+
+def _column(counter_name: str) -> str:
+    """A counter's column definition (also how a migration adds it to an older file)."""
+    if dict(COUNTERS)[counter_name] is int:
+        return f"{counter_name} INTEGER NOT NULL DEFAULT 0"
+    return f"{counter_name} REAL NOT NULL DEFAULT 0.0"
+
+
+SCHEMA = SCHEMA.replace("{counter_columns}", ",\n    ".join(_column(c.name) for c in COUNTERS))
+_COUNTER_NAMES = ", ".join(f"v.{c.name}" for c in COUNTERS)
 
 # Primary result codes meaning "the file is busy, full, read-only or cannot be reached",
 # not a bug in a query: the service answers 503, or falls back where it safely can.
@@ -118,8 +131,8 @@ _SELECT_ASSIGNMENT = (
 # One statement, so the endpoint row and its variants come from one snapshot.
 _SELECT_ENDPOINT = (
     "SELECT e.strategy, e.strategy_params, e.warmup, e.status, e.updated_at, e.figures,"
-    " e.lifecycle, v.variant_name,"
-    " v.initial_variant_weight, v.invocation_count, v.conversion_count, v.reward_sum"
+    " e.lifecycle, e.settings, v.variant_name, v.initial_variant_weight,"
+    f" {_COUNTER_NAMES}"
     " FROM endpoints e LEFT JOIN variants v ON v.endpoint_name = e.endpoint_name"
     " WHERE e.endpoint_name = ? ORDER BY v.position"
 )
@@ -221,6 +234,11 @@ class SqliteStore(SqliteHistory):
             if "lifecycle" not in _columns(db, "endpoints"):
                 # Every file gets it here, new ones too: one way in, whatever wrote the file.
                 db.execute("ALTER TABLE endpoints ADD COLUMN lifecycle TEXT")
+            if "settings" not in _columns(db, "endpoints"):
+                db.execute("ALTER TABLE endpoints ADD COLUMN settings TEXT")
+            # Counters declared since the file was written start at 0; the others are kept.
+            for name in _missing_counters(db):
+                db.execute(f"ALTER TABLE variants ADD COLUMN {_column(name)}")
             if "counted_by" not in _columns(db, "conversions"):
                 db.execute("ALTER TABLE conversions ADD COLUMN counted_by TEXT")
             if "epsilon" in _columns(db, "endpoints"):
@@ -356,10 +374,11 @@ class SqliteStore(SqliteHistory):
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO endpoints (endpoint_name, strategy, strategy_params, warmup, status,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+                " updated_at, settings) VALUES (?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (endpoint_name) DO UPDATE SET strategy = excluded.strategy,"
                 " strategy_params = excluded.strategy_params, warmup = excluded.warmup,"
-                " status = excluded.status, updated_at = excluded.updated_at",
+                " status = excluded.status, updated_at = excluded.updated_at,"
+                " settings = excluded.settings",
                 (
                     name,
                     config.strategy,
@@ -367,6 +386,7 @@ class SqliteStore(SqliteHistory):
                     config.warmup,
                     ACTIVE,
                     now,
+                    config.settings.to_json(),
                 ),
             )
             marks = ", ".join("?" * len(names))
@@ -404,11 +424,9 @@ class SqliteStore(SqliteHistory):
                 return False
             # Unknown endpoints or variants match no row: ignored, as the port says.
             db.executemany(
-                "UPDATE variants SET invocation_count = invocation_count + ?,"
-                " conversion_count = conversion_count + ?, reward_sum = reward_sum + ?"
-                " WHERE endpoint_name = ? AND variant_name = ?",
+                _ADD_COUNTS,
                 [
-                    (d.invocation_count, d.conversion_count, d.reward_sum, endpoint, variant)
+                    (*(getattr(d, c.name) for c in COUNTERS), endpoint, variant)
                     for endpoint, by_variant in counts.items()
                     for variant, d in by_variant.items()
                 ],
@@ -479,18 +497,33 @@ def _claim_row(key: EventKey) -> tuple[str, str, str]:
     return endpoint, key.user_id, key.inference_id
 
 
+_ADD_COUNTS = (
+    "UPDATE variants SET "
+    + ", ".join(f"{c.name} = {c.name} + ?" for c in COUNTERS)
+    + " WHERE endpoint_name = ? AND variant_name = ?"
+)
+
+
 def _columns(db: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
 
 
+def _missing_counters(db: sqlite3.Connection) -> list[str]:
+    present = _columns(db, "variants")
+    return [c.name for c in COUNTERS if c.name not in present]
+
+
 def _outdated(db: sqlite3.Connection) -> bool:
-    """Written before conversion claims, strategy parameters, stored figures or lifecycles."""
+    """Written before conversion claims, strategy parameters, stored figures, lifecycles,
+    experiment settings or one of the counters."""
     endpoints = _columns(db, "endpoints")
     return (
         "counted_by" not in _columns(db, "conversions")
         or "epsilon" in endpoints
         or "figures" not in endpoints
         or "lifecycle" not in endpoints
+        or "settings" not in endpoints
+        or bool(_missing_counters(db))
     )
 
 
@@ -537,10 +570,10 @@ def _assignment(endpoint_name: str, user_id: str, row: tuple) -> Assignment:
 def _endpoint(endpoint_name: str, rows: list[tuple]) -> Endpoint | None:
     if not rows:
         return None
-    strategy, params, warmup, status, updated_at, figures, lifecycle = rows[0][:7]
-    metrics = tuple(
-        VariantMetrics(name, weight, invocations, conversions, rewards)
-        for *_, name, weight, invocations, conversions, rewards in rows
+    strategy, params, warmup, status, updated_at, figures, lifecycle, settings = rows[0][:8]
+    variants = tuple(
+        VariantCounters(name, weight, VariantCounts(*counts))
+        for name, weight, *counts in (row[8:] for row in rows)
         if name is not None
     )
     return Endpoint(
@@ -548,9 +581,10 @@ def _endpoint(endpoint_name: str, rows: list[tuple]) -> Endpoint | None:
         strategy,
         json.loads(params),
         warmup,
-        metrics,
+        variants,
         status,
         updated_at,
-        Figures.from_json(figures) if figures is not None else None,
-        Lifecycle.from_json(lifecycle),
+        figures=Figures.from_json(figures) if figures is not None else None,
+        lifecycle=Lifecycle.from_json(lifecycle),
+        settings=ExperimentSettings.from_json(settings),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +23,13 @@ from pydantic import (
     model_validator,
 )
 
-from abtest.config_types import Name, StrategyFields, describe_errors, nested_error
+from abtest.config_types import (
+    ExperimentSettings,
+    Name,
+    StrategyFields,
+    describe_errors,
+    nested_error,
+)
 from abtest.errors import ConfigError
 from abtest.records import EndpointConfig, StrategyParams, VariantConfig
 
@@ -128,6 +134,7 @@ class AbtestConfig:
     event_log: EventLogSettings
     variants: tuple[VariantSpec, ...]
     model_timeout_seconds: float = DEFAULT_MODEL_TIMEOUT_SECONDS
+    settings: ExperimentSettings = field(default_factory=ExperimentSettings)
 
     def endpoint_config(self) -> EndpointConfig:
         return EndpointConfig(
@@ -136,6 +143,7 @@ class AbtestConfig:
             strategy_params=self.strategy_params,
             warmup=self.warmup,
             variants=tuple(VariantConfig(v.name, v.initial_weight) for v in self.variants),
+            settings=self.settings,
         )
 
 
@@ -166,4 +174,5 @@ def load_config(path: str | Path) -> AbtestConfig:
         event_log=file.event_log,
         variants=tuple(file.variants),
         model_timeout_seconds=endpoint.model_timeout_seconds,
+        settings=ExperimentSettings.of(endpoint),
     )

@@ -139,32 +139,51 @@ def _json_body(text: str) -> Any:
     if not text:
         return None
     try:
-        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+        # NaN, Infinity and numbers beyond a float's range parse to a marker, so the 400 can
+        # name the field that held one (`reward: NaN is not a JSON number`).
+        not_finite: list[_NotFinite] = []
+
+        def marked(text: str) -> _NotFinite:
+            not_finite.append(_NotFinite(text))
+            return not_finite[-1]
+
+        def number(text: str) -> float | _NotFinite:
+            value = float(text)
+            return value if math.isfinite(value) else marked(text)
+
+        value = json.loads(text, parse_constant=marked, parse_float=number)
     except json.JSONDecodeError:
         raise BadRequestError.field(
             "body", f"not JSON: send a JSON object with Content-Type: {JSON}"
         ) from None
     except RecursionError:
         raise _invalid_body(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
-    except ValueError as error:  # NaN, 1e999, or an integer over int_max_str_digits
+    except ValueError as error:  # an integer over int_max_str_digits
         message = str(error)
         if "integer string conversion" in message:
             message = f"an integer has more than {sys.get_int_max_str_digits()} digits"
         raise _invalid_body(message) from None
     if _deeper_than(value, MAX_JSON_DEPTH):
         raise _invalid_body(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    if not_finite:
+        named = value.items() if isinstance(value, dict) else ()
+        for name, item in named:
+            if isinstance(item, _NotFinite):
+                raise BadRequestError.field(name, str(item))
+        raise _invalid_body(str(not_finite[0]))  # deeper in the body, as in `data`
     return value
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
+class _NotFinite:
+    """What NaN, Infinity or a number beyond a float's range parse to."""
 
+    def __init__(self, text: str) -> None:
+        self.text = text
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text[:20]!r} is out of a float's range")
-    return value
+    def __str__(self) -> str:
+        if self.text in ("NaN", "Infinity", "-Infinity"):
+            return f"{self.text} is not a JSON number"
+        return f"number {self.text[:20]!r} is out of a float's range"
 
 
 def _deeper_than(value: Any, limit: int) -> bool:

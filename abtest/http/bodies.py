@@ -15,7 +15,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
-from abtest.config_types import NAME_PATTERN
+from abtest.config_types import NAME_PATTERN, ExperimentSettings
+from abtest.events import MAX_CONTINUOUS_REWARD
 from abtest.history import DEFAULT_LIMIT, MAX_LIMIT, RECENT
 from abtest.lifecycle import Action
 from abtest.records import AssignmentKind, Endpoint
@@ -91,14 +92,22 @@ class ConversionRequest(_Request):
     inference_id: StrictStr | None = Field(
         default=None, min_length=1, max_length=64, json_schema_extra=_HEADER_SAFE
     )
-    reward: float = Field(default=1.0, ge=0.0, le=1.0, allow_inf_nan=False)
+    reward: float = Field(
+        default=1.0,
+        ge=-MAX_CONTINUOUS_REWARD,
+        le=MAX_CONTINUOUS_REWARD,
+        allow_inf_nan=False,
+        description="The conversion's reward: in [0, 1] on an endpoint whose reward is "
+        '"binary" (the default), any finite number (such as revenue) on a "continuous" one',
+    )
 
     @field_validator("reward", mode="before")
     @classmethod
     def _a_number(cls, value: Any) -> Any:
-        # Lax float parsing would take "1" or true; a reward must be a JSON number.
+        # Lax float parsing would take "1" or true; a reward must be a JSON number. Its
+        # range depends on the endpoint's reward kind: the use case checks that.
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError("must be a number in [0, 1]")
+            raise ValueError("must be a number")
         return value
 
     # The same rule as the invocation's, which returned this id.
@@ -168,6 +177,10 @@ class ConversionResponse(BaseModel):
     strategy: str
     reward: float
     duplicate: bool
+    late: bool = Field(
+        description="Later than the endpoint's attribution window after the user's "
+        "assignment: logged and counted as late, not as a conversion"
+    )
 
     @classmethod
     def of(cls, result: ConversionResult) -> ConversionResponse:
@@ -179,6 +192,7 @@ class ConversionResponse(BaseModel):
             strategy=result.strategy,
             reward=result.reward,
             duplicate=result.duplicate,
+            late=result.late,
         )
 
 
@@ -186,9 +200,18 @@ class VariantMetricsBody(BaseModel):
     endpoint_name: str
     variant_name: str
     initial_variant_weight: float
-    invocation_count: int
-    conversion_count: int
-    reward_sum: float
+    users: int = Field(description="Users newly assigned to the variant (each assignment once)")
+    converted_users: int = Field(
+        description="Assigned users whose first conversion came within the attribution window"
+    )
+    invocation_count: int = Field(description="Invocations the strategy routed to the variant")
+    conversion_count: int = Field(
+        description="Conversions within the attribution window (every one, not only the first)"
+    )
+    reward_sum: float = Field(description="The sum of those conversions' rewards")
+    late_conversions: int = Field(
+        description="Conversions later than the attribution window: logged, not counted"
+    )
 
 
 class StatsResponse(BaseModel):
@@ -203,6 +226,7 @@ class StatsResponse(BaseModel):
     )
     warmup: int
     status: str
+    settings: ExperimentSettings = Field(description="What the experiment measures")
     variant_metrics: list[VariantMetricsBody]
     allocation: dict[str, float]
     decision: dict[str, Any]
@@ -217,6 +241,7 @@ class StatsResponse(BaseModel):
             strategy_params=endpoint.strategy_params,
             warmup=endpoint.warmup,
             status=endpoint.status,
+            settings=endpoint.settings,
             variant_metrics=_variant_bodies(endpoint),
             allocation=result.allocation,
             decision=result.decision,
@@ -365,13 +390,15 @@ def _variant_bodies(endpoint: Endpoint) -> list[VariantMetricsBody]:
     return [
         VariantMetricsBody(
             endpoint_name=endpoint.endpoint_name,
-            variant_name=m.variant_name,
-            initial_variant_weight=m.initial_variant_weight,
-            invocation_count=m.invocation_count,
-            conversion_count=m.conversion_count,
-            reward_sum=m.reward_sum,
+            variant_name=v.variant_name,
+            initial_variant_weight=v.initial_variant_weight,
+            **{
+                name: getattr(v.counts, name)
+                for name in VariantMetricsBody.model_fields
+                if hasattr(v.counts, name)
+            },
         )
-        for m in endpoint.variant_metrics
+        for v in endpoint.variants
     ]
 
 

@@ -133,7 +133,7 @@ class ChangeLifecycle:
 
     def _retirable(self, endpoint: Endpoint, variant: str | None) -> str:
         """A serving variant that is not the last one; 409 naming `variant` otherwise."""
-        serving = [m.variant_name for m in endpoint.serving_metrics]
+        serving = [v.variant_name for v in endpoint.serving_variants]
         if variant not in serving:
             raise ConflictError(
                 f"variant: {variant!r} is not a serving variant of {endpoint.endpoint_name!r} "

@@ -6,8 +6,8 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from abtest.errors import NotFoundError, StoreUnavailableError
-from abtest.events import conversion_event
+from abtest.errors import BadRequestError, NotFoundError, StoreUnavailableError
+from abtest.events import conversion_event, reward_problem
 from abtest.ports import Clock, Count, EventSink, Store, Telemetry
 from abtest.usecases import Ports
 from abtest.usecases.endpoints import EndpointCache
@@ -32,6 +32,7 @@ class ConversionResult:
     strategy: str
     reward: float
     duplicate: bool
+    late: bool = False  # later than the attribution window: logged, not counted
 
 
 class Convert:
@@ -68,7 +69,10 @@ class Convert:
     def __call__(self, request: Conversion) -> ConversionResult:
         now = self.clock.now()
         name, user_id = request.endpoint_name, request.user_id
-        self.endpoints.served(name, now)
+        settings = self.endpoints.served(name, now).endpoint.settings
+        problem = reward_problem(request.reward, settings.reward)
+        if problem:
+            raise BadRequestError.field("reward", problem)
         assignment = self.store.get_assignment(name, user_id, now)
         if assignment is None:
             raise NotFoundError(
@@ -76,6 +80,7 @@ class Convert:
                 details=[{"field": "user_id", "message": "no assignment on this endpoint"}],
             )
         inference_id = request.inference_id or uuid.uuid4().hex
+        late = now - assignment.assigned_at > settings.attribution_window_seconds
         # The event first, the marker after: a failure between them leaves no marker, so
         # the client's retry logs the event again and aggregation counts it once. The
         # other order loses the conversion (the retry would be told it is a duplicate).
@@ -95,6 +100,9 @@ class Convert:
                         inference_id=inference_id,
                         strategy=assignment.strategy,
                         reward=float(request.reward),
+                        assigned_at=assignment.assigned_at,
+                        propensity=assignment.propensity,
+                        late=late,
                     )
                 ]
             )
@@ -108,6 +116,7 @@ class Convert:
             strategy=assignment.strategy,
             reward=float(request.reward),
             duplicate=duplicate,
+            late=late,
         )
 
     def _mark_logged(self, name: str, user_id: str, inference_id: str, now: float) -> None:

@@ -7,29 +7,80 @@ import logging
 from dataclasses import dataclass
 
 import bandit
+from abtest.config_types import INVOCATION
 from abtest.errors import NotFoundError
 from abtest.lifecycle import State
 from abtest.ports import Store
-from abtest.records import DELETED, Endpoint, Figures
+from abtest.records import DELETED, Endpoint, Figures, VariantCounters
+from bandit.metrics import VariantMetrics
 from bandit.selection import Allocation
 
 logger = logging.getLogger("abtest")
 
 
+def variant_metrics(
+    endpoint: Endpoint, variants: tuple[VariantCounters, ...] | None = None
+) -> tuple[VariantMetrics, ...]:
+    """The one place the service's counters become the trials the strategy, the allocation
+    and the decision count, by the endpoint's unit (see `bandit.VariantMetrics`): of
+    `variants`, by default every variant of the record."""
+    per_trial = _per_invocation if endpoint.settings.unit == INVOCATION else _per_user
+    return tuple(per_trial(v) for v in (endpoint.variants if variants is None else variants))
+
+
+def serving_metrics(endpoint: Endpoint) -> tuple[VariantMetrics, ...]:
+    """The trials of the variants new users can get (all but the retired ones): what the
+    strategy allocates among and the decision compares."""
+    return variant_metrics(endpoint, endpoint.serving_variants)
+
+
+def _per_invocation(variant: VariantCounters) -> VariantMetrics:
+    """The original's trials: every invocation, every conversion; no propensity weights."""
+    c = variant.counts
+    return VariantMetrics(
+        variant_name=variant.variant_name,
+        initial_variant_weight=variant.initial_variant_weight,
+        invocation_count=c.invocation_count,
+        conversion_count=c.conversion_count,
+        reward_sum=c.reward_sum,
+        reward_sq_sum=c.reward_sq_sum,
+    )
+
+
+def _per_user(variant: VariantCounters) -> VariantMetrics:
+    """A trial per assignment: its user, their first conversion within the window."""
+    c = variant.counts
+    return VariantMetrics(
+        variant_name=variant.variant_name,
+        initial_variant_weight=variant.initial_variant_weight,
+        invocation_count=c.users,
+        conversion_count=c.converted_users,
+        reward_sum=c.user_reward_sum,
+        reward_sq_sum=c.user_reward_sq_sum,
+        weight_sum=c.weight_sum,
+        weight_sq_sum=c.weight_sq_sum,
+        weighted_reward_sum=c.weighted_reward_sum,
+        weighted_reward_cross_sum=c.weighted_reward_cross_sum,
+        weighted_reward_sq_sum=c.weighted_reward_sq_sum,
+    )
+
+
 def configured_strategy(endpoint: Endpoint) -> bandit.Strategy:
     """The one place an endpoint's strategy is built from its record."""
-    return bandit.get_strategy(endpoint.strategy, endpoint.strategy_params)
+    return bandit.get_strategy(
+        endpoint.strategy, endpoint.strategy_params, reward=endpoint.settings.reward
+    )
 
 
 def _deciding_strategy(endpoint: Endpoint) -> bandit.Strategy:
     return bandit.deciding_strategy(
-        configured_strategy(endpoint), endpoint.serving_metrics, endpoint.warmup
+        configured_strategy(endpoint), serving_metrics(endpoint), endpoint.warmup
     )
 
 
 def current_allocation(endpoint: Endpoint) -> dict[str, float]:
     """The probabilities a new user would be assigned with now (warm-up included)."""
-    return _deciding_strategy(endpoint).allocation(endpoint.serving_metrics)
+    return _deciding_strategy(endpoint).allocation(serving_metrics(endpoint))
 
 
 def current_figures(endpoint: Endpoint) -> Figures:
@@ -44,7 +95,9 @@ def current_figures(endpoint: Endpoint) -> Figures:
         strategy=_deciding_strategy(endpoint).name,
         allocation=allocation,
         # The allocation new users get is what the users still needed are counted at.
-        decision=decision(endpoint.serving_metrics, allocation=allocation).as_dict(),
+        decision=decision(
+            serving_metrics(endpoint), allocation=allocation, reward=endpoint.settings.reward
+        ).as_dict(),
     )
 
 
@@ -85,7 +138,7 @@ def paused_allocation(endpoint: Endpoint) -> Allocation:
     """What new users get while the experiment is paused: the fixed weights of a
     WeightedSampling endpoint (they are the design, not the bandit's doing), otherwise the
     champion, the first variant still serving: the one the experiment set out to beat."""
-    serving = endpoint.serving_metrics
+    serving = serving_metrics(endpoint)
     if endpoint.strategy == bandit.WeightedSampling.name:
         weights = bandit.WeightedSampling().allocation(serving)
         return Allocation(bandit.WeightedSampling.name, weights)

@@ -18,16 +18,17 @@ def snapshot_of(endpoint: Endpoint, figures: Figures, now: float) -> Snapshot:
     """What the record and its figures say now, per variant."""
     by_name = {v["variant_name"]: v for v in figures.decision.get("variants", ())}
     variants = []
-    for m in endpoint.variant_metrics:
-        decided = by_name.get(m.variant_name, {})
+    for v in endpoint.variants:
+        m = v.counts
+        decided = by_name.get(v.variant_name, {})
         estimate, interval = variant_estimate(decided)
         variants.append(
             VariantSnapshot(
-                variant_name=m.variant_name,
+                variant_name=v.variant_name,
                 invocation_count=m.invocation_count,
                 conversion_count=m.conversion_count,
                 reward_sum=m.reward_sum,
-                allocation=figures.allocation.get(m.variant_name, 0.0),
+                allocation=figures.allocation.get(v.variant_name, 0.0),
                 probability_best=decided.get("probability_best"),
                 estimate=estimate,
                 estimate_interval=tuple(interval) if interval is not None else None,

@@ -153,7 +153,7 @@ class Invoke:
     ) -> tuple[Assignment, AssignmentKind]:
         endpoint = served.endpoint
         existing = self.store.get_assignment(endpoint.endpoint_name, user_id, now)
-        serving = {m.variant_name for m in endpoint.serving_metrics}
+        serving = {v.variant_name for v in endpoint.serving_variants}
         if existing is not None and existing.variant_name in serving:
             return existing, AssignmentKind.EXISTING
         selection = served.allocation.pick(self.rng)

@@ -6,6 +6,7 @@ import pytest
 
 import bandit
 from abtest.adapters.endpoint_tags import STRATEGY_TAG, WARMUP_TAG, strategy_from_tags, tags_for
+from abtest.config_types import ExperimentSettings
 from abtest.errors import ConfigError
 
 EPSILON_TAG = "ab-testing:epsilon"
@@ -40,7 +41,10 @@ def test_every_strategy_round_trips_through_its_tags(strategy):
     params = {p.name: (p.low + p.high) / 3 for p in bandit.strategy_parameters(strategy)}
     fields = strategy_from_tags({STRATEGY_TAG: strategy, WARMUP_TAG: "7"})
     written = tags_for(fields.model_copy(update={"strategy_params": params}))
-    assert set(written) == {STRATEGY_TAG, WARMUP_TAG} | {f"ab-testing:{p}" for p in params}
+    settings = {f"ab-testing:{name}" for name in ExperimentSettings.model_fields}
+    assert (
+        set(written) == {STRATEGY_TAG, WARMUP_TAG} | {f"ab-testing:{p}" for p in params} | settings
+    )
     assert read(written) == (strategy, pytest.approx(params), 7)
 
 
@@ -72,3 +76,30 @@ def test_a_bad_tag_value_is_a_config_error_naming_tag_and_value(tags, tag, value
     message = str(raised.value)
     assert message.startswith(f"{tag}: "), message
     assert value in message
+
+
+def test_experiment_settings_round_trip_through_their_tags_and_default_when_absent():
+    settings = ExperimentSettings(
+        reward="continuous", unit="invocation", attribution_window_seconds=3600
+    )
+    fields = strategy_from_tags({STRATEGY_TAG: "UCB1"}).model_copy(update=settings.model_dump())
+    written = tags_for(fields)
+    assert written["ab-testing:reward"] == "continuous"
+    assert ExperimentSettings.of(strategy_from_tags(written)) == settings
+    # An endpoint deployed before the settings has none of their tags.
+    assert ExperimentSettings.of(strategy_from_tags({STRATEGY_TAG: "UCB1"})) == (
+        ExperimentSettings()
+    )
+
+
+@pytest.mark.parametrize(
+    ("tag", "value", "reason"),
+    [
+        ("ab-testing:reward", "revenue", "ab-testing:reward: Input should be 'binary' or"),
+        ("ab-testing:unit", "session", "ab-testing:unit: Input should be 'user' or"),
+        ("ab-testing:attribution_window_seconds", "0", "ab-testing:attribution_window_seconds"),
+    ],
+)
+def test_a_bad_settings_tag_is_a_config_error_naming_it(tag, value, reason):
+    with pytest.raises(ConfigError, match=reason):
+        strategy_from_tags({STRATEGY_TAG: "UCB1", tag: value})

@@ -100,7 +100,7 @@ def test_a_truncated_gzip_object_counts_every_whole_line_before_the_cut(s3, arch
 
     result = aggregate(store, archive, KEY, 0)
 
-    counted = store.get_endpoint("reviews-dev").variant_metrics[0].invocation_count
+    counted = store.get_endpoint("reviews-dev").variants[0].counts.invocation_count
     assert result.applied
     assert 0 < counted == result.events < len(lines)
     assert result.rejected == 1

@@ -21,19 +21,21 @@ from botocore.stub import Stubber
 from abtest.adapters import dynamodb as dynamodb_module
 from abtest.adapters.dynamodb import DynamoDBStore
 from abtest.adapters.sqlite import SqliteStore
+from abtest.config_types import ExperimentSettings
 from abtest.errors import StoreUnavailableError
 from abtest.events import CONVERSION, INVOCATION
 from abtest.records import (
     ACTIVE,
+    COUNTERS,
     DELETED,
     Assignment,
     EndpointConfig,
     EventKey,
     Figures,
     VariantConfig,
+    VariantCounters,
     VariantCounts,
 )
-from bandit.metrics import VariantMetrics
 
 NOW = 1_700_000_000.0
 DAY = 24 * 3600
@@ -49,12 +51,27 @@ def config(*variants: tuple[str, float], name: str = ENDPOINT, **params) -> Endp
     return EndpointConfig(name, variants=tuple(VariantConfig(n, w) for n, w in variants), **values)
 
 
+# A delta that moves every counter (each by a distinct amount), and non-default settings.
+EVERY_COUNTER = VariantCounts(
+    *(i + 1 if c.type is int else (i + 1) / 4 for i, c in enumerate(COUNTERS))
+)
+CONTINUOUS_PER_INVOCATION = ExperimentSettings(
+    reward="continuous", unit="invocation", attribution_window_seconds=3600
+)
+
+
 def counts(**by_variant: tuple[int, int, float]) -> dict[str, VariantCounts]:
     return {v: VariantCounts(*c) for v, c in by_variant.items()}
 
 
-def metrics(store, name: str = ENDPOINT) -> dict[str, VariantMetrics]:
-    return {m.variant_name: m for m in store.get_endpoint(name).variant_metrics}
+def counters(
+    name: str, weight: float = 1.0, invocations: int = 0, conversions: int = 0, rewards=0.0
+) -> VariantCounters:
+    return VariantCounters(name, weight, VariantCounts(invocations, conversions, rewards))
+
+
+def metrics(store, name: str = ENDPOINT) -> dict[str, VariantCounters]:
+    return {m.variant_name: m for m in store.get_endpoint(name).variants}
 
 
 def run_together(n: int, work) -> list:
@@ -245,10 +262,10 @@ def test_registered_endpoint_keeps_variant_order_with_zero_counters(store):
     )
     assert endpoint.status == ACTIVE
     assert endpoint.updated_at == NOW
-    assert endpoint.variant_metrics == (
-        VariantMetrics("Zeta", 2.0, 0, 0, 0.0),
-        VariantMetrics("Alpha", 1.0, 0, 0, 0.0),
-        VariantMetrics("Mu", 0.5, 0, 0, 0.0),
+    assert endpoint.variants == (
+        counters("Zeta", 2.0, 0, 0, 0.0),
+        counters("Alpha", 1.0, 0, 0, 0.0),
+        counters("Mu", 0.5, 0, 0, 0.0),
     )
 
 
@@ -272,12 +289,12 @@ def test_reregistration_keeps_counters_of_kept_variants(store):
 
     # THEN kept variants keep their counters, in the new order, with the new weights
     expected = (
-        VariantMetrics("C", 3.0, 3, 0, 0.0),
-        VariantMetrics("D", 1.0, 0, 0, 0.0),
-        VariantMetrics("A", 0.5, 10, 2, 1.5),
+        counters("C", 3.0, 3, 0, 0.0),
+        counters("D", 1.0, 0, 0, 0.0),
+        counters("A", 0.5, 10, 2, 1.5),
     )
-    assert endpoint.variant_metrics == expected
-    assert store.get_endpoint(ENDPOINT).variant_metrics == expected
+    assert endpoint.variants == expected
+    assert store.get_endpoint(ENDPOINT).variants == expected
     assert (endpoint.strategy, endpoint.strategy_params, endpoint.warmup) == (
         "TopTwoThompson",
         {"beta": 0.7},
@@ -315,7 +332,7 @@ def test_a_variant_dropped_and_added_back_starts_from_zero(store):
     store.register_endpoint(config(("A", 1.0)), NOW + 1)
     store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW + 2)
 
-    assert metrics(store)["B"] == VariantMetrics("B", 1.0, 0, 0, 0.0)
+    assert metrics(store)["B"] == counters("B", 1.0, 0, 0, 0.0)
 
 
 def test_deregistered_endpoint_keeps_counters_with_status_deleted(store):
@@ -327,7 +344,7 @@ def test_deregistered_endpoint_keeps_counters_with_status_deleted(store):
     endpoint = store.get_endpoint(ENDPOINT)
     assert endpoint.status == DELETED
     assert endpoint.updated_at == NOW + 10
-    assert metrics(store)["A"] == VariantMetrics("A", 1.0, 4, 1, 1.0)
+    assert metrics(store)["A"] == counters("A", 1.0, 4, 1, 1.0)
 
 
 def test_registering_a_deleted_endpoint_again_reactivates_it_with_its_counters(store):
@@ -338,7 +355,7 @@ def test_registering_a_deleted_endpoint_again_reactivates_it_with_its_counters(s
     endpoint = store.register_endpoint(config(("A", 1.0)), NOW + 2)
 
     assert endpoint.status == ACTIVE
-    assert endpoint.variant_metrics == (VariantMetrics("A", 1.0, 4, 1, 1.0),)
+    assert endpoint.variants == (counters("A", 1.0, 4, 1, 1.0),)
 
 
 def test_deregistering_an_unknown_endpoint_creates_nothing(store):
@@ -367,10 +384,10 @@ def test_apply_counts_adds_to_the_counters(store):
     assert store.apply_counts("obj-2", {ENDPOINT: counts(A=(4, 2, 0.25))}, NOW)
 
     assert metrics(store) == {
-        "A": VariantMetrics("A", 1.0, 7, 3, 0.75),
-        "B": VariantMetrics("B", 1.0, 2, 0, 0.0),
+        "A": counters("A", 1.0, 7, 3, 0.75),
+        "B": counters("B", 1.0, 2, 0, 0.0),
     }
-    assert metrics(store, "other") == {"X": VariantMetrics("X", 1.0, 1, 1, 1.0)}
+    assert metrics(store, "other") == {"X": counters("X", 1.0, 1, 1, 1.0)}
 
 
 def test_fractional_rewards_sum_without_drift(store):
@@ -379,7 +396,7 @@ def test_fractional_rewards_sum_without_drift(store):
     for i in range(10):
         store.apply_counts(f"obj-{i}", {ENDPOINT: counts(A=(1, 1, 0.1))}, NOW)
 
-    assert metrics(store)["A"].reward_sum == pytest.approx(1.0, abs=1e-12)
+    assert metrics(store)["A"].counts.reward_sum == pytest.approx(1.0, abs=1e-12)
 
 
 def test_same_object_applied_twice_counts_once(store):
@@ -389,7 +406,7 @@ def test_same_object_applied_twice_counts_once(store):
     assert store.apply_counts("s3://bucket/2026/11/29/obj-1.gz", delta, NOW) is True
     assert store.apply_counts("s3://bucket/2026/11/29/obj-1.gz", delta, NOW + 60) is False
 
-    assert metrics(store)["A"] == VariantMetrics("A", 1.0, 5, 2, 2.0)
+    assert metrics(store)["A"] == counters("A", 1.0, 5, 2, 2.0)
 
 
 def test_an_object_with_no_known_endpoint_is_still_recorded_as_applied(store):
@@ -407,7 +424,7 @@ def test_unknown_endpoints_and_variants_are_ignored(store):
     )
 
     assert applied is True
-    assert store.get_endpoint(ENDPOINT).variant_metrics == (VariantMetrics("A", 1.0, 3, 1, 1.0),)
+    assert store.get_endpoint(ENDPOINT).variants == (counters("A", 1.0, 3, 1, 1.0),)
     assert store.get_endpoint("nobody") is None
 
 
@@ -425,7 +442,7 @@ def test_counts_still_apply_to_a_deleted_endpoint(store):
 
     store.apply_counts("obj-1", {ENDPOINT: counts(A=(2, 1, 1.0))}, NOW + 2)
 
-    assert metrics(store)["A"] == VariantMetrics("A", 1.0, 2, 1, 1.0)
+    assert metrics(store)["A"] == counters("A", 1.0, 2, 1, 1.0)
 
 
 def test_concurrent_objects_add_up_exactly(store):
@@ -446,8 +463,8 @@ def test_concurrent_objects_add_up_exactly(store):
     # THEN no increment is lost
     assert all(all(r) for r in results)
     assert metrics(store) == {
-        "A": VariantMetrics("A", 1.0, 5 * sum(range(1, 9)), 40, 20.0),
-        "B": VariantMetrics("B", 1.0, 40, 0, 0.0),
+        "A": counters("A", 1.0, 5 * sum(range(1, 9)), 40, 20.0),
+        "B": counters("B", 1.0, 40, 0, 0.0),
     }
 
 
@@ -459,7 +476,7 @@ def test_redelivered_object_applied_concurrently_counts_once(store):
     )
 
     assert sorted(results) == [False] * 7 + [True]
-    assert metrics(store)["A"] == VariantMetrics("A", 1.0, 1, 1, 1.0)
+    assert metrics(store)["A"] == counters("A", 1.0, 1, 1, 1.0)
 
 
 def test_reregistration_racing_aggregation_loses_no_increment(store):
@@ -479,8 +496,8 @@ def test_reregistration_racing_aggregation_loses_no_increment(store):
 
     # THEN every increment of the 4 aggregators is there
     assert metrics(store) == {
-        "A": VariantMetrics("A", 1.0, 24, 0, 0.0),
-        "B": VariantMetrics("B", 2.0, 48, 24, 24.0),
+        "A": counters("A", 1.0, 24, 0, 0.0),
+        "B": counters("B", 2.0, 48, 24, 24.0),
     }
 
 
@@ -496,7 +513,7 @@ def test_an_object_touching_more_endpoints_than_one_transaction_holds(store, mon
     assert store.apply_counts("obj-1", delta, NOW) is True
     assert store.apply_counts("obj-1", delta, NOW) is False
 
-    assert [metrics(store, name)["A"].invocation_count for name in names] == list(range(10))
+    assert [metrics(store, name)["A"].counts.invocation_count for name in names] == list(range(10))
 
 
 # -- figures -----------------------------------------------------------------
@@ -524,7 +541,7 @@ def test_saved_figures_are_read_back_with_their_record(store):
     read = store.get_endpoint(ENDPOINT)
     assert read.figures == figures
     assert read.fresh_figures == figures
-    assert metrics(store)["B"] == VariantMetrics("B", 1.0, 12, 6, 5.5)
+    assert metrics(store)["B"] == counters("B", 1.0, 12, 6, 5.5)
 
 
 def test_figures_of_a_record_that_changed_since_are_refused(store):
@@ -562,7 +579,7 @@ def test_stored_figures_go_stale_when_their_record_changes(store, change):
 
     changed = store.get_endpoint(ENDPOINT)
     assert (changed.figures, changed.fresh_figures) == (figures, None)
-    assert metrics(store)["A"].invocation_count in (10, 11)  # the counters stay
+    assert metrics(store)["A"].counts.invocation_count in (10, 11)  # the counters stay
 
 
 def test_dynamodb_figures_lose_to_an_increment_between_read_and_write(dynamodb_store, on_call):
@@ -695,7 +712,7 @@ def test_dynamodb_object_split_and_interrupted_is_completed_once(
     assert store.apply_counts("obj-1", delta, NOW) is False
 
     # THEN every endpoint counted exactly once
-    assert [metrics(store, n)["A"].invocation_count for n in names] == [1, 1, 1, 1, 1]
+    assert [metrics(store, n)["A"].counts.invocation_count for n in names] == [1, 1, 1, 1, 1]
 
 
 def test_dynamodb_variant_removed_between_read_and_increment_is_retried(dynamodb_store, on_call):
@@ -716,7 +733,7 @@ def test_dynamodb_variant_removed_between_read_and_increment_is_retried(dynamodb
 
     # THEN the cancelled transaction is retried without B, and B does not come back
     assert applied is True
-    assert store.get_endpoint(ENDPOINT).variant_metrics == (VariantMetrics("A", 1.0, 3, 1, 1.0),)
+    assert store.get_endpoint(ENDPOINT).variants == (counters("A", 1.0, 3, 1, 1.0),)
 
 
 def cancelled(*reasons: str) -> ClientError:
@@ -742,7 +759,7 @@ def test_dynamodb_transaction_conflict_is_retried(dynamodb_store, on_call):
     on_call("TransactWriteItems", conflict_once)
 
     assert store.apply_counts("obj-1", {ENDPOINT: counts(A=(2, 1, 1))}, NOW) is True
-    assert metrics(store)["A"] == VariantMetrics("A", 1.0, 2, 1, 1.0)
+    assert metrics(store)["A"] == counters("A", 1.0, 2, 1, 1.0)
 
 
 def test_dynamodb_transaction_cancelled_for_another_reason_propagates(dynamodb_store, on_call):
@@ -805,9 +822,45 @@ def test_dynamodb_item_written_before_strategy_params_reads_and_reregisters(
     )
     assert "epsilon" not in item["Item"]
     assert item["Item"]["strategy_params"] == {"M": {"epsilon": {"N": "0.2"}}}
-    assert dynamodb_store.get_endpoint("eg").variant_metrics == (
-        VariantMetrics("A", 1.0, 40, 4, 4.0),
+    assert dynamodb_store.get_endpoint("eg").variants == (counters("A", 1.0, 40, 4, 4.0),)
+
+
+def test_dynamodb_item_written_before_settings_reads_counts_and_reregisters(
+    dynamodb_client, dynamodb_store
+):
+    # GIVEN an endpoint item as the store wrote it before settings and the new counters
+    variant = {
+        "initial_variant_weight": {"N": "1.0"},
+        "invocation_count": {"N": "40"},
+        "conversion_count": {"N": "4"},
+        "reward_sum": {"N": "3.5"},
+        "position": {"N": "0"},
+    }
+    item = {
+        "endpoint_name": {"S": ENDPOINT},
+        "strategy": {"S": "ThompsonSampling"},
+        "strategy_params": {"M": {}},
+        "warmup": {"N": "0"},
+        "status": {"S": ACTIVE},
+        "updated_at": {"N": repr(NOW)},
+        "variants": {"M": {"A": {"M": variant}}},
+    }
+    dynamodb_client.put_item(TableName=dynamodb_store.metrics_table, Item=item)
+
+    # THEN it reads with the new counters at 0 and the default settings
+    endpoint = dynamodb_store.get_endpoint(ENDPOINT)
+    assert endpoint.variants == (counters("A", 1.0, 40, 4, 3.5),)
+    assert endpoint.settings == ExperimentSettings()
+
+    # AND every counter counts onto it (a counter it lacks starts at 0), and a
+    # re-registration stores the settings, keeping the counters
+    assert dynamodb_store.apply_counts("obj-1", {ENDPOINT: {"A": EVERY_COUNTER}}, NOW)
+    dynamodb_store.register_endpoint(
+        config(("A", 1.0), settings=CONTINUOUS_PER_INVOCATION), NOW + 1
     )
+    endpoint = dynamodb_store.get_endpoint(ENDPOINT)
+    assert endpoint.variants[0].counts == VariantCounts(40, 4, 3.5) + EVERY_COUNTER
+    assert endpoint.settings == CONTINUOUS_PER_INVOCATION
 
 
 # -- SQLite specifics --------------------------------------------------------
@@ -857,7 +910,7 @@ def test_sqlite_file_with_the_epsilon_column_is_migrated_once_keeping_everything
         {"epsilon": 0.3},
         2,
     )
-    assert greedy.variant_metrics == (VariantMetrics("A", 1.0, 40, 4, 4.0),)
+    assert greedy.variants == (counters("A", 1.0, 40, 4, 4.0),)
     assert (thompson.strategy_params, thompson.status) == ({}, DELETED)
     with sqlite3.connect(path) as db:
         columns = {row[1] for row in db.execute("PRAGMA table_info(endpoints)")}
@@ -870,19 +923,92 @@ def test_sqlite_file_with_the_epsilon_column_is_migrated_once_keeping_everything
     )
     store.apply_counts("obj-1", {"eg": counts(A=(1, 1, 1.0))}, NOW)
     assert store.get_endpoint("eg").strategy_params == {"epsilon": 0.2}
-    assert metrics(store, "eg")["A"] == VariantMetrics("A", 1.0, 41, 5, 5.0)
+    assert metrics(store, "eg")["A"] == counters("A", 1.0, 41, 5, 5.0)
+    store.close()
+
+
+# The schema as files written before experiment settings and the users' counters have it.
+SCHEMA_BEFORE_SETTINGS = """
+CREATE TABLE IF NOT EXISTS assignments (
+    endpoint_name TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    variant_name TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    propensity REAL NOT NULL,
+    assigned_at REAL NOT NULL,
+    ttl INTEGER NOT NULL,
+    PRIMARY KEY (endpoint_name, user_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS conversions (
+    endpoint_name TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    inference_id TEXT NOT NULL,
+    ttl INTEGER NOT NULL,
+    counted_by TEXT,
+    PRIMARY KEY (endpoint_name, user_id, inference_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS endpoints (
+    endpoint_name TEXT PRIMARY KEY,
+    strategy TEXT NOT NULL,
+    strategy_params TEXT NOT NULL,  -- a JSON object: parameter name -> value
+    warmup INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    figures TEXT  -- a JSON object (Figures), worked out when the counters last changed
+);
+CREATE TABLE IF NOT EXISTS variants (
+    endpoint_name TEXT NOT NULL,
+    variant_name TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    initial_variant_weight REAL NOT NULL,
+    invocation_count INTEGER NOT NULL DEFAULT 0,
+    conversion_count INTEGER NOT NULL DEFAULT 0,
+    reward_sum REAL NOT NULL DEFAULT 0.0,
+    PRIMARY KEY (endpoint_name, variant_name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS applied_objects (
+    object_key TEXT PRIMARY KEY,
+    applied_at REAL NOT NULL
+);
+"""
+
+
+def test_sqlite_file_written_before_settings_is_migrated_keeping_every_counter(tmp_path):
+    # GIVEN a file as the store wrote it before settings and the new counters, with counters
+    path = tmp_path / "before-settings.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA_BEFORE_SETTINGS)
+        db.execute(
+            "INSERT INTO endpoints VALUES (?, 'ThompsonSampling', '{}', 0, 'active', ?, NULL)",
+            (ENDPOINT, NOW),
+        )
+        db.execute("INSERT INTO variants VALUES (?, 'A', 0, 1.0, 40, 4, 3.5)", (ENDPOINT,))
+
+    # WHEN the store opens it (twice: the second open finds nothing to do)
+    SqliteStore(path).close()
+    store = SqliteStore(path)
+
+    # THEN the counters are kept, the new ones start at 0, the settings are the defaults
+    endpoint = store.get_endpoint(ENDPOINT)
+    assert endpoint.variants == (counters("A", 1.0, 40, 4, 3.5),)
+    assert endpoint.settings == ExperimentSettings()
+
+    # AND every counter counts, and a registration stores its settings
+    store.apply_counts("obj-1", {ENDPOINT: {"A": EVERY_COUNTER}}, NOW)
+    store.register_endpoint(config(("A", 1.0), settings=CONTINUOUS_PER_INVOCATION), NOW)
+    endpoint = store.get_endpoint(ENDPOINT)
+    assert endpoint.variants[0].counts == VariantCounts(40, 4, 3.5) + EVERY_COUNTER
+    assert endpoint.settings == CONTINUOUS_PER_INVOCATION
     store.close()
 
 
 def test_sqlite_file_written_before_figures_is_migrated_keeping_the_counters(tmp_path):
     # GIVEN a file of the schema before stored figures, with counters
-    from abtest.adapters.sqlite import SCHEMA
-
     path = tmp_path / "before-figures.sqlite3"
-    old_schema = SCHEMA.replace(
+    old_schema = SCHEMA_BEFORE_SETTINGS.replace(
         "updated_at REAL NOT NULL,\n    figures TEXT", "updated_at REAL NOT NULL"
     )
-    assert old_schema != SCHEMA
+    assert old_schema != SCHEMA_BEFORE_SETTINGS
     with sqlite3.connect(path) as db:
         db.executescript(old_schema)
         db.execute(
@@ -896,7 +1022,7 @@ def test_sqlite_file_written_before_figures_is_migrated_keeping_the_counters(tmp
 
     # THEN the counters are all there, without figures until some are saved
     endpoint = store.get_endpoint(ENDPOINT)
-    assert endpoint.variant_metrics == (VariantMetrics("A", 1.0, 40, 4, 3.5),)
+    assert endpoint.variants == (counters("A", 1.0, 40, 4, 3.5),)
     assert endpoint.figures is None
     figures = Figures(endpoint.basis, "ThompsonSampling", {"A": 1.0}, {"winner": None})
     assert store.save_figures(ENDPOINT, figures) is True

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from abtest.config_types import ExperimentSettings
 from abtest.demo import DEMO_CONFIG
 from abtest.embedded.config import load_config
 from abtest.errors import ConfigError
@@ -76,6 +77,20 @@ def test_omitted_keys_take_the_documented_defaults(tmp_path: Path) -> None:
     assert config.event_log.buffer_size_bytes == 1024 * 1024
     assert config.variants[0].initial_weight == 1.0
     assert config.assignment_ttl_seconds == 90 * 24 * 3600
+    assert config.endpoint_config().settings == ExperimentSettings(
+        reward="binary", unit="user", attribution_window_seconds=7 * 24 * 3600
+    )
+
+
+def test_the_experiment_settings_reach_the_endpoint_record(tmp_path: Path) -> None:
+    path = tmp_path / "endpoint.toml"
+    path.write_text(
+        '[endpoint]\nname = "e1"\nreward = "continuous"\nunit = "invocation"\n'
+        'attribution_window_seconds = 3600\n[[variants]]\nname = "A"\nmodel = "m:f"\n'
+    )
+    assert load_config(path).endpoint_config().settings == ExperimentSettings(
+        reward="continuous", unit="invocation", attribution_window_seconds=3600
+    )
 
 
 def test_the_shipped_example_and_the_demo_config_load(tmp_path: Path) -> None:
@@ -119,6 +134,14 @@ def test_the_shipped_example_and_the_demo_config_load(tmp_path: Path) -> None:
         ),
         ("warmup = 10", "warmup = -1", "endpoint.warmup", "greater than or equal to 0, got -1"),
         ("warmup = 10", 'warmup = "ten"', "endpoint.warmup", "valid integer, got 'ten'"),
+        ("warmup = 10", 'warmup = 10\nreward = "revenue"', "endpoint.reward", "'binary' or"),
+        ("warmup = 10", 'warmup = 10\nunit = "session"', "endpoint.unit", "'user' or"),
+        (
+            "warmup = 10",
+            "warmup = 10\nattribution_window_seconds = 0",
+            "endpoint.attribution_window_seconds",
+            "greater than 0",
+        ),
         ('name = "reviews-helpfulness"', 'name = "reviews helpfulness"', "endpoint.name", "name"),
         (
             "buffer_interval_seconds = 5",
@@ -149,8 +172,8 @@ def test_the_shipped_example_and_the_demo_config_load(tmp_path: Path) -> None:
             "warmup = 10",
             "warmup = 10\nwarm_up = 5",
             "endpoint.warm_up",
-            "unknown key (known: assignment_ttl_seconds, epsilon, model_timeout_seconds, name, "
-            "strategy, strategy_params, warmup)",
+            "unknown key (known: assignment_ttl_seconds, attribution_window_seconds, epsilon, "
+            "model_timeout_seconds, name, reward, strategy, strategy_params, unit, warmup)",
         ),
         ("[event_log]", "[eventlog]", "eventlog", "unknown key (known: endpoint, event_log"),
         (

@@ -139,7 +139,7 @@ def test_sigkill_under_load_loses_no_acknowledged_request_and_counts_none_twice(
     conversions = [e["inference_id"] for e in events if e["type"] == "conversion"]
     store = SqliteStore(data / "abtest.sqlite3")
     try:
-        metrics = store.get_endpoint(ENDPOINT).variant_metrics
+        metrics = store.get_endpoint(ENDPOINT).variants
     finally:
         store.close()
 
@@ -148,8 +148,8 @@ def test_sigkill_under_load_loses_no_acknowledged_request_and_counts_none_twice(
     # Every acknowledged invocation is in the log, once, and counted once.
     assert clients.acked_invocations <= set(invocations)
     assert len(invocations) == len(set(invocations))
-    assert sum(m.invocation_count for m in metrics) == len(invocations)
+    assert sum(m.counts.invocation_count for m in metrics) == len(invocations)
     # Every acknowledged conversion counts exactly once, however often it was logged.
     assert set(conversions) == clients.acked_conversions
-    assert sum(m.conversion_count for m in metrics) == len(clients.acked_conversions)
+    assert sum(m.counts.conversion_count for m in metrics) == len(clients.acked_conversions)
     assert torn <= ROUNDS  # at most the one write each kill cut short

@@ -15,7 +15,7 @@ from tests.embedded.helpers import ENDPOINT, write_config
 
 def counters(runtime: Runtime) -> dict[str, int]:
     endpoint = runtime.store.get_endpoint(ENDPOINT)
-    return {m.variant_name: m.invocation_count for m in endpoint.variant_metrics}
+    return {m.variant_name: m.counts.invocation_count for m in endpoint.variants}
 
 
 def test_a_refused_second_server_leaves_the_running_ones_variants_and_counters(tmp_path: Path):

@@ -64,7 +64,7 @@ def store(tmp_path):
 def counts(store: SqliteStore) -> dict[str, int]:
     endpoint = store.get_endpoint(ENDPOINT)
     assert endpoint is not None
-    return {m.variant_name: m.invocation_count for m in endpoint.variant_metrics}
+    return {m.variant_name: m.counts.invocation_count for m in endpoint.variants}
 
 
 def sealed_lines(log: LocalEventLog, key: str) -> list[dict]:

@@ -69,6 +69,11 @@ def test_call_sequences_following_the_documented_links(schema) -> None:
             positive = case.meta is None or case.meta.generation.mode is GenerationMode.POSITIVE
             if positive and isinstance(case.body, dict) and "endpoint_name" in case.body:
                 case.body["endpoint_name"] = ENDPOINT
+                # The served endpoint's rewards are binary: the document says a reward is in
+                # [0, 1] there (any other is a 400 naming it, tested beside the routes).
+                reward = case.body.get("reward")
+                if isinstance(reward, int | float) and not isinstance(reward, bool):
+                    case.body["reward"] = min(max(reward, 0.0), 1.0)
 
     Workflow.run(
         settings=settings(

@@ -39,6 +39,15 @@ CASES = [
     ("conversion", {"endpoint_name": ENDPOINT, "user_id": "u", "reward": -0.1}, 400, "reward"),
     ("conversion", {"endpoint_name": ENDPOINT, "user_id": "u", "reward": "1"}, 400, "reward"),
     ("conversion", {"endpoint_name": ENDPOINT, "user_id": "u", "reward": True}, 400, "reward"),
+    *(
+        (
+            "conversion",
+            f'{{"endpoint_name": "{ENDPOINT}", "user_id": "u", "reward": {v}}}',
+            400,
+            "reward",
+        )
+        for v in ("NaN", "Infinity", "-Infinity", "1e999")
+    ),
     ("conversion", {"endpoint_name": ENDPOINT, "user_id": "nobody"}, 404, "user_id"),
     ("conversion", {"endpoint_name": "unknown-endpoint", "user_id": "u"}, 404, "endpoint_name"),
     ("conversion", "{", 400, "body"),

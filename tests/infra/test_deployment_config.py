@@ -168,3 +168,17 @@ def test_file_for_one_stage_must_say_that_stage(tmp_path: Path) -> None:
     write(tmp_path, {"stage_name": "dev"}, name="prod.json")
     with pytest.raises(DeploymentConfigError, match="stage_name: is 'dev', expected 'prod'"):
         config_for_stage("prod", tmp_path)
+
+
+def test_the_experiment_settings_are_read_and_become_the_endpoints_tags(tmp_path: Path) -> None:
+    from abtest.adapters.endpoint_tags import tags_for
+    from abtest.config_types import ExperimentSettings
+
+    keys = {"reward": "continuous", "unit": "invocation", "attribution_window_seconds": 86400}
+    config = load_deployment_config(write(tmp_path, {"stage_name": "dev", **keys}))
+    assert ExperimentSettings.of(config) == ExperimentSettings(**keys)
+    assert {k: v for k, v in tags_for(config).items() if k.removeprefix("ab-testing:") in keys} == {
+        f"ab-testing:{k}": str(v) for k, v in keys.items()
+    }
+    with pytest.raises(DeploymentConfigError, match="reward: Input should be 'binary' or"):
+        load_deployment_config(write(tmp_path, {"stage_name": "dev", "reward": "revenue"}))

@@ -73,6 +73,10 @@ def test_endpoint_name_carries_prefix_and_stage_and_the_ab_testing_tags(stage: S
         "ab-testing:beta": "0.9",
         "ab-testing:floor": "0.01",
         "ab-testing:warmup": expected_warmup,
+        # The experiment settings, at their defaults (the shipped configs set none).
+        "ab-testing:reward": "binary",
+        "ab-testing:unit": "user",
+        "ab-testing:attribution_window_seconds": "604800",
     }
     read = strategy_from_tags(tags)
     assert (read.strategy, read.strategy_params, str(read.warmup)) == (

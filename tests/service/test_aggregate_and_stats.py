@@ -33,7 +33,7 @@ def test_stats_counts_equal_the_delivered_events(usecases, log):
     stats = usecases.stats(ENDPOINT)
 
     assert result.applied and result.rejected == 0
-    by_variant = {m.variant_name: m for m in stats.endpoint.variant_metrics}
+    by_variant = {m.variant_name: m for m in stats.endpoint.variants}
     for variant in ("Champion1", "Challenger1"):
         invocations = [
             e for e in log.events if e["type"] == "invocation" and e["variant_name"] == variant
@@ -41,9 +41,9 @@ def test_stats_counts_equal_the_delivered_events(usecases, log):
         conversions = [
             e for e in log.events if e["type"] == "conversion" and e["variant_name"] == variant
         ]
-        assert by_variant[variant].invocation_count == len(invocations)
-        assert by_variant[variant].conversion_count == len(conversions)
-        assert by_variant[variant].reward_sum == pytest.approx(len(conversions))
+        assert by_variant[variant].counts.invocation_count == len(invocations)
+        assert by_variant[variant].counts.conversion_count == len(conversions)
+        assert by_variant[variant].counts.reward_sum == pytest.approx(len(conversions))
     assert sum(stats.allocation.values()) == pytest.approx(1.0)
 
 
@@ -55,7 +55,7 @@ def test_redelivered_object_counts_once(usecases, log):
 
     assert (first.applied, second.applied) == (True, False)
     stats = usecases.stats(ENDPOINT)
-    assert sum(m.invocation_count for m in stats.endpoint.variant_metrics) == 30
+    assert sum(m.counts.invocation_count for m in stats.endpoint.variants) == 30
 
 
 def test_an_event_the_redrive_wrote_twice_counts_once(usecases, log):
@@ -71,12 +71,12 @@ def test_an_event_the_redrive_wrote_twice_counts_once(usecases, log):
     first = usecases.aggregate(log, "events/redriven/2026/11/30/03/a.jsonl")
     second = usecases.aggregate(log, "events/redriven/2026/11/30/04/b.jsonl")
 
-    counted = usecases.stats(ENDPOINT).endpoint.variant_metrics
+    counted = usecases.stats(ENDPOINT).endpoint.variants
     invocations = sum(e["type"] == "invocation" for e in log.events)
     conversions = sum(e["type"] == "conversion" for e in log.events)
     assert conversions > 5
-    assert sum(m.invocation_count for m in counted) == invocations
-    assert sum(m.conversion_count for m in counted) == conversions
+    assert sum(m.counts.invocation_count for m in counted) == invocations
+    assert sum(m.counts.conversion_count for m in counted) == conversions
     assert (first.duplicates, second.duplicates) == (0, 2 * (invocations + conversions))
 
 
@@ -89,8 +89,8 @@ def test_a_firehose_object_counts_every_invocation_line_without_claims(usecases,
 
     usecases.aggregate(log, "events/2026/11/30/03/x")
 
-    counted = usecases.stats(ENDPOINT).endpoint.variant_metrics
-    assert sum(m.invocation_count for m in counted) == 20
+    counted = usecases.stats(ENDPOINT).endpoint.variants
+    assert sum(m.counts.invocation_count for m in counted) == 20
 
 
 def test_bad_lines_are_kept_aside_and_never_fail_the_batch(usecases, log):
@@ -117,7 +117,7 @@ def test_bad_lines_are_kept_aside_and_never_fail_the_batch(usecases, log):
     assert "unknown endpoint" in reasons[1] and "unknown variant" in reasons[2]
     assert "reward" in reasons[3] and "unknown event type" in reasons[4]
     stats = usecases.stats(ENDPOINT)
-    assert {m.variant_name: m.invocation_count for m in stats.endpoint.variant_metrics} == {
+    assert {m.variant_name: m.counts.invocation_count for m in stats.endpoint.variants} == {
         "Champion1": 2,
         "Challenger1": 0,
     }
@@ -271,9 +271,10 @@ def test_stats_count_the_users_still_needed_at_the_allocation_new_users_get(usec
 
     stats = usecases.stats(ENDPOINT)
 
+    from abtest.usecases.endpoints import variant_metrics
     from bandit.stats import users_to_significance
 
-    champion, challenger = stats.endpoint.variant_metrics
+    champion, challenger = variant_metrics(stats.endpoint)
     expected = users_to_significance(
         champion,
         challenger,

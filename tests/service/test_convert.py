@@ -65,7 +65,7 @@ def test_conversion_on_unknown_endpoint_is_404(usecases):
 
 
 def converted_total(usecases) -> int:
-    return sum(m.conversion_count for m in usecases.stats(ENDPOINT).endpoint.variant_metrics)
+    return sum(m.counts.conversion_count for m in usecases.stats(ENDPOINT).endpoint.variants)
 
 
 def aggregate_all(usecases, log) -> None:

@@ -37,6 +37,9 @@ def conversion(user, inference_id, variant, reward=1.0, endpoint="reviews", t=0)
         inference_id=inference_id,
         strategy="ThompsonSampling",
         reward=reward,
+        assigned_at=T0,
+        propensity=0.5,
+        late=False,
     )
 
 

@@ -21,10 +21,9 @@ from abtest.events import (
     event_builder,
     invocation_event,
 )
-from abtest.records import Endpoint
-from bandit.metrics import VariantMetrics
+from abtest.records import Endpoint, VariantCounters
 
-ENDPOINTS = {"reviews-dev": Endpoint("reviews-dev", "UCB1", 0.1, 0, (VariantMetrics("A"),))}
+ENDPOINTS = {"reviews-dev": Endpoint("reviews-dev", "UCB1", 0.1, 0, (VariantCounters("A"),))}
 COMMON = {
     "now": 1_795_000_000.5,
     "endpoint_name": "reviews-dev",
@@ -33,11 +32,13 @@ COMMON = {
     "inference_id": "i",
     "strategy": "ThompsonSampling",
 }
+# The assignment a conversion carries.
+ASSIGNED = {"assigned_at": 1_794_999_000.25, "propensity": 0.5, "late": False}
 
 
 def test_builders_write_type_first_then_the_declared_fields_in_order():
     invocation = invocation_event(**COMMON, propensity=None, assignment="new")
-    conversion = conversion_event(**COMMON, reward=0.5)
+    conversion = conversion_event(**COMMON, reward=0.5, **ASSIGNED)
 
     for event, declared in ((invocation, INVOCATION_EVENT), (conversion, CONVERSION_EVENT)):
         assert list(event) == ["type", *(field.name for field in declared.fields)]
@@ -85,6 +86,7 @@ def test_a_field_added_to_the_declaration_is_written_and_read_without_other_chan
         {
             "endpoint_name": b"reviews-dev",
             "variant_name": b"A",
+            "propensity": b"0.5",
             "assignment": b"new",
             "latency_ms": b"12.5",
         },
@@ -99,7 +101,9 @@ def test_a_field_added_to_the_declaration_is_written_and_read_without_other_chan
 
 def test_the_product_format_reads_back_each_declared_capture_by_name():
     assert EVENT_LINE_FORMAT.event_types == EVENT_TYPES
-    conversion = encode(conversion_event(**{**COMMON, "user_id": 'Zoë "q"'}, reward=1e-7))
+    conversion = encode(
+        conversion_event(**{**COMMON, "user_id": 'Zoë "q"'}, reward=1e-7, **ASSIGNED)
+    )
 
     (groups,) = EVENT_LINE_FORMAT.regex.findall(conversion)
 
@@ -111,5 +115,8 @@ def test_the_product_format_reads_back_each_declared_capture_by_name():
             "user_id": rb'"Zo\u00eb \"q\""',
             "inference_id": b'"i"',
             "reward": b"1e-07",
+            "assigned_at": b"1794999000.25",
+            "propensity": b"0.5",
+            "late": b"false",
         },
     )

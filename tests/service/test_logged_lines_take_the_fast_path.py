@@ -109,7 +109,7 @@ def test_every_line_the_service_logs_takes_the_fast_path(usecases, store, log, m
         tally = _Tally(endpoints(store), [].append)
         assert tally.fast(line + b"\n", 1), line
         if event["type"] == "conversion":
-            key = tally.keyed[0][2]
+            key = tally.keyed[0][0].key
             assert (key.user_id, key.inference_id) == (event["user_id"], event["inference_id"])
 
 

@@ -14,8 +14,8 @@ def test_register_reads_the_catalog_and_keeps_counters(usecases, log, store):
         usecases.invoke(Invocation(endpoint_name=ENDPOINT, user_id=f"u{n}", data="x"))
     usecases.aggregate(log, log.deliver())
     before = {
-        m.variant_name: m.invocation_count
-        for m in store.store.get_endpoint(ENDPOINT).variant_metrics
+        m.variant_name: m.counts.invocation_count
+        for m in store.store.get_endpoint(ENDPOINT).variants
     }
 
     usecases.registration.catalog = Catalog(
@@ -34,10 +34,10 @@ def test_register_reads_the_catalog_and_keeps_counters(usecases, log, store):
         {"epsilon": 0.2},
         5,
     )
-    by_name = {m.variant_name: m for m in endpoint.variant_metrics}
-    assert by_name["Champion1"].invocation_count == before["Champion1"]
+    by_name = {m.variant_name: m for m in endpoint.variants}
+    assert by_name["Champion1"].counts.invocation_count == before["Champion1"]
     assert by_name["Champion1"].initial_variant_weight == 2.0
-    assert by_name["Challenger2"].invocation_count == 0
+    assert by_name["Challenger2"].counts.invocation_count == 0
     assert "Challenger1" not in by_name
 
 
@@ -68,7 +68,7 @@ def test_deregister_keeps_statistics_and_stops_serving(usecases, store):
 
     endpoint = store.store.get_endpoint(ENDPOINT)
     assert endpoint.status == DELETED
-    assert [m.variant_name for m in endpoint.variant_metrics] == ["Champion1", "Challenger1"]
+    assert [m.variant_name for m in endpoint.variants] == ["Champion1", "Challenger1"]
 
 
 def test_register_unknown_endpoint_is_not_found(usecases):
