@@ -132,7 +132,7 @@ def ours(path: Path) -> int:
         variants = (VariantConfig("Champion1"), VariantConfig("Challenger1"))
         store.register_endpoint(EndpointConfig(ENDPOINT, "UCB1", {}, 0, variants), 0.0)
         result = aggregate(store, FileArchive(), path.name, time.time())
-        total = sum(m.invocation_count for m in store.get_endpoint(ENDPOINT).variant_metrics)
+        total = sum(v.counts.invocation_count for v in store.get_endpoint(ENDPOINT).variants)
         assert result.applied and total == sum(
             c.invocation_count for c in result.counts[ENDPOINT].values()
         )

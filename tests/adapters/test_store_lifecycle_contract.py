@@ -8,11 +8,11 @@ import pytest
 
 from abtest.adapters.sqlite import SqliteStore
 from abtest.lifecycle import AUDIT_RETENTION, Action, AuditEntry, Lifecycle, State
-from bandit.metrics import VariantMetrics
 from tests.adapters.test_store_contract import (
     ENDPOINT,
     NOW,
     config,
+    counters,
     counts,
     metrics,
     run_together,
@@ -118,8 +118,8 @@ def test_a_change_racing_aggregation_loses_neither(store):
 
     # THEN every increment is there, and so is every change (6: paused then resumed x3)
     assert metrics(store) == {
-        "A": VariantMetrics("A", 1.0, 18, 0, 0.0),
-        "B": VariantMetrics("B", 1.0, 36, 18, 18.0),
+        "A": counters("A", 1.0, 18, 0, 0.0),
+        "B": counters("B", 1.0, 36, 18, 18.0),
     }
     assert store.get_endpoint(ENDPOINT).lifecycle.version == 6
     assert len(store.audit_log(ENDPOINT)) == 6
@@ -168,10 +168,15 @@ def test_sqlite_file_written_before_lifecycles_is_migrated_running(tmp_path):
     with sqlite3.connect(path) as db:
         db.executescript(SCHEMA)  # endpoints as earlier versions wrote them
         db.execute(
-            "INSERT INTO endpoints VALUES (?, 'ThompsonSampling', '{}', 0, 'active', ?, NULL)",
+            "INSERT INTO endpoints VALUES"
+            " (?, 'ThompsonSampling', '{}', 0, 'active', ?, NULL, NULL)",
             (ENDPOINT, NOW),
         )
-        db.execute("INSERT INTO variants VALUES (?, 'A', 0, 1.0, 40, 4, 3.5)", (ENDPOINT,))
+        db.execute(
+            "INSERT INTO variants (endpoint_name, variant_name, position, initial_variant_weight,"
+            " invocation_count, conversion_count, reward_sum) VALUES (?, 'A', 0, 1.0, 40, 4, 3.5)",
+            (ENDPOINT,),
+        )
         assert "lifecycle" not in {row[1] for row in db.execute("PRAGMA table_info(endpoints)")}
 
     # WHEN the store opens it
@@ -180,7 +185,7 @@ def test_sqlite_file_written_before_lifecycles_is_migrated_running(tmp_path):
     # THEN the endpoint is running with its counters, and can be paused
     endpoint = store.get_endpoint(ENDPOINT)
     assert endpoint.lifecycle == RUNNING
-    assert endpoint.variant_metrics == (VariantMetrics("A", 1.0, 40, 4, 3.5),)
+    assert endpoint.variants == (counters("A", 1.0, 40, 4, 3.5),)
     assert store.change_lifecycle(ENDPOINT, RUNNING, PAUSED, entry("pause"))
     assert SqliteStore(path).get_endpoint(ENDPOINT).lifecycle == PAUSED
     store.close()
@@ -207,5 +212,5 @@ def test_retired_variants_are_stored_and_keep_their_counters(store):
 
     endpoint = store.get_endpoint(ENDPOINT)
     assert endpoint.lifecycle.retired == ("B",)
-    assert [m.variant_name for m in endpoint.serving_metrics] == ["A"]
-    assert metrics(store)["B"] == VariantMetrics("B", 1.0, 3, 1, 1.0)
+    assert [v.variant_name for v in endpoint.serving_variants] == ["A"]
+    assert metrics(store)["B"] == counters("B", 1.0, 3, 1, 1.0)

@@ -219,7 +219,7 @@ def test_a_retired_variants_users_move_on_their_next_request_and_its_events_coun
     # Late events of the retired variant still count: its counters stay readable
     store.apply_counts("late", {ENDPOINT: {"Challenger1": VariantCounts(2, 1, 1.0)}}, 0.0)
     [challenger] = [
-        m for m in store.get_endpoint(ENDPOINT).variant_metrics if m.variant_name == "Challenger1"
+        v.counts for v in store.get_endpoint(ENDPOINT).variants if v.variant_name == "Challenger1"
     ]
     assert (challenger.invocation_count, challenger.conversion_count) == (2, 1)
 
