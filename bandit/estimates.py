@@ -1,0 +1,223 @@
+"""Estimates that stay right under adaptive allocation, their confidence sequences, and the
+sample-ratio check. Standard library only (the stats Lambda imports it).
+
+An adaptive allocation gives the leader more users as it pulls ahead, so a variant's raw
+mean is biased (the loser stops being measured while it is unlucky). Re-weighting each
+trial by its logged assignment propensity p removes that bias: with A_t the variant trial t
+went to and y_t its outcome, the terms 1{A_t = k} (y_t - mu_k) / p_t are martingale
+differences whatever the allocation rule did, as long as p_t is the probability it used.
+
+- Horvitz-Thompson: mu_k = sum y/p over N, N the trials with a propensity (all variants).
+- Hajek (self-normalised): mu_k = sum y/p over sum 1/p. Biased by O(1/N) only, and with a
+  far smaller variance when the propensities are small (Hajek, 1971, "Comment on a paper
+  by D. Basu"); the estimate `/stats` reports and the decision uses.
+
+Linearised (delta-method) variances, from the sums VariantMetrics keeps:
+    Var(HT)    ~ (sum y²/p² / N - HT²) / N
+    Var(Hajek) ~ sum (y - mu)²/p² / W² = (Q - 2 mu C + mu² W2) / W²
+with W = sum 1/p, W2 = sum 1/p², C = sum y/p², Q = sum y²/p². A trial goes to one variant
+only, so the variance of a difference of two variants' Hajek estimates is the sum of theirs.
+
+Confidence sequences are the asymptotic ones of Waudby-Smith, Arnold, Wu, Ramdas, Howard,
+"Time-uniform central limit theory and asymptotic confidence sequences" (Annals of
+Statistics, 2024; arXiv 2103.06476), Gaussian-mixture boundary: after N trials, with
+sigma² = N Var(estimate) the variance per trial,
+    estimate ± sigma sqrt( 2 (N rho² + 1) / (N² rho²) log( sqrt(N rho² + 1) / alpha ) ),
+which covers the truth at every N at once with probability -> 1 - alpha, so it may be
+looked at after every batch. rho sets where it is tightest, N* = (-2 log alpha +
+log(1 - 2 log alpha)) / rho² trials (their Appendix); it is fixed here at N* = 10,000
+trials, where the issue's settings decide on a 50/50 split (14,000-21,000 users). Since rho
+is in units of the per-trial spread, the boundary follows the rates (and the currency of
+continuous rewards) by itself. It is the normal-mixture mSPRT of Johari et al. with
+mixing variance tau² = rho² sigma²: the p-value below is its dual (0 is outside the
+sequence at level alpha exactly when the p-value is <= alpha).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bandit.metrics import BINARY, VariantMetrics
+from bandit.posterior import beta_parameters
+
+# Trials at which the confidence sequence is tightest (see the module docstring).
+TIGHTEST_AT = 10_000
+_ALPHA_DESIGN = 0.05
+RHO_SQUARED = (-2.0 * math.log(_ALPHA_DESIGN) + math.log(1.0 - 2.0 * math.log(_ALPHA_DESIGN))) / (
+    TIGHTEST_AT
+)
+# The sample-ratio check runs on every poll for the life of the endpoint and a flag blocks a
+# correct call, so a false alarm must be rare: 0.001 (Bonferroni over the variants). A real
+# mismatch (say 2 % of one variant's assignments lost) grows its evidence linearly in N and
+# still crosses it within a few tens of thousands of trials.
+SAMPLE_RATIO_ALPHA = 0.001
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """An estimate of a mean outcome per trial (or of a difference of two) and its variance;
+    `trials` is N, the intrinsic time of its confidence sequence."""
+
+    value: float
+    variance: float
+    trials: int
+    # Fixed mixing variance tau² of the mSPRT instead of rho² sigma² (the binary raw decision's,
+    # kept as it always was); None for the scale-free sequence.
+    mixing_variance: float | None = None
+
+    @property
+    def standard_error(self) -> float:
+        return math.sqrt(self.variance)
+
+    def interval(self, alpha: float) -> tuple[float, float]:
+        """The anytime-valid (1 - alpha) confidence sequence at this N."""
+        r = cs_radius(self.variance, self.trials, alpha, self.mixing_variance)
+        return self.value - r, self.value + r
+
+    def p_value(self) -> float:
+        """Always-valid p-value of value = 0: the smallest alpha whose sequence excludes 0."""
+        return mixture_p_value(self.value, self.variance, self.trials, self.mixing_variance)
+
+
+def weighted(metrics: Sequence[VariantMetrics]) -> bool:
+    """Whether the counters carry inverse-propensity sums (unit "user"); else raw estimates."""
+    return any(m.weight_sum > 0.0 for m in metrics)
+
+
+def trials_with_propensity(metrics: Sequence[VariantMetrics]) -> int:
+    """N: every variant's trials (with the "user" unit each one is a logged assignment)."""
+    return sum(m.invocation_count for m in metrics)
+
+
+def hajek(m: VariantMetrics, trials: int) -> Estimate | None:
+    """Self-normalised IPW mean and its linearised variance; None without weights."""
+    if m.weight_sum <= 0.0:
+        return None
+    mu = m.weighted_reward_sum / m.weight_sum
+    squares = (
+        m.weighted_reward_sq_sum
+        - 2.0 * mu * m.weighted_reward_cross_sum
+        + mu * mu * m.weight_sq_sum
+    )
+    return Estimate(mu, max(squares, 0.0) / m.weight_sum**2, trials)
+
+
+def horvitz_thompson(m: VariantMetrics, trials: int) -> Estimate | None:
+    """Plain IPW mean (sum y/p over N) and its linearised variance; None without trials."""
+    if trials <= 0 or m.weight_sum <= 0.0:
+        return None
+    mu = m.weighted_reward_sum / trials
+    return Estimate(mu, max(m.weighted_reward_sq_sum / trials - mu * mu, 0.0) / trials, trials)
+
+
+def raw(m: VariantMetrics, trials: int, reward: str = BINARY) -> Estimate | None:
+    """The plain mean per trial (for the "invocation" unit, which logs no weights): valid
+    under a fixed split only. Binary: the rate with the reward sum clipped to [0, n] and the
+    Bernoulli variance at the posterior mean (never 0, as in the mSPRT); continuous: the
+    sample variance."""
+    n = m.invocation_count
+    if n == 0:
+        return None
+    if reward == BINARY:
+        a, b = beta_parameters(m)
+        mean = a / (a + b)
+        return Estimate((a - 1.0) / n, mean * (1.0 - mean) / n, trials)
+    mu = m.reward_sum / n
+    return Estimate(mu, max(m.reward_sq_sum / n - mu * mu, 0.0) / n, trials)
+
+
+def estimate(m: VariantMetrics, trials: int, reward: str, use_weights: bool) -> Estimate | None:
+    """The estimate the decision uses: Hajek with weights, raw without."""
+    return hajek(m, trials) if use_weights else raw(m, trials, reward)
+
+
+def difference(
+    challenger: Estimate | None, champion: Estimate | None, mixing_variance: float | None = None
+) -> Estimate | None:
+    """Challenger minus champion; the variances add (a trial goes to one variant only)."""
+    if challenger is None or champion is None:
+        return None
+    return Estimate(
+        challenger.value - champion.value,
+        challenger.variance + champion.variance,
+        max(challenger.trials, champion.trials),
+        mixing_variance,
+    )
+
+
+def _mixing_ratio(variance: float, trials: int, mixing_variance: float | None) -> float:
+    """x = tau² / variance: N rho² for the scale-free sequence (tau² = rho² N variance)."""
+    return trials * RHO_SQUARED if mixing_variance is None else mixing_variance / variance
+
+
+def cs_radius(
+    variance: float, trials: int, alpha: float, mixing_variance: float | None = None
+) -> float:
+    """Half-width of the Gaussian-mixture asymptotic confidence sequence (module docstring):
+    sqrt(2 variance (x + 1) / x log(sqrt(x + 1) / alpha)), x = tau² / variance."""
+    if variance <= 0.0 or trials <= 0:
+        return 0.0
+    x = _mixing_ratio(variance, trials, mixing_variance)
+    return math.sqrt(2.0 * variance * (x + 1.0) / x * math.log(math.sqrt(x + 1.0) / alpha))
+
+
+def mixture_p_value(
+    value: float, variance: float, trials: int, mixing_variance: float | None = None
+) -> float:
+    """1 / Lambda, Lambda the mixture likelihood ratio of value = 0: sqrt(1 / (1 + x))
+    exp(value² x / (2 variance (1 + x))), x = tau² / variance. 1.0 without a variance."""
+    if variance <= 0.0 or trials <= 0:
+        return 1.0
+    x = _mixing_ratio(variance, trials, mixing_variance)
+    log_lambda = -0.5 * math.log1p(x) + value * value * x / (2.0 * variance * (1.0 + x))
+    return 1.0 if log_lambda <= 0.0 else math.exp(-log_lambda)
+
+
+@dataclass(frozen=True, slots=True)
+class SampleRatio:
+    """The sample-ratio check: per variant the Horvitz-Thompson count sum 1/p, which has
+    expectation N when the logged propensities are the probabilities used, and the
+    always-valid p-value of that; `mismatch` when the smallest is <= alpha / variants."""
+
+    trials: int
+    expected: float
+    observed: dict[str, float]
+    p_values: dict[str, float]
+    alpha: float
+    mismatch: bool
+
+
+def sample_ratio(
+    metrics: Sequence[VariantMetrics], alpha: float = SAMPLE_RATIO_ALPHA
+) -> SampleRatio | None:
+    """None when no variant has weights (nothing logged to check against).
+
+    Each 1{A_t = k} / p_t - 1 is a martingale difference with conditional variance
+    1/p_t - 1, estimated unbiasedly by sum (1/p² - 1/p) = weight_sq_sum - weight_sum over the
+    trials k got; the mixture p-value above tests W_k / N - 1 = 0. Lost or duplicated
+    assignments, a cache serving stale allocations, or propensities logged wrong all show.
+    It needs every variant to keep a positive share (the floor does that): a strategy that
+    gives a variant probability 0 (UCB1 or EpsilonGreedy with floor 0) breaks E[W_k] = N.
+    """
+    if not weighted(metrics):
+        return None
+    n = trials_with_propensity(metrics)
+    p_values = {}
+    for m in metrics:
+        variance = (m.weight_sq_sum - m.weight_sum) / n**2 if n else 0.0
+        gap = m.weight_sum / n - 1.0 if n else 0.0
+        if variance > 0.0:
+            p_values[m.variant_name] = mixture_p_value(gap, variance, n)
+        else:  # no assignment yet, or only with p = 1: nothing to test
+            p_values[m.variant_name] = 1.0
+    level = alpha / len(metrics)
+    return SampleRatio(
+        n,
+        float(n),
+        {m.variant_name: m.weight_sum for m in metrics},
+        p_values,
+        alpha,
+        min(p_values.values()) <= level,
+    )
