@@ -115,10 +115,15 @@ def student_t_logpdf(x: float, dof: float) -> float:
 
 
 def student_t_cdf(x: float, dof: float) -> float:
-    """Student's t CDF through the incomplete beta: P(|T| > |x|) = I_{dof/(dof+x²)}(dof/2, 1/2)."""
+    """Student's t CDF through the incomplete beta: P(|T| > |x|) = I_{dof/(dof+x²)}(dof/2, 1/2),
+    near 0 as 1 - I_{x²/(dof+x²)}(1/2, dof/2) so that the small argument keeps its digits."""
     if x == 0.0:
         return 0.5
-    tail = 0.5 * beta_cdf(dof / (dof + x * x), 0.5 * dof, 0.5)
+    x2 = x * x
+    if x2 < dof:
+        tail = 0.5 * (1.0 - beta_cdf(x2 / (dof + x2), 0.5, 0.5 * dof))
+    else:
+        tail = 0.5 * beta_cdf(dof / (dof + x2), 0.5 * dof, 0.5)
     return 1.0 - tail if x > 0.0 else tail
 
 

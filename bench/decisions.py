@@ -232,27 +232,26 @@ def lift_table(runs: int, workers: int) -> list[str]:
     ]
     for reward, lift, strategy in [(key[1], key[2], key[3]) for key, *_ in specs]:
         base_users = rows[("lift", reward, lift, FIFTY_FIFTY)].median_users()
-        if True:
-            row = rows[("lift", reward, lift, strategy)]
-            users = row.median_users()
-            wrong, wrong_se = row.rate(wrong=True)
-            decided, _ = row.rate(wrong=False)
-            regret, regret_se = row.regret()
-            ratio = f"{users / base_users:.2f}x" if math.isfinite(users) else "-"
-            lines.append(
-                f"| {reward} | {lift} | {label(*strategy)} | {fmt_users(users)} | {ratio} "
-                f"| {wrong:.3f} ± {wrong_se:.3f} | {decided:.2f} "
-                f"| {regret:,.1f} ± {regret_se:,.1f} |"
-            )
-            calls = row.at_call()
-            estimates.append(
-                f"| {reward} | {lift} | {label(*strategy)} | {len(calls)} "
-                f"| {mean_se([o.error for o in calls])} "
-                f"| {mean_se([o.error / o.se for o in calls if o.se])} "
-                f"| {mean_se([o.raw_error for o in calls if o.raw_error is not None])} "
-                f"| {share([o.covered_at_end for o in calls])} "
-                f"| {share([o.covered_throughout for o in calls])} |"
-            )
+        row = rows[("lift", reward, lift, strategy)]
+        users = row.median_users()
+        wrong, wrong_se = row.rate(wrong=True)
+        decided, _ = row.rate(wrong=False)
+        regret, regret_se = row.regret()
+        ratio = f"{users / base_users:.2f}x" if math.isfinite(users) else "-"
+        lines.append(
+            f"| {reward} | {lift} | {label(*strategy)} | {fmt_users(users)} | {ratio} "
+            f"| {wrong:.3f} ± {wrong_se:.3f} | {decided:.2f} "
+            f"| {regret:,.1f} ± {regret_se:,.1f} |"
+        )
+        calls = row.at_call()
+        estimates.append(
+            f"| {reward} | {lift} | {label(*strategy)} | {len(calls)} "
+            f"| {mean_se([o.error for o in calls])} "
+            f"| {mean_se([o.error / o.se for o in calls if o.se])} "
+            f"| {mean_se([o.raw_error for o in calls if o.raw_error is not None])} "
+            f"| {share([o.covered_at_end for o in calls])} "
+            f"| {share([o.covered_throughout for o in calls])} |"
+        )
     return lines + estimates
 
 
