@@ -2,6 +2,7 @@
 
     python bench/decisions.py               # 500 runs per row (make bench)
     python bench/decisions.py --runs 50     # quick look
+    python bench/decisions.py --only aa     # one table: lift, aa, tradeoff or regret
 
 Each run (`bandit.simulate.run_experiment`) serves up to 100,000 users in batches of 1,000
 (as when the event log is delivered every minute). Before a batch the allocation is the
@@ -166,8 +167,7 @@ def simulate_rows(specs: list[tuple], runs: int, workers: int) -> dict[tuple, Ro
 
 
 def aa_table(runs: int, workers: int) -> list[str]:
-    default = default_allocation()
-    allocations = (default, FIFTY_FIFTY)
+    allocations = (default_allocation(),)
     specs = [
         (("aa", reward, k, base, strategy), strategy, (base,) * k, True, reward)
         for reward in REWARDS
@@ -183,7 +183,7 @@ def aa_table(runs: int, workers: int) -> list[str]:
         "| reward | variants | base rate | "
         + " | ".join(f"{label(*s)} | its CS coverage" for s in allocations)
         + " |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|",
     ]
     for reward in REWARDS:
         for k in (2, 3, 5):
@@ -198,15 +198,14 @@ def aa_table(runs: int, workers: int) -> list[str]:
     return lines
 
 
-def lift_table(runs: int, workers: int) -> list[str]:
+def lift_table(runs: int, workers: int, sweep: bool = False) -> list[str]:
+    """The default allocation against 50/50 for both rewards; with `sweep`, the trade-off
+    of every swept allocation (binary rewards)."""
     specs = [
-        (("lift", "binary", lift, strategy), strategy, means, True, "binary")
+        (("lift", reward, lift, strategy), strategy, means, True, reward)
+        for reward in (("binary",) if sweep else REWARDS)
         for lift, means in LIFTS.items()
-        for strategy in settings_swept()
-    ] + [
-        (("lift", "continuous", lift, strategy), strategy, means, True, "continuous")
-        for lift, means in LIFTS.items()
-        for strategy in (FIFTY_FIFTY, default_allocation())
+        for strategy in (settings_swept() if sweep else (FIFTY_FIFTY, default_allocation()))
     ]
     rows = simulate_rows(specs, runs, workers)
     lines = [
@@ -283,7 +282,11 @@ def regret_table(runs: int, workers: int) -> list[str]:
     return lines
 
 
-TABLES = {"lift": lift_table, "regret": regret_table, "aa": aa_table}
+def tradeoff_table(runs: int, workers: int) -> list[str]:
+    return lift_table(runs, workers, sweep=True)
+
+
+TABLES = {"lift": lift_table, "aa": aa_table, "tradeoff": tradeoff_table, "regret": regret_table}
 
 
 def main() -> None:
