@@ -42,7 +42,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bandit.metrics import BINARY, VariantMetrics
+from bandit.metrics import BINARY, CONTINUOUS, VariantMetrics
 from bandit.posterior import beta_parameters
 
 # Trials at which the confidence sequence is tightest (see the module docstring).
@@ -94,8 +94,12 @@ def trials_with_propensity(metrics: Sequence[VariantMetrics]) -> int:
     return sum(m.invocation_count for m in metrics)
 
 
-def hajek(m: VariantMetrics, trials: int) -> Estimate | None:
-    """Self-normalised IPW mean and its linearised variance; None without weights."""
+def hajek(m: VariantMetrics, trials: int, spread: float = 0.0) -> Estimate | None:
+    """Self-normalised IPW mean and its linearised variance; None without weights.
+
+    With `spread` (a per-trial variance), the variance is at least spread * sum 1/p² / W²,
+    what it would be if this variant's outcomes varied as much as that.
+    """
     if m.weight_sum <= 0.0:
         return None
     mu = m.weighted_reward_sum / m.weight_sum
@@ -104,7 +108,35 @@ def hajek(m: VariantMetrics, trials: int) -> Estimate | None:
         - 2.0 * mu * m.weighted_reward_cross_sum
         + mu * mu * m.weight_sq_sum
     )
-    return Estimate(mu, max(squares, 0.0) / m.weight_sum**2, trials)
+    return Estimate(mu, max(squares, spread * m.weight_sq_sum, 0.0) / m.weight_sum**2, trials)
+
+
+def pooled_spread(metrics: Sequence[VariantMetrics]) -> float:
+    """Variance of every trial's outcome, all variants pooled (raw sums)."""
+    n = trials_with_propensity(metrics)
+    if n == 0:
+        return 0.0
+    mean = math.fsum(m.reward_sum for m in metrics) / n
+    return max(math.fsum(m.reward_sq_sum for m in metrics) / n - mean * mean, 0.0)
+
+
+def decision_estimates(
+    metrics: Sequence[VariantMetrics], reward: str = BINARY
+) -> tuple[bool, int, dict[str, Estimate | None]]:
+    """Whether weights are used, N, and each variant's estimate as the decision uses it.
+
+    Continuous rewards with weights: each variant's variance is at least the pooled one's.
+    Revenue is mostly 0 with a heavy tail, and a variant the allocation starves has few
+    conversions, each weighted 1/p: its own variance is then most often too small exactly
+    when its estimate is low (no large draw yet), and the sequence was crossed in 8 % of
+    A/A runs; the pooled spread does not move with that one variant's luck.
+    """
+    use_weights = weighted(metrics)
+    trials = trials_with_propensity(metrics)
+    if use_weights:
+        spread = pooled_spread(metrics) if reward == CONTINUOUS else 0.0
+        return True, trials, {m.variant_name: hajek(m, trials, spread) for m in metrics}
+    return False, trials, {m.variant_name: raw(m, trials, reward) for m in metrics}
 
 
 def horvitz_thompson(m: VariantMetrics, trials: int) -> Estimate | None:
@@ -129,11 +161,6 @@ def raw(m: VariantMetrics, trials: int, reward: str = BINARY) -> Estimate | None
         return Estimate((a - 1.0) / n, mean * (1.0 - mean) / n, trials)
     mu = m.reward_sum / n
     return Estimate(mu, max(m.reward_sq_sum / n - mu * mu, 0.0) / n, trials)
-
-
-def estimate(m: VariantMetrics, trials: int, reward: str, use_weights: bool) -> Estimate | None:
-    """The estimate the decision uses: Hajek with weights, raw without."""
-    return hajek(m, trials) if use_weights else raw(m, trials, reward)
 
 
 def difference(

@@ -204,7 +204,7 @@ def run_experiment(
     user after the call gets the winner; without, the strategy keeps allocating (a plain
     bandit) and the first call is still recorded.
     """
-    from bandit.estimates import difference, hajek, raw  # the decision's estimates
+    from bandit.estimates import decision_estimates, difference, raw
     from bandit.metrics import BINARY, CONTINUOUS
     from bandit.stats import verdict  # the decision, as /stats makes it
 
@@ -258,8 +258,8 @@ def run_experiment(
             for name, n, c, column in zip(names, invocations, successes, sums.T, strict=True)
         )
         if k > 1:
-            n = int(invocations.sum())
-            estimate = difference(hajek(metrics[1], n), hajek(metrics[0], n))
+            _, n, estimates = decision_estimates(metrics, reward)  # as the decision has them
+            estimate = difference(estimates[names[1]], estimates[names[0]])
             if estimate is not None:
                 lower, upper = estimate.interval(level)
                 covered_throughout &= lower <= truth <= upper

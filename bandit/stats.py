@@ -25,13 +25,11 @@ from bandit.estimates import (
     SAMPLE_RATIO_ALPHA,
     Estimate,
     SampleRatio,
+    decision_estimates,
     difference,
-    estimate,
     horvitz_thompson,
     mixture_p_value,
     sample_ratio,
-    trials_with_propensity,
-    weighted,
 )
 from bandit.metrics import BINARY, CONTINUOUS, VariantMetrics, check_reward
 from bandit.posterior import (
@@ -303,9 +301,7 @@ class _Evidence:
 def _evidence(
     metrics: tuple[VariantMetrics, ...], champion: str, reward: str, mixing_variance: float
 ) -> _Evidence:
-    use_weights = weighted(metrics)
-    trials = trials_with_propensity(metrics)
-    estimates = {m.variant_name: estimate(m, trials, reward, use_weights) for m in metrics}
+    use_weights, trials, estimates = decision_estimates(metrics, reward)
     # Binary rewards without propensities keep the original mSPRT bit for bit; everything
     # else uses the scale-free sequence (a fixed tau² means nothing for revenue).
     exact = reward == BINARY and not use_weights

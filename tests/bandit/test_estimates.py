@@ -9,16 +9,18 @@ import math
 import numpy as np
 import pytest
 
-from bandit import VariantMetrics
+from bandit import BINARY, CONTINUOUS, VariantMetrics
 from bandit.estimates import (
     RHO_SQUARED,
     TIGHTEST_AT,
     Estimate,
     cs_radius,
+    decision_estimates,
     difference,
     hajek,
     horvitz_thompson,
     mixture_p_value,
+    pooled_spread,
     sample_ratio,
 )
 from bandit.stats import SAMPLE_RATIO_MISMATCH, WINNER, decision, verdict
@@ -196,3 +198,17 @@ def test_a_weighted_decision_calls_a_clear_winner_and_reports_the_new_keys():
     assert challenger["horvitz_thompson_estimate"] == pytest.approx(
         (ys * (arms == 1) / 0.5).sum() / n
     )
+
+
+def test_continuous_weighted_variances_are_at_least_the_pooled_spread():
+    """A starved variant without a large draw yet must not claim a small variance."""
+    quiet = VariantMetrics("A", 1.0, 100, 5, 10.0, 20.0, 1000.0, 10000.0, 100.0, 1000.0, 200.0)
+    loud = VariantMetrics("B", 1.0, 900, 45, 900.0, 90000.0, 1000.0, 1111.0, 900.0, 1000.0, 1e5)
+    spread = pooled_spread((quiet, loud))
+    assert spread == pytest.approx(90020.0 / 1000 - (910.0 / 1000) ** 2)
+    _, n, continuous = decision_estimates((quiet, loud), CONTINUOUS)
+    _, _, binary = decision_estimates((quiet, loud), BINARY)
+    assert binary["A"].variance == hajek(quiet, n).variance
+    assert continuous["A"].variance == pytest.approx(spread * 10000.0 / 1000.0**2)
+    assert continuous["A"].variance > binary["A"].variance
+    assert continuous["B"].value == binary["B"].value == hajek(loud, n).value
