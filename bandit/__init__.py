@@ -5,7 +5,7 @@ scipy. bandit.simulate, for benchmarks, does.
 """
 
 from bandit.epsilon_greedy import EpsilonGreedy
-from bandit.metrics import VariantMetrics
+from bandit.metrics import BINARY, CONTINUOUS, REWARD_KINDS, VariantMetrics
 from bandit.parameters import Parameter, ParameterError
 from bandit.registry import (
     DEFAULT_STRATEGY,
@@ -22,7 +22,10 @@ from bandit.ucb1 import UCB1
 from bandit.weighted import WeightedSampling
 
 __all__ = [
+    "BINARY",
+    "CONTINUOUS",
     "DEFAULT_STRATEGY",
+    "REWARD_KINDS",
     "STRATEGIES",
     "STRATEGY_NAMES",
     "UCB1",

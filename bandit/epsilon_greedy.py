@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from bandit.metrics import VariantMetrics
+from bandit.metrics import BINARY, CONTINUOUS, VariantMetrics
 from bandit.parameters import Parameter
 from bandit.strategy import FLOOR, AdaptiveStrategy, split_among_best
 
@@ -13,10 +13,13 @@ EPSILON = Parameter(
 )
 
 
-def mean_reward(m: VariantMetrics) -> float:
-    """Observed reward rate, the reward sum clipped to [0, invocations]; +inf when untried."""
+def mean_reward(m: VariantMetrics, reward: str = BINARY) -> float:
+    """Observed mean reward per invocation, +inf when untried; for binary rewards the reward
+    sum clipped to [0, invocations] (a rate), for continuous ones as it is."""
     if m.invocation_count == 0:
         return math.inf
+    if reward == CONTINUOUS:
+        return m.reward_sum / m.invocation_count
     return min(float(m.reward_sum), float(m.invocation_count)) / m.invocation_count
 
 
@@ -29,11 +32,19 @@ class EpsilonGreedy(AdaptiveStrategy):
     name = "EpsilonGreedy"
     parameters = (EPSILON, *AdaptiveStrategy.parameters)
 
-    def __init__(self, epsilon: float = EPSILON.default, floor: float = FLOOR.default) -> None:
-        super().__init__(floor)
+    def __init__(
+        self,
+        epsilon: float = EPSILON.default,
+        floor: float = FLOOR.default,
+        *,
+        reward: str = BINARY,
+    ) -> None:
+        super().__init__(floor, reward=reward)
         self.epsilon = EPSILON.check(epsilon)
 
     def _weights(self, metrics: tuple[VariantMetrics, ...]) -> list[float]:
         explore = self.epsilon / len(metrics)
-        greedy = split_among_best([mean_reward(m) for m in metrics], 1.0 - self.epsilon)
+        greedy = split_among_best(
+            [mean_reward(m, self.reward) for m in metrics], 1.0 - self.epsilon
+        )
         return [explore + g for g in greedy]

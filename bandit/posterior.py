@@ -1,17 +1,18 @@
-"""Beta posteriors of the variants and which one is best: quadrature in pure Python.
+"""Posteriors of the variants (Beta for binary rewards, Student-t for continuous ones) and
+which one is best: quadrature in pure Python.
 
-Shared by ThompsonSampling (its allocation is the probability of being best) and by
+Shared by ThompsonSampling, TopTwoThompson (its allocation is the probability of being best) and by
 bandit.stats. Standard library only.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 
-from bandit.metrics import VariantMetrics
-from bandit.special import log_beta
+from bandit.metrics import BINARY, CONTINUOUS, VariantMetrics
+from bandit.special import log_beta, student_t_cdf, student_t_logpdf
 
 # Each posterior is resolved over mean ± _SPAN standard deviations (mass outside: < 1e-4
 # even for the most skewed Beta(1, n)) cut into _PANELS Simpson panels of 2 * _SPAN /
@@ -52,7 +53,6 @@ def best_arm_probabilities(params: Sequence[tuple[float, float]]) -> tuple[list[
         step = (hi - lo) / _PANELS
         breakpoints.update(lo + i * step for i in range(_PANELS))
         breakpoints.add(hi)
-    grid = sorted(breakpoints)
     exponents = [(a - 1.0, b - 1.0, -log_beta(a, b)) for a, b in params]
 
     def densities(x: float) -> list[float]:
@@ -68,6 +68,85 @@ def best_arm_probabilities(params: Sequence[tuple[float, float]]) -> tuple[list[
             out.append(math.exp(log_density))
         return out
 
+    return _best_by_quadrature(sorted(breakpoints), densities, [0.0] * k)
+
+
+def student_t_parameters(metrics: Sequence[VariantMetrics]) -> list[tuple[float, float, float]]:
+    """Posterior of each variant's mean outcome per trial under a Gaussian model with unknown
+    variance: (location, scale, degrees of freedom) of its Student-t marginal.
+
+    Normal-Inverse-Gamma conjugate prior (Murphy, "Conjugate Bayesian analysis of the
+    Gaussian distribution", 2007, §6): mu | s² ~ N(m0, s²/k0), s² ~ IG(a0, b0), with k0 = 1
+    and a0 = 1 (one pseudo-trial, two degrees of freedom) and m0, b0 the pooled mean and
+    variance of every variant's trials. The prior's centre and scale come from the data
+    (empirical Bayes) so the model is the same whatever the currency: revenue in cents or
+    in dollars gives the same allocation. One pseudo-trial is forgotten after a few dozen.
+    Each trial's outcome is its reward (0 without a conversion), so sums come from
+    invocation_count, reward_sum and reward_sq_sum.
+    """
+    total = float(sum(m.invocation_count for m in metrics))
+    if total > 0.0:
+        m0 = math.fsum(m.reward_sum for m in metrics) / total
+        pooled = math.fsum(m.reward_sq_sum for m in metrics) / total - m0 * m0
+    else:
+        m0, pooled = 0.0, 1.0
+    # All outcomes equal so far (say, no conversion yet): any positive scale keeps the
+    # posteriors proper; one relative to the mean keeps it scale-free.
+    b0 = pooled if pooled > 0.0 else max(1e-12, (1e-6 * m0) ** 2)
+    out = []
+    for m in metrics:
+        n = float(m.invocation_count)
+        mean = m.reward_sum / n if n else m0
+        squares = max(m.reward_sq_sum - n * mean * mean, 0.0)
+        kappa = 1.0 + n
+        location = (m0 + n * mean) / kappa
+        a = 1.0 + 0.5 * n
+        b = b0 + 0.5 * squares + n * (mean - m0) ** 2 / (2.0 * kappa)
+        out.append((location, math.sqrt(b / (a * kappa)), 2.0 * a))
+    return out
+
+
+def best_arm_probabilities_t(
+    params: Sequence[tuple[float, float, float]],
+) -> tuple[list[float], float]:
+    """P(arm i is best) and E[max] for independent Student-t posteriors (location, scale,
+    dof), by the same quadrature as the Beta case over location ± 10 scales of every arm; the
+    CDFs start from their exact values at the grid's left end (t tails are heavy)."""
+    k = len(params)
+    if k == 1:
+        return [1.0], params[0][0]
+    breakpoints: set[float] = set()
+    for loc, scale, _ in params:
+        lo, hi = loc - _SPAN * scale, loc + _SPAN * scale
+        step = (hi - lo) / _PANELS
+        breakpoints.update(lo + i * step for i in range(_PANELS))
+        breakpoints.add(hi)
+    grid = sorted(breakpoints)
+
+    # log of the density's constant (with 1/scale), then -(dof + 1)/2 log(1 + z²/dof) per point
+    constants = [
+        (loc, scale, dof, student_t_logpdf(0.0, dof) - math.log(scale), -0.5 * (dof + 1.0))
+        for loc, scale, dof in params
+    ]
+
+    def densities(x: float) -> list[float]:
+        out = []
+        for loc, scale, dof, norm, power in constants:
+            z = (x - loc) / scale
+            out.append(math.exp(norm + power * math.log1p(z * z / dof)))
+        return out
+
+    cdf0 = [student_t_cdf((grid[0] - loc) / scale, dof) for loc, scale, dof in params]
+    return _best_by_quadrature(grid, densities, cdf0)
+
+
+def _best_by_quadrature(
+    grid: list[float], densities: Callable[[float], list[float]], cdf: list[float]
+) -> tuple[list[float], float]:
+    """∫ f_i Π_{j≠i} F_j and ∫ x f_max over the grid by Simpson panels, the CDFs accumulated
+    from their values `cdf` at grid[0]; both normalised by the total mass found."""
+    k = len(cdf)
+
     def integrands(pdf: list[float], cdf: list[float]) -> list[float]:
         # f_i * prod_{j != i} F_j, by prefix and suffix products (no division by F_i = 0).
         prefix = [1.0] * (k + 1)
@@ -80,7 +159,6 @@ def best_arm_probabilities(params: Sequence[tuple[float, float]]) -> tuple[list[
             suffix *= cdf[i]
         return out
 
-    cdf = [0.0] * k
     pdf0 = densities(grid[0])
     g0 = integrands(pdf0, cdf)
     prob = [0.0] * k
@@ -105,3 +183,12 @@ def best_arm_probabilities(params: Sequence[tuple[float, float]]) -> tuple[list[
         pdf0, g0 = pdf2, g2
     total = sum(prob)
     return [p / total for p in prob], expected_max / total
+
+
+def best_probabilities(
+    metrics: Sequence[VariantMetrics], reward: str = BINARY
+) -> tuple[list[float], float]:
+    """P(best) per variant and E[max mean] under the reward kind's model (Beta or Student-t)."""
+    if reward == CONTINUOUS:
+        return best_arm_probabilities_t(student_t_parameters(metrics))
+    return best_arm_probabilities([beta_parameters(m) for m in metrics])

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bandit.epsilon_greedy import EpsilonGreedy
+from bandit.metrics import BINARY
 from bandit.parameters import Parameter, check_parameters
 from bandit.strategy import Strategy
 from bandit.thompson import ThompsonSampling
@@ -49,6 +50,9 @@ def check_params(name: str, params: Mapping[str, object] | None = None) -> dict[
     return check_parameters(cls.name, cls.parameters, params or {})
 
 
-def get_strategy(name: str, params: Mapping[str, object] | None = None) -> Strategy:
-    """A new strategy by its name, with `params` checked against its declared parameters."""
-    return strategy_class(name)(**check_params(name, params))
+def get_strategy(
+    name: str, params: Mapping[str, object] | None = None, *, reward: str = BINARY
+) -> Strategy:
+    """A new strategy by its name, with `params` checked against its declared parameters,
+    for rewards of kind `reward` (ValueError for an unknown kind)."""
+    return strategy_class(name)(**check_params(name, params), reward=reward)

@@ -146,11 +146,39 @@ def run(
 
 @dataclass(frozen=True, slots=True)
 class Experiment:
-    """How one simulated experiment ended."""
+    """How one simulated experiment ended, and how the estimate the call rests on fared.
+
+    The difference tracked is variant 1's against the champion (variant 0), the one the
+    call is about in a two-variant test; its truth is `truth`. `error` and `raw_error` are
+    the Hajek and raw estimates minus the truth when the experiment ended (the call, or the
+    horizon), `se` the Hajek estimate's reported standard error; `covered_at_end` whether the
+    confidence sequence (at the call's level) held the truth then, `covered_throughout`
+    whether it did at every look.
+    """
 
     users: int | None  # users served when a winner was called; None if none by the horizon
     winner: int | None  # index of the variant called
     regret: float  # expected regret over the horizon: the experiment, then the winner
+    truth: float = 0.0
+    error: float | None = None
+    raw_error: float | None = None
+    se: float | None = None
+    covered_at_end: bool | None = None
+    covered_throughout: bool | None = None
+
+
+@dataclass(frozen=True)
+class LogNormalRevenue:
+    """Continuous rewards: a converting user's revenue ~ LogNormal(mu, sigma), so each
+    trial's outcome is 0 (no conversion) or that revenue; the mean outcome per trial is the
+    conversion rate times exp(mu + sigma² / 2)."""
+
+    mu: float
+    sigma: float
+
+    @property
+    def mean(self) -> float:
+        return math.exp(self.mu + 0.5 * self.sigma**2)
 
 
 def run_experiment(
@@ -162,45 +190,98 @@ def run_experiment(
     batch_size: int = 1_000,
     warmup: int = 0,
     stop: bool = True,
+    revenue: LogNormalRevenue | None = None,
 ) -> Experiment:
     """An experiment as the product runs it, with the decision asked after every batch.
 
     Before each batch the allocation is the one `/stats` reports (the strategy behind the
     warm-up gate); the batch is one multinomial draw of assignments and one binomial draw
-    of conversions per variant (`seed` seeds numpy). After it `bandit.stats.verdict`, the
+    of conversions per variant (`seed` seeds numpy), and, with `revenue`, one log-normal
+    draw per conversion. The counters are the ones the service keeps with the "user" unit:
+    each assignment carries the propensity it was drawn with (the allocation of its batch),
+    so the inverse-propensity sums are exact. After each batch `bandit.stats.verdict`, the
     rule of `/stats`' decision with its defaults, is asked for a winner. With `stop`, every
     user after the call gets the winner; without, the strategy keeps allocating (a plain
     bandit) and the first call is still recorded.
     """
+    from bandit.estimates import decision_estimates, difference, raw
+    from bandit.metrics import BINARY, CONTINUOUS
     from bandit.stats import verdict  # the decision, as /stats makes it
 
+    reward = BINARY if revenue is None else CONTINUOUS
+    scale = 1.0 if revenue is None else revenue.mean
     rng = np.random.default_rng(seed)
     names = bandit.names
+    k = len(names)
     rates = np.asarray(bandit.means)
-    gaps = np.asarray(bandit.gaps)
-    invocations = np.zeros(len(names), dtype=np.int64)
-    successes = np.zeros(len(names), dtype=np.int64)
+    gaps = np.asarray(bandit.gaps) * scale
+    truth = float(rates[1] - rates[0]) * scale if k > 1 else 0.0
+    level = 0.05 / max(k - 1, 1)
+    invocations = np.zeros(k, dtype=np.int64)
+    successes = np.zeros(k, dtype=np.int64)
+    # Per variant: sum y, sum y², sum 1/p, sum 1/p², sum y/p, sum y/p², sum y²/p².
+    sums = np.zeros((7, k))
     metrics = tuple(VariantMetrics(name) for name in names)
     regret = 0.0
     called: tuple[int, int] | None = None
+    covered_throughout = True
+    estimate = None
     for served in range(batch_size, horizon + 1, batch_size):
         allocation = deciding_strategy(strategy, metrics, warmup).allocation(metrics)
         shares = np.array([allocation[name] for name in names])
         assigned = rng.multinomial(batch_size, shares / shares.sum())
+        converted = rng.binomial(assigned, rates)
+        if revenue is None:
+            y, y2 = converted.astype(float), converted.astype(float)
+        else:
+            draws = [rng.lognormal(revenue.mu, revenue.sigma, c) for c in converted]
+            y = np.array([d.sum() for d in draws])
+            y2 = np.array([(d * d).sum() for d in draws])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inverse = np.where(shares > 0.0, 1.0 / shares, 0.0)
+        sums += np.stack(
+            [
+                y,
+                y2,
+                assigned * inverse,
+                assigned * inverse**2,
+                y * inverse,
+                y * inverse**2,
+                y2 * inverse**2,
+            ]
+        )
         invocations += assigned
-        successes += rng.binomial(assigned, rates)
+        successes += converted
         regret += float(assigned @ gaps)
         metrics = tuple(
-            VariantMetrics(name, 1.0, int(n), int(s), float(s))
-            for name, n, s in zip(names, invocations, successes, strict=True)
+            VariantMetrics(name, 1.0, int(n), int(c), *map(float, column))
+            for name, n, c, column in zip(names, invocations, successes, sums.T, strict=True)
         )
+        if k > 1:
+            _, n, estimates = decision_estimates(metrics, reward)  # as the decision has them
+            estimate = difference(estimates[names[1]], estimates[names[0]])
+            if estimate is not None:
+                lower, upper = estimate.interval(level)
+                covered_throughout &= lower <= truth <= upper
         if called is None:
-            winner, _ = verdict(metrics)
+            winner, _ = verdict(metrics, reward=reward)
             if winner is not None:
                 called = (served, names.index(winner))
                 if stop:
                     regret += (horizon - served) * float(gaps[called[1]])
                     break
+    outcome: dict = {"truth": truth}
+    if estimate is not None:
+        n = int(invocations.sum())
+        lower, upper = estimate.interval(level)
+        raw_estimate = difference(raw(metrics[1], n, reward), raw(metrics[0], n, reward))
+        outcome.update(
+            error=estimate.value - truth,
+            raw_error=None if raw_estimate is None else raw_estimate.value - truth,
+            se=estimate.standard_error,
+            covered_at_end=lower <= truth <= upper,
+            covered_throughout=covered_throughout,
+        )
     if called is None:
-        return Experiment(None, None, regret)
-    return Experiment(called[0], called[1], regret)
+        return Experiment(None, None, regret, **outcome)
+    return Experiment(called[0], called[1], regret, **outcome)

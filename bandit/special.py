@@ -102,3 +102,46 @@ def beta_ppf(q: float, a: float, b: float, tol: float = 1e-12) -> float:
             return x_next
         x = x_next
     return x
+
+
+def student_t_logpdf(x: float, dof: float) -> float:
+    """Log density of Student's t with `dof` degrees of freedom (standard location and scale)."""
+    return (
+        math.lgamma(0.5 * (dof + 1.0))
+        - math.lgamma(0.5 * dof)
+        - 0.5 * math.log(dof * math.pi)
+        - 0.5 * (dof + 1.0) * math.log1p(x * x / dof)
+    )
+
+
+def student_t_cdf(x: float, dof: float) -> float:
+    """Student's t CDF through the incomplete beta: P(|T| > |x|) = I_{dof/(dof+x²)}(dof/2, 1/2),
+    near 0 as 1 - I_{x²/(dof+x²)}(1/2, dof/2) so that the small argument keeps its digits."""
+    if x == 0.0:
+        return 0.5
+    x2 = x * x
+    if x2 < dof:
+        tail = 0.5 * (1.0 - beta_cdf(x2 / (dof + x2), 0.5, 0.5 * dof))
+    else:
+        tail = 0.5 * beta_cdf(dof / (dof + x2), 0.5 * dof, 0.5)
+    return 1.0 - tail if x > 0.0 else tail
+
+
+def student_t_ppf(q: float, dof: float) -> float:
+    """Student's t quantile by bisection on student_t_cdf (a few dozen CDFs: /stats only)."""
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"quantile level must be in (0, 1), got {q!r}")
+    lo, hi = -1.0, 1.0
+    while student_t_cdf(lo, dof) > q:
+        lo *= 2.0
+    while student_t_cdf(hi, dof) < q:
+        hi *= 2.0
+    for _ in range(100):
+        middle = 0.5 * (lo + hi)
+        if student_t_cdf(middle, dof) < q:
+            lo = middle
+        else:
+            hi = middle
+        if hi - lo <= 1e-12 * max(1.0, abs(middle)):
+            break
+    return 0.5 * (lo + hi)

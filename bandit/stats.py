@@ -1,28 +1,52 @@
 """Is there a winner yet? Posterior summaries, classical and always-valid tests, a decision.
 
-Standard library only, so the stats Lambda stays lean. The decision needs three things at
-once: enough samples on every variant, a leader whose probability of being best passes a
-threshold, and an always-valid (mSPRT) p-value against the champion below alpha, which,
-unlike the article's z-test, stays valid however often /stats is polled.
+Standard library only, so the stats Lambda stays lean. The decision needs four things at
+once: a sample-ratio check that passes (when propensities are logged), enough samples on
+every variant, a leader whose probability of being best passes a threshold, and an
+always-valid p-value against the champion below alpha / challengers, which, unlike the
+article's z-test, stays valid however often /stats is polled.
+
+Which estimate the p-value rests on (bandit.estimates): with logged propensities (unit
+"user") the self-normalised inverse-propensity (Hajek) estimate, unbiased under the
+adaptive allocation, and its Gaussian-mixture confidence sequence; without them (unit
+"invocation") the raw counts, as the original did, and for binary rewards exactly the mSPRT
+it always used. The posterior P(best) stays the Bayesian one on the raw counts: a
+posterior conditions on the data and is not biased by how the data were allocated.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from bandit.metrics import VariantMetrics
-from bandit.posterior import best_arm_probabilities, beta_parameters
-from bandit.special import beta_ppf, normal_cdf
+from bandit.estimates import (
+    SAMPLE_RATIO_ALPHA,
+    Estimate,
+    SampleRatio,
+    decision_estimates,
+    difference,
+    horvitz_thompson,
+    mixture_p_value,
+    sample_ratio,
+)
+from bandit.metrics import BINARY, CONTINUOUS, VariantMetrics, check_reward
+from bandit.posterior import (
+    best_arm_probabilities,
+    best_probabilities,
+    beta_parameters,
+    student_t_parameters,
+)
+from bandit.special import beta_ppf, normal_cdf, student_t_ppf
 from bandit.strategy import check_metrics
 
 WINNER = "winner"
 TOO_FEW_SAMPLES = "too_few_samples"
 NO_CLEAR_WINNER = "no_clear_winner"
 SINGLE_VARIANT = "single_variant"
-REASONS = (WINNER, TOO_FEW_SAMPLES, NO_CLEAR_WINNER, SINGLE_VARIANT)
+SAMPLE_RATIO_MISMATCH = "sample_ratio_mismatch"
+REASONS = (WINNER, TOO_FEW_SAMPLES, NO_CLEAR_WINNER, SINGLE_VARIANT, SAMPLE_RATIO_MISMATCH)
 
 # Prior sd of the true difference in reward rate under the alternative: five percentage
 # points, the size of difference model variants are usually A/B tested for. It sets where
@@ -47,6 +71,22 @@ def posterior(metrics: VariantMetrics, level: float = 0.95) -> Posterior:
     return Posterior(a / (a + b), beta_ppf(tail, a, b), beta_ppf(1.0 - tail, a, b))
 
 
+def posteriors(
+    metrics: Sequence[VariantMetrics], level: float = 0.95, reward: str = BINARY
+) -> list[Posterior]:
+    """Every variant's posterior of its mean outcome per trial: Beta for binary rewards, the
+    Student-t marginal of the Normal-Inverse-Gamma model for continuous ones (its prior
+    pools the variants, so they come together)."""
+    if reward != CONTINUOUS:
+        return [posterior(m, level) for m in metrics]
+    tail = (1.0 - level) / 2.0
+    out = []
+    for loc, scale, dof in student_t_parameters(metrics):
+        q = student_t_ppf(1.0 - tail, dof)
+        out.append(Posterior(loc, loc - q * scale, loc + q * scale))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class BestArm:
     """Per variant: probability of being best, its Monte Carlo standard error (0.0 when
@@ -58,27 +98,48 @@ class BestArm:
 
 
 def probability_best(
-    metrics: Sequence[VariantMetrics], *, draws: int = 0, rng: random.Random | None = None
+    metrics: Sequence[VariantMetrics],
+    *,
+    draws: int = 0,
+    rng: random.Random | None = None,
+    reward: str = BINARY,
 ) -> BestArm:
-    """Probability each variant has the highest conversion rate under the Beta posteriors.
+    """Probability each variant has the highest mean outcome under the posteriors (Beta, or
+    Student-t for continuous rewards).
 
     By quadrature (error < 1e-4, the same numbers as the Thompson allocation) unless
-    `draws` > 0: then by Monte Carlo with `random.betavariate`, standard error
-    sqrt(p (1 - p) / draws).
+    `draws` > 0: then by Monte Carlo posterior draws, standard error sqrt(p (1 - p) / draws).
     """
     metrics = check_metrics(metrics)
     names = [m.variant_name for m in metrics]
-    params = [beta_parameters(m) for m in metrics]
-    means = [a / (a + b) for a, b in params]
+    if reward == CONTINUOUS:
+        t_params = student_t_parameters(metrics)
+        means = [loc for loc, _, _ in t_params]
+
+        def draw(rng: random.Random) -> list[float]:
+            return [
+                loc + scale * rng.gauss() / math.sqrt(rng.gammavariate(dof / 2.0, 2.0) / dof)
+                for loc, scale, dof in t_params
+            ]
+    else:
+        params = [beta_parameters(m) for m in metrics]
+        means = [a / (a + b) for a, b in params]
+
+        def draw(rng: random.Random) -> list[float]:
+            return [rng.betavariate(a, b) for a, b in params]
+
     if draws <= 0:
-        probs, expected_max = best_arm_probabilities(params)
+        if reward == CONTINUOUS:
+            probs, expected_max = best_probabilities(metrics, reward)
+        else:
+            probs, expected_max = best_arm_probabilities(params)
         errors = [0.0] * len(names)
     else:
         rng = rng or random.Random()
         wins = [0] * len(names)
         total_max = 0.0
         for _ in range(draws):
-            sample = [rng.betavariate(a, b) for a, b in params]
+            sample = draw(rng)
             top = max(sample)
             wins[sample.index(top)] += 1
             total_max += top
@@ -168,10 +229,23 @@ class VariantFigures:
     probability_best: float
     expected_loss: float
     # Versus the champion (None for the champion itself, or without invocations):
-    difference: float | None  # observed conversion rate minus the champion's
+    difference: float | None  # observed mean outcome (conversion rate) minus the champion's
     z: float | None
     z_test_p_value: float | None
-    always_valid_p_value: float | None
+    always_valid_p_value: float | None  # of the estimated difference below
+    # The estimate the decision uses of the mean outcome per trial (Hajek with logged
+    # propensities, the raw mean without; None without trials), its standard error and its
+    # anytime-valid (1 - alpha) confidence sequence now; Horvitz-Thompson beside it:
+    estimate: float | None = None
+    estimate_se: float | None = None
+    estimate_interval: tuple[float, float] | None = None
+    horvitz_thompson_estimate: float | None = None
+    horvitz_thompson_se: float | None = None
+    # The same for the difference against the champion (None for the champion), the
+    # sequence at the level the call uses (Decision.difference_alpha):
+    difference_estimate: float | None = None
+    difference_se: float | None = None
+    difference_interval: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,10 +265,101 @@ class Decision:
     # (None when it cannot be told: no difference yet, or a variant gets no traffic).
     advice: str = ""
     users_needed: int | None = None
+    reward: str = BINARY
+    # "hajek" (propensity-weighted, unit "user") or "raw" (unit "invocation"), and in words:
+    estimator: str = "raw"
+    unit_note: str = ""
+    difference_alpha: float | None = None  # alpha / challengers, the level of each call
+    sample_ratio: dict | None = None  # bandit.estimates.SampleRatio, None when not checked
 
     def as_dict(self) -> dict:
         """JSON-able (no NaN or infinity; tuples become lists under json.dumps)."""
         return asdict(self)
+
+
+HAJEK = "hajek"
+RAW = "raw"
+_NOTES = {
+    HAJEK: "estimates re-weighted by the logged assignment propensities (self-normalised "
+    "inverse-propensity, Hajek): unbiased under the adaptive allocation; sample-ratio check run",
+    RAW: "no logged propensities (unit invocation): estimates are the raw means, biased when "
+    "the allocation adapts; sample-ratio check not run",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Evidence:
+    """What the call rests on: per variant its estimate, per challenger (difference, p)."""
+
+    estimator: str
+    trials: int
+    estimates: dict[str, Estimate | None]
+    differences: dict[str, Estimate | None]
+    against: dict[str, tuple[float, float]]
+
+
+def _evidence(
+    metrics: tuple[VariantMetrics, ...], champion: str, reward: str, mixing_variance: float
+) -> _Evidence:
+    use_weights, trials, estimates = decision_estimates(metrics, reward)
+    # Binary rewards without propensities keep the original mSPRT bit for bit; everything
+    # else uses the scale-free sequence (a fixed tau² means nothing for revenue).
+    exact = reward == BINARY and not use_weights
+    base = estimates[champion]
+    base_metrics = metrics[[m.variant_name for m in metrics].index(champion)]
+    differences: dict[str, Estimate | None] = {}
+    against: dict[str, tuple[float, float]] = {}
+    for m in metrics:
+        if m.variant_name == champion:
+            continue
+        d = difference(estimates[m.variant_name], base, mixing_variance if exact else None)
+        differences[m.variant_name] = d
+        if exact:
+            p_value = msprt_p_value(base_metrics, m, mixing_variance)
+            if p_value is None:  # no invocations (min_samples = 0): no evidence either way
+                against[m.variant_name] = (0.0, 1.0)
+            else:
+                against[m.variant_name] = (
+                    _observed_rate(m) - _observed_rate(base_metrics),
+                    p_value,
+                )
+        else:
+            against[m.variant_name] = (0.0, 1.0) if d is None else (d.value, d.p_value())
+    return _Evidence(HAJEK if use_weights else RAW, trials, estimates, differences, against)
+
+
+def _p_value(
+    evidence: _Evidence, base: VariantMetrics, m: VariantMetrics, reward: str, mixing: float
+) -> float | None:
+    """The always-valid p-value the call uses; None without the trials to compute it."""
+    if reward == BINARY and evidence.estimator == RAW:
+        return msprt_p_value(base, m, mixing)
+    return (
+        None
+        if evidence.differences[m.variant_name] is None
+        else evidence.against[m.variant_name][1]
+    )
+
+
+def _raw_difference(
+    base: VariantMetrics, m: VariantMetrics, reward: str
+) -> tuple[float | None, ZTest | None]:
+    """The observed difference in mean outcome and the one-look z-test (pooled two-proportion
+    for binary rewards, Welch's unpooled z for continuous ones)."""
+    if not m.invocation_count or not base.invocation_count:
+        return None, None
+    if reward == BINARY:
+        return _observed_rate(m) - _observed_rate(base), two_proportion_z_test(base, m)
+    n1, n2 = base.invocation_count, m.invocation_count
+    m1, m2 = base.reward_sum / n1, m.reward_sum / n2
+    v = (
+        max(base.reward_sq_sum / n1 - m1 * m1, 0.0) / n1
+        + max(m.reward_sq_sum / n2 - m2 * m2, 0.0) / n2
+    )
+    if v <= 0.0:
+        return m2 - m1, ZTest(0.0, 0.5)
+    z = (m2 - m1) / math.sqrt(v)
+    return m2 - m1, ZTest(z, 1.0 - normal_cdf(z))
 
 
 def decision(
@@ -206,19 +371,25 @@ def decision(
     probability_threshold: float = 0.95,
     mixing_variance: float = DEFAULT_MIXING_VARIANCE,
     allocation: Mapping[str, float] | None = None,
+    reward: str = BINARY,
+    sample_ratio_alpha: float = SAMPLE_RATIO_ALPHA,
 ) -> Decision:
     """Call a winner, or say why not, and what would change the answer.
 
     Champion: the named variant, by default the first. Reasons, checked in order:
-    `single_variant` (nothing to compare), `too_few_samples` (a variant has fewer than
-    `min_samples` invocations), then the leader is the variant most likely best; it wins
-    (`winner`) if that probability is >= `probability_threshold` and, for a challenger,
-    its always-valid p-value against the champion is <= alpha / (number of challengers),
-    or, for the champion, every challenger's is and is behind it. Otherwise
-    `no_clear_winner`. `advice` and `users_needed` count new users as split by
-    `allocation` (the one new users get now; an even split if not given).
+    `single_variant` (nothing to compare), `sample_ratio_mismatch` (with logged propensities:
+    the assignments observed do not match them, see bandit.estimates.sample_ratio),
+    `too_few_samples` (a variant has fewer than `min_samples` trials), then the leader is
+    the variant most likely best; it wins (`winner`) if that probability is >=
+    `probability_threshold` and, for a challenger, its always-valid p-value against the
+    champion is <= alpha / (number of challengers) (equivalently: its difference's
+    confidence sequence at that level excludes 0), or, for the champion, every
+    challenger's is and is behind it. Otherwise `no_clear_winner`. `advice` and
+    `users_needed` count new users as split by `allocation` (the one new users get now; an
+    even split if not given).
     """
     metrics = check_metrics(metrics)
+    reward = check_reward(reward)
     names = [m.variant_name for m in metrics]
     champion = names[0] if champion is None else champion
     if champion not in names:
@@ -226,33 +397,43 @@ def decision(
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     base = metrics[names.index(champion)]
-    best = probability_best(metrics)
+    best = probability_best(metrics, reward=reward)
+    evidence = _evidence(metrics, champion, reward, mixing_variance)
+    level = alpha / max(len(metrics) - 1, 1)
     figures = []
-    for m in metrics:
-        post = posterior(m)
-        is_champion = m.variant_name == champion
-        z_test = None if is_champion else two_proportion_z_test(base, m)
-        difference = None
-        if not is_champion and m.invocation_count and base.invocation_count:
-            difference = _observed_rate(m) - _observed_rate(base)
+    for m, post in zip(metrics, posteriors(metrics, reward=reward), strict=True):
+        name = m.variant_name
+        is_champion = name == champion
+        observed, z_test = (None, None) if is_champion else _raw_difference(base, m, reward)
+        own = evidence.estimates[name]
+        ht = horvitz_thompson(m, evidence.trials) if evidence.estimator == HAJEK else None
+        diff = None if is_champion else evidence.differences[name]
         figures.append(
             VariantFigures(
-                variant_name=m.variant_name,
+                variant_name=name,
                 invocation_count=m.invocation_count,
                 reward_sum=float(m.reward_sum),
                 posterior_mean=post.mean,
                 credible_interval=(post.lower, post.upper),
-                probability_best=best.probability[m.variant_name],
-                expected_loss=best.expected_loss[m.variant_name],
-                difference=difference,
+                probability_best=best.probability[name],
+                expected_loss=best.expected_loss[name],
+                difference=observed,
                 z=None if z_test is None else z_test.z,
                 z_test_p_value=None if z_test is None else z_test.p_value,
-                always_valid_p_value=None
-                if is_champion
-                else msprt_p_value(base, m, mixing_variance),
+                always_valid_p_value=_p_value(evidence, base, m, reward, mixing_variance)
+                if not is_champion
+                else None,
+                estimate=None if own is None else own.value,
+                estimate_se=None if own is None else own.standard_error,
+                estimate_interval=None if own is None else own.interval(alpha),
+                horvitz_thompson_estimate=None if ht is None else ht.value,
+                horvitz_thompson_se=None if ht is None else ht.standard_error,
+                difference_estimate=None if diff is None else diff.value,
+                difference_se=None if diff is None else diff.standard_error,
+                difference_interval=None if diff is None else diff.interval(level),
             )
         )
-
+    check = sample_ratio(metrics, sample_ratio_alpha)
     winner, reason = verdict(
         metrics,
         champion=champion,
@@ -261,6 +442,8 @@ def decision(
         probability_threshold=probability_threshold,
         mixing_variance=mixing_variance,
         best=best.probability,
+        reward=reward,
+        sample_ratio_alpha=sample_ratio_alpha,
     )
     shares = dict(allocation) if allocation else {name: 1.0 / len(names) for name in names}
     advice, users_needed = _advice(
@@ -271,9 +454,12 @@ def decision(
         champion=champion,
         shares=shares,
         min_samples=min_samples,
-        level=alpha / max(len(metrics) - 1, 1),
+        level=level,
         mixing_variance=mixing_variance,
         probability_threshold=probability_threshold,
+        evidence=evidence,
+        reward=reward,
+        check=check,
     )
     return Decision(
         winner,
@@ -286,7 +472,28 @@ def decision(
         tuple(figures),
         advice,
         users_needed,
+        reward,
+        evidence.estimator,
+        _NOTES[evidence.estimator],
+        level if len(metrics) > 1 else None,
+        None if check is None else asdict(check),
     )
+
+
+def _users_until(passes: Callable[[float], bool]) -> int | None:
+    """The fewest more users (to 1 %) for which `passes`; None beyond a billion."""
+    if passes(0.0):
+        return 0
+    high = 100.0
+    while not passes(high):
+        high *= 2.0
+        if high > 1e9:
+            return None
+    low = high / 2.0 if high > 100.0 else 0.0
+    while high - low > max(1.0, 0.01 * high):  # to 1 %: a planning figure
+        middle = 0.5 * (low + high)
+        low, high = (low, middle) if passes(middle) else (middle, high)
+    return math.ceil(high)
 
 
 def users_to_significance(
@@ -321,18 +528,33 @@ def users_to_significance(
         )
         return log_lambda >= target
 
-    if passes(0.0):
-        return 0
-    high = 100.0
-    while not passes(high):
-        high *= 2.0
-        if high > 1e9:
-            return None
-    low = high / 2.0 if high > 100.0 else 0.0
-    while high - low > max(1.0, 0.01 * high):  # to 1 %: a planning figure
-        middle = 0.5 * (low + high)
-        low, high = (low, middle) if passes(middle) else (middle, high)
-    return math.ceil(high)
+    return _users_until(passes)
+
+
+def users_to_call(
+    base: VariantMetrics,
+    challenger: VariantMetrics,
+    estimates: tuple[Estimate | None, Estimate | None],
+    shares: tuple[float, float],
+    level: float,
+) -> int | None:
+    """`users_to_significance` for the estimated difference and its scale-free sequence:
+    each variant's variance shrinks as its trials grow by its share of the new users, the
+    estimates stay where they are. None as there."""
+    (e1, e2), n1, n2 = estimates, base.invocation_count, challenger.invocation_count
+    if e1 is None or e2 is None or n1 == 0 or n2 == 0 or min(shares) <= 0.0:
+        return None
+    d = e2.value - e1.value
+    if d == 0.0:
+        return None
+
+    def passes(users: float) -> bool:
+        v = e1.variance * n1 / (n1 + shares[0] * users) + e2.variance * n2 / (
+            n2 + shares[1] * users
+        )
+        return mixture_p_value(d, v, e1.trials + round(users)) <= level
+
+    return _users_until(passes)
 
 
 def _advice(
@@ -347,11 +569,26 @@ def _advice(
     level: float,
     mixing_variance: float,
     probability_threshold: float,
+    evidence: _Evidence,
+    reward: str,
+    check: SampleRatio | None,
 ) -> tuple[str, int | None]:
     """The decision in words a person can act on, and the users still needed if known."""
     by_name = {f.variant_name: f for f in figures}
     if reason == SINGLE_VARIANT:
         return "one variant only: register a challenger to compare it with", None
+    if reason == SAMPLE_RATIO_MISMATCH and check is not None:
+        worst = min(check.p_values, key=check.p_values.__getitem__)
+        return (
+            f"sample-ratio mismatch: {worst} has {check.observed[worst]:,.0f} assignments "
+            f"re-weighted by their logged propensities where {check.expected:,.0f} are "
+            f"expected (always-valid p {check.p_values[worst]:.3g} <= "
+            f"{check.alpha / len(metrics):.3g}); assignments are lost, duplicated or logged "
+            "with the wrong propensity, so no estimate can be trusted and no winner is called. "
+            "Find the cause (events lost in delivery, a stale allocation served, bots); the "
+            "flag does not clear with more users",
+            None,
+        )
     if reason == TOO_FEW_SAMPLES:
         short = [m for m in metrics if m.invocation_count < min_samples]
         needed = [
@@ -386,6 +623,7 @@ def _advice(
         pending = challengers
     else:
         pending = [m for m in challengers if m.variant_name == leader.variant_name]
+    exact = reward == BINARY and evidence.estimator == RAW
     estimates = [
         users_to_significance(
             base,
@@ -393,6 +631,14 @@ def _advice(
             (shares.get(champion, 0.0), shares.get(m.variant_name, 0.0)),
             level,
             mixing_variance,
+        )
+        if exact
+        else users_to_call(
+            base,
+            m,
+            (evidence.estimates[champion], evidence.estimates[m.variant_name]),
+            (shares.get(champion, 0.0), shares.get(m.variant_name, 0.0)),
+            level,
         )
         for m in pending
     ]
@@ -404,11 +650,12 @@ def _advice(
         )
     else:
         worst = max(pending, key=lambda m: by_name[m.variant_name].always_valid_p_value or 1.0)
+        p_value = by_name[worst.variant_name].always_valid_p_value
         text = (
             f"{leader.variant_name} leads (best with probability "
             f"{leader.probability_best:.3f}) but the always-valid p-value of "
             f"{worst.variant_name} against {champion}, "
-            f"{by_name[worst.variant_name].always_valid_p_value:.3g}, is above {level:.3g}"
+            f"{1.0 if p_value is None else p_value:.3g}, is above {level:.3g}"
         )
     if users is None:
         return text + ": too close to tell at the current rates and allocation", None
@@ -424,6 +671,8 @@ def verdict(
     probability_threshold: float = 0.95,
     mixing_variance: float = DEFAULT_MIXING_VARIANCE,
     best: Mapping[str, float] | None = None,
+    reward: str = BINARY,
+    sample_ratio_alpha: float = SAMPLE_RATIO_ALPHA,
 ) -> tuple[str | None, str]:
     """The winner (or None) and the reason of `decision`, without the figures.
 
@@ -436,17 +685,12 @@ def verdict(
     champion = names[0] if champion is None else champion
     if len(metrics) == 1:
         return None, SINGLE_VARIANT
+    check = sample_ratio(metrics, sample_ratio_alpha)
+    if check is not None and check.mismatch:
+        return None, SAMPLE_RATIO_MISMATCH
     if any(m.invocation_count < min_samples for m in metrics):
         return None, TOO_FEW_SAMPLES
-    base = metrics[names.index(champion)]
-    against: dict[str, tuple[float, float]] = {}  # challenger -> (difference, p-value)
-    for m in metrics:
-        if m.variant_name != champion:
-            p_value = msprt_p_value(base, m, mixing_variance)
-            if p_value is None:  # no invocations (min_samples = 0): no evidence either way
-                against[m.variant_name] = (0.0, 1.0)
-            else:
-                against[m.variant_name] = (_observed_rate(m) - _observed_rate(base), p_value)
+    against = _evidence(metrics, champion, reward, mixing_variance).against
     # Bonferroni over the challengers: the chance that any of them passes by luck stays
     # within alpha however many there are (conservative, but valid under any dependence).
     level = alpha / len(against)
@@ -455,7 +699,7 @@ def verdict(
     if not champion_ahead and not any(against[name][0] > 0.0 for name in passed):
         return None, NO_CLEAR_WINNER
     if best is None:
-        best = probability_best(metrics).probability
+        best = probability_best(metrics, reward=reward).probability
     leader = max(names, key=lambda name: best[name])
     if best[leader] < probability_threshold:
         return None, NO_CLEAR_WINNER

@@ -8,7 +8,7 @@ from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from typing import ClassVar, NamedTuple
 
-from bandit.metrics import VariantMetrics
+from bandit.metrics import BINARY, VariantMetrics, check_reward
 from bandit.parameters import Parameter
 
 # The default is measured (bench/decisions.py): it keeps every logged propensity at 1 % or
@@ -78,7 +78,9 @@ class Strategy:
     # every configuration surface reads (see bandit.parameters).
     parameters: ClassVar[tuple[Parameter, ...]] = ()
 
-    def __init__(self) -> None:
+    def __init__(self, *, reward: str = BINARY) -> None:
+        # The kind of reward the counters hold: which posterior model the strategy uses.
+        self.reward = check_reward(reward)
         self._hot: tuple[object, _Table] | None = None
         self._cache: dict[tuple[VariantMetrics, ...], _Table] = {}
 
@@ -88,7 +90,8 @@ class Strategy:
         return {p.name: getattr(self, p.name) for p in self.parameters}
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        shown = dict(self.params) | ({} if self.reward == BINARY else {"reward": self.reward})
+        args = ", ".join(f"{k}={v!r}" for k, v in shown.items())
         return f"{type(self).__name__}({args})"
 
     def _weights(self, metrics: tuple[VariantMetrics, ...]) -> list[float]:
@@ -167,8 +170,8 @@ class AdaptiveStrategy(Strategy):
 
     parameters: ClassVar[tuple[Parameter, ...]] = (FLOOR,)
 
-    def __init__(self, floor: float = FLOOR.default) -> None:
-        super().__init__()
+    def __init__(self, floor: float = FLOOR.default, *, reward: str = BINARY) -> None:
+        super().__init__(reward=reward)
         self.floor = FLOOR.check(floor)
 
     def _shape(self, probabilities: list[float]) -> list[float]:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 
-from bandit.metrics import VariantMetrics
-from bandit.posterior import best_arm_probabilities, beta_parameters
+from bandit.metrics import CONTINUOUS, VariantMetrics
+from bandit.posterior import (
+    best_arm_probabilities,
+    best_arm_probabilities_t,
+    beta_parameters,
+    student_t_parameters,
+)
 from bandit.strategy import AdaptiveStrategy, check_metrics
 
 
 class ThompsonSampling(AdaptiveStrategy):
-    """Posterior Beta(1 + successes, 1 + failures) per variant (see `beta_parameters`).
+    """Posterior Beta(1 + successes, 1 + failures) per variant (see `beta_parameters`), or
+    for continuous rewards the Student-t posterior of its mean (`student_t_parameters`).
 
     Drawing one sample per posterior and taking the largest picks each variant with its
     probability of being best; that probability *is* the allocation, computed by quadrature
@@ -22,7 +29,10 @@ class ThompsonSampling(AdaptiveStrategy):
     name = "ThompsonSampling"
 
     def _weights(self, metrics: tuple[VariantMetrics, ...]) -> list[float]:
-        probabilities, _ = best_arm_probabilities([beta_parameters(m) for m in metrics])
+        if self.reward == CONTINUOUS:
+            probabilities, _ = best_arm_probabilities_t(student_t_parameters(metrics))
+        else:
+            probabilities, _ = best_arm_probabilities([beta_parameters(m) for m in metrics])
         return probabilities
 
     def sample(self, metrics: Sequence[VariantMetrics], rng: random.Random) -> str:
@@ -34,6 +44,12 @@ class ThompsonSampling(AdaptiveStrategy):
         use `choose`/`select` when it must be logged.
         """
         metrics = check_metrics(metrics)
+        if self.reward == CONTINUOUS:
+            draws = [
+                loc + scale * rng.gauss() / math.sqrt(rng.gammavariate(dof / 2.0, 2.0) / dof)
+                for loc, scale, dof in student_t_parameters(metrics)
+            ]
+            return metrics[draws.index(max(draws))].variant_name
         best_name, best_draw = "", -1.0
         for m in metrics:
             draw = rng.betavariate(*beta_parameters(m))

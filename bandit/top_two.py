@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from bandit.metrics import VariantMetrics
+from bandit.metrics import BINARY, VariantMetrics
 from bandit.parameters import Parameter
-from bandit.posterior import best_arm_probabilities, beta_parameters
+from bandit.posterior import best_probabilities
 from bandit.strategy import FLOOR, AdaptiveStrategy
 
 # 0.9 by measurement (bench/decisions.py): a winner about as soon as a 50/50 split calls one,
@@ -52,7 +52,7 @@ def top_two_allocation(best: Sequence[float], beta: float) -> list[float]:
 
 
 class TopTwoThompson(AdaptiveStrategy):
-    """Top-two Thompson sampling on the same Beta posteriors as ThompsonSampling.
+    """Top-two Thompson sampling on the same posteriors as ThompsonSampling.
 
     The allocation above is computed exactly from the probabilities of being best (the
     same quadrature as ThompsonSampling), so `choose` draws from it and the logged
@@ -62,10 +62,12 @@ class TopTwoThompson(AdaptiveStrategy):
     name = "TopTwoThompson"
     parameters = (BETA, *AdaptiveStrategy.parameters)
 
-    def __init__(self, beta: float = BETA.default, floor: float = FLOOR.default) -> None:
-        super().__init__(floor)
+    def __init__(
+        self, beta: float = BETA.default, floor: float = FLOOR.default, *, reward: str = BINARY
+    ) -> None:
+        super().__init__(floor, reward=reward)
         self.beta = BETA.check(beta)
 
     def _weights(self, metrics: tuple[VariantMetrics, ...]) -> list[float]:
-        best, _ = best_arm_probabilities([beta_parameters(m) for m in metrics])
+        best, _ = best_probabilities(metrics, self.reward)
         return top_two_allocation(best, self.beta)

@@ -2,13 +2,18 @@
 
     python bench/decisions.py               # 500 runs per row (make bench)
     python bench/decisions.py --runs 50     # quick look
+    python bench/decisions.py --only aa     # one table: lift, aa, tradeoff or regret
 
 Each run (`bandit.simulate.run_experiment`) serves up to 100,000 users in batches of 1,000
 (as when the event log is delivered every minute). Before a batch the allocation is the
-product's own, as `/stats` reports it; after it the rule of `/stats`' decision is asked for
-a winner. Once one is called every later user gets the winner; the regret counted is the
-expected one, sum over users of (best rate - rate of their variant). Runs have fixed seeds
-and are spread over a process pool.
+product's own, as `/stats` reports it; each user is logged with the propensity they were
+assigned with and their outcome, so the counters hold the inverse-propensity sums the
+service keeps with the "user" unit; after the batch the rule of `/stats`' decision is asked
+for a winner. Once one is called every later user gets the winner; the regret counted is
+the expected one, sum over users of (best mean - mean of their variant). Binary rewards
+convert with the variant's rate; continuous ones (`revenue`) give a converting user a
+log-normal revenue, mean 10 and sd 13.1 (sigma 1), the same for every variant, so the mean
+per user lifts as the rate does. Runs have fixed seeds and are spread over a process pool.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from multiprocessing import Pool
 import numpy as np
 
 from bandit import DEFAULT_STRATEGY, check_params, get_strategy
-from bandit.simulate import BernoulliBandit, Experiment, run_experiment
+from bandit.simulate import BernoulliBandit, Experiment, LogNormalRevenue, run_experiment
 
 BATCH = 1_000
 HORIZON = 100_000
@@ -39,25 +44,33 @@ REGRET_INSTANCES = {
 }
 LIFTS = {"0.05 / +20 %": (0.05, 0.06), "0.20 / +10 %": (0.20, 0.22)}
 FIFTY_FIFTY = ("WeightedSampling", ())
+REVENUE = LogNormalRevenue(math.log(10.0) - 0.5, 1.0)  # mean 10 per converting user
+REWARDS = ("binary", "continuous")
 
 
 def run_once(
-    strategy_name: str, params: tuple, means: tuple[float, ...], seed: tuple[int, int], stop: bool
+    strategy_name: str,
+    params: tuple,
+    means: tuple[float, ...],
+    seed: tuple[int, int],
+    stop: bool,
+    reward: str = "binary",
 ) -> Experiment:
     return run_experiment(
-        get_strategy(strategy_name, dict(params)),
+        get_strategy(strategy_name, dict(params), reward=reward),
         BernoulliBandit(means),
         seed=seed,
         horizon=HORIZON,
         batch_size=BATCH,
         warmup=WARMUP,
         stop=stop,
+        revenue=REVENUE if reward == "continuous" else None,
     )
 
 
 def _task(task: tuple) -> tuple[tuple, Experiment]:
-    key, strategy_name, params, means, seed, stop = task
-    return key, run_once(strategy_name, params, means, seed, stop)
+    key, strategy_name, params, means, seed, stop, reward = task
+    return key, run_once(strategy_name, params, means, seed, stop, reward)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +102,26 @@ class Row:
         values = [o.regret for o in self.outcomes]
         return statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
 
+    def at_call(self) -> list[Experiment]:
+        """The runs that called the right winner: the estimate as the call reported it."""
+        best = int(np.argmax(self.means))
+        return [o for o in self.outcomes if o.winner == best and o.error is not None]
+
+
+def mean_se(values: list[float]) -> str:
+    if len(values) < 2:
+        return "-"
+    return (
+        f"{statistics.fmean(values):+.4g} ± {statistics.stdev(values) / math.sqrt(len(values)):.2g}"
+    )
+
+
+def share(flags: list[bool]) -> str:
+    if not flags:
+        return "-"
+    p = sum(flags) / len(flags)
+    return f"{p:.3f} ± {math.sqrt(p * (1.0 - p) / len(flags)):.3f}"
+
 
 def label(strategy_name: str, params: tuple) -> str:
     shown = ", ".join(f"{k} {v:g}" for k, v in params)
@@ -117,11 +150,12 @@ PLAIN_THOMPSON = ("ThompsonSampling", (("floor", 0.0),))
 
 
 def simulate_rows(specs: list[tuple], runs: int, workers: int) -> dict[tuple, Row]:
-    """specs: (key, strategy, means, stop); `runs` seeded runs of each, on a process pool."""
+    """specs: (key, strategy, means, stop[, reward]); `runs` seeded runs of each, on a pool."""
+    specs = [spec if len(spec) == 5 else (*spec, "binary") for spec in specs]
     tasks = [
         # A fixed seed per row and run (hash() of a str is salted per process).
-        (key, strategy[0], strategy[1], means, (zlib.crc32(repr(key).encode()), run), stop)
-        for key, strategy, means, stop in specs
+        (key, strategy[0], strategy[1], means, (zlib.crc32(repr(key).encode()), run), stop, reward)
+        for key, strategy, means, stop, reward in specs
         for run in range(runs)
     ]
     tasks.sort(key=lambda t: -len(t[3]))  # the many-variant runs first, for an even finish
@@ -129,40 +163,49 @@ def simulate_rows(specs: list[tuple], runs: int, workers: int) -> dict[tuple, Ro
     with Pool(workers) as pool:
         for key, outcome in pool.imap_unordered(_task, tasks, chunksize=2):
             results.setdefault(key, []).append(outcome)
-    return {key: Row(results[key], means) for key, _, means, _ in specs}
+    return {key: Row(results[key], means) for key, _, means, *_ in specs}
 
 
 def aa_table(runs: int, workers: int) -> list[str]:
-    default = default_allocation()
-    allocations = (default, FIFTY_FIFTY)
+    allocations = (default_allocation(),)
     specs = [
-        (("aa", k, base, strategy), strategy, (base,) * k, True)
+        (("aa", reward, k, base, strategy), strategy, (base,) * k, True, reward)
+        for reward in REWARDS
         for k in (2, 3, 5)
         for base in (0.05, 0.20)
         for strategy in allocations
     ]
     rows = simulate_rows(specs, runs, workers)
     lines = [
-        "A/A (all variants equal): share of runs that called a winner (± se)",
+        "A/A (all variants equal): share of runs that called a winner (± se); the CS of "
+        "variant 1 against the champion: share of runs it held the truth (0) at every look",
         "",
-        "| variants | base rate | " + " | ".join(label(*s) for s in allocations) + " |",
-        "|---:|---:|---:|---:|",
+        "| reward | variants | base rate | "
+        + " | ".join(f"{label(*s)} | its CS coverage" for s in allocations)
+        + " |",
+        "|---|---:|---:|---:|---:|",
     ]
-    for k in (2, 3, 5):
-        for base in (0.05, 0.20):
-            cells = []
-            for strategy in allocations:
-                p, se = rows[("aa", k, base, strategy)].rate(wrong=False)
-                cells.append(f"{p:.3f} ± {se:.3f}")
-            lines.append(f"| {k} | {base:.2f} | " + " | ".join(cells) + " |")
+    for reward in REWARDS:
+        for k in (2, 3, 5):
+            for base in (0.05, 0.20):
+                cells = []
+                for strategy in allocations:
+                    row = rows[("aa", reward, k, base, strategy)]
+                    p, se = row.rate(wrong=False)
+                    covered = [o.covered_throughout for o in row.outcomes]
+                    cells += [f"{p:.3f} ± {se:.3f}", share([c for c in covered if c is not None])]
+                lines.append(f"| {reward} | {k} | {base:.2f} | " + " | ".join(cells) + " |")
     return lines
 
 
-def lift_table(runs: int, workers: int) -> list[str]:
+def lift_table(runs: int, workers: int, sweep: bool = False) -> list[str]:
+    """The default allocation against 50/50 for both rewards; with `sweep`, the trade-off
+    of every swept allocation (binary rewards)."""
     specs = [
-        (("lift", lift, strategy), strategy, means, True)
+        (("lift", reward, lift, strategy), strategy, means, True, reward)
+        for reward in (("binary",) if sweep else REWARDS)
         for lift, means in LIFTS.items()
-        for strategy in settings_swept()
+        for strategy in (settings_swept() if sweep else (FIFTY_FIFTY, default_allocation()))
     ]
     rows = simulate_rows(specs, runs, workers)
     lines = [
@@ -171,25 +214,44 @@ def lift_table(runs: int, workers: int) -> list[str]:
         f"decided by {HORIZON:,} users, regret over {HORIZON:,} users (the experiment, then "
         "only the winner)",
         "",
-        "| rates | allocation | median users | vs 50/50 | wrong winner | decided "
+        "| reward | rates | allocation | median users | vs 50/50 | wrong winner | decided "
         "| regret (mean ± se) |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
-    for lift in LIFTS:
-        base_users = rows[("lift", lift, FIFTY_FIFTY)].median_users()
-        for strategy in settings_swept():
-            row = rows[("lift", lift, strategy)]
-            users = row.median_users()
-            wrong, wrong_se = row.rate(wrong=True)
-            decided, _ = row.rate(wrong=False)
-            regret, regret_se = row.regret()
-            ratio = f"{users / base_users:.2f}x" if math.isfinite(users) else "-"
-            lines.append(
-                f"| {lift} | {label(*strategy)} | {fmt_users(users)} | {ratio} "
-                f"| {wrong:.3f} ± {wrong_se:.3f} | {decided:.2f} "
-                f"| {regret:,.1f} ± {regret_se:,.1f} |"
-            )
-    return lines
+    estimates = [
+        "",
+        "The estimated difference (challenger - champion) when the right winner was called: "
+        "Hajek error (mean ± Monte Carlo se), the same in reported standard errors, the raw "
+        "difference's error, and the share of runs whose confidence sequence (at the call's "
+        "level) held the true difference at the call and at every look until then",
+        "",
+        "| reward | rates | allocation | calls | Hajek error | error / se | raw error "
+        "| CS holds at the call | at every look |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for reward, lift, strategy in [(key[1], key[2], key[3]) for key, *_ in specs]:
+        base_users = rows[("lift", reward, lift, FIFTY_FIFTY)].median_users()
+        row = rows[("lift", reward, lift, strategy)]
+        users = row.median_users()
+        wrong, wrong_se = row.rate(wrong=True)
+        decided, _ = row.rate(wrong=False)
+        regret, regret_se = row.regret()
+        ratio = f"{users / base_users:.2f}x" if math.isfinite(users) else "-"
+        lines.append(
+            f"| {reward} | {lift} | {label(*strategy)} | {fmt_users(users)} | {ratio} "
+            f"| {wrong:.3f} ± {wrong_se:.3f} | {decided:.2f} "
+            f"| {regret:,.1f} ± {regret_se:,.1f} |"
+        )
+        calls = row.at_call()
+        estimates.append(
+            f"| {reward} | {lift} | {label(*strategy)} | {len(calls)} "
+            f"| {mean_se([o.error for o in calls])} "
+            f"| {mean_se([o.error / o.se for o in calls if o.se])} "
+            f"| {mean_se([o.raw_error for o in calls if o.raw_error is not None])} "
+            f"| {share([o.covered_at_end for o in calls])} "
+            f"| {share([o.covered_throughout for o in calls])} |"
+        )
+    return lines + estimates
 
 
 def regret_table(runs: int, workers: int) -> list[str]:
@@ -220,7 +282,11 @@ def regret_table(runs: int, workers: int) -> list[str]:
     return lines
 
 
-TABLES = {"lift": lift_table, "regret": regret_table, "aa": aa_table}
+def tradeoff_table(runs: int, workers: int) -> list[str]:
+    return lift_table(runs, workers, sweep=True)
+
+
+TABLES = {"lift": lift_table, "aa": aa_table, "tradeoff": tradeoff_table, "regret": regret_table}
 
 
 def main() -> None:

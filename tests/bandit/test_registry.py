@@ -24,6 +24,9 @@ def test_public_api_is_pinned():
     assert sorted(bandit.__all__) == sorted(
         [
             "VariantMetrics",
+            "BINARY",
+            "CONTINUOUS",
+            "REWARD_KINDS",
             "Strategy",
             "WeightedSampling",
             "EpsilonGreedy",

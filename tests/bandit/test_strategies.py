@@ -148,7 +148,10 @@ def test_duplicate_variant_names_are_rejected(strategy):
     [
         ("invocation_count", -1),
         ("conversion_count", -3),
-        ("reward_sum", -0.5),
+        ("reward_sq_sum", -0.5),
+        ("weighted_reward_sq_sum", -1.0),
+        ("weight_sum", -1.0),
+        ("conversion_count", 1.5),
         ("reward_sum", math.nan),
         ("initial_variant_weight", math.nan),
         ("initial_variant_weight", -1.0),
@@ -158,6 +161,12 @@ def test_duplicate_variant_names_are_rejected(strategy):
 def test_negative_or_nan_counts_are_rejected(field, value):
     with pytest.raises(ValueError, match=field):
         VariantMetrics("A", **{field: value})
+
+
+def test_continuous_sums_may_be_negative():
+    """Revenue can be a refund: the plain and weighted reward sums take any finite sign."""
+    m = VariantMetrics("A", 1.0, 3, 1, -2.5, 6.25, 6.0, 12.0, -5.0, -10.0, 25.0)
+    assert (m.reward_sum, m.weighted_reward_sum, m.weighted_reward_cross_sum) == (-2.5, -5.0, -10.0)
 
 
 def test_epsilon_outside_unit_interval_is_rejected():
