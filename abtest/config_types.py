@@ -65,10 +65,9 @@ StrategyName = Annotated[str, AfterValidator(_a_strategy)]
 LegacyEpsilon = Annotated[float, AfterValidator(_epsilon)]
 
 
-# Reward kinds and units. The kinds are bandit's (`bandit.REWARD_KINDS`, which the
-# statistics branch adds): these names must stay equal to those.
-BINARY, CONTINUOUS = "binary", "continuous"
-RewardKind = Literal["binary", "continuous"]
+# Reward kinds are bandit's (declared once there); units are the service's.
+BINARY, CONTINUOUS = bandit.BINARY, bandit.CONTINUOUS
+RewardKind = Literal[bandit.REWARD_KINDS]
 USER, INVOCATION = "user", "invocation"
 Unit = Literal["user", "invocation"]
 # A week: the attribution most product teams report by (a "7-day conversion"), long enough

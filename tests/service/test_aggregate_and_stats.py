@@ -272,12 +272,18 @@ def test_stats_count_the_users_still_needed_at_the_allocation_new_users_get(usec
     stats = usecases.stats(ENDPOINT)
 
     from abtest.usecases.endpoints import variant_metrics
-    from bandit.stats import users_to_significance
+    from bandit.estimates import decision_estimates
+    from bandit.stats import users_to_call
 
+    # Users are the unit and their propensities are logged: the call rests on the weighted
+    # estimates, and so does the count of users it still needs.
     champion, challenger = variant_metrics(stats.endpoint)
-    expected = users_to_significance(
+    weighted, _, estimates = decision_estimates((champion, challenger))
+    assert weighted
+    expected = users_to_call(
         champion,
         challenger,
+        (estimates["Champion1"], estimates["Challenger1"]),
         (stats.allocation["Champion1"], stats.allocation["Challenger1"]),
         0.05,
     )

@@ -12,6 +12,7 @@ from abtest.records import VariantCounts
 from abtest.usecases.admin import ChangeLifecycle, LifecycleChange, ListEndpoints, ShowEndpoint
 from abtest.usecases.convert import Conversion
 from abtest.usecases.invoke import Invocation
+from bandit.metrics import BINARY
 from tests.service.doubles import ENDPOINT, Catalog, config
 
 
@@ -29,9 +30,10 @@ def counted(events) -> dict[str, VariantCounts]:
     """What aggregation adds per variant for these events (logged-only ones left out)."""
     totals: dict[str, VariantCounts] = {}
     for event in events:
-        _, variant, delta, _ = event_delta(event)
-        if delta is not None:
-            totals.setdefault(variant, VariantCounts()).add(delta)
+        counted = event_delta(event, lambda endpoint, variant: BINARY)
+        if counted.delta is not None:
+            variant = counted.variant_name
+            totals[variant] = totals.get(variant, VariantCounts()) + counted.delta
     return totals
 
 
@@ -93,8 +95,12 @@ def test_conclude_without_a_winner_takes_the_decisions_or_is_409(change, usecase
         "obj-1",
         {
             ENDPOINT: {
-                "Champion1": VariantCounts(5000, 250, 250.0),
-                "Challenger1": VariantCounts(5000, 500, 500.0),
+                "Champion1": VariantCounts(
+                    5000, 250, 250.0, users=5000, converted_users=250, user_reward_sum=250.0
+                ),
+                "Challenger1": VariantCounts(
+                    5000, 500, 500.0, users=5000, converted_users=500, user_reward_sum=500.0
+                ),
             }
         },
         0.0,
@@ -181,7 +187,9 @@ def test_concluded_serves_the_winner_to_everyone_and_credits_it(change, usecases
     conversion = usecases.convert(Conversion(endpoint_name=ENDPOINT, user_id=losers[0]))
     assert conversion.endpoint_variant == "Challenger1"
     # 22 invocations and the conversion, all the winner's
-    assert counted(log.events[-23:]) == {"Challenger1": VariantCounts(22, 1, 1.0)}
+    assert counted(log.events[-23:]) == {
+        "Challenger1": VariantCounts(22, 1, 1.0, reward_sq_sum=1.0)
+    }
 
 
 def test_reregistration_keeps_the_lifecycle(change, usecases, ports):
