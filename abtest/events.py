@@ -232,15 +232,17 @@ def conversion_deltas(
 
     A late one only counts as late. `first` is False for a line logged before conversions
     carried their assignment: it counts as a conversion (as the invocation unit always
-    did), never as late, and never as a user's.
+    did), never as late, and never as a user's. So does one whose assignment the
+    experiment did not randomize (logged with a null propensity: a paused or concluded
+    endpoint's), since its user is no trial of the experiment.
     """
     if late:
         return VariantCounts(late_conversions=1), None
     square = reward * reward
     delta = VariantCounts(conversion_count=1, reward_sum=reward, reward_sq_sum=square)
-    if not first:
-        return delta, None
     weight = _weight(propensity)
+    if not first or weight == 0.0:
+        return delta, None
     return delta, VariantCounts(
         converted_users=1,
         user_reward_sum=reward,

@@ -251,6 +251,8 @@ class AssignmentKind(StrEnum):
     NEW = "new"  # picked now by the endpoint's strategy
     EXISTING = "existing"  # the user's stored variant
     MANUAL = "manual"  # named by the request; the stored assignment is untouched
+    # The experiment is paused: a new user gets the champion, with certainty (propensity 1).
+    PAUSED = "paused"
     # The experiment is concluded: the winner serves every user, with certainty (propensity 1).
     CONCLUDED = "concluded"
     FALLBACK = "fallback"  # the store was unreachable: the endpoint's own weights chose

@@ -10,7 +10,7 @@ from abtest.errors import BadRequestError, NotFoundError, StoreUnavailableError
 from abtest.events import conversion_event, reward_problem
 from abtest.ports import Clock, Count, EventSink, Store, Telemetry
 from abtest.usecases import Ports
-from abtest.usecases.endpoints import EndpointCache
+from abtest.usecases.endpoints import UNRANDOMIZED_STRATEGIES, EndpointCache
 
 logger = logging.getLogger("abtest")
 
@@ -101,7 +101,11 @@ class Convert:
                         strategy=assignment.strategy,
                         reward=float(request.reward),
                         assigned_at=assignment.assigned_at,
-                        propensity=assignment.propensity,
+                        # None: a paused or concluded endpoint assigned it, not the
+                        # experiment's draw, so aggregation counts no trial's conversion.
+                        propensity=None
+                        if assignment.strategy in UNRANDOMIZED_STRATEGIES
+                        else assignment.propensity,
                         late=late,
                     )
                 ]

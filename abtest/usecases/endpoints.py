@@ -130,8 +130,12 @@ def unknown_endpoint(name: str) -> NotFoundError:
     )
 
 
-# The `strategy` of users assigned while the endpoint is paused (to the champion).
+# The `strategy` of users assigned while the endpoint is paused (to the champion), and of
+# every invocation once it is concluded (the winner's). The lifecycle made these
+# assignments, not the experiment's draw: their users are no trials of it.
 PAUSED_STRATEGY = "Paused"
+CONCLUDED_STRATEGY = "Concluded"
+UNRANDOMIZED_STRATEGIES = frozenset({PAUSED_STRATEGY, CONCLUDED_STRATEGY})
 
 
 def paused_allocation(endpoint: Endpoint) -> Allocation:

@@ -14,7 +14,12 @@ from abtest.lifecycle import State
 from abtest.ports import Clock, Count, EventSink, ModelEndpoint, ModelResult, Store, Telemetry
 from abtest.records import Assignment, AssignmentKind
 from abtest.usecases import Ports
-from abtest.usecases.endpoints import EndpointCache, ServedEndpoint
+from abtest.usecases.endpoints import (
+    CONCLUDED_STRATEGY,
+    PAUSED_STRATEGY,
+    EndpointCache,
+    ServedEndpoint,
+)
 
 logger = logging.getLogger("abtest")
 
@@ -23,7 +28,6 @@ logger = logging.getLogger("abtest")
 MANUAL_STRATEGY = "Manual"
 FALLBACK_STRATEGY = "WeightedSampling"
 # The `strategy` of every invocation of a concluded endpoint: its winner, with certainty.
-CONCLUDED_STRATEGY = "Concluded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +174,13 @@ class Invoke:
         # like an expired one: conditional on its ttl, so concurrent requests still agree.
         condition_now = now if existing is None else max(now, existing.ttl)
         stored = self.store.create_assignment(new, condition_now)
-        return stored, AssignmentKind.NEW if stored == new else AssignmentKind.EXISTING
+        if stored != new:
+            return stored, AssignmentKind.EXISTING
+        # A paused endpoint's champion is no draw of the experiment: its user is no trial.
+        return (
+            stored,
+            AssignmentKind.PAUSED if new.strategy == PAUSED_STRATEGY else AssignmentKind.NEW,
+        )
 
     def _concluded(self, served: ServedEndpoint, winner: str, user_id: str, now: float) -> _Choice:
         """The winner serves everyone. A user assigned elsewhere is reassigned to it (once),

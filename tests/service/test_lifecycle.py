@@ -156,6 +156,40 @@ def test_paused_new_users_get_the_champion_existing_ones_keep_their_variant(chan
     assert sum(c.invocation_count for c in counted(log.events).values()) == 50
 
 
+def test_users_a_pause_or_conclusion_assigned_are_no_trials_of_the_experiment(
+    change, usecases, log
+):
+    # GIVEN 20 users the experiment assigned, half of whom converted, counted
+    for user in map(str, range(20)):
+        invoke(usecases, user)
+        if int(user) % 2:
+            usecases.convert(Conversion(endpoint_name=ENDPOINT, user_id=user))
+    usecases.aggregate(log, log.deliver())
+    before = usecases.stats(ENDPOINT).endpoint.variants
+
+    # WHEN the endpoint is paused and 10 new users come and convert, then it is concluded
+    # and 5 more come and convert
+    change(Action.PAUSE)
+    paused = [invoke(usecases, f"paused-{i}") for i in range(10)]
+    change(Action.CONCLUDE, winner="Challenger1")
+    concluded = [invoke(usecases, f"after-{i}") for i in range(5)]
+    for result in [*paused, *concluded]:
+        usecases.convert(Conversion(endpoint_name=ENDPOINT, user_id=result.user_id))
+    usecases.aggregate(log, log.deliver())
+    after = usecases.stats(ENDPOINT).endpoint.variants
+
+    # THEN their invocations and conversions count, but no user of the experiment's does
+    # (the champion's certainty while paused would otherwise weigh in the estimates and
+    # break the sample-ratio check, which needs every variant possible for every user)
+    assert {r.assignment for r in paused} == {"paused"}
+    assert {r.assignment for r in concluded} == {"concluded"}
+    total = lambda variants, name: sum(getattr(v.counts, name) for v in variants)  # noqa: E731
+    for name in ("users", "converted_users", "weight_sum", "weighted_reward_sum"):
+        assert total(after, name) == pytest.approx(total(before, name)), name
+    assert total(after, "invocation_count") == total(before, "invocation_count") + 15
+    assert total(after, "conversion_count") == total(before, "conversion_count") + 15
+
+
 def test_paused_weighted_sampling_keeps_its_fixed_weights(ports, store):
     ports.catalog = Catalog(config("WeightedSampling"))
     from abtest.usecases.invoke import Invoke
