@@ -77,8 +77,13 @@ def drive(usecases, store, monkeypatch) -> None:
     )
     invoke(Invocation(endpoint_name=ENDPOINT, data="x", inference_id='inf "odd" é'))
     before = store.get_endpoint(ENDPOINT).lifecycle
-    concluded = before.moved(ENDPOINT, Action.CONCLUDE, "Champion1")
-    store.change_lifecycle(ENDPOINT, before, concluded, AuditEntry(0.0, "test", "conclude"))
+    paused = before.moved(ENDPOINT, Action.PAUSE)
+    store.change_lifecycle(ENDPOINT, before, paused, AuditEntry(0.0, "test", "pause"))
+    invoke.endpoints.forget(ENDPOINT)
+    invoke(Invocation(endpoint_name=ENDPOINT, user_id="paused", data="x"))  # paused
+    usecases.convert(Conversion(endpoint_name=ENDPOINT, user_id="paused"))  # null propensity
+    concluded = paused.moved(ENDPOINT, Action.CONCLUDE, "Champion1")
+    store.change_lifecycle(ENDPOINT, paused, concluded, AuditEntry(0.0, "test", "conclude"))
     invoke.endpoints.forget(ENDPOINT)
     invoke(Invocation(endpoint_name=ENDPOINT, user_id="after", data="x"))  # concluded
 
@@ -99,8 +104,8 @@ def test_every_line_the_service_logs_takes_the_fast_path(usecases, store, log, m
     invocations = [e for e in events if e["type"] == "invocation"]
     assert {e["assignment"] for e in invocations} == set(ASSIGNMENT_KINDS)
     conversions = [e for e in events if e["type"] == "conversion"]
-    assert {e["user_id"] for e in conversions} == set(ODD_IDS)
-    assert len(conversions) == 5 * len(ODD_IDS)
+    assert {e["user_id"] for e in conversions} == {*ODD_IDS, "paused"}
+    assert len(conversions) == 5 * len(ODD_IDS) + 1
 
     for block in blocks:
         tally = _Tally(endpoints(store), [].append)
