@@ -90,19 +90,19 @@ def worker_pids(parent: int) -> list[int]:
     return children
 
 
-@pytest.mark.slow(seconds=4)
+@pytest.mark.slow
 def test_sigterm_with_two_workers_loses_nothing(tmp_path: Path, serving, two_workers) -> None:
     test_serve_process.test_sigterm_loses_nothing_and_a_restart_keeps_the_counts(tmp_path, serving)
 
 
-@pytest.mark.slow(seconds=10)
+@pytest.mark.slow
 def test_sigkill_with_two_workers_loses_nothing_and_counts_once(tmp_path: Path, two_workers):
     test_crash_consistency.test_sigkill_under_load_loses_no_acknowledged_request_and_counts_none_twice(
         tmp_path
     )
 
 
-@pytest.mark.slow(seconds=5)
+@pytest.mark.slow
 def test_a_killed_worker_is_replaced_and_its_events_are_counted_once(tmp_path, two_workers):
     # GIVEN two workers under load from four clients
     config = write_config(tmp_path, interval=0.3, variants=MODELS)
