@@ -131,6 +131,7 @@ def test_a_missing_object_is_not_found(archive):
         read_lines(archive, "no-such-key")
 
 
+@pytest.mark.slow(seconds=4)  # 50 MB of events, gzipped, through moto
 def test_a_large_gzip_object_is_streamed_in_bounded_memory(s3, archive):
     # GIVEN a gzip object of about 50 MB of events once decompressed
     template = (

@@ -23,7 +23,7 @@ from tests.embedded.helpers import ENDPOINT, write_config
 from tests.embedded.test_serve_process import PAYLOAD, Serving
 
 # Slow: server processes killed and restarted, tens of seconds.
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=6)
 
 ROUNDS = 4
 CLIENTS = 4

@@ -10,7 +10,7 @@ import pytest
 from nbclient import NotebookClient
 
 # Starts a Jupyter kernel and runs a simulation.
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=5)
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "ab-testing-simulation.ipynb"
 

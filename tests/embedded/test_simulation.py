@@ -135,6 +135,7 @@ def test_simulate_command_writes_csv_and_plots_and_prints_stats(
     assert "decision:" in printed
 
 
+@pytest.mark.slow  # the whole demo, its plots included
 def test_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--users", "120", "--no-progress"]) == 0

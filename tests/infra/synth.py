@@ -2,7 +2,8 @@
 
 Synth runs CDK's node process (~10 s a stage), so every test reads the same
 cloud assembly. With pytest-xdist the workers share it through a locked
-directory: the first worker synthesizes, the others read the JSON.
+directory: the first worker synthesizes, the others read the JSON; a worker that finds
+a stage being synthesized synthesizes the others meanwhile instead of waiting idle.
 """
 
 from __future__ import annotations
@@ -91,12 +92,26 @@ def _synthesize(stage: str, outdir: Path) -> None:
     (outdir / "stacks.json").write_text(json.dumps(names))
 
 
+def _synthesize_once(stage: str, synth_dir: Path, *, wait: bool) -> bool:
+    """Synthesize `stage` unless another process has; False if one holds it and not `wait`."""
+    with open(synth_dir / f"{stage}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return False
+        if not (synth_dir / stage / "stacks.json").exists():
+            _synthesize(stage, synth_dir / stage)
+    return True
+
+
 def synth_stage(stage: str, synth_dir: Path) -> Synth:
     outdir = synth_dir / stage
-    with open(synth_dir / f"{stage}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (outdir / "stacks.json").exists():
-            _synthesize(stage, outdir)
+    if not _synthesize_once(stage, synth_dir, wait=False):
+        # Another worker is synthesizing it: rather than wait idle, synthesize the stages
+        # nobody has started (the infra tests read all three), then wait for this one.
+        for other in [s for s in STAGES if s != stage]:
+            _synthesize_once(other, synth_dir, wait=False)
+        _synthesize_once(stage, synth_dir, wait=True)
     names = json.loads((outdir / "stacks.json").read_text())
     templates = {
         concern: json.loads((outdir / f"{name}.template.json").read_text())

@@ -50,6 +50,7 @@ def _cfn_lint(paths: list[Path]) -> list[dict]:
     return json.loads(result.stdout or "[]")
 
 
+@pytest.mark.slow(seconds=7)
 def test_cfn_lint_finds_no_errors(prod: Synth, qa: Synth) -> None:
     """prod (HTTP API, IAM auth, every setting off its default) and qa (REST API, API
     keys): between them every resource kind; dev would repeat prod at 3 s a template."""
@@ -59,6 +60,7 @@ def test_cfn_lint_finds_no_errors(prod: Synth, qa: Synth) -> None:
     assert errors == []
 
 
+@pytest.mark.slow(seconds=15)  # a whole synth in node, the CLI's own
 def test_npx_cdk_synth_prod_works_offline_without_credentials(tmp_path: Path) -> None:
     npx = shutil.which("npx")
     assert npx, "node and npm are needed (make test installs the pinned CDK CLI)"

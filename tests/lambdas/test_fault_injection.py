@@ -26,7 +26,7 @@ from tests.api_gateway import Context, api_event, call
 from tests.lambdas.doubles import ENDPOINT, create_endpoint, s3_event, state_change
 
 # Slow: hundreds of requests through moto, about half a minute.
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=30)
 
 USERS = 200
 SEED = 11
