@@ -12,9 +12,24 @@ import json
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from abtest.config_types import NAME_PATTERN
+from abtest.events import (
+    CONTEXT_KEY_PATTERN,
+    MAX_CONTEXT_KEYS,
+    MAX_CONTEXT_TEXT_LENGTH,
+)
 from abtest.records import AssignmentKind
 from abtest.usecases.convert import Conversion, ConversionResult
 from abtest.usecases.invoke import Invocation, InvocationResult
@@ -45,11 +60,47 @@ def _printable_ascii(value: str | None) -> str | None:
     return value
 
 
+def _invalid_context(field: str, message: str) -> PydanticCustomError:
+    # `field` names the key (context.age): the 400's field, not just "context".
+    return PydanticCustomError("invalid_context", "{message}", {"field": field, "message": message})
+
+
+def _flat_context(value: Any) -> Any:
+    """A flat object of at most MAX_CONTEXT_KEYS names to strings, numbers or booleans."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _invalid_context("context", "must be an object of names to values")
+    if len(value) > MAX_CONTEXT_KEYS:
+        raise _invalid_context(
+            "context", f"has {len(value)} keys; at most {MAX_CONTEXT_KEYS} are allowed"
+        )
+    for key, item in value.items():
+        if not re.match(CONTEXT_KEY_PATTERN, key):
+            raise _invalid_context(
+                f"context.{key[:64]}",
+                "a key must be 1 to 64 letters, digits, '_' or '-'",
+            )
+        if isinstance(item, str):
+            if len(item) > MAX_CONTEXT_TEXT_LENGTH:
+                raise _invalid_context(
+                    f"context.{key}", f"longer than {MAX_CONTEXT_TEXT_LENGTH} characters"
+                )
+        elif not isinstance(item, bool | int | float) or (
+            isinstance(item, float) and item != item  # NaN cannot be logged as JSON
+        ):
+            raise _invalid_context(
+                f"context.{key}", "must be a string, a number or a boolean (the object is flat)"
+            )
+    return value
+
+
 class InvocationRequest(_Request):
     model_config = _example(
         endpoint_name=EXAMPLE_ENDPOINT,
         user_id=_EXAMPLE_USER,
         data={"instances": ["The battery lasted months; setup took ten minutes"]},
+        context={"country": "de", "device": "mobile", "returning": True},
     )
 
     endpoint_name: StrictStr = Field(min_length=1, max_length=63, pattern=NAME_PATTERN)
@@ -64,8 +115,19 @@ class InvocationRequest(_Request):
         default=None, min_length=1, max_length=64, json_schema_extra=_HEADER_SAFE
     )
     endpoint_variant: StrictStr | None = Field(default=None, min_length=1, max_length=63)
+    context: dict[str, StrictStr | StrictBool | StrictInt | StrictFloat] | None = Field(
+        default=None,
+        description=(
+            f"Optional request context, logged with the invocation (never the payload) for "
+            f"off-policy evaluation (`abtest evaluate --by KEY`): a flat object of at most "
+            f"{MAX_CONTEXT_KEYS} keys (1 to 64 letters, digits, '_' or '-') to strings (at "
+            f"most {MAX_CONTEXT_TEXT_LENGTH} characters), numbers or booleans."
+        ),
+        json_schema_extra={"maxProperties": MAX_CONTEXT_KEYS},
+    )
 
     _header_safe = field_validator("content_type", "inference_id")(_printable_ascii)
+    _context = field_validator("context", mode="before")(_flat_context)
 
     def to_core(self) -> Invocation:
         return Invocation(
@@ -75,6 +137,7 @@ class InvocationRequest(_Request):
             user_id=self.user_id,
             inference_id=self.inference_id,
             endpoint_variant=self.endpoint_variant,
+            context=self.context,
         )
 
 
