@@ -40,7 +40,7 @@ UNCOUNTED_ASSIGNMENTS = frozenset({AssignmentKind.MANUAL, AssignmentKind.FALLBAC
 CONTEXT_FIELD = "context"
 # Its limits, so that a line stays small and its keys are safe names for any reader.
 MAX_CONTEXT_KEYS = 16
-CONTEXT_KEY_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+CONTEXT_KEY = r"[A-Za-z0-9_-]{1,64}"  # a whole key (re.fullmatch)
 MAX_CONTEXT_TEXT_LENGTH = 256
 
 

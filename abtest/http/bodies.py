@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -25,11 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from abtest.config_types import NAME_PATTERN
-from abtest.events import (
-    CONTEXT_KEY_PATTERN,
-    MAX_CONTEXT_KEYS,
-    MAX_CONTEXT_TEXT_LENGTH,
-)
+from abtest.events import CONTEXT_KEY, MAX_CONTEXT_KEYS, MAX_CONTEXT_TEXT_LENGTH
 from abtest.records import AssignmentKind
 from abtest.usecases.convert import Conversion, ConversionResult
 from abtest.usecases.invoke import Invocation, InvocationResult
@@ -60,6 +56,9 @@ def _printable_ascii(value: str | None) -> str | None:
     return value
 
 
+ContextText = Annotated[StrictStr, Field(max_length=MAX_CONTEXT_TEXT_LENGTH)]
+
+
 def _invalid_context(field: str, message: str) -> PydanticCustomError:
     # `field` names the key (context.age): the 400's field, not just "context".
     return PydanticCustomError("invalid_context", "{message}", {"field": field, "message": message})
@@ -76,7 +75,7 @@ def _flat_context(value: Any) -> Any:
             "context", f"has {len(value)} keys; at most {MAX_CONTEXT_KEYS} are allowed"
         )
     for key, item in value.items():
-        if not re.match(CONTEXT_KEY_PATTERN, key):
+        if not re.fullmatch(CONTEXT_KEY, key):
             raise _invalid_context(
                 f"context.{key[:64]}",
                 "a key must be 1 to 64 letters, digits, '_' or '-'",
@@ -115,7 +114,7 @@ class InvocationRequest(_Request):
         default=None, min_length=1, max_length=64, json_schema_extra=_HEADER_SAFE
     )
     endpoint_variant: StrictStr | None = Field(default=None, min_length=1, max_length=63)
-    context: dict[str, StrictStr | StrictBool | StrictInt | StrictFloat] | None = Field(
+    context: dict[str, ContextText | StrictBool | StrictInt | StrictFloat] | None = Field(
         default=None,
         description=(
             f"Optional request context, logged with the invocation (never the payload) for "
@@ -123,7 +122,10 @@ class InvocationRequest(_Request):
             f"{MAX_CONTEXT_KEYS} keys (1 to 64 letters, digits, '_' or '-') to strings (at "
             f"most {MAX_CONTEXT_TEXT_LENGTH} characters), numbers or booleans."
         ),
-        json_schema_extra={"maxProperties": MAX_CONTEXT_KEYS},
+        json_schema_extra={
+            "maxProperties": MAX_CONTEXT_KEYS,
+            "propertyNames": {"pattern": f"^{CONTEXT_KEY}$"},
+        },
     )
 
     _header_safe = field_validator("content_type", "inference_id")(_printable_ascii)
