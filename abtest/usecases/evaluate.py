@@ -67,6 +67,7 @@ CREATE TABLE assignment (
     reward REAL NOT NULL DEFAULT 0,
     context TEXT
 );
+-- Later invocations of an assignment (`existing`): a conversion may name their id.
 CREATE TABLE invocation (inference_id TEXT PRIMARY KEY, user_id TEXT, seq INTEGER)
     WITHOUT ROWID;
 CREATE TABLE conversion (inference_id TEXT PRIMARY KEY, user_id TEXT, timestamp TEXT,
@@ -184,10 +185,9 @@ def read_endpoint_log(
                             "without a propensity; off-policy estimates need every one"
                         )
                     variant = variants.setdefault(event["variant_name"], len(variants))
-                    writer.assignment(position, event, variant)
-                elif kind != AssignmentKind.EXISTING:
-                    continue
-                writer.invocation(position, event)
+                    writer.assignment(position, event, variant)  # found by its id too
+                elif kind == AssignmentKind.EXISTING:
+                    writer.invocation(position, event)
             tick()
         writer.flush()
         db.executescript(_INDEXES)
@@ -281,8 +281,10 @@ def _join(
     credits: list[tuple[float, int]] = []
     reader = db.cursor()
     for _, user, timestamp, reward, is_late, served_to, served_at in reader.execute(
-        "SELECT c.inference_id, c.user_id, c.timestamp, c.reward, c.late, i.user_id, i.seq "
-        "FROM conversion c LEFT JOIN invocation i USING (inference_id)"
+        "SELECT c.inference_id, c.user_id, c.timestamp, c.reward, c.late, "
+        "coalesce(a.user_id, i.user_id), coalesce(a.seq, i.seq) FROM conversion c "
+        "LEFT JOIN assignment a ON a.inference_id = c.inference_id "
+        "LEFT JOIN invocation i ON i.inference_id = c.inference_id"
     ):
         total += 1
         if is_late:
