@@ -386,19 +386,30 @@ def segments(rows: StoredRows, key: str) -> list[tuple[str, StoredRows]]:
     """(value, its rows) per value of context `key`; EvaluationError if it has too many."""
     value = _path(key)
     condition, parameters = rows.where
-    found = rows.db.execute(
-        f"SELECT DISTINCT {value} FROM assignment WHERE {condition} LIMIT ?",
-        (*parameters, MAX_SEGMENTS + 2),
-    ).fetchall()
-    named = [v for (v,) in found if v is not None]
-    if not named:
+    kind = f"json_type(context, '$.\"{key}\"')"
+    found = [
+        (v, t)
+        for v, t in rows.db.execute(
+            f"SELECT DISTINCT {value}, {kind} FROM assignment WHERE {condition} LIMIT ?",
+            (*parameters, MAX_SEGMENTS + 2),
+        )
+        if v is not None
+    ]
+    if not found:
         raise EvaluationError(f"--by {key}: no assignment in the log carries context.{key}")
-    if len(named) > MAX_SEGMENTS:
+    if len(found) > MAX_SEGMENTS:
         raise EvaluationError(
             f"--by {key}: context.{key} has more than {MAX_SEGMENTS} values; "
             "segment by a key with fewer (bucket numbers into ranges in the request)"
         )
-    parts = [(str(v), rows.segment(f"{value} = ?", (v,))) for v in sorted(named, key=str)]
+
+    def label(v: object, t: str) -> str:
+        return t if t in ("true", "false") else str(v)  # SQLite reads booleans as 1 and 0
+
+    parts = [
+        (label(v, t), rows.segment(f"{value} = ? AND {kind} = ?", (v, t)))
+        for v, t in sorted(found, key=lambda found: label(*found))
+    ]
     missing = rows.segment(f"{value} IS NULL", ())
     if len(missing):
         parts.append((MISSING_SEGMENT, missing))

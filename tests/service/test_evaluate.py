@@ -221,6 +221,12 @@ def test_by_a_context_key_reports_each_segment(tmp_path, capsys):
         with_context(invocation(f"d{i}", f"d{i}", "ab"[i % 2], 0.5, t=i), device="desktop")
         for i in range(40)
     ]
+    # Booleans are segments named as sent, apart from the number 1.
+    first += [
+        with_context(invocation(f"b{i}", f"b{i}", "ab"[i % 2], 0.5, t=i), device=flag)
+        for i, flag in enumerate([True, 1] * 4)
+    ]
+    first.append(first[0])  # a redelivered line
     # Mobile users convert on a, desktop users on b.
     second = [conversion(f"m{i}", f"m{i}", "a", t=50) for i in range(0, 40, 2)] + [
         conversion(f"d{i}", f"d{i}", "b", t=50) for i in range(1, 40, 2)
@@ -229,7 +235,7 @@ def test_by_a_context_key_reports_each_segment(tmp_path, capsys):
     out_dir = tmp_path / "out"
     code, out, err = run(capsys, "--data-dir", str(data), "--out", str(out_dir), "--by", "device")
     assert code == 0, err
-    assert "segment desktop" in out and "segment mobile" in out
+    assert "segment desktop" in out and "segment mobile" in out and "segment true" in out
     report = json.loads((out_dir / "evaluation.json").read_text())
     value = {(e["segment"], e["policy"], e["estimator"]): e for e in report["estimates"]}
     for estimator in ("DM", "IPS", "SNIPS", "DR"):
@@ -238,7 +244,8 @@ def test_by_a_context_key_reports_each_segment(tmp_path, capsys):
         assert value["desktop", "b", estimator]["value"] == pytest.approx(1.0, abs=1e-3)
     assert value["mobile", "a", "IPS"]["events"] == 40
     with (out_dir / "evaluation.csv").open() as file:
-        assert {r["segment"] for r in csv.DictReader(file)} == {"mobile", "desktop"}
+        assert {r["segment"] for r in csv.DictReader(file)} == {"mobile", "desktop", "true", "1"}
+    assert report["assignments"] == 88  # the redelivered line is the same assignment
 
 
 @pytest.mark.parametrize(
