@@ -10,7 +10,7 @@ attribution window) credits nothing.
 One streaming pass over the objects writes the endpoint's assignments, invocations and
 conversions into a SQLite file in a temporary folder, joined there by index; the
 estimators then read the rows back in chunks. Memory holds a chunk and SQLite's page
-cache, whatever the log's size; the disk holds about 100 bytes per event.
+cache, whatever the log's size; the disk holds about 150 bytes per event.
 """
 
 from __future__ import annotations
