@@ -280,15 +280,23 @@ def _evaluate(args: argparse.Namespace) -> int:
         archive = LocalEventLog(folder)
         keys = archive.sealed_keys()
     try:
-        with tqdm(total=2 * len(keys), unit="file", disable=args.no_progress) as bar:
+        with tqdm(total=len(keys), unit="file", disable=args.no_progress) as bar:
             found = evaluate.read_endpoint_log(
                 archive, keys, args.endpoint, on_object=lambda: bar.update()
             )
-        policies = evaluate.target_policies(found.log, args.strategy, batch_size=args.batch_size)
-        rows = evaluate.estimate_policies(found.log, policies)
     except evaluate.EvaluationError as error:
         print(f"abtest: evaluate: {error}", file=sys.stderr)
         return 2
+    try:
+        policies = evaluate.target_policies(
+            found.log.variants, args.strategy, batch_size=args.batch_size
+        )
+        rows = evaluate.estimate_policies(found.log, policies, by=args.by)
+    except evaluate.EvaluationError as error:
+        print(f"abtest: evaluate: {error}", file=sys.stderr)
+        return 2
+    finally:
+        found.close()
     print(evaluate.format_table(found, rows))
     for path in evaluate.write_reports(found, rows, args.out):
         print(f"written: {path}")
@@ -637,6 +645,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--batch-size", type=int, default=1000, help="assignments between a replay's refreshes"
+    )
+    evaluate.add_argument(
+        "--by",
+        metavar="KEY",
+        help="also estimate per value of this request-context key (at most 20 values)",
     )
     evaluate.add_argument(
         "--out", type=Path, default=Path("evaluation"), help="folder for the CSV and JSON"

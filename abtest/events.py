@@ -37,6 +37,15 @@ ASSIGNMENT_KINDS = tuple(kind.value for kind in AssignmentKind)
 # Invocations the bandit did not choose: logged, but not counted in the variant's
 # counters, because their users cannot convert (fallback) or were not sampled (manual).
 UNCOUNTED_ASSIGNMENTS = frozenset({AssignmentKind.MANUAL, AssignmentKind.FALLBACK})
+# An invocation's optional request context (flat: names to strings, numbers, booleans),
+# appended after the declared fields only when the request carried one, so an invocation
+# without it costs nothing and its line keeps the fast path's exact shape. Off-policy
+# evaluation fits its reward model on it and segments by it; the payload is never logged.
+CONTEXT_FIELD = "context"
+# Its limits, so that a line stays small and its keys are safe names for any reader.
+MAX_CONTEXT_KEYS = 16
+CONTEXT_KEY = r"[A-Za-z0-9_-]{1,64}"  # a whole key (re.fullmatch)
+MAX_CONTEXT_TEXT_LENGTH = 256
 
 
 def encode(event: Mapping[str, Any]) -> bytes:

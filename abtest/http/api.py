@@ -208,6 +208,8 @@ def _bad_request(errors: Iterable[Mapping[str, Any]]) -> BadRequestError:
         # loc is (field, <union member>...): the field is what the user wrote.
         location = error.get("loc", ())
         field = location[0] if location and isinstance(location[0], str) else "body"
+        # A validator that knows a deeper field (context.age) names it in its context.
+        field = (error.get("ctx") or {}).get("field", field)
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         detail = {"field": field, "message": message}
         if detail not in details:

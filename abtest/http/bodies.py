@@ -11,12 +11,27 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from abtest.config_types import NAME_PATTERN, ExperimentSettings
-from abtest.events import MAX_CONTINUOUS_REWARD
+from abtest.events import (
+    CONTEXT_KEY,
+    MAX_CONTEXT_KEYS,
+    MAX_CONTEXT_TEXT_LENGTH,
+    MAX_CONTINUOUS_REWARD,
+)
 from abtest.history import DEFAULT_LIMIT, MAX_LIMIT, RECENT
 from abtest.lifecycle import Action
 from abtest.records import AssignmentKind, Endpoint
@@ -51,11 +66,50 @@ def _printable_ascii(value: str | None) -> str | None:
     return value
 
 
+ContextText = Annotated[StrictStr, Field(max_length=MAX_CONTEXT_TEXT_LENGTH)]
+
+
+def _invalid_context(field: str, message: str) -> PydanticCustomError:
+    # `field` names the key (context.age): the 400's field, not just "context".
+    return PydanticCustomError("invalid_context", "{message}", {"field": field, "message": message})
+
+
+def _flat_context(value: Any) -> Any:
+    """A flat object of at most MAX_CONTEXT_KEYS names to strings, numbers or booleans."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _invalid_context("context", "must be an object of names to values")
+    if len(value) > MAX_CONTEXT_KEYS:
+        raise _invalid_context(
+            "context", f"has {len(value)} keys; at most {MAX_CONTEXT_KEYS} are allowed"
+        )
+    for key, item in value.items():
+        if not re.fullmatch(CONTEXT_KEY, key):
+            raise _invalid_context(
+                f"context.{key[:64]}",
+                "a key must be 1 to 64 letters, digits, '_' or '-'",
+            )
+        if isinstance(item, str):
+            if len(item) > MAX_CONTEXT_TEXT_LENGTH:
+                raise _invalid_context(
+                    f"context.{key}", f"longer than {MAX_CONTEXT_TEXT_LENGTH} characters"
+                )
+        elif not isinstance(item, bool | int | float) or (
+            isinstance(item, float) and item != item  # NaN cannot be logged as JSON
+        ):
+            raise _invalid_context(
+                f"context.{key}", "must be a string, a number or a boolean (the object is flat)"
+            )
+    return value
+
+
 class InvocationRequest(_Request):
     model_config = _example(
         endpoint_name=EXAMPLE_ENDPOINT,
         user_id=_EXAMPLE_USER,
         data={"instances": ["The battery lasted months; setup took ten minutes"]},
+        context={"country": "de", "device": "mobile", "returning": True},
     )
 
     endpoint_name: StrictStr = Field(min_length=1, max_length=63, pattern=NAME_PATTERN)
@@ -70,8 +124,22 @@ class InvocationRequest(_Request):
         default=None, min_length=1, max_length=64, json_schema_extra=_HEADER_SAFE
     )
     endpoint_variant: StrictStr | None = Field(default=None, min_length=1, max_length=63)
+    context: dict[str, ContextText | StrictBool | StrictInt | StrictFloat] | None = Field(
+        default=None,
+        description=(
+            f"Optional request context, logged with the invocation (never the payload) for "
+            f"off-policy evaluation (`abtest evaluate --by KEY`): a flat object of at most "
+            f"{MAX_CONTEXT_KEYS} keys (1 to 64 letters, digits, '_' or '-') to strings (at "
+            f"most {MAX_CONTEXT_TEXT_LENGTH} characters), numbers or booleans."
+        ),
+        json_schema_extra={
+            "maxProperties": MAX_CONTEXT_KEYS,
+            "propertyNames": {"pattern": f"^{CONTEXT_KEY}$"},
+        },
+    )
 
     _header_safe = field_validator("content_type", "inference_id")(_printable_ascii)
+    _context = field_validator("context", mode="before")(_flat_context)
 
     def to_core(self) -> Invocation:
         return Invocation(
@@ -81,6 +149,7 @@ class InvocationRequest(_Request):
             user_id=self.user_id,
             inference_id=self.inference_id,
             endpoint_variant=self.endpoint_variant,
+            context=self.context,
         )
 
 

@@ -1,87 +1,151 @@
-"""Evaluate: read an endpoint's event log into a bandit.offpolicy.Log and estimate policies.
+"""Evaluate: join an endpoint's event log into rows on disk and estimate policies on them.
 
 The unit is the assignment: an invocation the strategy assigned (`new`) is one random draw
 with a logged propensity; later invocations of the same user (`existing`) repeat it, and
 manual or fallback ones were not drawn by the strategy, so neither adds a row. A
 conversion credits the assignment its `inference_id` was served under, else (an id the
-log never served) the user's latest assignment before it.
+log never served) the user's latest assignment before it; one flagged `late` (after the
+attribution window) credits nothing.
 
-Two streaming passes over the objects, so memory holds no line: the first keeps the
-conversions (few, next to invocations), the second one small row per assignment (variant
-index, propensity, reward: 18 bytes) and the assignments of converting users only.
+One streaming pass over the objects writes the endpoint's assignments, invocations and
+conversions into a SQLite file in a temporary folder, joined there by index; the
+estimators then read the rows back in chunks. Memory holds a chunk and SQLite's page
+cache, whatever the log's size; the disk holds about 150 bytes per event.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from array import array
-from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+import math
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 import bandit
-from abtest.events import CONVERSION, INVOCATION, split_lines
+from abtest.events import CONTEXT_FIELD, CONVERSION, INVOCATION, split_lines
 from abtest.ports import EventArchive
 from abtest.records import AssignmentKind
+from bandit.context_model import fit_reward_model
 from bandit.offpolicy import (
+    CHUNK_EVENTS,
     UNIFORM,
     Estimate,
     Log,
     OffPolicyError,
     Policy,
-    evaluate,
-    strategy_probabilities,
+    Replay,
+    evaluate_policies,
 )
 
 _INVOCATION_PREFIX = b'{"type":"' + INVOCATION.encode() + b'"'
 _CONVERSION_PREFIX = b'{"type":"' + CONVERSION.encode() + b'"'
+# Rows written to SQLite at a time: bounds what a big object holds in memory.
+_BATCH = 10_000
+# SQLite's page cache, in KiB (negative: a size, not a page count).
+_CACHE_KIB = 16_384
+# The reward model's features: at most this many context keys (the most frequent), each
+# text key one indicator per value for its most frequent values.
+MAX_FEATURE_KEYS = 16
+MAX_LEVELS = 20
+# --by reports one block per value; a key with more values is not a segment.
+MAX_SEGMENTS = 20
+MISSING_SEGMENT = "(none)"
+
+_SCHEMA = """
+CREATE TABLE assignment (
+    seq INTEGER PRIMARY KEY,  -- the line's position in the log: its order
+    inference_id TEXT UNIQUE, -- a redelivered line is the same assignment
+    user_id TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    variant INTEGER NOT NULL,
+    propensity REAL NOT NULL,
+    reward REAL NOT NULL DEFAULT 0,
+    context TEXT
+);
+-- Later invocations of an assignment (`existing`): a conversion may name their id.
+CREATE TABLE invocation (inference_id TEXT PRIMARY KEY, user_id TEXT, seq INTEGER)
+    WITHOUT ROWID;
+CREATE TABLE conversion (inference_id TEXT PRIMARY KEY, user_id TEXT, timestamp TEXT,
+    reward REAL, late INTEGER) WITHOUT ROWID;
+"""
+_INDEXES = """
+CREATE INDEX assignment_by_user ON assignment (user_id, seq);
+CREATE INDEX assignment_by_time ON assignment (user_id, timestamp, seq);
+"""
 
 
 class EvaluationError(ValueError):
     """The log cannot be evaluated as asked; the message says why in one line."""
 
 
+class StoredRows:
+    """The joined assignments in a SQLite file, read back in log order, chunk by chunk
+    (`bandit.offpolicy.Rows`); `where` narrows them to a segment, `features` adds the
+    reward model's columns computed from each row's context."""
+
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        variants: tuple[str, ...],
+        *,
+        where: tuple[str, tuple] = ("1", ()),
+        features: Sequence[str] = (),
+    ) -> None:
+        self.db, self.variants, self.where, self.features = db, variants, where, tuple(features)
+        condition, parameters = where
+        self.count = db.execute(
+            f"SELECT count(*) FROM assignment WHERE {condition}", parameters
+        ).fetchone()[0]
+
+    def __len__(self) -> int:
+        return self.count
+
+    def with_features(self, features: Sequence[str]) -> StoredRows:
+        return StoredRows(self.db, self.variants, where=self.where, features=features)
+
+    def segment(self, condition: str, parameters: tuple) -> StoredRows:
+        where = (f"({self.where[0]}) AND ({condition})", (*self.where[1], *parameters))
+        return StoredRows(self.db, self.variants, where=where, features=self.features)
+
+    def chunks(self) -> Iterator[Log]:
+        columns = ", ".join(("variant", "propensity", "reward", *self.features))
+        condition, parameters = self.where
+        cursor = self.db.execute(
+            f"SELECT {columns} FROM assignment WHERE {condition} ORDER BY seq", parameters
+        )
+        while rows := cursor.fetchmany(CHUNK_EVENTS):
+            table = np.array(rows, dtype=np.float64)
+            yield Log(
+                self.variants,
+                table[:, 0].astype(np.int64),
+                table[:, 2],
+                table[:, 1],
+                table[:, 3:] if self.features else None,
+            )
+
+
 @dataclass
 class EndpointLog:
-    """What the passes found: the assignments as a Log, and how the conversions joined."""
+    """What the pass found: the assignments as rows on disk, and how the conversions joined."""
 
     endpoint: str
-    log: Log
-    conversions: int  # distinct conversions of the endpoint in the log
+    log: StoredRows
+    conversions: int  # distinct conversions of the endpoint in the log, late ones included
     joined_by_id: int
     joined_by_user: int
     unattributed: int  # conversions of users whose assignment is not in the log
+    late: int  # conversions flagged late: after the attribution window, not counted
     objects: int
+    folder: tempfile.TemporaryDirectory
 
-
-@dataclass
-class _Conversion:
-    user_id: str
-    timestamp: str
-    reward: float
-    joined: bool = False
-
-
-@dataclass
-class _Rows:
-    """Growing columns of the assignments: compact arrays, not a Python object per row."""
-
-    variants: list[str] = field(default_factory=list)
-    actions: array = field(default_factory=lambda: array("h"))
-    propensities: array = field(default_factory=lambda: array("d"))
-    rewards: array = field(default_factory=lambda: array("d"))
-
-    def add(self, variant: str, propensity: float) -> int:
-        if variant not in self.variants:
-            self.variants.append(variant)
-        self.actions.append(self.variants.index(variant))
-        self.propensities.append(propensity)
-        self.rewards.append(0.0)
-        return len(self.actions) - 1
+    def close(self) -> None:
+        self.log.db.close()
+        self.folder.cleanup()
 
 
 def read_endpoint_log(
@@ -91,104 +155,282 @@ def read_endpoint_log(
     *,
     on_object: Callable[[], object] | None = None,
 ) -> EndpointLog:
-    """Join the endpoint's conversions to its assignments, reading `keys` in order, twice."""
+    """Join the endpoint's conversions to its assignments, reading `keys` in order, once."""
     tick = on_object or (lambda: None)
-    conversions: dict[str, _Conversion] = {}
-    endpoints: set[str] = set()
-    for key in keys:
-        for _, event in _events(archive, key, _CONVERSION_PREFIX):
-            endpoints.add(event["endpoint_name"])
-            if event["endpoint_name"] == endpoint:
-                # Keyed by id: a redelivered line is the same conversion, counted once.
-                conversions.setdefault(
-                    event["inference_id"],
-                    _Conversion(event["user_id"], event["timestamp"], float(event["reward"])),
-                )
-        tick()
-    converting = {c.user_id for c in conversions.values()}
-    current: dict[str, int] = {}  # converting user -> row of their latest assignment
-    history: dict[str, list[tuple[str, int]]] = {}  # converting user -> (timestamp, row)
-    rows = _Rows()
-    by_id = 0
-    for key in keys:
-        for number, event in _events(archive, key, _INVOCATION_PREFIX):
-            endpoints.add(event["endpoint_name"])
-            if event["endpoint_name"] != endpoint:
-                continue
-            kind, user = event["assignment"], event["user_id"]
-            if kind == AssignmentKind.NEW:
-                if event["propensity"] is None:
-                    raise EvaluationError(
-                        f"{key} line {number}: an assignment of {endpoint} was logged without "
-                        "a propensity; off-policy estimates need every one"
-                    )
-                row = rows.add(event["variant_name"], float(event["propensity"]))
-                if user in converting:
-                    current[user] = row
-                    history.setdefault(user, []).append((event["timestamp"], row))
-            elif kind != AssignmentKind.EXISTING:
-                continue
-            conversion = conversions.get(event["inference_id"])
-            if conversion is not None and not conversion.joined and user in current:
-                rows.rewards[current[user]] += conversion.reward
-                conversion.joined = True
-                by_id += 1
-        tick()
-    if not rows.actions:
-        seen = ", ".join(sorted(endpoints)) or "none"
-        raise EvaluationError(
-            f"no assignment of endpoint {endpoint!r} in the log (endpoints in it: {seen})"
-        )
-    by_user = unattributed = 0
-    for conversion in conversions.values():
-        if conversion.joined:
-            continue
-        assigned = history.get(conversion.user_id, [])
-        at = bisect_right(assigned, (conversion.timestamp, len(rows.actions)))
-        if at == 0:
-            unattributed += 1
-            continue
-        rows.rewards[assigned[at - 1][1]] += conversion.reward
-        by_user += 1
-    # The columns as they are (Log.of would take a name per row): checked the same way.
-    log = Log(
-        tuple(rows.variants),
-        np.frombuffer(rows.actions, dtype=np.int16).astype(np.int64),
-        np.frombuffer(rows.rewards, dtype=np.float64),
-        np.frombuffer(rows.propensities, dtype=np.float64),
-    )
+    folder = tempfile.TemporaryDirectory(prefix="abtest-evaluate-")
+    db = sqlite3.connect(Path(folder.name) / "log.sqlite3")
     try:
-        log.check()
-    except OffPolicyError as error:
-        raise EvaluationError(f"{endpoint}: {error}") from None
-    return EndpointLog(
-        endpoint, log, len(conversions), by_id, by_user, unattributed, objects=len(keys)
-    )
+        db.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+        db.execute("PRAGMA journal_mode = OFF")
+        db.execute("PRAGMA synchronous = OFF")
+        db.executescript(_SCHEMA)
+        variants: dict[str, int] = {}
+        endpoints: set[str] = set()
+        writer = _Writer(db)
+        position = 0
+        for key in keys:
+            for number, event in _events(archive, key):
+                position += 1
+                endpoints.add(event.get("endpoint_name"))
+                if event.get("endpoint_name") != endpoint:
+                    continue
+                if event["type"] == CONVERSION:
+                    writer.conversion(event)
+                    continue
+                kind = event["assignment"]
+                if kind == AssignmentKind.NEW:
+                    if event["propensity"] is None:
+                        raise EvaluationError(
+                            f"{key} line {number}: an assignment of {endpoint} was logged "
+                            "without a propensity; off-policy estimates need every one"
+                        )
+                    variant = variants.setdefault(event["variant_name"], len(variants))
+                    writer.assignment(position, event, variant)  # found by its id too
+                elif kind == AssignmentKind.EXISTING:
+                    writer.invocation(position, event)
+            tick()
+        writer.flush()
+        db.executescript(_INDEXES)
+        names = tuple(sorted(variants, key=variants.__getitem__))
+        rows = StoredRows(db, names)
+        if not len(rows):
+            seen = ", ".join(sorted(str(e) for e in endpoints)) or "none"
+            raise EvaluationError(
+                f"no assignment of endpoint {endpoint!r} in the log (endpoints in it: {seen})"
+            )
+        found = _join(db, endpoint, rows, len(keys), folder)
+    except BaseException:
+        db.close()
+        folder.cleanup()
+        raise
+    return found
 
 
-def _events(archive: EventArchive, key: str, prefix: bytes) -> Iterable[tuple[int, dict]]:
-    """(line number, event) of the lines of one type; other lines are not parsed."""
+class _Writer:
+    """Lines into the SQLite tables, a batch at a time."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.assignments: list[tuple] = []
+        self.invocations: list[tuple] = []
+        self.conversions: list[tuple] = []
+
+    def assignment(self, position: int, event: dict, variant: int) -> None:
+        context = event.get(CONTEXT_FIELD)
+        self.assignments.append(
+            (
+                position,
+                event["inference_id"],
+                event["user_id"],
+                event["timestamp"],
+                variant,
+                float(event["propensity"]),
+                None if context is None else json.dumps(context, separators=(",", ":")),
+            )
+        )
+        self._maybe_flush(self.assignments)
+
+    def invocation(self, position: int, event: dict) -> None:
+        self.invocations.append((event["inference_id"], event["user_id"], position))
+        self._maybe_flush(self.invocations)
+
+    def conversion(self, event: dict) -> None:
+        # Fields another version adds (the assignment's assigned_at and propensity) are
+        # not needed: the join finds the assignment itself. `late` is honoured.
+        self.conversions.append(
+            (
+                event["inference_id"],
+                event["user_id"],
+                event["timestamp"],
+                float(event.get("reward", 1.0)),
+                1 if event.get("late") is True else 0,
+            )
+        )
+        self._maybe_flush(self.conversions)
+
+    def _maybe_flush(self, batch: list) -> None:
+        if len(batch) >= _BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        # Keyed by inference_id: a redelivered line is the same event, stored once.
+        self.db.executemany(
+            "INSERT OR IGNORE INTO assignment "
+            "(seq, inference_id, user_id, timestamp, variant, propensity, context) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            self.assignments,
+        )
+        self.db.executemany("INSERT OR IGNORE INTO invocation VALUES (?, ?, ?)", self.invocations)
+        self.db.executemany(
+            "INSERT OR IGNORE INTO conversion VALUES (?, ?, ?, ?, ?)", self.conversions
+        )
+        self.assignments.clear()
+        self.invocations.clear()
+        self.conversions.clear()
+
+
+def _join(
+    db: sqlite3.Connection,
+    endpoint: str,
+    rows: StoredRows,
+    objects: int,
+    folder: tempfile.TemporaryDirectory,
+) -> EndpointLog:
+    """Credit each conversion's reward to its assignment: by id, else by user and time."""
+    by_id = by_user = unattributed = late = total = 0
+    credits: list[tuple[float, int]] = []
+    reader = db.cursor()
+    for _, user, timestamp, reward, is_late, served_to, served_at in reader.execute(
+        "SELECT c.inference_id, c.user_id, c.timestamp, c.reward, c.late, "
+        "coalesce(a.user_id, i.user_id), coalesce(a.seq, i.seq) FROM conversion c "
+        "LEFT JOIN assignment a ON a.inference_id = c.inference_id "
+        "LEFT JOIN invocation i ON i.inference_id = c.inference_id"
+    ):
+        total += 1
+        if is_late:
+            late += 1
+            continue
+        row = None
+        if served_to is not None:
+            # The assignment the invocation was served under: its user's latest before it.
+            row = db.execute(
+                "SELECT seq FROM assignment WHERE user_id = ? AND seq <= ? "
+                "ORDER BY seq DESC LIMIT 1",
+                (served_to, served_at),
+            ).fetchone()
+            by_id += row is not None
+        if row is None:
+            row = db.execute(
+                "SELECT seq FROM assignment WHERE user_id = ? AND timestamp <= ? "
+                "ORDER BY timestamp DESC, seq DESC LIMIT 1",
+                (user, timestamp),
+            ).fetchone()
+            if row is None:
+                unattributed += 1
+                continue
+            by_user += 1
+        credits.append((reward, row[0]))
+        if len(credits) >= _BATCH:
+            _credit(db, credits)
+    _credit(db, credits)
+    return EndpointLog(endpoint, rows, total, by_id, by_user, unattributed, late, objects, folder)
+
+
+def _credit(db: sqlite3.Connection, credits: list[tuple[float, int]]) -> None:
+    db.executemany("UPDATE assignment SET reward = reward + ? WHERE seq = ?", credits)
+    credits.clear()
+
+
+def _events(archive: EventArchive, key: str) -> Iterable[tuple[int, dict]]:
+    """(line number, event) of the invocation and conversion lines; others are not parsed."""
     number = 0
     for block in archive.read_blocks(key):
         for line in split_lines(block):
             number += 1
-            if line.startswith(prefix):
+            if line.startswith(_INVOCATION_PREFIX) or line.startswith(_CONVERSION_PREFIX):
                 try:
-                    yield number, json.loads(line)
+                    event = json.loads(line)
                 except ValueError:
                     continue  # aggregation rejects and keeps damaged lines; they never counted
+                if isinstance(event, dict):
+                    yield number, event
+
+
+# -- the request context: the reward model's features and the segments -----------------
+
+
+def _path(key: str) -> str:
+    # Context keys are letters, digits, '_' and '-' (abtest.http.bodies): safe in a path.
+    return f"json_extract(context, '$.\"{key}\"')"
+
+
+def context_features(rows: StoredRows) -> list[str]:
+    """SQL expressions of the reward model's features: each numeric context key
+    standardised (0 when absent), each other key one indicator per frequent value."""
+    db, (condition, parameters) = rows.db, rows.where
+    keys = db.execute(
+        "SELECT j.key, count(*), sum(j.type IN ('integer', 'real')) "
+        f"FROM assignment, json_each(assignment.context) j WHERE {condition} "
+        "GROUP BY j.key ORDER BY count(*) DESC, j.key LIMIT ?",
+        (*parameters, MAX_FEATURE_KEYS),
+    ).fetchall()
+    features = []
+    for key, count, numeric in keys:
+        value = _path(key)
+        if numeric == count:
+            mean, square = db.execute(
+                f"SELECT avg({value}), avg({value} * {value}) FROM assignment "
+                f"WHERE {condition} AND {value} IS NOT NULL",
+                parameters,
+            ).fetchone()
+            sd = math.sqrt(max(square - mean * mean, 0.0)) or 1.0
+            features.append(f"coalesce(({value} - {mean!r}) / {sd!r}, 0)")
+            continue
+        levels = db.execute(
+            f"SELECT {value} v FROM assignment WHERE {condition} AND v IS NOT NULL "
+            "GROUP BY v ORDER BY count(*) DESC, v LIMIT ?",
+            (*parameters, MAX_LEVELS),
+        ).fetchall()
+        for (level,) in levels:
+            features.append(f"coalesce({value} = {_literal(level)}, 0)")
+    return features
+
+
+def _literal(value: object) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)
+
+
+def segments(rows: StoredRows, key: str) -> list[tuple[str, StoredRows]]:
+    """(value, its rows) per value of context `key`; EvaluationError if it has too many."""
+    value = _path(key)
+    condition, parameters = rows.where
+    kind = f"json_type(context, '$.\"{key}\"')"
+    found = [
+        (v, t)
+        for v, t in rows.db.execute(
+            f"SELECT DISTINCT {value}, {kind} FROM assignment WHERE {condition} LIMIT ?",
+            (*parameters, MAX_SEGMENTS + 2),
+        )
+        if v is not None
+    ]
+    if not found:
+        raise EvaluationError(f"--by {key}: no assignment in the log carries context.{key}")
+    if len(found) > MAX_SEGMENTS:
+        raise EvaluationError(
+            f"--by {key}: context.{key} has more than {MAX_SEGMENTS} values; "
+            "segment by a key with fewer (bucket numbers into ranges in the request)"
+        )
+
+    def label(v: object, t: str) -> str:
+        return t if t in ("true", "false") else str(v)  # SQLite reads booleans as 1 and 0
+
+    parts = [
+        (label(v, t), rows.segment(f"{value} = ? AND {kind} = ?", (v, t)))
+        for v, t in sorted(found, key=lambda found: label(*found))
+    ]
+    missing = rows.segment(f"{value} IS NULL", ())
+    if len(missing):
+        parts.append((MISSING_SEGMENT, missing))
+    return parts
+
+
+# -- the report --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class PolicyEstimate:
-    """One row of the report: a target policy, an estimator, its estimate."""
+    """One row of the report: a target policy, an estimator, its estimate (in a segment)."""
 
     policy: str
     estimate: Estimate
+    segment: str = ""
 
     def as_dict(self) -> dict:
         e = self.estimate
         return {
+            "segment": self.segment,
             "policy": self.policy,
             "estimator": e.estimator,
             "value": e.value,
@@ -202,13 +444,16 @@ class PolicyEstimate:
 
 
 def target_policies(
-    log: Log, strategies: Sequence[str] = (), *, batch_size: int = 1000
+    variants: Sequence[str], strategies: Sequence[str] = (), *, batch_size: int = 1000
 ) -> dict[str, Policy]:
     """Every variant alone, a uniform split, and each `NAME[:param=value,...]` strategy replayed."""
-    policies: dict[str, Policy] = {name: name for name in log.variants}
+    policies: dict[str, Policy] = {name: name for name in variants}
     policies[UNIFORM] = UNIFORM
     for spec in strategies:
-        policies[spec] = strategy_probabilities(log, _strategy(spec), batch_size=batch_size)
+        try:
+            policies[spec] = Replay(_strategy(spec), batch_size)
+        except OffPolicyError as error:
+            raise EvaluationError(str(error)) from None
     return policies
 
 
@@ -232,19 +477,38 @@ def _strategy(spec: str) -> bandit.Strategy:
 
 
 def estimate_policies(
-    log: Log, policies: dict[str, Policy], *, level: float = 0.95
+    rows: StoredRows,
+    policies: dict[str, Policy],
+    *,
+    level: float = 0.95,
+    by: str | None = None,
 ) -> list[PolicyEstimate]:
+    """Every policy's estimates, per value of context `by` when given. With request
+    context in the log, DR's reward model is a logistic regression on it."""
+    parts = [("", rows)] if by is None else segments(rows, by)
+    report = []
     try:
-        return [
-            PolicyEstimate(name, estimate)
-            for name, policy in policies.items()
-            for estimate in evaluate(log, policy, level=level)
-        ]
+        for segment, part in parts:
+            if len(part) < 2:
+                continue  # a segment of one assignment has no spread to estimate
+            features = context_features(part)
+            model = None
+            if features:
+                part = part.with_features(features)
+                model = fit_reward_model(part)
+            found = evaluate_policies(part, policies, level=level, reward_model=model)
+            report.extend(
+                PolicyEstimate(name, estimate, segment)
+                for name, estimates in found.items()
+                for estimate in estimates
+            )
     except OffPolicyError as error:
         raise EvaluationError(str(error)) from None
+    return report
 
 
 CSV_COLUMNS = (
+    "segment",
     "policy",
     "estimator",
     "value",
@@ -258,7 +522,7 @@ CSV_COLUMNS = (
 
 
 def write_reports(found: EndpointLog, rows: Sequence[PolicyEstimate], out: Path) -> list[Path]:
-    """evaluation.csv (one row per policy and estimator) and evaluation.json under `out`."""
+    """evaluation.csv (one row per segment, policy and estimator) and evaluation.json."""
     out.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = out / "evaluation.csv", out / "evaluation.json"
     with csv_path.open("w", newline="", encoding="utf-8") as file:
@@ -275,6 +539,7 @@ def write_reports(found: EndpointLog, rows: Sequence[PolicyEstimate], out: Path)
         "joined_by_inference_id": found.joined_by_id,
         "joined_by_user": found.joined_by_user,
         "unattributed": found.unattributed,
+        "late": found.late,
         "estimates": [row.as_dict() for row in rows],
     }
     json_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -283,14 +548,19 @@ def write_reports(found: EndpointLog, rows: Sequence[PolicyEstimate], out: Path)
 
 def format_table(found: EndpointLog, rows: Sequence[PolicyEstimate]) -> str:
     """The report for a terminal: one line per policy and estimator, warnings below."""
+    late = f", {found.late:,} late" if found.late else ""
     lines = [
         f"{found.endpoint}: {len(found.log):,} assignments, {found.conversions:,} conversions "
         f"({found.joined_by_id:,} by inference_id, {found.joined_by_user:,} by user, "
-        f"{found.unattributed:,} unattributed)",
-        f"{'policy':<24} {'estimator':<9} {'value':>9} {'95% interval':>21} {'ESS':>10}",
+        f"{found.unattributed:,} unattributed{late})",
     ]
+    header = f"{'policy':<24} {'estimator':<9} {'value':>9} {'95% interval':>21} {'ESS':>10}"
     notes: dict[str, int] = {}
+    segment = None
     for row in rows:
+        if row.segment != segment:
+            segment = row.segment
+            lines.extend(([f"segment {segment}"] if segment else []) + [header])
         e = row.estimate
         marks = "".join(f" [{notes.setdefault(w, len(notes) + 1)}]" for w in e.warnings)
         lines.append(

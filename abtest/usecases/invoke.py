@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from abtest.errors import ConflictError, EventLogUnavailableError, StoreUnavailableError
-from abtest.events import invocation_event
+from abtest.events import CONTEXT_FIELD, invocation_event
 from abtest.lifecycle import State
 from abtest.ports import Clock, Count, EventSink, ModelEndpoint, ModelResult, Store, Telemetry
 from abtest.records import Assignment, AssignmentKind
@@ -38,6 +38,7 @@ class Invocation:
     user_id: str | None = None  # None: an anonymous user, given a fresh id
     inference_id: str | None = None
     endpoint_variant: str | None = None  # a manual override
+    context: dict[str, str | float | bool] | None = None  # logged, for off-policy evaluation
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,8 @@ class Invoke:
             propensity=choice.propensity,
             assignment=choice.kind,
         )
+        if request.context:
+            event[CONTEXT_FIELD] = request.context
         try:
             self.events.put([event])
         except EventLogUnavailableError as error:

@@ -7,13 +7,15 @@ import random
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from bandit.offpolicy import (
     ESTIMATORS,
     Log,
     OffPolicyError,
+    Replay,
     evaluate,
-    strategy_probabilities,
+    normal_interval,
     target_probabilities,
 )
 from bandit.thompson import ThompsonSampling
@@ -54,6 +56,10 @@ def by_hand(log: Log, target: list[list[float]]):
         m = math.fsum(xs) / len(xs)
         return math.sqrt(math.fsum((x - m) ** 2 for x in xs) / (len(xs) - 1))
 
+    def degrees(psi):
+        # Satterthwaite: (sum psi^2)^2 / sum psi^4, psi centred on the estimate.
+        return math.fsum(x * x for x in psi) ** 2 / math.fsum(x**4 for x in psi)
+
     q = []
     for j in range(k):
         num = math.fsum(r[i] / p[i] for i in range(n) if a[i] == j)
@@ -73,11 +79,12 @@ def by_hand(log: Log, target: list[list[float]]):
     dr = math.fsum(dr_terms) / n
     ess = math.fsum(w) ** 2 / math.fsum(x * x for x in w)
     root = math.sqrt(n)
+    dr_psi = [x - dr for x in dr_terms]
     return {
-        "DM": (dm, sd(dm_psi) / root),
-        "IPS": (ips, sd(ips_terms) / root),
-        "SNIPS": (snips, sd(snips_psi) / root),
-        "DR": (dr, sd(dr_terms) / root),
+        "DM": (dm, sd(dm_psi) / root, degrees(dm_psi)),
+        "IPS": (ips, sd(ips_terms) / root, degrees([x - ips for x in ips_terms])),
+        "SNIPS": (snips, sd(snips_psi) / root, degrees(snips_psi)),
+        "DR": (dr, sd(dr_terms) / root, degrees(dr_psi)),
     }, ess
 
 
@@ -88,13 +95,16 @@ def test_estimates_match_the_formulas_recomputed_by_hand(continuous):
         log, [[per_event_target(i).get(v, 0.0) for v in VARIANTS] for i in range(400)]
     )
     estimates = evaluate(log, per_event_target)
+    normal = evaluate(log, per_event_target, interval=normal_interval)
     assert tuple(e.estimator for e in estimates) == ESTIMATORS
-    for e in estimates:
-        value, se = expected[e.estimator]
+    for e, z in zip(estimates, normal, strict=True):
+        value, se, df = expected[e.estimator]
+        t = stats.t.ppf(0.975, df)
         assert e.value == pytest.approx(value, abs=1e-9)
         assert e.std_error == pytest.approx(se, abs=1e-9)
-        assert e.low == pytest.approx(value - Z95 * se, abs=1e-9)
-        assert e.high == pytest.approx(value + Z95 * se, abs=1e-9)
+        assert e.low == pytest.approx(value - t * se, abs=1e-9)
+        assert e.high == pytest.approx(value + t * se, abs=1e-9)
+        assert (z.low, z.high) == pytest.approx((value - Z95 * se, value + Z95 * se), abs=1e-9)
         assert e.effective_sample_size == pytest.approx(ess, abs=1e-9)
         assert e.events == 400
 
@@ -120,15 +130,15 @@ def test_each_estimator_recovers_a_single_variants_mean_from_adaptive_logging():
 
 def test_the_strategy_replay_allocates_as_the_strategy_would_at_each_refresh():
     log = random_log(250, seed=2)
-    uniform = strategy_probabilities(log, WeightedSampling(), batch_size=100)
+    uniform = target_probabilities(log, Replay(WeightedSampling(), batch_size=100))
     assert np.allclose(uniform, 1 / 3)
-    replay = strategy_probabilities(log, ThompsonSampling(), batch_size=100)
+    replay = target_probabilities(log, Replay(ThompsonSampling(), batch_size=100))
     assert np.allclose(replay[:100], 1 / 3)  # nothing observed yet
     assert np.allclose(replay[100], replay[199]) and not np.allclose(replay[100], replay[200])
     assert np.allclose(replay.sum(axis=1), 1.0)
     # After 200 events the best variant (c, mean 0.8) leads.
     assert replay[200].argmax() == 2
-    assert evaluate(log, replay)[1].value == pytest.approx(
+    assert evaluate(log, Replay(ThompsonSampling(), batch_size=100))[1].value == pytest.approx(
         float(np.mean(replay[np.arange(250), log.actions] / log.propensities * log.rewards))
     )
 
@@ -193,23 +203,26 @@ def test_a_bad_log_is_one_error_naming_the_event(served, rewards, propensities, 
     assert message in str(caught.value)
 
 
-def test_a_given_reward_model_is_used_as_it_is():
+def test_a_given_reward_model_is_the_doubly_robust_ones():
     log = random_log(300, seed=5, continuous=True)
     rng = np.random.default_rng(0)
     model = rng.random((300, 3))
     target = target_probabilities(log, per_event_target)
     dm, _, _, dr = evaluate(log, per_event_target, reward_model=model)
-    predicted = [sum(target[i, j] * model[i, j] for j in range(3)) for i in range(300)]
-    corrections = [
-        target[i, log.actions[i]]
+    terms = [
+        sum(target[i, j] * model[i, j] for j in range(3))
+        + target[i, log.actions[i]]
         / log.propensities[i]
         * (log.rewards[i] - model[i, log.actions[i]])
         for i in range(300)
     ]
-    assert dm.value == pytest.approx(math.fsum(predicted) / 300, abs=1e-9)
-    assert dr.value == pytest.approx(math.fsum(predicted + corrections) / 300, abs=1e-9)
-    sd = np.std(predicted, ddof=1) / math.sqrt(300)  # the model is given: no error of its own
-    assert dm.std_error == pytest.approx(sd, abs=1e-9)
+    assert dr.value == pytest.approx(math.fsum(terms) / 300, abs=1e-9)
+    assert dr.std_error == pytest.approx(np.std(terms, ddof=1) / math.sqrt(300), abs=1e-9)
+    # The direct method keeps its own model (each variant's weighted mean) and interval.
+    assert dm == evaluate(log, per_event_target)[0]
+    # A callable model predicts chunk by chunk: the same estimate.
+    by_chunk = evaluate(log, per_event_target, reward_model=lambda chunk: model[: len(chunk)])[3]
+    assert by_chunk.value == pytest.approx(dr.value, abs=1e-12)
 
 
 def test_a_variant_starved_but_never_drawn_still_warns():
@@ -218,3 +231,40 @@ def test_a_variant_starved_but_never_drawn_still_warns():
     ips = evaluate(log, {"a": 0.5, "b": 0.5})[1]
     assert any("left at most 1e-06" in w and "starved" in w for w in ips.warnings), ips.warnings
     assert not any("do not match" in w for w in ips.warnings)
+
+
+def test_a_log_read_in_chunks_gives_the_same_estimates(monkeypatch):
+    # evaluate reads the log chunk by chunk (bounded memory); chunks of 7 events, with the
+    # replay's refreshes and the per-event target straddling them, change nothing.
+    log = random_log(250, seed=4)
+    policies = {
+        "per event": per_event_target,
+        "replay": Replay(ThompsonSampling(), batch_size=20),
+        "uniform": "uniform",
+    }
+    whole = {name: evaluate(log, policy) for name, policy in policies.items()}
+    monkeypatch.setattr("bandit.offpolicy.CHUNK_EVENTS", 7)
+    assert len(list(log.chunks())) == 36
+    for name, policy in policies.items():
+        for chunked, single in zip(evaluate(log, policy), whole[name], strict=True):
+            assert chunked.value == pytest.approx(single.value, abs=1e-12)
+            assert chunked.std_error == pytest.approx(single.std_error, abs=1e-12)
+            assert (chunked.low, chunked.high) == pytest.approx((single.low, single.high))
+            assert chunked.warnings == single.warnings
+
+
+def test_heavy_weights_widen_the_interval_beyond_the_normal_one():
+    # A variant at a 5 % floor converting rarely: few heavy terms carry the variance, so
+    # the t quantile (Satterthwaite's degrees of freedom) exceeds the normal 1.96.
+    rng = np.random.default_rng(1)
+    n = 2000
+    served = np.where(rng.random(n) < 0.05, "b", "a")
+    rewards = np.where(served == "b", rng.random(n) < 0.1, rng.random(n) < 0.5)
+    log = Log.of(("a", "b"), served.tolist(), rewards.astype(float).tolist(),
+                 np.where(served == "b", 0.05, 0.95).tolist())  # fmt: skip
+    t_ips, z_ips = evaluate(log, "b")[1], evaluate(log, "b", interval=normal_interval)[1]
+    assert t_ips.std_error == z_ips.std_error
+    assert (t_ips.high - t_ips.low) / (z_ips.high - z_ips.low) > 1.02
+    # Many comparable terms: the two agree.
+    t_a, z_a = evaluate(log, "a")[1], evaluate(log, "a", interval=normal_interval)[1]
+    assert (t_a.high - t_a.low) / (z_a.high - z_a.low) == pytest.approx(1.0, abs=0.002)

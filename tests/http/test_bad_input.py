@@ -31,6 +31,37 @@ CASES = [
         409,
         "endpoint_variant",
     ),
+    ("invocation", {"endpoint_name": ENDPOINT, "data": "x", "context": [1]}, 400, "context"),
+    (
+        "invocation",
+        {"endpoint_name": ENDPOINT, "data": "x", "context": {"age": {"years": 3}}},
+        400,
+        "context.age",
+    ),
+    (
+        "invocation",
+        {"endpoint_name": ENDPOINT, "data": "x", "context": {"age": None}},
+        400,
+        "context.age",
+    ),
+    (
+        "invocation",
+        {"endpoint_name": ENDPOINT, "data": "x", "context": {"city": "x" * 257}},
+        400,
+        "context.city",
+    ),
+    (
+        "invocation",
+        {"endpoint_name": ENDPOINT, "data": "x", "context": {"no spaces": 1}},
+        400,
+        "context.no spaces",
+    ),
+    (
+        "invocation",
+        {"endpoint_name": ENDPOINT, "data": "x", "context": {f"k{i}": i for i in range(17)}},
+        400,
+        "context",
+    ),
     ("invocation", "this is not json", 400, "body"),
     ("invocation", "[1, 2, 3]", 400, "body"),
     ("invocation", None, 400, "body"),
@@ -116,3 +147,16 @@ def test_base64_json_body_is_accepted(api):
     event["isBase64Encoded"] = True
 
     assert call(api.stats, event)[0] == 200
+
+
+def test_a_request_context_is_logged_with_the_invocation_and_never_the_payload(api, runtime):
+    context = {"country": "de", "age": 31, "score": 0.5, "returning": True}
+    body = {"endpoint_name": ENDPOINT, "user_id": "ctx-user", "data": "secret", "context": context}
+    code, _ = call(api.invocation, api_event("/invocation", body))
+    plain = {"endpoint_name": ENDPOINT, "user_id": "ctx-plain", "data": "x"}
+    assert code == 200 and call(api.invocation, api_event("/invocation", plain))[0] == 200
+
+    events = {e["user_id"]: e for e in logged_events(runtime.data_dir) if e["type"] == "invocation"}
+    assert events["ctx-user"]["context"] == context  # ints stay ints, booleans booleans
+    assert "context" not in events["ctx-plain"]  # no context: the line as before
+    assert not any("secret" in json.dumps(e) for e in events.values())

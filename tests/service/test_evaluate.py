@@ -191,3 +191,114 @@ def test_a_log_without_propensities_is_one_line_naming_the_file_and_line(tmp_pat
 def test_a_data_dir_without_an_event_log_says_so(tmp_path, capsys):
     code, _out, err = run(capsys, "--data-dir", str(tmp_path / "missing"))
     assert (code, err) == (2, f"abtest: evaluate: no event log at {tmp_path}/missing/events\n")
+
+
+def test_a_late_conversion_credits_nothing_and_newer_fields_are_accepted(tmp_path, capsys):
+    # Conversions may carry the assignment's assigned_at and propensity, and a late flag
+    # (after the attribution window): a late one is counted as such, never as a reward.
+    second = [
+        {**conversion("u4", "i5", "b", t=8), "assigned_at": T0 + 6, "propensity": 0.25,
+         "late": True},
+        {**conversion("u3", "random-id", "a", t=8), "late": False},
+        *SECOND[2:3],
+    ]  # fmt: skip
+    data = two_files(tmp_path, second=[*SECOND[:2], *second])
+    code, out, err = run(capsys, "--data-dir", str(data), "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    assert "4 conversions (2 by inference_id, 1 by user, 0 unattributed, 1 late)" in out
+    report = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    ips = {(e["policy"], e["estimator"]): e["value"] for e in report["estimates"]}
+    assert report["late"] == 1
+    assert ips["b", "IPS"] == pytest.approx(4 / 4)  # u2 converted, u4's late one did not count
+
+
+def with_context(event, **context):
+    return {**event, "context": context}
+
+
+def test_by_a_context_key_reports_each_segment(tmp_path, capsys):
+    first = [
+        with_context(invocation(f"m{i}", f"m{i}", "ab"[i % 2], 0.5, t=i), device="mobile", age=i)
+        for i in range(40)
+    ] + [
+        with_context(invocation(f"d{i}", f"d{i}", "ab"[i % 2], 0.5, t=i), device="desktop")
+        for i in range(40)
+    ]
+    # Booleans are segments named as sent, apart from the number 1.
+    first += [
+        with_context(invocation(f"b{i}", f"b{i}", "ab"[i % 2], 0.5, t=i), device=flag)
+        for i, flag in enumerate([True, 1] * 4)
+    ]
+    first.append(first[0])  # a redelivered line
+    # Mobile users convert on a, desktop users on b.
+    second = [conversion(f"m{i}", f"m{i}", "a", t=50) for i in range(0, 40, 2)] + [
+        conversion(f"d{i}", f"d{i}", "b", t=50) for i in range(1, 40, 2)
+    ]
+    data = two_files(tmp_path, first=first, second=second)
+    out_dir = tmp_path / "out"
+    code, out, err = run(capsys, "--data-dir", str(data), "--out", str(out_dir), "--by", "device")
+    assert code == 0, err
+    assert "segment desktop" in out and "segment mobile" in out and "segment true" in out
+    report = json.loads((out_dir / "evaluation.json").read_text())
+    value = {(e["segment"], e["policy"], e["estimator"]): e for e in report["estimates"]}
+    for estimator in ("DM", "IPS", "SNIPS", "DR"):
+        assert value["mobile", "a", estimator]["value"] == pytest.approx(1.0, abs=1e-3)
+        assert value["mobile", "b", estimator]["value"] == pytest.approx(0.0, abs=1e-3)
+        assert value["desktop", "b", estimator]["value"] == pytest.approx(1.0, abs=1e-3)
+    assert value["mobile", "a", "IPS"]["events"] == 40
+    with (out_dir / "evaluation.csv").open() as file:
+        assert {r["segment"] for r in csv.DictReader(file)} == {"mobile", "desktop", "true", "1"}
+    assert report["assignments"] == 88  # the redelivered line is the same assignment
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [("nope", "--by nope: no assignment in the log carries context.nope"),
+     ("age", "--by age: context.age has more than 20 values")],
+)  # fmt: skip
+def test_by_a_key_that_cannot_segment_is_one_line(tmp_path, capsys, key, message):
+    first = [with_context(invocation(f"u{i}", f"i{i}", "a", 0.5, t=i), age=i) for i in range(30)]
+    data = two_files(tmp_path, first=first, second=[invocation("v", "v", "b", 0.5)])
+    code, _out, err = run(capsys, "--data-dir", str(data), "--by", key)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def big_log(folder, assignments: int) -> None:
+    """`assignments` users in files of 2,000 lines; one in eight converts."""
+    body, files = [], 0
+    for u in range(assignments):
+        body.append(encode(invocation(f"u{u}", f"i{u}", "ab"[u % 2], 0.5, t=u)))
+        if u % 8 == 0:
+            body.append(encode(conversion(f"u{u}", f"i{u}", "ab"[u % 2], t=u + 1)))
+        if len(body) >= 2000 or u == assignments - 1:
+            (folder / f"events-{files:04d}.jsonl").write_bytes(b"".join(body))
+            body, files = [], files + 1
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_with_the_log(tmp_path, monkeypatch):
+    # Small blocks, batches and chunks, so that what is held per event would show: the
+    # former reader held ~185 bytes per assignment, 1.1 MB more for the bigger log.
+    import tracemalloc
+
+    from abtest.adapters.eventlog import LocalEventLog
+    from abtest.usecases import evaluate
+
+    monkeypatch.setattr("abtest.adapters.eventlog.READ_BYTES", 16_384)
+    monkeypatch.setattr("abtest.usecases.evaluate._BATCH", 200)
+    monkeypatch.setattr("abtest.usecases.evaluate.CHUNK_EVENTS", 500)
+    peaks = []
+    for assignments in (2000, 8000):
+        folder = tmp_path / str(assignments) / "applied"
+        folder.mkdir(parents=True)
+        big_log(folder, assignments)
+        archive = LocalEventLog(folder.parent)
+        tracemalloc.start()
+        found = evaluate.read_endpoint_log(archive, archive.sealed_keys(), "reviews")
+        report = evaluate.estimate_policies(found.log, evaluate.target_policies(("a", "b")))
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        found.close()
+        assert len(found.log) == assignments and len(report) == 12
+        assert report[1].estimate.value == pytest.approx(0.125 * 2, rel=0.2)  # a's IPS
+    assert peaks[1] - peaks[0] < 150_000, peaks
