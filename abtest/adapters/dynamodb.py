@@ -358,20 +358,11 @@ class DynamoDBStore:
                 deltas = {v: d for v, d in by_variant.items() if v in known and d}
                 if deltas:
                     actions.append({"Update": self._increments(endpoint_name, deltas)})
-            try:
-                self._call("transact_write_items", TransactItems=actions)
-                return True
-            except ClientError as error:
-                if _code(error) != "TransactionCanceledException":
-                    raise
-                reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-                if reasons and reasons[0] == "ConditionalCheckFailed":
-                    return False  # the idempotency record exists: applied before
-                if not set(reasons) <= _RETRYABLE_CANCELLATIONS:
-                    raise
-                # A variant was removed by a re-registration, or a concurrent
-                # transaction or throttling got in the way: re-read and retry.
-                _backoff(attempt)
+            written = _transact(self._call, actions, attempt)
+            if written is not None:
+                return written  # False: the idempotency record exists, applied before
+            # A variant was removed by a re-registration, or a concurrent transaction or
+            # throttling got in the way: re-read and retry.
         raise StoreUnavailableError(f"aggregation of {record_key} contended")
 
     def _increments(self, endpoint_name: str, deltas: Mapping[str, VariantCounts]) -> Item:
@@ -441,20 +432,11 @@ class DynamoDBStore:
                     }
                 },
             ]
-            try:
-                self._call("transact_write_items", TransactItems=actions)
-                return True
-            except ClientError as error:
-                if _code(error) != "TransactionCanceledException":
-                    raise
-                reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-                if reasons and reasons[0] == "ConditionalCheckFailed":
-                    return False  # another change won, or no such endpoint
-                if not set(reasons) <= _RETRYABLE_CANCELLATIONS:
-                    raise
-                # An aggregation's transaction on the same item: its increments leave
-                # the lifecycle alone, so the condition still holds; try again.
-                _backoff(attempt)
+            written = _transact(self._call, actions, attempt)
+            if written is not None:
+                return written  # False: another change won, or no such endpoint
+            # An aggregation's transaction on the same item: its increments leave the
+            # lifecycle alone, so the condition still holds; try again.
         raise StoreUnavailableError(f"lifecycle change of {endpoint_name} contended")
 
     def audit_log(self, endpoint_name: str) -> list[AuditEntry]:
@@ -683,6 +665,25 @@ def _num(attribute: dict[str, str]) -> int | float:
 
 def _code(error: ClientError) -> str:
     return error.response.get("Error", {}).get("Code", "")
+
+
+def _transact(call: Any, actions: list[Item], attempt: int) -> bool | None:
+    """One transaction: True if written; False if its first action's condition failed (the
+    caller's own check: a repeat, a lost race); None if it was cancelled for a reason a
+    retry can clear (contention, throttling), after backing off. Raises on anything else."""
+    try:
+        call("transact_write_items", TransactItems=actions)
+        return True
+    except ClientError as error:
+        if _code(error) != "TransactionCanceledException":
+            raise
+        reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+        if reasons and reasons[0] == "ConditionalCheckFailed":
+            return False
+        if not set(reasons) <= _RETRYABLE_CANCELLATIONS:
+            raise
+        _backoff(attempt)
+        return None
 
 
 def _backoff(attempt: int) -> None:

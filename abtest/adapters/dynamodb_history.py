@@ -16,15 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from abtest.adapters.dynamodb import (
     MAX_ATTEMPTS,
     OBJECT_RECORD_TTL_SECONDS,
     _backoff,
-    _code,
     _n,
     _num,
+    _transact,
     _translated,
 )
 from abtest.errors import StoreUnavailableError
@@ -102,16 +100,10 @@ class DynamoDBHistory:
                     for s in thinned_by(seq)
                 ),
             ]
-            try:
-                self._call("transact_write_items", TransactItems=actions)
-                return True
-            except ClientError as error:
-                if _code(error) != "TransactionCanceledException":
-                    raise
-                reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-                if reasons and reasons[0] == "ConditionalCheckFailed":
-                    return False  # this object's snapshot is there already
-                _backoff(attempt)  # another writer moved the counter in between
+            written = _transact(self._call, actions, attempt)
+            if written is not None:
+                return written  # False: this object's snapshot is there already
+            # another writer moved the counter in between: read it again
         raise StoreUnavailableError(f"history of {name} contended")
 
     def snapshots(self, endpoint_name: str, limit: int) -> list[Snapshot]:
