@@ -415,6 +415,19 @@ def _endpoint_tables(e: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _auth_options(parser: argparse.ArgumentParser) -> None:
+    """How a client command authenticates to the API (`simulate`, `dashboard`)."""
+    parser.add_argument(
+        "--auth",
+        choices=("none", "iam", "api-key", "token"),
+        default="none",
+        help="iam: SigV4-signed (deployed, auth=iam); api-key: x-api-key; token: abtest serve's",
+    )
+    parser.add_argument("--api-key", help="for --auth api-key (default: ABTEST_API_KEY)")
+    parser.add_argument("--token", help="for --auth token (default: ABTEST_TOKEN)")
+    parser.add_argument("--region", help="for --auth iam (default: from the URL, or AWS_REGION)")
+
+
 def _parser() -> argparse.ArgumentParser:
     formatter = _HelpWithDefaults
     parser = argparse.ArgumentParser(
@@ -521,15 +534,7 @@ def _parser() -> argparse.ArgumentParser:
         default=0.0,
         help="seconds to wait for the event log to deliver before the final /stats",
     )
-    simulate.add_argument(
-        "--auth",
-        choices=("none", "iam", "api-key", "token"),
-        default="none",
-        help="iam: SigV4-signed (deployed, auth=iam); api-key: x-api-key; token: abtest serve's",
-    )
-    simulate.add_argument("--api-key", help="for --auth api-key (default: ABTEST_API_KEY)")
-    simulate.add_argument("--token", help="for --auth token (default: ABTEST_TOKEN)")
-    simulate.add_argument("--region", help="for --auth iam (default: from the URL, or AWS_REGION)")
+    _auth_options(simulate)
     simulate.add_argument("--no-progress", action="store_true", help="no progress bar")
     simulate.set_defaults(command=_simulate)
 
@@ -571,15 +576,7 @@ def _parser() -> argparse.ArgumentParser:
         help="an endpoint to show (repeat for more; default: the one an embedded server serves)",
     )
     board.add_argument("--port", type=int, default=8090, help="local port; 0 picks a free one")
-    board.add_argument(
-        "--auth",
-        choices=("none", "iam", "api-key", "token"),
-        default="none",
-        help="iam: SigV4-signed (deployed, auth=iam); api-key: x-api-key; token: abtest serve's",
-    )
-    board.add_argument("--api-key", help="for --auth api-key (default: ABTEST_API_KEY)")
-    board.add_argument("--token", help="for --auth token (default: ABTEST_TOKEN)")
-    board.add_argument("--region", help="for --auth iam (default: from the URL, or AWS_REGION)")
+    _auth_options(board)
     board.set_defaults(command=_dashboard)
 
     demo = command(
