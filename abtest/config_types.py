@@ -27,6 +27,7 @@ from pydantic_core import PydanticCustomError
 
 import bandit
 from bandit.epsilon_greedy import EPSILON
+from bandit.estimates import TIGHTEST_AT
 
 # SageMaker endpoint and variant names: up to 63 characters of [a-zA-Z0-9-], no hyphen at
 # either end.
@@ -98,6 +99,14 @@ class ExperimentSettings(BaseModel):
         gt=0,
         description="How long after a user's assignment a conversion counts; a later one is "
         "logged as late and not counted",
+    )
+    planned_sample_size: int = Field(
+        TIGHTEST_AT,
+        ge=100,
+        le=1_000_000_000,
+        description="The trials (users, or invocations with unit = invocation) the experiment "
+        "is planned for: the always-valid confidence sequences are tightest there, so a call "
+        "near it comes soonest (valid at any size)",
     )
 
     def to_json(self) -> str:

@@ -45,12 +45,21 @@ from dataclasses import dataclass
 from bandit.metrics import BINARY, CONTINUOUS, VariantMetrics
 from bandit.posterior import beta_parameters
 
-# Trials at which the confidence sequence is tightest (see the module docstring).
+# Trials at which the confidence sequence is tightest by default (see the module docstring);
+# an endpoint planned for another sample size passes its own (`tightest_at`).
 TIGHTEST_AT = 40_000
 _ALPHA_DESIGN = 0.05
-RHO_SQUARED = (-2.0 * math.log(_ALPHA_DESIGN) + math.log(1.0 - 2.0 * math.log(_ALPHA_DESIGN))) / (
-    TIGHTEST_AT
-)
+
+
+def rho_squared(tightest_at: int) -> float:
+    """The mixing parameter rho² that makes the sequence tightest at `tightest_at` trials."""
+    if tightest_at < 1:
+        raise ValueError(f"tightest_at must be >= 1, got {tightest_at!r}")
+    design = -2.0 * math.log(_ALPHA_DESIGN) + math.log(1.0 - 2.0 * math.log(_ALPHA_DESIGN))
+    return design / tightest_at
+
+
+RHO_SQUARED = rho_squared(TIGHTEST_AT)
 # The sample-ratio check runs on every poll for the life of the endpoint and a flag blocks a
 # correct call, so a false alarm must be rare: 0.001 (Bonferroni over the variants). A real
 # mismatch grows its evidence linearly in N, so a small alpha only delays the flag: 10 % of
@@ -69,6 +78,8 @@ class Estimate:
     # Fixed mixing variance tau² of the mSPRT instead of rho² sigma² (the binary raw decision's,
     # kept as it always was); None for the scale-free sequence.
     mixing_variance: float | None = None
+    # Where the scale-free sequence is tightest (its rho²), in trials.
+    tightest_at: int = TIGHTEST_AT
 
     @property
     def standard_error(self) -> float:
@@ -76,12 +87,14 @@ class Estimate:
 
     def interval(self, alpha: float) -> tuple[float, float]:
         """The anytime-valid (1 - alpha) confidence sequence at this N."""
-        r = cs_radius(self.variance, self.trials, alpha, self.mixing_variance)
+        r = cs_radius(self.variance, self.trials, alpha, self.mixing_variance, self.tightest_at)
         return self.value - r, self.value + r
 
     def p_value(self) -> float:
         """Always-valid p-value of value = 0: the smallest alpha whose sequence excludes 0."""
-        return mixture_p_value(self.value, self.variance, self.trials, self.mixing_variance)
+        return mixture_p_value(
+            self.value, self.variance, self.trials, self.mixing_variance, self.tightest_at
+        )
 
 
 def weighted(metrics: Sequence[VariantMetrics]) -> bool:
@@ -94,7 +107,9 @@ def trials_with_propensity(metrics: Sequence[VariantMetrics]) -> int:
     return sum(m.invocation_count for m in metrics)
 
 
-def hajek(m: VariantMetrics, trials: int, spread: float = 0.0) -> Estimate | None:
+def hajek(
+    m: VariantMetrics, trials: int, spread: float = 0.0, tightest_at: int = TIGHTEST_AT
+) -> Estimate | None:
     """Self-normalised IPW mean and its linearised variance; None without weights.
 
     With `spread` (a per-trial variance), the variance is at least spread * sum 1/p² / W²,
@@ -108,7 +123,8 @@ def hajek(m: VariantMetrics, trials: int, spread: float = 0.0) -> Estimate | Non
         - 2.0 * mu * m.weighted_reward_cross_sum
         + mu * mu * m.weight_sq_sum
     )
-    return Estimate(mu, max(squares, spread * m.weight_sq_sum, 0.0) / m.weight_sum**2, trials)
+    variance = max(squares, spread * m.weight_sq_sum, 0.0) / m.weight_sum**2
+    return Estimate(mu, variance, trials, tightest_at=tightest_at)
 
 
 def pooled_spread(metrics: Sequence[VariantMetrics]) -> float:
@@ -121,7 +137,7 @@ def pooled_spread(metrics: Sequence[VariantMetrics]) -> float:
 
 
 def decision_estimates(
-    metrics: Sequence[VariantMetrics], reward: str = BINARY
+    metrics: Sequence[VariantMetrics], reward: str = BINARY, tightest_at: int = TIGHTEST_AT
 ) -> tuple[bool, int, dict[str, Estimate | None]]:
     """Whether weights are used, N, and each variant's estimate as the decision uses it.
 
@@ -135,8 +151,12 @@ def decision_estimates(
     trials = trials_with_propensity(metrics)
     if use_weights:
         spread = pooled_spread(metrics) if reward == CONTINUOUS else 0.0
-        return True, trials, {m.variant_name: hajek(m, trials, spread) for m in metrics}
-    return False, trials, {m.variant_name: raw(m, trials, reward) for m in metrics}
+        return (
+            True,
+            trials,
+            {m.variant_name: hajek(m, trials, spread, tightest_at) for m in metrics},
+        )
+    return False, trials, {m.variant_name: raw(m, trials, reward, tightest_at) for m in metrics}
 
 
 def horvitz_thompson(m: VariantMetrics, trials: int) -> Estimate | None:
@@ -147,7 +167,9 @@ def horvitz_thompson(m: VariantMetrics, trials: int) -> Estimate | None:
     return Estimate(mu, max(m.weighted_reward_sq_sum / trials - mu * mu, 0.0) / trials, trials)
 
 
-def raw(m: VariantMetrics, trials: int, reward: str = BINARY) -> Estimate | None:
+def raw(
+    m: VariantMetrics, trials: int, reward: str = BINARY, tightest_at: int = TIGHTEST_AT
+) -> Estimate | None:
     """The plain mean per trial (for the "invocation" unit, which logs no weights): valid
     under a fixed split only. Binary: the rate with the reward sum clipped to [0, n] and the
     Bernoulli variance at the posterior mean (never 0, as in the mSPRT); continuous: the
@@ -158,9 +180,10 @@ def raw(m: VariantMetrics, trials: int, reward: str = BINARY) -> Estimate | None
     if reward == BINARY:
         a, b = beta_parameters(m)
         mean = a / (a + b)
-        return Estimate((a - 1.0) / n, mean * (1.0 - mean) / n, trials)
+        return Estimate((a - 1.0) / n, mean * (1.0 - mean) / n, trials, tightest_at=tightest_at)
     mu = m.reward_sum / n
-    return Estimate(mu, max(m.reward_sq_sum / n - mu * mu, 0.0) / n, trials)
+    variance = max(m.reward_sq_sum / n - mu * mu, 0.0) / n
+    return Estimate(mu, variance, trials, tightest_at=tightest_at)
 
 
 def difference(
@@ -174,33 +197,46 @@ def difference(
         challenger.variance + champion.variance,
         max(challenger.trials, champion.trials),
         mixing_variance,
+        challenger.tightest_at,
     )
 
 
-def _mixing_ratio(variance: float, trials: int, mixing_variance: float | None) -> float:
+def _mixing_ratio(
+    variance: float, trials: int, mixing_variance: float | None, tightest_at: int
+) -> float:
     """x = tau² / variance: N rho² for the scale-free sequence (tau² = rho² N variance)."""
-    return trials * RHO_SQUARED if mixing_variance is None else mixing_variance / variance
+    if mixing_variance is None:
+        return trials * rho_squared(tightest_at)
+    return mixing_variance / variance
 
 
 def cs_radius(
-    variance: float, trials: int, alpha: float, mixing_variance: float | None = None
+    variance: float,
+    trials: int,
+    alpha: float,
+    mixing_variance: float | None = None,
+    tightest_at: int = TIGHTEST_AT,
 ) -> float:
     """Half-width of the Gaussian-mixture asymptotic confidence sequence (module docstring):
     sqrt(2 variance (x + 1) / x log(sqrt(x + 1) / alpha)), x = tau² / variance."""
     if variance <= 0.0 or trials <= 0:
         return 0.0
-    x = _mixing_ratio(variance, trials, mixing_variance)
+    x = _mixing_ratio(variance, trials, mixing_variance, tightest_at)
     return math.sqrt(2.0 * variance * (x + 1.0) / x * math.log(math.sqrt(x + 1.0) / alpha))
 
 
 def mixture_p_value(
-    value: float, variance: float, trials: int, mixing_variance: float | None = None
+    value: float,
+    variance: float,
+    trials: int,
+    mixing_variance: float | None = None,
+    tightest_at: int = TIGHTEST_AT,
 ) -> float:
     """1 / Lambda, Lambda the mixture likelihood ratio of value = 0: sqrt(1 / (1 + x))
     exp(value² x / (2 variance (1 + x))), x = tau² / variance. 1.0 without a variance."""
     if variance <= 0.0 or trials <= 0:
         return 1.0
-    x = _mixing_ratio(variance, trials, mixing_variance)
+    x = _mixing_ratio(variance, trials, mixing_variance, tightest_at)
     log_lambda = -0.5 * math.log1p(x) + value * value * x / (2.0 * variance * (1.0 + x))
     return 1.0 if log_lambda <= 0.0 else math.exp(-log_lambda)
 

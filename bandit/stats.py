@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 
 from bandit.estimates import (
     SAMPLE_RATIO_ALPHA,
+    TIGHTEST_AT,
     Estimate,
     SampleRatio,
     decision_estimates,
@@ -299,9 +300,13 @@ class _Evidence:
 
 
 def _evidence(
-    metrics: tuple[VariantMetrics, ...], champion: str, reward: str, mixing_variance: float
+    metrics: tuple[VariantMetrics, ...],
+    champion: str,
+    reward: str,
+    mixing_variance: float,
+    tightest_at: int = TIGHTEST_AT,
 ) -> _Evidence:
-    use_weights, trials, estimates = decision_estimates(metrics, reward)
+    use_weights, trials, estimates = decision_estimates(metrics, reward, tightest_at)
     # Binary rewards without propensities keep the original mSPRT bit for bit; everything
     # else uses the scale-free sequence (a fixed tau² means nothing for revenue).
     exact = reward == BINARY and not use_weights
@@ -373,6 +378,7 @@ def decision(
     allocation: Mapping[str, float] | None = None,
     reward: str = BINARY,
     sample_ratio_alpha: float = SAMPLE_RATIO_ALPHA,
+    tightest_at: int = TIGHTEST_AT,
 ) -> Decision:
     """Call a winner, or say why not, and what would change the answer.
 
@@ -386,7 +392,8 @@ def decision(
     confidence sequence at that level excludes 0), or, for the champion, every
     challenger's is and is behind it. Otherwise `no_clear_winner`. `advice` and
     `users_needed` count new users as split by `allocation` (the one new users get now; an
-    even split if not given).
+    even split if not given). `tightest_at`: the trials the experiment is planned for, where
+    the confidence sequences (the scale-free ones) are tightest.
     """
     metrics = check_metrics(metrics)
     reward = check_reward(reward)
@@ -398,7 +405,7 @@ def decision(
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
     base = metrics[names.index(champion)]
     best = probability_best(metrics, reward=reward)
-    evidence = _evidence(metrics, champion, reward, mixing_variance)
+    evidence = _evidence(metrics, champion, reward, mixing_variance, tightest_at)
     level = alpha / max(len(metrics) - 1, 1)
     figures = []
     for m, post in zip(metrics, posteriors(metrics, reward=reward), strict=True):
@@ -444,6 +451,7 @@ def decision(
         best=best.probability,
         reward=reward,
         sample_ratio_alpha=sample_ratio_alpha,
+        tightest_at=tightest_at,
     )
     shares = dict(allocation) if allocation else {name: 1.0 / len(names) for name in names}
     advice, users_needed = _advice(
@@ -552,7 +560,7 @@ def users_to_call(
         v = e1.variance * n1 / (n1 + shares[0] * users) + e2.variance * n2 / (
             n2 + shares[1] * users
         )
-        return mixture_p_value(d, v, e1.trials + round(users)) <= level
+        return mixture_p_value(d, v, e1.trials + round(users), tightest_at=e1.tightest_at) <= level
 
     return _users_until(passes)
 
@@ -673,6 +681,7 @@ def verdict(
     best: Mapping[str, float] | None = None,
     reward: str = BINARY,
     sample_ratio_alpha: float = SAMPLE_RATIO_ALPHA,
+    tightest_at: int = TIGHTEST_AT,
 ) -> tuple[str | None, str]:
     """The winner (or None) and the reason of `decision`, without the figures.
 
@@ -690,7 +699,7 @@ def verdict(
         return None, SAMPLE_RATIO_MISMATCH
     if any(m.invocation_count < min_samples for m in metrics):
         return None, TOO_FEW_SAMPLES
-    against = _evidence(metrics, champion, reward, mixing_variance).against
+    against = _evidence(metrics, champion, reward, mixing_variance, tightest_at).against
     # Bonferroni over the challengers: the chance that any of them passes by luck stays
     # within alpha however many there are (conservative, but valid under any dependence).
     level = alpha / len(against)

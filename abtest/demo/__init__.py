@@ -7,6 +7,7 @@ results CSV and plots and stops the server (which seals and aggregates the buffe
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,29 +16,22 @@ from typing import Any
 
 ENDPOINT_NAME = "reviews-helpfulness"
 
-# Like abtest/demo/reviews.toml, with a short seal interval so feedback arrives within the
-# demo's seconds rather than Firehose's minute.
-DEMO_CONFIG = f"""\
-[endpoint]
-name = "{ENDPOINT_NAME}"
-strategy = "TopTwoThompson"
-strategy_params = {{ beta = 0.9, floor = 0.01 }}
-warmup = 100
 
-[event_log]
-buffer_interval_seconds = 0.2
-buffer_size_bytes = 1048576
+def _demo_config() -> str:
+    """abtest/demo/reviews.toml (what `abtest serve` runs) with a short seal interval, so
+    that feedback arrives within the demo's seconds rather than Firehose's minute."""
+    text, sealed = re.subn(
+        r"^buffer_interval_seconds = [0-9.]+",
+        "buffer_interval_seconds = 0.2",
+        Path(__file__).with_name("reviews.toml").read_text(),
+        flags=re.MULTILINE,
+    )
+    if sealed != 1:
+        raise RuntimeError("reviews.toml has no buffer_interval_seconds line to shorten")
+    return text
 
-[[variants]]
-name = "Champion1"
-initial_weight = 1.0
-model = "abtest.demo.reviews:champion"
 
-[[variants]]
-name = "Challenger1"
-initial_weight = 1.0
-model = "abtest.demo.reviews:challenger"
-"""
+DEMO_CONFIG = _demo_config()
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,7 +96,10 @@ def current_figures(endpoint: Endpoint) -> Figures:
         allocation=allocation,
         # The allocation new users get is what the users still needed are counted at.
         decision=decision(
-            serving_metrics(endpoint), allocation=allocation, reward=endpoint.settings.reward
+            serving_metrics(endpoint),
+            allocation=allocation,
+            reward=endpoint.settings.reward,
+            tightest_at=endpoint.settings.planned_sample_size,
         ).as_dict(),
     )
 

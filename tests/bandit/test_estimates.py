@@ -97,6 +97,32 @@ def test_without_weights_there_is_no_weighted_estimate_and_no_sample_ratio_check
     assert "sample-ratio check not run" in d.unit_note
 
 
+@pytest.mark.parametrize("planned", [2_000, 40_000, 500_000])
+def test_the_sequence_is_tightest_at_the_planned_sample_size(planned):
+    # An endpoint planned for `planned` trials gets the boundary whose per-trial width is
+    # least there (a numeric minimum over N), and the decision's p-value follows it.
+    sigma2, step = 0.3, planned // 50
+    widths = {
+        n: cs_radius(sigma2 / n, n, 0.05, tightest_at=planned) * math.sqrt(n)
+        for n in range(step, 3 * planned, step)
+    }
+    assert abs(min(widths, key=widths.get) - planned) <= 2 * step
+
+
+def test_a_decision_planned_for_fewer_users_calls_a_clear_winner_sooner():
+    # A demo run's counters after 2,000 users: 0.74 against 0.86, top-two's split
+    champion = VariantMetrics("A", 1.0, 307, 225, 225.0, 225.0, 2048.77, 17363.90, 1522.46,
+                              12961.22, 12961.22)  # fmt: skip
+    challenger = VariantMetrics("B", 1.0, 1693, 1455, 1455.0, 1455.0, 2018.71, 2504.31,
+                                1742.18, 2174.91, 2174.91)  # fmt: skip
+    planned = decision([champion, challenger], tightest_at=2_000)
+    default = decision([champion, challenger])
+    # THEN planned for its 2,000 users it calls the clear winner; planned for 40,000, the
+    # same evidence is not yet enough at this size
+    assert (planned.winner, default.winner) == ("B", None)
+    assert planned.variants[1].always_valid_p_value < default.variants[1].always_valid_p_value
+
+
 def test_confidence_sequence_is_the_gaussian_mixture_boundary_and_dual_to_the_p_value():
     alpha = 0.05
     # rho² makes the boundary tightest at TIGHTEST_AT trials: a numeric minimum of the
