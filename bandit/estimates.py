@@ -27,7 +27,8 @@ which covers the truth at every N at once with probability -> 1 - alpha, so it m
 looked at after every batch. rho sets where it is tightest, N* = (-2 log alpha +
 log(1 - 2 log alpha)) / rho² trials (their Appendix); it is N* = 40,000 trials unless
 the caller plans for another size (`tightest_at`, an endpoint's `planned_sample_size`).
-Measured (bench/decisions.py, 200 runs, N* 10,000 / 20,000 / 40,000): the default allocation decided within 2,000 users of the same median at each (27,000-29,000 on both
+Measured (bench/decisions.py, 200 runs, N* 10,000 / 20,000 / 40,000): the default
+allocation decided within 2,000 users of the same median at each (27,000-29,000 on both
 issue settings), while A/A false calls fell (0.03-0.06 to 0.02-0.045): the asymptotic
 sequence is least exact at the first looks, where a later N* makes it wider. Since rho
 is in units of the per-trial spread, the boundary follows the rates (and the currency of
