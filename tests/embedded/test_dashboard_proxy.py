@@ -125,7 +125,9 @@ def test_the_command_serves_the_page_with_the_token_it_was_given(api) -> None:
     try:
         line = process.stdout.readline()
         local = re.search(r"at (http://127\.0\.0\.1:\d+)/dashboard", line).group(1)
-        assert httpx.get(f"{local}/dashboard").status_code == 200
+        page = httpx.get(f"{local}/dashboard")
+        # No --endpoint: the API's /admin/list named it
+        assert page.status_code == 200 and f'"endpoints": ["{ENDPOINT}"]' in page.text
         stats = httpx.post(f"{local}/stats", json={"endpoint_name": ENDPOINT})
         assert stats.status_code == 200 and stats.json()["endpoint_name"] == ENDPOINT
     finally:

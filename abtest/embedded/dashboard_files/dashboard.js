@@ -61,6 +61,7 @@
         element("div", { class: "chart", id: "chart-probability-" + name }),
         element("div", { class: "chart", id: "chart-estimate-" + name })),
       element("div", { class: "lifecycle", "data-hook": "lifecycle", hidden: "" },
+        element("h3", {}, "Lifecycle"),
         element("div", { class: "state", "data-field": "state" }),
         element("form", { class: "actions" }),
         element("p", { class: "result", "data-field": "result" }),
