@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,16 +28,33 @@ CONSTANT = {
 }
 
 
+TOKEN = "dashboard-s3cret"
+
+
+@contextmanager
+def started(folder: Path, token: str | None = None) -> Iterator[EmbeddedServer]:
+    """A running endpoint after a little traffic (its own: the test changes its state)."""
+    config = write_config(folder, interval=3600, variants=CONSTANT)
+    runtime = Runtime(config, folder / "data", rng=random.Random(5))
+    world = TruthWorld({"Champion1": Bernoulli(0.3), "Challenger1": Bernoulli(0.5)}, data={})
+    auth = {"Authorization": f"Bearer {token}"} if token else None
+    with EmbeddedServer(runtime, token=token) as server:
+        with ApiClient(server.url, headers=auth) as client:
+            simulate(client, ENDPOINT, world, users=40, seed=1, progress=False)
+        runtime.events.flush()
+        yield server
+
+
 @pytest.fixture
 def server(tmp_path) -> Iterator[EmbeddedServer]:
-    """A running endpoint after a little traffic (its own: the test changes its state)."""
-    config = write_config(tmp_path, interval=3600, variants=CONSTANT)
-    runtime = Runtime(config, tmp_path / "data", rng=random.Random(5))
-    world = TruthWorld({"Champion1": Bernoulli(0.3), "Challenger1": Bernoulli(0.5)}, data={})
-    with EmbeddedServer(runtime) as started, ApiClient(started.url) as client:
-        simulate(client, ENDPOINT, world, users=40, seed=1, progress=False)
-        runtime.events.flush()
-        yield started
+    with started(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def guarded(tmp_path) -> Iterator[EmbeddedServer]:
+    with started(tmp_path, TOKEN) as running:
+        yield running
 
 
 @pytest.fixture
@@ -47,8 +66,12 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     page.close()
 
 
-def admin(server: EmbeddedServer, action: str, **body: Any) -> dict[str, Any]:
-    answer = httpx.post(f"{server.url}/admin/{action}", json={"endpoint_name": ENDPOINT, **body})
+def admin(
+    server: EmbeddedServer, action: str, token: str | None = None, **body: Any
+) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    body = {"endpoint_name": ENDPOINT, **body}
+    answer = httpx.post(f"{server.url}/admin/{action}", json=body, headers=headers)
     answer.raise_for_status()
     return answer.json()
 
@@ -162,3 +185,21 @@ def test_pause_resume_conclude_through_the_page(page, server) -> None:
     assert concluded["audit"][0]["action"] == "conclude (Challenger1)"
     assert admin(server, "show")["winner"] == "Challenger1"
     assert failures == []
+
+
+def test_with_a_token_the_page_acts_as_the_token(page, guarded) -> None:
+    # GIVEN a server with a token, opened as /dashboard#token=TOKEN
+    page.goto(f"{guarded.url}/dashboard#token={TOKEN}")
+    page.wait_for_function("Number(document.body.dataset.refreshed || 0) >= 1")
+    # WHEN pause is clicked THEN the admin route took the token: the audit log names it
+    click(page, "pause", "night")
+    page.wait_for_function(
+        "(name) => document.querySelector(`section[data-endpoint='${name}'] .lifecycle`)"
+        ".dataset.version === '1'",
+        arg=ENDPOINT,
+    )
+    [entry] = admin(guarded, "show", TOKEN)["audit_log"]
+    assert entry["actor"].startswith("token:")
+    assert rendered(page)["audit"] == [
+        {"at": entry["at"], "actor": entry["actor"], "action": "pause", "reason": "night"}
+    ]
