@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.parse
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -27,6 +28,7 @@ from abtest.http.routes import ADMIN_ROUTES
 FORWARDED = ("/stats", "/history", *(route.path for route in ADMIN_ROUTES))
 MAX_BODY_BYTES = 64 * 1024  # an endpoint name and a limit: anything bigger is not the page's
 UPSTREAM_TIMEOUT_SECONDS = 15.0
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class DashboardProxy:
@@ -52,6 +54,17 @@ class DashboardProxy:
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+    def own_origin(self, origin: str) -> bool:
+        """Whether a browser's `Origin` is this page's: a loopback name and this port (the
+        page may be opened as localhost too; a rebound DNS name is not loopback)."""
+        try:
+            parsed = urllib.parse.urlsplit(origin)
+            port = parsed.port
+        except ValueError:
+            return False
+        own_port = self._server.server_address[1]
+        return parsed.scheme == "http" and parsed.hostname in LOOPBACK and port == own_port
 
     def start(self) -> DashboardProxy:
         self._thread = threading.Thread(
@@ -123,7 +136,7 @@ def _handler(proxy: DashboardProxy) -> type[BaseHTTPRequestHandler]:
         def _from_the_page(self) -> bool:
             kind = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
             origin = self.headers.get("Origin")
-            return kind == "application/json" and origin in (None, proxy.url)
+            return kind == "application/json" and (origin is None or proxy.own_origin(origin))
 
         def _send(self, status: int, content_type: str, body: bytes) -> None:
             self.send_response(status)
