@@ -203,7 +203,7 @@ def _dashboard(args: argparse.Namespace) -> int:
     from abtest.embedded.dashboard_proxy import DashboardProxy
 
     auth, headers = _client_auth(args)
-    endpoints = args.endpoint or [_served_endpoint(args.url, auth, headers)]
+    endpoints = args.endpoint or _served_endpoints(args.url, auth, headers)
     proxy = DashboardProxy(args.url, endpoints, auth=auth, headers=headers, port=args.port)
     print(f"abtest: dashboard of {args.url} at {proxy.url}/dashboard (Ctrl-C stops)", flush=True)
     try:
@@ -215,17 +215,25 @@ def _dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def _served_endpoint(url: str, auth: Any, headers: dict[str, str]) -> str:
-    """The endpoint an embedded server serves (its /health says); a deployed API cannot
-    list its endpoints, so there --endpoint is needed."""
+def _served_endpoints(url: str, auth: Any, headers: dict[str, str]) -> list[str]:
+    """The endpoints the API lists (/admin/list), else the one an embedded server's /health
+    names; an API that answers neither (admin routes refused) needs --endpoint."""
     import httpx
 
+    base = url.rstrip("/")
     try:
-        health = httpx.get(f"{url.rstrip('/')}/health", auth=auth, headers=headers, timeout=10)
-        return str(health.raise_for_status().json()["endpoint_name"])
+        listed = httpx.post(f"{base}/admin/list", json={}, auth=auth, headers=headers, timeout=10)
+        names = [str(e["endpoint_name"]) for e in listed.raise_for_status().json()["endpoints"]]
+        if names:
+            return names
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        health = httpx.get(f"{base}/health", auth=auth, headers=headers, timeout=10)
+        return [str(health.raise_for_status().json()["endpoint_name"])]
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         raise ConfigError(
-            f"--endpoint: give the endpoint's name ({url}/health does not name one)"
+            f"--endpoint: give the endpoint's name ({url}/admin/list and /health name none)"
         ) from None
 
 
@@ -565,15 +573,17 @@ def _parser() -> argparse.ArgumentParser:
     board = command(
         "dashboard",
         "serve the dashboard of a deployed API on this machine",
-        "Serve /dashboard on 127.0.0.1 for the API at --url: the page's /stats and /history "
-        "requests are forwarded with the auth the API needs (SigV4, an API key or a token), "
-        "which never reaches the browser. Nothing else is forwarded.",
+        "Serve /dashboard on 127.0.0.1 for the API at --url: the page's /stats, /history and "
+        "admin requests (list, show, pause, resume, conclude, retire-variant) are forwarded "
+        "with the auth the API needs (SigV4, an API key or a token), which never reaches the "
+        "browser. Nothing else is forwarded.",
     )
     board.add_argument("--url", required=True, help="the API's base URL")
     board.add_argument(
         "--endpoint",
         action="append",
-        help="an endpoint to show (repeat for more; default: the one an embedded server serves)",
+        help="an endpoint to show where the API cannot list them (repeat for more; "
+        "default: those /admin/list names, else the one an embedded server serves)",
     )
     board.add_argument("--port", type=int, default=8090, help="local port; 0 picks a free one")
     _auth_options(board)

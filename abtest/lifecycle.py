@@ -56,6 +56,13 @@ class Lifecycle:
     # Variants that serve no one any more; their counters stay, and their events count.
     retired: tuple[str, ...] = ()
 
+    @property
+    def allowed_actions(self) -> tuple[Action, ...]:
+        """What a person can do now: the moves from this state, and retiring a variant
+        until the experiment is concluded. Clients (the dashboard) offer exactly these."""
+        moves = tuple(MOVES[self.state])
+        return moves if self.state is State.CONCLUDED else (*moves, Action.RETIRE_VARIANT)
+
     def moved(self, endpoint_name: str, action: Action, winner: str | None = None) -> Lifecycle:
         """The lifecycle after `action`, or a 409 naming the state and the allowed moves."""
         allowed = MOVES[self.state]

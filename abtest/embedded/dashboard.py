@@ -1,7 +1,9 @@
-"""The live dashboard at /dashboard: per endpoint the variants, the decision and the history.
+"""The live dashboard at /dashboard: per endpoint the variants, the decision, the history,
+the lifecycle state with the actions allowed now, and the audit log.
 
-The page is static (`dashboard_files/`): its script calls `POST /stats` and `POST /history`
-of the API it was served with, every few seconds, and draws with plotly.js. The chart
+The page is static (`dashboard_files/`): its script calls `POST /admin/list`, and per
+endpoint `POST /stats`, `/history` and `/admin/show`, of the API it was served with, every
+few seconds, draws with plotly.js, and calls the admin route of an action clicked. The chart
 library comes from the `plotly` package, which ships the minified plotly.js bundle it
 renders with (`plotly/package_data/plotly.min.js`), so nothing is fetched from the internet
 and `pip install -U plotly` keeps it current; plotly's Python side is never imported.
@@ -30,8 +32,9 @@ ASSETS = {
 def answer(path: str, endpoints: Sequence[str], *, docs: bool = True) -> tuple[str, bytes] | None:
     """(content type, body) for a GET of the page or one of its files; None otherwise.
 
-    `endpoints` are the endpoints the page shows (the server's, or those given to
-    `abtest dashboard`); `docs` whether /docs is served beside it (it links there)."""
+    `endpoints` are the endpoints the page shows where the API cannot list them (the
+    server's, or those given to `abtest dashboard`); `docs` whether /docs is served beside
+    it (it links there)."""
     if path in (PAGE, PAGE + "/"):
         return "text/html; charset=utf-8", page_html(endpoints, docs=docs)
     if path in ASSETS:

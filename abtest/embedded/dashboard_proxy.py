@@ -1,16 +1,21 @@
 """`abtest dashboard --url URL`: the dashboard, served on this machine, of a deployed API.
 
 The browser talks to a local server on 127.0.0.1, which serves the page's files itself and
-forwards the two routes the page reads, `POST /stats` and `POST /history`, to the API with
-the auth the API needs (a SigV4 signature, an API key, a bearer token): the credentials
-stay in this process, never in the browser. Nothing else is forwarded, so the proxy cannot
-be used to invoke a model or record a conversion, and it listens on loopback only.
+forwards the routes the page calls, `POST /stats`, `POST /history` and the admin routes
+(list, show, and the lifecycle changes), to the API with the auth the API needs (a SigV4
+signature, an API key, a bearer token): the credentials stay in this process, never in the
+browser. Nothing else is forwarded, so the proxy cannot be used to invoke a model or record
+a conversion, and it listens on loopback only. Because it lends its credentials to whatever
+reaches it, it forwards only JSON requests from its own page: another site open in the same
+browser can send a form or `text/plain` POST without asking, but never one with a JSON
+content type, and its `Origin` is not this one.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import urllib.parse
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -18,10 +23,12 @@ from typing import Any
 import httpx
 
 from abtest.embedded import dashboard
+from abtest.http.routes import ADMIN_ROUTES
 
-FORWARDED = ("/stats", "/history")
+FORWARDED = ("/stats", "/history", *(route.path for route in ADMIN_ROUTES))
 MAX_BODY_BYTES = 64 * 1024  # an endpoint name and a limit: anything bigger is not the page's
 UPSTREAM_TIMEOUT_SECONDS = 15.0
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class DashboardProxy:
@@ -47,6 +54,17 @@ class DashboardProxy:
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+    def own_origin(self, origin: str) -> bool:
+        """Whether a browser's `Origin` is this page's: a loopback name and this port (the
+        page may be opened as localhost too; a rebound DNS name is not loopback)."""
+        try:
+            parsed = urllib.parse.urlsplit(origin)
+            port = parsed.port
+        except ValueError:
+            return False
+        own_port = self._server.server_address[1]
+        return parsed.scheme == "http" and parsed.hostname in LOOPBACK and port == own_port
 
     def start(self) -> DashboardProxy:
         self._thread = threading.Thread(
@@ -105,11 +123,20 @@ def _handler(proxy: DashboardProxy) -> type[BaseHTTPRequestHandler]:
                 status, body = _error(
                     404, "not_found", f"only {', '.join(FORWARDED)} are forwarded, for the page"
                 )
+            elif not self._from_the_page():
+                status, body = _error(
+                    403, "forbidden", "only the dashboard's own JSON requests are forwarded"
+                )
             elif length > MAX_BODY_BYTES:
                 status, body = _error(413, "payload_too_large", f"body over {MAX_BODY_BYTES}")
             else:
                 status, body = proxy.forward(self.path, self.rfile.read(length))
             self._send(status, "application/json", body)
+
+        def _from_the_page(self) -> bool:
+            kind = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            origin = self.headers.get("Origin")
+            return kind == "application/json" and (origin is None or proxy.own_origin(origin))
 
         def _send(self, status: int, content_type: str, body: bytes) -> None:
             self.send_response(status)

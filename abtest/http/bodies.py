@@ -430,6 +430,9 @@ class EndpointListResponse(BaseModel):
 
 class EndpointResponse(EndpointSummaryBody):
     version: int = Field(description="Grows by one with every lifecycle change")
+    allowed_actions: list[str] = Field(
+        description="The admin actions legal in this state (the others answer 409)"
+    )
     strategy_params: dict[str, float | int]
     warmup: int
     variant_metrics: list[VariantMetricsBody]
@@ -446,6 +449,7 @@ class EndpointResponse(EndpointSummaryBody):
         return cls(
             **EndpointSummaryBody.of(endpoint).model_dump(),
             version=endpoint.lifecycle.version,
+            allowed_actions=list(endpoint.lifecycle.allowed_actions),
             strategy_params=endpoint.strategy_params,
             warmup=endpoint.warmup,
             variant_metrics=_variant_bodies(endpoint),

@@ -1,5 +1,6 @@
 """`abtest dashboard --url`: the page served locally against an API that needs auth, with
-the page's two routes forwarded (credentials added here) and nothing else."""
+the page's routes (/stats, /history, the admin routes) forwarded, credentials added here,
+and nothing else."""
 
 from __future__ import annotations
 
@@ -57,9 +58,51 @@ def test_the_page_reads_stats_and_history_through_the_proxy(api) -> None:
         # The API's own answers come through as they are (a 400 naming the field) ...
         bad = httpx.post(f"{proxy.url}/history", json={**body, "limit": 0})
         assert bad.status_code == 400 and bad.json()["details"][0]["field"] == "limit"
-        # ... and nothing but the page's two routes is forwarded.
+        # ... and nothing but the page's routes is forwarded.
         invoke = {**body, "user_id": "u9", "data": "x"}
         assert httpx.post(f"{proxy.url}/invocation", json=invoke).status_code == 404
+
+
+def test_the_lifecycle_actions_go_through_it_with_its_credentials(api) -> None:
+    body = {"endpoint_name": ENDPOINT, "reason": "retraining"}
+    with DashboardProxy(api.url, [ENDPOINT], headers={"Authorization": f"Bearer {TOKEN}"}) as proxy:
+        listed = httpx.post(f"{proxy.url}/admin/list", json={}).json()
+        assert [e["endpoint_name"] for e in listed["endpoints"]] == [ENDPOINT]
+        paused = httpx.post(f"{proxy.url}/admin/pause", json=body)
+        assert paused.status_code == 200 and paused.json()["state"] == "paused"
+        again = httpx.post(f"{proxy.url}/admin/pause", json=body)
+        assert again.status_code == 409 and "is paused" in again.json()["message"]
+        shown = httpx.post(f"{proxy.url}/admin/show", json={"endpoint_name": ENDPOINT}).json()
+    # The API saw the proxy's token: the audit log names it (never the browser's).
+    [entry] = shown["audit_log"]
+    assert (entry["action"], entry["reason"]) == ("pause", "retraining")
+    assert entry["actor"].startswith("token:")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Type": "text/plain"},  # a form or text POST needs no CORS preflight
+        {"Content-Type": "application/json", "Origin": "http://evil.example"},
+        {"Content-Type": "application/json", "Origin": "http://127.0.0.1:1"},  # another port
+    ],
+)
+def test_requests_not_from_its_page_are_refused_not_signed(api, headers) -> None:
+    # Another site open in the browser must not conclude an experiment with our credentials.
+    body = b'{"endpoint_name": "%s"}' % ENDPOINT.encode()
+    with DashboardProxy(api.url, [ENDPOINT], headers={"Authorization": f"Bearer {TOKEN}"}) as proxy:
+        refused = httpx.post(f"{proxy.url}/admin/pause", content=body, headers=headers)
+        port = proxy.url.rsplit(":", 1)[1]
+        shown = [
+            httpx.post(
+                f"{proxy.url}/admin/show",
+                content=body,
+                headers={"Content-Type": "application/json", "Origin": origin},
+            )
+            for origin in (proxy.url, f"http://localhost:{port}")  # the page, however opened
+        ]
+    assert refused.status_code == 403
+    assert [(s.status_code, s.json()["state"]) for s in shown] == [(200, "running")] * 2
 
 
 def test_without_the_credentials_the_api_answers_401_through_it(api) -> None:
@@ -90,7 +133,9 @@ def test_the_command_serves_the_page_with_the_token_it_was_given(api) -> None:
     try:
         line = process.stdout.readline()
         local = re.search(r"at (http://127\.0\.0\.1:\d+)/dashboard", line).group(1)
-        assert httpx.get(f"{local}/dashboard").status_code == 200
+        page = httpx.get(f"{local}/dashboard")
+        # No --endpoint: the API's /admin/list named it
+        assert page.status_code == 200 and f'"endpoints": ["{ENDPOINT}"]' in page.text
         stats = httpx.post(f"{local}/stats", json={"endpoint_name": ENDPOINT})
         assert stats.status_code == 200 and stats.json()["endpoint_name"] == ENDPOINT
     finally:

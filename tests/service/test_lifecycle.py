@@ -7,7 +7,7 @@ import pytest
 
 from abtest.errors import ConflictError, NotFoundError
 from abtest.events import event_delta
-from abtest.lifecycle import Action, State
+from abtest.lifecycle import Action, Lifecycle, State
 from abtest.records import VariantCounts
 from abtest.usecases.admin import ChangeLifecycle, LifecycleChange, ListEndpoints, ShowEndpoint
 from abtest.usecases.convert import Conversion
@@ -289,3 +289,21 @@ def test_paused_with_the_champion_retired_serves_the_next_variant(change, usecas
     change(Action.PAUSE)
 
     assert invoke(usecases, "new").target_variant == "Challenger1"
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_allowed_actions_are_exactly_the_ones_that_succeed(state):
+    # The dashboard offers `allowed_actions` and nothing else: each must work, every other 409.
+    lifecycle = Lifecycle(state=state, winner="Champion1" if state is State.CONCLUDED else None)
+    for action in Action:
+
+        def attempt(action: Action = action) -> Lifecycle:
+            if action is Action.RETIRE_VARIANT:
+                return lifecycle.retiring(ENDPOINT, "Challenger1")
+            return lifecycle.moved(ENDPOINT, action, "Champion1")
+
+        if action in lifecycle.allowed_actions:
+            assert attempt().version == lifecycle.version + 1
+        else:
+            with pytest.raises(ConflictError, match=f"is {state}"):
+                attempt()

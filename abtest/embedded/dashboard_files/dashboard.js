@@ -1,6 +1,8 @@
 "use strict";
-// The abtest dashboard: every few seconds, per endpoint, POST /stats and POST /history of the
-// API that served the page, drawn as a table, the decision and three plotly.js charts.
+// The abtest dashboard: every few seconds, the endpoints /admin/list names and, per endpoint,
+// POST /stats, /history and /admin/show of the API that served the page, drawn as a table, the
+// decision, three plotly.js charts, the lifecycle state with the actions allowed now (from the
+// server's `allowed_actions`: the page never decides what is legal) and the audit log.
 (function () {
   const settings = window.ABTEST;
   // A server started with --token needs it: open /dashboard#token=TOKEN (never sent as a URL).
@@ -19,7 +21,9 @@
     const response = await fetch(route, { method: "POST", headers, body: JSON.stringify(body) });
     const answer = await response.json().catch(() => ({}));
     if (response.status === 401) throw new Error("this server needs its token: open /dashboard#token=TOKEN");
-    if (!response.ok) throw new Error(answer.message || response.status + " " + response.statusText);
+    if (!response.ok) {
+      throw new Error(`${response.status}: ${answer.message || response.statusText}`);
+    }
     return answer;
   }
 
@@ -56,9 +60,13 @@
         element("div", { class: "chart", id: "chart-allocation-" + name }),
         element("div", { class: "chart", id: "chart-probability-" + name }),
         element("div", { class: "chart", id: "chart-estimate-" + name })),
-      // Hook: the lifecycle actions allowed now (conclude, pause, resume) and the audit log
-      // come with the admin API; each `window.ABTEST_EXTRAS` entry renders into this.
-      element("div", { class: "lifecycle", "data-hook": "lifecycle", hidden: "" }),
+      element("div", { class: "lifecycle", "data-hook": "lifecycle", hidden: "" },
+        element("h3", {}, "Lifecycle"),
+        element("div", { class: "state", "data-field": "state" }),
+        element("form", { class: "actions" }),
+        element("p", { class: "result", "data-field": "result" }),
+        element("h3", {}, "Audit log"),
+        element("table", { class: "audit" })),
       element("p", { class: "error" }));
     main.append(node);
     return node;
@@ -79,7 +87,7 @@
       element("div", { "data-field": "advice" }, d.advice || ""));
   }
 
-  function renderTable(node, stats) {
+  function renderTable(node, stats, admin) {
     const figures = Object.fromEntries(stats.decision.variants.map((v) => [v.variant_name, v]));
     // `users` appears in /stats with the per-user counters; shown once it is there.
     const hasUsers = stats.variant_metrics.some((m) => m.users !== undefined);
@@ -90,8 +98,10 @@
       const { estimate, interval } = estimateOf(f);
       const cell = (field, value, text, extra) =>
         element("td", { "data-field": field, "data-value": value, ...extra }, text);
-      return element("tr", { "data-variant": m.variant_name },
-        element("td", {}, m.variant_name),
+      const retired = (admin && admin.retired.includes(m.variant_name)) || false;
+      return element("tr", { "data-variant": m.variant_name, class: retired ? "retired" : null },
+        element("td", { "data-field": "variant_name", "data-retired": String(retired) },
+          m.variant_name + (retired ? " (retired)" : "")),
         ...(hasUsers ? [cell("users", m.users, (m.users ?? 0).toLocaleString("en"))] : []),
         cell("invocation_count", m.invocation_count, m.invocation_count.toLocaleString("en")),
         cell("conversion_count", m.conversion_count, m.conversion_count.toLocaleString("en")),
@@ -160,20 +170,116 @@
       layout("Estimated rate with its 95 % interval", { tickformat: ".1%" }, snapshots), CONFIG);
   }
 
+  const when = (at) => new Date(1000 * at).toLocaleString("en-GB", { hour12: false });
+
+  // The state, the actions allowed now and the audit log, from /admin/show's answer. The
+  // form is rebuilt only when the lifecycle's version changes, so a refresh keeps what is
+  // being typed into it.
+  function renderLifecycle(node, name, admin) {
+    const hook = node.querySelector("[data-hook=lifecycle]");
+    hook.hidden = false;
+    const state = hook.querySelector(".state");
+    if (admin.unavailable !== undefined) {
+      state.textContent = `Lifecycle not available here (${admin.unavailable})`;
+      state.dataset.value = "";
+      hook.querySelector(".actions").replaceChildren();
+      hook.querySelector("table.audit").replaceChildren();
+      delete hook.dataset.version;
+      return;
+    }
+    if (hook.dataset.version === String(admin.version)) return;
+    hook.dataset.version = admin.version;
+    state.dataset.value = admin.state;
+    state.className = "state " + admin.state;
+    state.replaceChildren(
+      element("strong", {}, admin.state),
+      admin.winner ? element("span", { "data-field": "winner" }, ` · winner ${admin.winner}`) : "",
+      admin.retired.length
+        ? element("span", { "data-field": "retired" }, ` · retired: ${admin.retired.join(", ")}`) : "",
+      element("span", { class: "muted" }, ` · version ${admin.version}`));
+    renderActions(hook, name, admin);
+    renderAudit(hook, admin.audit_log);
+  }
+
+  function renderActions(hook, name, admin) {
+    const form = hook.querySelector(".actions");
+    const allowed = admin.allowed_actions;
+    if (!allowed.length) {
+      form.replaceChildren(element("span", { class: "muted" }, "No action: concluded is final."));
+      return;
+    }
+    const serving = admin.variants.filter((v) => !admin.retired.includes(v));
+    const decided = admin.decision.winner;
+    const reason = element("input", { name: "reason", "data-field": "reason", maxlength: "500",
+      placeholder: "reason (for the audit log)" });
+    const controls = [reason];
+    const choose = (field, options) => element("select", { name: field, "data-field": field },
+      ...options.map(([value, text]) => element("option", { value }, text)));
+    for (const action of allowed) {
+      const button = element("button", { type: "button", "data-action": action }, action);
+      const body = () => ({ endpoint_name: name, reason: reason.value });
+      if (action === "conclude") {
+        // The decision's winner when it names one (sent as no winner: the server takes it).
+        const winner = choose("winner", [
+          ...(decided ? [["", `the decision's winner (${decided})`]] : []),
+          ...admin.variants.map((v) => [v, v])]);
+        button.onclick = () => act(hook, name, action, { ...body(), winner: winner.value || undefined });
+        controls.push(element("span", { class: "action" }, button, " with ", winner));
+      } else if (action === "retire-variant") {
+        const variant = choose("variant", serving.map((v) => [v, v]));
+        button.onclick = () => act(hook, name, action, { ...body(), variant: variant.value });
+        controls.push(element("span", { class: "action" }, button, " ", variant));
+      } else {
+        button.onclick = () => act(hook, name, action, body());
+        controls.push(element("span", { class: "action" }, button));
+      }
+    }
+    form.replaceChildren(...controls);
+  }
+
+  async function act(hook, name, action, body) {
+    const result = hook.querySelector(".result");
+    result.className = "result";
+    try {
+      const answer = await post("/admin/" + action, body);
+      result.textContent = `${action}: done, ${answer.state}` +
+        (answer.winner ? ` (winner ${answer.winner})` : "");
+    } catch (error) {
+      result.className = "result failed";
+      result.textContent = `${action}: ${error.message}`;
+    }
+    await refresh(name);
+  }
+
+  function renderAudit(hook, log) {
+    const head = element("tr", {}, ...["Time", "Actor", "Action", "Reason"].map((h) => element("th", {}, h)));
+    const rows = log.slice().reverse().map((e) => element("tr", { "data-field": "audit" },
+      element("td", { "data-field": "at", "data-value": e.at }, when(e.at)),
+      element("td", { "data-field": "actor" }, e.actor),
+      element("td", { "data-field": "action" },
+        e.action + (e.details.winner ? ` (${e.details.winner})` : "") +
+        (e.details.variant ? ` (${e.details.variant})` : "")),
+      element("td", { "data-field": "reason" }, e.reason)));
+    hook.querySelector("table.audit").replaceChildren(element("thead", {}, head),
+      element("tbody", {}, ...(rows.length ? rows : [element("tr", {}, element("td", { colspan: 4,
+        class: "muted" }, "No change yet."))])));
+  }
+
   async function refresh(name) {
     const node = section(name);
     try {
-      const [stats, history] = await Promise.all([
+      const [stats, history, admin] = await Promise.all([
         post("/stats", { endpoint_name: name }),
         post("/history", { endpoint_name: name }),
+        // An API without the admin routes (or auth for them) still gets its charts.
+        post("/admin/show", { endpoint_name: name }).catch((error) => ({ unavailable: error.message })),
       ]);
       const snapshots = history.snapshots;
+      const shown = admin.unavailable === undefined ? admin : null;
       renderSummary(node, stats, snapshots[snapshots.length - 1]);
-      renderTable(node, stats);
+      renderTable(node, stats, shown);
       renderCharts(name, stats, snapshots);
-      const hook = node.querySelector("[data-hook=lifecycle]");
-      for (const extra of window.ABTEST_EXTRAS || []) extra.render(hook, name, stats);
-      hook.hidden = !hook.childElementCount;
+      renderLifecycle(node, name, admin);
       node.querySelector(".error").textContent = "";
       node.dataset.snapshots = snapshots.length;
     } catch (error) {
@@ -181,16 +287,26 @@
     }
   }
 
+  // The endpoints /admin/list names, so one added to the server appears; those the page was
+  // served with where the API cannot list them (no admin routes, or no auth for them).
+  async function endpointNames() {
+    try {
+      return (await post("/admin/list", {})).endpoints.map((e) => e.endpoint_name);
+    } catch (error) {
+      return settings.endpoints;
+    }
+  }
+
   async function refreshAll() {
-    await Promise.all(settings.endpoints.map(refresh));
+    const names = await endpointNames();
+    const empty = document.getElementById("no-endpoint");
+    if (empty) empty.hidden = names.length > 0;
+    await Promise.all(names.map(refresh));
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
     document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed || 0) + 1);
   }
 
-  if (!settings.endpoints.length) {
-    main.textContent = "No endpoint to show.";
-  } else {
-    refreshAll();
-    setInterval(refreshAll, 1000 * settings.refreshSeconds);
-  }
+  main.append(element("p", { id: "no-endpoint", hidden: "" }, "No endpoint to show."));
+  refreshAll();
+  setInterval(refreshAll, 1000 * settings.refreshSeconds);
 })();
