@@ -133,7 +133,7 @@ def _simulate(args: argparse.Namespace) -> int:
             return 1
     out = Path(args.out)
     csv_path = write_csv(results, out / "results.csv")
-    figures = plots.save_all(results, out)
+    figures = plots.save_all(results, out, getattr(world, "means", None))
     print(format_stats(stats))
     if any(n < e for n, e in zip(counted(stats), expected, strict=True)):
         print("(some events are still buffered in the event log: /stats does not count them yet)")

@@ -6,7 +6,7 @@ they render as PNG files from the CLI and inline in a notebook alike.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -50,21 +50,56 @@ def reward_rate(results: Sequence[UserResult]) -> Figure:
     return figure
 
 
+def _checkpoints(total: int, count: int) -> list[int]:
+    """Where things happen: log-spaced user counts (early looks close together, where the
+    posteriors move most), ending at the last user."""
+    if total <= 1:
+        return [max(total, 1)]
+    first = max(1, total // 50)
+    return sorted({round(v) for v in np.geomspace(first, total, count)})
+
+
 def beta_posteriors(results: Sequence[UserResult], checkpoints: int = 4) -> Figure:
-    """Beta(1 + rewards, 1 + misses) per variant after a few fractions of the users."""
-    figure = Figure(figsize=(4 * checkpoints, 4))
-    grid = figure.subplots(1, checkpoints, sharey=False, squeeze=False)[0]
-    x = np.linspace(0, 1, 400)
-    ends = sorted({max(1, round(len(results) * (i + 1) / checkpoints)) for i in range(checkpoints)})
-    for axes, end in zip(grid, ends, strict=False):
+    """Beta(1 + rewards, 1 + misses) per variant at log-spaced points (early and late), each
+    panel zoomed to where the posteriors' mass is, the legend below it, off the curves."""
+    figure = Figure(figsize=(4 * checkpoints, 4.6))
+    ends = _checkpoints(len(results), checkpoints)
+    grid = figure.subplots(1, len(ends), sharey=False, squeeze=False)[0]
+    for axes, end in zip(grid, ends, strict=True):
         seen = results[:end]
+        shapes = {}
         for variant in _variants(results):
             n = sum(r.variant == variant for r in seen)
             wins = sum(r.reward for r in seen if r.variant == variant)
-            axes.plot(x, scipy_stats.beta.pdf(x, 1 + wins, 1 + n - wins), label=f"{variant} ({n})")
-        axes.set(title=f"after {end} users", xlabel="reward rate")
-        axes.legend(fontsize="small")
+            shapes[variant] = (n, 1 + wins, 1 + n - wins)
+        # The central 99.8 % of every variant's posterior, padded by a tenth.
+        low = min(scipy_stats.beta.ppf(0.001, a, b) for _, a, b in shapes.values())
+        high = max(scipy_stats.beta.ppf(0.999, a, b) for _, a, b in shapes.values())
+        pad = 0.1 * (high - low)
+        x = np.linspace(max(0.0, low - pad), min(1.0, high + pad), 400)
+        for variant, (n, a, b) in shapes.items():
+            axes.plot(x, scipy_stats.beta.pdf(x, a, b), label=f"{variant} ({n} users)")
+        axes.set(title=f"after {end} users", xlabel="reward rate", yticks=[], xlim=(x[0], x[-1]))
+        axes.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=1)
     figure.suptitle("Beta posteriors of the reward rate")
+    figure.tight_layout()
+    return figure
+
+
+def regret(results: Sequence[UserResult], means: Mapping[str, float]) -> Figure:
+    """Cumulative expected regret against the oracle (the best true mean for every user),
+    beside a fixed even split's, when the truth is known (`--truth`)."""
+    figure = Figure(figsize=(8, 4.5))
+    axes = figure.subplots()
+    best = max(means.values())
+    users = np.arange(1, len(results) + 1)
+    gaps = np.array([best - means[r.variant] for r in results])
+    axes.plot(users, np.cumsum(gaps), label="this run (expected regret)")
+    even = best - float(np.mean(list(means.values())))
+    axes.plot(users, users * even, color="grey", linestyle="--", label="an even split")
+    axes.set(title="Regret against always serving the best variant", xlabel="users",
+             ylabel="cumulative regret (rewards)")  # fmt: skip
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     return figure
 
@@ -89,17 +124,23 @@ def traffic_share(results: Sequence[UserResult], windows: int = 20) -> Figure:
     return figure
 
 
-def save_all(results: Sequence[UserResult], out_dir: str | Path) -> list[Path]:
-    """Write the four figures as PNG files; returns their paths."""
+def save_all(
+    results: Sequence[UserResult], out_dir: str | Path, means: Mapping[str, float] | None = None
+) -> list[Path]:
+    """Write the figures as PNG files (the regret against the oracle too when each
+    variant's true mean is known); returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, build in (
+    builders = [
         ("cumulative_reward", cumulative_reward),
         ("reward_rate", reward_rate),
         ("beta_posteriors", beta_posteriors),
         ("traffic_share", traffic_share),
-    ):
+    ]
+    if means is not None and {r.variant for r in results} <= set(means):
+        builders.append(("regret", lambda rs: regret(rs, means)))
+    paths = []
+    for name, build in builders:
         path = out / f"{name}.png"
         build(results).savefig(path, dpi=100)
         paths.append(path)

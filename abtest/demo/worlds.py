@@ -56,6 +56,10 @@ class Bernoulli:
     def draw(self, rng: random.Random) -> float:
         return float(rng.random() < self.rate)
 
+    @property
+    def mean(self) -> float:
+        return self.rate
+
     def __str__(self) -> str:
         return f"{self.rate:g}"
 
@@ -67,6 +71,10 @@ class BetaReward:
 
     def draw(self, rng: random.Random) -> float:
         return rng.betavariate(self.a, self.b)
+
+    @property
+    def mean(self) -> float:
+        return self.a / (self.a + self.b)
 
     def __str__(self) -> str:
         return f"beta({self.a:g}, {self.b:g})"
@@ -82,6 +90,11 @@ class TruthWorld:
     truth: Mapping[str, Distribution]
     data: Any = None
     content_type: str = "application/json"
+
+    @property
+    def means(self) -> dict[str, float]:
+        """Each variant's expected reward: what the regret plot measures against."""
+        return {variant: distribution.mean for variant, distribution in self.truth.items()}
 
     def visit(self, user_id: str, rng: random.Random) -> Visit:
         def reward(response: dict[str, Any]) -> float:

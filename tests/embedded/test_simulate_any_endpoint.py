@@ -96,6 +96,7 @@ def test_three_variants_with_their_truth_on_the_command_line(churn, tmp_path, ca
     assert _simulate(churn.url, then, "--users", "50", "--wait", "10", *truth, *data) == 0
     printed = capsys.readouterr().out
     rows = read_csv(first / "results.csv") + read_csv(then / "results.csv")
+    assert (then / "regret.png").is_file()  # the truth is known: regret against the oracle
     # THEN the users reached all three variants, and once the first 100 were counted the
     # bandit sent most new users to the best truth (however fast the users came: the
     # first run waits for its events to be counted)
