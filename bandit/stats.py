@@ -367,6 +367,18 @@ def _raw_difference(
     return m2 - m1, ZTest(z, 1.0 - normal_cdf(z))
 
 
+def _bounded(
+    interval: tuple[float, float], reward: str, *, difference: bool = False
+) -> tuple[float, float]:
+    """A binary rate lies in [0, 1] (a difference of two in [-1, 1]): the sequence cut to
+    that range covers whatever the uncut one covers, and reads right early on, when the
+    asymptotic one still reaches past it. Continuous rewards have no such range."""
+    if reward != BINARY:
+        return interval
+    low = -1.0 if difference else 0.0
+    return max(interval[0], low), min(interval[1], 1.0)
+
+
 def decision(
     metrics: Sequence[VariantMetrics],
     *,
@@ -432,12 +444,14 @@ def decision(
                 else None,
                 estimate=None if own is None else own.value,
                 estimate_se=None if own is None else own.standard_error,
-                estimate_interval=None if own is None else own.interval(alpha),
+                estimate_interval=None if own is None else _bounded(own.interval(alpha), reward),
                 horvitz_thompson_estimate=None if ht is None else ht.value,
                 horvitz_thompson_se=None if ht is None else ht.standard_error,
                 difference_estimate=None if diff is None else diff.value,
                 difference_se=None if diff is None else diff.standard_error,
-                difference_interval=None if diff is None else diff.interval(level),
+                difference_interval=None
+                if diff is None
+                else _bounded(diff.interval(level), reward, difference=True),
             )
         )
     check = sample_ratio(metrics, sample_ratio_alpha)

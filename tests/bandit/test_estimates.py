@@ -238,3 +238,25 @@ def test_continuous_weighted_variances_are_at_least_the_pooled_spread():
     assert continuous["A"].variance == pytest.approx(spread * 10000.0 / 1000.0**2)
     assert continuous["A"].variance > binary["A"].variance
     assert continuous["B"].value == binary["B"].value == hajek(loud, n).value
+
+
+def test_binary_intervals_stay_within_what_a_rate_can_be():
+    # GIVEN 40 users per variant, 38 converting on B: the asymptotic sequence of B's rate
+    # reaches past 1 this early
+    a = VariantMetrics("A", 1.0, 40, 2, 2.0, 2.0, 80.0, 160.0, 4.0, 8.0, 8.0)
+    b = VariantMetrics("B", 1.0, 40, 38, 38.0, 38.0, 80.0, 160.0, 76.0, 152.0, 152.0)
+    uncut = hajek(b, 80).interval(0.05)
+    assert uncut[1] > 1.0
+
+    d = decision([a, b])
+
+    # THEN what /stats shows is cut to [0, 1] for a rate and [-1, 1] for a difference,
+    # and the estimates themselves are unchanged
+    shown = {v.variant_name: v for v in d.variants}
+    assert shown["B"].estimate_interval == (uncut[0], 1.0)
+    assert shown["A"].estimate_interval[0] >= 0.0
+    assert -1.0 <= shown["B"].difference_interval[0] <= shown["B"].difference_interval[1] <= 1.0
+    assert shown["B"].estimate == pytest.approx(0.95)
+    # Continuous rewards have no such range: nothing is cut
+    revenue = decision([a, b], reward=CONTINUOUS)
+    assert {v.variant_name: v for v in revenue.variants}["B"].estimate_interval[1] >= 1.0
