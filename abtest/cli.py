@@ -321,18 +321,9 @@ ENDPOINT_ACTIONS = ("list", "show", "pause", "resume", "conclude", "retire-varia
 
 
 def _endpoints(args: argparse.Namespace) -> int:
-    from abtest.demo.simulation import ApiClient, ApiError, SigV4, region_of
+    from abtest.demo.simulation import ApiClient, ApiError
 
-    auth, headers = None, {}
-    if args.sigv4:
-        region = args.region or region_of(args.url) or os.environ.get("AWS_REGION")
-        if not region:
-            raise ConfigError("--sigv4: give --region (not found in the URL or AWS_REGION)")
-        auth = SigV4(region)
-    elif token := args.token or os.environ.get("ABTEST_TOKEN"):
-        headers["authorization"] = f"Bearer {token}"
-    elif args.api_key:
-        headers["x-api-key"] = args.api_key
+    auth, headers = _client_auth(args)
     if args.action != "list" and not args.endpoint:
         print(f"abtest: endpoints {args.action}: give the endpoint name", file=sys.stderr)
         return 2
@@ -424,7 +415,7 @@ def _endpoint_tables(e: dict[str, Any]) -> str:
 
 
 def _auth_options(parser: argparse.ArgumentParser) -> None:
-    """How a client command authenticates to the API (`simulate`, `dashboard`)."""
+    """How a client command authenticates to the API (`simulate`, `dashboard`, `endpoints`)."""
     parser.add_argument(
         "--auth",
         choices=("none", "iam", "api-key", "token"),
@@ -562,13 +553,7 @@ def _parser() -> argparse.ArgumentParser:
         "--winner", help="conclude: the variant to serve everyone (default: the decision's)"
     )
     endpoints.add_argument("--variant", help="retire-variant: the variant to retire")
-    credentials = endpoints.add_mutually_exclusive_group()
-    credentials.add_argument("--token", help="abtest serve's bearer token (default: ABTEST_TOKEN)")
-    credentials.add_argument("--api-key", help="an API key (x-api-key)")
-    credentials.add_argument(
-        "--sigv4", action="store_true", help="sign with AWS credentials (admin routes on AWS)"
-    )
-    endpoints.add_argument("--region", help="for --sigv4 (default: from the URL, or AWS_REGION)")
+    _auth_options(endpoints)  # on AWS the admin routes always take --auth iam
     endpoints.set_defaults(command=_endpoints)
     board = command(
         "dashboard",

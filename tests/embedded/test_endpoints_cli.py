@@ -79,9 +79,15 @@ def guarded(tmp_path: Path):
 def test_the_token_is_sent_and_a_wrong_one_is_exit_5(guarded, capsys, monkeypatch) -> None:
     monkeypatch.delenv("ABTEST_TOKEN", raising=False)
 
-    code, _, err = run(capsys, "show", ENDPOINT, "--url", guarded.url, "--token", "wrong")
+    url = ("--url", guarded.url, "--auth", "token")
+    code, _, err = run(capsys, "show", ENDPOINT, *url, "--token", "wrong")
     assert (code, err.count("\n")) == (5, 1)
-    assert run(capsys, "show", ENDPOINT, "--url", guarded.url, "--token", TOKEN)[0] == 0
+    assert run(capsys, "show", ENDPOINT, *url, "--token", TOKEN)[0] == 0
+    # --auth token without a token is a usage error, in one line
+    code, _, err = run(capsys, "show", ENDPOINT, *url)
+    assert (code, err.count("\n")) == (2, 1) and "--token" in err
+    # and without --auth the token is not sent: the server refuses
+    assert run(capsys, "show", ENDPOINT, "--url", guarded.url)[0] == 5
 
 
 def test_no_server_is_exit_1_in_one_line(capsys) -> None:
