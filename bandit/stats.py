@@ -297,6 +297,9 @@ class _Evidence:
     estimates: dict[str, Estimate | None]
     differences: dict[str, Estimate | None]
     against: dict[str, tuple[float, float]]
+    # The always-valid p-value of each challenger as /stats shows it: None without the
+    # trials to compute it (`against` counts that as no evidence, p = 1).
+    p_values: dict[str, float | None]
 
 
 def _evidence(
@@ -314,6 +317,7 @@ def _evidence(
     base_metrics = metrics[[m.variant_name for m in metrics].index(champion)]
     differences: dict[str, Estimate | None] = {}
     against: dict[str, tuple[float, float]] = {}
+    p_values: dict[str, float | None] = {}
     for m in metrics:
         if m.variant_name == champion:
             continue
@@ -321,28 +325,15 @@ def _evidence(
         differences[m.variant_name] = d
         if exact:
             p_value = msprt_p_value(base_metrics, m, mixing_variance)
-            if p_value is None:  # no invocations (min_samples = 0): no evidence either way
-                against[m.variant_name] = (0.0, 1.0)
-            else:
-                against[m.variant_name] = (
-                    _observed_rate(m) - _observed_rate(base_metrics),
-                    p_value,
-                )
+            gap = _observed_rate(m) - _observed_rate(base_metrics) if p_value is not None else 0.0
         else:
-            against[m.variant_name] = (0.0, 1.0) if d is None else (d.value, d.p_value())
-    return _Evidence(HAJEK if use_weights else RAW, trials, estimates, differences, against)
-
-
-def _p_value(
-    evidence: _Evidence, base: VariantMetrics, m: VariantMetrics, reward: str, mixing: float
-) -> float | None:
-    """The always-valid p-value the call uses; None without the trials to compute it."""
-    if reward == BINARY and evidence.estimator == RAW:
-        return msprt_p_value(base, m, mixing)
-    return (
-        None
-        if evidence.differences[m.variant_name] is None
-        else evidence.against[m.variant_name][1]
+            p_value = None if d is None else d.p_value()
+            gap = 0.0 if d is None else d.value
+        p_values[m.variant_name] = p_value
+        # No trials (min_samples = 0): no evidence either way.
+        against[m.variant_name] = (gap, 1.0 if p_value is None else p_value)
+    return _Evidence(
+        HAJEK if use_weights else RAW, trials, estimates, differences, against, p_values
     )
 
 
@@ -439,9 +430,7 @@ def decision(
                 difference=observed,
                 z=None if z_test is None else z_test.z,
                 z_test_p_value=None if z_test is None else z_test.p_value,
-                always_valid_p_value=_p_value(evidence, base, m, reward, mixing_variance)
-                if not is_champion
-                else None,
+                always_valid_p_value=None if is_champion else evidence.p_values[name],
                 estimate=None if own is None else own.value,
                 estimate_se=None if own is None else own.standard_error,
                 estimate_interval=None if own is None else _bounded(own.interval(alpha), reward),
@@ -455,17 +444,16 @@ def decision(
             )
         )
     check = sample_ratio(metrics, sample_ratio_alpha)
-    winner, reason = verdict(
+    winner, reason = _verdict(
         metrics,
-        champion=champion,
+        champion,
         min_samples=min_samples,
         alpha=alpha,
         probability_threshold=probability_threshold,
-        mixing_variance=mixing_variance,
+        check=check,
+        compare=lambda: evidence.against,  # the figures' own: not worked out again
         best=best.probability,
         reward=reward,
-        sample_ratio_alpha=sample_ratio_alpha,
-        tightest_at=tightest_at,
     )
     shares = dict(allocation) if allocation else {name: 1.0 / len(names) for name in names}
     advice, users_needed = _advice(
@@ -704,16 +692,42 @@ def verdict(
     only once some always-valid p-value passes, since no variant can win before that.
     """
     metrics = check_metrics(metrics)
+    champion = metrics[0].variant_name if champion is None else champion
+    return _verdict(
+        metrics,
+        champion,
+        min_samples=min_samples,
+        alpha=alpha,
+        probability_threshold=probability_threshold,
+        check=sample_ratio(metrics, sample_ratio_alpha),
+        compare=lambda: _evidence(metrics, champion, reward, mixing_variance, tightest_at).against,
+        best=best,
+        reward=reward,
+    )
+
+
+def _verdict(
+    metrics: tuple[VariantMetrics, ...],
+    champion: str,
+    *,
+    min_samples: int,
+    alpha: float,
+    probability_threshold: float,
+    check: SampleRatio | None,
+    compare: Callable[[], dict[str, tuple[float, float]]],
+    best: Mapping[str, float] | None,
+    reward: str,
+) -> tuple[str | None, str]:
+    """`verdict`'s rule. `compare` gives challenger -> (difference, always-valid p-value),
+    asked for only past the cheap checks, and `best` worked out only past the p-values."""
     names = [m.variant_name for m in metrics]
-    champion = names[0] if champion is None else champion
     if len(metrics) == 1:
         return None, SINGLE_VARIANT
-    check = sample_ratio(metrics, sample_ratio_alpha)
     if check is not None and check.mismatch:
         return None, SAMPLE_RATIO_MISMATCH
     if any(m.invocation_count < min_samples for m in metrics):
         return None, TOO_FEW_SAMPLES
-    against = _evidence(metrics, champion, reward, mixing_variance, tightest_at).against
+    against = compare()
     # Bonferroni over the challengers: the chance that any of them passes by luck stays
     # within alpha however many there are (conservative, but valid under any dependence).
     level = alpha / len(against)
