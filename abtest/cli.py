@@ -216,7 +216,7 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 
 def _served_endpoints(url: str, auth: Any, headers: dict[str, str]) -> list[str]:
-    """The endpoints the API lists (/admin/list), else the one an embedded server's /health
+    """The endpoints the API lists (/admin/list), else those an embedded server's /health
     names; an API that answers neither (admin routes refused) needs --endpoint."""
     import httpx
 
@@ -230,7 +230,7 @@ def _served_endpoints(url: str, auth: Any, headers: dict[str, str]) -> list[str]
         pass
     try:
         health = httpx.get(f"{base}/health", auth=auth, headers=headers, timeout=10)
-        return [str(health.raise_for_status().json()["endpoint_name"])]
+        return [str(name) for name in health.raise_for_status().json()["endpoint_names"]]
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         raise ConfigError(
             f"--endpoint: give the endpoint's name ({url}/admin/list and /health name none)"

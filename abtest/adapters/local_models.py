@@ -192,3 +192,36 @@ def _checked(model: ModelFunction, data: str, content_type: str) -> Any:
 
 def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+class EndpointModels:
+    """ModelEndpoint of a server of several endpoints: each endpoint's own LocalModels,
+    picked by the endpoint name (an unknown one is NotFoundError, as with one endpoint)."""
+
+    def __init__(self, by_endpoint: Mapping[str, LocalModels]) -> None:
+        self._by_endpoint = dict(by_endpoint)
+
+    def __getitem__(self, endpoint_name: str) -> LocalModels:
+        return self._by_endpoint[endpoint_name]
+
+    @property
+    def all_inline(self) -> bool:
+        """Whether every call of every endpoint runs on the caller's thread."""
+        return all(models.all_inline for models in self._by_endpoint.values())
+
+    def invoke(
+        self,
+        endpoint_name: str,
+        variant_name: str | None,
+        data: str,
+        content_type: str,
+        inference_id: str,
+    ) -> ModelResult:
+        models = self._by_endpoint.get(endpoint_name)
+        if models is None:
+            raise NotFoundError(f"endpoint_name: {endpoint_name!r} has no local models")
+        return models.invoke(endpoint_name, variant_name, data, content_type, inference_id)
+
+    def close(self) -> None:
+        for models in self._by_endpoint.values():
+            models.close()

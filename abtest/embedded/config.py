@@ -1,8 +1,12 @@
-"""The embedded endpoint config: one TOML file describing the endpoint, its event log and variants.
+"""The embedded endpoint config: TOML describing the endpoints, their variants and the event log.
 
-The README's "Endpoint config (TOML)" table lists the keys. A bad file fails at start with
-the file, the key and the reason, never later on a request. TOML has real types, so the
-models are strict: `warmup = "10"` or `epsilon = true` is an error, not a guess.
+A file holds one endpoint (`[endpoint]` and `[[variants]]`) or several (`[[endpoints]]`,
+each with its `[[endpoints.variants]]`); `--config` may also name a folder, whose `*.toml`
+files are read together. Every endpoint keeps its own settings; the event log is the
+server's one, so files that set `[event_log]` must agree. The README's "Endpoint config
+(TOML)" table lists the keys. A bad file fails at start with the file, the key and the
+reason, never later on a request. TOML has real types, so the models are strict:
+`warmup = "10"` or `epsilon = true` is an error, not a guess.
 """
 
 from __future__ import annotations
@@ -99,42 +103,67 @@ class VariantSpec(BaseModel):
         return self
 
 
+def _distinct_and_weighted(variants: list[VariantSpec]) -> list[VariantSpec]:
+    seen: set[str] = set()
+    for i, variant in enumerate(variants):
+        if variant.name in seen:
+            raise nested_error((i, "name"), f"{variant.name!r} is used by another variant")
+        seen.add(variant.name)
+    if not any(v.initial_weight > 0 for v in variants):
+        raise ValueError("initial weights must not all be 0")
+    return variants
+
+
 class ConfigFile(BaseModel):
-    """The whole file."""
+    """A file of one endpoint: `[endpoint]`, `[[variants]]`."""
 
     model_config = _STRICT
 
     endpoint: EndpointSection
-    event_log: EventLogSettings = EventLogSettings()
+    # None: not given, so a folder's other files decide (the defaults if none does).
+    event_log: EventLogSettings | None = None
     variants: list[VariantSpec] = Field(min_length=1)
 
-    @field_validator("variants")
-    @classmethod
-    def _distinct_and_weighted(cls, variants: list[VariantSpec]) -> list[VariantSpec]:
-        seen: set[str] = set()
-        for i, variant in enumerate(variants):
-            if variant.name in seen:
-                raise nested_error((i, "name"), f"{variant.name!r} is used by another variant")
-            seen.add(variant.name)
-        if not any(v.initial_weight > 0 for v in variants):
-            raise ValueError("initial weights must not all be 0")
-        return variants
+    _variants = field_validator("variants")(_distinct_and_weighted)
+
+    def tables(self) -> list[tuple[str, EndpointSection, list[VariantSpec]]]:
+        return [("endpoint", self.endpoint, self.variants)]
+
+
+class EndpointTable(EndpointSection):
+    """One `[[endpoints]]` table: an endpoint's keys and its own `[[endpoints.variants]]`."""
+
+    variants: list[VariantSpec] = Field(min_length=1)
+
+    _variants = field_validator("variants")(_distinct_and_weighted)
+
+
+class EndpointsFile(BaseModel):
+    """A file of several endpoints: `[[endpoints]]`, each with its variants."""
+
+    model_config = _STRICT
+
+    endpoints: list[EndpointTable] = Field(min_length=1)
+    event_log: EventLogSettings | None = None
+
+    def tables(self) -> list[tuple[str, EndpointSection, list[VariantSpec]]]:
+        return [(f"endpoints[{i}]", e, e.variants) for i, e in enumerate(self.endpoints)]
 
 
 @dataclass(frozen=True, slots=True)
-class AbtestConfig:
-    """A loaded file, flattened for the runtime."""
+class EndpointSpec:
+    """One endpoint of the config, flattened for the runtime."""
 
-    path: Path
+    path: Path  # the file that declares it
     endpoint_name: str
     strategy: str
     strategy_params: StrategyParams
     warmup: int
     assignment_ttl_seconds: int
-    event_log: EventLogSettings
     variants: tuple[VariantSpec, ...]
     model_timeout_seconds: float = DEFAULT_MODEL_TIMEOUT_SECONDS
     settings: ExperimentSettings = field(default_factory=ExperimentSettings)
+    key: str = "endpoint"  # where in its file: `endpoint` or `endpoints[i]`, for errors
 
     def endpoint_config(self) -> EndpointConfig:
         return EndpointConfig(
@@ -147,9 +176,83 @@ class AbtestConfig:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class AbtestConfig:
+    """What `--config` names, loaded: its endpoints (in file order) and the server's event log.
+
+    A config of one endpoint also reads as that endpoint (`config.strategy`,
+    `config.endpoint_config()`), as the one-endpoint file always did."""
+
+    path: Path  # a file, or a folder of them
+    event_log: EventLogSettings
+    endpoints: tuple[EndpointSpec, ...]
+
+    @property
+    def endpoint_names(self) -> tuple[str, ...]:
+        return tuple(e.endpoint_name for e in self.endpoints)
+
+    def __getattr__(self, name: str) -> object:
+        # Only reached for names the class lacks: those of the one endpoint.
+        if name.startswith("_") or name == "endpoints":
+            raise AttributeError(name)
+        if len(self.endpoints) != 1:
+            raise AttributeError(
+                f"{name!r}: {self.path} has {len(self.endpoints)} endpoints; pick one of "
+                "`endpoints`"
+            )
+        return getattr(self.endpoints[0], name)
+
+
 def load_config(path: str | Path) -> AbtestConfig:
-    """Read and validate the file; raises ConfigError("<file>: <key>: <reason>")."""
+    """Read and validate a file, or every `*.toml` file of a folder (in name order).
+
+    Raises ConfigError("<file>: <key>: <reason>"): also for an endpoint name used twice
+    (within a file or across a folder's files) and for files whose `[event_log]` differ."""
     path = Path(path)
+    if not path.is_dir():
+        return _merged(path, [_load_file(path)])
+    files = sorted(p for p in path.glob("*.toml") if p.is_file())
+    if not files:
+        raise ConfigError(f"{path}: a folder without any *.toml file")
+    return _merged(path, [_load_file(file) for file in files])
+
+
+def _merged(
+    path: Path, files: list[tuple[EventLogSettings | None, list[EndpointSpec]]]
+) -> AbtestConfig:
+    """One config from files already validated on their own: names distinct, one event log."""
+    declared: dict[str, EndpointSpec] = {}
+    endpoints: list[EndpointSpec] = []
+    event_log: tuple[Path, EventLogSettings] | None = None
+    for settings, specs in files:
+        for spec in specs:
+            other = declared.get(spec.endpoint_name)
+            if other is not None:
+                where = "" if other.path == spec.path else f" of {other.path}"
+                raise ConfigError(
+                    f"{spec.path}: {spec.key}.name: {spec.endpoint_name!r} is used by "
+                    f"{other.key}{where}; every endpoint needs its own name"
+                )
+            declared[spec.endpoint_name] = spec
+            endpoints.append(spec)
+        if settings is None:
+            continue
+        file = specs[0].path
+        if event_log is not None and event_log[1] != settings:
+            raise ConfigError(
+                f"{file}: event_log: differs from {event_log[0]}'s; the event log is the "
+                "server's, so give [event_log] in one file, or the same in each"
+            )
+        event_log = event_log or (file, settings)
+    return AbtestConfig(
+        path=path,
+        event_log=event_log[1] if event_log else EventLogSettings(),
+        endpoints=tuple(endpoints),
+    )
+
+
+def _load_file(path: Path) -> tuple[EventLogSettings | None, list[EndpointSpec]]:
+    """One file: its `[event_log]` (None if absent) and its endpoints."""
     try:
         with path.open("rb") as file:
             raw = tomllib.load(file)
@@ -159,20 +262,25 @@ def load_config(path: str | Path) -> AbtestConfig:
         raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    # `[[endpoints]]` makes it a file of several endpoints; otherwise the one-endpoint form.
+    model: type[ConfigFile | EndpointsFile] = EndpointsFile if "endpoints" in raw else ConfigFile
     try:
-        file = ConfigFile.model_validate(raw)
+        file = model.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(f"{path}: {describe_errors(error, model=ConfigFile)}") from None
-    endpoint = file.endpoint
-    return AbtestConfig(
-        path=path,
-        endpoint_name=endpoint.name,
-        strategy=endpoint.strategy,
-        strategy_params=endpoint.strategy_params,
-        warmup=endpoint.warmup,
-        assignment_ttl_seconds=endpoint.assignment_ttl_seconds,
-        event_log=file.event_log,
-        variants=tuple(file.variants),
-        model_timeout_seconds=endpoint.model_timeout_seconds,
-        settings=ExperimentSettings.of(endpoint),
-    )
+        raise ConfigError(f"{path}: {describe_errors(error, model=model)}") from None
+    specs = [
+        EndpointSpec(
+            path=path,
+            endpoint_name=endpoint.name,
+            strategy=endpoint.strategy,
+            strategy_params=endpoint.strategy_params,
+            warmup=endpoint.warmup,
+            assignment_ttl_seconds=endpoint.assignment_ttl_seconds,
+            variants=tuple(variants),
+            model_timeout_seconds=endpoint.model_timeout_seconds,
+            settings=ExperimentSettings.of(endpoint),
+            key=key,
+        )
+        for key, endpoint, variants in file.tables()
+    ]
+    return file.event_log, specs

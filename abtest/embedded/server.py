@@ -156,7 +156,7 @@ class AbtestApp:
     def _page(self, path: str) -> tuple[str, bytes] | None:
         """The docs or the dashboard (open, like the documents: the data they show comes
         from the routes, which ask for the token)."""
-        return docs.answer(path) or dashboard.answer(path, [self.runtime.endpoint_name])
+        return docs.answer(path) or dashboard.answer(path, self.runtime.endpoint_names)
 
     async def _body(self, scope: Scope, receive: Any) -> bytes | object | None:
         """The body as `_read_body` gives it, or _LATE past BODY_TIMEOUT_SECONDS.
@@ -203,7 +203,7 @@ class AbtestApp:
         else:
             body = {
                 "status": "ok",
-                "endpoint_name": self.runtime.endpoint_name,
+                "endpoint_names": list(self.runtime.endpoint_names),
                 "routes": [f"POST {route_named(name).path}" for name in self.runtime.use_cases],
                 "openapi": "/openapi.json",
                 "docs": docs.PAGE,
@@ -330,9 +330,11 @@ def serve(
     try:
         runtime.start()
         url = url_of(sock)
+        names = ", ".join(repr(name) for name in runtime.endpoint_names)
         out(
-            f"abtest: serving endpoint {runtime.endpoint_name!r} on {url} (dashboard "
-            f"{url}/dashboard, docs {url}/docs, data {Path(runtime.data_dir).resolve()})",
+            f"abtest: serving endpoint{'s' if len(runtime.endpoint_names) > 1 else ''} {names} "
+            f"on {url} (dashboard {url}/dashboard, docs {url}/docs, data "
+            f"{Path(runtime.data_dir).resolve()})",
         )
         if workers > 1:
             from abtest.embedded.workers import serve_workers

@@ -1,8 +1,11 @@
-"""The embedded runtime: one config file and one data dir wired into every use case.
+"""The embedded runtime: one config (of one endpoint or several) and one data dir wired
+into every use case.
 
-  <data-dir>/abtest.sqlite3   assignments and metrics (SqliteStore)
+  <data-dir>/abtest.sqlite3   assignments and metrics of every endpoint (SqliteStore)
   <data-dir>/events/          the local event log (LocalEventLog): buffer, sealed files
 
+Several endpoints share the store, the event log and the server; each keeps its own
+settings, models and lifecycle (the use cases take the endpoint name from each request).
 A restart on the same data dir resumes: registration keeps the counters of variants
 still in the config, and the event log re-aggregates what a crash left behind.
 """
@@ -17,14 +20,15 @@ from typing import Any
 
 from abtest.adapters.config_catalog import ConfigCatalog
 from abtest.adapters.eventlog import LocalEventLog
-from abtest.adapters.local_models import LocalModels, load_callable
+from abtest.adapters.local_models import EndpointModels, LocalModels, load_callable
 from abtest.adapters.sqlite import SqliteStore
 from abtest.adapters.telemetry import CountingTelemetry
 from abtest.clock import SystemClock
-from abtest.embedded.config import AbtestConfig, load_config
+from abtest.embedded.config import AbtestConfig, EndpointSpec, load_config
 from abtest.errors import ConfigError
 from abtest.http.routes import ALL_ROUTES
 from abtest.ports import Clock
+from abtest.records import DELETED
 from abtest.usecases.aggregate import Aggregate
 from abtest.usecases.endpoints import EndpointCache
 from abtest.usecases.register import Register
@@ -62,16 +66,10 @@ class Runtime:
             raise ConfigError(f"{self.data_dir}: cannot create data dir: {error}") from None
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
-        self.assignment_ttl_seconds = self.config.assignment_ttl_seconds
+        specs = self.config.endpoints
+        self.assignment_ttl_seconds = {e.endpoint_name: e.assignment_ttl_seconds for e in specs}
         self.telemetry = CountingTelemetry()
-        self.models = LocalModels(
-            _models(self.config),
-            weights={v.name: v.initial_weight for v in self.config.variants},
-            endpoint_name=self.config.endpoint_name,
-            timeout_seconds=self.config.model_timeout_seconds,
-            rng=rng,
-            inline=[v.name for v in self.config.variants if v.inline],
-        )
+        self.models = EndpointModels({e.endpoint_name: _local_models(e, rng) for e in specs})
         self.store = SqliteStore(self.data_dir / STORE_NAME)
         self.history = self.store  # its own tables in the same file
         self.events = LocalEventLog(
@@ -84,7 +82,9 @@ class Runtime:
             worker=worker,
         )
         self.worker = worker
-        self.catalog = ConfigCatalog(self.config.endpoint_config(), source=str(self.config.path))
+        self.catalog = ConfigCatalog(
+            *(e.endpoint_config() for e in specs), source=str(self.config.path)
+        )
         self.endpoints = EndpointCache(self.store, METRICS_CACHE_SECONDS)
         self.use_cases: dict[str, Callable[[Any], Any]] = {
             route.name: route.use_case.from_ports(self) for route in ALL_ROUTES
@@ -95,17 +95,21 @@ class Runtime:
         self._closed = False
 
     @property
-    def endpoint_name(self) -> str:
-        return self.config.endpoint_name
+    def endpoint_names(self) -> tuple[str, ...]:
+        """The endpoints served, in config order."""
+        return self.config.endpoint_names
 
     def start(self) -> None:
-        """Own the data dir, register the endpoint, then recover and aggregate the event log.
+        """Own the data dir, register the endpoints, then recover and aggregate the event log.
 
         The lock comes first: a second server refused the data dir must not re-register the
-        endpoint from its own config (that would drop the running server's variants and their
-        counters). Registration comes before recovery: aggregation ignores unknown endpoints.
-        A worker does none of that (its parent did, and holds the lock): it only recovers
-        what its own buffer holds.
+        endpoints from its own config (that would drop the running server's variants and
+        their counters). An endpoint registered by an earlier start but no longer in the
+        config is deregistered: no longer served, its counters and history still readable
+        (otherwise it would keep answering invocations nobody configures). Registration
+        comes before recovery: aggregation ignores unknown endpoints. A worker does none
+        of that (its parent did, and holds the lock): it only recovers what its own buffer
+        holds.
         """
         if self.worker is not None:
             self.events.start()
@@ -113,13 +117,23 @@ class Runtime:
             return
         self.events.own_folder()
         try:
-            self.registration.register(self.config.endpoint_name)
+            for name in self.endpoint_names:
+                self.registration.register(name)
+            self._deregister_dropped()
             self.store.purge_expired(self.clock.now())
             self.events.start()
         except BaseException:
             self.events.close()  # let the folder go: nothing was buffered yet
             raise
         self._started = True
+
+    def _deregister_dropped(self) -> None:
+        for name in self.store.endpoint_names():
+            if name in self.endpoint_names:
+                continue
+            endpoint = self.store.get_endpoint(name)
+            if endpoint is not None and endpoint.status != DELETED:
+                self.registration.deregister(name)
 
     def close(self) -> None:
         """Seal and aggregate what is buffered, then close the store. Safe to call twice."""
@@ -145,15 +159,27 @@ class Runtime:
         )
 
 
-def _models(config: AbtestConfig) -> dict[str, object]:
+def _local_models(spec: EndpointSpec, rng: random.Random | None) -> LocalModels:
+    return LocalModels(
+        _models(spec),
+        weights={v.name: v.initial_weight for v in spec.variants},
+        endpoint_name=spec.endpoint_name,
+        timeout_seconds=spec.model_timeout_seconds,
+        rng=rng,
+        inline=[v.name for v in spec.variants if v.inline],
+    )
+
+
+def _models(spec: EndpointSpec) -> dict[str, object]:
     """Resolve callables now, so a bad reference fails at start naming the file and key."""
     models: dict[str, object] = {}
-    for i, variant in enumerate(config.variants):
+    where = "variants" if spec.key == "endpoint" else f"{spec.key}.variants"
+    for i, variant in enumerate(spec.variants):
         if variant.is_url:
             models[variant.name] = variant.model
             continue
         try:
-            models[variant.name] = load_callable(variant.model, near=config.path.resolve().parent)
+            models[variant.name] = load_callable(variant.model, near=spec.path.resolve().parent)
         except ConfigError as error:
-            raise ConfigError(f"{config.path}: variants[{i}].model: {error}") from None
+            raise ConfigError(f"{spec.path}: {where}[{i}].model: {error}") from None
     return models

@@ -9,6 +9,7 @@ and the entry points (`lambdas/`, `abtest.embedded`) build only what they serve.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -43,4 +44,13 @@ class Ports(Protocol):
     @property
     def rng(self) -> random.Random: ...
     @property
-    def assignment_ttl_seconds(self) -> int: ...
+    def assignment_ttl_seconds(self) -> AssignmentTtl: ...
+
+
+# How long a user keeps their variant: one TTL for every endpoint (a deployed stage), or
+# one per endpoint (an embedded server of several, each with its own config).
+AssignmentTtl = int | Mapping[str, int]
+
+
+def ttl_seconds(ttl: AssignmentTtl, endpoint_name: str) -> int:
+    return ttl if isinstance(ttl, int) else ttl[endpoint_name]

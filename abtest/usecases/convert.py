@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from abtest.errors import BadRequestError, NotFoundError, StoreUnavailableError
 from abtest.events import conversion_event, reward_problem
 from abtest.ports import Clock, Count, EventSink, Store, Telemetry
-from abtest.usecases import Ports
+from abtest.usecases import AssignmentTtl, Ports, ttl_seconds
 from abtest.usecases.endpoints import UNRANDOMIZED_STRATEGIES, EndpointCache
 
 logger = logging.getLogger("abtest")
@@ -46,7 +46,7 @@ class Convert:
         events: EventSink,
         clock: Clock,
         telemetry: Telemetry,
-        assignment_ttl_seconds: int,
+        assignment_ttl_seconds: AssignmentTtl,
     ) -> None:
         self.endpoints = endpoints
         self.store = store
@@ -124,7 +124,7 @@ class Convert:
         )
 
     def _mark_logged(self, name: str, user_id: str, inference_id: str, now: float) -> None:
-        ttl = int(now + self.assignment_ttl_seconds)
+        ttl = int(now + ttl_seconds(self.assignment_ttl_seconds, name))
         try:
             self.store.mark_conversion_logged(name, user_id, inference_id, ttl, now)
         except StoreUnavailableError as error:

@@ -13,7 +13,7 @@ from abtest.events import CONTEXT_FIELD, invocation_event
 from abtest.lifecycle import State
 from abtest.ports import Clock, Count, EventSink, ModelEndpoint, ModelResult, Store, Telemetry
 from abtest.records import Assignment, AssignmentKind
-from abtest.usecases import Ports
+from abtest.usecases import AssignmentTtl, Ports, ttl_seconds
 from abtest.usecases.endpoints import (
     CONCLUDED_STRATEGY,
     PAUSED_STRATEGY,
@@ -76,7 +76,7 @@ class Invoke:
         events: EventSink,
         clock: Clock,
         telemetry: Telemetry,
-        assignment_ttl_seconds: int,
+        assignment_ttl_seconds: AssignmentTtl,
         rng: random.Random,
     ) -> None:
         self.endpoints = endpoints
@@ -171,7 +171,7 @@ class Invoke:
             strategy=selection.strategy,
             propensity=selection.propensity,
             assigned_at=now,
-            ttl=int(now + self.assignment_ttl_seconds),
+            ttl=int(now + ttl_seconds(self.assignment_ttl_seconds, endpoint.endpoint_name)),
         )
         # An assignment to a variant a re-registration removed, or one retired, is replaced
         # like an expired one: conditional on its ttl, so concurrent requests still agree.
@@ -199,7 +199,7 @@ class Invoke:
                 strategy=CONCLUDED_STRATEGY,
                 propensity=1.0,
                 assigned_at=now,
-                ttl=int(now + self.assignment_ttl_seconds),
+                ttl=int(now + ttl_seconds(self.assignment_ttl_seconds, name)),
             )
             self.store.create_assignment(
                 reassigned, now if existing is None else max(now, existing.ttl)

@@ -123,7 +123,7 @@ def test_openapi_document_and_docs_are_served(start_server, http: httpx.Client) 
         served = http.get(f"{server.url}{asset}")
         assert served.status_code == 200 and served.content
         assert served.headers["content-type"] == content_type
-    assert http.get(f"{server.url}/health").json()["endpoint_name"] == ENDPOINT
+    assert http.get(f"{server.url}/health").json()["endpoint_names"] == [ENDPOINT]
 
 
 @pytest.mark.parametrize("models", ["callables", "http"])
