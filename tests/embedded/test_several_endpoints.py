@@ -13,8 +13,10 @@ import httpx
 import pytest
 
 from abtest.cli import main
+from abtest.embedded.config import load_config
 from abtest.embedded.server import EmbeddedServer
 from abtest.embedded.wiring import Runtime
+from abtest.errors import ConfigError
 
 EVENT_LOG = "[event_log]\nbuffer_interval_seconds = 0.2\n"
 ALPHA = """
@@ -262,3 +264,128 @@ def test_a_folder_of_configs_serves_every_file(tmp_path: Path) -> None:
         assert answers == {200: 2}
         # The one-file [event_log] is the server's: both endpoints' events seal at 0.2 s.
         assert server.runtime.events.buffer_interval_seconds == 0.2
+
+
+# -- the config ----------------------------------------------------------------------------
+
+
+def test_a_file_of_several_endpoints_keeps_each_ones_settings(two_endpoints: Path) -> None:
+    config = load_config(two_endpoints)
+    alpha, beta = config.endpoints
+    assert config.endpoint_names == ("alpha", "beta")
+    assert (alpha.strategy, alpha.warmup, alpha.assignment_ttl_seconds) == (
+        "ThompsonSampling",
+        0,
+        3600,
+    )
+    assert (beta.strategy, beta.strategy_params["epsilon"], beta.warmup) == (
+        "EpsilonGreedy",
+        0.5,
+        2,
+    )
+    assert [v.name for v in beta.variants] == ["B1", "B2", "B3"]
+    assert beta.endpoint_config().variants[2].name == "B3"
+    assert config.event_log.buffer_interval_seconds == 0.2
+    # A config of several endpoints does not pretend to be one of them.
+    with pytest.raises(AttributeError, match="2 endpoints"):
+        _ = config.strategy
+
+
+def test_the_one_endpoint_file_still_reads_as_its_endpoint(tmp_path: Path) -> None:
+    path = tmp_path / "one.toml"
+    path.write_text('[endpoint]\nname = "e1"\n[[variants]]\nname = "A"\nmodel = "m:f"\n')
+    config = load_config(path)
+    assert (config.endpoint_names, config.endpoint_name, config.strategy) == (
+        ("e1",),
+        "e1",
+        "TopTwoThompson",
+    )
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("files", "bad_file", "message"),
+    [
+        # the same name twice in one file
+        (
+            {"x.toml": ALPHA + ALPHA.replace('"A2"', '"A3"')},
+            "x.toml",
+            "endpoints[1].name: 'alpha' is used by endpoints[0]; every endpoint needs its own",
+        ),
+        # ... or in two files of a folder (one file in the older one-endpoint form)
+        (
+            {
+                "a.toml": ALPHA,
+                "b.toml": '[endpoint]\nname = "alpha"\n[[variants]]\nname = "A"\nmodel = "m:f"\n',
+            },
+            "b.toml",
+            "endpoint.name: 'alpha' is used by endpoints[0] of {folder}/a.toml",
+        ),
+        # a key of one endpoint, named with its place
+        (
+            {"x.toml": ALPHA + BETA.replace("warmup = 2", "warmup = -2")},
+            "x.toml",
+            "endpoints[1].warmup: ",
+        ),
+        (
+            {"x.toml": ALPHA.replace('name = "A2"', 'name = "A1"')},
+            "x.toml",
+            "endpoints[0].variants[1].name: 'A1' is used",
+        ),
+        ({"x.toml": "[[endpoints]]\nname = 'e'\n"}, "x.toml", "endpoints[0].variants: missing"),
+        # both forms in one file
+        (
+            {"x.toml": ALPHA + '[endpoint]\nname = "e1"\n'},
+            "x.toml",
+            "endpoint: unknown key (known: endpoints, event_log)",
+        ),
+        # the event log is the server's: files that set it must agree
+        (
+            {
+                "a.toml": EVENT_LOG + ALPHA,
+                "b.toml": "[event_log]\nbuffer_interval_seconds = 5\n" + BETA,
+            },
+            "b.toml",
+            "event_log: differs from {folder}/a.toml's; the event log is the server's",
+        ),
+    ],
+)
+def test_a_bad_config_of_several_endpoints_names_the_file_and_the_key(
+    tmp_path: Path, files: dict[str, str], bad_file: str, message: str
+) -> None:
+    folder = tmp_path / "configs"
+    for name, text in files.items():
+        write(folder, name, text)
+    target = folder if len(files) > 1 else folder / bad_file
+    with pytest.raises(ConfigError) as raised:
+        load_config(target)
+    assert str(raised.value).startswith(f"{folder / bad_file}: ")
+    assert message.format(folder=folder) in str(raised.value)
+
+
+def test_a_folder_whose_files_agree_on_the_event_log_loads(tmp_path: Path) -> None:
+    folder = tmp_path / "configs"
+    write(folder, "a.toml", EVENT_LOG + ALPHA)
+    write(folder, "b.toml", EVENT_LOG + BETA)
+    write(folder, "c.toml", '[endpoint]\nname = "gamma"\n[[variants]]\nname = "G"\nmodel = "m:f"\n')
+    config = load_config(folder)
+    assert config.endpoint_names == ("alpha", "beta", "gamma")
+    assert config.event_log.buffer_interval_seconds == 0.2
+    assert [e.path.name for e in config.endpoints] == ["a.toml", "b.toml", "c.toml"]
+
+
+def test_a_folder_without_configs_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"a folder without any \*\.toml file"):
+        load_config(tmp_path)
+
+
+def test_a_bad_model_of_the_second_endpoint_names_its_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "x.toml", ALPHA + BETA.replace("helpers:echo", "helpers:nothing"))
+    with pytest.raises(ConfigError, match=r"x.toml: endpoints\[1\].variants\[2\].model: module"):
+        Runtime(path, tmp_path / "data")
