@@ -1,12 +1,16 @@
 "use strict";
-// The abtest dashboard: every few seconds, the endpoints /admin/list names and, per endpoint,
-// POST /stats, /history and /admin/show of the API that served the page, drawn as a table, the
-// decision, three plotly.js charts, the lifecycle state with the actions allowed now (from the
-// server's `allowed_actions`: the page never decides what is legal) and the audit log.
+// The abtest dashboard: every few seconds, the endpoints /admin/list names and, for the one
+// picked (a button per endpoint when there are several), POST /stats, /history and
+// /admin/show of the API that served the page, drawn as a table, the decision, three
+// plotly.js charts, the lifecycle state with the actions allowed now (from the server's
+// `allowed_actions`: the page never decides what is legal) and the audit log.
 (function () {
   const settings = window.ABTEST;
   // A server started with --token needs it: open /dashboard#token=TOKEN (never sent as a URL).
   const token = new URLSearchParams(location.hash.slice(1)).get("token");
+  // The endpoint shown, kept in the fragment (#endpoint=NAME) so a reload or a link keeps it;
+  // the first one listed until one is picked.
+  let picked = new URLSearchParams(location.hash.slice(1)).get("endpoint");
   // One colour per variant, the same in every chart (plotly's own default sequence).
   const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
     "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
@@ -266,6 +270,7 @@
   }
 
   async function refresh(name) {
+    if (name !== picked) return;
     const node = section(name);
     try {
       const [stats, history, admin] = await Promise.all([
@@ -274,6 +279,10 @@
         // An API without the admin routes (or auth for them) still gets its charts.
         post("/admin/show", { endpoint_name: name }).catch((error) => ({ unavailable: error.message })),
       ]);
+      if (name !== picked) {  // another endpoint was picked meanwhile
+        node.remove();
+        return;
+      }
       const snapshots = history.snapshots;
       const shown = admin.unavailable === undefined ? admin : null;
       renderSummary(node, stats, snapshots[snapshots.length - 1]);
@@ -297,11 +306,47 @@
     }
   }
 
+  // One button per endpoint, the picked one pressed; none for a single endpoint.
+  function renderPicker(names) {
+    const nav = document.getElementById("picker");
+    nav.hidden = names.length < 2;
+    if (nav.dataset.names !== names.join(" ")) {
+      nav.dataset.names = names.join(" ");
+      nav.replaceChildren(...names.map((name) => {
+        const button = element("button", { type: "button", "data-endpoint": name }, name);
+        button.onclick = () => pick(name);
+        return button;
+      }));
+    }
+    for (const button of nav.querySelectorAll("button")) {
+      button.setAttribute("aria-pressed", String(button.dataset.endpoint === picked));
+    }
+  }
+
+  // Shows `name` alone: the other endpoints' sections go (drawn afresh when picked again,
+  // so their charts get the size of a visible box).
+  function show(names) {
+    if (!names.includes(picked)) picked = names[0];
+    renderPicker(names);
+    for (const node of main.querySelectorAll("section.endpoint")) {
+      if (node.dataset.endpoint !== picked) node.remove();
+    }
+  }
+
+  async function pick(name) {
+    picked = name;
+    const fragment = new URLSearchParams(location.hash.slice(1));
+    fragment.set("endpoint", name);
+    history.replaceState(null, "", "#" + fragment.toString());
+    await refreshAll();
+  }
+
   async function refreshAll() {
     const names = await endpointNames();
     const empty = document.getElementById("no-endpoint");
     if (empty) empty.hidden = names.length > 0;
-    await Promise.all(names.map(refresh));
+    show(names);
+    if (picked !== undefined) await refresh(picked);
     document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
     document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed || 0) + 1);
   }
