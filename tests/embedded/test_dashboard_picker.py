@@ -48,7 +48,8 @@ def shown(page: Any) -> dict[str, Any]:
     """The picker's buttons, which is pressed, and the endpoint sections on the page."""
     return page.evaluate(
         """() => ({
-            buttons: [...document.querySelectorAll("#picker button")].map((b) => b.dataset.endpoint),
+            buttons: [...document.querySelectorAll("#picker button")]
+                .map((b) => b.dataset.endpoint),
             pressed: [...document.querySelectorAll("#picker button[aria-pressed='true']")]
                 .map((b) => b.dataset.endpoint),
             sections: [...document.querySelectorAll("section.endpoint")]
