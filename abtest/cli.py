@@ -444,12 +444,19 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = command(
         "serve",
-        "serve the API for one endpoint config",
-        "Serve /invocation, /conversion and /stats for the endpoint of a TOML config, with "
-        "/openapi.json, /docs and /health. Models named 'module:function' are also looked "
-        "for next to the config. Ctrl-C or SIGTERM seals and aggregates the event buffer.",
+        "serve the API for the endpoints of a config",
+        "Serve /invocation, /conversion and /stats for the endpoints of a TOML config (one "
+        "file, or a folder of them), with /openapi.json, /docs and /health. Models named "
+        "'module:function' are also looked for next to their file. Endpoints an earlier "
+        "start served that the config no longer has are deregistered (still readable). "
+        "Ctrl-C or SIGTERM seals and aggregates the event buffer.",
     )
-    serve.add_argument("--config", required=True, type=Path, help="endpoint config (TOML)")
+    serve.add_argument(
+        "--config",
+        required=True,
+        type=Path,
+        help="endpoint config: a TOML file, or a folder whose *.toml files are read together",
+    )
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on; any but loopback needs --token"
     )

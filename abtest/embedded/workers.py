@@ -1,7 +1,7 @@
 """`abtest serve --workers N`: N processes answering on one socket, over one data dir.
 
 One process serves requests on one core at a time (the GIL); these use more. The parent
-binds the socket, owns the data dir (its lock), registers the endpoint and recovers the
+binds the socket, owns the data dir (its lock), registers the endpoints and recovers the
 event log (every buffer a process left, every file still waiting), and only then starts
 the workers, each a fresh interpreter accepting on the inherited socket. What keeps
 counts exact across them:

@@ -232,8 +232,9 @@ def test_an_endpoint_dropped_from_the_config_is_deregistered_and_stays_readable(
         assert [e["endpoint_name"] for e in post(url, "/admin/list", {}).json()["endpoints"]] == [
             "alpha"
         ]
-        gone = post(url, "/invocation", {"endpoint_name": "beta", "user_id": "u"})
-        assert gone.status_code == 404
+        for route in ("/invocation", "/conversion", "/admin/show", "/admin/resume"):
+            gone = post(url, route, {"endpoint_name": "beta", "user_id": "beta-user-0"})
+            assert gone.status_code == 404, (route, gone.text)
         beta = post(url, "/stats", {"endpoint_name": "beta"}).json()
         assert beta["status"] == "deleted"
         assert counted(url, "beta") == sent["beta"]
@@ -389,3 +390,14 @@ def test_a_bad_model_of_the_second_endpoint_names_its_key(tmp_path: Path) -> Non
     path = write(tmp_path, "x.toml", ALPHA + BETA.replace("helpers:echo", "helpers:nothing"))
     with pytest.raises(ConfigError, match=r"x.toml: endpoints\[1\].variants\[2\].model: module"):
         Runtime(path, tmp_path / "data")
+
+
+def test_the_readme_example_of_several_endpoints_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("#### Several endpoints on one server", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    config = load_config(write(tmp_path, "experiments.toml", example))
+    assert config.endpoint_names == ("reviews-helpfulness", "search-ranking")
+    ranking = config.endpoints[1]
+    assert (ranking.strategy, ranking.assignment_ttl_seconds) == ("EpsilonGreedy", 86400)
+    assert config.event_log.buffer_interval_seconds == 5
