@@ -401,3 +401,35 @@ def test_the_readme_example_of_several_endpoints_loads(tmp_path: Path) -> None:
     ranking = config.endpoints[1]
     assert (ranking.strategy, ranking.assignment_ttl_seconds) == ("EpsilonGreedy", 86400)
     assert config.event_log.buffer_interval_seconds == 5
+
+
+# Over 3 s on a shared machine (three server processes, started in turn).
+@pytest.mark.slow(seconds=10)
+def test_serve_with_workers_serves_a_folder_of_endpoints(tmp_path: Path, monkeypatch) -> None:
+    from tests.embedded.test_serve_process import Serving
+
+    # GIVEN `abtest serve --workers 2` over a folder of two configs, sealing once an hour
+    folder = tmp_path / "configs"
+    write(folder, "a.toml", "[event_log]\nbuffer_interval_seconds = 3600\n" + ALPHA)
+    write(folder, "b.toml", BETA)
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("ABTEST_WORKERS", "2")
+    server = Serving(folder, data_dir)
+    try:
+        health = httpx.get(f"{server.url}/health").json()
+        assert health["endpoint_names"] == ["alpha", "beta"]
+        # WHEN both endpoints get traffic, served by the workers, and the server stops
+        sent = {
+            "alpha": send_traffic(server.url, "alpha", users=10, converting=2),
+            "beta": send_traffic(server.url, "beta", users=6, converting=3),
+        }
+    finally:
+        code, out = server.stop()
+    # THEN every event of each is counted on its own endpoint
+    assert code == 0 and "sealed and aggregated" in out
+    monkeypatch.setenv("ABTEST_WORKERS", "1")
+    again = Serving(folder, data_dir)
+    try:
+        assert {name: counted(again.url, name) for name in sent} == sent
+    finally:
+        again.stop()
