@@ -1,4 +1,4 @@
-"""An EndpointCatalog over configuration already read: the embedded runtime's one endpoint."""
+"""An EndpointCatalog over configuration already read: the embedded runtime's endpoints."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from abtest.records import EndpointConfig
 
 
 class ConfigCatalog:
-    """Knows exactly the endpoints it is given; `source` (the config file) names them in errors."""
+    """Knows exactly the endpoints it is given; `source` (the config) names them in errors."""
 
     def __init__(self, *configs: EndpointConfig, source: str) -> None:
         self.configs = {config.endpoint_name: config for config in configs}

@@ -1,8 +1,9 @@
 """The live dashboard at /dashboard: per endpoint the variants, the decision, the history,
 the lifecycle state with the actions allowed now, and the audit log.
 
-The page is static (`dashboard_files/`): its script calls `POST /admin/list`, and per
-endpoint `POST /stats`, `/history` and `/admin/show`, of the API it was served with, every
+The page is static (`dashboard_files/`): its script calls `POST /admin/list` and, for the
+endpoint picked (a button each when there are several; one endpoint is shown at a time),
+`POST /stats`, `/history` and `/admin/show`, of the API it was served with, every
 few seconds, draws with plotly.js, and calls the admin route of an action clicked. The chart
 library comes from the `plotly` package, which ships the minified plotly.js bundle it
 renders with (`plotly/package_data/plotly.min.js`), so nothing is fetched from the internet
