@@ -109,7 +109,7 @@ def serve(config: Path, data_dir: Path) -> EmbeddedServer:
 
 
 # Over 3 s on a shared machine (a server, two endpoints' traffic, several seals).
-@pytest.mark.slow
+@pytest.mark.slow(seconds=8)
 def test_two_endpoints_count_and_change_separately(two_endpoints: Path, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     server = serve(two_endpoints, data_dir)
@@ -207,8 +207,8 @@ def test_abtest_endpoints_list_names_every_endpoint(two_endpoints: Path, tmp_pat
         assert states == [["alpha", "running"], ["beta", "paused"]]
 
 
-# Over 3 s on a shared machine (two servers started in turn).
-@pytest.mark.slow
+# Over 3 s on a shared machine (three servers started in turn).
+@pytest.mark.slow(seconds=4)
 def test_an_endpoint_dropped_from_the_config_is_deregistered_and_stays_readable(
     two_endpoints: Path, tmp_path: Path
 ) -> None:
@@ -404,7 +404,7 @@ def test_the_readme_example_of_several_endpoints_loads(tmp_path: Path) -> None:
 
 
 # Over 3 s on a shared machine (three server processes, started in turn).
-@pytest.mark.slow(seconds=10)
+@pytest.mark.slow(seconds=12)
 def test_serve_with_workers_serves_a_folder_of_endpoints(tmp_path: Path, monkeypatch) -> None:
     from tests.embedded.test_serve_process import Serving
 
