@@ -15,7 +15,7 @@ from abtest.adapters.telemetry import CountingTelemetry
 from abtest.clock import ManualClock
 from abtest.config_types import ExperimentSettings
 from abtest.lifecycle import AUTO_CONCLUDE_ACTOR, Action, State
-from abtest.records import EndpointConfig, VariantConfig
+from abtest.records import EndpointConfig, VariantConfig, VariantCounts
 from abtest.usecases.admin import ChangeLifecycle, LifecycleChange
 from abtest.usecases.aggregate import Aggregate
 from abtest.usecases.auto_conclude import AutoConclude
@@ -206,8 +206,8 @@ def test_racing_aggregations_conclude_once(ports):
     assert [e.actor for e in log] == [AUTO_CONCLUDE_ACTOR]
 
 
-def _counts_with_a_clear_winner(store) -> None:
-    from abtest.records import VariantCounts
+def _counts_with_a_clear_winner(store, endpoint_name: str = ENDPOINT) -> None:
+    """500 users each, 10 % against 50 % converted, as if assigned with propensity 1/2."""
 
     def counts(users: int, converted: int) -> VariantCounts:
         return VariantCounts(
@@ -226,7 +226,7 @@ def _counts_with_a_clear_winner(store) -> None:
 
     applied = store.apply_counts(
         "obj-1",
-        {ENDPOINT: {"Champion1": counts(500, 50), "Challenger1": counts(500, 250)}},
+        {endpoint_name: {"Champion1": counts(500, 50), "Challenger1": counts(500, 250)}},
         NOW,
     )
     assert applied
