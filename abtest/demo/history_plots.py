@@ -79,9 +79,9 @@ def service_history(
         before = [c for c, s in zip(counted, snapshots, strict=True) if s["taken_at"] <= at]
         mark = before[-1] if before else counted[0]
         for axes in (share, best, rate):
-            axes.axvline(mark, color="k", linewidth=1.2, label="concluded")
-            axes.axvspan(mark, counted[-1], color="0.85", alpha=0.5, linewidth=0,
-                         label=f"{winner} serves everyone")  # fmt: skip
+            axes.axvline(mark, color="tab:green", linewidth=1.5)
+            axes.axvspan(mark, counted[-1], color="tab:green", alpha=0.12, linewidth=0,
+                         label=f"concluded: {winner} serves everyone")  # fmt: skip
     for axes in (share, best, rate):
         axes.set_xlim(0, counted[-1])
         # Beside the panel, never over the data.
