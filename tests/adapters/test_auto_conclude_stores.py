@@ -230,3 +230,27 @@ def _counts_with_a_clear_winner(store, endpoint_name: str = ENDPOINT) -> None:
         NOW,
     )
     assert applied
+
+
+def test_a_conclusion_that_failed_is_made_by_the_repeat_of_its_object(ports, monkeypatch):
+    # GIVEN counters calling a winner, and the store failing the lifecycle change once
+    run = experiment(ports)
+    run.traffic(10)
+    _counts_with_a_clear_winner(ports.store)
+    real = type(ports.store).change_lifecycle
+    failures = []
+
+    def fail_once(self, *args):
+        if not failures:
+            failures.append(args)
+            raise ConnectionError("the store went away mid-change")
+        return real(self, *args)
+
+    monkeypatch.setattr(type(ports.store), "change_lifecycle", fail_once)
+    # WHEN the object is aggregated: its counts are committed, the conclusion is not
+    key = run.deliver()
+    assert failures and show(ports)[0].state is State.RUNNING
+    # THEN a repeat of the object (a redelivery; any later object does the same) concludes it
+    assert not run.aggregate(ports.events, key).applied
+    lifecycle, log, _ = show(ports)
+    assert (lifecycle.state, [e.actor for e in log]) == (State.CONCLUDED, [AUTO_CONCLUDE_ACTOR])
