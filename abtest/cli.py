@@ -589,7 +589,12 @@ def _parser() -> argparse.ArgumentParser:
         "and data folder under --out.",
     )
     demo.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder")
-    demo.add_argument("--users", type=int, default=2_000, help="simulated users")
+    demo.add_argument(
+        "--users",
+        type=int,
+        default=3_000,
+        help="simulated users at most: the run ends 200 users after the experiment concludes",
+    )
     demo.add_argument("--seed", type=int, default=0, help="the simulation's seed")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.set_defaults(command=_demo)

@@ -108,6 +108,12 @@ class ExperimentSettings(BaseModel):
         "is planned for: the always-valid confidence sequences are tightest there, so a call "
         "near it comes soonest (valid at any size)",
     )
+    auto_conclude: bool = Field(
+        False,
+        description="Conclude the experiment as soon as an aggregation finds that the decision "
+        "names a winner (nothing blocking it), recorded in the audit log as `auto-conclude`; "
+        "only while running: a paused experiment waits for the person who paused it",
+    )
 
     def to_json(self) -> str:
         return self.model_dump_json()

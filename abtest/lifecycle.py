@@ -41,6 +41,8 @@ MOVES: dict[State, dict[Action, State]] = {
 
 # The actor of changes made on the embedded server without a token.
 LOCAL_ACTOR = "local"
+# The actor of a conclusion aggregation made on its own (the endpoint's `auto_conclude`).
+AUTO_CONCLUDE_ACTOR = "auto-conclude"
 # Audit entries kept per endpoint (the oldest go first): changes are made by people, so
 # this is years of them, and it bounds the DynamoDB item that holds them.
 AUDIT_RETENTION = 500

@@ -154,6 +154,8 @@ class ApiStack(Stack):
             timeout_seconds=s.register_timeout_seconds,
         )
         metrics = tables.metrics.table_arn
+        # Aggregation also concludes an `auto_conclude` endpoint (abtest.usecases.auto_conclude):
+        # the same lifecycle transaction as /admin/conclude's (PutItem, UpdateItem), below.
         allow(
             fns["metrics"],
             [

@@ -1,6 +1,7 @@
 """The `ab-testing:*` SageMaker endpoint tags: the strategy, each of its parameters, the warm-up,
 each experiment setting (`ab-testing:reward`, `ab-testing:unit`,
-`ab-testing:attribution_window_seconds`: a tag per `ExperimentSettings` field).
+`ab-testing:attribution_window_seconds`, `ab-testing:auto_conclude`: a tag per
+`ExperimentSettings` field).
 
 The deployment stack writes these tags (`tags_for`); registration reads them
 (`strategy_from_tags`). A tag per declared parameter, `ab-testing:<parameter>`, so a new
@@ -30,10 +31,15 @@ def tags_for(strategy: StrategyFields) -> dict[str, str]:
         **{f"{PREFIX}{name}": str(value) for name, value in strategy.strategy_params.items()},
         WARMUP_TAG: str(strategy.warmup),
         **{
-            f"{PREFIX}{name}": str(value)
+            f"{PREFIX}{name}": _text(value)
             for name, value in ExperimentSettings.of(strategy).model_dump().items()
         },
     }
+
+
+def _text(value: object) -> str:
+    """A tag's value: a flag as JSON and TOML spell it (`true`), the rest as Python prints it."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def strategy_from_tags(tags: Mapping[str, str]) -> StrategyFields:

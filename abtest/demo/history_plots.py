@@ -26,9 +26,14 @@ def _series(snapshots: Sequence[Snapshot], variant: str, field: str) -> np.ndarr
     return np.array(values, dtype=float)
 
 
-def service_history(snapshots: Sequence[Snapshot], threshold: float | None = None) -> Figure:
+def service_history(
+    snapshots: Sequence[Snapshot],
+    threshold: float | None = None,
+    concluded: tuple[float, str] | None = None,
+) -> Figure:
     """Three panels over the invocations counted at each snapshot; `threshold` is the
-    decision's P(best) bar, drawn if given."""
+    decision's P(best) bar, drawn if given; `concluded` (when, the winner) marks the
+    conclusion, from which on the winner served everyone whatever the strategy's allocation."""
     if not snapshots:
         raise ValueError("no snapshot in the history: nothing was aggregated yet")
     variants = [v["variant_name"] for v in snapshots[-1]["variants"]]
@@ -68,6 +73,15 @@ def service_history(snapshots: Sequence[Snapshot], threshold: float | None = Non
         end = after[0] if after else warm[-1]
         for axes in (share, best, rate):
             axes.axvspan(0, end, color="0.6", alpha=0.2, linewidth=0, label="warm-up")
+    if concluded is not None:
+        at, winner = concluded
+        # The snapshot of the aggregation that concluded it is the last taken before.
+        before = [c for c, s in zip(counted, snapshots, strict=True) if s["taken_at"] <= at]
+        mark = before[-1] if before else counted[0]
+        for axes in (share, best, rate):
+            axes.axvline(mark, color="tab:green", linewidth=1.5)
+            axes.axvspan(mark, counted[-1], color="tab:green", alpha=0.12, linewidth=0,
+                         label=f"concluded: {winner} serves everyone")  # fmt: skip
     for axes in (share, best, rate):
         axes.set_xlim(0, counted[-1])
         # Beside the panel, never over the data.
@@ -83,7 +97,12 @@ def _interval(snapshot: Snapshot, variant: str) -> tuple[float, float]:
     return (np.nan, np.nan)
 
 
-def save(snapshots: Sequence[Snapshot], out_dir: str | Path, threshold: float | None) -> Path:
+def save(
+    snapshots: Sequence[Snapshot],
+    out_dir: str | Path,
+    threshold: float | None,
+    concluded: tuple[float, str] | None = None,
+) -> Path:
     path = Path(out_dir) / "service_history.png"
-    service_history(snapshots, threshold).savefig(path, dpi=100)
+    service_history(snapshots, threshold, concluded).savefig(path, dpi=100)
     return path

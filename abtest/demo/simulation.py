@@ -16,7 +16,7 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from abtest.demo.worlds import World
+from abtest.records import AssignmentKind
 
 
 class ApiError(Exception):
@@ -148,8 +149,10 @@ def simulate(
     users: int = 1_000,
     seed: int | None = None,
     progress: bool = True,
+    until: Callable[[list[UserResult]], bool] | None = None,
 ) -> list[UserResult]:
-    """Run `users` users one after another, with user ids `<run_id(seed)>-<n>`.
+    """Run `users` users one after another, with user ids `<run_id(seed)>-<n>`; `until`,
+    asked after each user, ends the run sooner (the demo's, some users after it concluded).
 
     The same seed gives the same users, requests and rewards; without one, the users
     are new to the endpoint.
@@ -162,7 +165,8 @@ def simulate(
     prefix = run_id(seed)
     results: list[UserResult] = []
     started = time.monotonic()
-    for user in tqdm(range(users), desc="users", unit="user", disable=not progress):
+    bar = tqdm(range(users), desc="users", unit="user", disable=not progress)
+    for user in bar:
         user_id = f"{prefix}-{user}"
         visit = world.visit(user_id, rng)
         response = client.invocation(
@@ -189,7 +193,19 @@ def simulate(
                 seconds=round(time.monotonic() - started, 4),
             )
         )
+        if until is not None and until(results):
+            break
+    bar.close()  # also when `until` ended the run sooner
     return results
+
+
+def served_concluded(results: list[UserResult]) -> list[UserResult]:
+    """The users from the first one the concluded experiment served on: once it concludes,
+    every later user is the winner's, so any other variant among these would be a fault."""
+    for i, result in enumerate(results):
+        if result.assignment == AssignmentKind.CONCLUDED:
+            return results[i:]
+    return []
 
 
 def wait_for_counts(
@@ -255,7 +271,8 @@ def read_csv(path: str | Path) -> list[UserResult]:
 
 
 def format_stats(stats: dict[str, Any]) -> str:
-    """The /stats answer as a table (counters, P(best), allocation), then the decision."""
+    """The /stats answer (or /admin/show's, which adds the state) as a table (counters,
+    P(best), allocation), then the decision."""
     allocation = stats.get("allocation", {})
     decision = stats.get("decision") or {}
     figures = {f["variant_name"]: f for f in decision.get("variants", [])}
@@ -278,10 +295,15 @@ def format_stats(stats: dict[str, Any]) -> str:
             f"{'-' if p_value is None else f'{p_value:.3g}':>9}"
             f"{allocation.get(name, 0.0):>11.3f}"
         )
+    state = stats.get("state", "running")
+    if state != "running":  # the counters and the decision stay readable, and may still move
+        winner = stats.get("winner")
+        lines.append(f"state: {state}" + (f", {winner} serves every user" if winner else ""))
     if decision.get("winner"):
         lines.append(f"decision: {decision['winner']} wins ({decision.get('reason')})")
     else:
-        lines.append(f"decision: no winner yet ({decision.get('reason', 'unknown')}); keep running")
+        next_step = "; keep running" if state == "running" else ""
+        lines.append(f"decision: no winner yet ({decision.get('reason', 'unknown')}){next_step}")
     if decision.get("advice"):  # what the answer rests on, or what would change it
         lines.append(f"  {decision['advice']}")
     return "\n".join(lines)

@@ -27,6 +27,9 @@ class LifecycleChange:
     reason: str = ""
     winner: str | None = None  # conclude only; None: the decision's current winner
     variant: str | None = None  # retire-variant only
+    # Only from this lifecycle version (what the caller decided on), else a lost race (409):
+    # auto-conclude acts on what it read, never on a state a person changed meanwhile.
+    if_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,8 @@ class ChangeLifecycle:
         name = change.endpoint_name
         endpoint = _registered(self.store, name)
         before = endpoint.lifecycle
+        if change.if_version is not None and before.version != change.if_version:
+            raise lost_race(name)
         winner = None
         if change.action is Action.RETIRE_VARIANT:
             after = before.retiring(name, self._retirable(endpoint, change.variant))

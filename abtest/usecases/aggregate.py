@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 from abtest import aggregation
 from abtest.history import History
 from abtest.ports import Clock, Count, EventArchive, Store, Telemetry
 from abtest.records import AggregationResult
 from abtest.usecases import Ports
+from abtest.usecases.auto_conclude import AutoConclude
 from abtest.usecases.endpoints import EndpointCache, refresh_figures
 from abtest.usecases.history import record_snapshot
+
+logger = logging.getLogger("abtest")
 
 
 class Aggregate:
@@ -22,12 +27,14 @@ class Aggregate:
         endpoints: EndpointCache,
         clock: Clock,
         telemetry: Telemetry,
+        auto_conclude: AutoConclude | None = None,
     ) -> None:
         self.store = store
         self.history = history
         self.endpoints = endpoints
         self.clock = clock
         self.telemetry = telemetry
+        self.auto_conclude = auto_conclude
 
     @classmethod
     def from_ports(cls, ports: Ports) -> Aggregate:
@@ -37,6 +44,7 @@ class Aggregate:
             endpoints=ports.endpoints,
             clock=ports.clock,
             telemetry=ports.telemetry,
+            auto_conclude=AutoConclude.from_ports(ports),
         )
 
     def __call__(self, archive: EventArchive, object_key: str) -> AggregationResult:
@@ -50,6 +58,14 @@ class Aggregate:
             # And what it left the endpoint at, for the history: once per object, so a
             # repeat adds one only if a crash came before the first attempt's.
             record_snapshot(self.store, self.history, endpoint_name, object_key, now)
+            # Last, on the figures just stored: a winner called concludes an auto_conclude
+            # endpoint (also after a repeat, in case a crash came before the first's).
+            if self.auto_conclude is not None:
+                try:
+                    self.auto_conclude(endpoint_name)
+                except Exception:
+                    # The counts are committed; the endpoint's next aggregation tries again.
+                    logger.exception("auto-conclude of %s failed; retried next time", endpoint_name)
         if result.applied and result.mostly_rejected:
             # The alarm on AWS, `/health` embedded: counted once per object, not per retry.
             self.telemetry.count(Count.MOSTLY_REJECTED_OBJECTS, None)

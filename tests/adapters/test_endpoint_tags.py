@@ -80,11 +80,12 @@ def test_a_bad_tag_value_is_a_config_error_naming_tag_and_value(tags, tag, value
 
 def test_experiment_settings_round_trip_through_their_tags_and_default_when_absent():
     settings = ExperimentSettings(
-        reward="continuous", unit="invocation", attribution_window_seconds=3600
+        reward="continuous", unit="invocation", attribution_window_seconds=3600, auto_conclude=True
     )
     fields = strategy_from_tags({STRATEGY_TAG: "UCB1"}).model_copy(update=settings.model_dump())
     written = tags_for(fields)
     assert written["ab-testing:reward"] == "continuous"
+    assert written["ab-testing:auto_conclude"] == "true"
     assert ExperimentSettings.of(strategy_from_tags(written)) == settings
     # An endpoint deployed before the settings has none of their tags.
     assert ExperimentSettings.of(strategy_from_tags({STRATEGY_TAG: "UCB1"})) == (
@@ -98,6 +99,7 @@ def test_experiment_settings_round_trip_through_their_tags_and_default_when_abse
         ("ab-testing:reward", "revenue", "ab-testing:reward: Input should be 'binary' or"),
         ("ab-testing:unit", "session", "ab-testing:unit: Input should be 'user' or"),
         ("ab-testing:attribution_window_seconds", "0", "ab-testing:attribution_window_seconds"),
+        ("ab-testing:auto_conclude", "maybe", "ab-testing:auto_conclude: Input should be a valid"),
     ],
 )
 def test_a_bad_settings_tag_is_a_config_error_naming_it(tag, value, reason):

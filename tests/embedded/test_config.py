@@ -172,9 +172,9 @@ def test_the_shipped_example_and_the_demo_config_load(tmp_path: Path) -> None:
             "warmup = 10",
             "warmup = 10\nwarm_up = 5",
             "endpoint.warm_up",
-            "unknown key (known: assignment_ttl_seconds, attribution_window_seconds, epsilon, "
-            "model_timeout_seconds, name, planned_sample_size, reward, strategy, strategy_params, "
-            "unit, warmup)",
+            "unknown key (known: assignment_ttl_seconds, attribution_window_seconds, "
+            "auto_conclude, epsilon, model_timeout_seconds, name, planned_sample_size, reward, "
+            "strategy, strategy_params, unit, warmup)",
         ),
         ("[event_log]", "[eventlog]", "eventlog", "unknown key (known: endpoint, event_log"),
         (

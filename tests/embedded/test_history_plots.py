@@ -21,6 +21,7 @@ def snapshot(counted: int, share: float, best: float, warming: bool) -> dict:
         }
 
     return {
+        "taken_at": 1000.0 + counted,
         "warming_up": warming,
         "variants": [
             variant("Champion1", 1 - share, 1 - best, 0.7),
@@ -58,3 +59,17 @@ def test_panels_plot_the_snapshots_with_the_warm_up_shaded_and_legends_outside()
 def test_an_empty_history_says_so() -> None:
     with pytest.raises(ValueError, match="nothing was aggregated"):
         service_history([])
+
+
+def test_the_conclusion_is_marked_from_the_snapshot_that_called_it() -> None:
+    # GIVEN the experiment concluded just after the snapshot of 400 invocations was taken
+    figure = service_history(SNAPSHOTS, threshold=0.95, concluded=(1000.0 + 400.5, "Challenger1"))
+    figure.canvas.draw()
+    for axes in figure.axes:
+        # THEN from there to the end it is shaded as the winner's, with a line where it began
+        (span,) = [
+            p for p in axes.patches if p.get_label() == "concluded: Challenger1 serves everyone"
+        ]
+        assert span.get_x() == pytest.approx(400)
+        assert span.get_x() + span.get_width() == pytest.approx(800)
+        assert any(list(line.get_xdata()) == [400, 400] for line in axes.get_lines())

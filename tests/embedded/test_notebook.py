@@ -43,6 +43,13 @@ def test_the_notebook_runs_and_names_a_decision(monkeypatch) -> None:
         )
         >= 150
     )
+    # it ends as the article does: concluded, the winner serving every user, new and returning
+    (state,) = [line for line in text.splitlines() if line.startswith("state: ")]
+    assert state.startswith("state: concluded, winner ")
+    winner = state.split()[3].rstrip(",")
+    assert winner in ("Champion1", "Challenger1")
+    assert f"returning users after the conclusion: {winner} 100%" in text
+    assert f"new users after the conclusion: {winner} 100%" in text
     # the off-policy section estimates each variant and shows the truth beside it
     assert sum(line.split()[1:2] == ["IPS"] and "truth" in line for line in text.splitlines()) == 2
     images = [o for o in outputs if "image/png" in o.get("data", {})]

@@ -153,6 +153,33 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:
     events = logged_events(out / "abtest-data")
     assert not (out / "abtest-data" / "events" / "buffer.open").exists()
     assert sum(n for n, _ in counts_by_variant(events).values()) == 120
+    # 120 users are within the warm-up (100 a variant): no winner, so it runs on, and says so
+    assert "not concluded within 120 users (running; the decision: too_few_samples)" in printed
+
+
+@pytest.mark.slow(seconds=20)  # the demo with its defaults, until it concludes, plots included
+def test_the_demo_concludes_and_its_winner_serves_all_traffic_after(tmp_path: Path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    rows = read_csv(out / "results.csv")
+    # It concluded on its own, for the better model, with the evidence it rested on
+    concluded = [r.assignment == "concluded" for r in rows]
+    first = concluded.index(True)
+    assert f"concluded by auto-conclude after {first:,} users, on the decision then (" in printed
+    assert f"the decision names {CHALLENGER}: P(best)" in printed
+    assert f"state: concluded, {CHALLENGER} serves every user" in printed
+    # and ran 200 users after, every one of them served by the winner, and says so
+    assert len(rows) == first + 200 < 3_000
+    assert {r.variant for r in rows[first:]} == {CHALLENGER}
+    assert all(concluded[first:])
+    assert (
+        f"after the conclusion (users {first + 1:,} to {len(rows):,}): {CHALLENGER} served "
+        "200 of 200 users (100.0%)"
+    ) in printed
+    # before it, the experiment served both variants
+    assert {r.variant for r in rows[:first]} == {"Champion1", CHALLENGER}
+    assert (out / "service_history.png").read_bytes()[:8] == PNG_MAGIC
 
 
 def test_iam_auth_signs_each_request_for_execute_api() -> None:

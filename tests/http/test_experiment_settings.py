@@ -67,6 +67,7 @@ def test_a_continuous_endpoint_takes_12_5_counts_late_conversions_and_shows_them
         "unit": "user",
         "attribution_window_seconds": WINDOW,
         "planned_sample_size": 40_000,
+        "auto_conclude": False,
     }
     shown = {m["variant_name"]: m for m in stats["variant_metrics"]}[variant]
     assert {k: shown[k] for k in ("users", "converted_users", "invocation_count")} == {

@@ -175,10 +175,13 @@ def test_the_experiment_settings_are_read_and_become_the_endpoints_tags(tmp_path
     from abtest.config_types import ExperimentSettings
 
     keys = {"reward": "continuous", "unit": "invocation", "attribution_window_seconds": 86400}
-    config = load_deployment_config(write(tmp_path, {"stage_name": "dev", **keys}))
-    assert ExperimentSettings.of(config) == ExperimentSettings(**keys)
+    config = load_deployment_config(
+        write(tmp_path, {"stage_name": "dev", **keys, "auto_conclude": True})
+    )
+    assert ExperimentSettings.of(config) == ExperimentSettings(**keys, auto_conclude=True)
     assert {k: v for k, v in tags_for(config).items() if k.removeprefix("ab-testing:") in keys} == {
         f"ab-testing:{k}": str(v) for k, v in keys.items()
     }
+    assert tags_for(config)["ab-testing:auto_conclude"] == "true"
     with pytest.raises(DeploymentConfigError, match="reward: Input should be 'binary' or"):
         load_deployment_config(write(tmp_path, {"stage_name": "dev", "reward": "revenue"}))

@@ -78,6 +78,7 @@ def test_endpoint_name_carries_prefix_and_stage_and_the_ab_testing_tags(stage: S
         "ab-testing:unit": "user",
         "ab-testing:attribution_window_seconds": "604800",
         "ab-testing:planned_sample_size": "40000",
+        "ab-testing:auto_conclude": "false",
     }
     read = strategy_from_tags(tags)
     assert (read.strategy, read.strategy_params, str(read.warmup)) == (
