@@ -17,7 +17,7 @@ from typing import Any
 
 from abtest.adapters.config_catalog import ConfigCatalog
 from abtest.adapters.eventlog import LocalEventLog
-from abtest.adapters.local_models import LocalModels, load_callable
+from abtest.adapters.local_models import LocalModelHost, LocalModels, load_callable
 from abtest.adapters.sqlite import SqliteStore
 from abtest.adapters.telemetry import CountingTelemetry
 from abtest.clock import SystemClock
@@ -72,6 +72,7 @@ class Runtime:
             rng=rng,
             inline=[v.name for v in self.config.variants if v.inline],
         )
+        self.model_host = LocalModelHost()  # nothing to promote a winner in
         self.store = SqliteStore(self.data_dir / STORE_NAME)
         self.history = self.store  # its own tables in the same file
         self.events = LocalEventLog(
