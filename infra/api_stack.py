@@ -208,6 +208,9 @@ class ApiStack(Stack):
             ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
             [metrics],
         )
+        # Registration finishes a conclusion's pending promotion (Register): the endpoint is
+        # back in service, when SageMaker takes new weights. Writes: Store.change_lifecycle.
+        allow(fns["register"], ["sagemaker:UpdateEndpointWeightsAndCapacities"], [endpoint_arn])
 
         # Callers invoke each function's published version (its SnapStart snapshot).
         live = {name: factory.live(fn) for name, fn in fns.items()}
@@ -373,7 +376,8 @@ class ApiStack(Stack):
             "IAM5",
             {
                 f"Resource::{endpoints}:endpoint/{prefix}*": "Only this stage's endpoints, the "
-                f"ones the register function may register: {register_reads}",
+                f"ones the register function may register: {register_reads} And promote a "
+                "concluded winner in: sagemaker:UpdateEndpointWeightsAndCapacities.",
                 f"Resource::{endpoints}:endpoint-config/{prefix}*": "Only this stage's endpoint "
                 f"configs: {register_reads}",
             },

@@ -342,6 +342,8 @@ def test_each_function_has_only_the_permissions_it_needs(stage: Synth) -> None:
         "sagemaker:DescribeEndpoint": endpoints,
         "sagemaker:DescribeEndpointConfig": endpoints,
         "sagemaker:ListTags": endpoints,
+        # A conclusion's pending promotion is finished when the endpoint is back in service.
+        "sagemaker:UpdateEndpointWeightsAndCapacities": [endpoints[0]],
         "dynamodb:GetItem": [metrics],
         "dynamodb:PutItem": [metrics],
         "dynamodb:UpdateItem": [metrics],

@@ -172,3 +172,20 @@ def test_reregistration_after_a_promotion_keeps_it_concluded_with_its_winner(reg
             "Challenger1",
             "concluded",
         )
+
+
+def test_the_register_function_finishes_a_pending_promotion_once_in_service(registered) -> None:
+    # GIVEN a conclusion made while the endpoint was updating: pending
+    endpoint = sagemaker_backends["123456789012"]["us-east-1"].endpoints[ENDPOINT]
+    endpoint.endpoint_status = "Updating"
+    assert admin(registered, "conclude", CONCLUDE)[0] == 503
+
+    # WHEN SageMaker says the endpoint is in service again (EventBridge -> register)
+    endpoint.endpoint_status = "InService"
+    registered.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
+
+    # THEN the winner is promoted there, recorded as the register function's doing
+    assert sagemaker_weights() == PROMOTED
+    shown = admin(registered, "show", NAME)[1]
+    assert (shown["state"], shown["promotion"]) == ("concluded", "done")
+    assert [(e["actor"], e["action"]) for e in shown["audit_log"]][-1] == ("register", "promote")

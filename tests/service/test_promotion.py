@@ -9,6 +9,7 @@ from abtest.errors import ConflictError, ModelHostError, ModelHostUnavailableErr
 from abtest.lifecycle import Action, Promotion, State
 from abtest.usecases.admin import ChangeLifecycle, LifecycleChange, ShowEndpoint
 from abtest.usecases.invoke import Invocation
+from abtest.usecases.register import Register
 from tests.service.doubles import ENDPOINT
 
 
@@ -192,24 +193,32 @@ def test_pause_and_retire_never_call_the_host(ports, usecases, host):
     assert shown(ports).endpoint.lifecycle.promotion is None
 
 
-def test_reregistration_keeps_the_concluded_winner_and_its_promotion(
+def test_reregistration_keeps_the_concluded_winner_and_finishes_a_pending_promotion(
     conclude, host, ports, usecases
 ):
-    # GIVEN a pending promotion, then a done one, each followed by a registration that
-    # reads the host's weights as the variants' initial weights (SageMaker's CurrentWeight)
-    host.failures.append(ModelHostUnavailableError("throttled"))
+    registration = Register.from_ports(ports)  # with the host that keeps weights
+    # GIVEN a promotion that failed, and a registration while the host still refuses
+    host.failures += [ModelHostUnavailableError("endpoint Updating")] * 2
     with pytest.raises(ModelHostUnavailableError):
         conclude()
-    usecases.registration.register(ENDPOINT)
+    registration.register(ENDPOINT)
     assert shown(ports).endpoint.lifecycle.promotion is Promotion.PENDING
-    conclude()
-    usecases.registration.register(ENDPOINT)
 
+    # WHEN registered again (SageMaker's endpoint back in service) THEN it is finished
+    endpoint = registration.register(ENDPOINT)
+
+    assert endpoint.lifecycle.promotion is Promotion.DONE
+    assert host.calls == [(ENDPOINT, "Challenger1")] * 3
+    log = shown(ports).audit_log
+    assert [(e.actor, e.action) for e in log] == [("local", "conclude"), ("register", "promote")]
+    # AND registered again once more (reading the host's weights 1/0), nothing changes
+    registration.register(ENDPOINT)
     lifecycle = shown(ports).endpoint.lifecycle
     assert (lifecycle.state, lifecycle.winner, lifecycle.promotion) == (
         State.CONCLUDED,
         "Challenger1",
         Promotion.DONE,
     )
+    assert len(host.calls) == 3
     served = usecases.invoke(Invocation(endpoint_name=ENDPOINT, user_id="late", data="x"))
     assert served.endpoint_variant == "Challenger1"
