@@ -90,9 +90,7 @@ class Lifecycle:
         `promotion` is PENDING for a conclusion the model host must follow."""
         allowed = MOVES[self.state]
         if action not in allowed:
-            moves = ", ".join(allowed) or "none (concluded is final)"
-            if self.promotion is Promotion.PENDING:
-                moves = f"{Action.CONCLUDE} again, to finish promoting the winner"
+            moves = self._pending_move or ", ".join(allowed) or "none (concluded is final)"
             raise ConflictError(
                 f"{endpoint_name!r} is {self.state}: cannot {action}; allowed: {moves}",
                 details=[{"field": "state", "message": f"{self.state}; allowed: {moves}"}],
@@ -105,6 +103,13 @@ class Lifecycle:
             promotion=promotion if action is Action.CONCLUDE else None,
         )
 
+    @property
+    def _pending_move(self) -> str:
+        """The one move a 409 names while the winner's promotion is pending, else ''."""
+        if self.promotion is Promotion.PENDING:
+            return f"{Action.CONCLUDE} again, to finish promoting the winner"
+        return ""
+
     def promoted(self) -> Lifecycle:
         """The pending promotion done: the model host routes everyone to the winner."""
         assert self.promotion is Promotion.PENDING, self
@@ -113,9 +118,10 @@ class Lifecycle:
     def retiring(self, endpoint_name: str, variant: str) -> Lifecycle:
         """The lifecycle with `variant` retired; 409 once concluded (the winner serves all)."""
         if self.state is State.CONCLUDED:
+            moves = self._pending_move or "none"
             raise ConflictError(
-                f"{endpoint_name!r} is concluded: cannot retire a variant; allowed: none",
-                details=[{"field": "state", "message": "concluded; allowed: none"}],
+                f"{endpoint_name!r} is concluded: cannot retire a variant; allowed: {moves}",
+                details=[{"field": "state", "message": f"concluded; allowed: {moves}"}],
             )
         return replace(self, retired=(*self.retired, variant), version=self.version + 1)
 

@@ -128,7 +128,7 @@ def test_while_pending_only_concluding_again_with_the_same_winner_is_allowed(con
     for action in (Action.PAUSE, Action.RESUME):
         with pytest.raises(ConflictError, match="allowed: conclude again, to finish promoting"):
             change(LifecycleChange(ENDPOINT, action))
-    with pytest.raises(ConflictError, match="is concluded: cannot retire a variant"):
+    with pytest.raises(ConflictError, match="cannot retire a variant; allowed: conclude again"):
         change(LifecycleChange(ENDPOINT, Action.RETIRE_VARIANT, variant="Champion1"))
 
     assert host.calls == [(ENDPOINT, "Challenger1")]  # none of those called the host
