@@ -404,6 +404,7 @@ def _endpoint_tables(e: dict[str, Any]) -> str:
     lines = [
         f"{e['endpoint_name']}: {e['state']}"
         + (f", winner {e['winner']}" if e["winner"] else "")
+        + (f", promotion {e['promotion']}" if e.get("promotion") else "")
         + f" (version {e['version']}, {e['strategy']})",
         f"decision: {decision.get('winner') or 'no winner'} ({decision.get('reason', '-')})",
         "",

@@ -85,6 +85,22 @@ class ModelError(AbtestError):
     code = "model_error"
 
 
+class ModelHostError(AbtestError):
+    """The model host (SageMaker) refused to route traffic to a winner: a request it will
+    refuse again (a variant or endpoint it lacks, a permission missing)."""
+
+    status = 502
+    code = "model_host_error"
+
+
+class ModelHostUnavailableError(AbtestError):
+    """The model host could not take a change now (throttled, unreachable, the endpoint
+    updating): the same request later can succeed."""
+
+    status = 503
+    code = "model_host_unavailable"
+
+
 class StoreUnavailableError(AbtestError):
     """The assignment/metrics store could not be reached (throttled, down, timed out)."""
 

@@ -30,6 +30,17 @@ class Action(StrEnum):
     RESUME = "resume"
     CONCLUDE = "conclude"
     RETIRE_VARIANT = "retire-variant"  # no move: the variant stops serving
+    # Not a request of its own: the second step of a conclusion, recorded once the model
+    # host (SageMaker's production-variant weights) routes everyone to the winner too.
+    PROMOTE = "promote"
+
+
+class Promotion(StrEnum):
+    """Whether the model host routes everyone to the winner too, once concluded where the host
+    keeps weights of its own (SageMaker): callers who bypass the API then get the winner."""
+
+    PENDING = "pending"  # concluded here; the host not yet told (conclude again to finish)
+    DONE = "done"  # the host's weights are the winner's 1, every other variant's 0
 
 
 # The state each action leads to, from each state; an action missing here is illegal there.
@@ -57,36 +68,72 @@ class Lifecycle:
     version: int = 0
     # Variants that serve no one any more; their counters stay, and their events count.
     retired: tuple[str, ...] = ()
+    # Concluded where the model host keeps weights: whether it routes to the winner yet.
+    promotion: Promotion | None = None
 
     @property
     def allowed_actions(self) -> tuple[Action, ...]:
         """What a person can do now: the moves from this state, and retiring a variant
-        until the experiment is concluded. Clients (the dashboard) offer exactly these."""
+        until the experiment is concluded, or concluding again while the winner's promotion
+        is pending (it finishes it). Clients (the dashboard) offer exactly these."""
+        if self.promotion is Promotion.PENDING:
+            return (Action.CONCLUDE,)
         moves = tuple(MOVES[self.state])
         return moves if self.state is State.CONCLUDED else (*moves, Action.RETIRE_VARIANT)
 
-    def moved(self, endpoint_name: str, action: Action, winner: str | None = None) -> Lifecycle:
-        """The lifecycle after `action`, or a 409 naming the state and the allowed moves."""
+    def moved(
+        self,
+        endpoint_name: str,
+        action: Action,
+        winner: str | None = None,
+        promotion: Promotion | None = None,
+    ) -> Lifecycle:
+        """The lifecycle after `action`, or a 409 naming the state and the allowed moves;
+        `promotion` is PENDING for a conclusion the model host must follow."""
         allowed = MOVES[self.state]
         if action not in allowed:
-            moves = ", ".join(allowed) or "none (concluded is final)"
+            moves = self._pending_move or ", ".join(allowed) or "none (concluded is final)"
             raise ConflictError(
                 f"{endpoint_name!r} is {self.state}: cannot {action}; allowed: {moves}",
                 details=[{"field": "state", "message": f"{self.state}; allowed: {moves}"}],
             )
-        return replace(self, state=allowed[action], winner=winner, version=self.version + 1)
+        return replace(
+            self,
+            state=allowed[action],
+            winner=winner,
+            version=self.version + 1,
+            promotion=promotion if action is Action.CONCLUDE else None,
+        )
+
+    @property
+    def _pending_move(self) -> str:
+        """The one move a 409 names while the winner's promotion is pending, else ''."""
+        if self.promotion is Promotion.PENDING:
+            return f"{Action.CONCLUDE} again, to finish promoting the winner"
+        return ""
+
+    def promoted(self) -> Lifecycle:
+        """The pending promotion done: the model host routes everyone to the winner."""
+        assert self.promotion is Promotion.PENDING, self
+        return replace(self, promotion=Promotion.DONE, version=self.version + 1)
 
     def retiring(self, endpoint_name: str, variant: str) -> Lifecycle:
         """The lifecycle with `variant` retired; 409 once concluded (the winner serves all)."""
         if self.state is State.CONCLUDED:
+            moves = self._pending_move or "none"
             raise ConflictError(
-                f"{endpoint_name!r} is concluded: cannot retire a variant; allowed: none",
-                details=[{"field": "state", "message": "concluded; allowed: none"}],
+                f"{endpoint_name!r} is concluded: cannot retire a variant; allowed: {moves}",
+                details=[{"field": "state", "message": f"concluded; allowed: {moves}"}],
             )
         return replace(self, retired=(*self.retired, variant), version=self.version + 1)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        """The stored form, compared whole by the stores' compare-and-set: without a
+        promotion it is exactly what was written before promotions existed."""
+        value = asdict(self)
+        if self.promotion is None:
+            del value["promotion"]
+        return json.dumps(value, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | None) -> Lifecycle:
@@ -94,7 +141,10 @@ class Lifecycle:
             return cls()
         value = json.loads(text)
         retired = tuple(value.get("retired", ()))
-        return cls(State(value["state"]), value.get("winner"), int(value["version"]), retired)
+        promotion = Promotion(value["promotion"]) if value.get("promotion") else None
+        return cls(
+            State(value["state"]), value.get("winner"), int(value["version"]), retired, promotion
+        )
 
 
 @dataclass(frozen=True, slots=True)

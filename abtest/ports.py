@@ -172,6 +172,26 @@ class ModelEndpoint(Protocol):
         ...
 
 
+class ModelHost(Protocol):
+    """Where the variants run, as far as it routes traffic itself: SageMaker's
+    production-variant weights answer callers who bypass the API (and its fallback path)."""
+
+    @property
+    def keeps_weights(self) -> bool:
+        """True if the host routes by weights of its own, so a winner must be promoted there
+        (SageMaker); False if every call goes through this API (the embedded server)."""
+        ...
+
+    def promote(self, endpoint_name: str, winner: str) -> dict[str, float]:
+        """Route all the endpoint's own traffic to `winner` (weight 1, every other variant 0)
+        and return those weights. Idempotent: weights already (being) set are not set again.
+
+        Raises ModelHostUnavailableError if it cannot now (throttled, unreachable, the
+        endpoint updating), ModelHostError if it never will (no such variant, no permission).
+        """
+        ...
+
+
 class EndpointCatalog(Protocol):
     """Where registration learns an endpoint's variants, weights and strategy parameters.
 

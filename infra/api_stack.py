@@ -116,6 +116,20 @@ class ApiStack(Stack):
                 {}, [(["dynamodb:PutItem", "dynamodb:UpdateItem"], [tables.metrics.table_arn])]
             ),
             Need.LISTING: _Provision({}, [(["dynamodb:Scan"], [tables.metrics.table_arn])]),
+            # Concluding sets the endpoint's production-variant weights to the winner's; it
+            # reads the endpoint first (its variants, its status). This stage's endpoints only.
+            Need.PROMOTION: _Provision(
+                {},
+                [
+                    (
+                        [
+                            "sagemaker:DescribeEndpoint",
+                            "sagemaker:UpdateEndpointWeightsAndCapacities",
+                        ],
+                        [endpoint_arn],
+                    )
+                ],
+            ),
         }
         fns: dict[str, lambda_.Function] = {}
         for route in ALL_ROUTES:
@@ -196,6 +210,9 @@ class ApiStack(Stack):
             ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
             [metrics],
         )
+        # Registration finishes a conclusion's pending promotion (Register): the endpoint is
+        # back in service, when SageMaker takes new weights. Writes: Store.change_lifecycle.
+        allow(fns["register"], ["sagemaker:UpdateEndpointWeightsAndCapacities"], [endpoint_arn])
 
         # Callers invoke each function's published version (its SnapStart snapshot).
         live = {name: factory.live(fn) for name, fn in fns.items()}
@@ -247,7 +264,14 @@ class ApiStack(Stack):
         )
         for name, fn in fns.items():
             alarms.function_errors(fn, name)
-        service_dashboard(self, s.stage_name, fns, api.server_errors, [events_dlq, failed_dlq])
+        lifecycle_logs = [
+            fns[r.function_name].log_group.log_group_name
+            for r in ALL_ROUTES
+            if Need.LIFECYCLE in r.needs
+        ]
+        service_dashboard(
+            self, s.stage_name, fns, api.server_errors, [events_dlq, failed_dlq], lifecycle_logs
+        )
 
         CfnOutput(self, "ApiUrl", value=api.url, description="Base URL: POST <url>invocation")
         CfnOutput(self, "AssignmentTableName", value=tables.assignment.table_name)
@@ -336,6 +360,16 @@ class ApiStack(Stack):
                     "the allow-list of what the API may call: sagemaker:InvokeEndpoint."
                 },
             )
+        for route in (r for r in ALL_ROUTES if Need.PROMOTION in r.needs):
+            nag.suppress_each(
+                fns[route.function_name].role,
+                "IAM5",
+                {
+                    f"Resource::{endpoints}:endpoint/{prefix}*": "Only this stage's endpoints, "
+                    "the ones the API serves and may conclude: sagemaker:DescribeEndpoint, "
+                    "sagemaker:UpdateEndpointWeightsAndCapacities."
+                },
+            )
         register_reads = (
             "sagemaker:DescribeEndpoint, sagemaker:DescribeEndpointConfig, sagemaker:ListTags."
         )
@@ -344,7 +378,8 @@ class ApiStack(Stack):
             "IAM5",
             {
                 f"Resource::{endpoints}:endpoint/{prefix}*": "Only this stage's endpoints, the "
-                f"ones the register function may register: {register_reads}",
+                f"ones the register function may register: {register_reads} And promote a "
+                "concluded winner in: sagemaker:UpdateEndpointWeightsAndCapacities.",
                 f"Resource::{endpoints}:endpoint-config/{prefix}*": "Only this stage's endpoint "
                 f"configs: {register_reads}",
             },

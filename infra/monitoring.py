@@ -6,6 +6,11 @@ Per-variant business metrics are the ones the metrics function publishes
 request path's operational counts (`abtest.ports.Count`: fallbacks, model errors,
 duplicate conversions) are EMF metrics in the same namespace, charted per endpoint; so is
 the metrics function's count of event objects it rejected most of, which also alarms.
+
+The models' health per variant is SageMaker's own (namespace `AWS/SageMaker`, dimensions
+`EndpointName`, `VariantName`): every invocation, through the API or not, is in it. The
+lifecycle is not a metric (a state holds between changes, and a metric only has points when
+something is published): its widget queries the structured line each change logs.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from abtest.ports import Count, VariantMetric
+from abtest.usecases.admin import LIFECYCLE_LOG_FIELDS
 from infra.functions import SERVICE_NAME
 
 NAMESPACE = "abtest"
@@ -66,6 +72,40 @@ def count_search(count: Count) -> cloudwatch.MathExpression:
         label="",
         period=PERIOD,
     )
+
+
+# SageMaker's per-variant invocation metrics. Invocation4XXErrors and Invocation5XXErrors are
+# 1 for a request the model answered 4xx (5xx), 0 otherwise: their Average is the error rate.
+# ModelLatency is in microseconds, the model container's time for one request.
+SAGEMAKER_NAMESPACE = "AWS/SageMaker"
+SAGEMAKER_DIMENSIONS = ("EndpointName", "VariantName")
+ERROR_RATE_METRICS = {"Invocation5XXErrors": "5xx", "Invocation4XXErrors": "4xx"}
+MODEL_LATENCY = "ModelLatency"
+LATENCY_PERCENTILES = ("p50", "p99")
+
+
+def sagemaker_search(metric_name: str, statistic: str, label: str) -> cloudwatch.MathExpression:
+    """Every variant of every SageMaker endpoint of the region (as the API's own per-variant
+    searches, not narrowed to the stage: a search matches dimension values by token)."""
+    dims = ",".join(SAGEMAKER_DIMENSIONS)
+    return cloudwatch.MathExpression(
+        expression=(
+            f"SEARCH('{{{SAGEMAKER_NAMESPACE},{dims}}} MetricName=\"{metric_name}\"', "
+            f"'{statistic}', 300)"
+        ),
+        label=label,
+        period=PERIOD,
+    )
+
+
+def lifecycle_query(limit: int = 100) -> list[str]:
+    """The newest lifecycle changes, with the state each left the endpoint in."""
+    return [
+        f"fields @timestamp, {', '.join(LIFECYCLE_LOG_FIELDS)}",
+        "filter ispresent(lifecycle_action)",
+        "sort @timestamp desc",
+        f"limit {limit}",
+    ]
 
 
 def per_variant_search(name: str, label: str) -> cloudwatch.MathExpression:
@@ -137,7 +177,9 @@ def service_dashboard(
     functions: dict[str, lambda_.IFunction],
     api_errors: cloudwatch.IMetric,
     queues: list[sqs.IQueue],
+    lifecycle_logs: list[str],
 ) -> cloudwatch.Dashboard:
+    """`lifecycle_logs`: the log groups of the functions that change lifecycles."""
     dashboard = cloudwatch.Dashboard(scope, "Dashboard", dashboard_name=f"abtest-{stage_name}")
     dashboard.add_widgets(
         cloudwatch.GraphWidget(
@@ -174,6 +216,30 @@ def service_dashboard(
             cloudwatch.GraphWidget(title=title, left=[count_search(count)], width=8)
             for count, title in COUNT_TITLES.items()
         )
+    )
+    dashboard.add_widgets(
+        cloudwatch.GraphWidget(
+            title="Model error rate per variant (SageMaker; 1 = every call)",
+            left=[sagemaker_search(n, "Average", label) for n, label in ERROR_RATE_METRICS.items()],
+            width=8,
+        ),
+        *(
+            cloudwatch.GraphWidget(
+                title=f"Model latency per variant, {percentile} (SageMaker, microseconds)",
+                left=[sagemaker_search(MODEL_LATENCY, percentile, "")],
+                width=8,
+            )
+            for percentile in LATENCY_PERCENTILES
+        ),
+    )
+    dashboard.add_widgets(
+        cloudwatch.LogQueryWidget(
+            title="Lifecycle changes, newest first: the state each left (audit log: /admin/show)",
+            log_group_names=lifecycle_logs,
+            query_lines=lifecycle_query(),
+            view=cloudwatch.LogQueryVisualizationType.TABLE,
+            width=24,
+        ),
     )
     return dashboard
 

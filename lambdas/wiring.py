@@ -88,6 +88,13 @@ def request_budget_seconds() -> float:
 BACKGROUND_CLIENT = client_config(connect=2.0, read=5.0, attempts=3)
 
 
+# Promoting a winner (the conclude function): DescribeEndpoint, then at most one
+# UpdateEndpointWeightsAndCapacities, each at most 2 x 3 s plus a back-off under 1 s, inside
+# the API function's timeout with the store's writes. Two tries absorb brief throttling; past
+# them the answer is a 503 and the promotion stays pending (as after a timeout), never done.
+PROMOTION_CLIENT = client_config(connect=1.0, read=2.0, attempts=2)
+
+
 def _variable(loc: tuple[str | int, ...]) -> str:
     return "environment variable " + ".".join(map(str, loc))
 
@@ -248,6 +255,13 @@ class LambdaPorts:
         from abtest.adapters.sagemaker import SageMakerEndpointCatalog
 
         return SageMakerEndpointCatalog(client=self.client("sagemaker", BACKGROUND_CLIENT))
+
+    @cached_property
+    def model_host(self) -> Any:
+        from abtest.adapters.sagemaker import SageMakerModelHost
+
+        # A lazy client: functions that never conclude never make it (nor may call it).
+        return SageMakerModelHost(client=self.client("sagemaker", PROMOTION_CLIENT))
 
     @cached_property
     def clock(self) -> SystemClock:

@@ -225,3 +225,16 @@ class EndpointModels:
     def close(self) -> None:
         for models in self._by_endpoint.values():
             models.close()
+class LocalModelHost:
+    """ModelHost of the embedded server: no weights to promote a winner in.
+
+    Every call of a local model goes through the server (nobody can bypass it), and the
+    server serves a concluded endpoint's winner to everyone itself; so a conclusion is done
+    once stored, with no promotion step. (The fallback path, taken only when the server
+    cannot read its own SQLite file, keeps routing by the config's `initial_weight`s.)
+    """
+
+    keeps_weights = False
+
+    def promote(self, endpoint_name: str, winner: str) -> dict[str, float]:
+        raise AssertionError("the embedded server keeps no weights to promote a winner in")

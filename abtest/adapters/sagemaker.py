@@ -1,4 +1,5 @@
-"""SageMaker: invoke a production variant (runtime), and describe an endpoint (registration)."""
+"""SageMaker: invoke a production variant (runtime), describe an endpoint (registration), and
+set its production-variant weights to a concluded experiment's winner (promotion)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from abtest.adapters.endpoint_tags import strategy_from_tags
 from abtest.config_types import ExperimentSettings
-from abtest.errors import ConflictError, ModelError, NotFoundError
+from abtest.errors import (
+    ConflictError,
+    ModelError,
+    ModelHostError,
+    ModelHostUnavailableError,
+    NotFoundError,
+)
 from abtest.ports import ModelResult
 from abtest.records import EndpointConfig, VariantConfig
 
@@ -18,6 +25,15 @@ from abtest.records import EndpointConfig, VariantConfig
 _ENDPOINT_NOT_FOUND = re.compile(r"Endpoint \S+ of account \S+ not found", re.IGNORECASE)
 # SageMaker's default when an endpoint config leaves InitialVariantWeight out.
 DEFAULT_VARIANT_WEIGHT = 1.0
+# The only status in which SageMaker takes new weights; any other answers a ValidationException
+# ("Cannot update in-progress endpoint"), as does an update that races another one.
+IN_SERVICE = "InService"
+_IN_PROGRESS = re.compile(r"in[- ]progress|is (updating|creating|system ?updating)", re.IGNORECASE)
+# Errors that pass: botocore's standard mode retried them already, and a later request can
+# succeed. 5xx answers are transient too.
+_TRANSIENT_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "ThrottledException", "TooManyRequestsException"}
+)
 
 
 def _error(exc: ClientError) -> tuple[str, str]:
@@ -156,3 +172,77 @@ class SageMakerEndpointCatalog:
             if not page.get("NextToken"):
                 return tags
             params["NextToken"] = page["NextToken"]
+
+
+class SageMakerModelHost:
+    """ModelHost on SageMaker: `UpdateEndpointWeightsAndCapacities`, winner 1, the rest 0.
+
+    The endpoint is described first, for two reasons: its variants (those the API retired or
+    never knew get 0 too), and what it is already doing. Weights already desired (a retry
+    after an answer lost, or a person who did it by hand) are not set again, which would
+    fail anyway while SageMaker applies them (the endpoint is `Updating`); other weights
+    while it is not InService are a 503: SageMaker refuses them until it is.
+    """
+
+    keeps_weights = True
+
+    def __init__(self, *, client: Any) -> None:
+        """`client` is a boto3 `sagemaker` client (its retries absorb brief throttling)."""
+        self.client = client
+
+    def promote(self, endpoint_name: str, winner: str) -> dict[str, float]:
+        where = f"SageMaker endpoint {endpoint_name}"
+        try:
+            endpoint = self.client.describe_endpoint(EndpointName=endpoint_name)
+        except (ClientError, BotoCoreError) as exc:
+            raise _host_error(exc, where, "DescribeEndpoint") from exc
+        variants = endpoint.get("ProductionVariants", [])
+        names = [v["VariantName"] for v in variants]
+        if winner not in names:
+            raise ModelHostError(
+                f"winner: {winner!r} is not a production variant of {where} "
+                f"(variants: {', '.join(names) or 'none'})",
+                details=[{"field": "winner", "message": f"not a variant of {where}"}],
+            )
+        weights = {name: 1.0 if name == winner else 0.0 for name in names}
+        desired = {
+            v["VariantName"]: v.get("DesiredWeight", v.get("CurrentWeight")) for v in variants
+        }
+        if desired == weights:
+            return weights  # set already, or being set
+        status = endpoint.get("EndpointStatus", "")
+        if status != IN_SERVICE:
+            raise ModelHostUnavailableError(
+                f"{where} is {status}: SageMaker takes new weights only when it is {IN_SERVICE}",
+                details=[{"field": "endpoint_status", "message": status}],
+            )
+        try:
+            self.client.update_endpoint_weights_and_capacities(
+                EndpointName=endpoint_name,
+                DesiredWeightsAndCapacities=[
+                    {"VariantName": name, "DesiredWeight": weight}
+                    for name, weight in weights.items()
+                ],
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _host_error(exc, where, "UpdateEndpointWeightsAndCapacities") from exc
+        return weights
+
+
+def _host_error(exc: ClientError | BotoCoreError, where: str, operation: str) -> Exception:
+    """503 for what can pass (throttling after botocore's retries, 5xx, timeouts, the endpoint
+    busy updating), 404 for an endpoint SageMaker does not have, 502 for any other refusal."""
+    if isinstance(exc, BotoCoreError):  # timeouts, connection errors
+        return ModelHostUnavailableError(
+            f"{operation} on {where} failed: {type(exc).__name__}: {exc}",
+            details=[{"operation": operation, "code": type(exc).__name__}],
+        )
+    code, message = _error(exc)
+    details = [{"operation": operation, "code": code, "message": message}]
+    text = f"{operation} on {where} failed: {code}: {message}"
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    if code in _TRANSIENT_CODES or status >= 500 or _IN_PROGRESS.search(message):
+        return ModelHostUnavailableError(text, details=details)
+    if "could not find endpoint" in message.lower():
+        return NotFoundError(f"{where} not found: {message}", details=details)
+    return ModelHostError(text, details=details)

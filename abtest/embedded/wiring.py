@@ -20,7 +20,7 @@ from typing import Any
 
 from abtest.adapters.config_catalog import ConfigCatalog
 from abtest.adapters.eventlog import LocalEventLog
-from abtest.adapters.local_models import EndpointModels, LocalModels, load_callable
+from abtest.adapters.local_models import EndpointModels, LocalModelHost, LocalModels, load_callable
 from abtest.adapters.sqlite import SqliteStore
 from abtest.adapters.telemetry import CountingTelemetry
 from abtest.clock import SystemClock
@@ -70,6 +70,7 @@ class Runtime:
         self.assignment_ttl_seconds = {e.endpoint_name: e.assignment_ttl_seconds for e in specs}
         self.telemetry = CountingTelemetry()
         self.models = EndpointModels({e.endpoint_name: _local_models(e, rng) for e in specs})
+        self.model_host = LocalModelHost()  # nothing to promote a winner in
         self.store = SqliteStore(self.data_dir / STORE_NAME)
         self.history = self.store  # its own tables in the same file
         self.events = LocalEventLog(

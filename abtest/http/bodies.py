@@ -407,9 +407,16 @@ class EndpointSummaryBody(BaseModel):
     strategy: str
     variants: list[str]
     retired: list[str] = Field(description="Variants that serve no one any more")
+    promotion: str | None = Field(
+        default=None,
+        description="Concluded on SageMaker: `pending` until the endpoint's production-variant "
+        "weights are the winner's (conclude again to finish), then `done`; null where the "
+        "model host keeps no weights (the embedded server) or before a conclusion",
+    )
 
     @classmethod
     def of(cls, endpoint: Endpoint) -> EndpointSummaryBody:
+        promotion = endpoint.lifecycle.promotion
         return cls(
             endpoint_name=endpoint.endpoint_name,
             state=endpoint.lifecycle.state,
@@ -417,6 +424,7 @@ class EndpointSummaryBody(BaseModel):
             strategy=endpoint.strategy,
             variants=list(endpoint.variant_names),
             retired=list(endpoint.lifecycle.retired),
+            promotion=None if promotion is None else str(promotion),
         )
 
 

@@ -27,8 +27,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         "change (the message names the state and the allowed moves)",
         413: "Body over 6 MB",
         415: "Body not sent as application/json",
-        502: "The model variant failed; the message names it",
-        503: "The assignment store is unreachable (conversion and stats)",
+        502: "The model variant failed; the message names it. Conclude on AWS: SageMaker "
+        "refused the winner's weights (the promotion stays pending)",
+        503: "The assignment store is unreachable (conversion and stats). Conclude on AWS: "
+        "SageMaker throttled, failed or is updating (the promotion stays pending: retry)",
     }.items()
 }
 

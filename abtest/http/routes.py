@@ -50,6 +50,7 @@ class Need(StrEnum):
     LIFECYCLE = "lifecycle"  # change endpoint lifecycles and append to their audit logs
     LISTING = "listing"  # list every endpoint record (a scan of the metrics table)
     HISTORY = "history"  # read the endpoints' history (items in the metrics table)
+    PROMOTION = "promotion"  # set a SageMaker endpoint's production-variant weights (conclude)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +171,7 @@ ADMIN_ROUTES: tuple[Route, ...] = (
         request=ConcludeRequest,
         response=EndpointResponse,
         use_case=ChangeLifecycle,
-        needs=_CHANGE,
+        needs=_CHANGE | {Need.PROMOTION},
         admin=True,
     ),
     Route(

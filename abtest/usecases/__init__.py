@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from abtest.history import History
-    from abtest.ports import Clock, EndpointCatalog, EventSink, ModelEndpoint, Store, Telemetry
+    from abtest.ports import (
+        Clock,
+        EndpointCatalog,
+        EventSink,
+        ModelEndpoint,
+        ModelHost,
+        Store,
+        Telemetry,
+    )
     from abtest.usecases.endpoints import EndpointCache
 
 
@@ -33,6 +41,8 @@ class Ports(Protocol):
     def history(self) -> History: ...
     @property
     def models(self) -> ModelEndpoint: ...
+    @property
+    def model_host(self) -> ModelHost: ...
     @property
     def events(self) -> EventSink: ...
     @property

@@ -1,13 +1,15 @@
 """The admin use cases: list endpoints, show one, and change its lifecycle (pause, resume,
-conclude), each change recorded in the audit log with its actor and reason."""
+conclude, retire a variant), each change recorded in the audit log with its actor and reason;
+a conclusion also promotes the winner in the model host (SageMaker's weights)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
-from abtest.errors import ConflictError
-from abtest.lifecycle import LOCAL_ACTOR, Action, AuditEntry, State, lost_race
-from abtest.ports import Clock, Store
+from abtest.errors import AbtestError, ConflictError
+from abtest.lifecycle import LOCAL_ACTOR, Action, AuditEntry, Lifecycle, Promotion, State, lost_race
+from abtest.ports import Clock, ModelHost, Store
 from abtest.records import DELETED, Endpoint, Figures
 from abtest.usecases import Ports
 from abtest.usecases.endpoints import (
@@ -16,6 +18,18 @@ from abtest.usecases.endpoints import (
     paused_allocation,
     refresh_figures,
     unknown_endpoint,
+)
+
+logger = logging.getLogger("abtest")
+# The keys of each change's structured log line, which the AWS dashboard's widget queries.
+LIFECYCLE_LOG_FIELDS = (
+    "endpoint_name",
+    "lifecycle_action",
+    "state",
+    "winner",
+    "promotion",
+    "actor",
+    "version",
 )
 
 
@@ -95,16 +109,39 @@ class ListEndpoints:
 
 class ChangeLifecycle:
     """POST /admin/pause, resume, conclude, retire-variant: one compare-and-set each, so of two
-    racing changes one is stored and the other answered 409; counters are never written."""
+    racing changes one is stored and the other answered 409; counters are never written.
 
-    def __init__(self, *, store: Store, endpoints: EndpointCache, clock: Clock) -> None:
+    Concluding where the model host keeps weights of its own (SageMaker) takes two steps,
+    so that no failure, and no crash between them, leaves a state that says more than is
+    true: (1) store `concluded` with the winner and promotion `pending` (the API serves the
+    winner from then on); (2) set the host's weights (winner 1, others 0), then store
+    promotion `done`. A failed or throttled weight update answers its error (503 or 502,
+    naming the call and what SageMaker said) and leaves the promotion pending, shown to
+    all; concluding again (with the same winner, or none) skips step 1 and finishes it,
+    and the host's promotion is idempotent, so a retry after any crash is safe.
+
+    The other order (weights first, then the state, undoing the weights if the write
+    fails) was rejected: a crash between the two would leave SageMaker routing everyone
+    to a winner while the API, still `running`, goes on allocating, with nothing showing
+    that anything is left to do; and the undo is itself a call that can fail.
+    """
+
+    def __init__(
+        self, *, store: Store, endpoints: EndpointCache, clock: Clock, model_host: ModelHost
+    ) -> None:
         self.store = store
         self.endpoints = endpoints
         self.clock = clock
+        self.model_host = model_host
 
     @classmethod
     def from_ports(cls, ports: Ports) -> ChangeLifecycle:
-        return cls(store=ports.store, endpoints=ports.endpoints, clock=ports.clock)
+        return cls(
+            store=ports.store,
+            endpoints=ports.endpoints,
+            clock=ports.clock,
+            model_host=ports.model_host,
+        )
 
     def __call__(self, change: LifecycleChange) -> EndpointView:
         name = change.endpoint_name
@@ -112,13 +149,17 @@ class ChangeLifecycle:
         before = endpoint.lifecycle
         if change.if_version is not None and before.version != change.if_version:
             raise lost_race(name)
+        if change.action is Action.CONCLUDE and before.promotion is Promotion.PENDING:
+            return self._promote(before, self._pending_winner(endpoint, change.winner), change)
         winner = None
         if change.action is Action.RETIRE_VARIANT:
             after = before.retiring(name, self._retirable(endpoint, change.variant))
         else:
+            promotion = None
             if change.action is Action.CONCLUDE:
                 winner = self._winner(endpoint, change.winner)
-            after = before.moved(name, change.action, winner)  # 409 if illegal
+                promotion = Promotion.PENDING if self.model_host.keeps_weights else None
+            after = before.moved(name, change.action, winner, promotion)  # 409 if illegal
         details: dict[str, str | int] = {
             "from": str(before.state),
             "to": str(after.state),
@@ -126,15 +167,68 @@ class ChangeLifecycle:
         }
         if winner is not None:
             details["winner"] = winner
+        if after.promotion is not None:
+            details["promotion"] = str(after.promotion)
         if change.variant is not None:
             details["variant"] = change.variant
         entry = AuditEntry(self.clock.now(), change.actor, change.action, change.reason, details)
         if not self.store.change_lifecycle(name, before, after, entry):
             raise lost_race(name)
+        _log_change(name, after, entry)
         refresh_figures(self.store, name)  # a retired variant leaves the allocation
         self.endpoints.forget(name)
+        if after.promotion is Promotion.PENDING:
+            return self._promote(after, winner, change)
+        return self._view(name)
+
+    def _view(self, name: str) -> EndpointView:
         changed = _registered(self.store, name)
         return EndpointView(changed, figures_of(changed), self.store.audit_log(name))
+
+    def _promote(
+        self, concluded: Lifecycle, winner: str | None, change: LifecycleChange
+    ) -> EndpointView:
+        """Step 2 of a conclusion: the host's weights, then promotion `done` (see the class)."""
+        name = change.endpoint_name
+        assert winner is not None and concluded.promotion is Promotion.PENDING
+        try:
+            weights = self.model_host.promote(name, winner)
+        except AbtestError as error:
+            raise type(error)(
+                f"{error.message}; {name!r} is concluded with winner {winner!r}, its promotion "
+                "in the model host pending: conclude again to finish it",
+                details=[*error.details, {"field": "promotion", "message": "pending"}],
+            ) from error
+        done = concluded.promoted()
+        details = {
+            "winner": winner,
+            "promotion": str(done.promotion),
+            "version": done.version,
+            "weights": weights,  # what the host routes by now
+        }
+        entry = AuditEntry(self.clock.now(), change.actor, Action.PROMOTE, change.reason, details)
+        # Lost, only another conclusion finishing the same promotion can have moved it on
+        # (concluded is final): done either way, or the loser of a race is told so.
+        if (
+            not self.store.change_lifecycle(name, concluded, done, entry)
+            and _registered(self.store, name).lifecycle.promotion is not Promotion.DONE
+        ):
+            raise lost_race(name)
+        _log_change(name, done, entry)
+        self.endpoints.forget(name)
+        return self._view(name)
+
+    def _pending_winner(self, endpoint: Endpoint, named: str | None) -> str | None:
+        """Concluding again while the promotion is pending finishes it, for the stored winner
+        only: 409 naming it if another is named."""
+        winner = endpoint.lifecycle.winner
+        if named is not None and named != winner:
+            raise ConflictError(
+                f"winner: {endpoint.endpoint_name!r} is concluded with winner {winner!r}, its "
+                f"promotion pending; conclude again with {winner!r} (or none) to finish it",
+                details=[{"field": "winner", "message": f"concluded with {winner!r}"}],
+            )
+        return winner
 
     def _retirable(self, endpoint: Endpoint, variant: str | None) -> str:
         """A serving variant that is not the last one; 409 naming `variant` otherwise."""
@@ -171,3 +265,30 @@ class ChangeLifecycle:
                 details=[{"field": "winner", "message": f"no winner yet ({reason})"}],
             )
         return str(winner)
+
+
+def _log_change(name: str, lifecycle: Lifecycle, entry: AuditEntry) -> None:
+    """One structured line per stored change: on AWS the dashboard's lifecycle widget
+    queries these (Logs Insights); the audit log (`/admin/show`) remains the record."""
+    logger.info(
+        "lifecycle of %s: %s by %s, now %s",
+        name,
+        entry.action,
+        entry.actor,
+        lifecycle.state,
+        extra=dict(
+            zip(
+                LIFECYCLE_LOG_FIELDS,
+                (
+                    name,
+                    str(entry.action),
+                    str(lifecycle.state),
+                    lifecycle.winner,
+                    None if lifecycle.promotion is None else str(lifecycle.promotion),
+                    entry.actor,
+                    lifecycle.version,
+                ),
+                strict=True,
+            )
+        ),
+    )

@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import io
+import re
 
 import boto3
 import pytest
 from botocore.exceptions import ReadTimeoutError
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
+from moto.core.exceptions import JsonRESTError
+from moto.sagemaker.models import SageMakerModelBackend, sagemaker_backends
 
 from abtest.adapters.endpoint_tags import STRATEGY_TAG, WARMUP_TAG
-from abtest.adapters.sagemaker import SageMakerEndpointCatalog, SageMakerModelEndpoint
-from abtest.errors import ConfigError, ConflictError, ModelError, NotFoundError
+from abtest.adapters.sagemaker import (
+    SageMakerEndpointCatalog,
+    SageMakerModelEndpoint,
+    SageMakerModelHost,
+)
+from abtest.errors import (
+    ConfigError,
+    ConflictError,
+    ModelError,
+    ModelHostError,
+    ModelHostUnavailableError,
+    NotFoundError,
+)
 from abtest.ports import ModelResult
 from abtest.records import VariantConfig
+from lambdas.wiring import PROMOTION_CLIENT
 
 ENDPOINT = "reviews-helpfulness"
 
@@ -340,3 +355,150 @@ def test_describe_with_a_bad_tag_is_a_config_error(sagemaker):
     )
     with pytest.raises(ConfigError, match="ab-testing:epsilon"):
         SageMakerEndpointCatalog(client=sagemaker).describe(ENDPOINT)
+
+
+# ---- model host: UpdateEndpointWeightsAndCapacities (moto) ----------------------------
+
+
+class Refusals:
+    """SageMaker (moto) answering `operation` with an error `times` times, then doing it: the
+    error travels as an HTTP answer, so botocore's retries see it as they would SageMaker's."""
+
+    def __init__(
+        self, monkeypatch, operation: str, code: str, status: int, times: int, message: str = ""
+    ) -> None:
+        self.code, self.status, self.left, self.sent = code, status, times, 0
+        self.message = message or f"{code} (injected)"
+        method = re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower()
+        self.real = getattr(SageMakerModelBackend, method)
+        monkeypatch.setattr(
+            SageMakerModelBackend, method, lambda backend, **kwargs: self.answer(backend, **kwargs)
+        )
+
+    def answer(self, backend, **kwargs):
+        self.sent += 1
+        if self.left == 0:
+            return self.real(backend, **kwargs)
+        self.left -= 1
+        error = JsonRESTError(self.code, self.message)
+        error.code = self.status
+        raise error
+
+
+@pytest.fixture
+def host(sagemaker):
+    _create_endpoint(sagemaker, {"Champion1": 1.0, "Challenger1": 1.0}, {})
+    # The conclude function's client: its timeouts and tries
+    client = boto3.client("sagemaker", region_name="us-east-1", config=PROMOTION_CLIENT.config())
+    return SageMakerModelHost(client=client), client
+
+
+def _weights(client) -> dict[str, tuple[float, float]]:
+    variants = client.describe_endpoint(EndpointName=ENDPOINT)["ProductionVariants"]
+    return {v["VariantName"]: (v["CurrentWeight"], v["DesiredWeight"]) for v in variants}
+
+
+def test_promote_sets_the_winner_1_and_every_other_variant_0(host):
+    model_host, client = host
+
+    weights = model_host.promote(ENDPOINT, "Challenger1")
+
+    assert weights == {"Champion1": 0.0, "Challenger1": 1.0}
+    assert _weights(client) == {"Champion1": (0.0, 0.0), "Challenger1": (1.0, 1.0)}
+    # What registration reads next: the winner's weight 1, the loser's 0
+    config = SageMakerEndpointCatalog(client=client).describe(ENDPOINT)
+    assert config.variants == (VariantConfig("Champion1", 0.0), VariantConfig("Challenger1", 1.0))
+
+
+def test_promote_again_does_not_update_again(host, monkeypatch):
+    model_host, _ = host
+    model_host.promote(ENDPOINT, "Challenger1")
+    # A second update while SageMaker applies the first would be refused: none is sent
+    updates = Refusals(
+        monkeypatch, "UpdateEndpointWeightsAndCapacities", "ValidationException", 400, 1
+    )
+
+    assert model_host.promote(ENDPOINT, "Challenger1") == {"Champion1": 0.0, "Challenger1": 1.0}
+    assert updates.sent == 0
+
+
+def test_brief_throttling_is_retried_by_botocore(host, monkeypatch):
+    model_host, client = host
+    throttled = Refusals(
+        monkeypatch, "UpdateEndpointWeightsAndCapacities", "ThrottlingException", 400, 1
+    )
+
+    model_host.promote(ENDPOINT, "Challenger1")
+
+    assert throttled.sent == 2  # refused once, then through
+    assert _weights(client)["Challenger1"] == (1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [("ThrottlingException", 400), ("InternalFailure", 500)],
+)
+def test_throttling_past_the_retries_is_503_naming_the_call_and_changes_nothing(
+    host, monkeypatch, code, status
+):
+    model_host, client = host
+    refused = Refusals(monkeypatch, "UpdateEndpointWeightsAndCapacities", code, status, 99)
+
+    with pytest.raises(ModelHostUnavailableError) as raised:
+        model_host.promote(ENDPOINT, "Challenger1")
+
+    assert refused.sent == PROMOTION_CLIENT.attempts
+    assert raised.value.status == 503
+    assert raised.value.message.startswith(
+        f"UpdateEndpointWeightsAndCapacities on SageMaker endpoint {ENDPOINT} failed: {code}"
+    )
+    assert _weights(client) == {"Champion1": (1.0, 1.0), "Challenger1": (1.0, 1.0)}
+
+
+def test_an_endpoint_updating_is_503_and_not_updated(host, monkeypatch):
+    model_host, _ = host
+    # GIVEN the endpoint busy with another update (moto finishes its own at once)
+    sagemaker_backends["123456789012"]["us-east-1"].endpoints[ENDPOINT].endpoint_status = "Updating"
+    updates = Refusals(
+        monkeypatch, "UpdateEndpointWeightsAndCapacities", "ValidationException", 400, 1
+    )
+
+    with pytest.raises(ModelHostUnavailableError, match="is Updating: SageMaker takes new weights"):
+        model_host.promote(ENDPOINT, "Challenger1")
+    assert updates.sent == 0
+
+
+def test_an_update_refused_as_in_progress_is_503(host, monkeypatch):
+    # GIVEN the endpoint starts updating between the description and the update
+    model_host, _ = host
+    arn = f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{ENDPOINT}"
+    message = f'Cannot update in-progress endpoint "{arn}".'
+    operation = "UpdateEndpointWeightsAndCapacities"
+    Refusals(monkeypatch, operation, "ValidationException", 400, 1, message)
+
+    with pytest.raises(ModelHostUnavailableError, match="Cannot update in-progress endpoint"):
+        model_host.promote(ENDPOINT, "Challenger1")
+
+
+@pytest.mark.parametrize(
+    ("code", "status"), [("AccessDeniedException", 400), ("ValidationException", 400)]
+)
+def test_a_refusal_that_will_recur_is_502(host, code, status, monkeypatch):
+    model_host, _ = host
+    Refusals(monkeypatch, "UpdateEndpointWeightsAndCapacities", code, status, 1)
+
+    with pytest.raises(ModelHostError, match=f"failed: {code}") as raised:
+        model_host.promote(ENDPOINT, "Challenger1")
+    assert raised.value.status == 502
+
+
+def test_a_winner_sagemaker_does_not_have_is_502_naming_winner(host):
+    model_host, _ = host
+
+    with pytest.raises(ModelHostError, match="winner: 'Challenger2' is not a production variant"):
+        model_host.promote(ENDPOINT, "Challenger2")
+
+
+def test_promote_on_a_missing_endpoint_is_not_found(sagemaker):
+    with pytest.raises(NotFoundError, match="not found"):
+        SageMakerModelHost(client=sagemaker).promote("nope", "Challenger1")

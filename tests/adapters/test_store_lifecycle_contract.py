@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from abtest.adapters.sqlite import SqliteStore
-from abtest.lifecycle import AUDIT_RETENTION, Action, AuditEntry, Lifecycle, State
+from abtest.lifecycle import AUDIT_RETENTION, Action, AuditEntry, Lifecycle, Promotion, State
 from tests.adapters.test_store_contract import (
     ENDPOINT,
     NOW,
@@ -214,3 +214,34 @@ def test_retired_variants_are_stored_and_keep_their_counters(store):
     assert endpoint.lifecycle.retired == ("B",)
     assert [v.variant_name for v in endpoint.serving_variants] == ["A"]
     assert metrics(store)["B"] == counters("B", 1.0, 3, 1, 1.0)
+
+
+def test_a_promotion_pending_then_done_is_stored_and_kept_by_reregistration(store):
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+    pending = RUNNING.moved(ENDPOINT, Action.CONCLUDE, "B", Promotion.PENDING)
+    done = pending.promoted()
+    assert store.change_lifecycle(ENDPOINT, RUNNING, pending, entry("conclude")) is True
+    assert store.get_endpoint(ENDPOINT).lifecycle == pending
+
+    # A finish that read the lifecycle before the conclusion loses; the right one is stored
+    assert store.change_lifecycle(ENDPOINT, RUNNING, done, entry("promote")) is False
+    assert store.change_lifecycle(ENDPOINT, pending, done, entry("promote")) is True
+    # SageMaker's weights after the promotion, read again at registration
+    store.register_endpoint(config(("A", 0.0), ("B", 1.0)), NOW + 1)
+
+    stored = store.get_endpoint(ENDPOINT)
+    assert (stored.lifecycle, stored.lifecycle.promotion) == (done, Promotion.DONE)
+    assert [v.initial_variant_weight for v in stored.variants] == [0.0, 1.0]
+    assert [e.action for e in store.audit_log(ENDPOINT)] == ["conclude", "promote"]
+    # Two finishes racing: one is stored
+    assert store.change_lifecycle(ENDPOINT, pending, done, entry("promote")) is False
+
+
+def test_a_lifecycle_stored_before_promotions_existed_still_compares_equal(store):
+    # Written without a `promotion` key, as every lifecycle was before: it must still match
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+    assert "promotion" not in PAUSED.to_json()
+    assert store.change_lifecycle(ENDPOINT, RUNNING, PAUSED, entry("pause")) is True
+
+    resumed = store.get_endpoint(ENDPOINT).lifecycle.moved(ENDPOINT, Action.RESUME)
+    assert store.change_lifecycle(ENDPOINT, PAUSED, resumed, entry("resume")) is True

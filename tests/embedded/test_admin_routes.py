@@ -35,6 +35,7 @@ def test_every_transition_over_http_and_the_audit_log(start_server) -> None:
             "strategy": "ThompsonSampling",
             "variants": ["Champion1", "Challenger1"],
             "retired": [],
+            "promotion": None,  # nothing to promote a winner in here (no model host)
         }
     ]
     paused = post(server, "/admin/pause", {**NAME, "reason": "retraining"})

@@ -10,6 +10,7 @@ import pytest
 from abtest.cli import main
 from abtest.embedded.server import EmbeddedServer
 from abtest.embedded.wiring import Runtime
+from abtest.errors import ModelHostUnavailableError
 from tests.embedded.helpers import ENDPOINT, write_config
 
 TOKEN = "cli-s3cret"
@@ -107,3 +108,45 @@ def test_retire_variant_marks_it_in_the_tables(start_server, capsys) -> None:
     code, _, err = run(capsys, "retire-variant", ENDPOINT, "--url", url, "--variant", "Champion1")
     assert code == 4 and "last serving variant" in err
     assert "Champion1, Challenger1 (retired)" in run(capsys, "list", "--url", url)[1]
+
+
+class ThrottledHost:
+    """A model host that keeps weights, as SageMaker does, throttling until told otherwise."""
+
+    keeps_weights = True
+
+    def __init__(self) -> None:
+        self.refusing = True
+
+    def promote(self, endpoint_name: str, winner: str) -> dict[str, float]:
+        if self.refusing:
+            raise ModelHostUnavailableError(
+                f"UpdateEndpointWeightsAndCapacities on SageMaker endpoint {endpoint_name} "
+                "failed: ThrottlingException: Rate exceeded"
+            )
+        return {"Champion1": 0.0, "Challenger1": 1.0}
+
+
+def test_a_pending_promotion_is_exit_1_then_shown_until_concluding_again_finishes_it(
+    start_server, capsys
+) -> None:
+    # GIVEN a server whose conclude promotes in a model host that throttles (as on AWS)
+    server = start_server()
+    url, host = server.url, ThrottledHost()
+    server.runtime.use_cases["conclude"].model_host = host
+
+    code, out, err = run(capsys, "conclude", ENDPOINT, "--url", url, "--winner", "Challenger1")
+
+    assert (code, out) == (1, "")
+    assert "HTTP 503" in err and "ThrottlingException" in err
+    assert "promotion in the model host pending: conclude again to finish it" in err
+    code, out, _ = run(capsys, "show", ENDPOINT, "--url", url)
+    assert out.startswith(
+        f"{ENDPOINT}: concluded, winner Challenger1, promotion pending (version 1"
+    )
+
+    host.refusing = False
+    code, out, _ = run(capsys, "conclude", ENDPOINT, "--url", url)
+
+    assert code == 0
+    assert out.startswith(f"{ENDPOINT}: concluded, winner Challenger1, promotion done (version 2")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from abtest.http.routes import ADMIN_ROUTES, ALL_ROUTES, ROUTE_NAMES
+from abtest.http.routes import ADMIN_ROUTES, ALL_ROUTES, ROUTE_NAMES, Need
 from abtest.ports import Count
 from lambdas.routes import route_environment
 from lambdas.wiring import request_budget_seconds
@@ -294,13 +294,20 @@ def test_each_function_has_only_the_permissions_it_needs(stage: Synth) -> None:
         **reading,
         "dynamodb:Scan": [metrics],
     }
-    for change in ("pause", "resume", "conclude", "retire-variant"):
+    changing = {**reading, "dynamodb:PutItem": [metrics], "dynamodb:UpdateItem": [metrics]}
+    for change in ("pause", "resume", "retire-variant"):
         assert function_permissions(api, f"admin-{change}") == {
             **logs(f"admin-{change}"),
-            **reading,
-            "dynamodb:PutItem": [metrics],
-            "dynamodb:UpdateItem": [metrics],
+            **changing,
         }
+    # Concluding also promotes the winner in SageMaker: this stage's endpoints, nothing else.
+    endpoints = [_sagemaker_arn("endpoint", s)]
+    assert function_permissions(api, "admin-conclude") == {
+        **logs("admin-conclude"),
+        **changing,
+        "sagemaker:DescribeEndpoint": endpoints,
+        "sagemaker:UpdateEndpointWeightsAndCapacities": endpoints,
+    }
     # The history is read by key from the metrics table, and only read.
     assert function_permissions(api, "history") == {
         **logs("history"),
@@ -335,6 +342,8 @@ def test_each_function_has_only_the_permissions_it_needs(stage: Synth) -> None:
         "sagemaker:DescribeEndpoint": endpoints,
         "sagemaker:DescribeEndpointConfig": endpoints,
         "sagemaker:ListTags": endpoints,
+        # A conclusion's pending promotion is finished when the endpoint is back in service.
+        "sagemaker:UpdateEndpointWeightsAndCapacities": [endpoints[0]],
         "dynamodb:GetItem": [metrics],
         "dynamodb:PutItem": [metrics],
         "dynamodb:UpdateItem": [metrics],
@@ -688,3 +697,58 @@ def test_each_admin_action_has_its_own_least_privilege_managed_policy(stage: Syn
         assert isinstance(parts[-1], str) and parts[-1].endswith(f"/POST{route.path}")
         assert "*" not in json.dumps(statement["Resource"])
         assert "Roles" not in props and "Users" not in props  # attached by the operator
+
+
+def _dashboard_widgets(api: dict[str, Any]) -> list[dict[str, Any]]:
+    """The dashboard's widgets, each `Ref` to a log group written as the group's name."""
+    (dashboard,) = resources(api, "AWS::CloudWatch::Dashboard").values()
+    groups = resources(api, "AWS::Logs::LogGroup")
+
+    def text(part: Any) -> str:
+        if isinstance(part, str):
+            return part
+        if "Ref" in part and part["Ref"] in groups:
+            return groups[part["Ref"]]["Properties"]["LogGroupName"]
+        return "token"
+
+    parts = dashboard["Properties"]["DashboardBody"]["Fn::Join"][1]
+    return json.loads("".join(map(text, parts)))["widgets"]
+
+
+def test_dashboard_charts_model_errors_latency_fallbacks_and_the_lifecycle(stage: Synth) -> None:
+    widgets = {w["properties"].get("title"): w for w in _dashboard_widgets(stage.templates["api"])}
+
+    def expressions(title: str) -> list[str]:
+        return [m[0]["expression"] for m in widgets[title]["properties"]["metrics"]]
+
+    # The error rate per variant: SageMaker's 0/1 per request, averaged
+    schema = "{AWS/SageMaker,EndpointName,VariantName}"
+    assert expressions("Model error rate per variant (SageMaker; 1 = every call)") == [
+        f"SEARCH('{schema} MetricName=\"Invocation5XXErrors\"', 'Average', 300)",
+        f"SEARCH('{schema} MetricName=\"Invocation4XXErrors\"', 'Average', 300)",
+    ]
+    # The model call's latency per variant, p50 and p99
+    for p in ("p50", "p99"):
+        assert expressions(f"Model latency per variant, {p} (SageMaker, microseconds)") == [
+            f"SEARCH('{schema} MetricName=\"ModelLatency\"', '{p}', 300)"
+        ]
+    # Fallbacks (the store unreachable: SageMaker's weights route) per endpoint
+    assert expressions("Fallbacks (store unreachable)") == [
+        "SEARCH('Namespace=\"abtest\" MetricName=\"Fallbacks\"', 'Sum', 300)"
+    ]
+    # The lifecycle: the line each change logs, from every function that changes one
+    [lifecycle] = [w for w in widgets.values() if w["type"] == "log"]
+    query = lifecycle["properties"]["query"]
+    changing = [r.function_name for r in ADMIN_ROUTES if Need.LIFECYCLE in r.needs]
+    assert sorted(changing) == [
+        "admin-conclude",
+        "admin-pause",
+        "admin-resume",
+        "admin-retire-variant",
+    ]
+    sources = [f"SOURCE '/aws/lambda/abtest-{name}-{stage.stage}'" for name in changing]
+    assert query.split(" | fields ")[0] == " | ".join(sources)
+    assert (
+        "fields @timestamp, endpoint_name, lifecycle_action, state, winner, promotion, actor, "
+        "version\n| filter ispresent(lifecycle_action)\n| sort @timestamp desc" in query
+    )

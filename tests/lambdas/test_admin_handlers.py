@@ -50,6 +50,7 @@ def test_every_transition_through_the_handlers(registered) -> None:
         (PRINCIPAL, "pause"),
         (PRINCIPAL, "resume"),
         (PRINCIPAL, "conclude"),
+        (PRINCIPAL, "promote"),  # SageMaker's weights: see test_promotion_handlers.py
     ]
     assert shown["audit_log"][0]["reason"] == "incident"
     # The winner serves a new user

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from abtest.adapters.local_models import LocalModelHost
 from abtest.adapters.sqlite import SqliteStore
 from abtest.adapters.telemetry import CountingTelemetry
 from abtest.clock import ManualClock
@@ -61,6 +62,7 @@ def ports(store, log, models, clock, telemetry) -> SimpleNamespace:
         assignment_ttl_seconds=3600,
         endpoints=EndpointCache(store, ttl_seconds=5),
         history=store,  # the SQLite store keeps it, in its own tables
+        model_host=LocalModelHost(),  # as embedded; tests of promotion put SageMaker's here
     )
 
 
