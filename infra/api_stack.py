@@ -213,6 +213,12 @@ class ApiStack(Stack):
         # Registration finishes a conclusion's pending promotion (Register): the endpoint is
         # back in service, when SageMaker takes new weights. Writes: Store.change_lifecycle.
         allow(fns["register"], ["sagemaker:UpdateEndpointWeightsAndCapacities"], [endpoint_arn])
+        # An auto-conclusion promotes its winner like /admin/conclude does (Need.PROMOTION).
+        allow(
+            fns["metrics"],
+            ["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpointWeightsAndCapacities"],
+            [endpoint_arn],
+        )
 
         # Callers invoke each function's published version (its SnapStart snapshot).
         live = {name: factory.live(fn) for name, fn in fns.items()}
@@ -268,7 +274,7 @@ class ApiStack(Stack):
             fns[r.function_name].log_group.log_group_name
             for r in ALL_ROUTES
             if Need.LIFECYCLE in r.needs
-        ]
+        ] + [fns["metrics"].log_group.log_group_name]  # auto-conclusions
         service_dashboard(
             self, s.stage_name, fns, api.server_errors, [events_dlq, failed_dlq], lifecycle_logs
         )
@@ -393,6 +399,9 @@ class ApiStack(Stack):
                 f"Resource::<{bucket}.Arn>/{REJECTED_PREFIX}*": "The metrics function writes "
                 "the lines it rejects, under their own prefix: s3:PutObject, "
                 "s3:AbortMultipartUpload.",
+                f"Resource::{endpoints}:endpoint/{prefix}*": "Only this stage's endpoints, "
+                "the ones it may auto-conclude and promote a winner in: "
+                "sagemaker:DescribeEndpoint, sagemaker:UpdateEndpointWeightsAndCapacities.",
             },
         )
         for fn in fns.values():

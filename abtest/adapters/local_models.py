@@ -225,6 +225,8 @@ class EndpointModels:
     def close(self) -> None:
         for models in self._by_endpoint.values():
             models.close()
+
+
 class LocalModelHost:
     """ModelHost of the embedded server: no weights to promote a winner in.
 

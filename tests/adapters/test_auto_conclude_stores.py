@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from abtest.adapters.dynamodb_history import DynamoDBHistory
+from abtest.adapters.local_models import LocalModelHost
 from abtest.adapters.sqlite import SqliteStore
 from abtest.adapters.telemetry import CountingTelemetry
 from abtest.clock import ManualClock
@@ -63,6 +64,7 @@ def ports(store) -> SimpleNamespace:
         rng=random.Random(3),
         assignment_ttl_seconds=3600,
         endpoints=EndpointCache(store, ttl_seconds=5),
+        model_host=LocalModelHost(),  # as embedded: a conclusion is done once stored
     )
 
 

@@ -335,6 +335,9 @@ def test_each_function_has_only_the_permissions_it_needs(stage: Synth) -> None:
         "sqs:SendMessage": [failed],
         "sqs:GetQueueAttributes": [failed],
         "sqs:GetQueueUrl": [failed],
+        # An auto-conclusion promotes its winner as /admin/conclude does: this stage's endpoints.
+        "sagemaker:DescribeEndpoint": [_sagemaker_arn("endpoint", s)],
+        "sagemaker:UpdateEndpointWeightsAndCapacities": [_sagemaker_arn("endpoint", s)],
     }
     endpoints = [_sagemaker_arn("endpoint", s), _sagemaker_arn("endpoint-config", s)]
     assert function_permissions(api, "register") == {
@@ -746,7 +749,10 @@ def test_dashboard_charts_model_errors_latency_fallbacks_and_the_lifecycle(stage
         "admin-resume",
         "admin-retire-variant",
     ]
-    sources = [f"SOURCE '/aws/lambda/abtest-{name}-{stage.stage}'" for name in changing]
+    # ... and the metrics function, whose aggregation auto-concludes
+    sources = [
+        f"SOURCE '/aws/lambda/abtest-{name}-{stage.stage}'" for name in (*changing, "metrics")
+    ]
     assert query.split(" | fields ")[0] == " | ".join(sources)
     assert (
         "fields @timestamp, endpoint_name, lifecycle_action, state, winner, promotion, actor, "

@@ -59,17 +59,27 @@ def test_the_metrics_function_concludes_a_called_winner(aws, monkeypatch, auto_c
     if auto_conclude == "false":
         assert (shown["state"], shown["audit_log"]) == ("running", [])
         return
-    assert (shown["state"], shown["winner"]) == ("concluded", "Challenger1")
-    (entry,) = shown["audit_log"]
+    assert (shown["state"], shown["winner"], shown["promotion"]) == (
+        "concluded",
+        "Challenger1",
+        "done",
+    )
+    entry, promoted = shown["audit_log"]
     assert (entry["actor"], entry["action"]) == ("auto-conclude", "conclude")
     assert "always-valid p" in entry["reason"]
+    # ... and, as a person's conclusion does, it promoted the winner in SageMaker
+    assert (promoted["actor"], promoted["action"]) == ("auto-conclude", "promote")
+    assert promoted["details"]["weights"] == {"Champion1": 0.0, "Challenger1": 1.0}
+    variants = boto3.client("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
+    weights = {v["VariantName"]: v["DesiredWeight"] for v in variants["ProductionVariants"]}
+    assert weights == {"Champion1": 0.0, "Challenger1": 1.0}
     # a redelivery of the same object counts nothing and concludes nothing again
     (key,) = seen
     (again,) = aws.metrics.lambda_handler(s3_event("abtest-events-test", [key]), Context())[
         "objects"
     ]
     assert not again["applied"]
-    assert len(call(aws.show, api_event("/admin/show", NAME))[1]["audit_log"]) == 1
+    assert len(call(aws.show, api_event("/admin/show", NAME))[1]["audit_log"]) == 2
     # and the winner serves every user, new and existing
     served = {invoke(aws, user)["endpoint_variant"] for user in [*early, "new-1", "new-2"]}
     assert served == {"Challenger1"}
