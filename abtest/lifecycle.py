@@ -30,6 +30,8 @@ class Action(StrEnum):
     RESUME = "resume"
     CONCLUDE = "conclude"
     RETIRE_VARIANT = "retire-variant"  # no move: the variant stops serving
+    ADD_VARIANT = "add-variant"  # no move: a challenger joins, warming up alone
+    WEIGHTS = "weights"  # no move: WeightedSampling's weights, set by hand
 
 
 # The state each action leads to, from each state; an action missing here is illegal there.
@@ -41,6 +43,13 @@ MOVES: dict[State, dict[Action, State]] = {
 
 # The actor of changes made on the embedded server without a token.
 LOCAL_ACTOR = "local"
+# The actor of changes registration makes: a variant gone from the config or the catalog.
+REGISTRATION_ACTOR = "registration"
+# The actions that change the variants, not the state: legal until the experiment concludes.
+VARIANT_ACTIONS = (Action.RETIRE_VARIANT, Action.ADD_VARIANT, Action.WEIGHTS)
+# Lifecycle fields written only when set, so a record written before they existed keeps the
+# same JSON (the compare-and-set compares the stored text).
+_WRITTEN_WHEN_SET = ("added", "weights")
 # Audit entries kept per endpoint (the oldest go first): changes are made by people, so
 # this is years of them, and it bounds the DynamoDB item that holds them.
 AUDIT_RETENTION = 500
@@ -55,13 +64,22 @@ class Lifecycle:
     version: int = 0
     # Variants that serve no one any more; their counters stay, and their events count.
     retired: tuple[str, ...] = ()
+    # Variants added while the experiment ran, each with its `model` (None: the endpoint's
+    # own, a SageMaker production variant): registration keeps them, the config lacks them.
+    added: tuple[tuple[str, str | None], ...] = ()
+    # WeightedSampling's weights set by hand, by variant; they override the configured ones.
+    weights: tuple[tuple[str, float], ...] = ()
 
     @property
     def allowed_actions(self) -> tuple[Action, ...]:
-        """What a person can do now: the moves from this state, and retiring a variant
+        """What a person can do now: the moves from this state, and changing the variants
         until the experiment is concluded. Clients (the dashboard) offer exactly these."""
         moves = tuple(MOVES[self.state])
-        return moves if self.state is State.CONCLUDED else (*moves, Action.RETIRE_VARIANT)
+        return moves if self.state is State.CONCLUDED else (*moves, *VARIANT_ACTIONS)
+
+    @property
+    def added_models(self) -> dict[str, str | None]:
+        return dict(self.added)
 
     def moved(self, endpoint_name: str, action: Action, winner: str | None = None) -> Lifecycle:
         """The lifecycle after `action`, or a 409 naming the state and the allowed moves."""
@@ -83,8 +101,41 @@ class Lifecycle:
             )
         return replace(self, retired=(*self.retired, variant), version=self.version + 1)
 
+    def adding(self, endpoint_name: str, variant: str, model: str | None) -> Lifecycle:
+        """The lifecycle with `variant` added (its model with it); 409 once concluded."""
+        self._not_concluded(endpoint_name, Action.ADD_VARIANT)
+        return replace(self, added=(*self.added, (variant, model)), version=self.version + 1)
+
+    def weighted(self, endpoint_name: str, weights: dict[str, float]) -> Lifecycle:
+        """The lifecycle with `weights` set (others kept as they were); 409 once concluded."""
+        self._not_concluded(endpoint_name, Action.WEIGHTS)
+        merged = dict(self.weights) | weights
+        return replace(self, weights=tuple(sorted(merged.items())), version=self.version + 1)
+
+    def registered(self, variant_names: tuple[str, ...], stored: tuple[str, ...]) -> Lifecycle:
+        """The lifecycle after registration found `variant_names` in the config or catalog,
+        with `stored` the variants the record has: a stored variant the config dropped, and
+        no person added, is retired (never deleted: its counters and events stay its own).
+        Itself if nothing changes."""
+        kept = {*variant_names, *self.added_models, *self.retired}
+        dropped = tuple(name for name in stored if name not in kept)
+        if not dropped:
+            return self
+        return replace(self, retired=(*self.retired, *dropped), version=self.version + 1)
+
+    def _not_concluded(self, endpoint_name: str, action: Action) -> None:
+        if self.state is State.CONCLUDED:
+            raise ConflictError(
+                f"{endpoint_name!r} is concluded: cannot {action}; allowed: none",
+                details=[{"field": "state", "message": "concluded; allowed: none"}],
+            )
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        value = asdict(self)
+        for name in _WRITTEN_WHEN_SET:
+            if not value[name]:
+                del value[name]
+        return json.dumps(value, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | None) -> Lifecycle:
@@ -92,7 +143,14 @@ class Lifecycle:
             return cls()
         value = json.loads(text)
         retired = tuple(value.get("retired", ()))
-        return cls(State(value["state"]), value.get("winner"), int(value["version"]), retired)
+        return cls(
+            State(value["state"]),
+            value.get("winner"),
+            int(value["version"]),
+            retired,
+            added=tuple((name, model) for name, model in value.get("added", ())),
+            weights=tuple((name, float(w)) for name, w in value.get("weights", ())),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,4 +176,21 @@ def lost_race(endpoint_name: str) -> ConflictError:
     return ConflictError(
         f"{endpoint_name!r} was changed by someone else meanwhile; read it and try again",
         details=[{"field": "state", "message": "changed concurrently"}],
+    )
+
+
+def registration_entry(before: Lifecycle, after: Lifecycle, now: float) -> AuditEntry:
+    """The audit entry of registration retiring the variants the config or catalog dropped."""
+    dropped = [name for name in after.retired if name not in before.retired]
+    return AuditEntry(
+        now,
+        REGISTRATION_ACTOR,
+        Action.RETIRE_VARIANT,
+        "gone from the endpoint's config: retired, its counters and events kept",
+        {
+            "variants": dropped,
+            "from": str(before.state),
+            "to": str(after.state),
+            "version": after.version,
+        },
     )

@@ -3,8 +3,9 @@
   <data-dir>/abtest.sqlite3   assignments and metrics (SqliteStore)
   <data-dir>/events/          the local event log (LocalEventLog): buffer, sealed files
 
-A restart on the same data dir resumes: registration keeps the counters of variants
-still in the config, and the event log re-aggregates what a crash left behind.
+A restart on the same data dir resumes: registration keeps every variant's counters and the
+lifecycle (a variant gone from the config is retired, one added at run time keeps serving
+its stored `model`), and the event log re-aggregates what a crash left behind.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class Runtime:
             timeout_seconds=self.config.model_timeout_seconds,
             rng=rng,
             inline=[v.name for v in self.config.variants if v.inline],
+            near=self.config.path.resolve().parent,
+            discover=self._added_model,
         )
         self.store = SqliteStore(self.data_dir / STORE_NAME)
         self.history = self.store  # its own tables in the same file
@@ -84,7 +87,9 @@ class Runtime:
             worker=worker,
         )
         self.worker = worker
-        self.catalog = ConfigCatalog(self.config.endpoint_config(), source=str(self.config.path))
+        self.catalog = ConfigCatalog(
+            self.config.endpoint_config(), source=str(self.config.path), models=self.models
+        )
         self.endpoints = EndpointCache(self.store, METRICS_CACHE_SECONDS)
         self.use_cases: dict[str, Callable[[Any], Any]] = {
             route.name: route.use_case.from_ports(self) for route in ALL_ROUTES
@@ -120,6 +125,12 @@ class Runtime:
             self.events.close()  # let the folder go: nothing was buffered yet
             raise
         self._started = True
+
+    def _added_model(self, variant_name: str) -> str | None:
+        """The model of a variant added at run time (`abtest endpoints add-variant`): kept
+        with the endpoint's lifecycle, so a restart or another worker process finds it."""
+        endpoint = self.store.get_endpoint(self.config.endpoint_name)
+        return None if endpoint is None else endpoint.lifecycle.added_models.get(variant_name)
 
     def close(self) -> None:
         """Seal and aggregate what is buffered, then close the store. Safe to call twice."""
