@@ -202,3 +202,26 @@ def test_weights_of_a_strategy_that_does_not_use_them_are_409_naming_strategy(po
         change(ports, Action.WEIGHTS, weights={"Champion1": 2.0})
     assert error.value.details[0]["field"] == "strategy"
     assert ports.store.audit_log(ENDPOINT) == []
+
+
+def test_an_add_that_lost_a_race_is_409_and_adds_nothing(ports, registered):
+    # GIVEN a pause stored between this add's read and its write
+    registered()
+    real = ports.store.store.change_lifecycle
+
+    def pause_first(*args):
+        ports.store.store.change_lifecycle = real  # once: the pause goes straight through
+        change(ports, Action.PAUSE)
+        return real(*args)
+
+    ports.store.store.change_lifecycle = pause_first
+    with pytest.raises(ConflictError, match="changed by someone else meanwhile"):
+        add(ports)
+
+    # THEN the pause stands alone: no variant added, one audit entry
+    endpoint = ports.store.get_endpoint(ENDPOINT)
+    assert (endpoint.lifecycle.state, endpoint.variant_names) == (
+        State.PAUSED,
+        ("Champion1", "Challenger1"),
+    )
+    assert [e.action for e in ports.store.audit_log(ENDPOINT)] == ["pause"]
