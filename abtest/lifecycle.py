@@ -115,13 +115,21 @@ class Lifecycle:
     def registered(self, variant_names: tuple[str, ...], stored: tuple[str, ...]) -> Lifecycle:
         """The lifecycle after registration found `variant_names` in the config or catalog,
         with `stored` the variants the record has: a stored variant the config dropped, and
-        no person added, is retired (never deleted: its counters and events stay its own).
+        no person added, is retired (never deleted: its counters and events stay its own);
+        a variant new to a record that had some is added (it warms up alone, as one added
+        through the admin API: a new production variant on SageMaker arrives this way).
         Itself if nothing changes."""
         kept = {*variant_names, *self.added_models, *self.retired}
         dropped = tuple(name for name in stored if name not in kept)
-        if not dropped:
+        new = tuple((name, None) for name in variant_names if stored and name not in stored)
+        if not dropped and not new:
             return self
-        return replace(self, retired=(*self.retired, *dropped), version=self.version + 1)
+        return replace(
+            self,
+            retired=(*self.retired, *dropped),
+            added=(*self.added, *new),
+            version=self.version + 1,
+        )
 
     def _not_concluded(self, endpoint_name: str, action: Action) -> None:
         if self.state is State.CONCLUDED:
@@ -179,18 +187,24 @@ def lost_race(endpoint_name: str) -> ConflictError:
     )
 
 
-def registration_entry(before: Lifecycle, after: Lifecycle, now: float) -> AuditEntry:
-    """The audit entry of registration retiring the variants the config or catalog dropped."""
-    dropped = [name for name in after.retired if name not in before.retired]
-    return AuditEntry(
-        now,
-        REGISTRATION_ACTOR,
-        Action.RETIRE_VARIANT,
-        "gone from the endpoint's config: retired, its counters and events kept",
-        {
-            "variants": dropped,
-            "from": str(before.state),
-            "to": str(after.state),
-            "version": after.version,
-        },
+def registration_entries(before: Lifecycle, after: Lifecycle, now: float) -> list[AuditEntry]:
+    """The audit entries of registration retiring the variants the config or catalog dropped
+    and adding the ones it lists for the first time (`Lifecycle.registered`)."""
+    changes = (
+        (
+            Action.RETIRE_VARIANT,
+            [name for name in after.retired if name not in before.retired],
+            "gone from the endpoint's config: retired, its counters and events kept",
+        ),
+        (
+            Action.ADD_VARIANT,
+            [name for name in after.added_models if name not in before.added_models],
+            "new in the endpoint's config: added, warming up alone",
+        ),
     )
+    details = {"from": str(before.state), "to": str(after.state), "version": after.version}
+    return [
+        AuditEntry(now, REGISTRATION_ACTOR, action, reason, {"variants": names, **details})
+        for action, names, reason in changes
+        if names
+    ]

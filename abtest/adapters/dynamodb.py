@@ -35,7 +35,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from abtest.config_types import ExperimentSettings
 from abtest.errors import StoreUnavailableError
 from abtest.events import CONVERSION
-from abtest.lifecycle import AUDIT_RETENTION, AuditEntry, Lifecycle, registration_entry
+from abtest.lifecycle import AUDIT_RETENTION, AuditEntry, Lifecycle, registration_entries
 from abtest.records import (
     ACTIVE,
     COUNTERS,
@@ -279,10 +279,10 @@ class DynamoDBStore:
                     ":lifecycle": {"S": after.to_json()},
                     ":old": {"S": before.to_json()},
                 }
-                entry = registration_entry(before, after, now)
+                entries = registration_entries(before, after, now)
                 actions = [
                     {"Update": {"TableName": self.metrics_table, "Key": key, **update}},
-                    self._audit_put(config.endpoint_name, entry),
+                    self._audit_put(config.endpoint_name, *entries),
                 ]
                 if _transact(self._call, actions, attempt):
                     return self.get_endpoint_consistently(config.endpoint_name)
@@ -461,15 +461,15 @@ class DynamoDBStore:
             # lifecycle alone, so the condition still holds; try again.
         raise StoreUnavailableError(f"lifecycle change of {endpoint_name} contended")
 
-    def _audit_put(self, endpoint_name: str, entry: AuditEntry) -> Item:
-        """The Put of the endpoint's audit item with `entry` appended, for a transaction
+    def _audit_put(self, endpoint_name: str, *new: AuditEntry) -> Item:
+        """The Put of the endpoint's audit item with `new` appended, for a transaction
         whose lifecycle condition guarantees no other change appended meanwhile."""
         audit_key = {"endpoint_name": {"S": AUDIT_PREFIX + endpoint_name}}
         stored = self._call(
             "get_item", TableName=self.metrics_table, Key=audit_key, ConsistentRead=True
         ).get("Item")
         entries = [e["S"] for e in stored["entries"]["L"]] if stored else []
-        entries = [*entries, entry.to_json()][-AUDIT_RETENTION:]
+        entries = [*entries, *(e.to_json() for e in new)][-AUDIT_RETENTION:]
         return {
             "Put": {
                 "TableName": self.metrics_table,

@@ -23,7 +23,7 @@ from abtest.adapters.sqlite_history import HISTORY_SCHEMA, SqliteHistory
 from abtest.config_types import ExperimentSettings
 from abtest.errors import StoreUnavailableError
 from abtest.events import CONVERSION
-from abtest.lifecycle import AUDIT_RETENTION, AuditEntry, Lifecycle, registration_entry
+from abtest.lifecycle import AUDIT_RETENTION, AuditEntry, Lifecycle, registration_entries
 from abtest.records import (
     ACTIVE,
     COUNTERS,
@@ -410,7 +410,7 @@ class SqliteStore(SqliteHistory):
             before = stored.lifecycle
             after = before.registered(tuple(names), stored.variant_names)
             if after is not before:
-                self._write_lifecycle(db, name, after, registration_entry(before, after, now))
+                self._write_lifecycle(db, name, after, registration_entries(before, after, now))
             rows = db.execute(_SELECT_ENDPOINT, (name,)).fetchall()
         endpoint = _endpoint(name, rows)
         assert endpoint is not None  # written in the transaction above
@@ -485,14 +485,19 @@ class SqliteStore(SqliteHistory):
         return True
 
     def _write_lifecycle(
-        self, db: sqlite3.Connection, endpoint_name: str, new: Lifecycle, entry: AuditEntry
+        self,
+        db: sqlite3.Connection,
+        endpoint_name: str,
+        new: Lifecycle,
+        entries: list[AuditEntry],
     ) -> None:
-        """Within a transaction that read the stored lifecycle: replace it, log `entry`."""
+        """Within a transaction that read the stored lifecycle: replace it, log `entries`."""
         db.execute(
             "UPDATE endpoints SET lifecycle = ? WHERE endpoint_name = ?",
             (new.to_json(), endpoint_name),
         )
-        self._append_audit(db, endpoint_name, entry)
+        for entry in entries:
+            self._append_audit(db, endpoint_name, entry)
 
     @staticmethod
     def _append_audit(db: sqlite3.Connection, endpoint_name: str, entry: AuditEntry) -> None:

@@ -356,3 +356,24 @@ def test_registration_racing_a_change_keeps_both(store):
     lifecycle = store.get_endpoint(ENDPOINT).lifecycle
     assert (lifecycle.state, lifecycle.retired) == (State.PAUSED, ("B",))
     assert sorted(e.action for e in store.audit_log(ENDPOINT)) == ["pause", "retire-variant"]
+
+
+def test_a_variant_new_to_a_registered_endpoint_is_added_and_warms_up_alone(store):
+    # On SageMaker a challenger is deployed as a new production variant, and the endpoint's
+    # state change re-registers it: it joins as one added through the admin API would.
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+
+    endpoint = store.register_endpoint(config(("A", 1.0), ("B", 1.0), ("C", 1.0)), NOW + 1)
+
+    assert endpoint.lifecycle.added_models == {"C": None}
+    assert endpoint.lifecycle.version == 1
+    (entry,) = store.audit_log(ENDPOINT)
+    assert (entry.actor, entry.action, entry.details["variants"]) == (
+        "registration",
+        "add-variant",
+        ["C"],
+    )
+    # registered again unchanged (a restart), nothing more happens
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0), ("C", 1.0)), NOW + 2)
+    assert store.get_endpoint(ENDPOINT).lifecycle == endpoint.lifecycle
+    assert len(store.audit_log(ENDPOINT)) == 1
