@@ -116,6 +116,8 @@ class ApiStack(Stack):
                 {}, [(["dynamodb:PutItem", "dynamodb:UpdateItem"], [tables.metrics.table_arn])]
             ),
             Need.LISTING: _Provision({}, [(["dynamodb:Scan"], [tables.metrics.table_arn])]),
+            # add-variant checks the variant is a production variant of the endpoint.
+            Need.CATALOG: _Provision({}, [(["sagemaker:DescribeEndpoint"], [endpoint_arn])]),
         }
         fns: dict[str, lambda_.Function] = {}
         for route in ALL_ROUTES:
@@ -332,6 +334,15 @@ class ApiStack(Stack):
                 {
                     f"Resource::{endpoints}:endpoint/{prefix}*": "Only this stage's endpoints, "
                     "the allow-list of what the API may call: sagemaker:InvokeEndpoint."
+                },
+            )
+        for name in (r.function_name for r in ALL_ROUTES if Need.CATALOG in r.needs):
+            nag.suppress_each(
+                fns[name].role,
+                "IAM5",
+                {
+                    f"Resource::{endpoints}:endpoint/{prefix}*": "Only this stage's endpoints, "
+                    "whose production variants may be added: sagemaker:DescribeEndpoint."
                 },
             )
         register_reads = (

@@ -57,6 +57,8 @@ NEED_ENVIRONMENTS: dict[Need, type[LambdaEnvironment] | None] = {
     Need.LISTING: EndpointsEnvironment,
     # Snapshots are items in the metrics table: the endpoints group names it.
     Need.HISTORY: None,
+    # SageMaker endpoints are named per request: nothing to set.
+    Need.CATALOG: None,
 }
 
 

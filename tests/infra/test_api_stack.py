@@ -294,13 +294,18 @@ def test_each_function_has_only_the_permissions_it_needs(stage: Synth) -> None:
         **reading,
         "dynamodb:Scan": [metrics],
     }
-    for change in ("pause", "resume", "conclude", "retire-variant"):
+    changing = {**reading, "dynamodb:PutItem": [metrics], "dynamodb:UpdateItem": [metrics]}
+    for change in ("pause", "resume", "conclude", "retire-variant", "weights"):
         assert function_permissions(api, f"admin-{change}") == {
             **logs(f"admin-{change}"),
-            **reading,
-            "dynamodb:PutItem": [metrics],
-            "dynamodb:UpdateItem": [metrics],
+            **changing,
         }
+    # add-variant also reads the SageMaker endpoint's production variants, and nothing more.
+    assert function_permissions(api, "admin-add-variant") == {
+        **logs("admin-add-variant"),
+        **changing,
+        "sagemaker:DescribeEndpoint": [_sagemaker_arn("endpoint", s)],
+    }
     # The history is read by key from the metrics table, and only read.
     assert function_permissions(api, "history") == {
         **logs("history"),
