@@ -110,6 +110,9 @@ class LocalModels:
             if name not in self._models or isinstance(self._models[name], str):
                 raise ValueError(f"inline: {name!r} is not a callable variant")
         self._inline = frozenset(inline)
+        self._all_inline = self._inline == set(self._models)
+        # The fallback (no variant named) picks among the configured models only.
+        self._fallback = list(self._models)
         self._weights = [float((weights or {}).get(name, 1.0)) for name in self._models]
         if sum(self._weights) <= 0:
             raise ValueError("variant weights must not all be 0")
@@ -128,7 +131,7 @@ class LocalModels:
     @property
     def all_inline(self) -> bool:
         """Whether every call runs on the caller's thread (then none ever waits on another)."""
-        return self._inline == set(self._models)
+        return self._all_inline
 
     def invoke(
         self,
@@ -142,7 +145,7 @@ class LocalModels:
             raise NotFoundError(f"endpoint_name: {endpoint_name!r} has no local models")
         if variant_name is None:
             with self._rng_lock:
-                variant_name = self._rng.choices(list(self._models), self._weights)[0]
+                variant_name = self._rng.choices(self._fallback, self._weights)[0]
         model = self._models.get(variant_name)
         if model is None and self._discover is not None:
             model = self._discovered(variant_name)
@@ -165,6 +168,10 @@ class LocalModels:
             loaded = model if is_url(model) else load_callable(model, near=self._near)
         except (ValueError, ConfigError) as error:
             raise BadRequestError.field("model", str(error)) from None
+        # Before the model is reachable: from now on invocations leave the event loop for a
+        # thread, where a call can be timed out (one a worker discovers on the loop is the
+        # exception: that one call runs there).
+        self._all_inline = False
         self._models[variant_name] = loaded
 
     def _discovered(self, variant_name: str) -> ModelFunction | str | None:

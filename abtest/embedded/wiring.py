@@ -23,7 +23,7 @@ from abtest.adapters.sqlite import SqliteStore
 from abtest.adapters.telemetry import CountingTelemetry
 from abtest.clock import SystemClock
 from abtest.embedded.config import AbtestConfig, load_config
-from abtest.errors import ConfigError
+from abtest.errors import BadRequestError, ConfigError
 from abtest.http.routes import ALL_ROUTES
 from abtest.ports import Clock
 from abtest.usecases.aggregate import Aggregate
@@ -113,18 +113,34 @@ class Runtime:
         what its own buffer holds.
         """
         if self.worker is not None:
+            self._load_added_models()
             self.events.start()
             self._started = True
             return
         self.events.own_folder()
         try:
             self.registration.register(self.config.endpoint_name)
+            self._load_added_models()
             self.store.purge_expired(self.clock.now())
             self.events.start()
         except BaseException:
             self.events.close()  # let the folder go: nothing was buffered yet
             raise
         self._started = True
+
+    def _load_added_models(self) -> None:
+        """Load the models of variants added at run time now, so the first request does not
+        wait for an import; one that no longer imports is logged (its calls answer 502)."""
+        endpoint = self.store.get_endpoint(self.config.endpoint_name)
+        if endpoint is None:
+            return
+        for variant, model in endpoint.lifecycle.added_models.items():
+            if model is None or variant in self.models.variant_names:
+                continue
+            try:
+                self.models.add(variant, model)
+            except BadRequestError as error:
+                logger.error("added variant %s: %s", variant, error.message)
 
     def _added_model(self, variant_name: str) -> str | None:
         """The model of a variant added at run time (`abtest endpoints add-variant`): kept

@@ -242,3 +242,20 @@ def test_a_variant_only_dropped_from_the_config_is_retired_by_registration(
         "retire-variant",
         ["Challenger1"],
     )
+
+
+def test_an_added_model_takes_invocations_off_an_all_inline_loop(start_server) -> None:
+    # Inline models run on the event loop; an added one runs on a model thread, which a
+    # request on the loop would wait for: from the add on, invocations go to a thread.
+    server = start_server(inline=True)
+    assert server.runtime.models.all_inline
+
+    body = {**NAME, "variant": "Challenger2", "model": "tests.embedded.helpers:thread_name"}
+    assert post(server, "/admin/add-variant", body).status_code == 200
+
+    assert not server.runtime.models.all_inline
+    answers = [invoke(server, f"u{n}") for n in range(40)]
+    threads = {
+        a["predictions"]["thread"] for a in answers if a["endpoint_variant"] == "Challenger2"
+    }
+    assert threads and all(t.startswith("abtest-model") for t in threads)
