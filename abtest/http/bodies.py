@@ -394,7 +394,10 @@ class RetireVariantRequest(_ChangeRequest):
 
 class AddVariantRequest(_ChangeRequest):
     model_config = _example(
-        endpoint_name=EXAMPLE_ENDPOINT, variant="Challenger3", model="mymodels:predict"
+        endpoint_name=EXAMPLE_ENDPOINT,
+        variant="Challenger2",
+        model="abtest.demo.reviews:challenger",
+        reason="a second challenger",
     )
     action = Action.ADD_VARIANT
 
