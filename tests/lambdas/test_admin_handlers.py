@@ -153,3 +153,28 @@ def test_weights_of_a_bandit_through_the_handlers_are_409_naming_strategy(regist
     status, body = admin(registered, "weights", {**NAME, "weights": {"Challenger1": 3}})
 
     assert (status, body["details"][0]["field"]) == (409, "strategy")
+
+
+def test_an_add_racing_a_pause_through_the_handlers_leaves_the_pause_alone(
+    registered, monkeypatch
+) -> None:
+    # GIVEN the production variant deployed, and a pause landing between the add's read and
+    # its conditional write (the pause goes through another function, as it would)
+    aws = registered
+    create_endpoint(TAGS, variants=("Champion1", "Challenger1", "Challenger2"))
+    store = getattr(aws, "add-variant").use_case.store
+    real = store.change_lifecycle
+
+    def pause_first(*args):
+        monkeypatch.setattr(store, "change_lifecycle", real)
+        assert admin(aws, "pause", NAME)[0] == 200
+        return real(*args)
+
+    monkeypatch.setattr(store, "change_lifecycle", pause_first)
+
+    # WHEN the add is written, THEN it lost: 409, and the record is the pause's alone
+    status, body = admin(aws, "add-variant", {**NAME, "variant": "Challenger2"})
+    assert (status, body["details"][0]["message"]) == (409, "changed concurrently")
+    shown = admin(aws, "show", NAME)[1]
+    assert (shown["state"], shown["variants"]) == ("paused", ["Champion1", "Challenger1"])
+    assert [e["action"] for e in shown["audit_log"]] == ["pause"]
