@@ -221,22 +221,38 @@ def test_a_variant_dropped_from_the_config_is_retired_and_a_restart_rejects_noth
 def test_a_variant_only_dropped_from_the_config_is_retired_by_registration(
     tmp_path: Path, caplog
 ) -> None:
+    # GIVEN users of both variants, counted
     data = tmp_path / "data"
     with EmbeddedServer(Runtime(write_config(tmp_path), data, rng=random.Random(0))) as server:
         users = served(server, range(16))
         shown = wait_aggregated(server, 16)
+    moved = [u for u, v in users.items() if v == "Challenger1"]
+    assert moved
 
+    # WHEN the config drops Challenger1 and the server restarts
     config = write_config(tmp_path, variants={"Champion1": "abtest.demo.reviews:champion"})
     with EmbeddedServer(Runtime(config, data, rng=random.Random(1))) as server:
         again = post(server, "/admin/show", NAME).json()
-        moved = [u for u, v in users.items() if v == "Challenger1"]
-        # its users are reassigned on their next request
+        # THEN one of its users converting before their next request still credits it
+        credited = post(server, "/conversion", {**NAME, "user_id": moved[0]}).json()
+        assert credited["endpoint_variant"] == "Challenger1"
+        # and is reassigned on that next request
         assert invoke(server, moved[0])["endpoint_variant"] == "Champion1"
+    # ... and a further start counts that conversion, rejecting nothing
+    with EmbeddedServer(Runtime(config, data, rng=random.Random(2))) as server:
+        last = post(server, "/admin/show", NAME).json()
 
     assert "rejected" not in caplog.text
-    assert again["retired"] == ["Challenger1"]
+    rejected = data / "events" / "rejected"
+    assert not rejected.exists() or list(rejected.iterdir()) == []
+    assert again["retired"] == last["retired"] == ["Challenger1"]
     assert counted(again) == counted(shown)
-    (entry,) = again["audit_log"]
+    metrics = {v["variant_name"]: v for v in last["variant_metrics"]}
+    before = {v["variant_name"]: v for v in shown["variant_metrics"]}
+    assert (
+        metrics["Challenger1"]["conversion_count"] == before["Challenger1"]["conversion_count"] + 1
+    )
+    (entry,) = last["audit_log"]
     assert (entry["actor"], entry["action"], entry["details"]["variants"]) == (
         "registration",
         "retire-variant",
