@@ -390,8 +390,8 @@ class DynamoDBStore:
             written = _transact(self._call, actions, attempt)
             if written is not None:
                 return written  # False: the idempotency record exists, applied before
-            # A variant was removed by a re-registration, or a concurrent transaction or
-            # throttling got in the way: re-read and retry.
+            # A concurrent transaction or throttling got in the way (or a variant went
+            # missing, which registration no longer does: it retires): re-read and retry.
         raise StoreUnavailableError(f"aggregation of {record_key} contended")
 
     def _increments(self, endpoint_name: str, deltas: Mapping[str, VariantCounts]) -> Item:
