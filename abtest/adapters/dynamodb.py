@@ -285,7 +285,7 @@ class DynamoDBStore:
                     self._audit_put(config.endpoint_name, *entries),
                 ]
                 if _transact(self._call, actions, attempt):
-                    return self.get_endpoint_consistently(config.endpoint_name)
+                    return self._read_back(config.endpoint_name)
                 continue  # None: backed off; False: the item changed meanwhile, read again
             except ClientError as error:
                 if _code(error) != "ConditionalCheckFailedException":
@@ -293,7 +293,7 @@ class DynamoDBStore:
                 _backoff(attempt)  # another registration changed the variants in between
         raise StoreUnavailableError(f"registration of {config.endpoint_name} contended")
 
-    def get_endpoint_consistently(self, endpoint_name: str) -> Endpoint:
+    def _read_back(self, endpoint_name: str) -> Endpoint:
         item = self._endpoint_item(endpoint_name, consistent=True)
         assert item is not None  # just written
         return _endpoint(item)
