@@ -178,3 +178,21 @@ def test_an_add_racing_a_pause_through_the_handlers_leaves_the_pause_alone(
     shown = admin(aws, "show", NAME)[1]
     assert (shown["state"], shown["variants"]) == ("paused", ["Champion1", "Challenger1"])
     assert [e["action"] for e in shown["audit_log"]] == ["pause"]
+
+
+def test_variant_changes_of_a_concluded_endpoint_are_409_naming_the_state(aws) -> None:
+    create_endpoint({"ab-testing:strategy": "WeightedSampling", "ab-testing:warmup": "0"})
+    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
+    create_endpoint(
+        {"ab-testing:strategy": "WeightedSampling", "ab-testing:warmup": "0"},
+        variants=("Champion1", "Challenger1", "Challenger2"),
+    )
+    admin(aws, "conclude", {**NAME, "winner": "Champion1"})
+
+    for route, body in (
+        ("add-variant", {"variant": "Challenger2"}),
+        ("weights", {"weights": {"Champion1": 2}}),
+    ):
+        status, answer = admin(aws, route, {**NAME, **body})
+        assert (status, answer["details"][0]["field"]) == (409, "state"), route
+        assert "is concluded: cannot" in answer["message"]
