@@ -43,7 +43,7 @@ MOVES: dict[State, dict[Action, State]] = {
 
 # The actor of changes made on the embedded server without a token.
 LOCAL_ACTOR = "local"
-# The actor of changes registration makes: a variant gone from the config or the catalog.
+# The actor of changes registration makes: a variant gone from, or new in, the config.
 REGISTRATION_ACTOR = "registration"
 # The actions that change the variants, not the state: legal until the experiment concludes.
 VARIANT_ACTIONS = (Action.RETIRE_VARIANT, Action.ADD_VARIANT, Action.WEIGHTS)
