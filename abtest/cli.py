@@ -318,6 +318,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 EXIT_BY_STATUS = {404: 3, 409: 4, 401: 5, 403: 5}
 # The admin route of each `abtest endpoints` action, and the moves among them.
 ENDPOINT_ACTIONS = ("list", "show", "pause", "resume", "conclude", "retire-variant")
+ENDPOINT_ACTIONS += ("add-variant", "weights")
+# Bad input the API refused (400, naming the field) exits as a usage error does.
+EXIT_BY_STATUS[400] = 2
 
 
 def _endpoints(args: argparse.Namespace) -> int:
@@ -334,11 +337,22 @@ def _endpoints(args: argparse.Namespace) -> int:
         body["reason"] = args.reason
     if args.action == "conclude" and args.winner:
         body["winner"] = args.winner
-    if args.action == "retire-variant":
+    if args.action in ("retire-variant", "add-variant"):
         if not args.variant:
-            print("abtest: endpoints retire-variant: give --variant", file=sys.stderr)
+            print(f"abtest: endpoints {args.action}: give --variant", file=sys.stderr)
             return 2
         body["variant"] = args.variant
+    if args.action == "add-variant":
+        if args.model:
+            body["model"] = args.model
+        if args.initial_weight is not None:
+            body["initial_weight"] = args.initial_weight
+    if args.action == "weights":
+        weights = _weights(args.weight or [])
+        if weights is None:
+            print("abtest: endpoints weights: give --weight VARIANT=WEIGHT", file=sys.stderr)
+            return 2
+        body["weights"] = weights
     try:
         with ApiClient(args.url, auth=auth, headers=headers) as client:
             answer = client.admin(args.action, body)
@@ -356,6 +370,20 @@ def _endpoints(args: argparse.Namespace) -> int:
     return 0
 
 
+def _weights(pairs: Sequence[str]) -> dict[str, float] | None:
+    """`VARIANT=WEIGHT` pairs as a dict; None if there are none or one is malformed."""
+    weights: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            return None
+        if not sep or not name.strip():
+            return None
+    return weights or None
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain text table: columns as wide as their widest cell."""
     cells = [list(header), *[["-" if v is None else str(v) for v in row] for row in rows]]
@@ -363,6 +391,14 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
     )
+
+
+def _origin(e: dict[str, Any], variant: str) -> str:
+    """How the variant came: `-` with the experiment, else added (with its model, if any)."""
+    added = e.get("added", {})
+    if variant not in added:
+        return "-"
+    return f"yes ({added[variant]})" if added[variant] else "yes"
 
 
 def _list_table(answer: dict[str, Any]) -> str:
@@ -388,6 +424,8 @@ def _endpoint_tables(e: dict[str, Any]) -> str:
             v["conversion_count"],
             f"{v['reward_sum']:g}",
             f"{allocation.get(v['variant_name'], 0.0):.3f}",
+            f"{e['weights'][v['variant_name']]:g}" if "weights" in e else "-",
+            _origin(e, v["variant_name"]),
         )
         for v in e["variant_metrics"]
     ]
@@ -408,7 +446,10 @@ def _endpoint_tables(e: dict[str, Any]) -> str:
         + f" (version {e['version']}, {e['strategy']})",
         f"decision: {decision.get('winner') or 'no winner'} ({decision.get('reason', '-')})",
         "",
-        _table(("VARIANT", "INVOCATIONS", "CONVERSIONS", "REWARD", "ALLOCATION"), variants),
+        _table(
+            ("VARIANT", "INVOCATIONS", "CONVERSIONS", "REWARD", "ALLOCATION", "WEIGHT", "ADDED"),
+            variants,
+        ),
     ]
     if audit:
         lines += ["", _table(("AT (UTC)", "ACTOR", "ACTION", "REASON"), audit)]
@@ -547,9 +588,10 @@ def _parser() -> argparse.ArgumentParser:
 
     endpoints = command(
         "endpoints",
-        "list, show, pause, resume or conclude endpoints, or retire a variant",
+        "list, show, pause, resume or conclude endpoints; add or retire a variant, set weights",
         "Call the admin routes of abtest serve or a deployed API and print tables. Exit codes: "
-        "0 done, 1 another failure (5xx, no connection), 2 usage, 3 no such endpoint, "
+        "0 done, 1 another failure (5xx, no connection), 2 usage (or input the API refused), "
+        "3 no such endpoint, "
         "4 conflict (an illegal or concurrent move, or no winner to conclude with), "
         "5 not authorized.",
     )
@@ -560,14 +602,31 @@ def _parser() -> argparse.ArgumentParser:
     endpoints.add_argument(
         "--winner", help="conclude: the variant to serve everyone (default: the decision's)"
     )
-    endpoints.add_argument("--variant", help="retire-variant: the variant to retire")
+    endpoints.add_argument(
+        "--variant", help="retire-variant: the variant to retire; add-variant: the one to add"
+    )
+    endpoints.add_argument(
+        "--model",
+        help="add-variant, embedded server: what it calls ('package.module:function' or an "
+        "http(s):// URL); on AWS the variant is a production variant of the endpoint instead",
+    )
+    endpoints.add_argument(
+        "--initial-weight", type=float, help="add-variant: its weight (default 1)"
+    )
+    endpoints.add_argument(
+        "--weight",
+        action="append",
+        metavar="VARIANT=WEIGHT",
+        help="weights: a WeightedSampling weight (repeat for more; the others keep theirs)",
+    )
     _auth_options(endpoints)  # on AWS the admin routes always take --auth iam
     endpoints.set_defaults(command=_endpoints)
     board = command(
         "dashboard",
         "serve the dashboard of a deployed API on this machine",
         "Serve /dashboard on 127.0.0.1 for the API at --url: the page's /stats, /history and "
-        "admin requests (list, show, pause, resume, conclude, retire-variant) are forwarded "
+        "admin requests (list, show, pause, resume, conclude, retire-variant, add-variant, "
+        "weights) are forwarded "
         "with the auth the API needs (SigV4, an API key or a token), which never reaches the "
         "browser. Nothing else is forwarded.",
     )

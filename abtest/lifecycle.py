@@ -30,6 +30,8 @@ class Action(StrEnum):
     RESUME = "resume"
     CONCLUDE = "conclude"
     RETIRE_VARIANT = "retire-variant"  # no move: the variant stops serving
+    ADD_VARIANT = "add-variant"  # no move: a challenger joins, warming up alone
+    WEIGHTS = "weights"  # no move: WeightedSampling's weights, set by hand
     # Not a request of its own: the second step of a conclusion, recorded once the model
     # host (SageMaker's production-variant weights) routes everyone to the winner too.
     PROMOTE = "promote"
@@ -54,6 +56,13 @@ MOVES: dict[State, dict[Action, State]] = {
 LOCAL_ACTOR = "local"
 # The actor of a conclusion aggregation made on its own (the endpoint's `auto_conclude`).
 AUTO_CONCLUDE_ACTOR = "auto-conclude"
+# The actor of changes registration makes: a variant gone from, or new in, the config.
+REGISTRATION_ACTOR = "registration"
+# The actions that change the variants, not the state: legal until the experiment concludes.
+VARIANT_ACTIONS = (Action.RETIRE_VARIANT, Action.ADD_VARIANT, Action.WEIGHTS)
+# Lifecycle fields written only when set, so a record written before they existed keeps the
+# same JSON (the compare-and-set compares the stored text).
+_WRITTEN_WHEN_SET = ("added", "weights", "promotion")
 # Audit entries kept per endpoint (the oldest go first): changes are made by people, so
 # this is years of them, and it bounds the DynamoDB item that holds them.
 AUDIT_RETENTION = 500
@@ -70,16 +79,25 @@ class Lifecycle:
     retired: tuple[str, ...] = ()
     # Concluded where the model host keeps weights: whether it routes to the winner yet.
     promotion: Promotion | None = None
+    # Variants added while the experiment ran, each with its `model` (None: the endpoint's
+    # own, a SageMaker production variant): registration keeps them, the config lacks them.
+    added: tuple[tuple[str, str | None], ...] = ()
+    # WeightedSampling's weights set by hand, by variant; they override the configured ones.
+    weights: tuple[tuple[str, float], ...] = ()
 
     @property
     def allowed_actions(self) -> tuple[Action, ...]:
-        """What a person can do now: the moves from this state, and retiring a variant
+        """What a person can do now: the moves from this state, and changing the variants
         until the experiment is concluded, or concluding again while the winner's promotion
         is pending (it finishes it). Clients (the dashboard) offer exactly these."""
         if self.promotion is Promotion.PENDING:
             return (Action.CONCLUDE,)
         moves = tuple(MOVES[self.state])
-        return moves if self.state is State.CONCLUDED else (*moves, Action.RETIRE_VARIANT)
+        return moves if self.state is State.CONCLUDED else (*moves, *VARIANT_ACTIONS)
+
+    @property
+    def added_models(self) -> dict[str, str | None]:
+        return dict(self.added)
 
     def moved(
         self,
@@ -127,12 +145,50 @@ class Lifecycle:
             )
         return replace(self, retired=(*self.retired, variant), version=self.version + 1)
 
+    def adding(self, endpoint_name: str, variant: str, model: str | None) -> Lifecycle:
+        """The lifecycle with `variant` added (its model with it); 409 once concluded."""
+        self._not_concluded(endpoint_name, Action.ADD_VARIANT)
+        return replace(self, added=(*self.added, (variant, model)), version=self.version + 1)
+
+    def weighted(self, endpoint_name: str, weights: dict[str, float]) -> Lifecycle:
+        """The lifecycle with `weights` set (others kept as they were); 409 once concluded."""
+        self._not_concluded(endpoint_name, Action.WEIGHTS)
+        merged = dict(self.weights) | weights
+        return replace(self, weights=tuple(sorted(merged.items())), version=self.version + 1)
+
+    def registered(self, variant_names: tuple[str, ...], stored: tuple[str, ...]) -> Lifecycle:
+        """The lifecycle after registration found `variant_names` in the config or catalog,
+        with `stored` the variants the record has: a stored variant the config dropped, and
+        no person added, is retired (never deleted: its counters and events stay its own);
+        a variant new to a record that had some is added (it warms up alone, as one added
+        through the admin API: a new production variant on SageMaker arrives this way).
+        Itself if nothing changes."""
+        kept = {*variant_names, *self.added_models, *self.retired}
+        dropped = tuple(name for name in stored if name not in kept)
+        new = tuple((name, None) for name in variant_names if stored and name not in stored)
+        if not dropped and not new:
+            return self
+        return replace(
+            self,
+            retired=(*self.retired, *dropped),
+            added=(*self.added, *new),
+            version=self.version + 1,
+        )
+
+    def _not_concluded(self, endpoint_name: str, action: Action) -> None:
+        if self.state is State.CONCLUDED:
+            raise ConflictError(
+                f"{endpoint_name!r} is concluded: cannot {action}; allowed: none",
+                details=[{"field": "state", "message": "concluded; allowed: none"}],
+            )
+
     def to_json(self) -> str:
-        """The stored form, compared whole by the stores' compare-and-set: without a
-        promotion it is exactly what was written before promotions existed."""
+        """The stored form, compared whole by the stores' compare-and-set: fields added
+        later are written only when set, so an old record keeps exactly its old text."""
         value = asdict(self)
-        if self.promotion is None:
-            del value["promotion"]
+        for name in _WRITTEN_WHEN_SET:
+            if not value[name]:
+                del value[name]
         return json.dumps(value, sort_keys=True)
 
     @classmethod
@@ -141,9 +197,14 @@ class Lifecycle:
             return cls()
         value = json.loads(text)
         retired = tuple(value.get("retired", ()))
-        promotion = Promotion(value["promotion"]) if value.get("promotion") else None
         return cls(
-            State(value["state"]), value.get("winner"), int(value["version"]), retired, promotion
+            State(value["state"]),
+            value.get("winner"),
+            int(value["version"]),
+            retired,
+            promotion=Promotion(value["promotion"]) if value.get("promotion") else None,
+            added=tuple((name, model) for name, model in value.get("added", ())),
+            weights=tuple((name, float(w)) for name, w in value.get("weights", ())),
         )
 
 
@@ -171,3 +232,26 @@ def lost_race(endpoint_name: str) -> ConflictError:
         f"{endpoint_name!r} was changed by someone else meanwhile; read it and try again",
         details=[{"field": "state", "message": "changed concurrently"}],
     )
+
+
+def registration_entries(before: Lifecycle, after: Lifecycle, now: float) -> list[AuditEntry]:
+    """The audit entries of registration retiring the variants the config or catalog dropped
+    and adding the ones it lists for the first time (`Lifecycle.registered`)."""
+    changes = (
+        (
+            Action.RETIRE_VARIANT,
+            [name for name in after.retired if name not in before.retired],
+            "gone from the endpoint's config: retired, its counters and events kept",
+        ),
+        (
+            Action.ADD_VARIANT,
+            [name for name in after.added_models if name not in before.added_models],
+            "new in the endpoint's config: added, warming up alone",
+        ),
+    )
+    details = {"from": str(before.state), "to": str(after.state), "version": after.version}
+    return [
+        AuditEntry(now, REGISTRATION_ACTOR, action, reason, {"variants": names, **details})
+        for action, names, reason in changes
+        if names
+    ]

@@ -17,6 +17,7 @@ from abtest.records import (
     EventKey,
     Figures,
     RejectedLine,
+    VariantConfig,
 )
 
 
@@ -50,7 +51,10 @@ class Store(Protocol):
         ...
 
     def register_endpoint(self, config: EndpointConfig, now: float) -> Endpoint:
-        """Upsert: keep counters of variants still there, add new ones at zero, drop the rest."""
+        """Upsert: keep every variant's counters, add new ones at zero. A variant the config
+        no longer lists is kept, retired (`Lifecycle.registered`, audit-logged, in the same
+        write), unless a person added it: its logged events still count. The rest of the
+        lifecycle (state, retired and added variants, weights) is kept as it is."""
         ...
 
     def deregister_endpoint(self, endpoint_name: str, now: float) -> None:
@@ -98,13 +102,19 @@ class Store(Protocol):
         ...
 
     def change_lifecycle(
-        self, endpoint_name: str, expected: Lifecycle, new: Lifecycle, entry: AuditEntry
+        self,
+        endpoint_name: str,
+        expected: Lifecycle,
+        new: Lifecycle,
+        entry: AuditEntry,
+        new_variant: VariantConfig | None = None,
     ) -> bool:
         """Store `new` as `Endpoint.lifecycle` and append `entry` to the audit log, in one
         write, only if the stored lifecycle is still `expected` (compare-and-set); False,
         changing nothing, if it is not or the endpoint is unknown. Counters are not
         written, so an aggregation at the same time loses nothing and is not lost.
-        Re-registration keeps the lifecycle."""
+        `new_variant` (add-variant) joins the variants in the same write, last, at zero
+        (a variant of that name already there keeps its counters)."""
         ...
 
     def audit_log(self, endpoint_name: str) -> list[AuditEntry]:
@@ -200,6 +210,15 @@ class EndpointCatalog(Protocol):
 
     def describe(self, endpoint_name: str) -> EndpointConfig:
         """Raises NotFoundError if there is no such endpoint, ConfigError on a bad tag or key."""
+        ...
+
+    def prepare_variant(self, endpoint_name: str, variant_name: str, model: str | None) -> None:
+        """Make sure a variant added while the experiment runs can be called from now on.
+
+        On AWS it must be a production variant of the SageMaker endpoint already (else a
+        ConflictError naming `variant`) and takes no `model` (BadRequestError naming it);
+        embedded, `model` is required, checked and loaded (BadRequestError naming `model`).
+        """
         ...
 
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 import bandit
 from abtest.config_types import ExperimentSettings
-from abtest.lifecycle import Lifecycle
+from abtest.lifecycle import Action, Lifecycle
 
 ACTIVE = "active"
 DELETED = "deleted"
@@ -166,8 +166,30 @@ class Endpoint:
         }
         if self.lifecycle.retired:  # they leave the allocation (absent: digests stay as were)
             inputs["retired"] = list(self.lifecycle.retired)
+        if self.lifecycle.added:  # they warm up alone
+            inputs["added"] = list(self.lifecycle.added_models)
+        if self.lifecycle.weights:  # they replace the configured weights
+            inputs["weights"] = list(self.lifecycle.weights)
         text = json.dumps(inputs, sort_keys=True, default=_plain)
         return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Each variant's weight for WeightedSampling: set by hand, else the configured one."""
+        manual = dict(self.lifecycle.weights)
+        return {
+            v.variant_name: manual.get(v.variant_name, v.initial_variant_weight)
+            for v in self.variants
+        }
+
+    @property
+    def allowed_actions(self) -> tuple[Action, ...]:
+        """The lifecycle's, but weights only for a WeightedSampling endpoint (the one
+        strategy that allocates by them)."""
+        allowed = self.lifecycle.allowed_actions
+        if self.strategy == bandit.WeightedSampling.name:
+            return allowed
+        return tuple(a for a in allowed if a is not Action.WEIGHTS)
 
     @property
     def fresh_figures(self) -> Figures | None:

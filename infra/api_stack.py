@@ -130,6 +130,8 @@ class ApiStack(Stack):
                     )
                 ],
             ),
+            # add-variant checks the variant is a production variant of the endpoint.
+            Need.CATALOG: _Provision({}, [(["sagemaker:DescribeEndpoint"], [endpoint_arn])]),
         }
         fns: dict[str, lambda_.Function] = {}
         for route in ALL_ROUTES:
@@ -274,7 +276,10 @@ class ApiStack(Stack):
             fns[r.function_name].log_group.log_group_name
             for r in ALL_ROUTES
             if Need.LIFECYCLE in r.needs
-        ] + [fns["metrics"].log_group.log_group_name]  # auto-conclusions
+        ] + [
+            fns["metrics"].log_group.log_group_name,  # auto-conclusions
+            fns["register"].log_group.log_group_name,  # promotions it finishes
+        ]
         service_dashboard(
             self, s.stage_name, fns, api.server_errors, [events_dlq, failed_dlq], lifecycle_logs
         )
@@ -374,6 +379,15 @@ class ApiStack(Stack):
                     f"Resource::{endpoints}:endpoint/{prefix}*": "Only this stage's endpoints, "
                     "the ones the API serves and may conclude: sagemaker:DescribeEndpoint, "
                     "sagemaker:UpdateEndpointWeightsAndCapacities."
+                },
+            )
+        for name in (r.function_name for r in ALL_ROUTES if Need.CATALOG in r.needs):
+            nag.suppress_each(
+                fns[name].role,
+                "IAM5",
+                {
+                    f"Resource::{endpoints}:endpoint/{prefix}*": "Only this stage's endpoints, "
+                    "whose production variants may be added: sagemaker:DescribeEndpoint."
                 },
             )
         register_reads = (

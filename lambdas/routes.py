@@ -59,6 +59,8 @@ NEED_ENVIRONMENTS: dict[Need, type[LambdaEnvironment] | None] = {
     Need.HISTORY: None,
     # SageMaker endpoints are named per request, within the IAM prefix: nothing to set.
     Need.PROMOTION: None,
+    # SageMaker endpoints are named per request: nothing to set.
+    Need.CATALOG: None,
 }
 
 

@@ -35,7 +35,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from abtest.config_types import ExperimentSettings
 from abtest.errors import StoreUnavailableError
 from abtest.events import CONVERSION
-from abtest.lifecycle import AUDIT_RETENTION, AuditEntry, Lifecycle
+from abtest.lifecycle import AUDIT_RETENTION, AuditEntry, Lifecycle, registration_entries
 from abtest.records import (
     ACTIVE,
     COUNTERS,
@@ -47,6 +47,7 @@ from abtest.records import (
     EventKey,
     Figures,
     StrategyParams,
+    VariantConfig,
     VariantCounters,
     VariantCounts,
     params_from_epsilon,
@@ -242,6 +243,7 @@ class DynamoDBStore:
         names = [v.name for v in config.variants]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate variant names in {config.endpoint_name}: {names}")
+        key = {"endpoint_name": {"S": config.endpoint_name}}
         for attempt in range(MAX_ATTEMPTS):
             current = self._endpoint_item(config.endpoint_name, consistent=True)
             try:
@@ -254,20 +256,47 @@ class DynamoDBStore:
                         ConditionExpression="attribute_not_exists(endpoint_name)",
                     )
                     return _endpoint(item)
-                update = _reregistration(config, set(current["variants"]["M"]), now)
-                item = self._call(
-                    "update_item",
-                    TableName=self.metrics_table,
-                    Key={"endpoint_name": {"S": config.endpoint_name}},
-                    ReturnValues="ALL_NEW",
-                    **update,
-                )["Attributes"]
-                return _endpoint(item)
+                stored = _endpoint(current)
+                update = _reregistration(config, stored.variant_names, now)
+                before = stored.lifecycle
+                after = before.registered(tuple(names), stored.variant_names)
+                if after is before:
+                    item = self._call(
+                        "update_item",
+                        TableName=self.metrics_table,
+                        Key=key,
+                        ReturnValues="ALL_NEW",
+                        **update,
+                    )["Attributes"]
+                    return _endpoint(item)
+                # A variant the config dropped is retired: the lifecycle, pinned as read,
+                # changes in the same transaction as the variants and the audit log.
+                update["UpdateExpression"] = update["UpdateExpression"].replace(
+                    "SET ", "SET lifecycle = :lifecycle, ", 1
+                )
+                update["ConditionExpression"] += " AND " + _lifecycle_is(before)
+                update["ExpressionAttributeValues"] |= {
+                    ":lifecycle": {"S": after.to_json()},
+                    ":old": {"S": before.to_json()},
+                }
+                entries = registration_entries(before, after, now)
+                actions = [
+                    {"Update": {"TableName": self.metrics_table, "Key": key, **update}},
+                    self._audit_put(config.endpoint_name, *entries),
+                ]
+                if _transact(self._call, actions, attempt):
+                    return self._read_back(config.endpoint_name)
+                continue  # None: backed off; False: the item changed meanwhile, read again
             except ClientError as error:
                 if _code(error) != "ConditionalCheckFailedException":
                     raise
                 _backoff(attempt)  # another registration changed the variants in between
         raise StoreUnavailableError(f"registration of {config.endpoint_name} contended")
+
+    def _read_back(self, endpoint_name: str) -> Endpoint:
+        item = self._endpoint_item(endpoint_name, consistent=True)
+        assert item is not None  # just written
+        return _endpoint(item)
 
     def deregister_endpoint(self, endpoint_name: str, now: float) -> None:
         try:
@@ -361,8 +390,8 @@ class DynamoDBStore:
             written = _transact(self._call, actions, attempt)
             if written is not None:
                 return written  # False: the idempotency record exists, applied before
-            # A variant was removed by a re-registration, or a concurrent transaction or
-            # throttling got in the way: re-read and retry.
+            # A concurrent transaction or throttling got in the way (or a variant went
+            # missing, which registration no longer does: it retires): re-read and retry.
         raise StoreUnavailableError(f"aggregation of {record_key} contended")
 
     def _increments(self, endpoint_name: str, deltas: Mapping[str, VariantCounts]) -> Item:
@@ -395,49 +424,58 @@ class DynamoDBStore:
     # -- lifecycle ---------------------------------------------------------
 
     def change_lifecycle(
-        self, endpoint_name: str, expected: Lifecycle, new: Lifecycle, entry: AuditEntry
+        self,
+        endpoint_name: str,
+        expected: Lifecycle,
+        new: Lifecycle,
+        entry: AuditEntry,
+        new_variant: VariantConfig | None = None,
     ) -> bool:
         # The audit item is rewritten whole (trimmed to the retention), in one transaction
         # with the conditional lifecycle write: a racing change fails that condition, so
         # the entries read here are the ones the write replaces.
-        audit_key = {"endpoint_name": {"S": AUDIT_PREFIX + endpoint_name}}
-        if expected == Lifecycle():  # never changed: no attribute yet, or written as default
-            condition = "attribute_exists(variants) AND (attribute_not_exists(lifecycle)"
-            condition += " OR lifecycle = :old)"
-        else:
-            condition = "attribute_exists(variants) AND lifecycle = :old"
+        sets = ["lifecycle = :new"]
+        names: dict[str, str] = {}
+        values = {":new": {"S": new.to_json()}, ":old": {"S": expected.to_json()}}
+        if new_variant is not None:  # last in order; one already there keeps its counters
+            names["#added"] = new_variant.name
+            sets.append("variants.#added = if_not_exists(variants.#added, :variant)")
+            item = self._endpoint_item(endpoint_name, consistent=True)
+            position = len(item["variants"]["M"]) if item is not None else 0
+            values[":variant"] = _variant(new_variant.initial_weight, position)
+        update: Item = {
+            "TableName": self.metrics_table,
+            "Key": {"endpoint_name": {"S": endpoint_name}},
+            "UpdateExpression": "SET " + ", ".join(sets),
+            "ConditionExpression": "attribute_exists(variants) AND " + _lifecycle_is(expected),
+            "ExpressionAttributeValues": values,
+        }
+        if names:
+            update["ExpressionAttributeNames"] = names
         for attempt in range(MAX_ATTEMPTS):
-            stored = self._call(
-                "get_item", TableName=self.metrics_table, Key=audit_key, ConsistentRead=True
-            ).get("Item")
-            entries = [e["S"] for e in stored["entries"]["L"]] if stored else []
-            entries = [*entries, entry.to_json()][-AUDIT_RETENTION:]
-            actions = [
-                {
-                    "Update": {
-                        "TableName": self.metrics_table,
-                        "Key": {"endpoint_name": {"S": endpoint_name}},
-                        "UpdateExpression": "SET lifecycle = :new",
-                        "ConditionExpression": condition,
-                        "ExpressionAttributeValues": {
-                            ":new": {"S": new.to_json()},
-                            ":old": {"S": expected.to_json()},
-                        },
-                    }
-                },
-                {
-                    "Put": {
-                        "TableName": self.metrics_table,
-                        "Item": {**audit_key, "entries": {"L": [{"S": e} for e in entries]}},
-                    }
-                },
-            ]
+            actions = [{"Update": update}, self._audit_put(endpoint_name, entry)]
             written = _transact(self._call, actions, attempt)
             if written is not None:
                 return written  # False: another change won, or no such endpoint
             # An aggregation's transaction on the same item: its increments leave the
             # lifecycle alone, so the condition still holds; try again.
         raise StoreUnavailableError(f"lifecycle change of {endpoint_name} contended")
+
+    def _audit_put(self, endpoint_name: str, *new: AuditEntry) -> Item:
+        """The Put of the endpoint's audit item with `new` appended, for a transaction
+        whose lifecycle condition guarantees no other change appended meanwhile."""
+        audit_key = {"endpoint_name": {"S": AUDIT_PREFIX + endpoint_name}}
+        stored = self._call(
+            "get_item", TableName=self.metrics_table, Key=audit_key, ConsistentRead=True
+        ).get("Item")
+        entries = [e["S"] for e in stored["entries"]["L"]] if stored else []
+        entries = [*entries, *(e.to_json() for e in new)][-AUDIT_RETENTION:]
+        return {
+            "Put": {
+                "TableName": self.metrics_table,
+                "Item": {**audit_key, "entries": {"L": [{"S": e} for e in entries]}},
+            }
+        }
 
     def audit_log(self, endpoint_name: str) -> list[AuditEntry]:
         item = self._call(
@@ -531,12 +569,13 @@ def _new_endpoint_item(config: EndpointConfig, now: float) -> Item:
     }
 
 
-def _reregistration(config: EndpointConfig, current: set[str], now: float) -> Item:
+def _reregistration(config: EndpointConfig, current: tuple[str, ...], now: float) -> Item:
     """UpdateItem arguments that change the variants in place, leaving counters untouched.
 
     The condition pins the variant set that was read, so a concurrent
     registration forces a retry, while increments (which never change the set)
-    neither conflict nor get overwritten.
+    neither conflict nor get overwritten. No variant is removed: those the config
+    dropped go last, in their order (the lifecycle retires them).
     """
     sets = [
         "strategy = :strategy",
@@ -546,7 +585,6 @@ def _reregistration(config: EndpointConfig, current: set[str], now: float) -> It
         "#status = :status",
         "updated_at = :now",
     ]
-    removes = ["epsilon"]  # the attribute strategy_params replaced, if the item still has it
     conditions: list[str] = []
     names = {"#status": "status"}
     values = {
@@ -557,7 +595,7 @@ def _reregistration(config: EndpointConfig, current: set[str], now: float) -> It
         ":status": {"S": ACTIVE},
         ":now": _n(now),
     }
-    wanted = {v.name for v in config.variants}
+    wanted = [v.name for v in config.variants]
     for i, v in enumerate(config.variants):
         names[f"#v{i}"] = v.name
         path = f"variants.#v{i}"
@@ -570,11 +608,14 @@ def _reregistration(config: EndpointConfig, current: set[str], now: float) -> It
             sets.append(f"{path} = :v{i}")
             values[f":v{i}"] = _variant(v.initial_weight, i)
             conditions.append(f"attribute_not_exists({path})")
-    for i, name in enumerate(sorted(current - wanted)):
+    for i, name in enumerate(n for n in current if n not in wanted):
         names[f"#r{i}"] = name
-        removes.append(f"variants.#r{i}")
+        names["#position"] = "position"
+        sets.append(f"variants.#r{i}.#position = :r{i}")
+        values[f":r{i}"] = _n(len(wanted) + i)
         conditions.append(f"attribute_exists(variants.#r{i})")
-    expression = f"SET {', '.join(sets)} REMOVE {', '.join(removes)}"
+    # The attribute strategy_params replaced, if the item still has it.
+    expression = f"SET {', '.join(sets)} REMOVE epsilon"
     return {
         "UpdateExpression": expression,
         "ConditionExpression": " AND ".join(conditions) or "attribute_exists(variants)",
@@ -583,8 +624,23 @@ def _reregistration(config: EndpointConfig, current: set[str], now: float) -> It
     }
 
 
+def _lifecycle_is(expected: Lifecycle) -> str:
+    """The condition that the item's lifecycle is still `expected` (`:old`)."""
+    if expected == Lifecycle():  # never changed: no attribute yet, or written as default
+        return "(attribute_not_exists(lifecycle) OR lifecycle = :old)"
+    return "lifecycle = :old"
+
+
 # The attributes of an endpoint item its figures are worked out from.
-_FIGURES_BASIS = ("variants", "strategy", "strategy_params", "epsilon", "warmup", "settings")
+_FIGURES_BASIS = (
+    "variants",
+    "strategy",
+    "strategy_params",
+    "epsilon",
+    "warmup",
+    "settings",
+    "lifecycle",
+)
 
 
 def _endpoint(item: Item) -> Endpoint:

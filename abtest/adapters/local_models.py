@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import json
 import random
+import re
 import sys
 import threading
 from collections.abc import Callable, Collection, Mapping
@@ -24,10 +25,24 @@ from concurrent.futures import TimeoutError as CallTimeout
 from pathlib import Path
 from typing import Any
 
-from abtest.errors import ConfigError, ConflictError, ModelError, NotFoundError
+from abtest.errors import BadRequestError, ConfigError, ConflictError, ModelError, NotFoundError
 from abtest.ports import ModelResult
 
 ModelFunction = Callable[[str, str], Any]
+
+_CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def is_url(model: str) -> bool:
+    return model.startswith(("http://", "https://"))
+
+
+def a_model(model: str) -> str:
+    """`model` if it is a model reference (the config's `model` and add-variant's alike)."""
+    if not (is_url(model) or _CALLABLE.match(model)):
+        raise ValueError(f"{model!r} is neither 'package.module:function' nor an http(s):// URL")
+    return model
+
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 # Callables run here, so a call can be given up on: a hung one keeps its thread (Python
@@ -69,6 +84,8 @@ class LocalModels:
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         rng: random.Random | None = None,
         inline: Collection[str] = (),
+        near: Path | None = None,
+        discover: Callable[[str], str | None] | None = None,
     ) -> None:
         """`variants` maps names to callables, `module:function` references or URLs.
 
@@ -76,6 +93,9 @@ class LocalModels:
         with `endpoint_name` set, other endpoint names are NotFoundError. A call (callable
         or URL) that takes longer than `timeout_seconds` is a ModelError, except for the
         callables named in `inline`: called on the caller's thread, never cut off.
+        Variants added later (`add`) are imported from `near` (the config's folder); a
+        variant this process does not know is looked up with `discover` (its `model`, or
+        None): another process of the same server may have added it.
         """
         if not variants:
             raise ValueError("at least one variant is needed")
@@ -90,9 +110,14 @@ class LocalModels:
             if name not in self._models or isinstance(self._models[name], str):
                 raise ValueError(f"inline: {name!r} is not a callable variant")
         self._inline = frozenset(inline)
+        self._all_inline = self._inline == set(self._models)
+        # The fallback (no variant named) picks among the configured models only.
+        self._fallback = list(self._models)
         self._weights = [float((weights or {}).get(name, 1.0)) for name in self._models]
         if sum(self._weights) <= 0:
             raise ValueError("variant weights must not all be 0")
+        self._near = near
+        self._discover = discover
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
         self._http: Any = None
@@ -106,7 +131,7 @@ class LocalModels:
     @property
     def all_inline(self) -> bool:
         """Whether every call runs on the caller's thread (then none ever waits on another)."""
-        return self._inline == set(self._models)
+        return self._all_inline
 
     def invoke(
         self,
@@ -120,8 +145,10 @@ class LocalModels:
             raise NotFoundError(f"endpoint_name: {endpoint_name!r} has no local models")
         if variant_name is None:
             with self._rng_lock:
-                variant_name = self._rng.choices(list(self._models), self._weights)[0]
+                variant_name = self._rng.choices(self._fallback, self._weights)[0]
         model = self._models.get(variant_name)
+        if model is None and self._discover is not None:
+            model = self._discovered(variant_name)
         if model is None:
             raise ConflictError(
                 f"variant {variant_name!r} is not a model of {endpoint_name!r} "
@@ -132,6 +159,31 @@ class LocalModels:
         else:
             predictions = self._call(variant_name, model, data, content_type)
         return ModelResult(variant_name=variant_name, predictions=predictions)
+
+    def add(self, variant_name: str, model: str) -> None:
+        """Make `model` (a `package.module:function` or a URL) callable as `variant_name`
+        now; BadRequestError naming `model` if it is neither or does not import."""
+        try:
+            a_model(model)
+            loaded = model if is_url(model) else load_callable(model, near=self._near)
+        except (ValueError, ConfigError) as error:
+            raise BadRequestError.field("model", str(error)) from None
+        # Before the model is reachable: from now on invocations leave the event loop for a
+        # thread, where a call can be timed out (one a worker discovers on the loop is the
+        # exception: that one call runs there).
+        self._all_inline = False
+        self._models[variant_name] = loaded
+
+    def _discovered(self, variant_name: str) -> ModelFunction | str | None:
+        assert self._discover is not None
+        model = self._discover(variant_name)
+        if model is None:
+            return None
+        try:
+            self.add(variant_name, model)
+        except BadRequestError as error:
+            raise ModelError(f"model variant {variant_name!r}: {error.message}") from None
+        return self._models[variant_name]
 
     def close(self) -> None:
         self._calls.shutdown(wait=False, cancel_futures=True)
@@ -221,6 +273,10 @@ class EndpointModels:
         if models is None:
             raise NotFoundError(f"endpoint_name: {endpoint_name!r} has no local models")
         return models.invoke(endpoint_name, variant_name, data, content_type, inference_id)
+
+    def add(self, endpoint_name: str, variant_name: str, model: str) -> None:
+        """Load a variant added at run time into its endpoint's models."""
+        self[endpoint_name].add(variant_name, model)
 
     def close(self) -> None:
         for models in self._by_endpoint.values():

@@ -12,6 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from abtest.adapters.endpoint_tags import strategy_from_tags
 from abtest.config_types import ExperimentSettings
 from abtest.errors import (
+    BadRequestError,
     ConflictError,
     ModelError,
     ModelHostError,
@@ -140,6 +141,29 @@ class SageMakerEndpointCatalog:
             variants=self._variants(endpoint),
             settings=ExperimentSettings.of(tagged),
         )
+
+    def prepare_variant(self, endpoint_name: str, variant_name: str, model: str | None) -> None:
+        """A SageMaker variant is a production variant of the endpoint, deployed there first."""
+        if model is not None:
+            raise BadRequestError.field(
+                "model",
+                "not taken on AWS: deploy the model as a production variant of the SageMaker "
+                "endpoint, then add the variant by name",
+            )
+        try:
+            endpoint = self.client.describe_endpoint(EndpointName=endpoint_name)
+        except ClientError as exc:
+            if "could not find endpoint" in _error(exc)[1].lower():
+                raise NotFoundError(f"endpoint {endpoint_name} not found") from exc
+            raise
+        production = [v["VariantName"] for v in endpoint.get("ProductionVariants", [])]
+        if variant_name not in production:
+            raise ConflictError(
+                f"variant: {variant_name!r} is not a production variant of the SageMaker "
+                f"endpoint {endpoint_name!r} (production variants: {', '.join(production)}); "
+                "deploy it there first",
+                details=[{"field": "variant", "message": "not a production variant"}],
+            )
 
     def _variants(self, endpoint: dict[str, Any]) -> tuple[VariantConfig, ...]:
         """Current weights; the endpoint config's initial ones where the endpoint has none yet."""

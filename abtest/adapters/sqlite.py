@@ -23,7 +23,7 @@ from abtest.adapters.sqlite_history import HISTORY_SCHEMA, SqliteHistory
 from abtest.config_types import ExperimentSettings
 from abtest.errors import StoreUnavailableError
 from abtest.events import CONVERSION
-from abtest.lifecycle import AUDIT_RETENTION, AuditEntry, Lifecycle
+from abtest.lifecycle import AUDIT_RETENTION, AuditEntry, Lifecycle, registration_entries
 from abtest.records import (
     ACTIVE,
     COUNTERS,
@@ -34,6 +34,7 @@ from abtest.records import (
     EndpointConfig,
     EventKey,
     Figures,
+    VariantConfig,
     VariantCounters,
     VariantCounts,
     params_from_epsilon,
@@ -389,11 +390,11 @@ class SqliteStore(SqliteHistory):
                     config.settings.to_json(),
                 ),
             )
-            marks = ", ".join("?" * len(names))
-            db.execute(
-                f"DELETE FROM variants WHERE endpoint_name = ? AND variant_name NOT IN ({marks})",
-                (name, *names),
-            )
+            # No variant is deleted: one the config dropped is retired (unless a person added
+            # it), so its counters stay and its logged events still count.
+            stored = _endpoint(name, db.execute(_SELECT_ENDPOINT, (name,)).fetchall())
+            assert stored is not None  # upserted above
+            others = [v for v in stored.variant_names if v not in names]
             db.executemany(
                 "INSERT INTO variants (endpoint_name, variant_name, position,"
                 " initial_variant_weight) VALUES (?, ?, ?, ?)"
@@ -402,6 +403,14 @@ class SqliteStore(SqliteHistory):
                 " initial_variant_weight = excluded.initial_variant_weight",
                 [(name, v.name, i, v.initial_weight) for i, v in enumerate(config.variants)],
             )
+            db.executemany(
+                "UPDATE variants SET position = ? WHERE endpoint_name = ? AND variant_name = ?",
+                [(len(names) + i, name, v) for i, v in enumerate(others)],
+            )
+            before = stored.lifecycle
+            after = before.registered(tuple(names), stored.variant_names)
+            if after is not before:
+                self._write_lifecycle(db, name, after, registration_entries(before, after, now))
             rows = db.execute(_SELECT_ENDPOINT, (name,)).fetchall()
         endpoint = _endpoint(name, rows)
         assert endpoint is not None  # written in the transaction above
@@ -449,7 +458,12 @@ class SqliteStore(SqliteHistory):
     # -- lifecycle ---------------------------------------------------------
 
     def change_lifecycle(
-        self, endpoint_name: str, expected: Lifecycle, new: Lifecycle, entry: AuditEntry
+        self,
+        endpoint_name: str,
+        expected: Lifecycle,
+        new: Lifecycle,
+        entry: AuditEntry,
+        new_variant: VariantConfig | None = None,
     ) -> bool:
         with self._transaction() as db:
             # NULL is a record no change has touched: the default lifecycle.
@@ -460,16 +474,42 @@ class SqliteStore(SqliteHistory):
             ).rowcount
             if changed != 1:
                 return False
-            db.execute(
-                "INSERT INTO audit_log (endpoint_name, entry) VALUES (?, ?)",
-                (endpoint_name, entry.to_json()),
-            )
-            db.execute(
-                "DELETE FROM audit_log WHERE endpoint_name = ? AND seq <= (SELECT seq"
-                " FROM audit_log WHERE endpoint_name = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                (endpoint_name, endpoint_name, AUDIT_RETENTION),
-            )
+            if new_variant is not None:  # last in order; a row already there keeps its counters
+                db.execute(
+                    "INSERT INTO variants (endpoint_name, variant_name, position,"
+                    " initial_variant_weight) VALUES (?, ?, (SELECT coalesce(max(position) + 1,"
+                    " 0) FROM variants WHERE endpoint_name = ?), ?) ON CONFLICT DO NOTHING",
+                    (endpoint_name, new_variant.name, endpoint_name, new_variant.initial_weight),
+                )
+            self._append_audit(db, endpoint_name, entry)
         return True
+
+    def _write_lifecycle(
+        self,
+        db: sqlite3.Connection,
+        endpoint_name: str,
+        new: Lifecycle,
+        entries: list[AuditEntry],
+    ) -> None:
+        """Within a transaction that read the stored lifecycle: replace it, log `entries`."""
+        db.execute(
+            "UPDATE endpoints SET lifecycle = ? WHERE endpoint_name = ?",
+            (new.to_json(), endpoint_name),
+        )
+        for entry in entries:
+            self._append_audit(db, endpoint_name, entry)
+
+    @staticmethod
+    def _append_audit(db: sqlite3.Connection, endpoint_name: str, entry: AuditEntry) -> None:
+        db.execute(
+            "INSERT INTO audit_log (endpoint_name, entry) VALUES (?, ?)",
+            (endpoint_name, entry.to_json()),
+        )
+        db.execute(
+            "DELETE FROM audit_log WHERE endpoint_name = ? AND seq <= (SELECT seq"
+            " FROM audit_log WHERE endpoint_name = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+            (endpoint_name, endpoint_name, AUDIT_RETENTION),
+        )
 
     def audit_log(self, endpoint_name: str) -> list[AuditEntry]:
         rows = self._read(

@@ -11,7 +11,6 @@ reason, never later on a request. TOML has real types, so the models are strict:
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from abtest.adapters.local_models import a_model, is_url
 from abtest.config_types import (
     ExperimentSettings,
     Name,
@@ -44,18 +44,7 @@ DEFAULT_BUFFER_INTERVAL_SECONDS = 60.0
 DEFAULT_BUFFER_SIZE_BYTES = 1024 * 1024
 DEFAULT_RETENTION_DAYS = 90.0
 
-_CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-def is_url(model: str) -> bool:
-    return model.startswith(("http://", "https://"))
-
-
-def _a_model(model: str) -> str:
-    if not (is_url(model) or _CALLABLE.match(model)):
-        raise ValueError(f"{model!r} is neither 'package.module:function' nor an http(s):// URL")
-    return model
 
 
 class EndpointSection(StrategyFields):
@@ -88,7 +77,7 @@ class VariantSpec(BaseModel):
 
     name: Name
     initial_weight: float = Field(1.0, ge=0)
-    model: Annotated[str, AfterValidator(_a_model)]  # "package.module:function" or a URL
+    model: Annotated[str, AfterValidator(a_model)]  # "package.module:function" or a URL
     # Called on the server's event loop, without a thread or a timeout: fast callables only.
     inline: bool = False
 

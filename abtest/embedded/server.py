@@ -105,7 +105,7 @@ class AbtestApp:
         # inline): the store read, a new user's write, the model call and the event append
         # take microseconds, less than a hand-off to a thread; a write that would wait for
         # the lock moves the request to one.
-        self._loop_first = runtime.models.all_inline
+        self._models = runtime.models  # all inline: invocations first try on the loop
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -139,7 +139,7 @@ class AbtestApp:
             return
         content_type = _header(scope, b"content-type")
         answer = None
-        if self._loop_first and path.rstrip("/") == INVOCATION_PATH:
+        if self._models.all_inline and path.rstrip("/") == INVOCATION_PATH:
             try:
                 with nonblocking.on_the_loop():
                     answer = self.api.answer(method, path, content_type, text, self._actor)

@@ -6,8 +6,9 @@ into every use case.
 
 Several endpoints share the store, the event log and the server; each keeps its own
 settings, models and lifecycle (the use cases take the endpoint name from each request).
-A restart on the same data dir resumes: registration keeps the counters of variants
-still in the config, and the event log re-aggregates what a crash left behind.
+A restart on the same data dir resumes: registration keeps every variant's counters and the
+lifecycle (a variant gone from the config is retired, one added at run time keeps serving
+its stored `model`), and the event log re-aggregates what a crash left behind.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from abtest.adapters.sqlite import SqliteStore
 from abtest.adapters.telemetry import CountingTelemetry
 from abtest.clock import SystemClock
 from abtest.embedded.config import AbtestConfig, EndpointSpec, load_config
-from abtest.errors import ConfigError
+from abtest.errors import BadRequestError, ConfigError
 from abtest.http.routes import ALL_ROUTES
 from abtest.ports import Clock
 from abtest.records import DELETED
@@ -69,7 +70,7 @@ class Runtime:
         specs = self.config.endpoints
         self.assignment_ttl_seconds = {e.endpoint_name: e.assignment_ttl_seconds for e in specs}
         self.telemetry = CountingTelemetry()
-        self.models = EndpointModels({e.endpoint_name: _local_models(e, rng) for e in specs})
+        self.models = EndpointModels({e.endpoint_name: self._local_models(e, rng) for e in specs})
         self.model_host = LocalModelHost()  # nothing to promote a winner in
         self.store = SqliteStore(self.data_dir / STORE_NAME)
         self.history = self.store  # its own tables in the same file
@@ -84,7 +85,9 @@ class Runtime:
         )
         self.worker = worker
         self.catalog = ConfigCatalog(
-            *(e.endpoint_config() for e in specs), source=str(self.config.path)
+            *(e.endpoint_config() for e in specs),
+            source=str(self.config.path),
+            models=self.models,
         )
         self.endpoints = EndpointCache(self.store, METRICS_CACHE_SECONDS)
         self.use_cases: dict[str, Callable[[Any], Any]] = {
@@ -113,6 +116,7 @@ class Runtime:
         holds.
         """
         if self.worker is not None:
+            self._load_added_models()
             self.events.start()
             self._started = True
             return
@@ -121,6 +125,7 @@ class Runtime:
             for name in self.endpoint_names:
                 self.registration.register(name)
             self._deregister_dropped()
+            self._load_added_models()
             self.store.purge_expired(self.clock.now())
             self.events.start()
         except BaseException:
@@ -135,6 +140,41 @@ class Runtime:
             endpoint = self.store.get_endpoint(name)
             if endpoint is not None and endpoint.status != DELETED:
                 self.registration.deregister(name)
+
+    def _local_models(self, spec: EndpointSpec, rng: random.Random | None) -> LocalModels:
+        name = spec.endpoint_name
+        return LocalModels(
+            _models(spec),
+            weights={v.name: v.initial_weight for v in spec.variants},
+            endpoint_name=name,
+            timeout_seconds=spec.model_timeout_seconds,
+            rng=rng,
+            inline=[v.name for v in spec.variants if v.inline],
+            near=spec.path.resolve().parent,
+            discover=lambda variant_name: self._added_model(name, variant_name),
+        )
+
+    def _load_added_models(self) -> None:
+        """Load the models of variants added at run time now, so the first request does not
+        wait for an import; one that no longer imports is logged (its calls answer 502)."""
+        for name in self.endpoint_names:
+            endpoint = self.store.get_endpoint(name)
+            if endpoint is None:
+                continue
+            models = self.models[name]
+            for variant, model in endpoint.lifecycle.added_models.items():
+                if model is None or variant in models.variant_names:
+                    continue
+                try:
+                    models.add(variant, model)
+                except BadRequestError as error:
+                    logger.error("%s: added variant %s: %s", name, variant, error.message)
+
+    def _added_model(self, endpoint_name: str, variant_name: str) -> str | None:
+        """The model of a variant added at run time (`abtest endpoints add-variant`): kept
+        with the endpoint's lifecycle, so a restart or another worker process finds it."""
+        endpoint = self.store.get_endpoint(endpoint_name)
+        return None if endpoint is None else endpoint.lifecycle.added_models.get(variant_name)
 
     def close(self) -> None:
         """Seal and aggregate what is buffered, then close the store. Safe to call twice."""
@@ -158,17 +198,6 @@ class Runtime:
         logger.debug(
             "aggregated %s: %d events, applied=%s", object_key, result.events, result.applied
         )
-
-
-def _local_models(spec: EndpointSpec, rng: random.Random | None) -> LocalModels:
-    return LocalModels(
-        _models(spec),
-        weights={v.name: v.initial_weight for v in spec.variants},
-        endpoint_name=spec.endpoint_name,
-        timeout_seconds=spec.model_timeout_seconds,
-        rng=rng,
-        inline=[v.name for v in spec.variants if v.inline],
-    )
 
 
 def _models(spec: EndpointSpec) -> dict[str, object]:

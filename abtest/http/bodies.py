@@ -392,6 +392,67 @@ class RetireVariantRequest(_ChangeRequest):
         )
 
 
+class AddVariantRequest(_ChangeRequest):
+    model_config = _example(
+        endpoint_name=EXAMPLE_ENDPOINT,
+        variant="Challenger2",
+        model="abtest.demo.reviews:challenger",
+        reason="a second challenger",
+    )
+    action = Action.ADD_VARIANT
+
+    variant: StrictStr = Field(
+        min_length=1,
+        max_length=63,
+        pattern=NAME_PATTERN,
+        description="The new variant: it starts at zero and warms up alone (its own `warmup` "
+        "trials at its warm-up share) while the others keep their counters and allocation",
+    )
+    model: StrictStr | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="Embedded server: what it calls for the variant, as the config's `model` "
+        "('package.module:function' or an http(s):// URL). AWS: not taken, the variant must "
+        "already be a production variant of the SageMaker endpoint",
+    )
+    initial_weight: StrictFloat | StrictInt = Field(
+        default=1.0, ge=0, le=1e6, description="Its weight, as the config's `initial_weight`"
+    )
+
+    def to_core(self, actor: str) -> LifecycleChange:
+        return LifecycleChange(
+            self.endpoint_name,
+            self.action,
+            actor,
+            self.reason,
+            variant=self.variant,
+            model=self.model,
+            initial_weight=float(self.initial_weight),
+        )
+
+
+class WeightsRequest(_ChangeRequest):
+    model_config = _example(
+        endpoint_name=EXAMPLE_ENDPOINT, weights={"Champion": 3, "Challenger1": 1}
+    )
+    action = Action.WEIGHTS
+
+    weights: dict[
+        Annotated[StrictStr, Field(min_length=1, max_length=63)],
+        Annotated[StrictFloat | StrictInt, Field(ge=0, le=1e6)],
+    ] = Field(
+        min_length=1,
+        max_length=100,
+        description="WeightedSampling's weights by serving variant (the ones left out keep "
+        "theirs); new users are allocated in proportion from now on, also while paused",
+    )
+
+    def to_core(self, actor: str) -> LifecycleChange:
+        weights = {name: float(w) for name, w in self.weights.items()}
+        return LifecycleChange(self.endpoint_name, self.action, actor, self.reason, weights=weights)
+
+
 class AuditEntryBody(BaseModel):
     at: float = Field(description="Epoch seconds")
     actor: str
@@ -450,6 +511,12 @@ class EndpointResponse(EndpointSummaryBody):
     )
     decision: dict[str, Any]
     audit_log: list[AuditEntryBody]
+    weights: dict[str, float] = Field(
+        description="Each variant's weight: set by hand (`weights`), else the configured one"
+    )
+    added: dict[str, str | None] = Field(
+        description="Variants added while it ran, with their model (null: the endpoint's own)"
+    )
 
     @classmethod
     def of(cls, result: EndpointView) -> EndpointResponse:  # type: ignore[override]
@@ -457,13 +524,15 @@ class EndpointResponse(EndpointSummaryBody):
         return cls(
             **EndpointSummaryBody.of(endpoint).model_dump(),
             version=endpoint.lifecycle.version,
-            allowed_actions=list(endpoint.lifecycle.allowed_actions),
+            allowed_actions=list(endpoint.allowed_actions),
             strategy_params=endpoint.strategy_params,
             warmup=endpoint.warmup,
             variant_metrics=_variant_bodies(endpoint),
             allocation=result.allocation,
             decision=result.figures.decision,
             audit_log=[AuditEntryBody(**asdict(e)) for e in result.audit_log],
+            weights=endpoint.weights,
+            added=endpoint.lifecycle.added_models,
         )
 
 

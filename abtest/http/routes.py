@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from abtest.http.bodies import (
+    AddVariantRequest,
     ConcludeRequest,
     ConversionRequest,
     ConversionResponse,
@@ -31,8 +32,9 @@ from abtest.http.bodies import (
     RetireVariantRequest,
     StatsRequest,
     StatsResponse,
+    WeightsRequest,
 )
-from abtest.usecases.admin import ChangeLifecycle, ListEndpoints, ShowEndpoint
+from abtest.usecases.admin import AddVariant, ChangeLifecycle, ListEndpoints, ShowEndpoint
 from abtest.usecases.convert import Convert
 from abtest.usecases.history import ShowHistory
 from abtest.usecases.invoke import Invoke
@@ -51,6 +53,7 @@ class Need(StrEnum):
     LISTING = "listing"  # list every endpoint record (a scan of the metrics table)
     HISTORY = "history"  # read the endpoints' history (items in the metrics table)
     PROMOTION = "promotion"  # set a SageMaker endpoint's production-variant weights (conclude)
+    CATALOG = "catalog"  # describe the model endpoints (SageMaker DescribeEndpoint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +182,29 @@ ADMIN_ROUTES: tuple[Route, ...] = (
         summary="Retire a variant: its users are reassigned on their next request",
         answer="The endpoint, the variant retired",
         request=RetireVariantRequest,
+        response=EndpointResponse,
+        use_case=ChangeLifecycle,
+        needs=_CHANGE,
+        admin=True,
+    ),
+)
+# Variants over time: a challenger joins, WeightedSampling's weights are set by hand.
+ADMIN_ROUTES += (
+    Route(
+        name="add-variant",
+        summary="Add a challenger: it warms up alone, the others keep their counters",
+        answer="The endpoint, the variant added",
+        request=AddVariantRequest,
+        response=EndpointResponse,
+        use_case=AddVariant,
+        needs=_CHANGE | {Need.CATALOG},
+        admin=True,
+    ),
+    Route(
+        name="weights",
+        summary="Set WeightedSampling's weights by hand",
+        answer="The endpoint, its new allocation",
+        request=WeightsRequest,
         response=EndpointResponse,
         use_case=ChangeLifecycle,
         needs=_CHANGE,

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
-from abtest.errors import AbtestError, ConflictError
+import bandit
+from abtest.errors import AbtestError, BadRequestError, ConflictError
 from abtest.lifecycle import LOCAL_ACTOR, Action, AuditEntry, Lifecycle, Promotion, State, lost_race
-from abtest.ports import Clock, ModelHost, Store
-from abtest.records import DELETED, Endpoint, Figures
+from abtest.ports import Clock, EndpointCatalog, ModelHost, Store
+from abtest.records import DELETED, Endpoint, Figures, VariantConfig
 from abtest.usecases import Ports
 from abtest.usecases.endpoints import (
     EndpointCache,
@@ -40,7 +42,10 @@ class LifecycleChange:
     actor: str = LOCAL_ACTOR  # who asks: the IAM principal, the token's name, or `local`
     reason: str = ""
     winner: str | None = None  # conclude only; None: the decision's current winner
-    variant: str | None = None  # retire-variant only
+    variant: str | None = None  # retire-variant and add-variant only
+    model: str | None = None  # add-variant only: what the embedded server calls for it
+    initial_weight: float = 1.0  # add-variant only: its weight in warm-up
+    weights: dict[str, float] | None = None  # weights only: by variant
     # Only from this lifecycle version (what the caller decided on), else a lost race (409):
     # auto-conclude acts on what it read, never on a state a person changed meanwhile.
     if_version: int | None = None
@@ -108,8 +113,9 @@ class ListEndpoints:
 
 
 class ChangeLifecycle:
-    """POST /admin/pause, resume, conclude, retire-variant: one compare-and-set each, so of two
-    racing changes one is stored and the other answered 409; counters are never written.
+    """POST /admin/pause, resume, conclude, retire-variant, weights: one compare-and-set each,
+    so of two racing changes one is stored and the other answered 409; counters are never
+    written.
 
     Concluding where the model host keeps weights of its own (SageMaker) takes two steps,
     so that no failure, and no crash between them, leaves a state that says more than is
@@ -152,19 +158,24 @@ class ChangeLifecycle:
         if change.action is Action.CONCLUDE and before.promotion is Promotion.PENDING:
             return self._promote(before, self._pending_winner(endpoint, change.winner), change)
         winner = None
+        new_variant = None
+        details: dict[str, Any] = {}
         if change.action is Action.RETIRE_VARIANT:
             after = before.retiring(name, self._retirable(endpoint, change.variant))
+        elif change.action is Action.ADD_VARIANT:
+            after, new_variant = self._adding(endpoint, change)
+            details["model"] = change.model
+        elif change.action is Action.WEIGHTS:
+            weights = self._weights(endpoint, change.weights or {})
+            after = before.weighted(name, weights)
+            details["weights"] = weights
         else:
             promotion = None
             if change.action is Action.CONCLUDE:
                 winner = self._winner(endpoint, change.winner)
                 promotion = Promotion.PENDING if self.model_host.keeps_weights else None
             after = before.moved(name, change.action, winner, promotion)  # 409 if illegal
-        details: dict[str, str | int] = {
-            "from": str(before.state),
-            "to": str(after.state),
-            "version": after.version,
-        }
+        details |= {"from": str(before.state), "to": str(after.state), "version": after.version}
         if winner is not None:
             details["winner"] = winner
         if after.promotion is not None:
@@ -172,10 +183,10 @@ class ChangeLifecycle:
         if change.variant is not None:
             details["variant"] = change.variant
         entry = AuditEntry(self.clock.now(), change.actor, change.action, change.reason, details)
-        if not self.store.change_lifecycle(name, before, after, entry):
+        if not self.store.change_lifecycle(name, before, after, entry, new_variant):
             raise lost_race(name)
         _log_change(name, after, entry)
-        refresh_figures(self.store, name)  # a retired variant leaves the allocation
+        refresh_figures(self.store, name)  # a retired, added or weighted variant moves it
         self.endpoints.forget(name)
         if after.promotion is Promotion.PENDING:
             return self._promote(after, winner, change)
@@ -229,6 +240,33 @@ class ChangeLifecycle:
                 details=[{"field": "winner", "message": f"concluded with {winner!r}"}],
             )
         return winner
+
+    def _adding(
+        self, endpoint: Endpoint, change: LifecycleChange
+    ) -> tuple[Lifecycle, VariantConfig]:
+        raise NotImplementedError("AddVariant adds: it can make the variant callable")
+
+    def _weights(self, endpoint: Endpoint, weights: dict[str, float]) -> dict[str, float]:
+        """`weights` if the endpoint allocates by them: 409 naming `strategy` otherwise, 400
+        naming `weights` for a variant not serving or a result of all zeros."""
+        if endpoint.strategy != bandit.WeightedSampling.name:
+            raise ConflictError(
+                f"strategy: {endpoint.endpoint_name!r} allocates by {endpoint.strategy}, "
+                f"not by weights (only {bandit.WeightedSampling.name} does)",
+                details=[{"field": "strategy", "message": endpoint.strategy}],
+            )
+        serving = [v.variant_name for v in endpoint.serving_variants]
+        unknown = [name for name in weights if name not in serving]
+        if unknown:
+            raise BadRequestError.field(
+                "weights",
+                f"{', '.join(map(repr, unknown))}: not a serving variant "
+                f"(serving: {', '.join(serving)})",
+            )
+        result = endpoint.weights | weights
+        if not any(result[name] > 0 for name in serving):
+            raise BadRequestError.field("weights", "the serving variants' weights are all 0")
+        return weights
 
     def _retirable(self, endpoint: Endpoint, variant: str | None) -> str:
         """A serving variant that is not the last one; 409 naming `variant` otherwise."""
@@ -292,3 +330,48 @@ def _log_change(name: str, lifecycle: Lifecycle, entry: AuditEntry) -> None:
             )
         ),
     )
+
+
+class AddVariant(ChangeLifecycle):
+    """POST /admin/add-variant: a challenger joins a running or paused experiment, at zero,
+    warming up alone (`abtest.usecases.endpoints`); the others keep their counters. Its
+    model is made callable first (`EndpointCatalog.prepare_variant`), and the variant, its
+    model, the lifecycle and the audit entry are one compare-and-set."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        endpoints: EndpointCache,
+        clock: Clock,
+        model_host: ModelHost,
+        catalog: EndpointCatalog,
+    ) -> None:
+        super().__init__(store=store, endpoints=endpoints, clock=clock, model_host=model_host)
+        self.catalog = catalog
+
+    @classmethod
+    def from_ports(cls, ports: Ports) -> AddVariant:
+        return cls(
+            store=ports.store,
+            endpoints=ports.endpoints,
+            clock=ports.clock,
+            model_host=ports.model_host,
+            catalog=ports.catalog,
+        )
+
+    def _adding(
+        self, endpoint: Endpoint, change: LifecycleChange
+    ) -> tuple[Lifecycle, VariantConfig]:
+        name, variant = endpoint.endpoint_name, change.variant
+        assert variant is not None  # the request requires it
+        if variant in endpoint.variant_names:
+            state = "retired" if variant in endpoint.lifecycle.retired else "serving"
+            raise ConflictError(
+                f"variant: {variant!r} is already a variant of {name!r} ({state}); "
+                "a new challenger needs a new name",
+                details=[{"field": "variant", "message": f"already there ({state})"}],
+            )
+        after = endpoint.lifecycle.adding(name, variant, change.model)  # 409 once concluded
+        self.catalog.prepare_variant(name, variant, change.model)
+        return after, VariantConfig(variant, change.initial_weight)

@@ -4,7 +4,7 @@ figures (allocation, decision) worked out when the record changes and read every
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import bandit
 from abtest.config_types import INVOCATION
@@ -25,7 +25,11 @@ def variant_metrics(
     and the decision count, by the endpoint's unit (see `bandit.VariantMetrics`): of
     `variants`, by default every variant of the record."""
     per_trial = _per_invocation if endpoint.settings.unit == INVOCATION else _per_user
-    return tuple(per_trial(v) for v in (endpoint.variants if variants is None else variants))
+    weights = endpoint.weights  # those set by hand replace the configured ones
+    return tuple(
+        per_trial(replace(v, initial_variant_weight=weights[v.variant_name]))
+        for v in (endpoint.variants if variants is None else variants)
+    )
 
 
 def serving_metrics(endpoint: Endpoint) -> tuple[VariantMetrics, ...]:
@@ -72,15 +76,42 @@ def configured_strategy(endpoint: Endpoint) -> bandit.Strategy:
     )
 
 
-def _deciding_strategy(endpoint: Endpoint) -> bandit.Strategy:
-    return bandit.deciding_strategy(
-        configured_strategy(endpoint), serving_metrics(endpoint), endpoint.warmup
+def _warming_alone(
+    endpoint: Endpoint,
+) -> tuple[tuple[VariantMetrics, ...], tuple[VariantMetrics, ...]]:
+    """The serving variants split into those the strategy allocates among and the added
+    ones still in their own warm-up (`warmup` trials or fewer). A variant added to a
+    running experiment warms up alone: the others keep the strategy's allocation."""
+    serving = serving_metrics(endpoint)
+    added = endpoint.lifecycle.added_models
+    warming = tuple(
+        m for m in serving if m.variant_name in added and m.invocation_count <= endpoint.warmup
     )
+    if not warming or len(warming) == len(serving):
+        return serving, ()
+    return tuple(m for m in serving if m not in warming), warming
+
+
+def _deciding_strategy(endpoint: Endpoint) -> bandit.Strategy:
+    settled, _ = _warming_alone(endpoint)
+    return bandit.deciding_strategy(configured_strategy(endpoint), settled, endpoint.warmup)
 
 
 def current_allocation(endpoint: Endpoint) -> dict[str, float]:
-    """The probabilities a new user would be assigned with now (warm-up included)."""
-    return _deciding_strategy(endpoint).allocation(serving_metrics(endpoint))
+    """The probabilities a new user would be assigned with now (warm-up included).
+
+    A newcomer still warming up alone gets the share warm-up would give it among every
+    serving variant (WeightedSampling's, by weight); the strategy splits the rest among
+    the others as it would without the newcomer, so their allocation only shrinks."""
+    settled, warming = _warming_alone(endpoint)
+    allocation = _deciding_strategy(endpoint).allocation(settled)
+    if not warming:
+        return allocation
+    shares = bandit.WeightedSampling().allocation((*settled, *warming))
+    rest = 1.0 - sum(shares[m.variant_name] for m in warming)
+    merged = {name: p * rest for name, p in allocation.items()}
+    merged |= {m.variant_name: shares[m.variant_name] for m in warming}
+    return {m.variant_name: merged[m.variant_name] for m in serving_metrics(endpoint)}
 
 
 def current_figures(endpoint: Endpoint) -> Figures:

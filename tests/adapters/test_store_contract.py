@@ -287,14 +287,18 @@ def test_reregistration_keeps_counters_of_kept_variants(store):
         NOW + 10,
     )
 
-    # THEN kept variants keep their counters, in the new order, with the new weights
+    # THEN listed variants keep their counters, in the new order, with the new weights, and
+    # the dropped one keeps its own, last and retired (its logged events still count)
     expected = (
         counters("C", 3.0, 3, 0, 0.0),
         counters("D", 1.0, 0, 0, 0.0),
         counters("A", 0.5, 10, 2, 1.5),
+        counters("B", 1.0, 7, 1, 1.0),
     )
     assert endpoint.variants == expected
     assert store.get_endpoint(ENDPOINT).variants == expected
+    assert endpoint.lifecycle.retired == ("B",)
+    assert [v.variant_name for v in endpoint.serving_variants] == ["C", "D", "A"]
     assert (endpoint.strategy, endpoint.strategy_params, endpoint.warmup) == (
         "TopTwoThompson",
         {"beta": 0.7},
@@ -325,14 +329,29 @@ def test_reregistration_replaces_the_strategy_params(store):
     assert store.get_endpoint(ENDPOINT).strategy_params == {}
 
 
-def test_a_variant_dropped_and_added_back_starts_from_zero(store):
+def test_a_variant_dropped_and_listed_again_keeps_its_counters_and_stays_retired(store):
+    # Retiring is for good (whoever retired it: a person, or a config that dropped it);
+    # a challenger that comes back is a new variant, under a new name.
     store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
     store.apply_counts("obj-1", {ENDPOINT: counts(B=(5, 1, 1.0))}, NOW)
 
     store.register_endpoint(config(("A", 1.0)), NOW + 1)
-    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW + 2)
+    endpoint = store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW + 2)
 
-    assert metrics(store)["B"] == counters("B", 1.0, 0, 0, 0.0)
+    assert metrics(store)["B"] == counters("B", 1.0, 5, 1, 1.0)
+    assert endpoint.lifecycle.retired == ("B",)
+    assert endpoint.lifecycle.version == 1  # retired once, by the first registration
+
+
+def test_registration_retiring_a_dropped_variant_is_audited_once(store):
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0), ("C", 1.0)), NOW)
+
+    store.register_endpoint(config(("A", 1.0)), NOW + 1)
+    store.register_endpoint(config(("A", 1.0)), NOW + 2)  # a restart: nothing more to do
+
+    (entry,) = store.audit_log(ENDPOINT)
+    assert (entry.at, entry.actor, entry.action) == (NOW + 1, "registration", "retire-variant")
+    assert entry.details["variants"] == ["B", "C"]
 
 
 def test_deregistered_endpoint_keeps_counters_with_status_deleted(store):
@@ -715,7 +734,7 @@ def test_dynamodb_object_split_and_interrupted_is_completed_once(
     assert [metrics(store, n)["A"].counts.invocation_count for n in names] == [1, 1, 1, 1, 1]
 
 
-def test_dynamodb_variant_removed_between_read_and_increment_is_retried(dynamodb_store, on_call):
+def test_dynamodb_variant_dropped_between_read_and_increment_still_counts(dynamodb_store, on_call):
     # GIVEN a registration that drops variant B just after aggregation read the endpoint
     store = dynamodb_store
     store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
@@ -731,9 +750,11 @@ def test_dynamodb_variant_removed_between_read_and_increment_is_retried(dynamodb
     # WHEN the counts are applied
     applied = store.apply_counts("obj-1", {ENDPOINT: counts(A=(3, 1, 1), B=(5, 5, 5))}, NOW)
 
-    # THEN the cancelled transaction is retried without B, and B does not come back
+    # THEN B is retired, not removed: its events count all the same
     assert applied is True
-    assert store.get_endpoint(ENDPOINT).variants == (counters("A", 1.0, 3, 1, 1.0),)
+    endpoint = store.get_endpoint(ENDPOINT)
+    assert endpoint.variants == (counters("A", 1.0, 3, 1, 1.0), counters("B", 1.0, 5, 5, 5.0))
+    assert endpoint.lifecycle.retired == ("B",)
 
 
 def cancelled(*reasons: str) -> ClientError:

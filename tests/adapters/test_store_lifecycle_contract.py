@@ -8,6 +8,7 @@ import pytest
 
 from abtest.adapters.sqlite import SqliteStore
 from abtest.lifecycle import AUDIT_RETENTION, Action, AuditEntry, Lifecycle, Promotion, State
+from abtest.records import VariantConfig
 from tests.adapters.test_store_contract import (
     ENDPOINT,
     NOW,
@@ -245,3 +246,165 @@ def test_a_lifecycle_stored_before_promotions_existed_still_compares_equal(store
 
     resumed = store.get_endpoint(ENDPOINT).lifecycle.moved(ENDPOINT, Action.RESUME)
     assert store.change_lifecycle(ENDPOINT, PAUSED, resumed, entry("resume")) is True
+
+
+# -- variants over time ------------------------------------------------------------
+
+
+def test_an_added_variant_joins_at_zero_with_its_lifecycle_and_audit_entry(store):
+    # GIVEN a running endpoint whose variants have counted
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+    store.apply_counts("obj-1", {ENDPOINT: counts(A=(10, 2, 2), B=(8, 1, 1))}, NOW)
+    added = RUNNING.adding(ENDPOINT, "C", "models:c")
+
+    # WHEN a challenger is added
+    assert store.change_lifecycle(
+        ENDPOINT, RUNNING, added, entry("add-variant"), VariantConfig("C", 0.5)
+    )
+
+    # THEN it is last, at zero, the others keep their counters, and one entry says so
+    endpoint = store.get_endpoint(ENDPOINT)
+    assert endpoint.variants == (
+        counters("A", 1.0, 10, 2, 2.0),
+        counters("B", 1.0, 8, 1, 1.0),
+        counters("C", 0.5, 0, 0, 0.0),
+    )
+    assert endpoint.lifecycle == added
+    assert endpoint.lifecycle.added_models == {"C": "models:c"}
+    assert store.audit_log(ENDPOINT) == [entry("add-variant")]
+    # its events count from now on
+    store.apply_counts("obj-2", {ENDPOINT: counts(C=(4, 1, 1))}, NOW)
+    assert metrics(store)["C"] == counters("C", 0.5, 4, 1, 1.0)
+
+
+def test_an_add_from_a_stale_lifecycle_adds_nothing(store):
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+    assert store.change_lifecycle(ENDPOINT, RUNNING, PAUSED, entry("pause"))
+
+    stale = RUNNING.adding(ENDPOINT, "C", None)
+    assert not store.change_lifecycle(ENDPOINT, RUNNING, stale, entry("x"), VariantConfig("C"))
+
+    assert store.get_endpoint(ENDPOINT).variant_names == ("A", "B")
+    assert [e.action for e in store.audit_log(ENDPOINT)] == ["pause"]
+
+
+def test_racing_adds_store_exactly_one_variant(store):
+    # GIVEN four operators who all read "running" and each add their own challenger
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+    names = [f"C{i}" for i in range(4)]
+
+    won = run_together(
+        4,
+        lambda i: store.change_lifecycle(
+            ENDPOINT,
+            RUNNING,
+            RUNNING.adding(ENDPOINT, names[i], None),
+            entry(names[i]),
+            VariantConfig(names[i]),
+        ),
+    )
+
+    # THEN one won: its variant is the only one added, and its entry the only one logged
+    assert won.count(True) == 1
+    winner = names[won.index(True)]
+    endpoint = store.get_endpoint(ENDPOINT)
+    assert endpoint.variant_names == ("A", "B", winner)
+    assert endpoint.lifecycle.added_models == {winner: None}
+    assert [e.action for e in store.audit_log(ENDPOINT)] == [winner]
+
+
+def test_an_add_racing_aggregation_loses_neither(store):
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+    added = RUNNING.adding(ENDPOINT, "C", None)
+
+    def work(i: int) -> None:
+        if i == 0:
+            assert store.change_lifecycle(
+                ENDPOINT, RUNNING, added, entry("add"), VariantConfig("C")
+            )
+            return
+        for j in range(6):
+            store.apply_counts(f"obj-{i}-{j}", {ENDPOINT: counts(A=(1, 0, 0), B=(2, 1, 1))}, NOW)
+
+    run_together(3, work)
+
+    assert metrics(store) == {
+        "A": counters("A", 1.0, 12, 0, 0.0),
+        "B": counters("B", 1.0, 24, 12, 12.0),
+        "C": counters("C", 1.0, 0, 0, 0.0),
+    }
+    assert store.get_endpoint(ENDPOINT).lifecycle == added
+
+
+def test_reregistration_keeps_added_variants_and_weights_and_retires_dropped_ones(store):
+    # GIVEN an endpoint with a challenger added, weights set by hand, then counts
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+    added = RUNNING.adding(ENDPOINT, "C", "models:c")
+    assert store.change_lifecycle(ENDPOINT, RUNNING, added, entry("add"), VariantConfig("C"))
+    weighted = added.weighted(ENDPOINT, {"A": 3.0})
+    assert store.change_lifecycle(ENDPOINT, added, weighted, entry("weights"))
+    store.apply_counts("obj-1", {ENDPOINT: counts(A=(5, 1, 1), B=(4, 1, 1), C=(3, 1, 1))}, NOW)
+
+    # WHEN a restart registers the config again, unchanged: nothing changes
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW + 1)
+    assert store.get_endpoint(ENDPOINT).lifecycle == weighted
+    assert len(store.audit_log(ENDPOINT)) == 2
+
+    # WHEN the config then drops B
+    store.register_endpoint(config(("A", 1.0)), NOW + 2)
+
+    # THEN B is retired with its counters, C still serves, the weights stay
+    endpoint = store.get_endpoint(ENDPOINT)
+    assert endpoint.lifecycle.retired == ("B",)
+    assert endpoint.lifecycle.added_models == {"C": "models:c"}
+    assert endpoint.weights == {"A": 3.0, "B": 1.0, "C": 1.0}
+    assert [v.variant_name for v in endpoint.serving_variants] == ["A", "C"]
+    assert metrics(store) == {
+        "A": counters("A", 1.0, 5, 1, 1.0),
+        "B": counters("B", 1.0, 4, 1, 1.0),
+        "C": counters("C", 1.0, 3, 1, 1.0),
+    }
+    assert [e.actor for e in store.audit_log(ENDPOINT)] == ["alice", "alice", "registration"]
+
+
+def test_registration_racing_a_change_keeps_both(store):
+    # A person pauses while registrations drop B: the pause and B's retirement both hold.
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+
+    def work(i: int) -> None:
+        if i == 0:
+            for _ in range(10):
+                current = store.get_endpoint(ENDPOINT).lifecycle
+                if current.state is State.RUNNING and store.change_lifecycle(
+                    ENDPOINT, current, current.moved(ENDPOINT, Action.PAUSE), entry("pause")
+                ):
+                    return
+        else:
+            store.register_endpoint(config(("A", 1.0)), NOW + i)
+
+    run_together(3, work)
+
+    lifecycle = store.get_endpoint(ENDPOINT).lifecycle
+    assert (lifecycle.state, lifecycle.retired) == (State.PAUSED, ("B",))
+    assert sorted(e.action for e in store.audit_log(ENDPOINT)) == ["pause", "retire-variant"]
+
+
+def test_a_variant_new_to_a_registered_endpoint_is_added_and_warms_up_alone(store):
+    # On SageMaker a challenger is deployed as a new production variant, and the endpoint's
+    # state change re-registers it: it joins as one added through the admin API would.
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0)), NOW)
+
+    endpoint = store.register_endpoint(config(("A", 1.0), ("B", 1.0), ("C", 1.0)), NOW + 1)
+
+    assert endpoint.lifecycle.added_models == {"C": None}
+    assert endpoint.lifecycle.version == 1
+    (entry,) = store.audit_log(ENDPOINT)
+    assert (entry.actor, entry.action, entry.details["variants"]) == (
+        "registration",
+        "add-variant",
+        ["C"],
+    )
+    # registered again unchanged (a restart), nothing more happens
+    store.register_endpoint(config(("A", 1.0), ("B", 1.0), ("C", 1.0)), NOW + 2)
+    assert store.get_endpoint(ENDPOINT).lifecycle == endpoint.lifecycle
+    assert len(store.audit_log(ENDPOINT)) == 1

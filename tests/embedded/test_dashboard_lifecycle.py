@@ -103,6 +103,9 @@ def rendered(page: Any) -> dict[str, Any]:
     )
 
 
+CLI_ONLY = ("add-variant", "weights")
+
+
 def assert_shows(page: Any, server: EmbeddedServer) -> dict[str, Any]:
     """The page, once it caught up with the server, renders /admin/show's state, the actions
     it allows, and its audit log newest first."""
@@ -115,7 +118,8 @@ def assert_shows(page: Any, server: EmbeddedServer) -> dict[str, Any]:
     on_page = rendered(page)
     assert not on_page["hidden"]
     assert on_page["state"] == shown["state"]
-    assert on_page["buttons"] == shown["allowed_actions"]
+    # Those taking more input than a button (a model, weights) are named, not buttons.
+    assert on_page["buttons"] == [a for a in shown["allowed_actions"] if a not in CLI_ONLY]
     assert on_page["winner"] == (f" · winner {shown['winner']}" if shown["winner"] else None)
     newest_first = [
         {"at": e["at"], "actor": e["actor"], "action": e["action"], "reason": e["reason"]}
@@ -145,6 +149,8 @@ def test_pause_resume_conclude_through_the_page(page, server) -> None:
     assert listed  # the endpoints come from /admin/list
     # THEN it shows the state and offers only the legal moves (no resume)
     assert assert_shows(page, server)["buttons"] == ["pause", "conclude", "retire-variant"]
+    elsewhere = page.locator(f"section[data-endpoint='{ENDPOINT}'] [data-field='elsewhere']")
+    assert "add-variant: abtest endpoints or the admin API" in elsewhere.text_content()
 
     # WHEN pause is clicked with a reason THEN the state and the audit entry are the server's
     click(page, "pause", "retraining")

@@ -49,7 +49,15 @@ def test_list_show_and_every_move_with_their_exit_codes(start_server, capsys) ->
     assert code == 0
     lines = out.splitlines()
     variants = lines[lines.index("") + 1 :][:3]
-    assert variants[0].split() == ["VARIANT", "INVOCATIONS", "CONVERSIONS", "REWARD", "ALLOCATION"]
+    assert variants[0].split() == [
+        "VARIANT",
+        "INVOCATIONS",
+        "CONVERSIONS",
+        "REWARD",
+        "ALLOCATION",
+        "WEIGHT",
+        "ADDED",
+    ]
     assert [line.split()[0] for line in variants[1:]] == ["Champion1", "Challenger1"]
     audit = out.split("\n\n")[-1].splitlines()
     assert audit[0].split() == ["AT", "(UTC)", "ACTOR", "ACTION", "REASON"]
@@ -150,3 +158,69 @@ def test_a_pending_promotion_is_exit_1_then_shown_until_concluding_again_finishe
 
     assert code == 0
     assert out.startswith(f"{ENDPOINT}: concluded, winner Challenger1, promotion done (version 2")
+def test_add_variant_shows_it_added_with_its_model(start_server, capsys) -> None:
+    url = start_server().url
+    model = "tests.embedded.helpers:constant"
+
+    assert run(capsys, "add-variant", ENDPOINT, "--url", url, "--model", model)[0] == 2
+    code, _, err = run(capsys, "add-variant", ENDPOINT, "--url", url, "--variant", "Challenger2")
+    assert code == 2 and "HTTP 400" in err and "model" in err  # the server must call it
+    code, _, err = run(
+        capsys, "add-variant", ENDPOINT, "--url", url, "--variant", "Champion1", "--model", model
+    )
+    assert code == 4 and "already a variant" in err
+
+    code, out, _ = run(
+        capsys,
+        "add-variant",
+        ENDPOINT,
+        "--url",
+        url,
+        "--variant",
+        "Challenger2",
+        "--model",
+        model,
+        "--reason",
+        "new model",
+    )
+
+    assert code == 0
+    assert out.splitlines()[0] == f"{ENDPOINT}: running (version 1, ThompsonSampling)"
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("Ch")}
+    assert rows["Challenger2"][1:] == ["0", "0", "0", "0.333", "1", "yes", f"({model})"]
+    assert rows["Champion1"][-1] == "-"
+    assert "add-variant  new model" in out
+
+
+def test_weights_set_by_hand_and_their_exit_codes(start_server, capsys) -> None:
+    url = start_server(strategy="WeightedSampling").url
+
+    assert run(capsys, "weights", ENDPOINT, "--url", url)[0] == 2  # no --weight
+    assert run(capsys, "weights", ENDPOINT, "--url", url, "--weight", "Champion1")[0] == 2
+    code, _, err = run(capsys, "weights", ENDPOINT, "--url", url, "--weight", "Nope=1")
+    assert code == 2 and "HTTP 400" in err and "weights" in err
+
+    code, out, _ = run(
+        capsys,
+        "weights",
+        ENDPOINT,
+        "--url",
+        url,
+        "--weight",
+        "Champion1=3",
+        "--weight",
+        "Challenger1=1",
+    )
+
+    assert code == 0
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("Ch")}
+    assert rows["Champion1"][4:6] == ["0.750", "3"]
+    assert rows["Challenger1"][4:6] == ["0.250", "1"]
+
+
+def test_weights_of_a_bandit_are_exit_4(start_server, capsys) -> None:
+    url = start_server().url
+
+    code, _, err = run(capsys, "weights", ENDPOINT, "--url", url, "--weight", "Champion1=3")
+
+    assert code == 4 and "strategy" in err

@@ -91,3 +91,21 @@ def test_without_a_variant_the_initial_weights_choose() -> None:
     # AND a zero weight is never chosen
     never = LocalModels({"A": echo, "B": echo}, weights={"A": 0, "B": 1})
     assert {never.invoke("e", None, "{}", "x", "i").variant_name for _ in range(200)} == {"B"}
+
+
+def test_an_added_model_is_called_by_name_and_never_by_the_fallback() -> None:
+    from abtest.errors import BadRequestError
+
+    models = LocalModels(
+        {"A": "tests.embedded.helpers:constant"}, rng=random.Random(0), endpoint_name="e"
+    )
+    with pytest.raises(BadRequestError, match=r"^model: ") as error:
+        models.add("B", "no_such_module_x:f")
+    assert error.value.details[0]["field"] == "model"
+
+    models.add("B", "tests.embedded.helpers:echo")
+
+    assert models.invoke("e", "B", "x", "text/plain", "i").predictions["data"] == "x"
+    assert {models.invoke("e", None, "x", "text/plain", "i").variant_name for _ in range(50)} == {
+        "A"
+    }

@@ -148,3 +148,32 @@ def test_a_killed_worker_is_replaced_and_its_events_are_counted_once(tmp_path, t
     finally:
         final.stop(signal.SIGTERM)
     assert counted == len(logged) == sum(n for n, _ in counts_by_variant(events).values())
+
+
+def test_a_variant_added_through_one_process_is_served_by_another(tmp_path: Path) -> None:
+    # GIVEN the owner and a worker on one data dir, both started before the add
+    from abtest.embedded.wiring import Runtime
+    from abtest.lifecycle import Action
+    from abtest.usecases.admin import LifecycleChange
+    from abtest.usecases.invoke import Invocation
+
+    config, data = write_config(tmp_path, variants=MODELS), tmp_path / "data"
+    with Runtime(config, data) as owner, Runtime(config, data, worker=0) as worker:
+        # WHEN the owner takes an add-variant, loading the model in its own process only
+        added = LifecycleChange(
+            ENDPOINT, Action.ADD_VARIANT, variant="Challenger2", model=MODELS["Champion1"]
+        )
+        owner.use_cases["add-variant"](added)
+        assert "Challenger2" not in worker.models.variant_names
+
+        # THEN the worker's new users reach it: its model is found in the store
+        served = [
+            worker.use_cases["invocation"](
+                Invocation(endpoint_name=ENDPOINT, user_id=f"u{n}", data="x")
+            )
+            for n in range(60)
+        ]
+        # P(none of 60 new users gets its 1/3 warm-up share) = (2/3)^60 < 1e-10
+        answered = [s.predictions for s in served if s.target_variant == "Challenger2"]
+        assert answered and all(p == [1] for p in answered)
+        assert "Challenger2" in worker.models.variant_names

@@ -295,7 +295,7 @@ def test_each_function_has_only_the_permissions_it_needs(stage: Synth) -> None:
         "dynamodb:Scan": [metrics],
     }
     changing = {**reading, "dynamodb:PutItem": [metrics], "dynamodb:UpdateItem": [metrics]}
-    for change in ("pause", "resume", "retire-variant"):
+    for change in ("pause", "resume", "retire-variant", "weights"):
         assert function_permissions(api, f"admin-{change}") == {
             **logs(f"admin-{change}"),
             **changing,
@@ -307,6 +307,12 @@ def test_each_function_has_only_the_permissions_it_needs(stage: Synth) -> None:
         **changing,
         "sagemaker:DescribeEndpoint": endpoints,
         "sagemaker:UpdateEndpointWeightsAndCapacities": endpoints,
+    }
+    # add-variant also reads the SageMaker endpoint's production variants, and nothing more.
+    assert function_permissions(api, "admin-add-variant") == {
+        **logs("admin-add-variant"),
+        **changing,
+        "sagemaker:DescribeEndpoint": [_sagemaker_arn("endpoint", s)],
     }
     # The history is read by key from the metrics table, and only read.
     assert function_permissions(api, "history") == {
@@ -744,14 +750,18 @@ def test_dashboard_charts_model_errors_latency_fallbacks_and_the_lifecycle(stage
     query = lifecycle["properties"]["query"]
     changing = [r.function_name for r in ADMIN_ROUTES if Need.LIFECYCLE in r.needs]
     assert sorted(changing) == [
+        "admin-add-variant",
         "admin-conclude",
         "admin-pause",
         "admin-resume",
         "admin-retire-variant",
+        "admin-weights",
     ]
-    # ... and the metrics function, whose aggregation auto-concludes
+    # ... the metrics function, whose aggregation auto-concludes, and the register function,
+    # which finishes a pending promotion
     sources = [
-        f"SOURCE '/aws/lambda/abtest-{name}-{stage.stage}'" for name in (*changing, "metrics")
+        f"SOURCE '/aws/lambda/abtest-{name}-{stage.stage}'"
+        for name in (*changing, "metrics", "register")
     ]
     assert query.split(" | fields ")[0] == " | ".join(sources)
     assert (

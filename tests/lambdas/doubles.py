@@ -147,16 +147,13 @@ def create_endpoint(tags: dict[str, str], variants=VARIANTS, name: str = ENDPOIN
     config_name = f"{name}-config-{len(variants)}-{'-'.join(variants)}"
     sagemaker.create_endpoint_config(EndpointConfigName=config_name, ProductionVariants=production)
     existing = [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]]
-    if name in existing:
-        sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=config_name)
-        arn = sagemaker.describe_endpoint(EndpointName=name)["EndpointArn"]
-        sagemaker.add_tags(ResourceArn=arn, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
-    else:
-        sagemaker.create_endpoint(
-            EndpointName=name,
-            EndpointConfigName=config_name,
-            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
-        )
+    if name in existing:  # moto has no UpdateEndpoint: the same name, redeployed
+        sagemaker.delete_endpoint(EndpointName=name)
+    sagemaker.create_endpoint(
+        EndpointName=name,
+        EndpointConfigName=config_name,
+        Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+    )
 
 
 def state_change(name: str, status: str) -> dict:

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from abtest.adapters.sqlite import SqliteStore
-from abtest.errors import ModelError, NotFoundError
+from abtest.errors import ConflictError, ModelError, NotFoundError
 from abtest.ports import ModelResult
 from abtest.records import EndpointConfig, RejectedLine, VariantConfig
 
@@ -67,13 +67,23 @@ class Models:
 
 
 class Catalog:
-    def __init__(self, config: EndpointConfig) -> None:
+    def __init__(self, config: EndpointConfig, deployed: tuple[str, ...] = ()) -> None:
         self.config = config
+        self.deployed = deployed  # variants prepare_variant accepts without a model
+        self.prepared: list[tuple[str, str | None]] = []
 
     def describe(self, endpoint_name: str) -> EndpointConfig:
         if endpoint_name != self.config.endpoint_name:
             raise NotFoundError(f"no endpoint {endpoint_name}")
         return self.config
+
+    def prepare_variant(self, endpoint_name: str, variant_name: str, model: str | None) -> None:
+        self.describe(endpoint_name)
+        if model is None and variant_name not in self.deployed:
+            raise ConflictError(
+                f"variant: {variant_name!r} is not deployed", details=[{"field": "variant"}]
+            )
+        self.prepared.append((variant_name, model))
 
 
 class CountingStore:

@@ -125,10 +125,10 @@ def test_the_loser_of_a_race_is_409_and_the_state_is_the_winners(change, ports, 
     # GIVEN a pause stored between this conclude's read and its write
     real = store.store.change_lifecycle
 
-    def pause_first(name, expected, new, entry):
+    def pause_first(name, expected, new, entry, *rest):
         store.store.change_lifecycle = real  # once: the pause itself goes straight through
         assert ChangeLifecycle.from_ports(ports)(LifecycleChange(ENDPOINT, Action.PAUSE))
-        return real(name, expected, new, entry)
+        return real(name, expected, new, entry, *rest)
 
     store.store.change_lifecycle = pause_first
     try:
@@ -300,6 +300,10 @@ def test_allowed_actions_are_exactly_the_ones_that_succeed(state):
         def attempt(action: Action = action) -> Lifecycle:
             if action is Action.RETIRE_VARIANT:
                 return lifecycle.retiring(ENDPOINT, "Challenger1")
+            if action is Action.ADD_VARIANT:
+                return lifecycle.adding(ENDPOINT, "Challenger9", None)
+            if action is Action.WEIGHTS:
+                return lifecycle.weighted(ENDPOINT, {"Champion1": 2.0})
             return lifecycle.moved(ENDPOINT, action, "Champion1")
 
         if action in lifecycle.allowed_actions:

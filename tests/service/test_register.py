@@ -38,7 +38,10 @@ def test_register_reads_the_catalog_and_keeps_counters(usecases, log, store):
     assert by_name["Champion1"].counts.invocation_count == before["Champion1"]
     assert by_name["Champion1"].initial_variant_weight == 2.0
     assert by_name["Challenger2"].counts.invocation_count == 0
-    assert "Challenger1" not in by_name
+    # The variant the catalog dropped keeps its counters, retired: no one new gets it
+    assert by_name["Challenger1"].counts.invocation_count == before["Challenger1"]
+    assert endpoint.lifecycle.retired == ("Challenger1",)
+    assert set(usecases.stats(ENDPOINT).allocation) == {"Champion1", "Challenger2"}
 
 
 def test_a_bad_strategy_is_refused_before_anything_is_written(usecases, store):

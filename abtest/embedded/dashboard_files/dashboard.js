@@ -205,6 +205,10 @@
     renderAudit(hook, admin.audit_log);
   }
 
+  // Allowed actions that take more input than a button and a select (a model, weights):
+  // offered by the CLI and the admin API, named here, not made buttons.
+  const CLI_ONLY = new Set(["add-variant", "weights"]);
+
   function renderActions(hook, name, admin) {
     const form = hook.querySelector(".actions");
     const allowed = admin.allowed_actions;
@@ -219,7 +223,8 @@
     const controls = [reason];
     const choose = (field, options) => element("select", { name: field, "data-field": field },
       ...options.map(([value, text]) => element("option", { value }, text)));
-    for (const action of allowed) {
+    const elsewhere = allowed.filter((action) => CLI_ONLY.has(action));
+    for (const action of allowed.filter((action) => !CLI_ONLY.has(action))) {
       const button = element("button", { type: "button", "data-action": action }, action);
       const body = () => ({ endpoint_name: name, reason: reason.value });
       if (action === "conclude") {
@@ -237,6 +242,10 @@
         button.onclick = () => act(hook, name, action, body());
         controls.push(element("span", { class: "action" }, button));
       }
+    }
+    if (elsewhere.length) {
+      controls.push(element("span", { class: "muted", "data-field": "elsewhere" },
+        ` · ${elsewhere.join(", ")}: abtest endpoints or the admin API`));
     }
     form.replaceChildren(...controls);
   }
