@@ -164,7 +164,7 @@ def test_a_variant_added_through_one_process_is_served_by_another(tmp_path: Path
             ENDPOINT, Action.ADD_VARIANT, variant="Challenger2", model=MODELS["Champion1"]
         )
         owner.use_cases["add-variant"](added)
-        assert "Challenger2" not in worker.models.variant_names
+        assert "Challenger2" not in worker.models[ENDPOINT].variant_names
 
         # THEN the worker's new users reach it: its model is found in the store
         served = [
@@ -176,4 +176,4 @@ def test_a_variant_added_through_one_process_is_served_by_another(tmp_path: Path
         # P(none of 60 new users gets its 1/3 warm-up share) = (2/3)^60 < 1e-10
         answered = [s.predictions for s in served if s.target_variant == "Challenger2"]
         assert answered and all(p == [1] for p in answered)
-        assert "Challenger2" in worker.models.variant_names
+        assert "Challenger2" in worker.models[ENDPOINT].variant_names

@@ -142,11 +142,11 @@ def test_a_crash_after_the_weights_were_set_leaves_pending_and_a_retry_finishes_
     real = store.store.change_lifecycle
     writes = []
 
-    def crash_on_done(name, expected, new, entry):
+    def crash_on_done(name, expected, new, entry, *rest):
         writes.append(entry.action)
         if new.promotion is Promotion.DONE:
             raise RuntimeError("the function timed out")
-        return real(name, expected, new, entry)
+        return real(name, expected, new, entry, *rest)
 
     store.store.change_lifecycle = crash_on_done
     try:
