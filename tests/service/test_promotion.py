@@ -169,10 +169,10 @@ def test_two_retries_racing_both_end_done(conclude, host, ports, store):
     # GIVEN another retry that finishes between this one's host call and its write
     real = store.store.change_lifecycle
 
-    def other_first(name, expected, new, entry):
+    def other_first(name, expected, new, entry, *rest):
         store.store.change_lifecycle = real
         ChangeLifecycle.from_ports(ports)(LifecycleChange(ENDPOINT, Action.CONCLUDE))
-        return real(name, expected, new, entry)
+        return real(name, expected, new, entry, *rest)
 
     store.store.change_lifecycle = other_first
     try:
