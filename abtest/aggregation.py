@@ -170,11 +170,16 @@ class _Tally:
                 endpoint_name = fields["endpoint_name"].decode()
                 variant_name = fields["variant_name"].decode()
                 self.reward_kind(endpoint_name, variant_name)
-                propensity = fields["propensity"]
+                propensity, latency_ms = fields["propensity"], fields["latency_ms"]
+                if latency_ms.startswith(b"-"):
+                    return False  # the slow path rejects the line, with its number
                 delta = invocation_delta(
                     fields["assignment"].decode(),
                     None if propensity == b"null" else float(propensity),
                     n,
+                    # Empty: a line logged before calls carried their latency and outcome.
+                    latency_ms=float(latency_ms) if latency_ms else None,
+                    outcome=fields["outcome"].decode() or None,
                 )
                 deltas.append((EventDelta(endpoint_name, variant_name, delta), n))
         except InvalidEvent:

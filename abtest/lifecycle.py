@@ -30,6 +30,7 @@ class Action(StrEnum):
     RESUME = "resume"
     CONCLUDE = "conclude"
     RETIRE_VARIANT = "retire-variant"  # no move: the variant stops serving
+    REINSTATE = "reinstate"  # no move: a variant a guardrail demoted serves again
 
 
 # The state each action leads to, from each state; an action missing here is illegal there.
@@ -55,13 +56,18 @@ class Lifecycle:
     version: int = 0
     # Variants that serve no one any more; their counters stay, and their events count.
     retired: tuple[str, ...] = ()
+    # Variants a person reinstated after a guardrail demoted them, each with its guardrail
+    # counters at that moment: only calls since count toward demoting it again.
+    reinstated: dict[str, dict[str, int]] = field(default_factory=dict, hash=False)
 
     @property
     def allowed_actions(self) -> tuple[Action, ...]:
         """What a person can do now: the moves from this state, and retiring a variant
         until the experiment is concluded. Clients (the dashboard) offer exactly these."""
         moves = tuple(MOVES[self.state])
-        return moves if self.state is State.CONCLUDED else (*moves, Action.RETIRE_VARIANT)
+        if self.state is State.CONCLUDED:
+            return moves
+        return (*moves, Action.RETIRE_VARIANT, Action.REINSTATE)
 
     def moved(self, endpoint_name: str, action: Action, winner: str | None = None) -> Lifecycle:
         """The lifecycle after `action`, or a 409 naming the state and the allowed moves."""
@@ -83,8 +89,22 @@ class Lifecycle:
             )
         return replace(self, retired=(*self.retired, variant), version=self.version + 1)
 
+    def reinstating(self, endpoint_name: str, variant: str, baseline: dict[str, int]) -> Lifecycle:
+        """The lifecycle with `variant` reinstated at its guardrail counters `baseline`; 409
+        once concluded (the winner serves all)."""
+        if self.state is State.CONCLUDED:
+            raise ConflictError(
+                f"{endpoint_name!r} is concluded: cannot reinstate a variant; allowed: none",
+                details=[{"field": "state", "message": "concluded; allowed: none"}],
+            )
+        reinstated = {**self.reinstated, variant: dict(baseline)}
+        return replace(self, reinstated=reinstated, version=self.version + 1)
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        value = asdict(self)
+        if not self.reinstated:  # absent: a lifecycle stored before reinstatements reads equal
+            del value["reinstated"]
+        return json.dumps(value, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | None) -> Lifecycle:
@@ -92,7 +112,13 @@ class Lifecycle:
             return cls()
         value = json.loads(text)
         retired = tuple(value.get("retired", ()))
-        return cls(State(value["state"]), value.get("winner"), int(value["version"]), retired)
+        reinstated = {
+            name: {k: int(v) for k, v in counts.items()}
+            for name, counts in value.get("reinstated", {}).items()
+        }
+        return cls(
+            State(value["state"]), value.get("winner"), int(value["version"]), retired, reinstated
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from abtest import guardrails
 from abtest.errors import ConflictError
 from abtest.lifecycle import LOCAL_ACTOR, Action, AuditEntry, State, lost_race
 from abtest.ports import Clock, Store
@@ -26,7 +27,7 @@ class LifecycleChange:
     actor: str = LOCAL_ACTOR  # who asks: the IAM principal, the token's name, or `local`
     reason: str = ""
     winner: str | None = None  # conclude only; None: the decision's current winner
-    variant: str | None = None  # retire-variant only
+    variant: str | None = None  # retire-variant and reinstate only
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +92,9 @@ class ListEndpoints:
 
 
 class ChangeLifecycle:
-    """POST /admin/pause, resume, conclude, retire-variant: one compare-and-set each, so of two
-    racing changes one is stored and the other answered 409; counters are never written."""
+    """POST /admin/pause, resume, conclude, retire-variant, reinstate: one compare-and-set
+    each, so of two racing changes one is stored and the other answered 409; counters are
+    never written."""
 
     def __init__(self, *, store: Store, endpoints: EndpointCache, clock: Clock) -> None:
         self.store = store
@@ -110,6 +112,10 @@ class ChangeLifecycle:
         winner = None
         if change.action is Action.RETIRE_VARIANT:
             after = before.retiring(name, self._retirable(endpoint, change.variant))
+        elif change.action is Action.REINSTATE:
+            variant = self._demoted(endpoint, change.variant)
+            counts = next(v.counts for v in endpoint.variants if v.variant_name == variant)
+            after = before.reinstating(name, variant, guardrails.baseline(counts))
         else:
             if change.action is Action.CONCLUDE:
                 winner = self._winner(endpoint, change.winner)
@@ -144,6 +150,19 @@ class ChangeLifecycle:
             raise ConflictError(
                 f"variant: {variant!r} is the last serving variant; conclude instead",
                 details=[{"field": "variant", "message": "the last one serving"}],
+            )
+        return variant
+
+    def _demoted(self, endpoint: Endpoint, variant: str | None) -> str:
+        """A variant a guardrail demotes now; 409 naming `variant` otherwise. It is
+        reinstated at its counters as they are: it serves again until the calls after this
+        breach a guardrail on their own (earlier evidence does not count twice)."""
+        demoted = figures_of(endpoint).demoted
+        if variant not in demoted:
+            raise ConflictError(
+                f"variant: {variant!r} is not demoted on {endpoint.endpoint_name!r} "
+                f"(demoted: {', '.join(demoted) or 'none'})",
+                details=[{"field": "variant", "message": "not demoted"}],
             )
         return variant
 

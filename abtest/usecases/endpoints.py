@@ -4,9 +4,11 @@ figures (allocation, decision) worked out when the record changes and read every
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import bandit
+from abtest import guardrails
 from abtest.config_types import INVOCATION
 from abtest.errors import NotFoundError
 from abtest.lifecycle import State
@@ -72,35 +74,59 @@ def configured_strategy(endpoint: Endpoint) -> bandit.Strategy:
     )
 
 
-def _deciding_strategy(endpoint: Endpoint) -> bandit.Strategy:
-    return bandit.deciding_strategy(
-        configured_strategy(endpoint), serving_metrics(endpoint), endpoint.warmup
+def _candidates(
+    endpoint: Endpoint, demoted: Mapping[str, str] | None = None
+) -> tuple[VariantMetrics, ...]:
+    """The trials of the variants the strategy allocates among and the decision compares:
+    the serving ones but those a guardrail demoted (`abtest.guardrails.demoted`)."""
+    if demoted is None:
+        demoted = guardrails.demoted(endpoint)
+    return variant_metrics(
+        endpoint, tuple(v for v in endpoint.serving_variants if v.variant_name not in demoted)
     )
 
 
-def current_allocation(endpoint: Endpoint) -> dict[str, float]:
-    """The probabilities a new user would be assigned with now (warm-up included)."""
-    return _deciding_strategy(endpoint).allocation(serving_metrics(endpoint))
+def _deciding_strategy(
+    endpoint: Endpoint, candidates: tuple[VariantMetrics, ...]
+) -> bandit.Strategy:
+    return bandit.deciding_strategy(configured_strategy(endpoint), candidates, endpoint.warmup)
+
+
+def current_allocation(
+    endpoint: Endpoint, demoted: Mapping[str, str] | None = None
+) -> dict[str, float]:
+    """The probabilities a new user would be assigned with now (warm-up included); 0 for
+    a demoted variant."""
+    if demoted is None:
+        demoted = guardrails.demoted(endpoint)
+    candidates = _candidates(endpoint, demoted)
+    allocation = _deciding_strategy(endpoint, candidates).allocation(candidates)
+    return allocation | dict.fromkeys(demoted, 0.0)
 
 
 def current_figures(endpoint: Endpoint) -> Figures:
-    """Work out the record's figures: the allocation (by quadrature, for Thompson) and the
-    decision. Costly (milliseconds), so done when the counters change, not per request."""
+    """Work out the record's figures: the demoted variants, the allocation (by quadrature,
+    for Thompson) and the decision. Costly (milliseconds), so done when the counters
+    change, not per request."""
     # Imported here: statistics are for /stats, not for the invocation path's cold start.
     from bandit.stats import decision
 
-    allocation = current_allocation(endpoint)
+    demoted = guardrails.demoted(endpoint)
+    candidates = _candidates(endpoint, demoted)
+    allocation = current_allocation(endpoint, demoted)
     return Figures(
         basis=endpoint.basis,
-        strategy=_deciding_strategy(endpoint).name,
+        strategy=_deciding_strategy(endpoint, candidates).name,
         allocation=allocation,
-        # The allocation new users get is what the users still needed are counted at.
+        # The allocation new users get is what the users still needed are counted at. A
+        # demoted variant is no candidate: the decision never names it.
         decision=decision(
-            serving_metrics(endpoint),
-            allocation=allocation,
+            candidates,
+            allocation={v.variant_name: allocation[v.variant_name] for v in candidates},
             reward=endpoint.settings.reward,
             tightest_at=endpoint.settings.planned_sample_size,
         ).as_dict(),
+        demoted=demoted,
     )
 
 
@@ -168,8 +194,9 @@ class ServedEndpoint:
         elif stored is not None:
             allocation = Allocation(stored.strategy, stored.allocation)
         else:  # a record no aggregation has worked out yet (or changed since): once per read
-            strategy = _deciding_strategy(endpoint)
-            allocation = Allocation(strategy.name, current_allocation(endpoint))
+            demoted = guardrails.demoted(endpoint)
+            strategy = _deciding_strategy(endpoint, _candidates(endpoint, demoted))
+            allocation = Allocation(strategy.name, current_allocation(endpoint, demoted))
         return cls(endpoint, allocation)
 
 
