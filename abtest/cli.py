@@ -317,7 +317,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 # no winner), 5 not authorized.
 EXIT_BY_STATUS = {404: 3, 409: 4, 401: 5, 403: 5}
 # The admin route of each `abtest endpoints` action, and the moves among them.
-ENDPOINT_ACTIONS = ("list", "show", "pause", "resume", "conclude", "retire-variant")
+ENDPOINT_ACTIONS = ("list", "show", "pause", "resume", "conclude", "retire-variant", "reinstate")
 
 
 def _endpoints(args: argparse.Namespace) -> int:
@@ -334,9 +334,9 @@ def _endpoints(args: argparse.Namespace) -> int:
         body["reason"] = args.reason
     if args.action == "conclude" and args.winner:
         body["winner"] = args.winner
-    if args.action == "retire-variant":
+    if args.action in ("retire-variant", "reinstate"):
         if not args.variant:
-            print("abtest: endpoints retire-variant: give --variant", file=sys.stderr)
+            print(f"abtest: endpoints {args.action}: give --variant", file=sys.stderr)
             return 2
         body["variant"] = args.variant
     try:
@@ -383,13 +383,22 @@ def _endpoint_tables(e: dict[str, Any]) -> str:
     allocation = e["allocation"]
     variants = [
         (
-            v["variant_name"] + (" (retired)" if v["variant_name"] in e["retired"] else ""),
+            v["variant_name"]
+            + (" (retired)" if v["variant_name"] in e["retired"] else "")
+            + (" (demoted)" if v.get("demoted") else ""),
             v["invocation_count"],
             v["conversion_count"],
             f"{v['reward_sum']:g}",
             f"{allocation.get(v['variant_name'], 0.0):.3f}",
+            None if v.get("error_rate") is None else f"{v['error_rate']:.1%}",
+            v.get("latency_ms", {}).get("p99"),
         )
         for v in e["variant_metrics"]
+    ]
+    demotions = [
+        f"{v['variant_name']} demoted: {v['demoted']}"
+        for v in e["variant_metrics"]
+        if v.get("demoted")
     ]
     audit = [
         (
@@ -407,7 +416,19 @@ def _endpoint_tables(e: dict[str, Any]) -> str:
         + f" (version {e['version']}, {e['strategy']})",
         f"decision: {decision.get('winner') or 'no winner'} ({decision.get('reason', '-')})",
         "",
-        _table(("VARIANT", "INVOCATIONS", "CONVERSIONS", "REWARD", "ALLOCATION"), variants),
+        _table(
+            (
+                "VARIANT",
+                "INVOCATIONS",
+                "CONVERSIONS",
+                "REWARD",
+                "ALLOCATION",
+                "ERRORS",
+                "P99_MS",
+            ),
+            variants,
+        ),
+        *demotions,
     ]
     if audit:
         lines += ["", _table(("AT (UTC)", "ACTOR", "ACTION", "REASON"), audit)]
@@ -539,7 +560,7 @@ def _parser() -> argparse.ArgumentParser:
 
     endpoints = command(
         "endpoints",
-        "list, show, pause, resume or conclude endpoints, or retire a variant",
+        "list, show, pause, resume or conclude endpoints, retire or reinstate a variant",
         "Call the admin routes of abtest serve or a deployed API and print tables. Exit codes: "
         "0 done, 1 another failure (5xx, no connection), 2 usage, 3 no such endpoint, "
         "4 conflict (an illegal or concurrent move, or no winner to conclude with), "
@@ -552,7 +573,9 @@ def _parser() -> argparse.ArgumentParser:
     endpoints.add_argument(
         "--winner", help="conclude: the variant to serve everyone (default: the decision's)"
     )
-    endpoints.add_argument("--variant", help="retire-variant: the variant to retire")
+    endpoints.add_argument(
+        "--variant", help="retire-variant, reinstate: the variant to retire or reinstate"
+    )
     _auth_options(endpoints)  # on AWS the admin routes always take --auth iam
     endpoints.set_defaults(command=_endpoints)
     board = command(

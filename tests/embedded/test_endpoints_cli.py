@@ -48,7 +48,15 @@ def test_list_show_and_every_move_with_their_exit_codes(start_server, capsys) ->
     assert code == 0
     lines = out.splitlines()
     variants = lines[lines.index("") + 1 :][:3]
-    assert variants[0].split() == ["VARIANT", "INVOCATIONS", "CONVERSIONS", "REWARD", "ALLOCATION"]
+    assert variants[0].split() == [
+        "VARIANT",
+        "INVOCATIONS",
+        "CONVERSIONS",
+        "REWARD",
+        "ALLOCATION",
+        "ERRORS",
+        "P99_MS",
+    ]
     assert [line.split()[0] for line in variants[1:]] == ["Champion1", "Challenger1"]
     audit = out.split("\n\n")[-1].splitlines()
     assert audit[0].split() == ["AT", "(UTC)", "ACTOR", "ACTION", "REASON"]
