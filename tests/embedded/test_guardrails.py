@@ -17,8 +17,11 @@ NAME = {"endpoint_name": ENDPOINT}
 DATA = {"instances": ["great"]}
 
 
+_CLIENT = httpx.Client(timeout=30)  # one keep-alive connection: hundreds of requests
+
+
 def post(server: EmbeddedServer, path: str, body: dict) -> httpx.Response:
-    return httpx.post(f"{server.url}{path}", json=body, timeout=30)
+    return _CLIENT.post(f"{server.url}{path}", json=body)
 
 
 def variants(stats: dict) -> dict[str, dict]:
@@ -36,7 +39,7 @@ def test_a_model_failing_20_percent_of_calls_is_demoted_never_winner_and_reinsta
     )  # fmt: skip
     served: dict[str, list[str]] = {"Champion1": [], "Challenger1": []}
     failed = 0
-    for n in range(300):
+    for n in range(200):
         answer = post(server, "/invocation", {**NAME, "user_id": f"u{n}", "data": DATA})
         if answer.status_code == 502:
             assert "Challenger1" in answer.json()["message"]
@@ -54,7 +57,7 @@ def test_a_model_failing_20_percent_of_calls_is_demoted_never_winner_and_reinsta
     stats = post(server, "/stats", NAME).json()
     flaky = variants(stats)["Challenger1"]
     assert (flaky["model_calls"], flaky["model_errors"]) == (calls, failed)
-    assert abs(flaky["error_rate"] - 0.2) < 0.01  # every fifth call, of about 150
+    assert abs(flaky["error_rate"] - 0.2) < 0.02  # every fifth call, of about 100
     # Every failed user was assigned and counted as a trial (intent to treat).
     assert flaky["users"] == calls
     assert flaky["demoted"] and "max_error_rate 0.05" in flaky["demoted"]
@@ -63,7 +66,7 @@ def test_a_model_failing_20_percent_of_calls_is_demoted_never_winner_and_reinsta
     assert stats["allocation"] == {"Champion1": 1.0, "Challenger1": 0.0}
     assert stats["decision"].get("winner") != "Challenger1"
     assert "Challenger1" not in str(stats["decision"].get("winner"))
-    for n in range(20):  # new users get the champion only
+    for n in range(10):  # new users get the champion only
         answer = post(server, "/invocation", {**NAME, "user_id": f"new{n}", "data": DATA})
         assert answer.json()["endpoint_variant"] == "Champion1"
     shown = post(server, "/admin/show", NAME).json()
@@ -97,12 +100,12 @@ def test_a_model_failing_20_percent_of_calls_is_demoted_never_winner_and_reinsta
         fresh_failures += answer.status_code == 502
     server.runtime.events.flush()
     assert variants(post(server, "/stats", NAME).json())["Challenger1"]["demoted"] is None
-    for n in range(200):
+    for n in range(90):
         answer = post(server, "/invocation", {**NAME, "user_id": f"m{n}", "data": DATA,
                                               "endpoint_variant": "Challenger1"})  # fmt: skip
     server.runtime.events.flush()
     again = variants(post(server, "/stats", NAME).json())["Challenger1"]
-    assert again["demoted"] and f"over {210} calls" in again["demoted"]
+    assert again["demoted"] and "over 100 calls" in again["demoted"]
 
 
 def test_a_model_slow_on_10_percent_of_calls_breaches_a_500_ms_p99(tmp_path: Path) -> None:
@@ -123,7 +126,7 @@ def test_a_model_slow_on_10_percent_of_calls_breaches_a_500_ms_p99(tmp_path: Pat
         stats = post(server, "/stats", NAME).json()
         assert variants(stats)["Challenger1"]["latency_ms"]["p99"] == 1000.0
         assert variants(stats)["Challenger1"]["demoted"] is None
-        for n in range(400):
+        for n in range(250):
             post(server, "/invocation", {**NAME, "user_id": f"u{n}", "data": DATA})
         runtime.events.flush()
         stats = post(server, "/stats", NAME).json()
