@@ -484,7 +484,12 @@ class EndpointResponse(EndpointSummaryBody):
         return cls(
             **EndpointSummaryBody.of(endpoint).model_dump(),
             version=endpoint.lifecycle.version,
-            allowed_actions=list(endpoint.lifecycle.allowed_actions),
+            # Reinstating is legal only while a guardrail demotes a variant.
+            allowed_actions=[
+                a
+                for a in endpoint.lifecycle.allowed_actions
+                if a is not Action.REINSTATE or result.figures.demoted
+            ],
             strategy_params=endpoint.strategy_params,
             warmup=endpoint.warmup,
             variant_metrics=_variant_bodies(endpoint, result.figures.demoted),

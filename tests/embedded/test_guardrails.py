@@ -71,6 +71,7 @@ def test_a_model_failing_20_percent_of_calls_is_demoted_never_winner_and_reinsta
         assert answer.json()["endpoint_variant"] == "Champion1"
     shown = post(server, "/admin/show", NAME).json()
     assert variants(shown)["Challenger1"]["demoted"] == flaky["demoted"]
+    assert "reinstate" in shown["allowed_actions"]
     # The decision's winner cannot be the demoted variant, so concluding with it cannot either.
     concluded = post(server, "/admin/conclude", NAME)
     assert concluded.status_code == 409 or concluded.json()["winner"] != "Challenger1"
@@ -83,6 +84,7 @@ def test_a_model_failing_20_percent_of_calls_is_demoted_never_winner_and_reinsta
     assert reinstated.status_code == 200, reinstated.text
     assert reinstated.json()["allocation"]["Challenger1"] > 0.0
     assert variants(reinstated.json())["Challenger1"]["demoted"] is None
+    assert "reinstate" not in reinstated.json()["allowed_actions"]  # nothing demoted now
     entry = reinstated.json()["audit_log"][-1]
     assert (entry["actor"], entry["action"], entry["reason"]) == (
         "local",
