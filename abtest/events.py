@@ -245,6 +245,7 @@ def invocation_delta(
     *,
     latency_ms: float | None = None,
     outcome: str | None = None,
+    bucket: str | None = None,
 ) -> VariantCounts | None:
     """What `n` equal invocations add: None if logged only (manual, fallback, without a
     model call's latency and outcome); a new assignment is a user, weighted 1/p by its
@@ -256,11 +257,14 @@ def invocation_delta(
     weighted estimate would overstate it. Its user's conversions, if any, count as usual.
     Every call logged with an outcome adds to the variant's guardrail counters (its
     latency bucket, and `model_errors` if it failed), the manual and fallback ones too:
-    they are calls of the same model.
+    they are calls of the same model. `bucket` is the latency's counter when the caller
+    already knows it (`latency_counter`), in place of `latency_ms`.
     """
     guardrail: dict[str, int] = {}
     if latency_ms is not None:
-        guardrail[latency_counter(latency_ms)] = n
+        bucket = latency_counter(latency_ms)
+    if bucket is not None:
+        guardrail[bucket] = n
     if outcome == ERROR:
         guardrail["model_errors"] = n
     if assignment in UNCOUNTED_ASSIGNMENTS:
