@@ -294,7 +294,7 @@ def test_each_function_has_only_the_permissions_it_needs(stage: Synth) -> None:
         **reading,
         "dynamodb:Scan": [metrics],
     }
-    for change in ("pause", "resume", "conclude", "retire-variant"):
+    for change in ("pause", "resume", "conclude", "retire-variant", "reinstate"):
         assert function_permissions(api, f"admin-{change}") == {
             **logs(f"admin-{change}"),
             **reading,
