@@ -183,9 +183,8 @@ def test_failed_and_served_calls_are_logged_with_latency_and_outcome_and_counted
     body = aws.s3.get_object(Bucket="abtest-events-test", Key=delivered["object_key"])["Body"]
     events = [json.loads(line) for line in body.read().splitlines() if line.strip()]
     # (in any order: moto writes an object per record, and their keys sort by time)
-    assert sorted((e["variant_name"], e["outcome"]) for e in events) == [
-        ("Challenger1", "error"),
-    ] * 3 + [("Champion1", "ok")] * 3
+    expected = [("Challenger1", "error")] * 3 + [("Champion1", "ok")] * 3
+    assert sorted((e["variant_name"], e["outcome"]) for e in events) == expected
     assert all(e["latency_ms"] >= 0 for e in events)
     _, stats = call(aws.stats, api_event("/stats", {"endpoint_name": ENDPOINT}))
     shown = {m["variant_name"]: m for m in stats["variant_metrics"]}
