@@ -170,8 +170,10 @@ UNRANDOMIZED_STRATEGIES = frozenset({PAUSED_STRATEGY, CONCLUDED_STRATEGY})
 def paused_allocation(endpoint: Endpoint) -> Allocation:
     """What new users get while the experiment is paused: the fixed weights of a
     WeightedSampling endpoint (they are the design, not the bandit's doing), otherwise the
-    champion, the first variant still serving: the one the experiment set out to beat."""
-    serving = serving_metrics(endpoint)
+    champion, the first variant still serving: the one the experiment set out to beat. A
+    variant a guardrail demoted gets no one here either."""
+    stored = endpoint.fresh_figures
+    serving = _candidates(endpoint, stored.demoted if stored is not None else None)
     if endpoint.strategy == bandit.WeightedSampling.name:
         weights = bandit.WeightedSampling().allocation(serving)
         return Allocation(bandit.WeightedSampling.name, weights)

@@ -17,7 +17,7 @@ from abtest.adapters.dynamodb import MAX_INCREMENTS_PER_UPDATE
 from abtest.config_types import ExperimentSettings
 from abtest.lifecycle import Action, AuditEntry, Lifecycle
 from abtest.records import COUNTERS, LATENCY_COUNTERS, VariantCounts
-from abtest.usecases.endpoints import refresh_figures
+from abtest.usecases.endpoints import paused_allocation, refresh_figures
 from tests.adapters.test_store_contract import ENDPOINT, NOW, config
 
 GUARDED = ExperimentSettings(max_error_rate=0.05, max_latency_p99_ms=500)
@@ -128,3 +128,18 @@ def test_update_expressions_stay_within_dynamodb_limits(dynamodb_store, on_call)
 def test_a_lifecycle_reads_back_as_written(reinstated):
     lifecycle = Lifecycle(reinstated=reinstated)
     assert Lifecycle.from_json(lifecycle.to_json()) == lifecycle
+
+
+def test_a_paused_weighted_endpoint_gives_a_demoted_variant_no_one(store):
+    store.register_endpoint(
+        replace(config(("A", 1.0), ("B", 1.0), strategy="WeightedSampling"), settings=GUARDED),
+        NOW,
+    )
+    store.apply_counts("o1", {ENDPOINT: {"A": calls(100), "B": calls(100, 40)}}, NOW)
+    refresh_figures(store, ENDPOINT)
+    endpoint = store.get_endpoint(ENDPOINT)
+    paused = endpoint.lifecycle.moved(ENDPOINT, Action.PAUSE)
+    entry = AuditEntry(NOW, "alice", Action.PAUSE)
+    assert store.change_lifecycle(ENDPOINT, endpoint.lifecycle, paused, entry)
+
+    assert paused_allocation(store.get_endpoint(ENDPOINT)).probabilities == {"A": 1.0}
