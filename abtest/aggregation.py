@@ -44,6 +44,7 @@ from abtest.records import (
     EventKey,
     RejectedLine,
     VariantCounts,
+    latency_counter,
 )
 
 logger = logging.getLogger("abtest")
@@ -133,6 +134,9 @@ class _Tally:
         # Conversions are read by position: each is its own distinct line (its ids), so a
         # dict per line, as `captures` builds, would cost more than the whole regex scan.
         conversion, at = line_format.positions(CONVERSION)
+        invocation, inv = line_format.positions(INVOCATION)
+        # (endpoint, variant, assignment, propensity, latency bucket, outcome) -> lines
+        invocations: dict[tuple[bytes, bytes, bytes, bytes, str | None, bytes], int] = {}
         names: dict[tuple[bytes, bytes], tuple[str, str, str]] = {}
         shapes: dict[tuple[str, bytes, bytes, bytes], _Deltas | None] = {}
         try:
@@ -164,17 +168,33 @@ class _Tally:
                         claim = (first_conversion_key(endpoint_name, user_id, assigned_at), first)
                     deltas.append((EventDelta(endpoint_name, variant_name, delta, key, claim), n))
                     continue
-                event_type, fields = line_format.captures(match)
-                if event_type != INVOCATION:
+                if not match[invocation]:
                     return False  # a type this loop does not know how to count: the slow path
-                endpoint_name = fields["endpoint_name"].decode()
-                variant_name = fields["variant_name"].decode()
+                latency_ms = match[inv["latency_ms"]]
+                if latency_ms.startswith(b"-"):
+                    return False  # the slow path rejects the line, with its number
+                # Invocations are counted by shape: their latencies differ line by line, but
+                # only the bucket each falls in adds to the counters.
+                shape = (
+                    match[inv["endpoint_name"]],
+                    match[inv["variant_name"]],
+                    match[inv["assignment"]],
+                    match[inv["propensity"]],
+                    # Empty: a line logged before calls carried their latency and outcome.
+                    latency_counter(float(latency_ms)) if latency_ms else None,
+                    match[inv["outcome"]],
+                )
+                invocations[shape] = invocations.get(shape, 0) + n
+            for shape, n in invocations.items():
+                endpoint_bytes, variant_bytes, assignment, propensity, bucket, outcome = shape
+                endpoint_name, variant_name = endpoint_bytes.decode(), variant_bytes.decode()
                 self.reward_kind(endpoint_name, variant_name)
-                propensity = fields["propensity"]
                 delta = invocation_delta(
-                    fields["assignment"].decode(),
+                    assignment.decode(),
                     None if propensity == b"null" else float(propensity),
                     n,
+                    bucket=bucket,
+                    outcome=outcome.decode() or None,
                 )
                 deltas.append((EventDelta(endpoint_name, variant_name, delta), n))
         except InvalidEvent:

@@ -317,7 +317,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 # no winner), 5 not authorized.
 EXIT_BY_STATUS = {404: 3, 409: 4, 401: 5, 403: 5}
 # The admin route of each `abtest endpoints` action, and the moves among them.
-ENDPOINT_ACTIONS = ("list", "show", "pause", "resume", "conclude", "retire-variant")
+ENDPOINT_ACTIONS = ("list", "show", "pause", "resume", "conclude", "retire-variant", "reinstate")
 ENDPOINT_ACTIONS += ("add-variant", "weights")
 # Bad input the API refused (400, naming the field) exits as a usage error does.
 EXIT_BY_STATUS[400] = 2
@@ -337,7 +337,7 @@ def _endpoints(args: argparse.Namespace) -> int:
         body["reason"] = args.reason
     if args.action == "conclude" and args.winner:
         body["winner"] = args.winner
-    if args.action in ("retire-variant", "add-variant"):
+    if args.action in ("retire-variant", "add-variant", "reinstate"):
         if not args.variant:
             print(f"abtest: endpoints {args.action}: give --variant", file=sys.stderr)
             return 2
@@ -419,15 +419,24 @@ def _endpoint_tables(e: dict[str, Any]) -> str:
     allocation = e["allocation"]
     variants = [
         (
-            v["variant_name"] + (" (retired)" if v["variant_name"] in e["retired"] else ""),
+            v["variant_name"]
+            + (" (retired)" if v["variant_name"] in e["retired"] else "")
+            + (" (demoted)" if v.get("demoted") else ""),
             v["invocation_count"],
             v["conversion_count"],
             f"{v['reward_sum']:g}",
             f"{allocation.get(v['variant_name'], 0.0):.3f}",
             f"{e['weights'][v['variant_name']]:g}" if "weights" in e else "-",
             _origin(e, v["variant_name"]),
+            None if v.get("error_rate") is None else f"{v['error_rate']:.1%}",
+            v.get("latency_ms", {}).get("p99"),
         )
         for v in e["variant_metrics"]
+    ]
+    demotions = [
+        f"{v['variant_name']} demoted: {v['demoted']}"
+        for v in e["variant_metrics"]
+        if v.get("demoted")
     ]
     audit = [
         (
@@ -447,9 +456,20 @@ def _endpoint_tables(e: dict[str, Any]) -> str:
         f"decision: {decision.get('winner') or 'no winner'} ({decision.get('reason', '-')})",
         "",
         _table(
-            ("VARIANT", "INVOCATIONS", "CONVERSIONS", "REWARD", "ALLOCATION", "WEIGHT", "ADDED"),
+            (
+                "VARIANT",
+                "INVOCATIONS",
+                "CONVERSIONS",
+                "REWARD",
+                "ALLOCATION",
+                "WEIGHT",
+                "ADDED",
+                "ERRORS",
+                "P99_MS",
+            ),
             variants,
         ),
+        *demotions,
     ]
     if audit:
         lines += ["", _table(("AT (UTC)", "ACTOR", "ACTION", "REASON"), audit)]
@@ -588,7 +608,8 @@ def _parser() -> argparse.ArgumentParser:
 
     endpoints = command(
         "endpoints",
-        "list, show, pause, resume or conclude endpoints; add or retire a variant, set weights",
+        "list, show, pause, resume or conclude endpoints; add, retire or reinstate a variant, "
+        "set weights",
         "Call the admin routes of abtest serve or a deployed API and print tables. Exit codes: "
         "0 done, 1 another failure (5xx, no connection), 2 usage (or input the API refused), "
         "3 no such endpoint, "
@@ -603,7 +624,9 @@ def _parser() -> argparse.ArgumentParser:
         "--winner", help="conclude: the variant to serve everyone (default: the decision's)"
     )
     endpoints.add_argument(
-        "--variant", help="retire-variant: the variant to retire; add-variant: the one to add"
+        "--variant",
+        help="retire-variant, reinstate: the variant to retire or reinstate; add-variant: the one "
+        "to add",
     )
     endpoints.add_argument(
         "--model",

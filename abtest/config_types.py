@@ -114,6 +114,21 @@ class ExperimentSettings(BaseModel):
         "names a winner (nothing blocking it), recorded in the audit log as `auto-conclude`; "
         "only while running: a paused experiment waits for the person who paused it",
     )
+    # The guardrails (off unless set): a variant breaching one, with evidence, is demoted
+    # (`abtest.guardrails`).
+    max_error_rate: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Guardrail: a variant whose share of failed model calls is above this, "
+        "with evidence (an always-valid test at 0.1 %), is demoted; unset: off",
+    )
+    max_latency_p99_ms: float | None = Field(
+        None,
+        gt=0,
+        description="Guardrail: a variant whose model calls are slower than this more than 1 % "
+        "of the time, with evidence (an always-valid test at 0.1 %), is demoted; unset: off",
+    )
 
     def to_json(self) -> str:
         return self.model_dump_json()

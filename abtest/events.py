@@ -21,7 +21,7 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 from abtest.config_types import BINARY
-from abtest.records import AssignmentKind, EventKey, VariantCounts
+from abtest.records import AssignmentKind, EventKey, VariantCounts, latency_counter
 
 INVOCATION = "invocation"
 CONVERSION = "conversion"
@@ -46,6 +46,11 @@ CONTEXT_FIELD = "context"
 MAX_CONTEXT_KEYS = 16
 CONTEXT_KEY = r"[A-Za-z0-9_-]{1,64}"  # a whole key (re.fullmatch)
 MAX_CONTEXT_TEXT_LENGTH = 256
+# How an invocation's model call ended: "error" is a call that raised (the request was
+# answered 502, no prediction served). Lines logged before calls carried their outcome
+# and latency have neither, and count as they always did, without guardrail counts.
+OK, ERROR = "ok", "error"
+OUTCOMES = (OK, ERROR)
 
 
 def encode(event: Mapping[str, Any]) -> bytes:
@@ -110,6 +115,9 @@ class Field:
     kind: Kind
     captured: bool = False
     choices: tuple[str, ...] = ()
+    # Always written, but absent from lines logged before the field existed: the fast path
+    # matches lines with and without it (declare such fields last).
+    optional: bool = False
 
     @property
     def argument(self) -> str:
@@ -138,6 +146,9 @@ INVOCATION_EVENT = EventType(
         Field("propensity", Kind.NULLABLE_NUMBER, captured=True),
         # Captured: manual and fallback invocations are logged but not counted.
         Field("assignment", Kind.CHOICE, captured=True, choices=ASSIGNMENT_KINDS),
+        # Captured: the model call's duration (milliseconds) and outcome, the guardrails'.
+        Field("latency_ms", Kind.NUMBER, captured=True, optional=True),
+        Field("outcome", Kind.CHOICE, captured=True, choices=OUTCOMES, optional=True),
     ),
 )
 CONVERSION_EVENT = EventType(
@@ -163,18 +174,23 @@ EVENT_TYPES = (INVOCATION_EVENT, CONVERSION_EVENT)
 
 
 def event_builder(event_type: EventType) -> Callable[..., dict[str, Any]]:
-    """The keyword-only function that builds one event of `event_type`, fields in declared order."""
+    """The keyword-only function that builds one event of `event_type`, fields in declared
+    order. An optional field left out is not written (a line of the shape logged before it
+    existed, which the request path never writes)."""
     fields = event_type.fields
     arguments = {field.argument for field in fields}
+    required = {field.argument for field in fields if not field.optional}
 
     def build(**values: Any) -> dict[str, Any]:
-        if values.keys() != arguments:
-            missing, unexpected = arguments - values.keys(), values.keys() - arguments
+        if not required <= values.keys() <= arguments:
+            missing, unexpected = required - values.keys(), values.keys() - arguments
             raise TypeError(
                 f"{build.__name__}(): missing {sorted(missing)}, unexpected {sorted(unexpected)}"
             )
         event = {"type": event_type.name}
         for field in fields:
+            if field.optional and values.get(field.argument) is None:
+                continue
             value = values[field.argument]
             event[field.name] = iso_timestamp(value) if field.kind is Kind.TIMESTAMP else value
         return event
@@ -189,6 +205,7 @@ def event_builder(event_type: EventType) -> Callable[..., dict[str, Any]]:
                 field.argument,
                 inspect.Parameter.KEYWORD_ONLY,
                 annotation=_ARGUMENT_TYPES[field.kind],
+                **({"default": None} if field.optional else {}),
             )
             for field in fields
         ],
@@ -221,16 +238,46 @@ def reward_problem(reward: Any, kind: str) -> str | None:
     return None
 
 
-def invocation_delta(assignment: str, propensity: Any, n: int = 1) -> VariantCounts | None:
-    """What `n` equal invocations add: None if logged only (manual, fallback); a new
-    assignment is a user, weighted 1/p by its logged propensity p."""
+def invocation_delta(
+    assignment: str,
+    propensity: Any,
+    n: int = 1,
+    *,
+    latency_ms: float | None = None,
+    outcome: str | None = None,
+    bucket: str | None = None,
+) -> VariantCounts | None:
+    """What `n` equal invocations add: None if logged only (manual, fallback, without a
+    model call's latency and outcome); a new assignment is a user, weighted 1/p by its
+    logged propensity p.
+
+    A failed call counts as its assignment's trial like a served one (intent to treat):
+    the user was drawn with propensity p whatever the model then did, and leaving the
+    failures out would keep only the users a failing variant happened to serve, so its
+    weighted estimate would overstate it. Its user's conversions, if any, count as usual.
+    Every call logged with an outcome adds to the variant's guardrail counters (its
+    latency bucket, and `model_errors` if it failed), the manual and fallback ones too:
+    they are calls of the same model. `bucket` is the latency's counter when the caller
+    already knows it (`latency_counter`), in place of `latency_ms`.
+    """
+    guardrail: dict[str, int] = {}
+    if latency_ms is not None:
+        bucket = latency_counter(latency_ms)
+    if bucket is not None:
+        guardrail[bucket] = n
+    if outcome == ERROR:
+        guardrail["model_errors"] = n
     if assignment in UNCOUNTED_ASSIGNMENTS:
-        return None
+        return VariantCounts(**guardrail) if guardrail else None
     if assignment != AssignmentKind.NEW:
-        return VariantCounts(invocation_count=n)
+        return VariantCounts(invocation_count=n, **guardrail)
     weight = _weight(propensity)
     return VariantCounts(
-        invocation_count=n, users=n, weight_sum=n * weight, weight_sq_sum=n * weight * weight
+        invocation_count=n,
+        users=n,
+        weight_sum=n * weight,
+        weight_sq_sum=n * weight * weight,
+        **guardrail,
     )
 
 
@@ -310,7 +357,15 @@ def event_delta(
     kind = event.get("type")
     if kind == INVOCATION:
         reward_kind(endpoint_name, variant_name)
-        delta = invocation_delta(event.get("assignment"), event.get("propensity"))
+        latency_ms = event.get("latency_ms")
+        if latency_ms is not None and not (_a_number(latency_ms) and latency_ms >= 0):
+            raise InvalidEvent(f"latency_ms must be a number >= 0, got {latency_ms!r}")
+        outcome = event.get("outcome")
+        if outcome is not None and outcome not in OUTCOMES:
+            raise InvalidEvent(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
+        delta = invocation_delta(
+            event.get("assignment"), event.get("propensity"), latency_ms=latency_ms, outcome=outcome
+        )
         key = _key(event, endpoint_name, INVOCATION) if key_invocations and delta else None
         return EventDelta(endpoint_name, variant_name, delta, key)
     if kind == CONVERSION:
@@ -391,7 +446,8 @@ class LineFormat:
 
     `regex.findall` gives each matched line as a tuple of every group in order: for each
     event type, a group named after it (non-empty only on its lines), then one named
-    `<type>__<field>` per captured field. `captures` reads such a tuple back by name,
+    `<type>__<field>` per captured field (empty where an optional field is absent from
+    the line). `captures` reads such a tuple back by name,
     so no caller counts positions. findall rather than finditer and `groupdict`: it
     builds no match object per line, and equal tuples (most invocations) collapse in
     a `Counter`; measured, finditer made the scan about a third slower.
@@ -405,7 +461,8 @@ class LineFormat:
             line = b'(?P<%s>%s)"' % (name, re.escape(name))
             for field in event_type.fields:
                 group = f"{event_type.name}__{field.name}" if field.captured else None
-                line += b',"' + re.escape(field.name.encode()) + b'":' + _value(field, group)
+                pattern = b',"' + re.escape(field.name.encode()) + b'":' + _value(field, group)
+                line += b"(?:" + pattern + b")?" if field.optional else pattern
             alternatives.append(line)
         self.regex = re.compile(
             rb'^\{"type":"(?:' + b"|".join(alternatives) + rb")\}$", re.MULTILINE

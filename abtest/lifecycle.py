@@ -32,6 +32,7 @@ class Action(StrEnum):
     RETIRE_VARIANT = "retire-variant"  # no move: the variant stops serving
     ADD_VARIANT = "add-variant"  # no move: a challenger joins, warming up alone
     WEIGHTS = "weights"  # no move: WeightedSampling's weights, set by hand
+    REINSTATE = "reinstate"  # no move: a variant a guardrail demoted serves again
     # Not a request of its own: the second step of a conclusion, recorded once the model
     # host (SageMaker's production-variant weights) routes everyone to the winner too.
     PROMOTE = "promote"
@@ -59,10 +60,10 @@ AUTO_CONCLUDE_ACTOR = "auto-conclude"
 # The actor of changes registration makes: a variant gone from, or new in, the config.
 REGISTRATION_ACTOR = "registration"
 # The actions that change the variants, not the state: legal until the experiment concludes.
-VARIANT_ACTIONS = (Action.RETIRE_VARIANT, Action.ADD_VARIANT, Action.WEIGHTS)
+VARIANT_ACTIONS = (Action.RETIRE_VARIANT, Action.ADD_VARIANT, Action.WEIGHTS, Action.REINSTATE)
 # Lifecycle fields written only when set, so a record written before they existed keeps the
 # same JSON (the compare-and-set compares the stored text).
-_WRITTEN_WHEN_SET = ("added", "weights", "promotion")
+_WRITTEN_WHEN_SET = ("added", "weights", "promotion", "reinstated")
 # Audit entries kept per endpoint (the oldest go first): changes are made by people, so
 # this is years of them, and it bounds the DynamoDB item that holds them.
 AUDIT_RETENTION = 500
@@ -84,6 +85,9 @@ class Lifecycle:
     added: tuple[tuple[str, str | None], ...] = ()
     # WeightedSampling's weights set by hand, by variant; they override the configured ones.
     weights: tuple[tuple[str, float], ...] = ()
+    # Variants a person reinstated after a guardrail demoted them, each with its guardrail
+    # counters at that moment: only calls since count toward demoting it again.
+    reinstated: dict[str, dict[str, int]] = field(default_factory=dict, hash=False)
 
     @property
     def allowed_actions(self) -> tuple[Action, ...]:
@@ -182,6 +186,17 @@ class Lifecycle:
                 details=[{"field": "state", "message": "concluded; allowed: none"}],
             )
 
+    def reinstating(self, endpoint_name: str, variant: str, baseline: dict[str, int]) -> Lifecycle:
+        """The lifecycle with `variant` reinstated at its guardrail counters `baseline`; 409
+        once concluded (the winner serves all)."""
+        if self.state is State.CONCLUDED:
+            raise ConflictError(
+                f"{endpoint_name!r} is concluded: cannot reinstate a variant; allowed: none",
+                details=[{"field": "state", "message": "concluded; allowed: none"}],
+            )
+        reinstated = {**self.reinstated, variant: dict(baseline)}
+        return replace(self, reinstated=reinstated, version=self.version + 1)
+
     def to_json(self) -> str:
         """The stored form, compared whole by the stores' compare-and-set: fields added
         later are written only when set, so an old record keeps exactly its old text."""
@@ -197,6 +212,10 @@ class Lifecycle:
             return cls()
         value = json.loads(text)
         retired = tuple(value.get("retired", ()))
+        reinstated = {
+            name: {k: int(v) for k, v in counts.items()}
+            for name, counts in value.get("reinstated", {}).items()
+        }
         return cls(
             State(value["state"]),
             value.get("winner"),
@@ -205,6 +224,7 @@ class Lifecycle:
             promotion=Promotion(value["promotion"]) if value.get("promotion") else None,
             added=tuple((name, model) for name, model in value.get("added", ())),
             weights=tuple((name, float(w)) for name, w in value.get("weights", ())),
+            reinstated=reinstated,
         )
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, make_dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -65,6 +66,8 @@ class Figures:
     strategy: str
     allocation: dict[str, float] = field(hash=False)
     decision: dict[str, Any] = field(hash=False)
+    # The variants a guardrail demoted (allocation 0, never the decision's winner), with why.
+    demoted: dict[str, str] = field(default_factory=dict, hash=False)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -75,9 +78,10 @@ class Figures:
 
 
 @dataclass(frozen=True, slots=True)
-class VariantCounts:
+class _ServiceCounts:
     """A variant's service counters, or a delta to add to them. Declared here once, a line
-    each: the stores, the aggregation's deltas and /stats iterate over `COUNTERS`.
+    each (the latency buckets, one counter per `LATENCY_BOUNDS_MS`, are added to these by
+    `VariantCounts`): the stores, the aggregation's deltas and /stats iterate over `COUNTERS`.
 
     A first conversion is an assignment's first counted conversion within the attribution
     window; p is the propensity logged with the assignment (`bandit.VariantMetrics` says
@@ -98,6 +102,9 @@ class VariantCounts:
     weighted_reward_cross_sum: float = 0.0  # y/p^2 over first conversions
     weighted_reward_sq_sum: float = 0.0  # y^2/p^2 over first conversions
     late_conversions: int = 0  # conversions later than the window: logged, not counted
+    # Model calls that failed (answered 502), of those logged with an outcome: every call
+    # of the variant, the experiment's and manual ones alike (what the guardrail reads).
+    model_errors: int = 0
 
     def __add__(self, other: VariantCounts) -> VariantCounts:
         return VariantCounts(*(getattr(self, c.name) + getattr(other, c.name) for c in COUNTERS))
@@ -110,12 +117,43 @@ class VariantCounts:
         return {c.name: getattr(self, c.name) for c in COUNTERS}
 
 
+# The upper bounds (milliseconds) of the model-call latency buckets, a 1-2-5 series: each
+# bucket counts the calls slower than the bound before and at most as slow as its own, the
+# last one every call slower than the highest bound. Counters, so that they merge across
+# event objects by the stores' atomic addition; a quantile read from them is known to the
+# bucket that holds it, within a factor 2 to 2.5 (`abtest.guardrails.latency_quantile`).
+LATENCY_BOUNDS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000)
+LATENCY_COUNTERS = (
+    *(f"latency_le_{bound}ms" for bound in LATENCY_BOUNDS_MS),
+    f"latency_over_{LATENCY_BOUNDS_MS[-1]}ms",
+)
+
+# The service counters and a counter per latency bucket (generated, so that the bounds are
+# declared once): every model call logged with its latency adds one to its bucket.
+VariantCounts = make_dataclass(
+    "VariantCounts",
+    [(name, int, field(default=0)) for name in LATENCY_COUNTERS],
+    bases=(_ServiceCounts,),
+    frozen=True,
+    slots=True,
+)
+VariantCounts.__module__ = __name__
+VariantCounts.__doc__ = _ServiceCounts.__doc__
+
+
+def latency_counter(latency_ms: float) -> str:
+    """The bucket counter a call of `latency_ms` adds one to."""
+    return LATENCY_COUNTERS[bisect.bisect_left(LATENCY_BOUNDS_MS, latency_ms)]
+
+
 class Counter(NamedTuple):
     name: str
     type: type[int] | type[float]
 
 
-COUNTERS = tuple(Counter(f.name, int if f.type == "int" else float) for f in fields(VariantCounts))
+COUNTERS = tuple(
+    Counter(f.name, int if f.type in ("int", int) else float) for f in fields(VariantCounts)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +162,7 @@ class VariantCounters:
 
     variant_name: str
     initial_variant_weight: float = 1.0
-    counts: VariantCounts = VariantCounts()
+    counts: VariantCounts = field(default_factory=VariantCounts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +208,8 @@ class Endpoint:
             inputs["added"] = list(self.lifecycle.added_models)
         if self.lifecycle.weights:  # they replace the configured weights
             inputs["weights"] = list(self.lifecycle.weights)
+        if self.lifecycle.reinstated:  # what the guardrails count from (`abtest.guardrails`)
+            inputs["reinstated"] = self.lifecycle.reinstated
         text = json.dumps(inputs, sort_keys=True, default=_plain)
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 

@@ -63,7 +63,11 @@ def write_object(path: Path, events: int, predictions: int, seed: int = 1) -> No
                 )
             else:
                 event = invocation_event(
-                    **fields, propensity=round(rng.random(), 6), assignment="new"
+                    **fields,
+                    propensity=round(rng.random(), 6),
+                    assignment="new",
+                    latency_ms=round(rng.lognormvariate(3.0, 0.8), 1),
+                    outcome="error" if rng.random() < 0.01 else "ok",
                 )
             if predictions:
                 event["predictions"] = [round(rng.random(), 6) for _ in range(predictions)]

@@ -62,6 +62,10 @@ AUDIT_PREFIX = "#audit#"
 OBJECT_RECORD_TTL_SECONDS = 30 * 24 * 3600
 # TransactWriteItems takes at most 100 actions: one idempotency record + one update per endpoint.
 ENDPOINTS_PER_TRANSACTION = 99
+# Counter increments in one UpdateItem: each is some 75 characters of expression, and an
+# expression may take 4 KB, so an endpoint whose variants move more counters in one object
+# (many variants, each with many latency buckets) is updated in several transactions.
+MAX_INCREMENTS_PER_UPDATE = 40
 # Parallel conditional writes when aggregation claims an object's conversions.
 CLAIM_THREADS = 8
 # Attempts for writes that lose an optimistic race (registration, aggregation) before giving up.
@@ -352,17 +356,24 @@ class DynamoDBStore:
 
         Chunks follow the sorted endpoint names of `counts` (known or not), so a
         redelivered object splits the same way; each chunk has its own
-        idempotency record `{object_key}#chunk{n}`. True if any chunk was new.
+        idempotency record `{object_key}#chunk{n}`. True if any chunk was new. An
+        endpoint whose increments would not fit one update expression is split by its
+        sorted variants into parts (`_parts`), its n-th part in the n-th round of chunks
+        (a transaction cannot update one item twice).
         """
-        names = sorted(counts)
-        chunks = [
-            names[i : i + ENDPOINTS_PER_TRANSACTION]
-            for i in range(0, len(names), ENDPOINTS_PER_TRANSACTION)
-        ] or [[]]
+        parts = {name: _parts(counts[name]) for name in sorted(counts)}
+        chunks: list[CountsByEndpoint] = []
+        for round_ in range(max((len(p) for p in parts.values()), default=1)):
+            names = [name for name, p in parts.items() if round_ < len(p)]
+            chunks += [
+                {name: parts[name][round_] for name in names[i : i + ENDPOINTS_PER_TRANSACTION]}
+                for i in range(0, len(names), ENDPOINTS_PER_TRANSACTION)
+            ]
+        chunks = chunks or [{}]
         applied = False
         for n, chunk in enumerate(chunks):
             key = object_key if len(chunks) == 1 else f"{object_key}#chunk{n}"
-            applied |= self._apply_chunk(key, {name: counts[name] for name in chunk}, now)
+            applied |= self._apply_chunk(key, chunk, now)
         return applied
 
     def _apply_chunk(self, record_key: str, counts: CountsByEndpoint, now: float) -> bool:
@@ -542,6 +553,21 @@ def _translated() -> Iterator[None]:
         if code not in _UNAVAILABLE_CODES:
             logger.error("DynamoDB refused a request (%s): %s", code, error)
         raise StoreUnavailableError(f"DynamoDB unavailable: {code}") from error
+
+
+def _parts(by_variant: Mapping[str, VariantCounts]) -> list[dict[str, VariantCounts]]:
+    """The variants' deltas in groups (by sorted name) of at most MAX_INCREMENTS_PER_UPDATE
+    moved counters each (a variant's own are never split: it has fewer than that)."""
+    parts: list[dict[str, VariantCounts]] = [{}]
+    size = 0
+    for variant in sorted(by_variant):
+        moved = sum(1 for c in COUNTERS if getattr(by_variant[variant], c.name))
+        if size + moved > MAX_INCREMENTS_PER_UPDATE and parts[-1]:
+            parts.append({})
+            size = 0
+        parts[-1][variant] = by_variant[variant]
+        size += moved
+    return parts
 
 
 def _variant(initial_weight: float, position: int) -> Item:

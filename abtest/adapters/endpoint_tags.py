@@ -1,7 +1,7 @@
 """The `ab-testing:*` SageMaker endpoint tags: the strategy, each of its parameters, the warm-up,
 each experiment setting (`ab-testing:reward`, `ab-testing:unit`,
-`ab-testing:attribution_window_seconds`, `ab-testing:auto_conclude`: a tag per
-`ExperimentSettings` field).
+`ab-testing:attribution_window_seconds`, `ab-testing:auto_conclude`,
+`ab-testing:max_error_rate`, ...: a tag per `ExperimentSettings` field, none for one left unset).
 
 The deployment stack writes these tags (`tags_for`); registration reads them
 (`strategy_from_tags`). A tag per declared parameter, `ab-testing:<parameter>`, so a new
@@ -32,7 +32,8 @@ def tags_for(strategy: StrategyFields) -> dict[str, str]:
         WARMUP_TAG: str(strategy.warmup),
         **{
             f"{PREFIX}{name}": _text(value)
-            for name, value in ExperimentSettings.of(strategy).model_dump().items()
+            # An unset setting (a guardrail that is off) has no tag.
+            for name, value in ExperimentSettings.of(strategy).model_dump(exclude_none=True).items()
         },
     }
 

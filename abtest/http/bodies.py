@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from abtest import guardrails
 from abtest.config_types import NAME_PATTERN, ExperimentSettings
 from abtest.events import (
     CONTEXT_KEY,
@@ -281,6 +282,23 @@ class VariantMetricsBody(BaseModel):
     late_conversions: int = Field(
         description="Conversions later than the attribution window: logged, not counted"
     )
+    model_calls: int = Field(
+        description="Model calls logged with their latency and outcome (manual ones included)"
+    )
+    model_errors: int = Field(description="Of those, the calls that failed (answered 502)")
+    error_rate: float | None = Field(
+        description="model_errors / model_calls; null before any call was logged"
+    )
+    latency_ms: dict[str, float | None] = Field(
+        description="p50, p95, p99 of the calls' latency: the upper bound of the bucket that "
+        "holds each (buckets 1, 2, 5, 10, 20, 50 ... 50000 ms, so within a factor 2 to 2.5); "
+        "null without calls or beyond 50000 ms"
+    )
+    demoted: str | None = Field(
+        None,
+        description="Why a guardrail demoted the variant (allocation 0, never the winner), "
+        "null if it did not",
+    )
 
 
 class StatsResponse(BaseModel):
@@ -311,7 +329,7 @@ class StatsResponse(BaseModel):
             warmup=endpoint.warmup,
             status=endpoint.status,
             settings=endpoint.settings,
-            variant_metrics=_variant_bodies(endpoint),
+            variant_metrics=_variant_bodies(endpoint, result.demoted),
             allocation=result.allocation,
             decision=result.decision,
         )
@@ -524,10 +542,15 @@ class EndpointResponse(EndpointSummaryBody):
         return cls(
             **EndpointSummaryBody.of(endpoint).model_dump(),
             version=endpoint.lifecycle.version,
-            allowed_actions=list(endpoint.allowed_actions),
+            # Reinstating is legal only while a guardrail demotes a variant.
+            allowed_actions=[
+                a
+                for a in endpoint.allowed_actions
+                if a is not Action.REINSTATE or result.figures.demoted
+            ],
             strategy_params=endpoint.strategy_params,
             warmup=endpoint.warmup,
-            variant_metrics=_variant_bodies(endpoint),
+            variant_metrics=_variant_bodies(endpoint, result.figures.demoted),
             allocation=result.allocation,
             decision=result.figures.decision,
             audit_log=[AuditEntryBody(**asdict(e)) for e in result.audit_log],
@@ -536,12 +559,19 @@ class EndpointResponse(EndpointSummaryBody):
         )
 
 
-def _variant_bodies(endpoint: Endpoint) -> list[VariantMetricsBody]:
+def _variant_bodies(endpoint: Endpoint, demoted: dict[str, str]) -> list[VariantMetricsBody]:
     return [
         VariantMetricsBody(
             endpoint_name=endpoint.endpoint_name,
             variant_name=v.variant_name,
             initial_variant_weight=v.initial_variant_weight,
+            model_calls=guardrails.model_calls(v.counts),
+            error_rate=guardrails.error_rate(v.counts),
+            latency_ms={
+                f"p{round(q * 100)}": guardrails.latency_quantile(v.counts, q)
+                for q in guardrails.QUANTILES
+            },
+            demoted=demoted.get(v.variant_name),
             **{
                 name: getattr(v.counts, name)
                 for name in VariantMetricsBody.model_fields

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bandit
+from abtest import guardrails
 from abtest.errors import AbtestError, BadRequestError, ConflictError
 from abtest.lifecycle import LOCAL_ACTOR, Action, AuditEntry, Lifecycle, Promotion, State, lost_race
 from abtest.ports import Clock, EndpointCatalog, ModelHost, Store
@@ -42,7 +43,7 @@ class LifecycleChange:
     actor: str = LOCAL_ACTOR  # who asks: the IAM principal, the token's name, or `local`
     reason: str = ""
     winner: str | None = None  # conclude only; None: the decision's current winner
-    variant: str | None = None  # retire-variant and add-variant only
+    variant: str | None = None  # retire-variant, add-variant and reinstate only
     model: str | None = None  # add-variant only: what the embedded server calls for it
     initial_weight: float = 1.0  # add-variant only: its weight in warm-up
     weights: dict[str, float] | None = None  # weights only: by variant
@@ -113,9 +114,9 @@ class ListEndpoints:
 
 
 class ChangeLifecycle:
-    """POST /admin/pause, resume, conclude, retire-variant, weights: one compare-and-set each,
-    so of two racing changes one is stored and the other answered 409; counters are never
-    written.
+    """POST /admin/pause, resume, conclude, retire-variant, weights, reinstate: one
+    compare-and-set each, so of two racing changes one is stored and the other answered
+    409; counters are never written.
 
     Concluding where the model host keeps weights of its own (SageMaker) takes two steps,
     so that no failure, and no crash between them, leaves a state that says more than is
@@ -169,6 +170,10 @@ class ChangeLifecycle:
             weights = self._weights(endpoint, change.weights or {})
             after = before.weighted(name, weights)
             details["weights"] = weights
+        elif change.action is Action.REINSTATE:
+            variant = self._demoted(endpoint, change.variant)
+            counts = next(v.counts for v in endpoint.variants if v.variant_name == variant)
+            after = before.reinstating(name, variant, guardrails.baseline(counts))
         else:
             promotion = None
             if change.action is Action.CONCLUDE:
@@ -281,6 +286,19 @@ class ChangeLifecycle:
             raise ConflictError(
                 f"variant: {variant!r} is the last serving variant; conclude instead",
                 details=[{"field": "variant", "message": "the last one serving"}],
+            )
+        return variant
+
+    def _demoted(self, endpoint: Endpoint, variant: str | None) -> str:
+        """A variant a guardrail demotes now; 409 naming `variant` otherwise. It is
+        reinstated at its counters as they are: it serves again until the calls after this
+        breach a guardrail on their own (earlier evidence does not count twice)."""
+        demoted = figures_of(endpoint).demoted
+        if variant not in demoted:
+            raise ConflictError(
+                f"variant: {variant!r} is not demoted on {endpoint.endpoint_name!r} "
+                f"(demoted: {', '.join(demoted) or 'none'})",
+                details=[{"field": "variant", "message": "not demoted"}],
             )
         return variant
 

@@ -4,9 +4,11 @@ figures (allocation, decision) worked out when the record changes and read every
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import bandit
+from abtest import guardrails
 from abtest.config_types import INVOCATION
 from abtest.errors import NotFoundError
 from abtest.lifecycle import State
@@ -76,62 +78,84 @@ def configured_strategy(endpoint: Endpoint) -> bandit.Strategy:
     )
 
 
+def _candidates(
+    endpoint: Endpoint, demoted: Mapping[str, str] | None = None
+) -> tuple[VariantMetrics, ...]:
+    """The trials of the variants the strategy allocates among and the decision compares:
+    the serving ones but those a guardrail demoted (`abtest.guardrails.demoted`)."""
+    if demoted is None:
+        demoted = guardrails.demoted(endpoint)
+    return variant_metrics(
+        endpoint, tuple(v for v in endpoint.serving_variants if v.variant_name not in demoted)
+    )
+
+
 def _warming_alone(
-    endpoint: Endpoint,
+    endpoint: Endpoint, candidates: tuple[VariantMetrics, ...]
 ) -> tuple[tuple[VariantMetrics, ...], tuple[VariantMetrics, ...]]:
-    """The serving variants split into those the strategy allocates among and the added
-    ones still in their own warm-up (`warmup` trials or fewer). A variant added to a
-    running experiment warms up alone: the others keep the strategy's allocation."""
-    serving = serving_metrics(endpoint)
+    """The candidates split into those the strategy allocates among and the added ones
+    still in their own warm-up (`warmup` trials or fewer). A variant added to a running
+    experiment warms up alone: the others keep the strategy's allocation."""
     added = endpoint.lifecycle.added_models
     warming = tuple(
-        m for m in serving if m.variant_name in added and m.invocation_count <= endpoint.warmup
+        m for m in candidates if m.variant_name in added and m.invocation_count <= endpoint.warmup
     )
-    if not warming or len(warming) == len(serving):
-        return serving, ()
-    return tuple(m for m in serving if m not in warming), warming
+    if not warming or len(warming) == len(candidates):
+        return candidates, ()
+    return tuple(m for m in candidates if m not in warming), warming
 
 
-def _deciding_strategy(endpoint: Endpoint) -> bandit.Strategy:
-    settled, _ = _warming_alone(endpoint)
+def _deciding_strategy(endpoint: Endpoint, settled: tuple[VariantMetrics, ...]) -> bandit.Strategy:
     return bandit.deciding_strategy(configured_strategy(endpoint), settled, endpoint.warmup)
 
 
-def current_allocation(endpoint: Endpoint) -> dict[str, float]:
-    """The probabilities a new user would be assigned with now (warm-up included).
+def current_allocation(
+    endpoint: Endpoint, demoted: Mapping[str, str] | None = None
+) -> dict[str, float]:
+    """The probabilities a new user would be assigned with now (warm-up included); 0 for
+    a demoted variant.
 
     A newcomer still warming up alone gets the share warm-up would give it among every
-    serving variant (WeightedSampling's, by weight); the strategy splits the rest among
-    the others as it would without the newcomer, so their allocation only shrinks."""
-    settled, warming = _warming_alone(endpoint)
-    allocation = _deciding_strategy(endpoint).allocation(settled)
-    if not warming:
-        return allocation
-    shares = bandit.WeightedSampling().allocation((*settled, *warming))
-    rest = 1.0 - sum(shares[m.variant_name] for m in warming)
-    merged = {name: p * rest for name, p in allocation.items()}
-    merged |= {m.variant_name: shares[m.variant_name] for m in warming}
-    return {m.variant_name: merged[m.variant_name] for m in serving_metrics(endpoint)}
+    candidate (WeightedSampling's, by weight); the strategy splits the rest among the
+    others as it would without the newcomer, so their allocation only shrinks."""
+    if demoted is None:
+        demoted = guardrails.demoted(endpoint)
+    candidates = _candidates(endpoint, demoted)
+    settled, warming = _warming_alone(endpoint, candidates)
+    allocation = _deciding_strategy(endpoint, settled).allocation(settled)
+    if warming:
+        shares = bandit.WeightedSampling().allocation(candidates)
+        rest = 1.0 - sum(shares[m.variant_name] for m in warming)
+        merged = {name: p * rest for name, p in allocation.items()}
+        merged |= {m.variant_name: shares[m.variant_name] for m in warming}
+        allocation = {m.variant_name: merged[m.variant_name] for m in candidates}
+    return allocation | dict.fromkeys(demoted, 0.0)
 
 
 def current_figures(endpoint: Endpoint) -> Figures:
-    """Work out the record's figures: the allocation (by quadrature, for Thompson) and the
-    decision. Costly (milliseconds), so done when the counters change, not per request."""
+    """Work out the record's figures: the demoted variants, the allocation (by quadrature,
+    for Thompson) and the decision. Costly (milliseconds), so done when the counters
+    change, not per request."""
     # Imported here: statistics are for /stats, not for the invocation path's cold start.
     from bandit.stats import decision
 
-    allocation = current_allocation(endpoint)
+    demoted = guardrails.demoted(endpoint)
+    candidates = _candidates(endpoint, demoted)
+    settled, _ = _warming_alone(endpoint, candidates)
+    allocation = current_allocation(endpoint, demoted)
     return Figures(
         basis=endpoint.basis,
-        strategy=_deciding_strategy(endpoint).name,
+        strategy=_deciding_strategy(endpoint, settled).name,
         allocation=allocation,
-        # The allocation new users get is what the users still needed are counted at.
+        # The allocation new users get is what the users still needed are counted at. A
+        # demoted variant is no candidate: the decision never names it.
         decision=decision(
-            serving_metrics(endpoint),
-            allocation=allocation,
+            candidates,
+            allocation={v.variant_name: allocation[v.variant_name] for v in candidates},
             reward=endpoint.settings.reward,
             tightest_at=endpoint.settings.planned_sample_size,
         ).as_dict(),
+        demoted=demoted,
     )
 
 
@@ -175,8 +199,10 @@ UNRANDOMIZED_STRATEGIES = frozenset({PAUSED_STRATEGY, CONCLUDED_STRATEGY})
 def paused_allocation(endpoint: Endpoint) -> Allocation:
     """What new users get while the experiment is paused: the fixed weights of a
     WeightedSampling endpoint (they are the design, not the bandit's doing), otherwise the
-    champion, the first variant still serving: the one the experiment set out to beat."""
-    serving = serving_metrics(endpoint)
+    champion, the first variant still serving: the one the experiment set out to beat. A
+    variant a guardrail demoted gets no one here either."""
+    stored = endpoint.fresh_figures
+    serving = _candidates(endpoint, stored.demoted if stored is not None else None)
     if endpoint.strategy == bandit.WeightedSampling.name:
         weights = bandit.WeightedSampling().allocation(serving)
         return Allocation(bandit.WeightedSampling.name, weights)
@@ -199,8 +225,9 @@ class ServedEndpoint:
         elif stored is not None:
             allocation = Allocation(stored.strategy, stored.allocation)
         else:  # a record no aggregation has worked out yet (or changed since): once per read
-            strategy = _deciding_strategy(endpoint)
-            allocation = Allocation(strategy.name, current_allocation(endpoint))
+            demoted = guardrails.demoted(endpoint)
+            strategy = _deciding_strategy(endpoint, _candidates(endpoint, demoted))
+            allocation = Allocation(strategy.name, current_allocation(endpoint, demoted))
         return cls(endpoint, allocation)
 
 

@@ -8,8 +8,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from abtest.errors import ConflictError, EventLogUnavailableError, StoreUnavailableError
-from abtest.events import CONTEXT_FIELD, invocation_event
+from abtest.errors import (
+    ConflictError,
+    EventLogUnavailableError,
+    ModelError,
+    StoreUnavailableError,
+)
+from abtest.events import CONTEXT_FIELD, ERROR, OK, invocation_event
 from abtest.lifecycle import State
 from abtest.ports import Clock, Count, EventSink, ModelEndpoint, ModelResult, Store, Telemetry
 from abtest.records import Assignment, AssignmentKind
@@ -106,26 +111,22 @@ class Invoke:
         user_id = request.user_id or uuid.uuid4().hex
         inference_id = request.inference_id or uuid.uuid4().hex
         choice = self._choose(request, user_id, now)
-        result = self._call_model(request, choice.target_variant, inference_id)
-        event = invocation_event(
-            now=now,
-            endpoint_name=request.endpoint_name,
-            variant_name=result.variant_name,
-            user_id=user_id,
-            inference_id=inference_id,
-            strategy=choice.strategy,
-            propensity=choice.propensity,
-            assignment=choice.kind,
-        )
-        if request.context:
-            event[CONTEXT_FIELD] = request.context
+        started = self.clock.now()
         try:
-            self.events.put([event])
-        except EventLogUnavailableError as error:
-            # The predictions exist and the event is in the function's log for an operator;
-            # failing the request now would only cost the user their answer.
-            logger.error("invocation %s answered but not logged: %s", inference_id, error)
-            self.telemetry.count(Count.UNLOGGED_INVOCATIONS, request.endpoint_name)
+            result = self._call_model(request, choice.target_variant, inference_id)
+        except ModelError:
+            # Logged too (outcome "error"): the guardrail reads it. The fallback's failing
+            # variant is unknown (the endpoint's own weights picked it): nothing to log.
+            if choice.target_variant is not None:
+                self._log(
+                    request, now, choice, choice.target_variant, user_id, inference_id,
+                    _elapsed_ms(started, self.clock.now()), ERROR,
+                )  # fmt: skip
+            raise
+        self._log(
+            request, now, choice, result.variant_name, user_id, inference_id,
+            _elapsed_ms(started, self.clock.now()), OK,
+        )  # fmt: skip
         return InvocationResult(
             endpoint_name=request.endpoint_name,
             user_id=user_id,
@@ -137,6 +138,40 @@ class Invoke:
             propensity=choice.propensity,
             predictions=result.predictions,
         )
+
+    def _log(
+        self,
+        request: Invocation,
+        now: float,
+        choice: _Choice,
+        variant: str,
+        user_id: str,
+        inference_id: str,
+        latency_ms: float,
+        outcome: str,
+    ) -> None:
+        event = invocation_event(
+            now=now,
+            endpoint_name=request.endpoint_name,
+            variant_name=variant,
+            user_id=user_id,
+            inference_id=inference_id,
+            strategy=choice.strategy,
+            propensity=choice.propensity,
+            assignment=choice.kind,
+            latency_ms=latency_ms,
+            outcome=outcome,
+        )
+        if request.context:
+            event[CONTEXT_FIELD] = request.context
+        try:
+            self.events.put([event])
+        except EventLogUnavailableError as error:
+            # The answer (predictions, or the model's error) exists and the event is in the
+            # function's log for an operator; failing the request now would only cost the
+            # user their answer.
+            logger.error("invocation %s answered but not logged: %s", inference_id, error)
+            self.telemetry.count(Count.UNLOGGED_INVOCATIONS, request.endpoint_name)
 
     def _choose(self, request: Invocation, user_id: str, now: float) -> _Choice:
         name = request.endpoint_name
@@ -216,6 +251,12 @@ class Invoke:
         except Exception:
             self.telemetry.count(Count.MODEL_ERRORS, request.endpoint_name, variant)
             raise
+
+
+def _elapsed_ms(started: float, ended: float) -> float:
+    """The model call's duration by the injected clock, in milliseconds to a tenth (never
+    negative: a wall clock stepped back mid-call gives 0)."""
+    return round(max(0.0, ended - started) * 1000.0, 1)
 
 
 def _manual(served: ServedEndpoint, variant: str) -> _Choice:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from abtest.ports import Store
@@ -16,6 +16,7 @@ class StatsResult:
     endpoint: Endpoint
     allocation: dict[str, float]
     decision: dict[str, Any]
+    demoted: dict[str, str] = field(default_factory=dict)  # variant -> why a guardrail did
 
 
 class Stats:
@@ -34,4 +35,4 @@ class Stats:
             raise unknown_endpoint(endpoint_name)
         # Worked out when the counters last changed, and stored with them.
         figures = figures_of(endpoint)
-        return StatsResult(endpoint, figures.allocation, figures.decision)
+        return StatsResult(endpoint, figures.allocation, figures.decision, figures.demoted)

@@ -41,7 +41,11 @@ def test_every_strategy_round_trips_through_its_tags(strategy):
     params = {p.name: (p.low + p.high) / 3 for p in bandit.strategy_parameters(strategy)}
     fields = strategy_from_tags({STRATEGY_TAG: strategy, WARMUP_TAG: "7"})
     written = tags_for(fields.model_copy(update={"strategy_params": params}))
-    settings = {f"ab-testing:{name}" for name in ExperimentSettings.model_fields}
+    # An unset setting (a guardrail that is off) has no tag.
+    unset = {name for name, value in ExperimentSettings().model_dump().items() if value is None}
+    settings = {
+        f"ab-testing:{name}" for name in ExperimentSettings.model_fields if name not in unset
+    }
     assert (
         set(written) == {STRATEGY_TAG, WARMUP_TAG} | {f"ab-testing:{p}" for p in params} | settings
     )
@@ -80,7 +84,12 @@ def test_a_bad_tag_value_is_a_config_error_naming_tag_and_value(tags, tag, value
 
 def test_experiment_settings_round_trip_through_their_tags_and_default_when_absent():
     settings = ExperimentSettings(
-        reward="continuous", unit="invocation", attribution_window_seconds=3600, auto_conclude=True
+        reward="continuous",
+        unit="invocation",
+        attribution_window_seconds=3600,
+        auto_conclude=True,
+        max_error_rate=0.02,
+        max_latency_p99_ms=750,
     )
     fields = strategy_from_tags({STRATEGY_TAG: "UCB1"}).model_copy(update=settings.model_dump())
     written = tags_for(fields)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from abtest.clock import ManualClock
 
 # On a subprocess's PYTHONPATH, so that `tests.embedded.helpers:<name>` imports there too.
 REPO = Path(__file__).resolve().parents[2]
@@ -106,3 +109,33 @@ def stats_counts(stats: dict[str, Any]) -> dict[str, tuple[int, int]]:
         for m in stats["variant_metrics"]
         if m["invocation_count"] or m["conversion_count"]
     }
+
+
+# Calls of `flaky` so far in this process: every fifth one fails, so exactly 20 % of any
+# five consecutive calls do, whatever the order requests arrive in.
+_FLAKY_CALLS = itertools.count(1)
+
+
+def flaky(data: str, content_type: str) -> list[int]:
+    """A model that fails 20 % of its calls, deterministically (every fifth)."""
+    if next(_FLAKY_CALLS) % 5 == 0:
+        raise RuntimeError("out of GPU memory")
+    return [1]
+
+
+# The clock of a server whose latency the tests read: `slow_by_clock` advances it by what
+# its call "takes", so latencies are exact and no test sleeps.
+CLOCK = ManualClock()
+_TIMED_CALLS = itertools.count(1)
+
+
+def slow_by_clock(data: str, content_type: str) -> list[int]:
+    """Takes 3 ms, but 800 ms on every tenth call (10 % above 500 ms), by `CLOCK`."""
+    CLOCK.advance(0.8 if next(_TIMED_CALLS) % 10 == 0 else 0.003)
+    return [1]
+
+
+def fast_by_clock(data: str, content_type: str) -> list[int]:
+    """Takes 3 ms by `CLOCK`."""
+    CLOCK.advance(0.003)
+    return [1]

@@ -173,10 +173,22 @@ def test_the_shipped_example_and_the_demo_config_load(tmp_path: Path) -> None:
             "warmup = 10\nwarm_up = 5",
             "endpoint.warm_up",
             "unknown key (known: assignment_ttl_seconds, attribution_window_seconds, "
-            "auto_conclude, epsilon, model_timeout_seconds, name, planned_sample_size, reward, "
-            "strategy, strategy_params, unit, warmup)",
+            "auto_conclude, epsilon, max_error_rate, max_latency_p99_ms, model_timeout_seconds, "
+            "name, planned_sample_size, reward, strategy, strategy_params, unit, warmup)",
         ),
         ("[event_log]", "[eventlog]", "eventlog", "unknown key (known: endpoint, event_log"),
+        (
+            "warmup = 10",
+            "warmup = 10\nmax_error_rate = 1.5",
+            "endpoint.max_error_rate",
+            "Input should be less than 1",
+        ),
+        (
+            "warmup = 10",
+            "warmup = 10\nmax_latency_p99_ms = 0",
+            "endpoint.max_latency_p99_ms",
+            "Input should be greater than 0",
+        ),
         (
             'model = "http',
             'mdoel = "http',

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import httpx
 import pytest
 
 from abtest.cli import main
@@ -57,6 +58,8 @@ def test_list_show_and_every_move_with_their_exit_codes(start_server, capsys) ->
         "ALLOCATION",
         "WEIGHT",
         "ADDED",
+        "ERRORS",
+        "P99_MS",
     ]
     assert [line.split()[0] for line in variants[1:]] == ["Champion1", "Challenger1"]
     audit = out.split("\n\n")[-1].splitlines()
@@ -158,6 +161,8 @@ def test_a_pending_promotion_is_exit_1_then_shown_until_concluding_again_finishe
 
     assert code == 0
     assert out.startswith(f"{ENDPOINT}: concluded, winner Challenger1, promotion done (version 2")
+
+
 def test_add_variant_shows_it_added_with_its_model(start_server, capsys) -> None:
     url = start_server().url
     model = "tests.embedded.helpers:constant"
@@ -224,3 +229,31 @@ def test_weights_of_a_bandit_are_exit_4(start_server, capsys) -> None:
     code, _, err = run(capsys, "weights", ENDPOINT, "--url", url, "--weight", "Champion1=3")
 
     assert code == 4 and "strategy" in err
+
+
+def test_a_demoted_variant_is_marked_with_why_and_reinstated(start_server, capsys) -> None:
+    server = start_server(
+        strategy="WeightedSampling",
+        variants={"Champion1": "tests.embedded.helpers:constant",
+                  "Challenger1": "tests.embedded.helpers:broken"},
+        extra_endpoint="max_error_rate = 0.05",
+    )  # fmt: skip
+    url = server.url
+    reinstate = ("reinstate", ENDPOINT, "--url", url)
+    assert run(capsys, *reinstate)[0] == 2  # no --variant
+    code, _, err = run(capsys, *reinstate, "--variant", "Challenger1")
+    assert code == 4 and "not demoted" in err  # nothing failed yet
+    with httpx.Client() as client:
+        for n in range(10):  # every call of the broken model fails
+            body = {"endpoint_name": ENDPOINT, "user_id": f"u{n}", "data": {},
+                    "endpoint_variant": "Challenger1"}  # fmt: skip
+            assert client.post(f"{url}/invocation", json=body).status_code == 502
+    server.runtime.events.flush()
+
+    code, out, _ = run(capsys, "show", ENDPOINT, "--url", url)
+    assert code == 0
+    row = next(line for line in out.splitlines() if line.startswith("Challenger1"))
+    assert row.split()[:2] == ["Challenger1", "(demoted)"] and "100.0%" in row.split()
+    assert "Challenger1 demoted: error rate 100.0% over 10 calls" in out
+    code, out, _ = run(capsys, *reinstate, "--variant", "Challenger1", "--reason", "fixed")
+    assert code == 0 and "(demoted)" not in out

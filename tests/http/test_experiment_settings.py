@@ -68,6 +68,8 @@ def test_a_continuous_endpoint_takes_12_5_counts_late_conversions_and_shows_them
         "attribution_window_seconds": WINDOW,
         "planned_sample_size": 40_000,
         "auto_conclude": False,
+        "max_error_rate": None,
+        "max_latency_p99_ms": None,
     }
     shown = {m["variant_name"]: m for m in stats["variant_metrics"]}[variant]
     assert {k: shown[k] for k in ("users", "converted_users", "invocation_count")} == {

@@ -295,7 +295,7 @@ def test_each_function_has_only_the_permissions_it_needs(stage: Synth) -> None:
         "dynamodb:Scan": [metrics],
     }
     changing = {**reading, "dynamodb:PutItem": [metrics], "dynamodb:UpdateItem": [metrics]}
-    for change in ("pause", "resume", "retire-variant", "weights"):
+    for change in ("pause", "resume", "retire-variant", "weights", "reinstate"):
         assert function_permissions(api, f"admin-{change}") == {
             **logs(f"admin-{change}"),
             **changing,

@@ -166,6 +166,33 @@ def test_model_error_is_502_naming_the_variant_and_counted(aws, capsys):
     assert error["variant_name"] in body["message"]
 
 
+def test_failed_and_served_calls_are_logged_with_latency_and_outcome_and_counted(aws):
+    """The same invocation event on AWS: a failed call is logged (outcome error), and the
+    metrics function counts it into the variant's error count and latency buckets."""
+    create_endpoint(TAGS)
+    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
+    aws.runtime.failing = {"Challenger1"}
+    statuses = []
+    for n in range(6):
+        body = {"endpoint_name": ENDPOINT, "user_id": f"u{n}", "data": "x"}
+        body["endpoint_variant"] = "Challenger1" if n % 2 else "Champion1"
+        statuses.append(call(aws.invocation, api_event("/invocation", body))[0])
+    assert statuses == [200, 502] * 3
+
+    [delivered] = deliver(aws, set())
+    body = aws.s3.get_object(Bucket="abtest-events-test", Key=delivered["object_key"])["Body"]
+    events = [json.loads(line) for line in body.read().splitlines() if line.strip()]
+    # (in any order: moto writes an object per record, and their keys sort by time)
+    expected = [("Challenger1", "error")] * 3 + [("Champion1", "ok")] * 3
+    assert sorted((e["variant_name"], e["outcome"]) for e in events) == expected
+    assert all(e["latency_ms"] >= 0 for e in events)
+    _, stats = call(aws.stats, api_event("/stats", {"endpoint_name": ENDPOINT}))
+    shown = {m["variant_name"]: m for m in stats["variant_metrics"]}
+    assert (shown["Challenger1"]["model_calls"], shown["Challenger1"]["model_errors"]) == (3, 3)
+    assert (shown["Champion1"]["error_rate"], shown["Challenger1"]["error_rate"]) == (0.0, 1.0)
+    assert shown["Champion1"]["latency_ms"]["p99"] is not None
+
+
 def test_store_unreachable_falls_back_without_target_variant(aws, monkeypatch, capsys):
     create_endpoint(TAGS)
     aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from abtest import guardrails
 from abtest.http.bodies import StatsResponse
 from abtest.usecases.convert import Conversion
 from abtest.usecases.invoke import Invocation
@@ -211,7 +212,11 @@ def test_manual_and_fallback_invocations_are_logged_but_not_counted(usecases, lo
 
     result = usecases.aggregate(log, key)
 
-    assert result.events == 1 and result.counts == {}
+    # No trial of the experiment: only the call itself, which the guardrails read.
+    counts = result.counts[ENDPOINT]["Champion1"]
+    assert result.events == 1
+    assert (counts.invocation_count, counts.users, counts.model_errors) == (0, 0, 0)
+    assert guardrails.model_calls(counts) == 1
 
 
 def test_allocation_moves_toward_the_better_variant(usecases, log):

@@ -9,7 +9,7 @@ import pytest
 
 from abtest.aggregation import _Tally, count_events
 from abtest.events import conversion_event, encode, invocation_event
-from abtest.records import Endpoint, RejectedLine, VariantCounters
+from abtest.records import LATENCY_COUNTERS, Endpoint, RejectedLine, VariantCounters
 
 ENDPOINTS = {
     name: Endpoint(
@@ -46,7 +46,16 @@ def events(seed: int, n: int) -> list[dict]:
         else:
             assignment = rng.choice(["new", "existing", "manual", "fallback"])
             propensity = rng.choice([None, rng.random(), 1.0, 1e-05])
-            out.append(invocation_event(**fields, propensity=propensity, assignment=assignment))
+            # Some logged before calls carried their latency and outcome, some after.
+            timed = {}
+            if rng.random() < 0.7:
+                timed = {
+                    "latency_ms": rng.choice([0, 0.4, 1, 3.5, 120, 999.9, 1000, 7e4]),
+                    "outcome": rng.choice(["ok", "ok", "error"]),
+                }
+            out.append(
+                invocation_event(**fields, propensity=propensity, assignment=assignment, **timed)
+            )
     return out
 
 
@@ -91,6 +100,18 @@ def test_the_fast_path_takes_our_own_events_and_agrees_with_json_loads(seed):
         assert mine[where][:2] == [invocations, conversions]
         assert mine[where][2] == pytest.approx(reward)
     assert set(fast.keyed) == set(slow.keyed)
+    guardrail = ("model_errors", *LATENCY_COUNTERS)
+    assert {
+        (endpoint, variant, name): getattr(counts, name)
+        for endpoint, variants in fast.counts.items()
+        for variant, counts in variants.items()
+        for name in guardrail
+    } == {
+        (endpoint, variant, name): getattr(counts, name)
+        for endpoint, variants in slow.counts.items()
+        for variant, counts in variants.items()
+        for name in guardrail
+    }
 
 
 def test_a_conversion_logged_twice_is_kept_once_on_both_paths():

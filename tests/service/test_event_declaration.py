@@ -21,7 +21,7 @@ from abtest.events import (
     event_builder,
     invocation_event,
 )
-from abtest.records import Endpoint, VariantCounters
+from abtest.records import LATENCY_COUNTERS, Endpoint, VariantCounters
 
 ENDPOINTS = {"reviews-dev": Endpoint("reviews-dev", "UCB1", 0.1, 0, (VariantCounters("A"),))}
 COMMON = {
@@ -37,7 +37,9 @@ ASSIGNED = {"assigned_at": 1_794_999_000.25, "propensity": 0.5, "late": False}
 
 
 def test_builders_write_type_first_then_the_declared_fields_in_order():
-    invocation = invocation_event(**COMMON, propensity=None, assignment="new")
+    invocation = invocation_event(
+        **COMMON, propensity=None, assignment="new", latency_ms=3.5, outcome="ok"
+    )
     conversion = conversion_event(**COMMON, reward=0.5, **ASSIGNED)
 
     for event, declared in ((invocation, INVOCATION_EVENT), (conversion, CONVERSION_EVENT)):
@@ -71,15 +73,19 @@ def test_each_declared_choice_is_on_the_fast_path_and_nothing_else_is():
 
 
 def test_a_field_added_to_the_declaration_is_written_and_read_without_other_changes():
-    """What adding an invocation `latency_ms` would take: one more Field, nothing else."""
+    """What adding an invocation `queue_ms` would take: one more Field, nothing else."""
     timed = dataclasses.replace(
         INVOCATION_EVENT,
-        fields=(*INVOCATION_EVENT.fields, Field("latency_ms", Kind.NUMBER, captured=True)),
+        fields=(*INVOCATION_EVENT.fields, Field("queue_ms", Kind.NUMBER, captured=True)),
     )
     timed_format = LineFormat([timed, CONVERSION_EVENT])
-    line = encode(event_builder(timed)(**COMMON, propensity=0.5, assignment="new", latency_ms=12.5))
+    line = encode(
+        event_builder(timed)(
+            **COMMON, propensity=0.5, assignment="new", latency_ms=3, outcome="ok", queue_ms=12.5
+        )
+    )
 
-    assert json.loads(line)["latency_ms"] == 12.5
+    assert json.loads(line)["queue_ms"] == 12.5
     (groups,) = timed_format.regex.findall(line)
     assert timed_format.captures(groups) == (
         "invocation",
@@ -88,7 +94,9 @@ def test_a_field_added_to_the_declaration_is_written_and_read_without_other_chan
             "variant_name": b"A",
             "propensity": b"0.5",
             "assignment": b"new",
-            "latency_ms": b"12.5",
+            "latency_ms": b"3",
+            "outcome": b"ok",
+            "queue_ms": b"12.5",
         },
     )
     tally = _Tally(ENDPOINTS.get, [].append)
@@ -120,3 +128,51 @@ def test_the_product_format_reads_back_each_declared_capture_by_name():
             "late": b"false",
         },
     )
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_line_without_latency_and_outcome_counts_as_before_and_a_timed_one_adds_guardrails(fast):
+    """Lines logged before calls carried their latency and outcome stay on the fast path and
+    count as they did; a failed call counts as its assignment's trial and as an error."""
+    old = encode(invocation_event(**COMMON, propensity=0.5, assignment="new"))
+    failed = encode(
+        invocation_event(
+            **COMMON, propensity=0.5, assignment="new", latency_ms=120, outcome="error"
+        )
+    )
+    manual = encode(
+        invocation_event(
+            **COMMON, propensity=1.0, assignment="manual", latency_ms=0.4, outcome="ok"
+        )
+    )
+    tally = _Tally(ENDPOINTS.get, [].append)
+    block = old + failed + manual
+    if fast:
+        assert tally.fast(block, 3)
+    else:
+        tally.slow(block, 1)
+    counts = tally.counts["reviews-dev"]["A"]
+
+    assert (counts.users, counts.invocation_count, counts.weight_sum) == (2, 2, 4.0)
+    assert counts.model_errors == 1
+    assert (counts.latency_le_200ms, counts.latency_le_1ms) == (1, 1)
+    assert sum(getattr(counts, name) for name in LATENCY_COUNTERS) == 2
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("latency_ms", -1), ("latency_ms", "fast"), ("outcome", "maybe")]
+)
+def test_a_bad_latency_or_outcome_is_rejected_with_its_reason(field, value):
+    line = json.loads(
+        encode(
+            invocation_event(**COMMON, propensity=0.5, assignment="new", latency_ms=1, outcome="ok")
+        )
+    )
+    line[field] = value
+    rejected = []
+    tally = _Tally(ENDPOINTS.get, rejected.append)
+
+    assert not tally.fast(encode(line), 1)
+    tally.slow(encode(line), 1)
+
+    assert tally.rejected == 1 and field in rejected[0].reason

@@ -222,7 +222,8 @@ def test_concluded_serves_the_winner_to_everyone_and_credits_it(change, usecases
     assert conversion.endpoint_variant == "Challenger1"
     # 22 invocations and the conversion, all the winner's
     assert counted(log.events[-23:]) == {
-        "Challenger1": VariantCounts(22, 1, 1.0, reward_sq_sum=1.0)
+        # every call took no time by the test's clock
+        "Challenger1": VariantCounts(22, 1, 1.0, reward_sq_sum=1.0, latency_le_1ms=22)
     }
 
 
@@ -304,6 +305,8 @@ def test_allowed_actions_are_exactly_the_ones_that_succeed(state):
                 return lifecycle.adding(ENDPOINT, "Challenger9", None)
             if action is Action.WEIGHTS:
                 return lifecycle.weighted(ENDPOINT, {"Champion1": 2.0})
+            if action is Action.REINSTATE:
+                return lifecycle.reinstating(ENDPOINT, "Challenger1", {"model_errors": 3})
             return lifecycle.moved(ENDPOINT, action, "Champion1")
 
         if action in lifecycle.allowed_actions:

@@ -234,6 +234,13 @@
           ...admin.variants.map((v) => [v, v])]);
         button.onclick = () => act(hook, name, action, { ...body(), winner: winner.value || undefined });
         controls.push(element("span", { class: "action" }, button, " with ", winner));
+      } else if (action === "reinstate") {
+        // Offered only while a guardrail demotes a variant (the server answers 409 otherwise).
+        const demoted = admin.variant_metrics.filter((v) => v.demoted).map((v) => v.variant_name);
+        if (!demoted.length) continue;
+        const variant = choose("variant", demoted.map((v) => [v, v]));
+        button.onclick = () => act(hook, name, action, { ...body(), variant: variant.value });
+        controls.push(element("span", { class: "action" }, button, " ", variant));
       } else if (action === "retire-variant") {
         const variant = choose("variant", serving.map((v) => [v, v]));
         button.onclick = () => act(hook, name, action, { ...body(), variant: variant.value });
