@@ -471,6 +471,23 @@ class WeightsRequest(_ChangeRequest):
         return LifecycleChange(self.endpoint_name, self.action, actor, self.reason, weights=weights)
 
 
+class ReinstateRequest(_ChangeRequest):
+    model_config = _example(endpoint_name=EXAMPLE_ENDPOINT, variant="Challenger1")
+    action = Action.REINSTATE
+
+    variant: StrictStr = Field(
+        min_length=1,
+        max_length=63,
+        description="A variant a guardrail demoted: it serves again, and only its calls from "
+        "now on count toward demoting it again (409 if it is not demoted)",
+    )
+
+    def to_core(self, actor: str) -> LifecycleChange:
+        return LifecycleChange(
+            self.endpoint_name, self.action, actor, self.reason, variant=self.variant
+        )
+
+
 class AuditEntryBody(BaseModel):
     at: float = Field(description="Epoch seconds")
     actor: str

@@ -192,8 +192,9 @@ def test_add_variant_shows_it_added_with_its_model(start_server, capsys) -> None
     assert code == 0
     assert out.splitlines()[0] == f"{ENDPOINT}: running (version 1, ThompsonSampling)"
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("Ch")}
-    assert rows["Challenger2"][1:] == ["0", "0", "0", "0.333", "1", "yes", f"({model})"]
-    assert rows["Champion1"][-1] == "-"
+    # no model calls yet: no error rate, no latency
+    assert rows["Challenger2"][1:] == ["0", "0", "0", "0.333", "1", "yes", f"({model})", "-", "-"]
+    assert rows["Champion1"][6] == "-"  # it came with the experiment
     assert "add-variant  new model" in out
 
 
