@@ -753,6 +753,7 @@ def test_dashboard_charts_model_errors_latency_fallbacks_and_the_lifecycle(stage
         "admin-add-variant",
         "admin-conclude",
         "admin-pause",
+        "admin-reinstate",
         "admin-resume",
         "admin-retire-variant",
         "admin-weights",
