@@ -3,11 +3,14 @@ audit log, a request with no principal refused, and re-registration keeping the 
 
 from __future__ import annotations
 
+import boto3
 import pytest
 
+from abtest.adapters.dynamodb import DynamoDBStore
 from abtest.http.routes import ADMIN_ROUTE_NAMES
+from abtest.records import VariantCounts, latency_counter
 from tests.api_gateway import Context, api_event, call
-from tests.lambdas.doubles import ENDPOINT, create_endpoint, state_change
+from tests.lambdas.doubles import ENDPOINT, ENVIRONMENT, create_endpoint, state_change
 
 TAGS = {"ab-testing:strategy": "ThompsonSampling", "ab-testing:warmup": "0"}
 NAME = {"endpoint_name": ENDPOINT}
@@ -197,3 +200,48 @@ def test_variant_changes_of_a_concluded_endpoint_are_409_naming_the_state(aws) -
         status, answer = admin(aws, route, {**NAME, **body})
         assert (status, answer["details"][0]["field"]) == (409, "state"), route
         assert "is concluded: cannot" in answer["message"]
+
+
+def test_reinstate_through_the_handlers(aws) -> None:
+    # GIVEN an endpoint with an error guardrail whose challenger failed 40 of its 200 calls
+    create_endpoint({**TAGS, "ab-testing:max_error_rate": "0.05"})
+    aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
+    store = DynamoDBStore(
+        ENVIRONMENT["ASSIGNMENT_TABLE"],
+        ENVIRONMENT["METRICS_TABLE"],
+        client=boto3.client("dynamodb"),
+    )
+    calls = latency_counter(8.0)  # every call took 8 ms
+    store.apply_counts(
+        "obj-1",
+        {
+            ENDPOINT: {
+                "Champion1": VariantCounts(**{calls: 200}),
+                "Challenger1": VariantCounts(model_errors=40, **{calls: 200}),
+            }
+        },
+        1_700_000_000.0,
+    )
+    # A variant that is not demoted cannot be reinstated
+    status, body = admin(aws, "reinstate", {**NAME, "variant": "Champion1"})
+    assert (status, body["details"][0]["field"]) == (409, "variant")
+    shown = admin(aws, "show", NAME)[1]
+    assert "reinstate" in shown["allowed_actions"]
+    assert shown["allocation"]["Challenger1"] == 0.0
+
+    # WHEN a person reinstates it
+    status, body = admin(aws, "reinstate", {**NAME, "variant": "Challenger1", "reason": "fixed"})
+
+    # THEN it serves again, the audit log names who, and a second reinstate is refused
+    assert status == 200, body
+    assert body["allocation"]["Challenger1"] > 0.0
+    assert "reinstate" not in body["allowed_actions"]
+    last = body["audit_log"][-1]
+    assert (last["actor"], last["action"], last["reason"]) == (PRINCIPAL, "reinstate", "fixed")
+    assert admin(aws, "reinstate", {**NAME, "variant": "Challenger1"})[0] == 409
+    # and once concluded nothing can be: reinstate is no longer offered, and is refused
+    assert (
+        "reinstate"
+        not in admin(aws, "conclude", {**NAME, "winner": "Champion1"})[1]["allowed_actions"]
+    )
+    assert admin(aws, "reinstate", {**NAME, "variant": "Challenger1"})[0] == 409
