@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import optimize, stats
 
 from bandit.offpolicy import (
     ESTIMATORS,
@@ -16,6 +16,7 @@ from bandit.offpolicy import (
     Replay,
     evaluate,
     normal_interval,
+    student_interval,
     target_probabilities,
 )
 from bandit.thompson import ThompsonSampling
@@ -60,6 +61,11 @@ def by_hand(log: Log, target: list[list[float]]):
         # Satterthwaite: (sum psi^2)^2 / sum psi^4, psi centred on the estimate.
         return math.fsum(x * x for x in psi) ** 2 / math.fsum(x**4 for x in psi)
 
+    def skewness(psi):
+        m = math.fsum(psi) / len(psi)
+        second = math.fsum((x - m) ** 2 for x in psi) / len(psi)
+        return math.fsum((x - m) ** 3 for x in psi) / len(psi) / second**1.5
+
     q = []
     for j in range(k):
         num = math.fsum(r[i] / p[i] for i in range(n) if a[i] == j)
@@ -80,12 +86,30 @@ def by_hand(log: Log, target: list[list[float]]):
     ess = math.fsum(w) ** 2 / math.fsum(x * x for x in w)
     root = math.sqrt(n)
     dr_psi = [x - dr for x in dr_terms]
+    ips_psi = [x - ips for x in ips_terms]
     return {
-        "DM": (dm, sd(dm_psi) / root, degrees(dm_psi)),
-        "IPS": (ips, sd(ips_terms) / root, degrees([x - ips for x in ips_terms])),
-        "SNIPS": (snips, sd(snips_psi) / root, degrees(snips_psi)),
-        "DR": (dr, sd(dr_terms) / root, degrees(dr_psi)),
+        name: (value, sd(psi) / root, degrees(psi), skewness(psi))
+        for name, value, psi in (
+            ("DM", dm, dm_psi),
+            ("IPS", ips, ips_psi),
+            ("SNIPS", snips, snips_psi),
+            ("DR", dr, dr_psi),
+        )
     }, ess
+
+
+def hall_limits(value: float, se: float, df: float, gamma: float, n: int) -> tuple[float, float]:
+    """Hall's (1992) interval by root-finding: the θ where g((value − θ)/se) = ±t, with
+    g(T) = T + γT²/(3√n) + γ²T³/(27n) + γ/(6√n) (increasing: g' = (1 + γT/(3√n))²)."""
+    t = stats.t.ppf(0.975, df)
+    a = gamma / math.sqrt(n)
+
+    def g(x: float) -> float:
+        return x + a * x * x / 3 + a * a * x**3 / 27 + a / 6
+
+    upper_t = optimize.brentq(lambda x: g(x) - t, -1e3, 1e3, xtol=1e-14)
+    lower_t = optimize.brentq(lambda x: g(x) + t, -1e3, 1e3, xtol=1e-14)
+    return value - se * upper_t, value - se * lower_t
 
 
 @pytest.mark.parametrize("continuous", [False, True])
@@ -97,13 +121,14 @@ def test_estimates_match_the_formulas_recomputed_by_hand(continuous):
     estimates = evaluate(log, per_event_target)
     normal = evaluate(log, per_event_target, interval=normal_interval)
     assert tuple(e.estimator for e in estimates) == ESTIMATORS
-    for e, z in zip(estimates, normal, strict=True):
-        value, se, df = expected[e.estimator]
+    student = evaluate(log, per_event_target, interval=student_interval)
+    for e, z, s in zip(estimates, normal, student, strict=True):
+        value, se, df, gamma = expected[e.estimator]
         t = stats.t.ppf(0.975, df)
         assert e.value == pytest.approx(value, abs=1e-9)
         assert e.std_error == pytest.approx(se, abs=1e-9)
-        assert e.low == pytest.approx(value - t * se, abs=1e-9)
-        assert e.high == pytest.approx(value + t * se, abs=1e-9)
+        assert (e.low, e.high) == pytest.approx(hall_limits(value, se, df, gamma, 400), abs=1e-9)
+        assert (s.low, s.high) == pytest.approx((value - t * se, value + t * se), abs=1e-9)
         assert (z.low, z.high) == pytest.approx((value - Z95 * se, value + Z95 * se), abs=1e-9)
         assert e.effective_sample_size == pytest.approx(ess, abs=1e-9)
         assert e.events == 400
