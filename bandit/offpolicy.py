@@ -371,7 +371,7 @@ class Terms:
 
     @property
     def skewness(self) -> float:
-        """The terms' third central moment over the second's 1.5th power (0 if they are all equal)."""
+        """Third central moment over the second to the power 1.5 (0 if the terms are all equal)."""
         n = self.count
         mean = self.total / n
         second = self.squares / n - mean * mean
