@@ -116,7 +116,7 @@ def one_run(task: tuple[str, str, int, int, int]) -> list[tuple]:
 
 
 def coverage_table(
-    runs: int, users: int, batch: int, workers: int, only: list[str] | None = None
+    runs: int, users: int, batch: int, workers: int, only: list[str] | None = None, seed: int = 0
 ) -> list[str]:
     """The table; `only` keeps the rows whose "logging, reward" contains one of its strings."""
     chosen = [
@@ -128,7 +128,9 @@ def coverage_table(
     if not chosen:
         raise SystemExit(f"--rows {only} matches none of the rows")
     tasks = [
-        (logging, reward, users, batch, seed) for logging, reward in chosen for seed in range(runs)
+        (logging, reward, users, batch, first)
+        for logging, reward in chosen
+        for first in range(seed, seed + runs)
     ]
     with Pool(workers) as pool:
         results = [row for rows in pool.imap_unordered(one_run, tasks, 8) for row in rows]
@@ -138,7 +140,8 @@ def coverage_table(
         cells.setdefault((logging, reward, target, estimator), []).append((error, covered, warned))
         widths.setdefault((logging, reward), []).append(width)
     lines = [
-        f"{runs} runs per row, {users:,} users per run, allocation refreshed every {batch}; "
+        f"{runs} runs per row (seeds {seed}-{seed + runs - 1}), {users:,} users per run, "
+        f"allocation refreshed every {batch}; "
         f"means {MEANS}; targets: each variant alone and a uniform split.",
         "Coverage of the 95 % interval: over all four targets, then the lowest of the four "
         "(and its target). Spread: the standard deviation of the estimates over the runs, "
@@ -290,6 +293,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=250)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0, help="coverage: the first run's seed")
     parser.add_argument("--skip-read", action="store_true")
     parser.add_argument("--skip-coverage", action="store_true")
     parser.add_argument(
@@ -304,7 +308,9 @@ def main() -> None:
         start = time.perf_counter()
         print(
             "\n".join(
-                coverage_table(args.runs, args.assignments, args.batch, args.workers, args.rows)
+                coverage_table(
+                    args.runs, args.assignments, args.batch, args.workers, args.rows, args.seed
+                )
             )
         )
         print(f"({time.perf_counter() - start:.0f} s)\n")
