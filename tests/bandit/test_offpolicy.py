@@ -300,8 +300,8 @@ def test_heavy_weights_widen_the_interval_beyond_the_normal_one():
 def test_the_skew_corrected_interval_misses_as_often_on_either_side():
     # A variant served one time in ten, converting one time in ten: IPS terms of 10 on
     # ~50 conversions out of 5,000 events, skewed to the right. When the estimate falls
-    # short, so does its standard error, so the symmetric t interval misses below the
-    # truth (truth above it) more often than above; Hall's correction evens the tails.
+    # short, so does its standard error, so the symmetric t interval lies wholly below
+    # the truth more often than above it; Hall's correction evens the two.
     # 4,000 seeded runs: a tail's miss rate near 0.025 is measured to ±0.0025 (one
     # standard error, √(0.025 · 0.975 / 4000)), a difference of two to ±0.0035; the t
     # interval's tails differ by ~0.02 (a margin of 3.5 standard errors to 0.008), the
