@@ -289,12 +289,19 @@ def test_heavy_weights_widen_the_interval_beyond_the_normal_one():
     rewards = np.where(served == "b", rng.random(n) < 0.1, rng.random(n) < 0.5)
     log = Log.of(("a", "b"), served.tolist(), rewards.astype(float).tolist(),
                  np.where(served == "b", 0.05, 0.95).tolist())  # fmt: skip
-    t_ips, z_ips = evaluate(log, "b")[1], evaluate(log, "b", interval=normal_interval)[1]
+    t_ips = evaluate(log, "b", interval=student_interval)[1]
+    z_ips = evaluate(log, "b", interval=normal_interval)[1]
     assert t_ips.std_error == z_ips.std_error
     assert (t_ips.high - t_ips.low) / (z_ips.high - z_ips.low) > 1.02
-    # Many comparable terms: the two agree.
-    t_a, z_a = evaluate(log, "a")[1], evaluate(log, "a", interval=normal_interval)[1]
-    assert (t_a.high - t_a.low) / (z_a.high - z_a.low) == pytest.approx(1.0, abs=0.002)
+    # Skewed terms (b converts rarely at weight 20): the default, skew-corrected interval
+    # reaches further above the estimate than below it.
+    skewed = evaluate(log, "b")[1]
+    assert skewed.high - skewed.value > skewed.value - skewed.low
+    # Many comparable terms: all three agree.
+    z_a = evaluate(log, "a", interval=normal_interval)[1]
+    for interval in (student_interval, skew_interval):
+        e = evaluate(log, "a", interval=interval)[1]
+        assert (e.high - e.low) / (z_a.high - z_a.low) == pytest.approx(1.0, abs=0.002)
 
 
 def test_the_skew_corrected_interval_misses_as_often_on_either_side():
