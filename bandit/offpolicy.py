@@ -9,8 +9,9 @@ Four estimators, as compared by Dudík, Langford, Li, "Doubly Robust Policy Eval
 Learning" (ICML 2011): the direct method (a reward model, no weights), inverse propensity
 scoring, self-normalised IPS (Swaminathan, Joachims 2015), and doubly robust (the model,
 corrected by the weighted residuals). Each comes with a 95 % interval from the sums of its
-per-event influence terms (`Terms`), so that another interval (an anytime-valid confidence
-sequence) can be computed from the same sums (pass it as `interval`).
+per-event influence terms (`Terms`): by default a t interval corrected for their skewness
+(`skew_interval`), and another one (an anytime-valid confidence sequence) can be computed
+from the same sums (pass it as `interval`).
 
 The log is read in chunks, in order, a few times (the reward model, the values, then the
 spread around them): memory holds one chunk, whatever the log's length, so a log kept on
