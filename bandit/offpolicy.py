@@ -418,12 +418,13 @@ def skew_interval(value: float, terms: Terms, level: float) -> tuple[float, floa
     A variant that converts rarely at a large weight makes ψ skewed to the right (a few
     large positive terms, many small negative ones), and a studentised mean of skewed
     terms is skewed the other way: when the estimate falls short, few conversions also
-    made its standard error short, so the symmetric interval misses low more often than
-    high. Hall's monotone transformation of the studentised statistic T = (value − θ)/se,
-    g(T) = T + γT²/(3√n) + γ²T³/(27n) + γ/(6√n) with γ the skewness of ψ, is normal to
-    second order (P. Hall, "On the removal of skewness by transformation", JRSS B 54,
-    1992); the interval is the θ for which g(T) lies within ± the t quantile of
-    `student_interval`. With symmetric terms (γ = 0) it is that interval.
+    made its standard error short, so the symmetric interval lies wholly below the truth
+    more often than above it. Hall's monotone transformation of the studentised
+    statistic T = (value − θ)/se, g(T) = T + γT²/(3√n) + γ²T³/(27n) + γ/(6√n) with γ
+    the skewness of ψ, is normal to second order (P. Hall, "On the removal of skewness
+    by transformation", JRSS B 54, 1992); the interval is the θ for which g(T) lies
+    within ± the t quantile of `student_interval`. With symmetric terms (γ = 0) it is
+    that interval.
     """
     se = terms.std_error
     degrees = max(terms.degrees_of_freedom, 1.0)
