@@ -2,6 +2,7 @@
 
     python bench/offpolicy.py                        # 500 runs per row, 1,000,000-event log
     python bench/offpolicy.py --runs 50 --events 100000   # quick look
+    python bench/offpolicy.py --skip-read --rows "floor 0.05, binary"   # some rows only
 
 Coverage: logs of `--assignments` users drawn with bandit's own allocation (refreshed
 every `--batch` users, as aggregation does), binary or continuous rewards with known
@@ -29,7 +30,15 @@ from pathlib import Path
 import numpy as np
 
 from bandit import VariantMetrics, get_strategy
-from bandit.offpolicy import ESTIMATORS, UNIFORM, Log, evaluate
+from bandit.offpolicy import (
+    ESTIMATORS,
+    UNIFORM,
+    Log,
+    Terms,
+    evaluate,
+    skew_interval,
+    student_interval,
+)
 
 MEANS = (0.10, 0.12, 0.15)
 NAMES = ("v0", "v1", "v2")
@@ -89,60 +98,95 @@ def one_run(task: tuple[str, str, int, int, int]) -> list[tuple]:
     rows = []
     for target in TARGETS:
         truth = float(np.mean(MEANS)) if target == UNIFORM else MEANS[NAMES.index(target)]
-        for e in evaluate(log, target):
+        plain: list[tuple[float, float]] = []  # the t interval on the same terms
+
+        def default(
+            value: float, terms: Terms, level: float, plain: list = plain
+        ) -> tuple[float, float, float]:
+            plain.append(student_interval(value, terms, level)[1:])
+            return skew_interval(value, terms, level)
+
+        for e, (low, high) in zip(evaluate(log, target, interval=default), plain, strict=True):
             rows.append(
                 (logging, reward, target, e.estimator, e.value - truth, e.low <= truth <= e.high,
-                 bool(e.warnings))
+                 bool(e.warnings), (e.high - e.low) / (high - low) if high > low else 1.0,
+                 low <= truth <= high)
             )  # fmt: skip
     return rows
 
 
-def coverage_table(runs: int, users: int, batch: int, workers: int) -> list[str]:
-    tasks = [
-        (logging, reward, users, batch, seed)
+def coverage_table(
+    runs: int, users: int, batch: int, workers: int, only: list[str] | None = None, seed: int = 0
+) -> list[str]:
+    """The table; `only` keeps the rows whose "logging, reward" contains one of its strings."""
+    chosen = [
+        (logging, reward)
         for logging in LOGGING
         for reward in REWARDS
-        for seed in range(runs)
+        if not only or any(part in f"{logging}, {reward}" for part in only)
+    ]
+    if not chosen:
+        raise SystemExit(f"--rows {only} matches none of the rows")
+    tasks = [
+        (logging, reward, users, batch, first)
+        for logging, reward in chosen
+        for first in range(seed, seed + runs)
     ]
     with Pool(workers) as pool:
         results = [row for rows in pool.imap_unordered(one_run, tasks, 8) for row in rows]
     cells: dict[tuple, list] = {}
-    for logging, reward, target, estimator, error, covered, warned in results:
+    widths: dict[tuple, list] = {}
+    plain: dict[tuple, list] = {}
+    for logging, reward, target, estimator, error, covered, warned, width, t_covered in results:
         cells.setdefault((logging, reward, target, estimator), []).append((error, covered, warned))
+        widths.setdefault((logging, reward), []).append(width)
+        plain.setdefault((logging, reward, target, estimator), []).append(t_covered)
     lines = [
-        f"{runs} runs per row, {users:,} users per run, allocation refreshed every {batch}; "
+        f"{runs} runs per row (seeds {seed}-{seed + runs - 1}), {users:,} users per run, "
+        f"allocation refreshed every {batch}; "
         f"means {MEANS}; targets: each variant alone and a uniform split.",
         "Coverage of the 95 % interval: over all four targets, then the lowest of the four "
         "(and its target). Spread: the standard deviation of the estimates over the runs, "
         "DR's over IPS's, the highest over the targets. "
-        "Warned: share of IPS estimates with a warning.",
+        "Warned: share of IPS estimates with a warning. "
+        "Width: the interval's mean width over the t interval's on the same terms. "
+        "t: the t interval's (student_interval) coverage on the same runs, the lowest "
+        "over the estimators of the coverage over all targets, then the lowest of all.",
         "",
-        "| logging | reward | " + " | ".join(ESTIMATORS) + " | DR/IPS spread | warned |",
-        "|---|---|" + "---:|" * (len(ESTIMATORS) + 2),
+        "| logging | reward | "
+        + " | ".join(ESTIMATORS)
+        + " | DR/IPS spread | warned | width | t |",
+        "|---|---|" + "---:|" * (len(ESTIMATORS) + 4),
     ]
-    for logging in LOGGING:
-        for reward in REWARDS:
-            row = [logging, reward]
-            for estimator in ESTIMATORS:
-                worst = min(
-                    TARGETS,
-                    key=lambda t, e=estimator: np.mean(
-                        [c for _, c, _ in cells[logging, reward, t, e]]
-                    ),
-                )
-                rate = np.mean([c for _, c, _ in cells[logging, reward, worst, estimator]])
-                pooled = np.mean(
-                    [c for t in TARGETS for _, c, _ in cells[logging, reward, t, estimator]]
-                )
-                row.append(f"{pooled:.3f}, {rate:.3f} ({worst})")
-            ratio = max(
-                np.std([x for x, _, _ in cells[logging, reward, t, "DR"]])
-                / np.std([x for x, _, _ in cells[logging, reward, t, "IPS"]])
-                for t in TARGETS
+    for logging, reward in chosen:
+        row = [logging, reward]
+        for estimator in ESTIMATORS:
+            worst = min(
+                TARGETS,
+                key=lambda t, e=estimator: np.mean([c for _, c, _ in cells[logging, reward, t, e]]),
             )
-            warned = np.mean([w for t in TARGETS for _, _, w in cells[logging, reward, t, "IPS"]])
-            row += [f"{ratio:.2f}", f"{warned:.2f}"]
-            lines.append("| " + " | ".join(row) + " |")
+            rate = np.mean([c for _, c, _ in cells[logging, reward, worst, estimator]])
+            pooled = np.mean(
+                [c for t in TARGETS for _, c, _ in cells[logging, reward, t, estimator]]
+            )
+            row.append(f"{pooled:.3f}, {rate:.3f} ({worst})")
+        ratio = max(
+            np.std([x for x, _, _ in cells[logging, reward, t, "DR"]])
+            / np.std([x for x, _, _ in cells[logging, reward, t, "IPS"]])
+            for t in TARGETS
+        )
+        warned = np.mean([w for t in TARGETS for _, _, w in cells[logging, reward, t, "IPS"]])
+        t_pooled = min(
+            np.mean([c for t in TARGETS for c in plain[logging, reward, t, e]]) for e in ESTIMATORS
+        )
+        t_worst = min(np.mean(plain[logging, reward, t, e]) for t in TARGETS for e in ESTIMATORS)
+        row += [
+            f"{ratio:.2f}",
+            f"{warned:.2f}",
+            f"{np.mean(widths[logging, reward]):.3f}",
+            f"{t_pooled:.3f}, {t_worst:.3f}",
+        ]
+        lines.append("| " + " | ".join(row) + " |")
     return lines
 
 
@@ -264,13 +308,26 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=250)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0, help="coverage: the first run's seed")
     parser.add_argument("--skip-read", action="store_true")
     parser.add_argument("--skip-coverage", action="store_true")
+    parser.add_argument(
+        "--rows",
+        action="append",
+        help='coverage: only the rows whose "logging, reward" contains this (repeatable), '
+        'e.g. --rows "floor 0.05, binary"',
+    )
     args = parser.parse_args()
     print(f"python {platform.python_version()}, {os.cpu_count()} cores")
     if not args.skip_coverage:
         start = time.perf_counter()
-        print("\n".join(coverage_table(args.runs, args.assignments, args.batch, args.workers)))
+        print(
+            "\n".join(
+                coverage_table(
+                    args.runs, args.assignments, args.batch, args.workers, args.rows, args.seed
+                )
+            )
+        )
         print(f"({time.perf_counter() - start:.0f} s)\n")
     if not args.skip_read:
         sizes = sorted({args.events // 4, args.events})
