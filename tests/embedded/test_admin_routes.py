@@ -11,6 +11,7 @@ import pytest
 
 from abtest.embedded.server import EmbeddedServer
 from abtest.embedded.wiring import Runtime
+from abtest.http.routes import ADMIN_ROUTE_NAMES
 from tests.embedded.helpers import ENDPOINT, write_config
 
 TOKEN = "admin-s3cret"
@@ -105,7 +106,7 @@ def guarded(tmp_path: Path):
 
 @pytest.mark.parametrize("token", [None, "wrong"])
 def test_admin_routes_need_the_token(guarded, token) -> None:
-    for route in ("list", "show", "pause", "resume", "conclude"):
+    for route in ADMIN_ROUTE_NAMES:
         response = post(guarded, f"/admin/{route}", NAME, token)
         assert response.status_code == 401, route
     assert post(guarded, "/admin/show", NAME, TOKEN).json()["state"] == "running"
