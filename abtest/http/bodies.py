@@ -393,7 +393,18 @@ class ConcludeRequest(_ChangeRequest):
         return LifecycleChange(self.endpoint_name, self.action, actor, self.reason, self.winner)
 
 
-class RetireVariantRequest(_ChangeRequest):
+class _VariantChangeRequest(_ChangeRequest):
+    """A change of one existing variant; the subclass declares `variant` with what it does."""
+
+    variant: StrictStr
+
+    def to_core(self, actor: str) -> LifecycleChange:
+        return LifecycleChange(
+            self.endpoint_name, self.action, actor, self.reason, variant=self.variant
+        )
+
+
+class RetireVariantRequest(_VariantChangeRequest):
     model_config = _example(endpoint_name=EXAMPLE_ENDPOINT, variant="Challenger1")
     action = Action.RETIRE_VARIANT
 
@@ -403,11 +414,6 @@ class RetireVariantRequest(_ChangeRequest):
         description="Stops serving: its users get another variant on their next request; "
         "its counters stay and its events still count",
     )
-
-    def to_core(self, actor: str) -> LifecycleChange:
-        return LifecycleChange(
-            self.endpoint_name, self.action, actor, self.reason, variant=self.variant
-        )
 
 
 class AddVariantRequest(_ChangeRequest):
@@ -471,7 +477,7 @@ class WeightsRequest(_ChangeRequest):
         return LifecycleChange(self.endpoint_name, self.action, actor, self.reason, weights=weights)
 
 
-class ReinstateRequest(_ChangeRequest):
+class ReinstateRequest(_VariantChangeRequest):
     model_config = _example(endpoint_name=EXAMPLE_ENDPOINT, variant="Challenger1")
     action = Action.REINSTATE
 
@@ -481,11 +487,6 @@ class ReinstateRequest(_ChangeRequest):
         description="A variant a guardrail demoted: it serves again, and only its calls from "
         "now on count toward demoting it again (409 if it is not demoted)",
     )
-
-    def to_core(self, actor: str) -> LifecycleChange:
-        return LifecycleChange(
-            self.endpoint_name, self.action, actor, self.reason, variant=self.variant
-        )
 
 
 class AuditEntryBody(BaseModel):
