@@ -3,7 +3,7 @@
     python bench/decisions.py               # 500 runs per row (make bench)
     python bench/decisions.py --runs 50     # quick look
     python bench/decisions.py --only aa     # one table: lift, aa, tradeoff or regret
-    python bench/decisions.py --only aa --reward continuous   # its rows of one reward kind
+    python bench/decisions.py --only aa --reward continuous   # the rows of one reward kind
 
 Each run (`bandit.simulate.run_experiment`) serves up to 100,000 users in batches of 1,000
 (as when the event log is delivered every minute). Before a batch the allocation is the
@@ -135,12 +135,16 @@ def default_allocation(reward: str = "binary") -> tuple[str, tuple]:
     return DEFAULT_STRATEGY, tuple(sorted(check_params(DEFAULT_STRATEGY, reward=reward).items()))
 
 
-def settings_swept() -> list[tuple[str, tuple]]:
-    """The trade-off table's allocations: Thompson with a floor, top-two Thompson by beta."""
+def settings_swept(reward: str = "binary") -> list[tuple[str, tuple]]:
+    """The trade-off table's allocations: Thompson with a floor, top-two Thompson by beta,
+    and the default for rewards of kind `reward`."""
     swept = [FIFTY_FIFTY]
     swept += [("ThompsonSampling", (("floor", f),)) for f in (0.0, 0.01, 0.05, 0.1, 0.2)]
-    swept += [("TopTwoThompson", (("beta", b), ("floor", 0.01))) for b in (0.7, 0.8, 0.9, 0.95)]
-    default = default_allocation()
+    betas = (0.6, 0.7, 0.8, 0.9, 0.95) if reward == "continuous" else (0.7, 0.8, 0.9, 0.95)
+    swept += [("TopTwoThompson", (("beta", b), ("floor", 0.01))) for b in betas]
+    if reward == "continuous":  # the other way to feed the runner-up: a higher floor
+        swept.append(("TopTwoThompson", (("beta", 0.9), ("floor", 0.2))))
+    default = default_allocation(reward)
     return swept if default in swept else [*swept, default]
 
 
@@ -201,13 +205,15 @@ def aa_table(runs: int, workers: int, rewards: tuple[str, ...] = REWARDS) -> lis
 def lift_table(
     runs: int, workers: int, rewards: tuple[str, ...] = REWARDS, sweep: bool = False
 ) -> list[str]:
-    """The default allocation against 50/50 for both rewards; with `sweep`, the trade-off
-    of every swept allocation (binary rewards)."""
+    """The default allocation against 50/50 for each kind of reward; with `sweep`, the
+    trade-off of every swept allocation."""
     specs = [
         (("lift", reward, lift, strategy), strategy, means, True, reward)
-        for reward in (("binary",) if sweep else rewards)
+        for reward in rewards
         for lift, means in LIFTS.items()
-        for strategy in (settings_swept() if sweep else (FIFTY_FIFTY, default_allocation(reward)))
+        for strategy in (
+            settings_swept(reward) if sweep else (FIFTY_FIFTY, default_allocation(reward))
+        )
     ]
     rows = simulate_rows(specs, runs, workers)
     lines = [
@@ -286,8 +292,7 @@ def regret_table(runs: int, workers: int, rewards: tuple[str, ...] = REWARDS) ->
 
 
 def tradeoff_table(runs: int, workers: int, rewards: tuple[str, ...] = REWARDS) -> list[str]:
-    """Binary rewards only, as the table has always been."""
-    return lift_table(runs, workers, sweep=True)
+    return lift_table(runs, workers, rewards, sweep=True)
 
 
 TABLES = {"lift": lift_table, "aa": aa_table, "tradeoff": tradeoff_table, "regret": regret_table}
@@ -299,7 +304,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--only", choices=tuple(TABLES), action="append")
     parser.add_argument(
-        "--reward", choices=REWARDS, action="append", help="the lift and aa rows of this kind only"
+        "--reward", choices=REWARDS, action="append", help="the rows of this kind only (not regret)"
     )
     args = parser.parse_args()
     started = time.perf_counter()
