@@ -23,7 +23,7 @@ from bandit.strategy import FLOOR, AdaptiveStrategy
 # 0.8: their difference has far more variance per user, and at 0.9 the runner-up's tenth of
 # the traffic left the call beyond 100,000 users at 0.05 / +20 % (50/50: 47,000); 0.8 calls
 # it at 1.43x and 1.33x the 50/50 split's users (0.05 / +20 %, 0.20 / +10 %), 0.7 at 1.23x
-# and 1.12x for a fifth more regret (BENCHMARKS.md, "Decisions").
+# and 1.12x for 13-21 % more regret (BENCHMARKS.md, "Decisions").
 BETA = Parameter(
     "beta",
     0.9,
