@@ -147,10 +147,12 @@ class ExperimentSettings(BaseModel):
 class StrategyFields(ExperimentSettings):
     """The strategy and experiment keys of an endpoint, the same on every surface.
 
-    `strategy_params` comes back complete (every declared parameter, defaults filled in)
-    and checked by bandit. The top-level `epsilon` of older files still works: it becomes
-    the strategy's `epsilon` parameter if it has one, and is ignored otherwise (older files
-    carried it for every strategy).
+    `strategy_params` comes back complete (every declared parameter, defaults filled in:
+    the defaults for the endpoint's `reward`, which may differ by kind) and checked by
+    bandit, so every surface stores and shows the value the strategy runs with. The
+    top-level `epsilon` of older files still works: it becomes the strategy's `epsilon`
+    parameter if it has one, and is ignored otherwise (older files carried it for every
+    strategy).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -174,7 +176,10 @@ class StrategyFields(ExperimentSettings):
                 raise nested_error(("epsilon",), "given twice: here and as the top-level epsilon")
             params = {**params, "epsilon": legacy}
         try:
-            return bandit.check_params(strategy, params)
+            # `reward` is validated first (ExperimentSettings' fields come first); if it was
+            # bad it is already reported, and the binary defaults stand in.
+            reward = info.data.get("reward", BINARY)
+            return bandit.check_params(strategy, params, reward=reward)
         except bandit.ParameterError as error:
             raise nested_error((error.parameter,), error.reason) from None
 

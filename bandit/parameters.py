@@ -12,6 +12,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bandit.metrics import BINARY
+
 
 class ParameterError(ValueError):
     """A strategy parameter is unknown or out of range; `parameter` names it."""
@@ -26,7 +28,9 @@ class ParameterError(ValueError):
 class Parameter:
     """One number a strategy takes: its type, default and allowed range.
 
-    Bounds are inclusive unless `open_low` / `open_high` says otherwise.
+    Bounds are inclusive unless `open_low` / `open_high` says otherwise. `by_reward` holds
+    the defaults that differ by the endpoint's kind of reward, as (kind, default) pairs: a
+    value that suits one posterior model need not suit the other (see `default_for`).
     """
 
     name: str
@@ -37,6 +41,11 @@ class Parameter:
     open_high: bool = False
     integer: bool = False
     doc: str = ""
+    by_reward: tuple[tuple[str, float], ...] = ()
+
+    def default_for(self, reward: str) -> float:
+        """The default for an endpoint whose rewards are of kind `reward`."""
+        return dict(self.by_reward).get(reward, self.default)
 
     @property
     def range(self) -> str:
@@ -59,15 +68,22 @@ class Parameter:
 
 
 def check_parameters(
-    owner: str, declared: tuple[Parameter, ...], given: Mapping[str, object]
+    owner: str,
+    declared: tuple[Parameter, ...],
+    given: Mapping[str, object],
+    reward: str = BINARY,
 ) -> dict[str, float | int]:
-    """Every declared parameter, given or defaulted, checked; an undeclared one is an error."""
+    """Every declared parameter, given or defaulted (the default for rewards of kind
+    `reward`), checked; an undeclared one is an error."""
     by_name = {p.name: p for p in declared}
     for name in given:
         if name not in by_name:
             expected = ", ".join(by_name) or "none"
             raise ParameterError(name, f"not a parameter of {owner} (its parameters: {expected})")
-    return {p.name: p.check(given[p.name]) if p.name in given else p.default for p in declared}
+    return {
+        p.name: p.check(given[p.name]) if p.name in given else p.default_for(reward)
+        for p in declared
+    }
 
 
 def _number(value: float) -> str:

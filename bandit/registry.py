@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bandit.epsilon_greedy import EpsilonGreedy
-from bandit.metrics import BINARY
+from bandit.metrics import BINARY, check_reward
 from bandit.parameters import Parameter, check_parameters
 from bandit.strategy import Strategy
 from bandit.thompson import ThompsonSampling
@@ -40,14 +40,17 @@ def strategy_parameters(name: str) -> tuple[Parameter, ...]:
     return strategy_class(name).parameters
 
 
-def check_params(name: str, params: Mapping[str, object] | None = None) -> dict[str, float | int]:
-    """Every parameter of strategy `name`: the given ones checked, the others defaulted.
+def check_params(
+    name: str, params: Mapping[str, object] | None = None, *, reward: str = BINARY
+) -> dict[str, float | int]:
+    """Every parameter of strategy `name`: the given ones checked, the others defaulted (to
+    their default for rewards of kind `reward`, which may differ by kind: see `Parameter`).
 
     ValueError for an unknown strategy; ParameterError (a ValueError naming the parameter)
     for an unknown parameter or a value out of its range.
     """
     cls = strategy_class(name)
-    return check_parameters(cls.name, cls.parameters, params or {})
+    return check_parameters(cls.name, cls.parameters, params or {}, check_reward(reward))
 
 
 def get_strategy(
@@ -55,4 +58,4 @@ def get_strategy(
 ) -> Strategy:
     """A new strategy by its name, with `params` checked against its declared parameters,
     for rewards of kind `reward` (ValueError for an unknown kind)."""
-    return strategy_class(name)(**check_params(name, params), reward=reward)
+    return strategy_class(name)(**check_params(name, params, reward=reward), reward=reward)

@@ -12,16 +12,27 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from bandit.metrics import BINARY, VariantMetrics
+from bandit.metrics import BINARY, CONTINUOUS, VariantMetrics
 from bandit.parameters import Parameter
 from bandit.posterior import best_probabilities
 from bandit.strategy import FLOOR, AdaptiveStrategy
 
 # 0.9 by measurement (bench/decisions.py): a winner about as soon as a 50/50 split calls one,
 # at well under twice plain Thompson sampling's regret. Russo's 0.5 is optimal for finding
-# the best arm alone, ignoring what the experiment costs.
+# the best arm alone, ignoring what the experiment costs. Continuous rewards (revenue) get
+# 0.8: their difference has far more variance per user, and at 0.9 the runner-up's tenth of
+# the traffic left the call beyond 100,000 users at 0.05 / +20 % (50/50: 47,000); 0.8 calls
+# it at 1.43x and 1.33x the 50/50 split's users (0.05 / +20 %, 0.20 / +10 %), 0.7 at 1.23x
+# and 1.12x for 13-21 % more regret (BENCHMARKS.md, "Decisions").
 BETA = Parameter(
-    "beta", 0.9, 0.0, 1.0, open_low=True, open_high=True, doc="share of traffic for the leader"
+    "beta",
+    0.9,
+    0.0,
+    1.0,
+    open_low=True,
+    open_high=True,
+    doc="share of traffic for the leader",
+    by_reward=((CONTINUOUS, 0.8),),
 )
 
 
@@ -63,10 +74,11 @@ class TopTwoThompson(AdaptiveStrategy):
     parameters = (BETA, *AdaptiveStrategy.parameters)
 
     def __init__(
-        self, beta: float = BETA.default, floor: float = FLOOR.default, *, reward: str = BINARY
+        self, beta: float | None = None, floor: float = FLOOR.default, *, reward: str = BINARY
     ) -> None:
         super().__init__(floor, reward=reward)
-        self.beta = BETA.check(beta)
+        # None: the default for this kind of reward (BETA.by_reward).
+        self.beta = BETA.check(BETA.default_for(self.reward) if beta is None else beta)
 
     def _weights(self, metrics: tuple[VariantMetrics, ...]) -> list[float]:
         best, _ = best_probabilities(metrics, self.reward)

@@ -3,6 +3,7 @@
     python bench/decisions.py               # 500 runs per row (make bench)
     python bench/decisions.py --runs 50     # quick look
     python bench/decisions.py --only aa     # one table: lift, aa, tradeoff or regret
+    python bench/decisions.py --only aa --reward continuous   # the rows of one reward kind
 
 Each run (`bandit.simulate.run_experiment`) serves up to 100,000 users in batches of 1,000
 (as when the event log is delivered every minute). Before a batch the allocation is the
@@ -128,17 +129,22 @@ def label(strategy_name: str, params: tuple) -> str:
     return f"{strategy_name}({shown})" if shown else strategy_name
 
 
-def default_allocation() -> tuple[str, tuple]:
-    """A new endpoint's strategy and parameters, as registration fills them in."""
-    return DEFAULT_STRATEGY, tuple(sorted(check_params(DEFAULT_STRATEGY).items()))
+def default_allocation(reward: str = "binary") -> tuple[str, tuple]:
+    """A new endpoint's strategy and parameters for rewards of kind `reward`, as
+    registration fills them in (a parameter's default may differ by kind)."""
+    return DEFAULT_STRATEGY, tuple(sorted(check_params(DEFAULT_STRATEGY, reward=reward).items()))
 
 
-def settings_swept() -> list[tuple[str, tuple]]:
-    """The trade-off table's allocations: Thompson with a floor, top-two Thompson by beta."""
+def settings_swept(reward: str = "binary") -> list[tuple[str, tuple]]:
+    """The trade-off table's allocations: Thompson with a floor, top-two Thompson by beta,
+    and the default for rewards of kind `reward`."""
     swept = [FIFTY_FIFTY]
     swept += [("ThompsonSampling", (("floor", f),)) for f in (0.0, 0.01, 0.05, 0.1, 0.2)]
-    swept += [("TopTwoThompson", (("beta", b), ("floor", 0.01))) for b in (0.7, 0.8, 0.9, 0.95)]
-    default = default_allocation()
+    betas = (0.6, 0.7, 0.8, 0.9, 0.95) if reward == "continuous" else (0.7, 0.8, 0.9, 0.95)
+    swept += [("TopTwoThompson", (("beta", b), ("floor", 0.01))) for b in betas]
+    if reward == "continuous":  # the other way to feed the runner-up: a higher floor
+        swept.append(("TopTwoThompson", (("beta", 0.9), ("floor", 0.2))))
+    default = default_allocation(reward)
     return swept if default in swept else [*swept, default]
 
 
@@ -166,46 +172,48 @@ def simulate_rows(specs: list[tuple], runs: int, workers: int) -> dict[tuple, Ro
     return {key: Row(results[key], means) for key, _, means, *_ in specs}
 
 
-def aa_table(runs: int, workers: int) -> list[str]:
-    allocations = (default_allocation(),)
+def aa_table(runs: int, workers: int, rewards: tuple[str, ...] = REWARDS) -> list[str]:
     specs = [
         (("aa", reward, k, base, strategy), strategy, (base,) * k, True, reward)
-        for reward in REWARDS
+        for reward in rewards
+        for strategy in (default_allocation(reward),)
         for k in (2, 3, 5)
         for base in (0.05, 0.20)
-        for strategy in allocations
     ]
     rows = simulate_rows(specs, runs, workers)
     lines = [
         "A/A (all variants equal): share of runs that called a winner (± se); the CS of "
         "variant 1 against the champion: share of runs it held the truth (0) at every look",
         "",
-        "| reward | variants | base rate | "
-        + " | ".join(f"{label(*s)} | its CS coverage" for s in allocations)
-        + " |",
-        "|---|---:|---:|---:|---:|",
+        "| reward | variants | base rate | default allocation | false winners | its CS coverage |",
+        "|---|---:|---:|---|---:|---:|",
     ]
-    for reward in REWARDS:
+    for reward in rewards:
+        strategy = default_allocation(reward)
         for k in (2, 3, 5):
             for base in (0.05, 0.20):
-                cells = []
-                for strategy in allocations:
-                    row = rows[("aa", reward, k, base, strategy)]
-                    p, se = row.rate(wrong=False)
-                    covered = [o.covered_throughout for o in row.outcomes]
-                    cells += [f"{p:.3f} ± {se:.3f}", share([c for c in covered if c is not None])]
-                lines.append(f"| {reward} | {k} | {base:.2f} | " + " | ".join(cells) + " |")
+                row = rows[("aa", reward, k, base, strategy)]
+                p, se = row.rate(wrong=False)
+                covered = [o.covered_throughout for o in row.outcomes]
+                lines.append(
+                    f"| {reward} | {k} | {base:.2f} | {label(*strategy)} | {p:.3f} ± {se:.3f} "
+                    f"| {share([c for c in covered if c is not None])} |"
+                )
     return lines
 
 
-def lift_table(runs: int, workers: int, sweep: bool = False) -> list[str]:
-    """The default allocation against 50/50 for both rewards; with `sweep`, the trade-off
-    of every swept allocation (binary rewards)."""
+def lift_table(
+    runs: int, workers: int, rewards: tuple[str, ...] = REWARDS, sweep: bool = False
+) -> list[str]:
+    """The default allocation against 50/50 for each kind of reward; with `sweep`, the
+    trade-off of every swept allocation."""
     specs = [
         (("lift", reward, lift, strategy), strategy, means, True, reward)
-        for reward in (("binary",) if sweep else REWARDS)
+        for reward in rewards
         for lift, means in LIFTS.items()
-        for strategy in (settings_swept() if sweep else (FIFTY_FIFTY, default_allocation()))
+        for strategy in (
+            settings_swept(reward) if sweep else (FIFTY_FIFTY, default_allocation(reward))
+        )
     ]
     rows = simulate_rows(specs, runs, workers)
     lines = [
@@ -254,7 +262,8 @@ def lift_table(runs: int, workers: int, sweep: bool = False) -> list[str]:
     return lines + estimates
 
 
-def regret_table(runs: int, workers: int) -> list[str]:
+def regret_table(runs: int, workers: int, rewards: tuple[str, ...] = REWARDS) -> list[str]:
+    """Binary rewards only: the regret benchmark's instances are rates."""
     default = default_allocation()
     specs = []
     for instance, means in REGRET_INSTANCES.items():
@@ -282,8 +291,8 @@ def regret_table(runs: int, workers: int) -> list[str]:
     return lines
 
 
-def tradeoff_table(runs: int, workers: int) -> list[str]:
-    return lift_table(runs, workers, sweep=True)
+def tradeoff_table(runs: int, workers: int, rewards: tuple[str, ...] = REWARDS) -> list[str]:
+    return lift_table(runs, workers, rewards, sweep=True)
 
 
 TABLES = {"lift": lift_table, "aa": aa_table, "tradeoff": tradeoff_table, "regret": regret_table}
@@ -294,17 +303,23 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--only", choices=tuple(TABLES), action="append")
+    parser.add_argument(
+        "--reward", choices=REWARDS, action="append", help="the rows of this kind only (not regret)"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     print(
         f"decisions: {args.runs} runs per row, batches of {BATCH:,} users up to {HORIZON:,}, "
-        f"the decision after every batch; default allocation {label(*default_allocation())}; "
+        "the decision after every batch; default allocation "
+        + ", ".join(f"{label(*default_allocation(r))} ({r})" for r in REWARDS)
+        + "; "
         f"{args.workers} workers, Python {platform.python_version()}",
         flush=True,
     )
     for name in args.only or TABLES:
         part_started = time.perf_counter()
-        print("\n" + "\n".join(TABLES[name](args.runs, args.workers)), flush=True)
+        rewards = tuple(args.reward or REWARDS)
+        print("\n" + "\n".join(TABLES[name](args.runs, args.workers, rewards)), flush=True)
         print(f"({time.perf_counter() - part_started:,.0f} s)", flush=True)
     print(f"\ntotal {time.perf_counter() - started:,.0f} s")
 

@@ -51,7 +51,8 @@ class Register:
 
     def register(self, endpoint_name: str) -> Endpoint:
         config = self.catalog.describe(endpoint_name)
-        bandit.get_strategy(config.strategy, config.strategy_params)  # fail before writing
+        # Fail before writing.
+        bandit.get_strategy(config.strategy, config.strategy_params, reward=config.settings.reward)
         endpoint = self.store.register_endpoint(config, self.clock.now())
         refresh_figures(self.store, endpoint_name)  # the variants or the strategy may be new
         self.endpoints.forget(endpoint_name)

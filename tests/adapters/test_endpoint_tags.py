@@ -114,3 +114,13 @@ def test_experiment_settings_round_trip_through_their_tags_and_default_when_abse
 def test_a_bad_settings_tag_is_a_config_error_naming_it(tag, value, reason):
     with pytest.raises(ConfigError, match=reason):
         strategy_from_tags({STRATEGY_TAG: "UCB1", tag: value})
+
+
+def test_a_continuous_endpoints_tags_carry_its_own_default_and_keep_a_given_one():
+    fields = strategy_from_tags({STRATEGY_TAG: "TopTwoThompson", "ab-testing:reward": "continuous"})
+    assert fields.strategy_params == {"beta": 0.8, "floor": 0.01}
+    assert tags_for(fields)["ab-testing:beta"] == "0.8"
+    # Without the reward tag (binary), and with a beta tagged, nothing changes.
+    assert strategy_from_tags({STRATEGY_TAG: "TopTwoThompson"}).strategy_params["beta"] == 0.9
+    tagged = {STRATEGY_TAG: "TopTwoThompson", "ab-testing:reward": "continuous"}
+    assert strategy_from_tags(tagged | {"ab-testing:beta": "0.9"}).strategy_params["beta"] == 0.9

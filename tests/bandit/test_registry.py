@@ -18,6 +18,7 @@ from bandit import (
     WeightedSampling,
     get_strategy,
 )
+from bandit.top_two import TopTwoThompson
 
 
 def test_public_api_is_pinned():
@@ -162,3 +163,23 @@ def test_request_path_and_stats_import_neither_numpy_nor_scipy():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_a_continuous_endpoint_gets_its_own_top_two_default_and_binary_keeps_0_9():
+    # Declared once, on the parameter (BETA.by_reward): measured in bench/decisions.py.
+    assert bandit.check_params("TopTwoThompson") == {"beta": 0.9, "floor": 0.01}
+    assert bandit.check_params("TopTwoThompson", reward="continuous") == {
+        "beta": 0.8,
+        "floor": 0.01,
+    }
+    assert get_strategy("TopTwoThompson", reward="continuous").beta == 0.8
+    assert get_strategy("TopTwoThompson").beta == 0.9
+    assert TopTwoThompson(reward="continuous").beta == 0.8  # built directly, the same default
+    # A value given is the value used, whatever the reward.
+    assert get_strategy("TopTwoThompson", {"beta": 0.9}, reward="continuous").beta == 0.9
+    # Parameters without a per-kind default are the same for both kinds.
+    for name in STRATEGY_NAMES:
+        if name != "TopTwoThompson":
+            assert bandit.check_params(name, reward="continuous") == bandit.check_params(name)
+    with pytest.raises(ValueError, match="reward must be one of binary, continuous"):
+        bandit.check_params("TopTwoThompson", reward="revenue")

@@ -95,3 +95,27 @@ def test_logged_propensities_are_the_frequencies_of_the_picks():
     for name, p in allocation.items():
         sigma = math.sqrt(p * (1.0 - p) / DRAWS)
         assert abs(counts[name] / DRAWS - p) <= 4.0 * sigma, (name, counts[name], p)
+
+
+def test_a_revenue_endpoints_default_keeps_a_fifth_of_the_users_on_the_runner_up():
+    # Revenue (continuous rewards) whose leader is all but certain after 20,000 users each.
+    # The default for continuous rewards is beta 0.8 (bench/decisions.py): with two variants
+    # the runner-up gets floor + (1 - 2 floor)(1 - beta) = 0.01 + 0.98 * 0.2 = 0.206 as p -> 1;
+    # at binary's 0.9 it gets 0.108, and a difference's variance, 1/p_A + 1/p_B, would be 2.6x
+    # an even split's (0.206: 1.5x).
+    from bandit import DEFAULT_STRATEGY
+    from bandit.metrics import VariantMetrics
+
+    def revenue(name: str, users: int, buyers: int) -> VariantMetrics:
+        # Every buyer spends 10: sum y = 10 b, sum y^2 = 100 b.
+        return VariantMetrics(name, 1.0, users, buyers, 10.0 * buyers, 100.0 * buyers)
+
+    lead = (revenue("A", 20_000, 1_000), revenue("B", 20_000, 1_400))
+    continuous = get_strategy(DEFAULT_STRATEGY, reward="continuous").allocation(lead)
+    assert continuous["A"] == pytest.approx(0.206, abs=1e-3)
+    assert get_strategy(DEFAULT_STRATEGY).allocation(
+        tuple(
+            VariantMetrics(m.variant_name, 1.0, 20_000, m.conversion_count, m.reward_sum / 10)
+            for m in lead
+        )
+    )["A"] == pytest.approx(0.108, abs=1e-3)

@@ -185,3 +185,16 @@ def test_the_experiment_settings_are_read_and_become_the_endpoints_tags(tmp_path
     assert tags_for(config)["ab-testing:auto_conclude"] == "true"
     with pytest.raises(DeploymentConfigError, match="reward: Input should be 'binary' or"):
         load_deployment_config(write(tmp_path, {"stage_name": "dev", "reward": "revenue"}))
+
+
+def test_a_continuous_stage_deploys_top_two_with_its_continuous_default(tmp_path: Path) -> None:
+    from abtest.adapters.endpoint_tags import tags_for
+
+    config = load_deployment_config(write(tmp_path, {"stage_name": "dev", "reward": "continuous"}))
+    assert (config.strategy, config.strategy_params) == (
+        "TopTwoThompson",
+        {"beta": 0.8, "floor": 0.01},
+    )
+    assert tags_for(config)["ab-testing:beta"] == "0.8"
+    binary = load_deployment_config(write(tmp_path, {"stage_name": "dev"}))
+    assert binary.strategy_params == {"beta": 0.9, "floor": 0.01}
