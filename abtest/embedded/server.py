@@ -219,9 +219,11 @@ class AbtestApp:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                # Seal and aggregate the buffer before the process goes (SIGINT/SIGTERM).
+                # Requests still on a thread finish first (uvicorn has let their connections
+                # finish, so this is at most a model call's bound): none may use the store
+                # while it closes. Then seal and aggregate the buffer before the process goes.
+                await anyio.to_thread.run_sync(self._requests.shutdown)
                 await anyio.to_thread.run_sync(self.runtime.close)
-                self._requests.shutdown(wait=False)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

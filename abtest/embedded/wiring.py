@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,9 @@ class Runtime:
         self.aggregate = Aggregate.from_ports(self)
         self._started = False
         self._closed = False
+        # Closing is serialized: a second caller (the server's lifespan and its owner both
+        # close) waits for the first to finish, never closes the store under its drain.
+        self._close_lock = threading.Lock()
 
     @property
     def endpoint_names(self) -> tuple[str, ...]:
@@ -178,13 +182,14 @@ class Runtime:
 
     def close(self) -> None:
         """Seal and aggregate what is buffered, then close the store. Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._started:
-            self.events.close()
-        self.models.close()
-        self.store.close()
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._started:
+                self.events.close()
+            self.models.close()
+            self.store.close()
 
     def __enter__(self) -> Runtime:
         self.start()
