@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import random
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +14,7 @@ from abtest.errors import (
     StoreUnavailableError,
 )
 from abtest.events import CONTEXT_FIELD, ERROR, OK, invocation_event
+from abtest.ids import new_id
 from abtest.lifecycle import State
 from abtest.ports import Clock, Count, EventSink, ModelEndpoint, ModelResult, Store, Telemetry
 from abtest.records import Assignment, AssignmentKind
@@ -108,8 +108,8 @@ class Invoke:
 
     def __call__(self, request: Invocation) -> InvocationResult:
         now = self.clock.now()
-        user_id = request.user_id or uuid.uuid4().hex
-        inference_id = request.inference_id or uuid.uuid4().hex
+        user_id = request.user_id or new_id()
+        inference_id = request.inference_id or new_id()
         choice = self._choose(request, user_id, now)
         started = self.clock.now()
         try:
