@@ -194,9 +194,13 @@ class Invoke:
         self, served: ServedEndpoint, user_id: str, now: float
     ) -> tuple[Assignment, AssignmentKind]:
         endpoint = served.endpoint
-        existing = self.store.get_assignment(endpoint.endpoint_name, user_id, now)
         serving = {v.variant_name for v in endpoint.serving_variants}
+        remembered = served.remembered(user_id, now)
+        if remembered is not None and remembered.variant_name in serving:
+            return remembered, AssignmentKind.EXISTING  # no store read: see ServedEndpoint
+        existing = self.store.get_assignment(endpoint.endpoint_name, user_id, now)
         if existing is not None and existing.variant_name in serving:
+            served.remember(existing)
             return existing, AssignmentKind.EXISTING
         selection = served.allocation.pick(self.rng)
         new = Assignment(
@@ -212,6 +216,7 @@ class Invoke:
         # like an expired one: conditional on its ttl, so concurrent requests still agree.
         condition_now = now if existing is None else max(now, existing.ttl)
         stored = self.store.create_assignment(new, condition_now)
+        served.remember(stored)  # the store's answer, whoever made it
         if stored != new:
             return stored, AssignmentKind.EXISTING
         # A paused endpoint's champion is no draw of the experiment: its user is no trial.
