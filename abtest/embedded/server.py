@@ -51,6 +51,7 @@ Scope = dict[str, Any]
 BODY_TIMEOUT_SECONDS = 30.0
 # Requests served at once (as many as anyio's default, which served them before); more wait.
 REQUEST_THREADS = 40
+_JSON_CONTENT_TYPE = (b"content-type", api.JSON.encode())
 # What AbtestApp._body answers for a body not received in time.
 _LATE: Final = object()
 # The route answered on the event loop when it can be: its one store write (a new user's
@@ -156,8 +157,15 @@ class AbtestApp:
             answer = await loop.run_in_executor(
                 self._requests, self.api.answer, method, path, content_type, text, self._actor
             )
-        headers = {"content-type": api.JSON, **dict(answer.headers)}
-        await _send(send, answer.status, headers, answer.body)
+        if answer.headers:
+            headers = {"content-type": api.JSON, **dict(answer.headers)}
+            await _send(send, answer.status, headers, answer.body)
+            return
+        # Most answers: JSON, no other header; the head's list made without a dict.
+        length = (b"content-length", str(len(answer.body)).encode())
+        start = {"type": "http.response.start", "status": answer.status}
+        await send({**start, "headers": [_JSON_CONTENT_TYPE, length]})
+        await send({"type": "http.response.body", "body": answer.body})
 
     def _page(self, path: str) -> tuple[str, bytes] | None:
         """The docs or the dashboard (open, like the documents: the data they show comes
