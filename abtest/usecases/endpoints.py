@@ -209,9 +209,9 @@ def paused_allocation(endpoint: Endpoint) -> Allocation:
     return Allocation(PAUSED_STRATEGY, {serving[0].variant_name: 1.0})
 
 
-# Assignments one endpoint entry remembers at most; past it, it forgets them all and
-# starts again (the store still holds every one).
-MAX_REMEMBERED_ASSIGNMENTS = 100_000
+# Assignments one endpoint entry remembers at most (about 5 MB, with their user ids);
+# past it, it forgets them all and starts again (the store still holds every one).
+MAX_REMEMBERED_ASSIGNMENTS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
