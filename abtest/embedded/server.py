@@ -332,6 +332,9 @@ def uvicorn_server(app: AbtestApp) -> uvicorn.Server:
         lifespan="on",
         log_level="warning",
         access_log=False,
+        # Nothing here reads the client's address or scheme: no X-Forwarded-* rewriting
+        # (a middleware layer on every request).
+        proxy_headers=False,
         timeout_graceful_shutdown=10,
         backlog=connections.ACCEPT_BATCH,
         timeout_keep_alive=connections.KEEP_ALIVE_SECONDS,
