@@ -22,6 +22,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from abtest import ids
 from abtest.clock import SystemClock
 from abtest.errors import ConfigError
 from abtest.usecases.endpoints import EndpointCache
@@ -195,6 +196,7 @@ class LambdaPorts:
         if "rng" in vars(self):
             self.rng.seed()
         random.seed()
+        ids.reset()  # nor the same block of fresh ids
         for client in self.clients.values():
             client.drop()
 

@@ -8,6 +8,9 @@ its request line and headers within HEADER_TIMEOUT_SECONDS, and once the server 
 its connection cap, a new connection closes the longest-idle one (one still waiting
 for a request), as nginx does with keep-alive connections: idle clients can never
 lock the others out. The body's deadline is the app's (`server.BODY_TIMEOUT_SECONDS`).
+
+A response's head is held until its first body bytes and written with them (`Corked`):
+one send() per answer instead of two, the same bytes on the wire.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ def guarded_protocol(cap: int, header_timeout: float) -> type[H11Protocol]:
             super().handle_events()
             if self.cycle is not cycle:  # a request's head arrived
                 waiting.pop(self, None)
+                # Its task has not run yet: it writes through the cork from the start.
+                self.cycle.transport = Corked(self.transport, self.cycle)
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -91,3 +96,40 @@ def guarded_protocol(cap: int, header_timeout: float) -> type[H11Protocol]:
                 sweeping.append(self.loop.call_later(1.0, sweep, self.loop))
 
     return Guarded
+
+
+class Corked:
+    """A request's view of its connection's transport: the response head waits for the body.
+
+    uvicorn writes the status line and headers when the app sends `http.response.start`
+    and the body at `http.response.body`: two send() calls, two TCP segments and two
+    wake-ups of the client for every answer. Held here, the head goes out with the first
+    body bytes in one write. Anything written before the response starts (`100
+    Continue`) passes through, and closing first writes a held head, as before.
+    """
+
+    __slots__ = ("_cycle", "_head", "_held", "_transport")
+
+    def __init__(self, transport: Any, cycle: Any) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._head = True  # the response's first write (its head) is still to come
+        self._held = b""
+
+    def write(self, data: bytes) -> None:
+        if self._head and self._cycle.response_started:
+            self._head = False
+            self._held = data
+            return
+        if self._held:
+            data, self._held = self._held + data, b""
+        self._transport.write(data)
+
+    def close(self) -> None:
+        if self._held:
+            self._transport.write(self._held)
+            self._held = b""
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)

@@ -99,7 +99,7 @@ def _die_with(parent: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """One worker: `python -m abtest.embedded.workers` (started by `serve_workers` only)."""
-    from abtest.embedded.server import AbtestApp, uvicorn_server
+    from abtest.embedded.server import AbtestApp, settle_serving_process, uvicorn_server
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", type=Path, required=True)
@@ -117,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         runtime.start()
+        settle_serving_process()
         with contextlib.suppress(KeyboardInterrupt):
             uvicorn_server(AbtestApp(runtime, token)).run(sockets=[sock])
     finally:

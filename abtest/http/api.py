@@ -134,10 +134,42 @@ def validated(route: Route, body: str) -> Any:
         raise _bad_request(error.errors(include_url=False, include_input=False)) from None
 
 
+class _Unusual(Exception):
+    """A body the plain decoder leaves to `_checked_json`: NaN, Infinity, a huge float."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Unusual
+    return value
+
+
+def _unusual(text: str) -> Any:
+    raise _Unusual
+
+
+# One decoder for the common body, made once (json.loads with hooks makes one per call):
+# anything it does not parse plainly is parsed again by `_checked_json`, which names the
+# problem, so every answer to a bad body is the one it always was.
+_PLAIN_JSON = json.JSONDecoder(parse_float=_finite, parse_constant=_unusual)
+
+
 def _json_body(text: str) -> Any:
     """Strict JSON: bodies that would crash later (too deep, huge integers, NaN) are 400s."""
     if not text:
         return None
+    try:
+        value = _PLAIN_JSON.decode(text)
+    except (_Unusual, ValueError, RecursionError):
+        return _checked_json(text)
+    if _deeper_than(value, MAX_JSON_DEPTH):
+        raise _invalid_body(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _checked_json(text: str) -> Any:
+    """`_json_body`'s way for a body that is not plain JSON: the 400 that names why."""
     try:
         # NaN, Infinity and numbers beyond a float's range parse to a marker, so the 400 can
         # name the field that held one (`reward: NaN is not a JSON number`).

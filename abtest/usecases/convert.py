@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 
 from abtest.errors import BadRequestError, NotFoundError, StoreUnavailableError
 from abtest.events import conversion_event, reward_problem
+from abtest.ids import new_id
 from abtest.ports import Clock, Count, EventSink, Store, Telemetry
 from abtest.usecases import AssignmentTtl, Ports, ttl_seconds
 from abtest.usecases.endpoints import UNRANDOMIZED_STRATEGIES, EndpointCache
@@ -79,7 +79,7 @@ class Convert:
                 f"user_id: {user_id!r} has no assignment on {name!r}; invoke before converting",
                 details=[{"field": "user_id", "message": "no assignment on this endpoint"}],
             )
-        inference_id = request.inference_id or uuid.uuid4().hex
+        inference_id = request.inference_id or new_id()
         late = now - assignment.assigned_at > settings.attribution_window_seconds
         # The event first, the marker after: a failure between them leaves no marker, so
         # the client's retry logs the event again and aggregation counts it once. The

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import bandit
 from abtest import guardrails
@@ -13,7 +13,7 @@ from abtest.config_types import INVOCATION
 from abtest.errors import NotFoundError
 from abtest.lifecycle import State
 from abtest.ports import Store
-from abtest.records import DELETED, Endpoint, Figures, VariantCounters
+from abtest.records import DELETED, Assignment, Endpoint, Figures, VariantCounters
 from bandit.metrics import VariantMetrics
 from bandit.selection import Allocation
 
@@ -209,13 +209,37 @@ def paused_allocation(endpoint: Endpoint) -> Allocation:
     return Allocation(PAUSED_STRATEGY, {serving[0].variant_name: 1.0})
 
 
+# Assignments one endpoint entry remembers at most (about 5 MB, with their user ids);
+# past it, it forgets them all and starts again (the store still holds every one).
+MAX_REMEMBERED_ASSIGNMENTS = 20_000
+
+
 @dataclass(frozen=True, slots=True)
 class ServedEndpoint:
     """A registered, active endpoint and the allocation new users are picked from: the
-    stored one, worked out when the counters last changed (or the paused one)."""
+    stored one, worked out when the counters last changed (or the paused one).
+
+    `assignments` are the ones this process read from the store or made in it since this
+    entry was read (user id -> assignment): a returning user is answered without a store
+    read. They live and die with the entry, so they are as current as it is: a variant
+    retired, a winner declared or an assignment replaced by another process is seen here
+    when the entry is next read (`EndpointCache`'s interval), as the endpoint itself is.
+    The store stays the only authority on who gets what: nothing is remembered that it
+    did not return, and an entry past its ttl is read again."""
 
     endpoint: Endpoint
     allocation: Allocation
+    assignments: dict[str, Assignment] = field(default_factory=dict, compare=False, repr=False)
+
+    def remembered(self, user_id: str, now: float) -> Assignment | None:
+        """The user's assignment as last read or made here, if it has not expired."""
+        assignment = self.assignments.get(user_id)
+        return assignment if assignment is not None and assignment.ttl > now else None
+
+    def remember(self, assignment: Assignment) -> None:
+        if len(self.assignments) >= MAX_REMEMBERED_ASSIGNMENTS:
+            self.assignments.clear()
+        self.assignments[assignment.user_id] = assignment
 
     @classmethod
     def of(cls, endpoint: Endpoint) -> ServedEndpoint:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import random
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +14,7 @@ from abtest.errors import (
     StoreUnavailableError,
 )
 from abtest.events import CONTEXT_FIELD, ERROR, OK, invocation_event
+from abtest.ids import new_id
 from abtest.lifecycle import State
 from abtest.ports import Clock, Count, EventSink, ModelEndpoint, ModelResult, Store, Telemetry
 from abtest.records import Assignment, AssignmentKind
@@ -108,8 +108,8 @@ class Invoke:
 
     def __call__(self, request: Invocation) -> InvocationResult:
         now = self.clock.now()
-        user_id = request.user_id or uuid.uuid4().hex
-        inference_id = request.inference_id or uuid.uuid4().hex
+        user_id = request.user_id or new_id()
+        inference_id = request.inference_id or new_id()
         choice = self._choose(request, user_id, now)
         started = self.clock.now()
         try:
@@ -194,9 +194,13 @@ class Invoke:
         self, served: ServedEndpoint, user_id: str, now: float
     ) -> tuple[Assignment, AssignmentKind]:
         endpoint = served.endpoint
-        existing = self.store.get_assignment(endpoint.endpoint_name, user_id, now)
         serving = {v.variant_name for v in endpoint.serving_variants}
+        remembered = served.remembered(user_id, now)
+        if remembered is not None and remembered.variant_name in serving:
+            return remembered, AssignmentKind.EXISTING  # no store read: see ServedEndpoint
+        existing = self.store.get_assignment(endpoint.endpoint_name, user_id, now)
         if existing is not None and existing.variant_name in serving:
+            served.remember(existing)
             return existing, AssignmentKind.EXISTING
         selection = served.allocation.pick(self.rng)
         new = Assignment(
@@ -212,6 +216,7 @@ class Invoke:
         # like an expired one: conditional on its ttl, so concurrent requests still agree.
         condition_now = now if existing is None else max(now, existing.ttl)
         stored = self.store.create_assignment(new, condition_now)
+        served.remember(stored)  # the store's answer, whoever made it
         if stored != new:
             return stored, AssignmentKind.EXISTING
         # A paused endpoint's champion is no draw of the experiment: its user is no trial.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import types
 
 import pytest
 
+from abtest import ids
 from abtest.adapters.sagemaker import SageMakerModelEndpoint
 from abtest.errors import ConfigError
 from abtest.http.routes import ROUTE_NAMES
@@ -140,13 +142,19 @@ def test_before_the_snapshot_clients_are_made_and_after_a_restore_remade_and_res
     ports.before_snapshot()
     assert all(client.built for client in ports.clients.values())
     snapshot_rng, snapshot_random = ports.rng.getstate(), random.getstate()
+    ids.new_id()  # the snapshot holds a block of fresh ids
+    reads: list[int] = []
+    kernel = os.urandom
+    monkeypatch.setattr(os, "urandom", lambda n: reads.append(n) or kernel(n))
 
     ports.after_restore()
+    ids.new_id()
 
     # Environments restored from one snapshot must not draw the same picks, nor share clients.
     assert ports.rng.getstate() != snapshot_rng
     assert random.getstate() != snapshot_random
     assert not any(client.built for client in ports.clients.values())
+    assert reads, "a restored environment must read its own block of ids, not the snapshot's"
     assert ports.clients["dynamodb"].meta.service_model.service_name == "dynamodb"  # remade
 
 

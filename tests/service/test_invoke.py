@@ -116,14 +116,23 @@ def test_unreachable_store_falls_back_to_the_endpoint_weights(ports, log, models
     assert telemetry.totals()["Fallbacks"] == 1
 
 
-def test_store_round_trips_per_invocation(usecases, store):
-    """New user: one read + one conditional write; returning user: one read; metrics cached."""
+def test_store_round_trips_per_invocation(usecases, store, clock):
+    """New user: one read + one conditional write; returning user: at most one read (none
+    while the endpoint entry that remembers their assignment is current); metrics cached."""
     invoke(usecases, "new-user")
     assert dict(store.calls) == {"get_endpoint": 1, "get_assignment": 1, "create_assignment": 1}
 
     store.calls.clear()
     invoke(usecases, "new-user")
-    assert dict(store.calls) == {"get_assignment": 1}
+    assert dict(store.calls) == {}
+
+    clock.advance(5)  # the endpoint entry is read again, and forgets what it remembered
+    store.calls.clear()
+    invoke(usecases, "new-user")
+    assert dict(store.calls) == {"get_endpoint": 1, "get_assignment": 1}
+    store.calls.clear()
+    invoke(usecases, "new-user")
+    assert dict(store.calls) == {}
 
     store.calls.clear()
     invoke(usecases, "second-new-user")
