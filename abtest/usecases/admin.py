@@ -11,14 +11,14 @@ from typing import Any
 import bandit
 from abtest import guardrails
 from abtest.errors import AbtestError, BadRequestError, ConflictError
-from abtest.lifecycle import LOCAL_ACTOR, Action, AuditEntry, Lifecycle, Promotion, State, lost_race
+from abtest.lifecycle import LOCAL_ACTOR, Action, AuditEntry, Lifecycle, Promotion, lost_race
 from abtest.ports import Clock, EndpointCatalog, ModelHost, Store
 from abtest.records import DELETED, Endpoint, Figures, VariantConfig
 from abtest.usecases import Ports
 from abtest.usecases.endpoints import (
     EndpointCache,
+    allocation_now,
     figures_of,
-    paused_allocation,
     refresh_figures,
     unknown_endpoint,
 )
@@ -63,12 +63,7 @@ class EndpointView:
     @property
     def allocation(self) -> dict[str, float]:
         """What a new user gets now: the strategy's, unless paused or concluded."""
-        lifecycle = self.endpoint.lifecycle
-        if lifecycle.state is State.CONCLUDED and lifecycle.winner is not None:
-            return {lifecycle.winner: 1.0}
-        if lifecycle.state is State.PAUSED:
-            return paused_allocation(self.endpoint).probabilities
-        return self.figures.allocation
+        return allocation_now(self.endpoint, self.figures)
 
 
 @dataclass(frozen=True, slots=True)

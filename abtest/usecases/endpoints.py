@@ -214,6 +214,20 @@ def paused_allocation(endpoint: Endpoint) -> Allocation:
 MAX_REMEMBERED_ASSIGNMENTS = 20_000
 
 
+def allocation_now(endpoint: Endpoint, figures: Figures) -> dict[str, float]:
+    """What a new user gets now, by variant: the strategy's (`figures`), unless the
+    experiment is paused (`paused_allocation`) or concluded (the winner, to everyone).
+    /stats, /admin/show and the history all report this one."""
+    lifecycle = endpoint.lifecycle
+    if lifecycle.state is State.CONCLUDED and lifecycle.winner is not None:
+        now = {lifecycle.winner: 1.0}
+    elif lifecycle.state is State.PAUSED:
+        now = paused_allocation(endpoint).probabilities
+    else:
+        return figures.allocation
+    return dict.fromkeys(figures.allocation, 0.0) | now
+
+
 @dataclass(frozen=True, slots=True)
 class ServedEndpoint:
     """A registered, active endpoint and the allocation new users are picked from: the

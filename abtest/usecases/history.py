@@ -9,7 +9,7 @@ from abtest.history import History, Snapshot, VariantSnapshot, variant_estimate
 from abtest.ports import Store
 from abtest.records import Endpoint, Figures
 from abtest.usecases import Ports
-from abtest.usecases.endpoints import figures_of, unknown_endpoint
+from abtest.usecases.endpoints import allocation_now, figures_of, unknown_endpoint
 
 logger = logging.getLogger("abtest")
 
@@ -17,6 +17,7 @@ logger = logging.getLogger("abtest")
 def snapshot_of(endpoint: Endpoint, figures: Figures, now: float) -> Snapshot:
     """What the record and its figures say now, per variant."""
     by_name = {v["variant_name"]: v for v in figures.decision.get("variants", ())}
+    allocation = allocation_now(endpoint, figures)  # a concluded one's winner takes all
     variants = []
     for v in endpoint.variants:
         m = v.counts
@@ -28,7 +29,7 @@ def snapshot_of(endpoint: Endpoint, figures: Figures, now: float) -> Snapshot:
                 invocation_count=m.invocation_count,
                 conversion_count=m.conversion_count,
                 reward_sum=m.reward_sum,
-                allocation=figures.allocation.get(v.variant_name, 0.0),
+                allocation=allocation.get(v.variant_name, 0.0),
                 probability_best=decided.get("probability_best"),
                 estimate=estimate,
                 estimate_interval=tuple(interval) if interval is not None else None,

@@ -8,7 +8,7 @@ from typing import Any
 from abtest.ports import Store
 from abtest.records import Endpoint
 from abtest.usecases import Ports
-from abtest.usecases.endpoints import figures_of, unknown_endpoint
+from abtest.usecases.endpoints import allocation_now, figures_of, unknown_endpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,4 +35,5 @@ class Stats:
             raise unknown_endpoint(endpoint_name)
         # Worked out when the counters last changed, and stored with them.
         figures = figures_of(endpoint)
-        return StatsResult(endpoint, figures.allocation, figures.decision, figures.demoted)
+        allocation = allocation_now(endpoint, figures)  # the lifecycle's, paused or concluded
+        return StatsResult(endpoint, allocation, figures.decision, figures.demoted)

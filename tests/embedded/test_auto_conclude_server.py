@@ -47,7 +47,7 @@ def test_traffic_until_a_clear_winner_concludes_and_the_winner_serves_everyone(
     # THEN it concluded on its own, long before the 2,000 users, for the better variant
     assert len(results) < 1_000
     assert (shown["state"], shown["winner"]) == ("concluded", "Challenger1")
-    assert shown["allocation"] == {"Challenger1": 1.0}
+    assert shown["allocation"] == {"Champion1": 0.0, "Challenger1": 1.0}
     (entry,) = shown["audit_log"]
     assert (entry["actor"], entry["action"]) == ("auto-conclude", "conclude")
     assert entry["details"]["winner"] == "Challenger1"

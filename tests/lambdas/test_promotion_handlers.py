@@ -163,7 +163,7 @@ def test_reregistration_after_a_promotion_keeps_it_concluded_with_its_winner(reg
     # The weights read are SageMaker's new ones; the winner serves everyone regardless
     weights = {m["variant_name"]: m["initial_variant_weight"] for m in shown["variant_metrics"]}
     assert weights == {"Champion1": 0.0, "Challenger1": 1.0}
-    assert shown["allocation"] == {"Challenger1": 1.0}
+    assert shown["allocation"] == {"Champion1": 0.0, "Challenger1": 1.0}
     for user in ("old", "new"):
         invoked = call(
             registered.invocation, api_event("/invocation", {**NAME, "user_id": user, "data": "x"})

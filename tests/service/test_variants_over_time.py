@@ -146,7 +146,7 @@ def test_a_paused_experiment_takes_a_challenger_and_keeps_serving_the_champion(
     view = add(ports)
 
     assert view.endpoint.lifecycle.state is State.PAUSED
-    assert view.allocation == {"Champion1": 1.0}
+    assert view.allocation == {"Champion1": 1.0, "Challenger1": 0.0, "Challenger2": 0.0}
 
 
 def test_a_variant_the_catalog_cannot_call_is_refused_and_nothing_is_stored(ports, registered):
