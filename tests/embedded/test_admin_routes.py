@@ -41,7 +41,7 @@ def test_every_transition_over_http_and_the_audit_log(start_server) -> None:
     ]
     paused = post(server, "/admin/pause", {**NAME, "reason": "retraining"})
     assert (paused.status_code, paused.json()["state"]) == (200, "paused")
-    assert paused.json()["allocation"] == {"Champion1": 1.0}  # what new users get now
+    assert paused.json()["allocation"] == {"Champion1": 1.0, "Challenger1": 0.0}  # now
     assert paused.json()["allowed_actions"] == [
         "resume",
         "conclude",
