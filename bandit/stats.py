@@ -400,7 +400,8 @@ def decision(
     challenger's is and is behind it. Otherwise `no_clear_winner`. `advice` and
     `users_needed` count new users as split by `allocation` (the one new users get now; an
     even split if not given). `tightest_at`: the trials the experiment is planned for, where
-    the confidence sequences (the scale-free ones) are tightest.
+    the confidence sequences (the scale-free ones) are tightest. With a winner, the
+    differences the call rests on also carry `difference_adjusted` (bandit.stopping).
     """
     metrics = check_metrics(metrics)
     reward = check_reward(reward)

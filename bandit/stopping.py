@@ -64,7 +64,7 @@ def _paths(looks: int, total: int) -> tuple[tuple[float, ...], ...]:
 def expected_at_call(u: float, x_now: float, alpha: float, looks: int) -> float | None:
     """E[estimate / se_now at the call | the call is upward] under drift u (se units); None
     if no path is called upward."""
-    total = looks * HORIZON_FACTOR
+    total = max(looks, round(looks * HORIZON_FACTOR))
     times = [(j + 1) / looks for j in range(total)]
     edges = [boundary(x_now * t, alpha) * math.sqrt(t) for t in times]  # on the sum's scale
     ups, found = 0.0, 0
