@@ -202,7 +202,7 @@ def difference(
     )
 
 
-def _mixing_ratio(
+def mixing_ratio(
     variance: float, trials: int, mixing_variance: float | None, tightest_at: int
 ) -> float:
     """x = tau² / variance: N rho² for the scale-free sequence (tau² = rho² N variance)."""
@@ -222,7 +222,7 @@ def cs_radius(
     sqrt(2 variance (x + 1) / x log(sqrt(x + 1) / alpha)), x = tau² / variance."""
     if variance <= 0.0 or trials <= 0:
         return 0.0
-    x = _mixing_ratio(variance, trials, mixing_variance, tightest_at)
+    x = mixing_ratio(variance, trials, mixing_variance, tightest_at)
     return math.sqrt(2.0 * variance * (x + 1.0) / x * math.log(math.sqrt(x + 1.0) / alpha))
 
 
@@ -237,7 +237,7 @@ def mixture_p_value(
     exp(value² x / (2 variance (1 + x))), x = tau² / variance. 1.0 without a variance."""
     if variance <= 0.0 or trials <= 0:
         return 1.0
-    x = _mixing_ratio(variance, trials, mixing_variance, tightest_at)
+    x = mixing_ratio(variance, trials, mixing_variance, tightest_at)
     log_lambda = -0.5 * math.log1p(x) + value * value * x / (2.0 * variance * (1.0 + x))
     return 1.0 if log_lambda <= 0.0 else math.exp(-log_lambda)
 

@@ -165,6 +165,9 @@ class Experiment:
     se: float | None = None
     covered_at_end: bool | None = None
     covered_throughout: bool | None = None
+    # The bias-adjusted estimate at the call (bandit.stopping) minus the truth; None
+    # without a call.
+    adjusted_error: float | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,7 @@ def run_experiment(
     warmup: int = 0,
     stop: bool = True,
     revenue: LogNormalRevenue | None = None,
+    adjust_looks: int | None = None,
 ) -> Experiment:
     """An experiment as the product runs it, with the decision asked after every batch.
 
@@ -202,11 +206,13 @@ def run_experiment(
     so the inverse-propensity sums are exact. After each batch `bandit.stats.verdict`, the
     rule of `/stats`' decision with its defaults, is asked for a winner. With `stop`, every
     user after the call gets the winner; without, the strategy keeps allocating (a plain
-    bandit) and the first call is still recorded.
+    bandit) and the first call is still recorded. The estimate at the call is adjusted
+    (bandit.stopping) with the looks it saw, or as if it saw `adjust_looks`.
     """
     from bandit.estimates import decision_estimates, difference, raw
     from bandit.metrics import BINARY, CONTINUOUS
     from bandit.stats import verdict  # the decision, as /stats makes it
+    from bandit.stopping import adjusted_estimate
 
     reward = BINARY if revenue is None else CONTINUOUS
     scale = 1.0 if revenue is None else revenue.mean
@@ -284,4 +290,7 @@ def run_experiment(
         )
     if called is None:
         return Experiment(None, None, regret, **outcome)
+    if estimate is not None:
+        looks = adjust_looks or called[0] // batch_size  # the looks the call saw
+        outcome["adjusted_error"] = adjusted_estimate(estimate, level, looks) - truth
     return Experiment(called[0], called[1], regret, **outcome)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from bandit.estimates import (
     SAMPLE_RATIO_ALPHA,
@@ -40,6 +40,7 @@ from bandit.posterior import (
     student_t_parameters,
 )
 from bandit.special import beta_ppf, normal_cdf, student_t_ppf
+from bandit.stopping import ASSUMED_LOOKS, adjusted_estimate
 from bandit.strategy import check_metrics
 
 WINNER = "winner"
@@ -247,6 +248,9 @@ class VariantFigures:
     difference_estimate: float | None = None
     difference_se: float | None = None
     difference_interval: tuple[float, float] | None = None
+    # Once a winner is called, for each difference the call rests on: the estimate adjusted
+    # for the winner's curse of stopping when it was high (bandit.stopping); else None.
+    difference_adjusted: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,7 +400,8 @@ def decision(
     challenger's is and is behind it. Otherwise `no_clear_winner`. `advice` and
     `users_needed` count new users as split by `allocation` (the one new users get now; an
     even split if not given). `tightest_at`: the trials the experiment is planned for, where
-    the confidence sequences (the scale-free ones) are tightest.
+    the confidence sequences (the scale-free ones) are tightest. With a winner, the
+    differences the call rests on also carry `difference_adjusted` (bandit.stopping).
     """
     metrics = check_metrics(metrics)
     reward = check_reward(reward)
@@ -455,6 +460,8 @@ def decision(
         best=best.probability,
         reward=reward,
     )
+    if winner is not None:
+        figures = _adjusted(figures, evidence, winner, champion, level)
     shares = dict(allocation) if allocation else {name: 1.0 / len(names) for name in names}
     advice, users_needed = _advice(
         metrics,
@@ -488,6 +495,20 @@ def decision(
         level if len(metrics) > 1 else None,
         None if check is None else asdict(check),
     )
+
+
+def _adjusted(
+    figures: list[VariantFigures], evidence: _Evidence, winner: str, champion: str, level: float
+) -> list[VariantFigures]:
+    """The figures with `difference_adjusted` set on the differences the call rests on:
+    the winner's if a challenger won, every challenger's if the champion did."""
+    out = []
+    for f in figures:
+        diff = evidence.differences.get(f.variant_name)
+        if diff is not None and winner in (champion, f.variant_name):
+            f = replace(f, difference_adjusted=adjusted_estimate(diff, level, ASSUMED_LOOKS))
+        out.append(f)
+    return out
 
 
 def _users_until(passes: Callable[[float], bool]) -> int | None:

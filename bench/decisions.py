@@ -47,6 +47,9 @@ LIFTS = {"0.05 / +20 %": (0.05, 0.06), "0.20 / +10 %": (0.20, 0.22)}
 FIFTY_FIFTY = ("WeightedSampling", ())
 REVENUE = LogNormalRevenue(math.log(10.0) - 0.5, 1.0)  # mean 10 per converting user
 REWARDS = ("binary", "continuous")
+# The looks the adjusted estimate at the call assumes: None, the true count (one per batch);
+# --adjust-looks sets it (the service's decision assumes bandit.stopping.ASSUMED_LOOKS).
+ADJUST_LOOKS: int | None = None
 
 
 def run_once(
@@ -56,6 +59,7 @@ def run_once(
     seed: tuple[int, int],
     stop: bool,
     reward: str = "binary",
+    adjust_looks: int | None = None,
 ) -> Experiment:
     return run_experiment(
         get_strategy(strategy_name, dict(params), reward=reward),
@@ -66,12 +70,13 @@ def run_once(
         warmup=WARMUP,
         stop=stop,
         revenue=REVENUE if reward == "continuous" else None,
+        adjust_looks=adjust_looks,
     )
 
 
 def _task(task: tuple) -> tuple[tuple, Experiment]:
-    key, strategy_name, params, means, seed, stop, reward = task
-    return key, run_once(strategy_name, params, means, seed, stop, reward)
+    key, strategy_name, params, means, seed, stop, reward, looks = task
+    return key, run_once(strategy_name, params, means, seed, stop, reward, looks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +122,12 @@ def mean_se(values: list[float]) -> str:
     )
 
 
+def rmse(errors: list[float]) -> str:
+    if not errors:
+        return "-"
+    return f"{math.sqrt(statistics.fmean(e * e for e in errors)):.4g}"
+
+
 def share(flags: list[bool]) -> str:
     if not flags:
         return "-"
@@ -160,7 +171,16 @@ def simulate_rows(specs: list[tuple], runs: int, workers: int) -> dict[tuple, Ro
     specs = [spec if len(spec) == 5 else (*spec, "binary") for spec in specs]
     tasks = [
         # A fixed seed per row and run (hash() of a str is salted per process).
-        (key, strategy[0], strategy[1], means, (zlib.crc32(repr(key).encode()), run), stop, reward)
+        (
+            key,
+            strategy[0],
+            strategy[1],
+            means,
+            (zlib.crc32(repr(key).encode()), run),
+            stop,
+            reward,
+            ADJUST_LOOKS,  # read here: a worker process may not share the parent's globals
+        )
         for key, strategy, means, stop, reward in specs
         for run in range(runs)
     ]
@@ -234,8 +254,9 @@ def lift_table(
         "level) held the true difference at the call and at every look until then",
         "",
         "| reward | rates | allocation | calls | Hajek error | error / se | raw error "
-        "| CS holds at the call | at every look |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "| CS holds at the call | at every look | adjusted error | adjusted / se "
+        "| RMSE Hajek | RMSE adjusted |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for reward, lift, strategy in [(key[1], key[2], key[3]) for key, *_ in specs]:
         base_users = rows[("lift", reward, lift, FIFTY_FIFTY)].median_users()
@@ -251,13 +272,18 @@ def lift_table(
             f"| {regret:,.1f} ± {regret_se:,.1f} |"
         )
         calls = row.at_call()
+        adjusted = [o for o in calls if o.adjusted_error is not None]
         estimates.append(
             f"| {reward} | {lift} | {label(*strategy)} | {len(calls)} "
             f"| {mean_se([o.error for o in calls])} "
             f"| {mean_se([o.error / o.se for o in calls if o.se])} "
             f"| {mean_se([o.raw_error for o in calls if o.raw_error is not None])} "
             f"| {share([o.covered_at_end for o in calls])} "
-            f"| {share([o.covered_throughout for o in calls])} |"
+            f"| {share([o.covered_throughout for o in calls])} "
+            f"| {mean_se([o.adjusted_error for o in adjusted])} "
+            f"| {mean_se([o.adjusted_error / o.se for o in adjusted if o.se])} "
+            f"| {rmse([o.error for o in calls])} "
+            f"| {rmse([o.adjusted_error for o in adjusted])} |"
         )
     return lines + estimates
 
@@ -306,7 +332,14 @@ def main() -> None:
     parser.add_argument(
         "--reward", choices=REWARDS, action="append", help="the rows of this kind only (not regret)"
     )
+    parser.add_argument(
+        "--adjust-looks",
+        type=int,
+        help="the looks the adjusted estimate assumes (default: the true count)",
+    )
     args = parser.parse_args()
+    global ADJUST_LOOKS
+    ADJUST_LOOKS = args.adjust_looks
     started = time.perf_counter()
     print(
         f"decisions: {args.runs} runs per row, batches of {BATCH:,} users up to {HORIZON:,}, "
