@@ -121,6 +121,9 @@ class LocalEventLog:
         for folder_ in (self.folder, self.sealed_dir, self.applied_dir, self.rejected_dir):
             folder_.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Condition()
+        # One drain at a time: a flush then returns only after the timer's drain, which may
+        # hold a key it took before the flush, has handed that key over too.
+        self._drain_lock = threading.Lock()
         self._buffer: BinaryIO | None = None
         self._buffered_bytes = 0
         self._first_put_at = 0.0  # time.monotonic() of the buffer's first event
@@ -245,6 +248,10 @@ class LocalEventLog:
 
     def _drain(self) -> None:
         """Hand every pending key to on_seal, oldest first; failures stay for the next start."""
+        with self._drain_lock:
+            self._drain_locked()
+
+    def _drain_locked(self) -> None:
         while True:
             with self._lock:
                 if not self._pending:
