@@ -141,12 +141,7 @@ class Lifecycle:
 
     def retiring(self, endpoint_name: str, variant: str) -> Lifecycle:
         """The lifecycle with `variant` retired; 409 once concluded (the winner serves all)."""
-        if self.state is State.CONCLUDED:
-            moves = self._pending_move or "none"
-            raise ConflictError(
-                f"{endpoint_name!r} is concluded: cannot retire a variant; allowed: {moves}",
-                details=[{"field": "state", "message": f"concluded; allowed: {moves}"}],
-            )
+        self._not_concluded(endpoint_name, "retire a variant")
         return replace(self, retired=(*self.retired, variant), version=self.version + 1)
 
     def adding(self, endpoint_name: str, variant: str, model: str | None) -> Lifecycle:
@@ -179,21 +174,20 @@ class Lifecycle:
             version=self.version + 1,
         )
 
-    def _not_concluded(self, endpoint_name: str, action: Action) -> None:
+    def _not_concluded(self, endpoint_name: str, change: str) -> None:
+        """A 409 for a change of the variants once concluded (the winner serves all), naming
+        the one move left while the winner's promotion is pending."""
         if self.state is State.CONCLUDED:
+            moves = self._pending_move or "none"
             raise ConflictError(
-                f"{endpoint_name!r} is concluded: cannot {action}; allowed: none",
-                details=[{"field": "state", "message": "concluded; allowed: none"}],
+                f"{endpoint_name!r} is concluded: cannot {change}; allowed: {moves}",
+                details=[{"field": "state", "message": f"concluded; allowed: {moves}"}],
             )
 
     def reinstating(self, endpoint_name: str, variant: str, baseline: dict[str, int]) -> Lifecycle:
         """The lifecycle with `variant` reinstated at its guardrail counters `baseline`; 409
         once concluded (the winner serves all)."""
-        if self.state is State.CONCLUDED:
-            raise ConflictError(
-                f"{endpoint_name!r} is concluded: cannot reinstate a variant; allowed: none",
-                details=[{"field": "state", "message": "concluded; allowed: none"}],
-            )
+        self._not_concluded(endpoint_name, "reinstate a variant")
         reinstated = {**self.reinstated, variant: dict(baseline)}
         return replace(self, reinstated=reinstated, version=self.version + 1)
 

@@ -1,6 +1,7 @@
 """The admin use cases: list endpoints, show one, and change its lifecycle (pause, resume,
-conclude, retire a variant), each change recorded in the audit log with its actor and reason;
-a conclusion also promotes the winner in the model host (SageMaker's weights)."""
+conclude; retire, add, weight or reinstate a variant), each change recorded in the audit log
+with its actor and reason; a conclusion also promotes the winner in the model host
+(SageMaker's weights)."""
 
 from __future__ import annotations
 
