@@ -34,12 +34,6 @@ def variant_metrics(
     )
 
 
-def serving_metrics(endpoint: Endpoint) -> tuple[VariantMetrics, ...]:
-    """The trials of the variants new users can get (all but the retired ones): what the
-    strategy allocates among and the decision compares."""
-    return variant_metrics(endpoint, endpoint.serving_variants)
-
-
 def _per_invocation(variant: VariantCounters) -> VariantMetrics:
     """The original's trials: every invocation, every conversion; no propensity weights."""
     c = variant.counts
@@ -109,27 +103,31 @@ def _deciding_strategy(endpoint: Endpoint, settled: tuple[VariantMetrics, ...]) 
     return bandit.deciding_strategy(configured_strategy(endpoint), settled, endpoint.warmup)
 
 
-def current_allocation(
-    endpoint: Endpoint, demoted: Mapping[str, str] | None = None
-) -> dict[str, float]:
-    """The probabilities a new user would be assigned with now (warm-up included); 0 for
-    a demoted variant.
+def _allocate(
+    endpoint: Endpoint, demoted: Mapping[str, str]
+) -> tuple[bandit.Strategy, tuple[VariantMetrics, ...], dict[str, float]]:
+    """The deciding strategy, the candidates and the allocation a new user would get now
+    (warm-up included; 0 for a demoted variant): one pass for every caller.
 
     A newcomer still warming up alone gets the share warm-up would give it among every
     candidate (WeightedSampling's, by weight); the strategy splits the rest among the
     others as it would without the newcomer, so their allocation only shrinks."""
-    if demoted is None:
-        demoted = guardrails.demoted(endpoint)
     candidates = _candidates(endpoint, demoted)
     settled, warming = _warming_alone(endpoint, candidates)
-    allocation = _deciding_strategy(endpoint, settled).allocation(settled)
+    strategy = _deciding_strategy(endpoint, settled)
+    allocation = strategy.allocation(settled)
     if warming:
         shares = bandit.WeightedSampling().allocation(candidates)
         rest = 1.0 - sum(shares[m.variant_name] for m in warming)
         merged = {name: p * rest for name, p in allocation.items()}
         merged |= {m.variant_name: shares[m.variant_name] for m in warming}
         allocation = {m.variant_name: merged[m.variant_name] for m in candidates}
-    return allocation | dict.fromkeys(demoted, 0.0)
+    return strategy, candidates, allocation | dict.fromkeys(demoted, 0.0)
+
+
+def current_allocation(endpoint: Endpoint) -> dict[str, float]:
+    """The probabilities a new user would be assigned with now (`_allocate`)."""
+    return _allocate(endpoint, guardrails.demoted(endpoint))[2]
 
 
 def current_figures(endpoint: Endpoint) -> Figures:
@@ -140,12 +138,10 @@ def current_figures(endpoint: Endpoint) -> Figures:
     from bandit.stats import decision
 
     demoted = guardrails.demoted(endpoint)
-    candidates = _candidates(endpoint, demoted)
-    settled, _ = _warming_alone(endpoint, candidates)
-    allocation = current_allocation(endpoint, demoted)
+    strategy, candidates, allocation = _allocate(endpoint, demoted)
     return Figures(
         basis=endpoint.basis,
-        strategy=_deciding_strategy(endpoint, settled).name,
+        strategy=strategy.name,
         allocation=allocation,
         # The allocation new users get is what the users still needed are counted at. A
         # demoted variant is no candidate: the decision never names it.
@@ -263,9 +259,8 @@ class ServedEndpoint:
         elif stored is not None:
             allocation = Allocation(stored.strategy, stored.allocation)
         else:  # a record no aggregation has worked out yet (or changed since): once per read
-            demoted = guardrails.demoted(endpoint)
-            strategy = _deciding_strategy(endpoint, _candidates(endpoint, demoted))
-            allocation = Allocation(strategy.name, current_allocation(endpoint, demoted))
+            strategy, _, probabilities = _allocate(endpoint, guardrails.demoted(endpoint))
+            allocation = Allocation(strategy.name, probabilities)
         return cls(endpoint, allocation)
 
 
