@@ -57,7 +57,8 @@ MOVES: dict[State, dict[Action, State]] = {
 LOCAL_ACTOR = "local"
 # The actor of a conclusion aggregation made on its own (the endpoint's `auto_conclude`).
 AUTO_CONCLUDE_ACTOR = "auto-conclude"
-# The actor of changes registration makes: a variant gone from, or new in, the config.
+# The actor of changes registration makes: a variant gone from, or new in, the config,
+# and a winner's pending promotion it finishes.
 REGISTRATION_ACTOR = "registration"
 # The actions that change the variants, not the state: legal until the experiment concludes.
 VARIANT_ACTIONS = (Action.RETIRE_VARIANT, Action.ADD_VARIANT, Action.WEIGHTS, Action.REINSTATE)

@@ -6,7 +6,7 @@ import logging
 
 import bandit
 from abtest.errors import AbtestError
-from abtest.lifecycle import Action, Promotion
+from abtest.lifecycle import REGISTRATION_ACTOR, Action, Promotion
 from abtest.ports import Clock, EndpointCatalog, ModelHost, Store
 from abtest.records import Endpoint
 from abtest.usecases import Ports
@@ -14,8 +14,6 @@ from abtest.usecases.admin import ChangeLifecycle, LifecycleChange
 from abtest.usecases.endpoints import EndpointCache, refresh_figures
 
 logger = logging.getLogger("abtest")
-# The actor of a pending promotion finished at registration (the audit log's `actor`).
-REGISTER_ACTOR = "register"
 
 
 class Register:
@@ -77,7 +75,7 @@ class Register:
         change = LifecycleChange(
             name,
             Action.CONCLUDE,
-            actor=REGISTER_ACTOR,
+            actor=REGISTRATION_ACTOR,
             reason="registered again: finishing the winner's pending promotion",
         )
         try:

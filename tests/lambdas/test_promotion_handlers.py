@@ -188,4 +188,7 @@ def test_the_register_function_finishes_a_pending_promotion_once_in_service(regi
     assert sagemaker_weights() == PROMOTED
     shown = admin(registered, "show", NAME)[1]
     assert (shown["state"], shown["promotion"]) == ("concluded", "done")
-    assert [(e["actor"], e["action"]) for e in shown["audit_log"]][-1] == ("register", "promote")
+    assert [(e["actor"], e["action"]) for e in shown["audit_log"]][-1] == (
+        "registration",
+        "promote",
+    )

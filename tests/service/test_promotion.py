@@ -210,7 +210,10 @@ def test_reregistration_keeps_the_concluded_winner_and_finishes_a_pending_promot
     assert endpoint.lifecycle.promotion is Promotion.DONE
     assert host.calls == [(ENDPOINT, "Challenger1")] * 3
     log = shown(ports).audit_log
-    assert [(e.actor, e.action) for e in log] == [("local", "conclude"), ("register", "promote")]
+    assert [(e.actor, e.action) for e in log] == [
+        ("local", "conclude"),
+        ("registration", "promote"),
+    ]
     # AND registered again once more (reading the host's weights 1/0), nothing changes
     registration.register(ENDPOINT)
     lifecycle = shown(ports).endpoint.lifecycle
