@@ -560,12 +560,7 @@ class EndpointResponse(EndpointSummaryBody):
         return cls(
             **EndpointSummaryBody.of(endpoint).model_dump(),
             version=endpoint.lifecycle.version,
-            # Reinstating is legal only while a guardrail demotes a variant.
-            allowed_actions=[
-                a
-                for a in endpoint.allowed_actions
-                if a is not Action.REINSTATE or result.figures.demoted
-            ],
+            allowed_actions=list(result.allowed_actions),
             strategy_params=endpoint.strategy_params,
             warmup=endpoint.warmup,
             variant_metrics=_variant_bodies(endpoint, result.figures.demoted),

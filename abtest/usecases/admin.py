@@ -66,6 +66,15 @@ class EndpointView:
         """What a new user gets now: the strategy's, unless paused or concluded."""
         return allocation_now(self.endpoint, self.figures)
 
+    @property
+    def allowed_actions(self) -> tuple[Action, ...]:
+        """The endpoint's (`Endpoint.allowed_actions`), but reinstating only while a
+        guardrail demotes a variant: what clients (the dashboard) offer."""
+        demoted = self.figures.demoted
+        return tuple(
+            a for a in self.endpoint.allowed_actions if a is not Action.REINSTATE or demoted
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class EndpointList:
