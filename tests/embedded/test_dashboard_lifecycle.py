@@ -126,8 +126,9 @@ def assert_shows(page: Any, server: EmbeddedServer) -> dict[str, Any]:
         for e in reversed(shown["audit_log"])
     ]
     for entry, logged in zip(newest_first, reversed(shown["audit_log"]), strict=True):
-        if "winner" in logged["details"]:
-            entry["action"] += f" ({logged['details']['winner']})"
+        for named in ("winner", "variant"):  # the page names the winner or variant acted on
+            if named in logged["details"]:
+                entry["action"] += f" ({logged['details'][named]})"
     assert on_page["audit"] == newest_first
     return on_page
 
@@ -209,3 +210,42 @@ def test_with_a_token_the_page_acts_as_the_token(page, guarded) -> None:
     assert rendered(page)["audit"] == [
         {"at": entry["at"], "actor": entry["actor"], "action": "pause", "reason": "night"}
     ]
+
+
+def test_a_demoted_variant_is_reinstated_through_the_page(page, tmp_path) -> None:
+    # GIVEN a guardrail on the error rate and a challenger whose model fails every fifth call
+    config = write_config(
+        tmp_path,
+        interval=3600,
+        strategy="WeightedSampling",
+        variants={
+            "Champion1": "tests.embedded.helpers:constant",
+            "Challenger1": "tests.embedded.helpers:flaky",
+        },
+        extra_endpoint="max_error_rate = 0.05",
+    )
+    runtime = Runtime(config, tmp_path / "data", rng=random.Random(5))
+    with EmbeddedServer(runtime) as server, httpx.Client(timeout=30) as http:
+        for n in range(200):
+            http.post(
+                f"{server.url}/invocation",
+                json={"endpoint_name": ENDPOINT, "user_id": f"u{n}", "data": "x"},
+            )
+        runtime.events.flush()  # one aggregation: the evidence is there
+        assert admin(server, "show")["variant_metrics"][1]["demoted"]
+
+        # WHEN a browser opens the dashboard THEN it offers reinstate, for the demoted one only
+        page.goto(f"{server.url}/dashboard")
+        page.wait_for_function("Number(document.body.dataset.refreshed || 0) >= 1")
+        assert "reinstate" in assert_shows(page, server)["buttons"]
+        lifecycle = page.locator(f"section[data-endpoint='{ENDPOINT}'] .lifecycle")
+        choices = lifecycle.locator("button[data-action='reinstate'] ~ select option")
+        assert choices.all_text_contents() == ["Challenger1"]
+
+        # WHEN reinstate is clicked THEN the server reinstated it, and the page says so
+        click(page, "reinstate", "model fixed")
+        shown = assert_shows(page, server)
+        assert "reinstate" not in shown["buttons"]
+        assert shown["audit"][0]["action"] == "reinstate (Challenger1)"
+        assert shown["audit"][0]["reason"] == "model fixed"
+        assert admin(server, "show")["variant_metrics"][1]["demoted"] is None
