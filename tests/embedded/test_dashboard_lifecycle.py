@@ -134,9 +134,16 @@ def assert_shows(page: Any, server: EmbeddedServer) -> dict[str, Any]:
 
 
 def click(page: Any, action: str, reason: str) -> None:
+    """Click `action` and wait for the server's answer on the page: /admin/show read before
+    that could still be the state before the click (a test's race, seen under load)."""
     lifecycle = page.locator(f"section[data-endpoint='{ENDPOINT}'] .lifecycle")
     lifecycle.locator("input[name='reason']").fill(reason)
     lifecycle.locator(f"button[data-action='{action}']").click()
+    page.wait_for_function(
+        "([name, action]) => document.querySelector(`section[data-endpoint='${name}'] .result`)"
+        ".textContent.startsWith(action + ':')",
+        arg=[ENDPOINT, action],
+    )
 
 
 def test_pause_resume_conclude_through_the_page(page, server) -> None:
