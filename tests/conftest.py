@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from moto import mock_aws
+from moto.core.config import DefaultConfig, default_user_config
 
 from tests.api_gateway import REGION
 
@@ -22,11 +23,19 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
 
 
+# moto's defaults, but boto3's default session outlives each mock: a new session parses
+# every service's model again (JSON files of up to 1 MB), about 0.1 s per boto3.client(),
+# which was most of a moto test's setup. The data is still reset per mock.
+MOTO_CONFIG: DefaultConfig = {
+    "core": {**default_user_config["core"], "reset_boto3_session": False},
+}
+
+
 @pytest.fixture
 def fake_aws(aws_credentials: None) -> Iterator[None]:
     """AWS in-process (moto), fresh and empty for each test: every botocore client,
     whenever it was built, talks to it and never to the network."""
-    with mock_aws():
+    with mock_aws(config=MOTO_CONFIG):
         yield
 
 

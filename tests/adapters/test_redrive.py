@@ -12,6 +12,7 @@ from moto import mock_aws
 
 from abtest.adapters.redrive import redrive_aggregations
 from abtest.cli import main
+from tests.conftest import MOTO_CONFIG
 
 REGION = "us-east-1"
 STREAM = "abtest-events-test"
@@ -21,7 +22,7 @@ BUCKET = "abtest-events-bucket"
 @pytest.fixture
 def aws(aws_credentials, monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    with mock_aws():
+    with mock_aws(config=MOTO_CONFIG):
         boto3.client("s3").create_bucket(Bucket=BUCKET)
         boto3.client("firehose").create_delivery_stream(
             DeliveryStreamName=STREAM,
