@@ -16,6 +16,11 @@ NODE := $(LOCAL_NODE)/node
 export PATH := $(LOCAL_NODE):$(PATH)
 endif
 
+# Bytecode caches are written even where the environment turns them off: without them every
+# test process compiled the plugin packages pytest rewrites (schemathesis, hypothesis, anyio:
+# about 4 s of CPU each) and every `abtest` subprocess compiled the package again.
+unexport PYTHONDONTWRITEBYTECODE
+
 # The browser tests (/docs, /dashboard) drive Debian's Chromium, headless, through Playwright.
 CHROMIUM ?= /usr/bin/chromium
 
