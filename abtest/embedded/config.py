@@ -169,8 +169,7 @@ class EndpointSpec:
 class AbtestConfig:
     """What `--config` names, loaded: its endpoints (in file order) and the server's event log.
 
-    A config of one endpoint also reads as that endpoint (`config.strategy`,
-    `config.endpoint_config()`), as the one-endpoint file always did."""
+    A config of one endpoint gives it as `endpoint`."""
 
     path: Path  # a file, or a folder of them
     event_log: EventLogSettings
@@ -180,16 +179,15 @@ class AbtestConfig:
     def endpoint_names(self) -> tuple[str, ...]:
         return tuple(e.endpoint_name for e in self.endpoints)
 
-    def __getattr__(self, name: str) -> object:
-        # Only reached for names the class lacks: those of the one endpoint.
-        if name.startswith("_") or name == "endpoints":
-            raise AttributeError(name)
+    @property
+    def endpoint(self) -> EndpointSpec:
+        """The endpoint of a one-endpoint config (the demo's, most tests'); a config of several
+        says how many it has, rather than answering for the first."""
         if len(self.endpoints) != 1:
-            raise AttributeError(
-                f"{name!r}: {self.path} has {len(self.endpoints)} endpoints; pick one of "
-                "`endpoints`"
+            raise ValueError(
+                f"{self.path} has {len(self.endpoints)} endpoints; pick one of `endpoints`"
             )
-        return getattr(self.endpoints[0], name)
+        return self.endpoints[0]
 
 
 def load_config(path: str | Path) -> AbtestConfig:

@@ -42,7 +42,13 @@ def test_a_good_file_loads_with_its_values(tmp_path: Path) -> None:
     path = tmp_path / "endpoint.toml"
     path.write_text(GOOD)
     config = load_config(path)
-    assert (config.endpoint_name, config.strategy, config.strategy_params, config.warmup) == (
+    endpoint = config.endpoint
+    assert (
+        endpoint.endpoint_name,
+        endpoint.strategy,
+        endpoint.strategy_params,
+        endpoint.warmup,
+    ) == (
         "reviews-helpfulness",
         "EpsilonGreedy",
         {"epsilon": 0.2, "floor": 0.01},
@@ -52,11 +58,11 @@ def test_a_good_file_loads_with_its_values(tmp_path: Path) -> None:
         5,
         4096,
     )
-    assert [(v.name, v.initial_weight, v.is_url) for v in config.variants] == [
+    assert [(v.name, v.initial_weight, v.is_url) for v in endpoint.variants] == [
         ("Champion1", 3.0, False),
         ("Challenger1", 1.0, True),
     ]
-    described = config.endpoint_config()
+    described = endpoint.endpoint_config()
     assert described.variants == (
         VariantConfig("Champion1", 3.0),
         VariantConfig("Challenger1", 1.0),
@@ -68,16 +74,17 @@ def test_omitted_keys_take_the_documented_defaults(tmp_path: Path) -> None:
     path = tmp_path / "endpoint.toml"
     path.write_text('[endpoint]\nname = "e1"\n[[variants]]\nname = "A"\nmodel = "m:f"\n')
     config = load_config(path)
-    assert (config.strategy, config.strategy_params, config.warmup) == (
+    endpoint = config.endpoint
+    assert (endpoint.strategy, endpoint.strategy_params, endpoint.warmup) == (
         "TopTwoThompson",
         {"beta": 0.9, "floor": 0.01},
         0,
     )
     assert config.event_log.buffer_interval_seconds == 60
     assert config.event_log.buffer_size_bytes == 1024 * 1024
-    assert config.variants[0].initial_weight == 1.0
-    assert config.assignment_ttl_seconds == 90 * 24 * 3600
-    assert config.endpoint_config().settings == ExperimentSettings(
+    assert endpoint.variants[0].initial_weight == 1.0
+    assert endpoint.assignment_ttl_seconds == 90 * 24 * 3600
+    assert endpoint.endpoint_config().settings == ExperimentSettings(
         reward="binary", unit="user", attribution_window_seconds=7 * 24 * 3600
     )
 
@@ -88,7 +95,7 @@ def test_the_experiment_settings_reach_the_endpoint_record(tmp_path: Path) -> No
         '[endpoint]\nname = "e1"\nreward = "continuous"\nunit = "invocation"\n'
         'attribution_window_seconds = 3600\n[[variants]]\nname = "A"\nmodel = "m:f"\n'
     )
-    assert load_config(path).endpoint_config().settings == ExperimentSettings(
+    assert load_config(path).endpoint.endpoint_config().settings == ExperimentSettings(
         reward="continuous", unit="invocation", attribution_window_seconds=3600
     )
 
@@ -99,7 +106,7 @@ def test_the_shipped_example_and_the_demo_config_load(tmp_path: Path) -> None:
     demo_path.write_text(DEMO_CONFIG)
     demo = load_config(demo_path)
     # the demo is the example with a shorter seal interval
-    assert example.endpoint_config() == demo.endpoint_config()
+    assert example.endpoint.endpoint_config() == demo.endpoint.endpoint_config()
     assert demo.event_log.buffer_interval_seconds < example.event_log.buffer_interval_seconds
 
 
@@ -239,9 +246,9 @@ def test_strategy_params_and_the_older_epsilon_key_both_configure_the_strategy(
 ) -> None:
     path = tmp_path / "endpoint.toml"
     path.write_text(f'[endpoint]\nname = "e1"\n{lines}\n[[variants]]\nname = "A"\nmodel = "m:f"\n')
-    config = load_config(path)
-    assert (config.strategy, config.strategy_params) == (strategy, params)
-    assert config.endpoint_config().strategy_params == params
+    endpoint = load_config(path).endpoint
+    assert (endpoint.strategy, endpoint.strategy_params) == (strategy, params)
+    assert endpoint.endpoint_config().strategy_params == params
 
 
 @pytest.mark.parametrize(
@@ -300,4 +307,4 @@ def test_a_new_endpoint_gets_the_defaults_of_its_reward_kind(tmp_path: Path, ext
     # TopTwoThompson's beta is 0.8 for continuous rewards (bench/decisions.py): the file
     # without strategy_params registers the value the strategy runs with.
     path = write_config(tmp_path, strategy="TopTwoThompson", extra_endpoint=extra)
-    assert load_config(path).endpoint_config().strategy_params == params
+    assert load_config(path).endpoint.endpoint_config().strategy_params == params

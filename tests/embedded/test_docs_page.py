@@ -93,4 +93,4 @@ def test_try_it_out_answers_200_with_each_example_as_it_is(page, demo_server) ->
     status, conversion = _try_it_out(page, "/conversion")
     assert (status, conversion["user_id"]) == ("200", answer["user_id"])
     status, stats = _try_it_out(page, "/stats")
-    assert (status, stats["strategy"]) == ("200", load_config(DEMO_CONFIG).strategy)
+    assert (status, stats["strategy"]) == ("200", load_config(DEMO_CONFIG).endpoint.strategy)

@@ -288,15 +288,16 @@ def test_a_file_of_several_endpoints_keeps_each_ones_settings(two_endpoints: Pat
     assert beta.endpoint_config().variants[2].name == "B3"
     assert config.event_log.buffer_interval_seconds == 0.2
     # A config of several endpoints does not pretend to be one of them.
-    with pytest.raises(AttributeError, match="2 endpoints"):
-        _ = config.strategy
+    with pytest.raises(ValueError, match="2 endpoints"):
+        _ = config.endpoint
 
 
 def test_the_one_endpoint_file_still_reads_as_its_endpoint(tmp_path: Path) -> None:
     path = tmp_path / "one.toml"
     path.write_text('[endpoint]\nname = "e1"\n[[variants]]\nname = "A"\nmodel = "m:f"\n')
     config = load_config(path)
-    assert (config.endpoint_names, config.endpoint_name, config.strategy) == (
+    endpoint = config.endpoint
+    assert (config.endpoint_names, endpoint.endpoint_name, endpoint.strategy) == (
         ("e1",),
         "e1",
         "TopTwoThompson",

@@ -62,4 +62,4 @@ def test_a_bad_model_timeout_stops_the_config(tmp_path, value: str) -> None:
 
 
 def test_the_model_timeout_defaults_to_30_seconds(tmp_path) -> None:
-    assert load_config(write_config(tmp_path)).model_timeout_seconds == 30.0
+    assert load_config(write_config(tmp_path)).endpoint.model_timeout_seconds == 30.0
