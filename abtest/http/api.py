@@ -163,9 +163,7 @@ def _json_body(text: str) -> Any:
         value = _PLAIN_JSON.decode(text)
     except (_Unusual, ValueError, RecursionError):
         return _checked_json(text)
-    if _deeper_than(value, MAX_JSON_DEPTH):
-        raise _invalid_body(f"nested deeper than {MAX_JSON_DEPTH} levels")
-    return value
+    return _shallow(value)
 
 
 def _checked_json(text: str) -> Any:
@@ -189,14 +187,13 @@ def _checked_json(text: str) -> Any:
             "body", f"not JSON: send a JSON object with Content-Type: {JSON}"
         ) from None
     except RecursionError:
-        raise _invalid_body(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+        raise _too_deep() from None
     except ValueError as error:  # an integer over int_max_str_digits
         message = str(error)
         if "integer string conversion" in message:
             message = f"an integer has more than {sys.get_int_max_str_digits()} digits"
         raise _invalid_body(message) from None
-    if _deeper_than(value, MAX_JSON_DEPTH):
-        raise _invalid_body(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    _shallow(value)
     if not_finite:
         named = value.items() if isinstance(value, dict) else ()
         for name, item in named:
@@ -216,6 +213,18 @@ class _NotFinite:
         if self.text in ("NaN", "Infinity", "-Infinity"):
             return f"{self.text} is not a JSON number"
         return f"number {self.text[:20]!r} is out of a float's range"
+
+
+def _shallow(value: Any) -> Any:
+    """`value`, or the 400 for a body nested deeper than MAX_JSON_DEPTH (whichever way it
+    was parsed: later code recurses over it)."""
+    if _deeper_than(value, MAX_JSON_DEPTH):
+        raise _too_deep()
+    return value
+
+
+def _too_deep() -> BadRequestError:
+    return _invalid_body(f"nested deeper than {MAX_JSON_DEPTH} levels")
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
