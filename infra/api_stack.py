@@ -29,6 +29,10 @@ from infra.storage import EventLog, Tables
 from lambdas.wiring import request_budget_seconds
 
 ENDPOINT_STATE_CHANGE = "SageMaker Endpoint State Change"
+SET_WEIGHTS = "sagemaker:UpdateEndpointWeightsAndCapacities"
+# Promoting a concluded winner (abtest.adapters.sagemaker): read the endpoint (its variants,
+# its status), then set its production variants' weights to the winner's.
+PROMOTION_ACTIONS = ["sagemaker:DescribeEndpoint", SET_WEIGHTS]
 # The id CDK gives its singleton bucket-notification Lambda (aws-s3 notifications-resource-handler).
 NOTIFICATIONS_HANDLER = "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
 
@@ -118,18 +122,7 @@ class ApiStack(Stack):
             Need.LISTING: _Provision({}, [(["dynamodb:Scan"], [tables.metrics.table_arn])]),
             # Concluding sets the endpoint's production-variant weights to the winner's; it
             # reads the endpoint first (its variants, its status). This stage's endpoints only.
-            Need.PROMOTION: _Provision(
-                {},
-                [
-                    (
-                        [
-                            "sagemaker:DescribeEndpoint",
-                            "sagemaker:UpdateEndpointWeightsAndCapacities",
-                        ],
-                        [endpoint_arn],
-                    )
-                ],
-            ),
+            Need.PROMOTION: _Provision({}, [(PROMOTION_ACTIONS, [endpoint_arn])]),
             # add-variant checks the variant is a production variant of the endpoint.
             Need.CATALOG: _Provision({}, [(["sagemaker:DescribeEndpoint"], [endpoint_arn])]),
         }
@@ -214,13 +207,10 @@ class ApiStack(Stack):
         )
         # Registration finishes a conclusion's pending promotion (Register): the endpoint is
         # back in service, when SageMaker takes new weights. Writes: Store.change_lifecycle.
-        allow(fns["register"], ["sagemaker:UpdateEndpointWeightsAndCapacities"], [endpoint_arn])
+        # (DescribeEndpoint, the promotion's other action, is among its reads above.)
+        allow(fns["register"], [SET_WEIGHTS], [endpoint_arn])
         # An auto-conclusion promotes its winner like /admin/conclude does (Need.PROMOTION).
-        allow(
-            fns["metrics"],
-            ["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpointWeightsAndCapacities"],
-            [endpoint_arn],
-        )
+        allow(fns["metrics"], PROMOTION_ACTIONS, [endpoint_arn])
 
         # Callers invoke each function's published version (its SnapStart snapshot).
         live = {name: factory.live(fn) for name, fn in fns.items()}
@@ -377,8 +367,7 @@ class ApiStack(Stack):
                 "IAM5",
                 {
                     f"Resource::{endpoints}:endpoint/{prefix}*": "Only this stage's endpoints, "
-                    "the ones the API serves and may conclude: sagemaker:DescribeEndpoint, "
-                    "sagemaker:UpdateEndpointWeightsAndCapacities."
+                    f"the ones the API serves and may conclude: {', '.join(PROMOTION_ACTIONS)}."
                 },
             )
         for name in (r.function_name for r in ALL_ROUTES if Need.CATALOG in r.needs):
@@ -399,7 +388,7 @@ class ApiStack(Stack):
             {
                 f"Resource::{endpoints}:endpoint/{prefix}*": "Only this stage's endpoints, the "
                 f"ones the register function may register: {register_reads} And promote a "
-                "concluded winner in: sagemaker:UpdateEndpointWeightsAndCapacities.",
+                f"concluded winner in: {SET_WEIGHTS}.",
                 f"Resource::{endpoints}:endpoint-config/{prefix}*": "Only this stage's endpoint "
                 f"configs: {register_reads}",
             },
@@ -415,7 +404,7 @@ class ApiStack(Stack):
                 "s3:AbortMultipartUpload.",
                 f"Resource::{endpoints}:endpoint/{prefix}*": "Only this stage's endpoints, "
                 "the ones it may auto-conclude and promote a winner in: "
-                "sagemaker:DescribeEndpoint, sagemaker:UpdateEndpointWeightsAndCapacities.",
+                f"{', '.join(PROMOTION_ACTIONS)}.",
             },
         )
         for fn in fns.values():
