@@ -133,11 +133,12 @@ def test_the_command_serves_the_page_with_the_token_it_was_given(api) -> None:
     try:
         line = process.stdout.readline()
         local = re.search(r"at (http://127\.0\.0\.1:\d+)/dashboard", line).group(1)
-        page = httpx.get(f"{local}/dashboard")
+        # Generous timeouts: under a loaded machine the proxy's upstream call may be slow.
+        page = httpx.get(f"{local}/dashboard", timeout=30)
         # No --endpoint: the API's /admin/list named it
         assert page.status_code == 200 and f'"endpoints": ["{ENDPOINT}"]' in page.text
-        stats = httpx.post(f"{local}/stats", json={"endpoint_name": ENDPOINT})
+        stats = httpx.post(f"{local}/stats", json={"endpoint_name": ENDPOINT}, timeout=30)
         assert stats.status_code == 200 and stats.json()["endpoint_name"] == ENDPOINT
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=30) == 0
