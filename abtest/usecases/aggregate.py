@@ -10,7 +10,7 @@ from abtest.ports import Clock, Count, EventArchive, Store, Telemetry
 from abtest.records import AggregationResult
 from abtest.usecases import Ports
 from abtest.usecases.auto_conclude import AutoConclude
-from abtest.usecases.endpoints import EndpointCache, refresh_figures
+from abtest.usecases.endpoints import EndpointCache, refreshed_endpoint
 from abtest.usecases.history import record_snapshot
 
 logger = logging.getLogger("abtest")
@@ -54,15 +54,16 @@ class Aggregate:
             self.endpoints.forget(endpoint_name)
             # Here, once per change, not per request: the allocation and /stats' figures.
             # Also after a repeat, in case a crash came between the counts and their figures.
-            refresh_figures(self.store, endpoint_name)
+            # The record they were stored from serves the next two steps (None: they read it).
+            endpoint = refreshed_endpoint(self.store, endpoint_name)
             # And what it left the endpoint at, for the history: once per object, so a
             # repeat adds one only if a crash came before the first attempt's.
-            record_snapshot(self.store, self.history, endpoint_name, object_key, now)
+            record_snapshot(self.store, self.history, endpoint_name, object_key, now, endpoint)
             # Last, on the figures just stored: a winner called concludes an auto_conclude
             # endpoint (also after a repeat, in case a crash came before the first's).
             if self.auto_conclude is not None:
                 try:
-                    self.auto_conclude(endpoint_name)
+                    self.auto_conclude(endpoint_name, endpoint)
                 except Exception:
                     # The counts are committed; the endpoint's next aggregation tries again.
                     logger.exception("auto-conclude of %s failed; retried next time", endpoint_name)

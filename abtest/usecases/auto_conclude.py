@@ -10,7 +10,7 @@ from typing import Any
 from abtest.errors import ConflictError
 from abtest.lifecycle import AUTO_CONCLUDE_ACTOR, Action, State
 from abtest.ports import Store
-from abtest.records import DELETED
+from abtest.records import DELETED, Endpoint
 from abtest.usecases import Ports
 from abtest.usecases.admin import ChangeLifecycle, EndpointView, LifecycleChange
 from abtest.usecases.endpoints import figures_of
@@ -38,9 +38,12 @@ class AutoConclude:
     def from_ports(cls, ports: Ports) -> AutoConclude:
         return cls(store=ports.store, change_lifecycle=ChangeLifecycle.from_ports(ports))
 
-    def __call__(self, endpoint_name: str) -> EndpointView | None:
-        """The concluded endpoint, or None when there is nothing to conclude (or it lost)."""
-        endpoint = self.store.get_endpoint(endpoint_name)
+    def __call__(self, endpoint_name: str, endpoint: Endpoint | None = None) -> EndpointView | None:
+        """The concluded endpoint, or None when there is nothing to conclude (or it lost).
+
+        `endpoint`: the record as read a moment ago, else it is read now; either way the
+        conclusion is made only on the lifecycle version it was read at."""
+        endpoint = endpoint or self.store.get_endpoint(endpoint_name)
         if (
             endpoint is None
             or endpoint.status == DELETED

@@ -163,18 +163,30 @@ def figures_of(endpoint: Endpoint) -> Figures:
 def refresh_figures(store: Store, endpoint_name: str) -> Figures | None:
     """Work out and store the figures of the record as it is now, unless it already has its
     own; None for an unknown endpoint. Run where records change (aggregation, registration)."""
+    return _refreshed(store, endpoint_name)[1]
+
+
+def refreshed_endpoint(store: Store, endpoint_name: str) -> Endpoint | None:
+    """`refresh_figures`, then the record its stored figures were worked out from, with
+    them: what aggregation's next steps read, without reading it again. None for an unknown
+    endpoint, or when the figures could not be stored (the record changed meanwhile)."""
+    return _refreshed(store, endpoint_name)[0]
+
+
+def _refreshed(store: Store, endpoint_name: str) -> tuple[Endpoint | None, Figures | None]:
     try:
         endpoint = store.get_endpoint(endpoint_name)
         if endpoint is None or endpoint.fresh_figures is not None:
-            return None if endpoint is None else endpoint.fresh_figures
+            return endpoint, None if endpoint is None else endpoint.fresh_figures
         figures = current_figures(endpoint)
         if not store.save_figures(endpoint_name, figures):
             logger.info("%s changed meanwhile; whoever changed it saves its figures", endpoint_name)
-        return figures
+            return None, figures
+        return replace(endpoint, figures=figures), figures
     except Exception:
         # The counters are committed; without stored figures, readers work them out.
         logger.exception("figures of %s not stored; requests work them out", endpoint_name)
-        return None
+        return None, None
 
 
 def unknown_endpoint(name: str) -> NotFoundError:

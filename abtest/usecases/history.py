@@ -48,12 +48,18 @@ def snapshot_of(endpoint: Endpoint, figures: Figures, now: float) -> Snapshot:
 
 
 def record_snapshot(
-    store: Store, history: History, endpoint_name: str, object_key: str, now: float
+    store: Store,
+    history: History,
+    endpoint_name: str,
+    object_key: str,
+    now: float,
+    endpoint: Endpoint | None = None,
 ) -> bool:
     """Keep what `object_key` left `endpoint_name` at (once per object, however often it is
-    aggregated). Run by aggregation after the figures are stored, so it reads them back."""
+    aggregated). Run by aggregation after the figures are stored: it reads them back unless
+    given the record they were stored from (`endpoint`)."""
     try:
-        endpoint = store.get_endpoint(endpoint_name)
+        endpoint = endpoint or store.get_endpoint(endpoint_name)
         if endpoint is None:
             return False
         snapshot = snapshot_of(endpoint, figures_of(endpoint), now)

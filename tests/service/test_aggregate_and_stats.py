@@ -296,3 +296,17 @@ def test_stats_count_the_users_still_needed_at_the_allocation_new_users_get(usec
     assert expected is not None and expected > 0
     assert stats.decision["users_needed"] == expected
     assert stats.decision["advice"]
+
+
+def test_an_applied_object_reads_the_endpoint_record_twice(usecases, store, log):
+    """Each read of the record is a DynamoDB GetItem of the whole item on AWS: aggregation
+    reads it for the reward kind, then once more for the figures, and the history snapshot
+    and the auto-conclusion take the record the figures were stored from."""
+    simulate(usecases, random.Random(3), 50, {"Champion1": 0.3, "Challenger1": 0.5})
+    key = log.deliver()
+    store.calls.clear()
+
+    assert usecases.aggregate(log, key).applied
+    assert store.calls["get_endpoint"] == 2
+    [snapshot] = store.snapshots(ENDPOINT, 10)  # and the snapshot is the figures' record's
+    assert sum(v.invocation_count for v in snapshot.variants) == 50
