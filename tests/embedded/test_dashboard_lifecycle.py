@@ -245,6 +245,16 @@ def test_a_demoted_variant_is_reinstated_through_the_page(page, tmp_path) -> Non
         page.goto(f"{server.url}/dashboard")
         page.wait_for_function("Number(document.body.dataset.refreshed || 0) >= 1")
         assert "reinstate" in assert_shows(page, server)["buttons"]
+        # AND the variants table shows its error rate as demoted, saying why on hover
+        challenger = admin(server, "show")["variant_metrics"][1]
+        errors = page.locator("tr[data-variant='Challenger1'] td[data-field='error_rate']")
+        assert (errors.get_attribute("class"), errors.get_attribute("title")) == (
+            "demoted",
+            challenger["demoted"],
+        )
+        assert errors.inner_text().endswith(
+            f"({challenger['model_errors']} of {challenger['model_calls']})"
+        )
         lifecycle = page.locator(f"section[data-endpoint='{ENDPOINT}'] .lifecycle")
         choices = lifecycle.locator("button[data-action='reinstate'] ~ select option")
         assert choices.all_text_contents() == ["Challenger1"]

@@ -121,6 +121,17 @@ def test_the_numbers_on_the_page_are_those_of_stats(page, server) -> None:
             high,
         )
         assert shown_percent(rate.inner_text()) == pytest.approx(100 * estimate, abs=0.0051)
+        # AND what the guardrails watch: the model calls' error rate and their p99 latency
+        errors, rate_of_errors = cell(page, name, "error_rate"), metrics["error_rate"]
+        assert rate_of_errors is not None and metrics["model_calls"] > 0
+        assert float(errors.get_attribute("data-value")) == rate_of_errors
+        assert errors.inner_text() == (
+            f"{100 * rate_of_errors:.1f} % ({metrics['model_errors']:,} of "
+            f"{metrics['model_calls']:,})"
+        )
+        p99, bound = cell(page, name, "latency_p99"), metrics["latency_ms"]["p99"]
+        assert float(p99.get_attribute("data-value")) == bound
+        assert p99.inner_text() == f"≤ {bound:,g} ms"
     # AND the decision with its advice
     decision = stats["decision"]
     said = page.locator("[data-field='decision']").inner_text()

@@ -96,7 +96,8 @@
     // `users` appears in /stats with the per-user counters; shown once it is there.
     const hasUsers = stats.variant_metrics.some((m) => m.users !== undefined);
     const head = element("tr", {}, ...["Variant", ...(hasUsers ? ["Users"] : []), "Invocations",
-      "Conversions", "Rate (95 % interval)", "P(best)", "Allocation"].map((h) => element("th", {}, h)));
+      "Conversions", "Rate (95 % interval)", "P(best)", "Allocation", "Model errors",
+      "Latency p99"].map((h) => element("th", {}, h)));
     const rows = stats.variant_metrics.map((m) => {
       const f = figures[m.variant_name] || {};
       const { estimate, interval } = estimateOf(f);
@@ -113,7 +114,12 @@
           `${percent(estimate, 2)}` + (interval ? ` (${fixed(100 * interval[0], 2)}–${fixed(100 * interval[1], 2)})` : ""),
           interval ? { "data-low": interval[0], "data-high": interval[1] } : {}),
         cell("probability_best", f.probability_best, percent(f.probability_best, 1)),
-        cell("allocation", stats.allocation[m.variant_name], percent(stats.allocation[m.variant_name], 1)));
+        cell("allocation", stats.allocation[m.variant_name], percent(stats.allocation[m.variant_name], 1)),
+        // What the guardrails watch: a demoted variant says why.
+        cell("error_rate", m.error_rate, m.error_rate === null ? "–"
+          : `${percent(m.error_rate, 1)} (${m.model_errors.toLocaleString("en")} of ${m.model_calls.toLocaleString("en")})`,
+          m.demoted ? { title: m.demoted, class: "demoted" } : {}),
+        cell("latency_p99", m.latency_ms.p99, m.latency_ms.p99 === null ? "–" : `≤ ${m.latency_ms.p99.toLocaleString("en")} ms`));
     });
     node.querySelector("table.variants").replaceChildren(element("thead", {}, head), element("tbody", {}, ...rows));
   }
