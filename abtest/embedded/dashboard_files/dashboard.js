@@ -80,7 +80,8 @@
     const params = Object.entries(stats.strategy_params).map(([k, v]) => `${k} ${v}`).join(", ");
     const warming = latest && latest.warming_up ? " · warming up (WeightedSampling)" : "";
     node.querySelector(".summary").textContent =
-      `${stats.status} · ${stats.strategy}${params ? " (" + params + ")" : ""}` +
+      // (Not /stats' `status`, which says registered: the lifecycle block has the state.)
+      `${stats.strategy}${params ? " (" + params + ")" : ""}` +
       ` · warm-up ${stats.warmup} invocations${warming}`;
     const d = stats.decision;
     const box = node.querySelector(".decision");
