@@ -4,6 +4,7 @@
     python bench/decisions.py --runs 50     # quick look
     python bench/decisions.py --only aa     # one table: lift, aa, tradeoff or regret
     python bench/decisions.py --only aa --reward continuous   # the rows of one reward kind
+    python bench/decisions.py --only lift --horizon 400000    # runs that go on longer
 
 Each run (`bandit.simulate.run_experiment`) serves up to 100,000 users in batches of 1,000
 (as when the event log is delivered every minute). Before a batch the allocation is the
@@ -35,6 +36,8 @@ from bandit import DEFAULT_STRATEGY, check_params, get_strategy
 from bandit.simulate import BernoulliBandit, Experiment, LogNormalRevenue, run_experiment
 
 BATCH = 1_000
+# Users per run; --horizon sets it (the estimate at the call is measured over the runs that
+# call by then, so the horizon is part of what that figure means: BENCHMARKS.md).
 HORIZON = 100_000
 WARMUP = 0  # the endpoint config's default
 # The regret benchmark's instances (bench/regret.py), champion first.
@@ -60,12 +63,13 @@ def run_once(
     stop: bool,
     reward: str = "binary",
     adjust_looks: int | None = None,
+    horizon: int = HORIZON,
 ) -> Experiment:
     return run_experiment(
         get_strategy(strategy_name, dict(params), reward=reward),
         BernoulliBandit(means),
         seed=seed,
-        horizon=HORIZON,
+        horizon=horizon,
         batch_size=BATCH,
         warmup=WARMUP,
         stop=stop,
@@ -75,8 +79,8 @@ def run_once(
 
 
 def _task(task: tuple) -> tuple[tuple, Experiment]:
-    key, strategy_name, params, means, seed, stop, reward, looks = task
-    return key, run_once(strategy_name, params, means, seed, stop, reward, looks)
+    key, strategy_name, params, means, seed, stop, reward, looks, horizon = task
+    return key, run_once(strategy_name, params, means, seed, stop, reward, looks, horizon)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +184,7 @@ def simulate_rows(specs: list[tuple], runs: int, workers: int) -> dict[tuple, Ro
             stop,
             reward,
             ADJUST_LOOKS,  # read here: a worker process may not share the parent's globals
+            HORIZON,
         )
         for key, strategy, means, stop, reward in specs
         for run in range(runs)
@@ -325,6 +330,7 @@ TABLES = {"lift": lift_table, "aa": aa_table, "tradeoff": tradeoff_table, "regre
 
 
 def main() -> None:
+    global ADJUST_LOOKS, HORIZON
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
@@ -337,9 +343,15 @@ def main() -> None:
         type=int,
         help="the looks the adjusted estimate assumes (default: the true count)",
     )
+    parser.add_argument(
+        "--horizon",
+        type=int,
+        default=HORIZON,
+        help=f"users per run (default {HORIZON:,}); runs are the same up to the shorter one",
+    )
     args = parser.parse_args()
-    global ADJUST_LOOKS
     ADJUST_LOOKS = args.adjust_looks
+    HORIZON = args.horizon
     started = time.perf_counter()
     print(
         f"decisions: {args.runs} runs per row, batches of {BATCH:,} users up to {HORIZON:,}, "
