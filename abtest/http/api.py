@@ -59,14 +59,14 @@ class Api:
     """The routes of `use_cases` (route name -> use case; a Lambda function serves one)."""
 
     def __init__(self, use_cases: Mapping[str, Callable[[Any], Any]]) -> None:
-        self._served: dict[str, tuple[Route, Callable[[Any], Any]]] = {
-            route_named(name).path: (route_named(name), use_case)
+        self._served: dict[str, tuple[Route, Callable[[Any], Any], Callable[[Any], bytes]]] = {
+            route_named(name).path: (route_named(name), use_case, _serializer(route_named(name)))
             for name, use_case in use_cases.items()
         }
 
     @property
     def route_names(self) -> tuple[str, ...]:
-        return tuple(route.name for route, _ in self._served.values())
+        return tuple(route.name for route, _, _ in self._served.values())
 
     def answer(
         self,
@@ -112,13 +112,21 @@ class Api:
             return Answer.error(
                 MethodNotAllowedError(f"{method} {path}: use POST"), (("Allow", "POST"),)
             )
-        route, use_case = served
+        route, use_case, serialized = served
         if route.admin and actor is None:
             raise ForbiddenError(f"{path} is an admin route: only an authenticated caller")
         request = validated(route, body)
         core = request.to_core(actor) if route.admin else request.to_core()
-        result = route.response.of(use_case(core))
-        return Answer(200, result.model_dump_json().encode())
+        return Answer(200, serialized(use_case(core)))
+
+
+def _serializer(route: Route) -> Callable[[Any], bytes]:
+    """The JSON of the route's response body made from its use case's result: the body's
+    own `json_of` where it has one (the same bytes, made faster), else by building it."""
+    json_of = getattr(route.response, "json_of", None)
+    if json_of is not None:
+        return json_of
+    return lambda result: route.response.of(result).model_dump_json().encode()
 
 
 def validated(route: Route, body: str) -> Any:
