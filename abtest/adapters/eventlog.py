@@ -135,7 +135,7 @@ class LocalEventLog:
     # -- EventSink ------------------------------------------------------------------
 
     def put(self, events: list[Mapping[str, Any]]) -> None:
-        data = b"".join(encode(event) for event in events)
+        data = encode(events[0]) if len(events) == 1 else b"".join(map(encode, events))
         if not data:
             return
         with self._lock:

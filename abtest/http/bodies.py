@@ -105,6 +105,19 @@ def _flat_context(value: Any) -> Any:
     return value
 
 
+# What `InvocationRequest.plain_core` takes: the fields whose checks it repeats.
+_PLAIN_INVOCATION_KEYS = frozenset({"endpoint_name", "data", "user_id"})
+_MAX_NAME_LENGTH = 63
+# fullmatch: `$` then ends the text, as in pydantic's (Rust) regex, not before a last newline.
+_NAME = re.compile(NAME_PATTERN)
+
+
+def _plain_text(value: Any, max_length: int) -> bool:
+    """A StrictStr of 1 to max_length characters, ASCII (the model's check of a non-ASCII
+    string, lone surrogates included, is left to the model)."""
+    return type(value) is str and 0 < len(value) <= max_length and value.isascii()
+
+
 class InvocationRequest(_Request):
     model_config = _example(
         endpoint_name=EXAMPLE_ENDPOINT,
@@ -113,7 +126,9 @@ class InvocationRequest(_Request):
         context={"country": "de", "device": "mobile", "returning": True},
     )
 
-    endpoint_name: StrictStr = Field(min_length=1, max_length=63, pattern=NAME_PATTERN)
+    endpoint_name: StrictStr = Field(
+        min_length=1, max_length=_MAX_NAME_LENGTH, pattern=NAME_PATTERN
+    )
     user_id: StrictStr | None = Field(default=None, min_length=1, max_length=MAX_ID_LENGTH)
     data: StrictStr | dict[str, Any] | list[Any] = Field(
         description="The model payload: a string as sent to the model, or JSON that is serialized."
@@ -141,6 +156,28 @@ class InvocationRequest(_Request):
 
     _header_safe = field_validator("content_type", "inference_id")(_printable_ascii)
     _context = field_validator("context", mode="before")(_flat_context)
+
+    @classmethod
+    def plain_core(cls, value: dict[str, Any]) -> Invocation | None:
+        """`model_validate(value).to_core()` for the commonest body, checked here as the
+        model checks it: `endpoint_name`, `data` as ASCII text and maybe `user_id` as ASCII
+        text or null, nothing else. None for any other body (the model validates it, and
+        names what is wrong): every invocation would otherwise pay for a model instance."""
+        if not value.keys() <= _PLAIN_INVOCATION_KEYS:
+            return None
+        name = value.get("endpoint_name")
+        data = value.get("data")
+        user_id = value.get("user_id")
+        if (
+            type(name) is str
+            and len(name) <= _MAX_NAME_LENGTH
+            and _NAME.fullmatch(name) is not None
+            and type(data) is str
+            and data.isascii()
+            and (user_id is None or _plain_text(user_id, MAX_ID_LENGTH))
+        ):
+            return Invocation(endpoint_name=name, data=data, user_id=user_id)
+        return None
 
     def to_core(self) -> Invocation:
         return Invocation(

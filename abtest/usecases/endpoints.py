@@ -240,6 +240,12 @@ class ServedEndpoint:
     endpoint: Endpoint
     allocation: Allocation
     assignments: dict[str, Assignment] = field(default_factory=dict, compare=False, repr=False)
+    # The names of the variants users can have now (`serving_variants`), worked out once.
+    serving: frozenset[str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        serving = frozenset(v.variant_name for v in self.endpoint.serving_variants)
+        object.__setattr__(self, "serving", serving)
 
     def remembered(self, user_id: str, now: float) -> Assignment | None:
         """The user's assignment as last read or made here, if it has not expired."""

@@ -194,7 +194,7 @@ class Invoke:
         self, served: ServedEndpoint, user_id: str, now: float
     ) -> tuple[Assignment, AssignmentKind]:
         endpoint = served.endpoint
-        serving = {v.variant_name for v in endpoint.serving_variants}
+        serving = served.serving
         remembered = served.remembered(user_id, now)
         if remembered is not None and remembered.variant_name in serving:
             return remembered, AssignmentKind.EXISTING  # no store read: see ServedEndpoint
