@@ -163,8 +163,8 @@ class AbtestApp:
             return
         # Most answers: JSON, no other header; the head's list made without a dict.
         length = (b"content-length", str(len(answer.body)).encode())
-        start = {"type": "http.response.start", "status": answer.status}
-        await send({**start, "headers": [_JSON_CONTENT_TYPE, length]})
+        headers = [_JSON_CONTENT_TYPE, length]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": answer.body})
 
     def _page(self, path: str) -> tuple[str, bytes] | None:
