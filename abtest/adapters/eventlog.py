@@ -120,7 +120,10 @@ class LocalEventLog:
         self._buffer_path = self.folder / name
         for folder_ in (self.folder, self.sealed_dir, self.applied_dir, self.rejected_dir):
             folder_.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Condition()
+        # The condition's own lock, taken directly by `put` (every request): entering the
+        # Condition is a Python call around the same acquire.
+        self._mutex = threading.RLock()
+        self._lock = threading.Condition(self._mutex)
         # One drain at a time: a flush then returns only after the timer's drain, which may
         # hold a key it took before the flush, has handed that key over too.
         self._drain_lock = threading.Lock()
@@ -138,7 +141,7 @@ class LocalEventLog:
         data = encode(events[0]) if len(events) == 1 else b"".join(map(encode, events))
         if not data:
             return
-        with self._lock:
+        with self._mutex:
             if self._buffer is None:
                 self._buffer = open(self._buffer_path, "ab", buffering=0)  # noqa: SIM115
                 self._buffered_bytes = self._buffer.tell()

@@ -256,10 +256,13 @@ async def _read_body(scope: Scope, receive: Any) -> bytes | None:
     for name, value in scope.get("headers", []):
         if name == b"content-length" and value.isdigit() and int(value) > api.MAX_BODY_BYTES:
             return None
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        body = message.get("body", b"")  # all of it in one message, the usual case
+        return body if len(body) <= api.MAX_BODY_BYTES else None
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
         if message["type"] == "http.disconnect":
             break
         chunk = message.get("body", b"")
@@ -269,6 +272,7 @@ async def _read_body(scope: Scope, receive: Any) -> bytes | None:
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
+        message = await receive()
     return b"".join(chunks)
 
 
