@@ -102,7 +102,7 @@ class Api:
         # Size and media type come before the route, as API Gateway would refuse them.
         if len(body) > MAX_BODY_BYTES:
             raise PayloadTooLargeError(f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
-        if content_type is not None:
+        if content_type is not None and content_type != JSON:
             media_type = content_type.partition(";")[0].strip().lower()
             if media_type != JSON:
                 message = f"Content-Type {content_type[:100]!r} is not supported; send {JSON}"

@@ -275,7 +275,7 @@ class InvocationResponse(BaseModel):
 
 def _invocation_fields(result: InvocationResult) -> dict[str, Any]:
     """The response's fields, as validating them would leave them (a float propensity)."""
-    propensity = result.propensity
+    propensity, assignment = result.propensity, result.assignment
     return {
         "endpoint_name": result.endpoint_name,
         "user_id": result.user_id,
@@ -283,7 +283,10 @@ def _invocation_fields(result: InvocationResult) -> dict[str, Any]:
         "strategy": result.strategy,
         "target_variant": result.target_variant,
         "endpoint_variant": result.endpoint_variant,
-        "assignment": AssignmentKind(result.assignment),  # an enum as the model holds it
+        # An enum, as the model holds it.
+        "assignment": assignment
+        if type(assignment) is AssignmentKind
+        else AssignmentKind(assignment),
         "propensity": propensity if propensity is None else float(propensity),
         "predictions": result.predictions,
     }

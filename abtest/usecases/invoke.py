@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from abtest.errors import (
     ConflictError,
@@ -59,9 +59,8 @@ class InvocationResult:
     predictions: Any
 
 
-@dataclass(frozen=True, slots=True)
-class _Choice:
-    """Who picked the variant, and with what probability."""
+class _Choice(NamedTuple):
+    """Who picked the variant, and with what probability (a tuple: made on every request)."""
 
     target_variant: str | None
     strategy: str
