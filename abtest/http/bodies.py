@@ -176,7 +176,9 @@ class InvocationRequest(_Request):
             and data.isascii()
             and (user_id is None or _plain_text(user_id, MAX_ID_LENGTH))
         ):
-            return Invocation(endpoint_name=name, data=data, user_id=user_id)
+            # In field order (keywords cost twice as much): endpoint_name, data, content_type,
+            # user_id.
+            return Invocation(name, data, _DEFAULT_CONTENT_TYPE, user_id)
         return None
 
     def to_core(self) -> Invocation:
@@ -189,6 +191,10 @@ class InvocationRequest(_Request):
             endpoint_variant=self.endpoint_variant,
             context=self.context,
         )
+
+
+# What a body without `content_type` is given (the model's default).
+_DEFAULT_CONTENT_TYPE = InvocationRequest.model_fields["content_type"].default
 
 
 class ConversionRequest(_Request):
