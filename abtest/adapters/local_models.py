@@ -159,7 +159,7 @@ class LocalModels:
             predictions = self._post(variant_name, model, data, content_type, inference_id)
         else:
             predictions = self._call(variant_name, model, data, content_type)
-        return ModelResult(variant_name=variant_name, predictions=predictions)
+        return ModelResult(variant_name, predictions)
 
     def add(self, variant_name: str, model: str) -> None:
         """Make `model` (a `package.module:function` or a URL) callable as `variant_name`
