@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as CallTimeout
+from json.encoder import c_make_encoder, encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +159,7 @@ class LocalModels:
             predictions = self._post(variant_name, model, data, content_type, inference_id)
         else:
             predictions = self._call(variant_name, model, data, content_type)
-        return ModelResult(variant_name=variant_name, predictions=predictions)
+        return ModelResult(variant_name, predictions)
 
     def add(self, variant_name: str, model: str) -> None:
         """Make `model` (a `package.module:function` or a URL) callable as `variant_name`
@@ -238,8 +239,29 @@ class LocalModels:
 
 def _checked(model: ModelFunction, data: str, content_type: str) -> Any:
     predictions = model(data, content_type)
-    json.dumps(predictions)  # a non-JSON answer is the model's failure, not a 500
+    # A non-JSON answer is the model's failure, not a 500: json.dumps must take it. First
+    # the encoder made once (json.dumps makes one per call, most of its cost); anything it
+    # refuses goes to json.dumps itself, which raises what it always raised.
+    try:
+        _JSON_CHECK(predictions, 0)
+    except Exception:
+        json.dumps(predictions)
     return predictions
+
+
+def _json_check() -> Callable[[Any, int], Any]:
+    """json.dumps's C encoder with json.dumps's settings, made once; no circular check (a
+    circular answer fails anyway, and json.dumps then names it)."""
+    encoder = json.JSONEncoder()
+    if c_make_encoder is None:
+        return lambda value, _: encoder.encode(value)
+    # markers, default, encoder, indent, key and item separators, sort_keys, skipkeys, allow_nan
+    return c_make_encoder(
+        None, encoder.default, encode_basestring_ascii, None, ": ", ", ", False, False, True
+    )
+
+
+_JSON_CHECK = _json_check()
 
 
 def _describe(error: BaseException) -> str:
@@ -258,8 +280,12 @@ class EndpointModels:
 
     @property
     def all_inline(self) -> bool:
-        """Whether every call of every endpoint runs on the caller's thread."""
-        return all(models.all_inline for models in self._by_endpoint.values())
+        """Whether every call of every endpoint runs on the caller's thread (asked for every
+        invocation the server answers: a loop, cheaper than all() over a generator)."""
+        for models in self._by_endpoint.values():  # noqa: SIM110
+            if not models.all_inline:
+                return False
+        return True
 
     def invoke(
         self,

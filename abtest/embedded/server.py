@@ -113,6 +113,9 @@ class AbtestApp:
         # take microseconds, less than a hand-off to a thread; a write that would wait for
         # the lock moves the request to one.
         self._models = runtime.models  # all inline: invocations first try on the loop
+        # The serving loop, from lifespan startup to shutdown: asyncio's way to find the
+        # running loop makes a getpid() system call (a fork check) each time, twice a request.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -153,7 +156,7 @@ class AbtestApp:
             except nonblocking.WouldBlock:  # a new user's assignment, the write lock taken
                 pass
         if answer is None:
-            loop = asyncio.get_running_loop()
+            loop = self._loop or asyncio.get_running_loop()
             answer = await loop.run_in_executor(
                 self._requests, self.api.answer, method, path, content_type, text, self._actor
             )
@@ -163,8 +166,8 @@ class AbtestApp:
             return
         # Most answers: JSON, no other header; the head's list made without a dict.
         length = (b"content-length", str(len(answer.body)).encode())
-        start = {"type": "http.response.start", "status": answer.status}
-        await send({**start, "headers": [_JSON_CONTENT_TYPE, length]})
+        headers = [_JSON_CONTENT_TYPE, length]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": answer.body})
 
     def _page(self, path: str) -> tuple[str, bytes] | None:
@@ -177,9 +180,9 @@ class AbtestApp:
 
         The deadline is a dict entry that a sweep once a second checks (then cancels the
         late task), not a timer per request, which cost more than a whole invocation."""
-        task = asyncio.current_task()
+        loop = self._loop or asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         assert task is not None
-        loop = asyncio.get_running_loop()
         self._reading[task] = loop.time() + BODY_TIMEOUT_SECONDS  # newest last
         if self._sweep is None:
             self._sweep = loop.call_later(1.0, self._cut_late_bodies, loop)
@@ -231,6 +234,7 @@ class AbtestApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._loop = asyncio.get_running_loop()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 # Requests still on a thread finish first (uvicorn has let their connections
@@ -238,6 +242,7 @@ class AbtestApp:
                 # while it closes. Then seal and aggregate the buffer before the process goes.
                 await anyio.to_thread.run_sync(self._requests.shutdown)
                 await anyio.to_thread.run_sync(self.runtime.close)
+                self._loop = None
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -256,10 +261,13 @@ async def _read_body(scope: Scope, receive: Any) -> bytes | None:
     for name, value in scope.get("headers", []):
         if name == b"content-length" and value.isdigit() and int(value) > api.MAX_BODY_BYTES:
             return None
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        body = message.get("body", b"")  # all of it in one message, the usual case
+        return body if len(body) <= api.MAX_BODY_BYTES else None
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
         if message["type"] == "http.disconnect":
             break
         chunk = message.get("body", b"")
@@ -269,6 +277,7 @@ async def _read_body(scope: Scope, receive: Any) -> bytes | None:
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
+        message = await receive()
     return b"".join(chunks)
 
 

@@ -23,7 +23,7 @@ from pydantic import (
     StrictStr,
     field_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, SchemaSerializer, core_schema
 
 from abtest import guardrails
 from abtest.config_types import NAME_PATTERN, ExperimentSettings
@@ -105,6 +105,19 @@ def _flat_context(value: Any) -> Any:
     return value
 
 
+# What `InvocationRequest.plain_core` takes: the fields whose checks it repeats.
+_PLAIN_INVOCATION_KEYS = frozenset({"endpoint_name", "data", "user_id"})
+_MAX_NAME_LENGTH = 63
+# fullmatch: `$` then ends the text, as in pydantic's (Rust) regex, not before a last newline.
+_NAME = re.compile(NAME_PATTERN)
+
+
+def _plain_text(value: Any, max_length: int) -> bool:
+    """A StrictStr of 1 to max_length characters, ASCII (the model's check of a non-ASCII
+    string, lone surrogates included, is left to the model)."""
+    return type(value) is str and 0 < len(value) <= max_length and value.isascii()
+
+
 class InvocationRequest(_Request):
     model_config = _example(
         endpoint_name=EXAMPLE_ENDPOINT,
@@ -113,7 +126,9 @@ class InvocationRequest(_Request):
         context={"country": "de", "device": "mobile", "returning": True},
     )
 
-    endpoint_name: StrictStr = Field(min_length=1, max_length=63, pattern=NAME_PATTERN)
+    endpoint_name: StrictStr = Field(
+        min_length=1, max_length=_MAX_NAME_LENGTH, pattern=NAME_PATTERN
+    )
     user_id: StrictStr | None = Field(default=None, min_length=1, max_length=MAX_ID_LENGTH)
     data: StrictStr | dict[str, Any] | list[Any] = Field(
         description="The model payload: a string as sent to the model, or JSON that is serialized."
@@ -142,6 +157,30 @@ class InvocationRequest(_Request):
     _header_safe = field_validator("content_type", "inference_id")(_printable_ascii)
     _context = field_validator("context", mode="before")(_flat_context)
 
+    @classmethod
+    def plain_core(cls, value: dict[str, Any]) -> Invocation | None:
+        """`model_validate(value).to_core()` for the commonest body, checked here as the
+        model checks it: `endpoint_name`, `data` as ASCII text and maybe `user_id` as ASCII
+        text or null, nothing else. None for any other body (the model validates it, and
+        names what is wrong): every invocation would otherwise pay for a model instance."""
+        if not value.keys() <= _PLAIN_INVOCATION_KEYS:
+            return None
+        name = value.get("endpoint_name")
+        data = value.get("data")
+        user_id = value.get("user_id")
+        if (
+            type(name) is str
+            and len(name) <= _MAX_NAME_LENGTH
+            and _NAME.fullmatch(name) is not None
+            and type(data) is str
+            and data.isascii()
+            and (user_id is None or _plain_text(user_id, MAX_ID_LENGTH))
+        ):
+            # In field order (keywords cost twice as much): endpoint_name, data, content_type,
+            # user_id.
+            return Invocation(name, data, _DEFAULT_CONTENT_TYPE, user_id)
+        return None
+
     def to_core(self) -> Invocation:
         return Invocation(
             endpoint_name=self.endpoint_name,
@@ -152,6 +191,10 @@ class InvocationRequest(_Request):
             endpoint_variant=self.endpoint_variant,
             context=self.context,
         )
+
+
+# What a body without `content_type` is given (the model's default).
+_DEFAULT_CONTENT_TYPE = InvocationRequest.model_fields["content_type"].default
 
 
 class ConversionRequest(_Request):
@@ -226,17 +269,48 @@ class InvocationResponse(BaseModel):
 
     @classmethod
     def of(cls, result: InvocationResult) -> InvocationResponse:
-        return cls(
-            endpoint_name=result.endpoint_name,
-            user_id=result.user_id,
-            inference_id=result.inference_id,
-            strategy=result.strategy,
-            target_variant=result.target_variant,
-            endpoint_variant=result.endpoint_variant,
-            assignment=result.assignment,
-            propensity=result.propensity,
-            predictions=result.predictions,
-        )
+        return cls(**_invocation_fields(result))
+
+    @classmethod
+    def json_of(cls, result: InvocationResult) -> bytes:
+        """`of(result).model_dump_json()`, without building the model: the answer of every
+        invocation, so its validation (the result is typed already) is not paid for twice.
+        The same field serializers (`_fields_serializer`), so the same bytes."""
+        return _INVOCATION_SERIALIZER.to_json(_invocation_fields(result))
+
+
+def _invocation_fields(result: InvocationResult) -> dict[str, Any]:
+    """The response's fields, as validating them would leave them (a float propensity)."""
+    propensity, assignment = result.propensity, result.assignment
+    return {
+        "endpoint_name": result.endpoint_name,
+        "user_id": result.user_id,
+        "inference_id": result.inference_id,
+        "strategy": result.strategy,
+        "target_variant": result.target_variant,
+        "endpoint_variant": result.endpoint_variant,
+        # An enum, as the model holds it.
+        "assignment": assignment
+        if type(assignment) is AssignmentKind
+        else AssignmentKind(assignment),
+        "propensity": propensity if propensity is None else float(propensity),
+        "predictions": result.predictions,
+    }
+
+
+def _fields_serializer(model: type[BaseModel]) -> SchemaSerializer:
+    """A serializer of a dict of `model`'s fields, in its order, with each field's own core
+    schema and the model's config: what `model_dump_json` writes for them."""
+    schema = model.__pydantic_core_schema__
+    assert schema["type"] == "model" and schema["schema"]["type"] == "model-fields"
+    fields = schema["schema"]["fields"]
+    typed = core_schema.typed_dict_schema(
+        {name: core_schema.typed_dict_field(field["schema"]) for name, field in fields.items()}
+    )
+    return SchemaSerializer(typed, schema.get("config"))
+
+
+_INVOCATION_SERIALIZER = _fields_serializer(InvocationResponse)
 
 
 class ConversionResponse(BaseModel):

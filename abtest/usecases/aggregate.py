@@ -51,7 +51,7 @@ class Aggregate:
         now = self.clock.now()
         result = aggregation.aggregate(self.store, archive, object_key, now)
         for endpoint_name in result.counts:
-            self.endpoints.forget(endpoint_name)
+            self.endpoints.recount(endpoint_name)
             # Here, once per change, not per request: the allocation and /stats' figures.
             # Also after a repeat, in case a crash came between the counts and their figures.
             # The record they were stored from serves the next two steps (None: they read it).

@@ -243,7 +243,8 @@ class ServedEndpoint:
 
     `assignments` are the ones this process read from the store or made in it since this
     entry was read (user id -> assignment): a returning user is answered without a store
-    read. They live and die with the entry, so they are as current as it is: a variant
+    read. They live and die with the entry (aggregation's `recount` reads the record
+    again within the entry and keeps them), so they are as current as it is: a variant
     retired, a winner declared or an assignment replaced by another process is seen here
     when the entry is next read (`EndpointCache`'s interval), as the endpoint itself is.
     The store stays the only authority on who gets what: nothing is remembered that it
@@ -252,6 +253,12 @@ class ServedEndpoint:
     endpoint: Endpoint
     allocation: Allocation
     assignments: dict[str, Assignment] = field(default_factory=dict, compare=False, repr=False)
+    # The names of the variants users can have now (`serving_variants`), worked out once.
+    serving: frozenset[str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        serving = frozenset(v.variant_name for v in self.endpoint.serving_variants)
+        object.__setattr__(self, "serving", serving)
 
     def remembered(self, user_id: str, now: float) -> Assignment | None:
         """The user's assignment as last read or made here, if it has not expired."""
@@ -264,7 +271,10 @@ class ServedEndpoint:
         self.assignments[assignment.user_id] = assignment
 
     @classmethod
-    def of(cls, endpoint: Endpoint) -> ServedEndpoint:
+    def of(
+        cls, endpoint: Endpoint, assignments: dict[str, Assignment] | None = None
+    ) -> ServedEndpoint:
+        """The entry of a record just read, remembering `assignments` (none by default)."""
         stored = endpoint.fresh_figures
         if endpoint.lifecycle.state is State.PAUSED:
             allocation = paused_allocation(endpoint)
@@ -273,15 +283,16 @@ class ServedEndpoint:
         else:  # a record no aggregation has worked out yet (or changed since): once per read
             strategy, _, probabilities = _allocate(endpoint, guardrails.demoted(endpoint))
             allocation = Allocation(strategy.name, probabilities)
-        return cls(endpoint, allocation)
+        return cls(endpoint, allocation, {} if assignments is None else assignments)
 
 
 class EndpointCache:
     """Metrics records read at most once per `ttl_seconds`, shared by one process's use cases.
 
     Metrics change only when aggregation runs (every buffer interval), so a short cache
-    saves a store read on every request. Registration and aggregation `forget` what they
-    change, so the process that changed a record sees the change at once.
+    saves a store read on every request. Registration and lifecycle changes `forget` what
+    they change, and aggregation `recount`s what it counted, so the process that changed a
+    record sees the change at once.
     """
 
     def __init__(self, store: Store, ttl_seconds: float) -> None:
@@ -289,19 +300,40 @@ class EndpointCache:
         self.ttl_seconds = ttl_seconds
         # name -> (the endpoint if served, None if unknown or deleted; when it was read)
         self._entries: dict[str, tuple[ServedEndpoint | None, float]] = {}
+        # Entries whose counters aggregation changed since they were read (`recount`).
+        self._recounted: set[str] = set()
 
     def served(self, name: str, now: float) -> ServedEndpoint:
         """The endpoint if it is registered and active; NotFoundError (404) otherwise."""
         entry = self._entries.get(name)
         if entry is None or now - entry[1] >= self.ttl_seconds:
-            endpoint = self.store.get_endpoint(name)
-            served = None
-            if endpoint is not None and endpoint.status != DELETED:
-                served = ServedEndpoint.of(endpoint)
-            entry = self._entries[name] = (served, now)
+            self._recounted.discard(name)
+            entry = self._entries[name] = (self._read(name), now)
+        elif name in self._recounted:
+            # Discarded before the read: a recount during it is seen at the next request.
+            self._recounted.discard(name)
+            remembered = entry[0].assignments if entry[0] is not None else None
+            entry = self._entries[name] = (self._read(name, remembered), entry[1])
         if entry[0] is None:
             raise unknown_endpoint(name)
         return entry[0]
 
+    def _read(
+        self, name: str, assignments: dict[str, Assignment] | None = None
+    ) -> ServedEndpoint | None:
+        endpoint = self.store.get_endpoint(name)
+        if endpoint is None or endpoint.status == DELETED:
+            return None
+        return ServedEndpoint.of(endpoint, assignments)
+
     def forget(self, name: str) -> None:
+        self._recounted.discard(name)
         self._entries.pop(name, None)
+
+    def recount(self, name: str) -> None:
+        """Aggregation changed the record's counters and figures, nothing else: the next
+        request reads it again but keeps the assignments this entry remembers (counters do
+        not change who has what, and a `forget` after a forget-worthy change still drops
+        them). They go, as always, when the entry's own interval is up, since it is kept
+        from the entry's first read: no assignment is remembered longer than before."""
+        self._recounted.add(name)

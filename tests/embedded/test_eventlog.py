@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -99,6 +100,41 @@ def test_seals_when_the_buffer_reaches_the_size_limit(tmp_path: Path) -> None:
     # AND closing seals the rest
     assert len(recorder.keys) == 3
     assert [e["user_id"] for e in sealed_lines(log, recorder.keys[2])] == ["u6"]
+
+
+def test_a_put_that_fills_the_buffer_never_waits_for_the_disk_and_files_reach_it_before_counting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full buffer is sealed by the put that filled it, on the request's thread (the event
+    loop): an fsync there stalled every request in flight. Each sealed file is synced by
+    the drain instead, before aggregation (on_seal) reads it."""
+    synced: list[tuple[str, int]] = []  # (file name, thread)
+    real_fsync = os.fsync
+    monkeypatch.setattr(
+        os,
+        "fsync",
+        lambda fd: (
+            synced.append((Path(os.readlink(f"/proc/self/fd/{fd}")).name, threading.get_ident())),
+            real_fsync(fd),
+        ),
+    )
+    counted: list[tuple[str, bool]] = []  # (key, synced before on_seal)
+    recorder = Recorder()
+
+    def on_seal(key: str) -> None:
+        counted.append((key, any(name == key for name, _ in synced)))
+        recorder(key)
+
+    event = invocation("A", 0)
+    log = LocalEventLog(
+        tmp_path, buffer_interval_seconds=3600, buffer_size_bytes=line_size(event), on_seal=on_seal
+    )
+    log.start()
+    log.put([event])  # fills the buffer: sealed here, on this thread
+    assert recorder.sealed.wait(5)
+    assert synced and all(thread != threading.get_ident() for _, thread in synced)
+    log.close()
+    assert counted == [(log.sealed_keys()[0], True)]
 
 
 def test_seals_after_the_buffer_interval(tmp_path: Path) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
+import re
 from collections import Counter
 
 import pytest
@@ -63,6 +65,40 @@ def test_a_failing_callable_is_a_model_error_naming_the_variant(variants, reason
     assert "'Broken'" in raised.value.message
     assert reason in raised.value.message
     assert raised.value.status == 502
+
+
+def _circular() -> list:
+    answer: list = []
+    answer.append(answer)
+    return answer
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        [1, 2.5, "é", None, True], {"scores": [0.1]}, "text", 10**30, math.nan, math.inf,
+        {1: "int key", None: "null key", 1.5: "float key"}, [[[[]]]], (1, 2),
+        {1, 2}, b"bytes", {(1,): "tuple key"}, object(), [1, object()], _circular(),
+    ],
+    ids=lambda answer: re.sub(r" at 0x[0-9a-f]+", "", repr(answer)),  # the same in every worker
+)  # fmt: skip
+def test_an_answer_is_taken_exactly_when_json_dumps_takes_it_and_refused_in_its_words(
+    answer: object,
+) -> None:
+    """The check of a model's answer is json.dumps's (made faster, the same verdict): what it
+    encodes is served, what it refuses is the variant's failure with json.dumps's error."""
+    try:
+        json.dumps(answer)
+        expected = None
+    except Exception as error:
+        expected = f"{type(error).__name__}: {error}"
+    models = LocalModels({"A": lambda data, content_type: answer}, inline={"A"})
+    if expected is None:
+        assert models.invoke("e", "A", "{}", "application/json", "i").predictions is answer
+        return
+    with pytest.raises(ModelError) as raised:
+        models.invoke("e", "A", "{}", "application/json", "i")
+    assert raised.value.message == f"model variant 'A' failed: {expected}"
 
 
 def test_a_failing_url_is_a_model_error_naming_the_variant(model_url: str) -> None:

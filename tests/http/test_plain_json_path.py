@@ -30,6 +30,13 @@ BODIES = [
     '{"a": 1} trailing',
     "",
     json.dumps({"endpoint_name": "é", "context": {"k": True, "n": None}}),
+    # Whitespace around the value or more after it: past the scanner-only way, to decode().
+    '{"a": 1}\n',
+    ' {"a": 1}',
+    '{"a": 1}{"b": 2}',
+    '{"a": 1} ,',
+    "{",
+    "}",
 ]
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import random
+from datetime import UTC, datetime
 
 import pytest
 
@@ -20,6 +23,7 @@ from abtest.events import (
     encode,
     event_builder,
     invocation_event,
+    iso_timestamp,
 )
 from abtest.records import LATENCY_COUNTERS, Endpoint, VariantCounters
 
@@ -61,6 +65,48 @@ def test_builders_write_type_first_then_the_declared_fields_in_order():
 def test_a_builder_called_with_the_wrong_keywords_names_them(arguments, named):
     with pytest.raises(TypeError, match=rf"invocation_event\(\): .*{named}".replace("[", r"\[")):
         invocation_event(**arguments)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {**COMMON, "propensity": None, "latency_ms": 1.0},  # an optional one, no assignment
+        {**COMMON, "propensity": None, "assignment": "new", "outcome": None, "reward": 1.0},
+        {**COMMON, "propensity": None, "assignment": "new", "latency_ms": 2.0, "queue_ms": 1},
+    ],
+)
+def test_a_wrong_keyword_is_named_whatever_optional_fields_come_with_it(arguments):
+    with pytest.raises(TypeError, match=r"invocation_event\(\): missing \[.*\], unexpected"):
+        invocation_event(**arguments)
+
+
+def test_an_optional_field_given_as_none_is_left_out_as_when_not_given():
+    given = invocation_event(
+        **COMMON, propensity=None, assignment="new", latency_ms=None, outcome=None
+    )
+    assert given == invocation_event(**COMMON, propensity=None, assignment="new")
+    assert "latency_ms" not in given and "outcome" not in given
+
+
+def test_the_timestamp_is_fromtimestamps_text_to_the_millisecond():
+    """`iso_timestamp` keeps each second's text and works out the milliseconds itself: the
+    same text as datetime's for any time, at the edges of a millisecond and of a second
+    (a fraction that rounds up to a whole second), in the half-way cases and out of range."""
+    rng = random.Random(7)
+    times: list[float] = [0.0, 5e-324, 1e-7, 0.9999995, 1.0, 253_402_300_798.9999994]
+    for _ in range(20_000):
+        whole = rng.randrange(0, 4_000_000_000)
+        times += [whole + rng.random(), whole + 0.9999995, whole + 0.99999949999, whole + 5e-7]
+        times += [whole + 0.0005, whole + 0.9995, float(whole), math.nextafter(whole + 1.0, 0)]
+        times.append(rng.uniform(0, 2.5e11))
+    for now in times:
+        expected = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")
+        assert iso_timestamp(now) == expected, repr(now)
+    assert iso_timestamp(1_795_000_000) == "2026-11-18T11:06:40.000+00:00"  # an int
+    assert iso_timestamp(-0.5) == "1969-12-31T23:59:59.500+00:00"
+    for out_of_range in (1e20, float("nan"), float("inf")):
+        with pytest.raises((ValueError, OverflowError, OSError)):
+            iso_timestamp(out_of_range)
 
 
 def test_each_declared_choice_is_on_the_fast_path_and_nothing_else_is():

@@ -115,3 +115,59 @@ def test_what_an_entry_remembers_is_bounded(usecases, ports, monkeypatch, clock)
         invoke(usecases.invoke, f"many-{n}")
         remembered = ports.endpoints.served(ENDPOINT, clock.now()).assignments
         assert 1 <= len(remembered) <= 5
+
+
+def test_counts_aggregated_are_read_at_once_and_the_remembered_users_stay_remembered(
+    usecases, ports, store, clock
+) -> None:
+    """Aggregation `recount`s: the next request reads the record again (its new counters and
+    allocation) but answers returning users from memory, as counters change no assignment."""
+    users = [f"kept-{n}" for n in range(10)]
+    for user in users:
+        invoke(usecases.invoke, user)
+    before = ports.endpoints.served(ENDPOINT, clock.now())
+
+    ports.endpoints.recount(ENDPOINT)  # as Aggregate does after it counted an object
+    store.calls.clear()
+    for user in users:
+        assert invoke(usecases.invoke, user).assignment == "existing"
+
+    assert store.calls == {"get_endpoint": 1}  # the record once, no assignment read
+    after = ports.endpoints.served(ENDPOINT, clock.now())
+    assert after is not before and after.assignments is before.assignments
+
+
+def test_remembered_users_still_go_when_the_entry_first_read_expires(
+    usecases, ports, store, clock
+) -> None:
+    """A recount keeps the entry's first read time: what it remembers is never older than
+    the entry interval, as without aggregation."""
+    invoke(usecases.invoke, "u")
+    clock.advance(4)
+    ports.endpoints.recount(ENDPOINT)
+    invoke(usecases.invoke, "u")  # the record read again, "u" remembered
+    clock.advance(1)  # 5 s after the entry's first read
+    store.calls.clear()
+
+    invoke(usecases.invoke, "u")
+
+    assert store.calls == {"get_endpoint": 1, "get_assignment": 1}
+
+
+def test_aggregating_recounts_the_endpoint_and_keeps_its_remembered_users(
+    usecases, ports, store, log, clock
+) -> None:
+    users = [f"a-{n}" for n in range(10)]
+    for user in users:
+        invoke(usecases.invoke, user)
+    counted_before = ports.endpoints.served(ENDPOINT, clock.now()).endpoint
+
+    usecases.aggregate(log, log.deliver())
+    store.calls.clear()
+    for user in users:
+        invoke(usecases.invoke, user)
+
+    assert store.calls["get_assignment"] == 0
+    counted = ports.endpoints.served(ENDPOINT, clock.now()).endpoint
+    assert sum(v.counts.invocation_count for v in counted.variants) == len(users)
+    assert sum(v.counts.invocation_count for v in counted_before.variants) == 0
