@@ -44,8 +44,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         runtime = Runtime(args.config, args.data_dir)
-        # uvicorn shuts down gracefully on SIGTERM, then re-raises it: end like Ctrl-C, exit 0.
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        # uvicorn shuts down gracefully on SIGTERM, then re-raises it: end like Ctrl-C, exit 0
+        # (and the supervisor of --workers stops its workers the same way).
+        _stop_on_signals()
         # KeyboardInterrupt: re-raised by uvicorn after its graceful shutdown.
         with contextlib.suppress(KeyboardInterrupt):
             serve(
@@ -61,6 +62,18 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     print("abtest: stopped; buffered events sealed and aggregated", flush=True)
     return 0
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both end a long-running command cleanly, by KeyboardInterrupt.
+
+    Set explicitly because Python raises KeyboardInterrupt only where SIGINT was not left
+    ignored by the parent, and a shell without job control (a script's `cmd &`, CI) starts
+    background jobs with it ignored: such a `abtest dashboard` went on after Ctrl-C.
+    uvicorn sets the same two handlers while it serves.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def _positive(text: str) -> int:
@@ -205,6 +218,7 @@ def _dashboard(args: argparse.Namespace) -> int:
     auth, headers = _client_auth(args)
     endpoints = args.endpoint or _served_endpoints(args.url, auth, headers)
     proxy = DashboardProxy(args.url, endpoints, auth=auth, headers=headers, port=args.port)
+    _stop_on_signals()
     print(f"abtest: dashboard of {args.url} at {proxy.url}/dashboard (Ctrl-C stops)", flush=True)
     try:
         proxy.serve_forever()

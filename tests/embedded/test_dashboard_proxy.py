@@ -124,12 +124,16 @@ def test_the_command_needs_an_endpoint_where_the_api_names_none(capsys) -> None:
 
 
 @pytest.mark.slow  # a process
-def test_the_command_serves_the_page_with_the_token_it_was_given(api) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_the_command_serves_the_page_with_the_token_it_was_given(api, stop) -> None:
     command = [
         str(Path(sys.executable).parent / "abtest"),
         *("dashboard", "--url", api.url, "--port", "0", "--auth", "token", "--token", TOKEN),
     ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    # Started as a script's background job is, with SIGINT ignored (`trap "" INT` is what a
+    # shell without job control does for `cmd &`): Ctrl-C must stop it all the same.
+    shell = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *command]
+    process = subprocess.Popen(shell, stdout=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()
         local = re.search(r"at (http://127\.0\.0\.1:\d+)/dashboard", line).group(1)
@@ -140,5 +144,9 @@ def test_the_command_serves_the_page_with_the_token_it_was_given(api) -> None:
         stats = httpx.post(f"{local}/stats", json={"endpoint_name": ENDPOINT}, timeout=30)
         assert stats.status_code == 200 and stats.json()["endpoint_name"] == ENDPOINT
     finally:
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0
+        process.send_signal(stop)
+        try:
+            code = process.wait(timeout=30)
+        finally:
+            process.kill()  # never left running behind a failed test
+    assert code == 0
