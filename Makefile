@@ -84,6 +84,7 @@ bench: $(STAMP)
 		{ echo "bench/server.py needs wrk: sudo apt-get install -y wrk"; exit 1; }
 	$(PY) bench/regret.py
 	$(PY) bench/decisions.py
+	$(PY) bench/call_estimates.py
 	$(PY) bench/demo_decisions.py
 	$(PY) bench/api.py
 	$(PY) bench/aggregate.py
