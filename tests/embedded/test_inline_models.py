@@ -124,3 +124,45 @@ def test_on_the_loop_a_store_write_never_waits_for_the_lock(tmp_path) -> None:
     finally:
         holder.close()
         store.close()
+
+
+def test_a_new_user_whose_write_finds_another_thread_writing_waits_on_the_loop(
+    start_server, http
+) -> None:
+    # GIVEN an inline server, and one of its own threads (as aggregation does) in a store
+    # write transaction
+    server = start_server(variants=WHERE, inline=True)
+    invoke(http, server.url, "warm")
+    store = server.runtime.store
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store._transaction():
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(30)
+
+    # WHEN a new user is invoked while the transaction is open
+    answers: list[dict] = []
+    request = threading.Thread(target=lambda: answers.append(invoke(http, server.url, "u1")))
+    request.start()
+    deadline = time.monotonic() + 30
+    while not store._gate._waiting and time.monotonic() < deadline:
+        time.sleep(0.01)
+    waited = bool(store._gate._waiting)
+    health = http.get(f"{server.url}/health")  # the loop is not held meanwhile
+    release.set()
+    holder.join(30)
+    request.join(30)
+
+    # THEN it waited for the gate without a thread, and was answered on the loop once the
+    # transaction ended, new and logged once
+    assert waited and health.status_code == 200
+    assert answers[0]["predictions"]["thread"] == "abtest-server"
+    assert answers[0]["assignment"] == "new"
+    server.stop()
+    events = [e for e in logged_events(server.runtime.data_dir) if e["user_id"] == "u1"]
+    assert [e["assignment"] for e in events] == ["new"]
