@@ -13,6 +13,7 @@ or moves to a thread if another process holds the lock (`abtest.adapters.nonbloc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import hashlib
@@ -189,7 +190,7 @@ class AbtestApp:
                 if blocked.when_free is None:  # another process holds SQLite's lock
                     return None
                 free = loop.create_future()
-                blocked.when_free(functools.partial(loop.call_soon_threadsafe, _settle, free))
+                blocked.when_free(functools.partial(_wake, loop, free))
                 try:
                     async with asyncio.timeout(GATE_WAIT_SECONDS):
                         await free
@@ -273,8 +274,14 @@ class AbtestApp:
                 return
 
 
+def _wake(loop: asyncio.AbstractEventLoop, future: asyncio.Future) -> None:
+    """From the thread giving the store's gate back: the waiting request may go on."""
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+        loop.call_soon_threadsafe(_settle, future)
+
+
 def _settle(future: asyncio.Future) -> None:
-    if not future.done():  # not cancelled meanwhile (a lost connection)
+    if not future.done():  # not cancelled meanwhile (a lost connection, the wait's bound)
         future.set_result(None)
 
 

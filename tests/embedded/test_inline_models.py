@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import sqlite3
 import threading
 import time
@@ -11,6 +13,7 @@ import pytest
 from abtest.adapters import nonblocking
 from abtest.adapters.local_models import LocalModels
 from abtest.adapters.sqlite import SqliteStore
+from abtest.embedded import server
 from abtest.embedded.config import load_config
 from abtest.errors import ConfigError, ModelError
 from abtest.records import Assignment
@@ -166,3 +169,16 @@ def test_a_new_user_whose_write_finds_another_thread_writing_waits_on_the_loop(
     server.stop()
     events = [e for e in logged_events(server.runtime.data_dir) if e["user_id"] == "u1"]
     assert [e["assignment"] for e in events] == ["new"]
+
+
+def test_a_gate_given_back_after_the_servers_loop_closed_does_not_fail_the_writer() -> None:
+    # A request that stopped waiting (its connection lost, the server stopping) leaves its
+    # wake-up registered; the thread giving the gate back later must not fail on it.
+    loop = asyncio.new_event_loop()
+    waiting = loop.create_future()
+    loop.close()
+    gate = nonblocking.WriteGate()
+    assert gate.try_take()
+    gate.when_free(functools.partial(server._wake, loop, waiting))
+    gate.give_back()
+    assert gate.try_take()
