@@ -156,7 +156,11 @@ class AbtestApp:
         content_type = _header(scope, b"content-type")
         answer = None
         if self._models.all_inline and path.rstrip("/") == INVOCATION_PATH:
-            answer = await self._answer_on_the_loop(method, path, content_type, text)
+            try:
+                with nonblocking.on_the_loop():
+                    answer = self.api.answer(method, path, content_type, text, self._actor)
+            except nonblocking.WouldBlock as blocked:  # a new user's assignment
+                answer = await self._answer_when_free(blocked, method, path, content_type, text)
         if answer is None:
             loop = self._loop or asyncio.get_running_loop()
             answer = await loop.run_in_executor(
@@ -172,30 +176,36 @@ class AbtestApp:
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": answer.body})
 
-    async def _answer_on_the_loop(
-        self, method: str, path: str, content_type: str | None, text: str
+    async def _answer_when_free(
+        self,
+        blocked: nonblocking.WouldBlock,
+        method: str,
+        path: str,
+        content_type: str | None,
+        text: str,
     ) -> api.Answer | None:
-        """The answer worked out on the loop, or None if only a thread can wait for it.
+        """The answer worked out on the loop once what blocked it is free, or None if only
+        a thread can wait for it.
 
         A new user's write that finds the store's gate taken by one of this process's
         threads (aggregation, a conversion) waits for its release here, other requests
         going on, and is answered again on the loop: handed to a thread instead, at 64
         connections of new users half of them went to threads and queued there."""
         loop = self._loop or asyncio.get_running_loop()
-        while True:
+        while blocked.when_free is not None:  # None: another process holds SQLite's lock
+            free = loop.create_future()
+            blocked.when_free(functools.partial(_wake, loop, free))
+            try:
+                async with asyncio.timeout(GATE_WAIT_SECONDS):
+                    await free
+            except TimeoutError:
+                return None  # held that long: a thread waits, up to the busy timeout
             try:
                 with nonblocking.on_the_loop():
                     return self.api.answer(method, path, content_type, text, self._actor)
-            except nonblocking.WouldBlock as blocked:  # a new user's assignment
-                if blocked.when_free is None:  # another process holds SQLite's lock
-                    return None
-                free = loop.create_future()
-                blocked.when_free(functools.partial(_wake, loop, free))
-                try:
-                    async with asyncio.timeout(GATE_WAIT_SECONDS):
-                        await free
-                except TimeoutError:
-                    return None  # held that long: a thread waits, up to the busy timeout
+            except nonblocking.WouldBlock as again:
+                blocked = again
+        return None
 
     def _page(self, path: str) -> tuple[str, bytes] | None:
         """The docs or the dashboard (open, like the documents: the data they show comes
