@@ -131,6 +131,11 @@ class EventSink(Protocol):
         """Deliver events, one JSON object each; never silently dropped (retried, dead-lettered)."""
         ...
 
+    def put_lines(self, lines: list[bytes]) -> None:
+        """Deliver events already written as lines (`abtest.events.encode`, or a line writer
+        of its, one JSON object and its newline each), as `put` delivers them."""
+        ...
+
 
 class RejectedLines(Protocol):
     def write(self, line: RejectedLine) -> None:

@@ -144,7 +144,10 @@ class LocalEventLog:
     # -- EventSink ------------------------------------------------------------------
 
     def put(self, events: list[Mapping[str, Any]]) -> None:
-        data = encode(events[0]) if len(events) == 1 else b"".join(map(encode, events))
+        self.put_lines([encode(event) for event in events])
+
+    def put_lines(self, lines: list[bytes]) -> None:
+        data = lines[0] if len(lines) == 1 else b"".join(lines)
         if not data:
             return
         with self._mutex:

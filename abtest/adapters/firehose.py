@@ -116,7 +116,10 @@ class FirehoseSink:
         self._sleep = sleep
 
     def put(self, events: list[Mapping[str, Any]]) -> None:
-        records = [encode(event) for event in events]  # JSON lines in S3
+        self.put_lines([encode(event) for event in events])
+
+    def put_lines(self, lines: list[bytes]) -> None:
+        records = lines  # JSON lines in S3
         # One oversized record would make Firehose reject the whole call: keep it out.
         too_large = {
             i: RECORD_TOO_LARGE for i, r in enumerate(records) if len(r) > MAX_RECORD_BYTES

@@ -2,7 +2,8 @@
 
 Standard library only. WAL mode lets readers run beside the one writer; every
 write is a `BEGIN IMMEDIATE` transaction, so threads and processes sharing the
-file queue on the write lock (up to `busy_timeout`) instead of racing.
+file queue on the write lock (up to `busy_timeout`) instead of racing: one process's own
+threads on the store's gate, woken in turn, other processes by SQLite's busy wait.
 Each thread gets its own connection: sqlite3 connections must not be shared.
 """
 
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from abtest.adapters.nonblocking import WouldBlock, is_on_the_loop
+from abtest.adapters import nonblocking
 from abtest.adapters.sqlite_history import HISTORY_SCHEMA, SqliteHistory
 from abtest.config_types import ExperimentSettings
 from abtest.errors import StoreUnavailableError
@@ -155,6 +156,8 @@ class SqliteStore(SqliteHistory):
         # Weak, so a finished thread's connection closes with its thread-local data.
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._lock = threading.Lock()
+        # This process's writers, one at a time (see `_transaction`); made anew in a fork.
+        self._gate, self._gate_pid = nonblocking.WriteGate(), os.getpid()
         with _translated():
             self._connection().executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
         self._migrate()
@@ -186,27 +189,42 @@ class SqliteStore(SqliteHistory):
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that takes the write lock up front, so it cannot deadlock later.
 
-        On the event loop it never queues for the lock: taken, it is WouldBlock before
-        anything is written (the caller retries on a thread, where it waits)."""
+        This process's writers queue on the store's gate first (`WriteGate`: woken at its
+        release, where SQLite's own wait polls), so SQLite's busy timeout is only ever spent
+        on another process's lock. On the event loop it never queues: a gate or lock taken is
+        WouldBlock before anything is written (the caller waits for the gate, or retries on
+        a thread)."""
         with _translated():
             db = self._connection()
-            on_the_loop = is_on_the_loop()
-            if db.waits_for_lock == on_the_loop:
-                wait_ms = 0 if on_the_loop else int(self.busy_timeout * 1000)
-                db.execute(f"PRAGMA busy_timeout = {wait_ms}")
-                db.waits_for_lock = not on_the_loop
+            if self._gate_pid != db.pid:  # a forked child: the parent's holder is not here
+                self._gate, self._gate_pid = nonblocking.WriteGate(), db.pid
+            gate = self._gate
+            on_the_loop = nonblocking.is_on_the_loop()
+            if on_the_loop:
+                if not gate.try_take():
+                    raise nonblocking.WouldBlock("the store's write gate is taken", gate.when_free)
+            elif not gate.take(self.busy_timeout):
+                held = f"the write lock was held over {self.busy_timeout:g} s"
+                raise StoreUnavailableError(f"SQLite store unavailable: {held}")
             try:
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as error:
-                if on_the_loop and getattr(error, "sqlite_errorcode", 0) & 0xFF in _TAKEN:
-                    raise WouldBlock("the SQLite write lock is taken") from None
-                raise
-            try:
-                yield db
-                db.execute("COMMIT")
+                if db.waits_for_lock == on_the_loop:
+                    wait_ms = 0 if on_the_loop else int(self.busy_timeout * 1000)
+                    db.execute(f"PRAGMA busy_timeout = {wait_ms}")
+                    db.waits_for_lock = not on_the_loop
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as error:
+                    if on_the_loop and getattr(error, "sqlite_errorcode", 0) & 0xFF in _TAKEN:
+                        raise nonblocking.WouldBlock("the SQLite write lock is taken") from None
+                    raise
+                try:
+                    yield db
+                    db.execute("COMMIT")
+                finally:
+                    if db.in_transaction:  # the body or the COMMIT failed
+                        db.execute("ROLLBACK")
             finally:
-                if db.in_transaction:  # the body or the COMMIT failed
-                    db.execute("ROLLBACK")
+                gate.give_back()
 
     def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         with _translated():

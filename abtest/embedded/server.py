@@ -5,13 +5,16 @@ the Lambda adapter calls too, so parsing, validation, errors and the OpenAPI doc
 are the Lambda's own, without an API Gateway event or a framework in between. The
 service is blocking (SQLite, model calls), so requests run on worker threads: the event
 loop stays free for other connections and /health whatever a model or the database does.
-One exception: when every model is declared `inline`, an invocation is first answered on
-the loop, and moves to a thread only if it would wait (`abtest.adapters.nonblocking`).
+One exception: when every model is declared `inline`, an invocation is answered on the
+loop; a write that would wait there waits for the store's gate without holding the loop,
+or moves to a thread if another process holds the lock (`abtest.adapters.nonblocking`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import gc
 import hashlib
 import hmac
@@ -58,6 +61,9 @@ _LATE: Final = object()
 # assignment) comes before anything it changes, so moving it to a thread there is safe.
 # /conversion logs its event before its write, so it always runs on a thread.
 INVOCATION_PATH = route_named("invocation").path
+# How long an invocation on the loop waits for the store's gate (held by another thread)
+# before a request thread takes over its wait: a transaction holds it for milliseconds.
+GATE_WAIT_SECONDS = 1.0
 # How long a thread holds the GIL while another waits for it (Python's default: 5 ms).
 # Aggregation runs on a thread of the serving process every buffer_interval_seconds (about
 # 5 us per event); at 5 ms the event loop's requests waited out each of its slices.
@@ -153,8 +159,8 @@ class AbtestApp:
             try:
                 with nonblocking.on_the_loop():
                     answer = self.api.answer(method, path, content_type, text, self._actor)
-            except nonblocking.WouldBlock:  # a new user's assignment, the write lock taken
-                pass
+            except nonblocking.WouldBlock as blocked:  # a new user's assignment
+                answer = await self._answer_when_free(blocked, method, path, content_type, text)
         if answer is None:
             loop = self._loop or asyncio.get_running_loop()
             answer = await loop.run_in_executor(
@@ -169,6 +175,37 @@ class AbtestApp:
         headers = [_JSON_CONTENT_TYPE, length]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
         await send({"type": "http.response.body", "body": answer.body})
+
+    async def _answer_when_free(
+        self,
+        blocked: nonblocking.WouldBlock,
+        method: str,
+        path: str,
+        content_type: str | None,
+        text: str,
+    ) -> api.Answer | None:
+        """The answer worked out on the loop once what blocked it is free, or None if only
+        a thread can wait for it.
+
+        A new user's write that finds the store's gate taken by one of this process's
+        threads (aggregation, a conversion) waits for its release here, other requests
+        going on, and is answered again on the loop: handed to a thread instead, at 64
+        connections of new users half of them went to threads and queued there."""
+        loop = self._loop or asyncio.get_running_loop()
+        while blocked.when_free is not None:  # None: another process holds SQLite's lock
+            free = loop.create_future()
+            blocked.when_free(functools.partial(_wake, loop, free))
+            try:
+                async with asyncio.timeout(GATE_WAIT_SECONDS):
+                    await free
+            except TimeoutError:
+                return None  # held that long: a thread waits, up to the busy timeout
+            try:
+                with nonblocking.on_the_loop():
+                    return self.api.answer(method, path, content_type, text, self._actor)
+            except nonblocking.WouldBlock as again:
+                blocked = again
+        return None
 
     def _page(self, path: str) -> tuple[str, bytes] | None:
         """The docs or the dashboard (open, like the documents: the data they show comes
@@ -245,6 +282,17 @@ class AbtestApp:
                 self._loop = None
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _wake(loop: asyncio.AbstractEventLoop, future: asyncio.Future) -> None:
+    """From the thread giving the store's gate back: the waiting request may go on."""
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+        loop.call_soon_threadsafe(_settle, future)
+
+
+def _settle(future: asyncio.Future) -> None:
+    if not future.done():  # not cancelled meanwhile (a lost connection, the wait's bound)
+        future.set_result(None)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import sqlite3
 import threading
 import time
@@ -11,6 +13,7 @@ import pytest
 from abtest.adapters import nonblocking
 from abtest.adapters.local_models import LocalModels
 from abtest.adapters.sqlite import SqliteStore
+from abtest.embedded import server
 from abtest.embedded.config import load_config
 from abtest.errors import ConfigError, ModelError
 from abtest.records import Assignment
@@ -124,3 +127,58 @@ def test_on_the_loop_a_store_write_never_waits_for_the_lock(tmp_path) -> None:
     finally:
         holder.close()
         store.close()
+
+
+def test_a_new_user_whose_write_finds_another_thread_writing_waits_on_the_loop(
+    start_server, http
+) -> None:
+    # GIVEN an inline server, and one of its own threads (as aggregation does) in a store
+    # write transaction
+    server = start_server(variants=WHERE, inline=True)
+    invoke(http, server.url, "warm")
+    store = server.runtime.store
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store._transaction():
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(30)
+
+    # WHEN a new user is invoked while the transaction is open
+    answers: list[dict] = []
+    request = threading.Thread(target=lambda: answers.append(invoke(http, server.url, "u1")))
+    request.start()
+    deadline = time.monotonic() + 30
+    while not store._gate._waiting and time.monotonic() < deadline:
+        time.sleep(0.01)
+    waited = bool(store._gate._waiting)
+    health = http.get(f"{server.url}/health")  # the loop is not held meanwhile
+    release.set()
+    holder.join(30)
+    request.join(30)
+
+    # THEN it waited for the gate without a thread, and was answered on the loop once the
+    # transaction ended, new and logged once
+    assert waited and health.status_code == 200
+    assert answers[0]["predictions"]["thread"] == "abtest-server"
+    assert answers[0]["assignment"] == "new"
+    server.stop()
+    events = [e for e in logged_events(server.runtime.data_dir) if e["user_id"] == "u1"]
+    assert [e["assignment"] for e in events] == ["new"]
+
+
+def test_a_gate_given_back_after_the_servers_loop_closed_does_not_fail_the_writer() -> None:
+    # A request that stopped waiting (its connection lost, the server stopping) leaves its
+    # wake-up registered; the thread giving the gate back later must not fail on it.
+    loop = asyncio.new_event_loop()
+    waiting = loop.create_future()
+    loop.close()
+    gate = nonblocking.WriteGate()
+    assert gate.try_take()
+    gate.when_free(functools.partial(server._wake, loop, waiting))
+    gate.give_back()
+    assert gate.try_take()

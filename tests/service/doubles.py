@@ -29,6 +29,10 @@ class EventLog:
     def put(self, events: list[dict[str, Any]]) -> None:
         self.events.extend(json.loads(json.dumps(event)) for event in events)
 
+    def put_lines(self, lines: list[bytes]) -> None:
+        assert all(line.endswith(b"\n") and line.count(b"\n") == 1 for line in lines)
+        self.events.extend(json.loads(line) for line in lines)
+
     def deliver(self, key: str | None = None) -> str:
         """Seal what arrived since the last delivery into one object, like Firehose does."""
         key = key or f"events/{len(self.objects):05d}.jsonl"

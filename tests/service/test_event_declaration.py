@@ -23,9 +23,12 @@ from abtest.events import (
     encode,
     event_builder,
     invocation_event,
+    invocation_line,
     iso_timestamp,
+    line_writer,
+    with_field,
 )
-from abtest.records import LATENCY_COUNTERS, Endpoint, VariantCounters
+from abtest.records import LATENCY_COUNTERS, AssignmentKind, Endpoint, VariantCounters
 
 ENDPOINTS = {"reviews-dev": Endpoint("reviews-dev", "UCB1", 0.1, 0, (VariantCounters("A"),))}
 COMMON = {
@@ -222,3 +225,73 @@ def test_a_bad_latency_or_outcome_is_rejected_with_its_reason(field, value):
     tally.slow(encode(line), 1)
 
     assert tally.rejected == 1 and field in rejected[0].reason
+
+
+# Values of every form a field could be given: the plain ones and everything else.
+TEXTS = ["u", "", 'q"uo\\te', "tab\tnew\nline\x00", "naïve ☃", "\ud800 lone", "r" * 300]
+NUMBERS = [0.0, -0.0, 0.5, 1e-300, 1.7976931348623157e308, 3.0, float("nan"), float("inf")]
+OTHERS = [None, True, False, 0, 7, 2**70, "0.5", [1], {"a": 1}]
+
+
+def random_value(field: Field, rng: random.Random):
+    if rng.random() < 0.15:
+        return rng.choice(OTHERS + TEXTS + NUMBERS)
+    match field.kind:
+        case Kind.TIMESTAMP:
+            return rng.choice([rng.uniform(0, 4e9), 1_795_000_000.9995, 0.0, 5, -1.5])
+        case Kind.NAME | Kind.TEXT:
+            return rng.choice(TEXTS)
+        case Kind.CHOICE:
+            return rng.choice([*field.choices, *AssignmentKind, "guessed"])
+        case Kind.NUMBER | Kind.NULLABLE_NUMBER:
+            return rng.choice([*NUMBERS, rng.uniform(-1e6, 1e6), None])
+        case Kind.FLAG:
+            return rng.choice([True, False, None, 1])
+
+
+def outcome(call, values):
+    try:
+        return call(**values)
+    except Exception as error:  # what is refused is refused alike
+        return type(error), str(error)
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES, ids=lambda t: t.name)
+def test_a_line_writer_writes_its_events_encoding_byte_for_byte(event_type):
+    """The line written straight from the fields is `encode` of the builder's dict, for
+    values of every form; what `encode` refuses (a list in a text field...) is refused alike."""
+    rng = random.Random(14)
+    build, write = event_builder(event_type), line_writer(event_type)
+    for _ in range(20_000):
+        values = {field.argument: random_value(field, rng) for field in event_type.fields}
+        for field in event_type.fields:
+            if field.optional and rng.random() < 0.3:
+                del values[field.argument]
+        assert outcome(write, values) == outcome(lambda **v: encode(build(**v)), values)
+
+
+def test_the_invocation_line_is_the_products_and_reads_back_on_the_fast_path():
+    values = {**COMMON, "propensity": 0.5, "assignment": AssignmentKind.NEW}
+    line = invocation_line(**values, latency_ms=0.1, outcome="ok")
+    assert line == encode(invocation_event(**values, latency_ms=0.1, outcome="ok"))
+    tally = _Tally(ENDPOINTS.get, [].append)
+    assert tally.fast(line, 1)
+    assert tally.counts["reviews-dev"]["A"].users == 1
+
+
+def test_a_field_added_after_the_declared_ones_is_written_as_encode_writes_it():
+    line = invocation_line(**COMMON, propensity=0.5, assignment="new", outcome="ok")
+    for context in ({"country": "fr", "age": 31, "vip": True, "score": 0.25}, {}, {"k": 'q"'}):
+        event = invocation_event(**COMMON, propensity=0.5, assignment="new", outcome="ok")
+        assert with_field(line, "context", context) == encode({**event, "context": context})
+
+
+def test_a_field_added_to_the_declaration_is_written_by_the_line_writer_too():
+    timed = dataclasses.replace(
+        INVOCATION_EVENT,
+        fields=(*INVOCATION_EVENT.fields, Field("queue_ms", Kind.NUMBER, optional=True)),
+    )
+    values = {**COMMON, "propensity": 0.5, "assignment": "new", "queue_ms": 12.5}
+    line = line_writer(timed)(**values)
+    assert line == encode(event_builder(timed)(**values))
+    assert json.loads(line)["queue_ms"] == 12.5

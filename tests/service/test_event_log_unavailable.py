@@ -17,6 +17,7 @@ def failing_log(log, monkeypatch):
         raise EventLogUnavailableError("1 event(s) reached neither Firehose nor its queue")
 
     monkeypatch.setattr(log, "put", refuse)
+    monkeypatch.setattr(log, "put_lines", refuse)  # how invocations are written
     return log
 
 

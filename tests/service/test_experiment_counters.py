@@ -220,8 +220,10 @@ def test_a_new_assignment_whose_event_was_lost_leaves_its_user_uncounted_as_docu
         raise EventLogUnavailableError("1 event(s) reached neither Firehose nor its queue")
 
     monkeypatch.setattr(log, "put", refuse)
+    monkeypatch.setattr(log, "put_lines", refuse)  # how invocations are written
     invoked = invoke(usecases, "u1")
     monkeypatch.setattr(log, "put", put)
+    monkeypatch.delattr(log, "put_lines")  # the class's own again
     convert(usecases, "u1", "c1")
     usecases.aggregate(log, log.deliver())
 
