@@ -12,11 +12,13 @@ import argparse
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from pydantic import BaseModel
 
+import abtest.history
+import abtest.ports
 from abtest.cli import _parser
 from abtest.embedded.config import EndpointSection, EventLogSettings, VariantSpec
 from abtest.events import ASSIGNMENT_KINDS, CONTEXT_FIELD, EVENT_TYPES
@@ -190,3 +192,17 @@ def test_the_layout_names_every_module() -> None:
             if module.stem == "__init__" or f"{package}/{module.name}" in strategies:
                 continue
             assert module.stem in words, f"{package}/{module.name}: not in the README's layout"
+
+
+def test_the_architecture_names_every_port() -> None:
+    architecture = _section("## Architecture")
+    for module in (abtest.ports, abtest.history):
+        ports = [
+            name
+            for name, value in vars(module).items()
+            if isinstance(value, type)
+            and value.__module__ == module.__name__
+            and Protocol in value.__mro__
+        ]
+        for name in ports:
+            assert re.search(rf"\b{name}\b", architecture), f"{module.__name__}.{name}"
