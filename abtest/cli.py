@@ -662,8 +662,8 @@ def _parser() -> argparse.ArgumentParser:
         "dashboard",
         "serve the dashboard of a deployed API on this machine",
         "Serve /dashboard on 127.0.0.1 for the API at --url: the page's /stats, /history and "
-        "admin requests (list, show, pause, resume, conclude, retire-variant, add-variant, "
-        "weights) are forwarded "
+        "admin requests (list, show, pause, resume, conclude, retire-variant, reinstate, "
+        "add-variant, weights) are forwarded "
         "with the auth the API needs (SigV4, an API key or a token), which never reaches the "
         "browser. Nothing else is forwarded.",
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,25 @@ def test_deploy_guide_documents_every_context_key() -> None:
     text = README.read_text()
     missing = [key for key in Settings.model_fields if f"`{key}`" not in text]
     assert missing == []
+
+
+def _json_or_text(token: str) -> object:
+    try:
+        return json.loads(token)
+    except ValueError:  # dev, INFO, python3.13: plain text
+        return token
+
+
+def test_the_context_key_table_shows_each_default() -> None:
+    """README, "Context keys": a row per key, in the code's order, with the code's default."""
+    section = README.read_text().split("### Context keys (`cdk.json`)", 1)[1].split("\n#", 1)[0]
+    rows = [line.split(" | ")[:2] for line in section.splitlines() if line.startswith("| `")]
+    shown = {key.strip("| `"): _json_or_text(default.strip("`")) for key, default in rows}
+    assert list(shown) == list(Settings.model_fields)
+    defaults = Settings()
+    for key, value in shown.items():
+        default = getattr(defaults, key)
+        assert (list(default) if isinstance(default, tuple) else default) == value, key
 
 
 def test_cdk_cli_keys_pass_through() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import re
+from pathlib import Path
 
 import boto3
 import pytest
@@ -302,3 +304,33 @@ def test_memory_does_not_grow_with_the_log(tmp_path, monkeypatch):
         assert len(found.log) == assignments and len(report) == 12
         assert report[1].estimate.value == pytest.approx(0.125 * 2, rel=0.2)  # a's IPS
     assert peaks[1] - peaks[0] < 150_000, peaks
+
+
+def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    """README, "abtest evaluate": the example from Python, run where abtest-data holds a log
+    of the demo's endpoint and variants."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (example,) = re.findall(r"```python\n(.*?)```", readme, re.S)
+    demo = {"a": "Champion1", "b": "Challenger1", "reviews": "reviews-helpfulness"}
+
+    def renamed(event):
+        return {
+            k: demo.get(v, v) if k in ("endpoint_name", "variant_name") else v
+            for k, v in event.items()
+        }
+
+    two_files(tmp_path, [renamed(e) for e in FIRST], [renamed(e) for e in SECOND])
+    (tmp_path / "data").rename(tmp_path / "abtest-data")
+    monkeypatch.chdir(tmp_path)
+    names: dict = {}
+    exec(compile(example, "README.md", "exec"), names)
+    printed = capsys.readouterr().out.splitlines()
+    assert [re.search(r"estimator='(\w+)'", line)[1] for line in printed] == [
+        "DM",
+        "IPS",
+        "SNIPS",
+        "DR",
+    ]
+    # An even split is the uniform policy: IPS (1 + 2 + 1 + 0) / 4, as check_report finds.
+    assert float(re.search(r"value=([-\d.e]+)", printed[1])[1]) == pytest.approx(1.0)
+    assert not Path(names["found"].folder.name).exists()  # close() deleted the SQLite file
