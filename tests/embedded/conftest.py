@@ -69,7 +69,8 @@ class _ModelServer(BaseHTTPRequestHandler):
 def model_url() -> Iterator[str]:
     """Base URL of a model server on a free loopback port."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ModelServer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for the loop's next poll: 0.5 s by default, on every test using it.
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
