@@ -299,8 +299,12 @@ def format_stats(stats: dict[str, Any]) -> str:
     if state != "running":  # the counters and the decision stay readable, and may still move
         winner = stats.get("winner")
         lines.append(f"state: {state}" + (f", {winner} serves every user" if winner else ""))
+    # Once concluded, the decision is the counters' as they stand, not what happens next.
+    heading = "decision on the counts now" if state == "concluded" else "decision"
     if decision.get("winner"):
-        lines.append(f"decision: {decision['winner']} wins ({decision.get('reason')})")
+        lines.append(f"{heading}: {decision['winner']} wins ({decision.get('reason')})")
+    elif state == "concluded":
+        lines.append(f"{heading}: no winner ({decision.get('reason', 'unknown')})")
     else:
         next_step = "; keep running" if state == "running" else ""
         lines.append(f"decision: no winner yet ({decision.get('reason', 'unknown')}){next_step}")

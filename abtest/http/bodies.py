@@ -639,7 +639,7 @@ class EndpointResponse(EndpointSummaryBody):
             warmup=endpoint.warmup,
             variant_metrics=_variant_bodies(endpoint, result.figures.demoted),
             allocation=result.allocation,
-            decision=result.figures.decision,
+            decision=result.decision,
             audit_log=[AuditEntryBody(**asdict(e)) for e in result.audit_log],
             weights=endpoint.weights,
             added=endpoint.lifecycle.added_models,

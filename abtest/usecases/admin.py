@@ -19,6 +19,7 @@ from abtest.usecases import Ports
 from abtest.usecases.endpoints import (
     EndpointCache,
     allocation_now,
+    decision_now,
     figures_of,
     refresh_figures,
     unknown_endpoint,
@@ -65,6 +66,11 @@ class EndpointView:
     def allocation(self) -> dict[str, float]:
         """What a new user gets now: the strategy's, unless paused or concluded."""
         return allocation_now(self.endpoint, self.figures)
+
+    @property
+    def decision(self) -> dict[str, Any]:
+        """The decision, its advice for the state the experiment is in."""
+        return decision_now(self.endpoint, self.figures)
 
     @property
     def allowed_actions(self) -> tuple[Action, ...]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import bandit
 from abtest import guardrails
@@ -234,6 +235,22 @@ def allocation_now(endpoint: Endpoint, figures: Figures) -> dict[str, float]:
     else:
         return figures.allocation
     return dict.fromkeys(figures.allocation, 0.0) | now
+
+
+def decision_now(endpoint: Endpoint, figures: Figures) -> dict[str, Any]:
+    """The decision on the counters (`figures`), with advice for the state the experiment
+    is in. Once concluded nobody is split any more, so "about N more users at the current
+    allocation" would never come true: the advice says it is concluded, and the figures,
+    which go on moving with the winner's users, are for the record. /stats and
+    /admin/show both report this one."""
+    lifecycle = endpoint.lifecycle
+    if lifecycle.state is not State.CONCLUDED or lifecycle.winner is None:
+        return figures.decision
+    advice = (
+        f"concluded: {lifecycle.winner} serves every user, so nothing is split or decided "
+        "any more; these figures are the counters as they stand, for the record"
+    )
+    return figures.decision | {"advice": advice, "users_needed": None}
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,12 @@ from typing import Any
 from abtest.ports import Store
 from abtest.records import Endpoint
 from abtest.usecases import Ports
-from abtest.usecases.endpoints import allocation_now, figures_of, unknown_endpoint
+from abtest.usecases.endpoints import (
+    allocation_now,
+    decision_now,
+    figures_of,
+    unknown_endpoint,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,4 +41,5 @@ class Stats:
         # Worked out when the counters last changed, and stored with them.
         figures = figures_of(endpoint)
         allocation = allocation_now(endpoint, figures)  # the lifecycle's, paused or concluded
-        return StatsResult(endpoint, allocation, figures.decision, figures.demoted)
+        decision = decision_now(endpoint, figures)  # its advice follows the lifecycle
+        return StatsResult(endpoint, allocation, decision, figures.demoted)

@@ -227,6 +227,34 @@ def test_concluded_serves_the_winner_to_everyone_and_credits_it(change, usecases
     }
 
 
+def test_a_concluded_endpoint_s_advice_says_so_not_how_many_users_to_wait_for(
+    change, usecases, store, ports
+):
+    # GIVEN counters that call no winner yet: the advice counts the users still needed
+    even = VariantCounts(400, 40, 40.0, users=400, converted_users=40, user_reward_sum=40.0)
+    ahead = VariantCounts(400, 52, 52.0, users=400, converted_users=52, user_reward_sum=52.0)
+    store.apply_counts("obj-1", {ENDPOINT: {"Champion1": even, "Challenger1": ahead}}, 0.0)
+    running = usecases.stats(ENDPOINT).decision
+    assert running["winner"] is None and running["users_needed"] > 0
+    assert "more users at the current rates and allocation" in running["advice"]
+
+    # WHEN a person concludes anyway, naming the winner
+    change(Action.CONCLUDE, winner="Challenger1")
+
+    # THEN nobody is split any more, so no count of users to wait for is given; the
+    # figures on the counters stay as they were, in /stats and /admin/show alike
+    for decision in (
+        usecases.stats(ENDPOINT).decision,
+        ShowEndpoint.from_ports(ports)(ENDPOINT).decision,
+    ):
+        assert decision["users_needed"] is None
+        assert decision["advice"].startswith("concluded: Challenger1 serves every user")
+        assert (decision["winner"], decision["reason"]) == (None, running["reason"])
+        assert [v["probability_best"] for v in decision["variants"]] == [
+            v["probability_best"] for v in running["variants"]
+        ]
+
+
 def test_reregistration_keeps_the_lifecycle(change, usecases, ports):
     change(Action.CONCLUDE, winner="Challenger1")
 
