@@ -154,3 +154,18 @@ def unreachable_store(request: pytest.FixtureRequest, tmp_path) -> Store:
         config=Config(connect_timeout=0.2, read_timeout=0.2, retries={"total_max_attempts": 1}),
     )
     return DynamoDBStore(ASSIGNMENT_TABLE, METRICS_TABLE, client=client)
+
+
+def hold_transaction(store: SqliteStore) -> tuple[threading.Thread, threading.Event]:
+    """Another thread of this process inside a write transaction, until the event is set."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store._transaction():
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(30)
+    return holder, release

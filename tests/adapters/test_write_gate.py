@@ -12,6 +12,7 @@ from abtest.adapters.nonblocking import WriteGate
 from abtest.adapters.sqlite import SqliteStore
 from abtest.errors import StoreUnavailableError
 from abtest.records import Assignment
+from tests.adapters.conftest import hold_transaction
 
 ASSIGNMENT = Assignment("e", "u1", "A", "ThompsonSampling", 0.5, 1.0, 100)
 
@@ -57,21 +58,6 @@ def store(tmp_path):
     store = SqliteStore(tmp_path / "s.sqlite3", busy_timeout=0.2)
     yield store
     store.close()
-
-
-def hold_transaction(store: SqliteStore) -> tuple[threading.Thread, threading.Event]:
-    """Another thread of this process inside a write transaction, until the event is set."""
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with store._transaction():
-            holding.set()
-            release.wait(30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    holding.wait(30)
-    return holder, release
 
 
 def test_on_the_loop_a_write_beside_another_threads_says_when_to_try_again(store) -> None:

@@ -17,6 +17,7 @@ from abtest.embedded import server
 from abtest.embedded.config import load_config
 from abtest.errors import ConfigError, ModelError
 from abtest.records import Assignment
+from tests.adapters.conftest import hold_transaction
 from tests.embedded.helpers import ENDPOINT, logged_events, thread_name, write_config
 
 WHERE = {"A": "tests.embedded.helpers:thread_name", "B": "tests.embedded.helpers:thread_name"}
@@ -137,16 +138,7 @@ def test_a_new_user_whose_write_finds_another_thread_writing_waits_on_the_loop(
     server = start_server(variants=WHERE, inline=True)
     invoke(http, server.url, "warm")
     store = server.runtime.store
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with store._transaction():
-            holding.set()
-            release.wait(30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    holding.wait(30)
+    holder, release = hold_transaction(store)
 
     # WHEN a new user is invoked while the transaction is open
     answers: list[dict] = []
