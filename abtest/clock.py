@@ -9,6 +9,9 @@ class SystemClock:
     def now(self) -> float:
         return time.time()
 
+    def monotonic(self) -> float:
+        return time.monotonic()
+
 
 class ManualClock:
     """A clock that moves only when told to; lets tests check TTLs without sleeping."""
@@ -17,6 +20,10 @@ class ManualClock:
         self._now = start
 
     def now(self) -> float:
+        return self._now
+
+    def monotonic(self) -> float:
+        """Moves with `now`: a test that advances the clock during a call makes it slow."""
         return self._now
 
     def advance(self, seconds: float) -> None:

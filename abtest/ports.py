@@ -26,6 +26,11 @@ class Clock(Protocol):
         """Epoch seconds, read at the time of each call (never frozen at import)."""
         ...
 
+    def monotonic(self) -> float:
+        """Seconds that never step, for durations: a wall clock set forward by NTP during a
+        model call would count the step as the call's latency (and the guardrail's)."""
+        ...
+
 
 class Store(Protocol):
     """Assignments and metrics records. Raises StoreUnavailableError when unreachable.

@@ -181,3 +181,38 @@ def test_a_variant_removed_by_reregistration_reassigns_its_users(usecases, clock
     models_seen = {invoke(usecases, f"u{n}")["target_variant"] for n in range(20)}
 
     assert models_seen == {"Champion1"}
+
+
+class _SteppedClock:
+    """A wall clock that NTP sets an hour forward during each model call, beside a
+    monotonic clock that moves 3 ms."""
+
+    def __init__(self) -> None:
+        self.wall, self.ticks = 1_700_000_000.0, 50.0
+
+    def now(self) -> float:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.ticks
+
+    def call(self) -> None:
+        self.wall += 3600.0
+        self.ticks += 0.003
+
+
+def test_a_wall_clock_step_during_a_model_call_is_not_its_latency(
+    usecases, ports, log, models
+) -> None:
+    clock = _SteppedClock()  # `usecases` registered the endpoint
+    real = models.invoke
+
+    def stepped(*args):
+        clock.call()
+        return real(*args)
+
+    models.invoke = stepped
+    invoke_with = Invoke.from_ports(SimpleNamespace(**{**vars(ports), "clock": clock}))
+    invoke_with(Invocation(endpoint_name=ENDPOINT, user_id="u1", data="x"))
+    # The guardrail's latency buckets read this: 3 ms, not an hour
+    assert log.events[-1]["latency_ms"] == 3.0
