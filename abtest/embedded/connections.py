@@ -60,6 +60,7 @@ def guarded_protocol(cap: int, header_timeout: float) -> type[H11Protocol]:
     # second closes the late ones: a timer per request would cost more than the request.
     waiting: dict[Guarded, float] = {}
     sweeping: list[asyncio.TimerHandle] = []
+    offer_whole = whole_answers_possible()
 
     def sweep(loop: asyncio.AbstractEventLoop) -> None:
         now = loop.time()
@@ -85,7 +86,8 @@ def guarded_protocol(cap: int, header_timeout: float) -> type[H11Protocol]:
                 waiting.pop(self, None)
                 # Its task has not run yet: it writes through the cork from the start.
                 self.cycle.transport = Corked(self.transport, self.cycle)
-                self.cycle.scope["extensions"] = {WHOLE_ANSWER: WholeAnswer(self.cycle)}
+                if offer_whole:
+                    self.cycle.scope["extensions"] = {WHOLE_ANSWER: WholeAnswer(self.cycle)}
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -107,6 +109,28 @@ def guarded_protocol(cap: int, header_timeout: float) -> type[H11Protocol]:
                 sweeping.append(self.loop.call_later(1.0, sweep, self.loop))
 
     return Guarded
+
+
+def whole_answers_possible() -> bool:
+    """Whether the installed h11 and uvicorn have what `WholeAnswer` uses beyond their
+    public API; if a release renames any of it, answers go as two messages again rather
+    than failing."""
+    conn = h11.Connection(h11.SERVER)
+    cycle_fields = RequestResponseCycle.__init__.__code__.co_names
+    return (
+        all(hasattr(conn, name) for name in ("_cstate", "_request_method"))
+        and callable(getattr(conn, "_respond_to_state_changes", None))
+        and all(hasattr(conn._cstate, name) for name in ("keep_alive", "pending_switch_proposals"))
+        and all(name in cycle_fields for name in _CYCLE_FIELDS)
+    )
+
+
+# What WholeAnswer reads and sets on uvicorn's request cycle, as its `send` does.
+_CYCLE_FIELDS = (
+    "conn", "scope", "transport", "flow", "access_log", "default_headers", "message_event",
+    "on_response", "keep_alive", "disconnected", "response_started", "response_complete",
+    "waiting_for_100_continue",
+)  # fmt: skip
 
 
 class WholeAnswer:

@@ -14,6 +14,7 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
+from abtest.embedded import connections
 from abtest.embedded.connections import WHOLE_ANSWER, guarded_protocol
 
 BODY = b'{"endpoint_name":"e","predictions":[1]}'
@@ -171,3 +172,15 @@ def test_other_statuses_go_as_two_messages() -> None:
         return b"".join(transport.writes)
 
     assert asyncio.run(run()).startswith(b"HTTP/1.1 404 Not Found\r\n")
+
+
+def test_not_offered_when_h11_lacks_what_it_uses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A release of h11 or uvicorn without the internals it moves: the answers go as two
+    messages, the same bytes."""
+    monkeypatch.setattr(connections, "whole_answers_possible", lambda: False)
+    data = [_post(), _post()]
+    written, taken, _, _ = asyncio.run(_serve(data, use_whole=True))
+    assert taken == [False, False]
+    assert written == asyncio.run(_serve(data, use_whole=False))[0]
+    monkeypatch.undo()
+    assert connections.whole_answers_possible()  # the installed versions have them
