@@ -34,6 +34,7 @@ import uvicorn
 
 from abtest.adapters import nonblocking
 from abtest.embedded import connections, dashboard, docs
+from abtest.embedded.connections import WHOLE_ANSWER
 from abtest.embedded.wiring import Runtime
 from abtest.errors import (
     AbtestError,
@@ -170,7 +171,11 @@ class AbtestApp:
             headers = {"content-type": api.JSON, **dict(answer.headers)}
             await _send(send, answer.status, headers, answer.body)
             return
-        # Most answers: JSON, no other header; the head's list made without a dict.
+        # Most answers: 200, JSON, no other header: written whole by the connection if it
+        # can (`connections.WholeAnswer`), else the head's list made without a dict.
+        whole = scope.get("extensions", {}).get(WHOLE_ANSWER) if answer.status == 200 else None
+        if whole is not None and whole(answer.body):
+            return
         length = (b"content-length", str(len(answer.body)).encode())
         headers = [_JSON_CONTENT_TYPE, length]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
