@@ -7,6 +7,7 @@ connection's `WHOLE_ANSWER` when offered, on the other always with the two messa
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from typing import Any
 
 import h11
@@ -19,6 +20,13 @@ from abtest.embedded.connections import WHOLE_ANSWER, guarded_protocol
 
 BODY = b'{"endpoint_name":"e","predictions":[1]}'
 DATE = (b"date", b"Mon, 07 Dec 2026 13:00:00 GMT")
+
+
+def _run(coroutine: Any) -> Any:
+    """`asyncio.run` on a thread of its own: in a worker where the browser tests ran, the
+    session's Playwright keeps an event loop running on the main thread."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 class _Transport:
@@ -117,7 +125,7 @@ def test_same_bytes_and_state_as_the_two_messages(name: str) -> None:
     async def both() -> tuple:
         return await _serve(data, use_whole=True), await _serve(data, use_whole=False)
 
-    (whole_bytes, taken, whole_conn, whole_closed), (bytes_, _, conn, closed) = asyncio.run(both())
+    (whole_bytes, taken, whole_conn, whole_closed), (bytes_, _, conn, closed) = _run(both())
     assert whole_bytes == bytes_
     assert bytes_.count(b"HTTP/1.1 200 OK\r\n") == len(taken) > 0
     assert all(taken) if whole_expected else not any(taken)
@@ -129,7 +137,7 @@ def test_the_answer_is_framed_as_h11_frames_it() -> None:
     """A client's h11 reads the answers back: status, headers and body, and the
     connection ready for the next request."""
     data = [_post(), _post()]
-    written, taken, _, _ = asyncio.run(_serve(data, use_whole=True))
+    written, taken, _, _ = _run(_serve(data, use_whole=True))
     assert taken == [True, True]
     client = h11.Connection(h11.CLIENT)
     client.receive_data(written)
@@ -171,7 +179,7 @@ def test_other_statuses_go_as_two_messages() -> None:
         assert taken == [False]
         return b"".join(transport.writes)
 
-    assert asyncio.run(run()).startswith(b"HTTP/1.1 404 Not Found\r\n")
+    assert _run(run()).startswith(b"HTTP/1.1 404 Not Found\r\n")
 
 
 def test_not_offered_when_h11_lacks_what_it_uses(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -179,8 +187,8 @@ def test_not_offered_when_h11_lacks_what_it_uses(monkeypatch: pytest.MonkeyPatch
     messages, the same bytes."""
     monkeypatch.setattr(connections, "whole_answers_possible", lambda: False)
     data = [_post(), _post()]
-    written, taken, _, _ = asyncio.run(_serve(data, use_whole=True))
+    written, taken, _, _ = _run(_serve(data, use_whole=True))
     assert taken == [False, False]
-    assert written == asyncio.run(_serve(data, use_whole=False))[0]
+    assert written == _run(_serve(data, use_whole=False))[0]
     monkeypatch.undo()
     assert connections.whole_answers_possible()  # the installed versions have them
