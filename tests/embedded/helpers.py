@@ -139,3 +139,29 @@ def fast_by_clock(data: str, content_type: str) -> list[int]:
     """Takes 3 ms by `CLOCK`."""
     CLOCK.advance(0.003)
     return [1]
+
+
+class RecordingTransport:
+    """An asyncio transport that keeps what is written to it, for the connection tests."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8080), "peername": ("127.0.0.1", 5000)}.get(name)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass

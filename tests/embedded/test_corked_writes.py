@@ -6,25 +6,11 @@ import socket
 from types import SimpleNamespace
 
 from abtest.embedded.connections import Corked
-
-
-class _Transport:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
+from tests.embedded.helpers import RecordingTransport
 
 
 def test_head_and_body_go_out_in_one_write() -> None:
-    transport, cycle = _Transport(), SimpleNamespace(response_started=False)
+    transport, cycle = RecordingTransport(), SimpleNamespace(response_started=False)
     corked = Corked(transport, cycle)
     corked.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # before the response: passes through
     cycle.response_started = True
@@ -37,7 +23,7 @@ def test_head_and_body_go_out_in_one_write() -> None:
 
 
 def test_closing_writes_a_held_head_first() -> None:
-    transport, cycle = _Transport(), SimpleNamespace(response_started=True)
+    transport, cycle = RecordingTransport(), SimpleNamespace(response_started=True)
     corked = Corked(transport, cycle)
     corked.write(b"HTTP/1.1 200 OK\r\n\r\n")
     corked.close()

@@ -17,6 +17,7 @@ from uvicorn.server import ServerState
 
 from abtest.embedded import connections
 from abtest.embedded.connections import WHOLE_ANSWER, guarded_protocol
+from tests.embedded.helpers import RecordingTransport
 
 BODY = b'{"endpoint_name":"e","predictions":[1]}'
 DATE = (b"date", b"Mon, 07 Dec 2026 13:00:00 GMT")
@@ -27,30 +28,6 @@ def _run(coroutine: Any) -> Any:
     session's Playwright keeps an event loop running on the main thread."""
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
-
-
-class _Transport:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"sockname": ("127.0.0.1", 8080), "peername": ("127.0.0.1", 5000)}.get(name)
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 def _app(use_whole: bool, taken: list[bool], status: int = 200):
@@ -85,7 +62,7 @@ async def _serve(data: list[bytes], use_whole: bool) -> tuple[bytes, list[bool],
     state.default_headers = [DATE, *config.encoded_headers]
     loop = asyncio.get_running_loop()
     protocol = config.http_protocol_class(config, state, {}, _loop=loop)
-    transport = _Transport()
+    transport = RecordingTransport()
     protocol.connection_made(transport)
     for piece in data:
         protocol.data_received(piece)
@@ -171,7 +148,7 @@ def test_other_statuses_go_as_two_messages() -> None:
         state = ServerState()
         state.default_headers = [DATE]
         protocol = config.http_protocol_class(config, state, {}, _loop=asyncio.get_running_loop())
-        transport = _Transport()
+        transport = RecordingTransport()
         protocol.connection_made(transport)
         protocol.data_received(_post())
         for _ in range(20):
