@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 from collections import Counter
 from collections.abc import Callable, Iterable
 
@@ -38,6 +39,7 @@ from abtest.events import (
 )
 from abtest.ports import EventArchive, Store
 from abtest.records import (
+    COUNTERS,
     AggregationResult,
     CountsByEndpoint,
     Endpoint,
@@ -61,6 +63,11 @@ REDRIVEN_FOLDER = "redriven"
 Keyed = tuple[EventDelta, int]
 
 
+# A record's counters as a tuple, in COUNTERS' (the dataclass fields') order.
+_fields_of = operator.attrgetter(*(c.name for c in COUNTERS))
+_ZEROS = _fields_of(VariantCounts())
+
+
 class _Tally:
     """Deltas, rejected lines and the variants each endpoint has (looked up once).
 
@@ -81,7 +88,10 @@ class _Tally:
         self.endpoint = endpoint
         self.keep = keep
         self.key_invocations = key_invocations
-        self.counts: CountsByEndpoint = {}
+        # endpoint -> variant -> its counters' running sums, in COUNTERS' order: a list
+        # added to in place, since a record per delta (31 fields) cost most of an
+        # object's time (`counts` makes the records, with the same sums)
+        self._sums: dict[str, dict[str, list[int | float]]] = {}
         self.rejected = 0
         self.first_rejected: RejectedLine | None = None
         self.events = 0
@@ -119,8 +129,21 @@ class _Tally:
             self.count(line.endpoint_name, line.variant_name, line.delta)
 
     def count(self, endpoint_name: str, variant_name: str, delta: VariantCounts) -> None:
-        variants = self.counts.setdefault(endpoint_name, {})
-        variants[variant_name] = variants.get(variant_name, VariantCounts()) + delta
+        variants = self._sums.setdefault(endpoint_name, {})
+        sums = variants.get(variant_name)
+        if sums is None:
+            sums = variants[variant_name] = list(_ZEROS)
+        # Each field added as VariantCounts.__add__ adds it, from the same zeros: the same
+        # sums, bit for bit, as a record per delta gave.
+        sums[:] = map(operator.add, sums, _fields_of(delta))
+
+    @property
+    def counts(self) -> CountsByEndpoint:
+        """What was counted, by endpoint and variant."""
+        return {
+            endpoint: {variant: VariantCounts(*sums) for variant, sums in variants.items()}
+            for endpoint, variants in self._sums.items()
+        }
 
     def fast(self, block: bytes, line_count: int) -> bool:
         """Count a block of well-shaped lines; False (nothing counted) if any line is not."""
@@ -278,12 +301,13 @@ def aggregate(
             key_invocations=redriven(object_key),
         )
     duplicates = _count_keyed_once(store, object_key, tally, now)
-    applied = store.apply_counts(object_key, tally.counts, now)
+    counts = tally.counts
+    applied = store.apply_counts(object_key, counts, now)
     result = AggregationResult(
         object_key,
         applied,
         events=tally.events,
-        counts=tally.counts,
+        counts=counts,
         rejected=tally.rejected,
         first_rejected=tally.first_rejected,
         duplicates=duplicates,
