@@ -299,6 +299,7 @@ def _json_of(field: Field) -> tuple[str, str]:
     """(the test that a field's value has the plain form, the f-string text writing it then),
     as `encode` writes it: a str through the same escaping, a finite float by its repr."""
     value = field.argument
+    finite = f"type({value}) is float and {value} - {value} == 0.0"  # no NaN, no infinity
     match field.kind:
         case Kind.TIMESTAMP:  # digits and separators only, whatever the value
             return "True", f'"{{iso_timestamp({value})}}"'
@@ -310,12 +311,10 @@ def _json_of(field: Field) -> tuple[str, str]:
                 f"{{escaped({value})}}",
             )
         case Kind.NUMBER:
-            return f"type({value}) is float and {value} - {value} == 0.0", f"{{repr({value})}}"
+            return finite, f"{{repr({value})}}"
         case Kind.NULLABLE_NUMBER:
-            return (
-                f"({value} is None or type({value}) is float and {value} - {value} == 0.0)",
-                f"{{NULL if {value} is None else repr({value})}}",
-            )
+            nullable = f"{{NULL if {value} is None else repr({value})}}"
+            return f"({value} is None or {finite})", nullable
         case Kind.FLAG:
             return f"({value} is True or {value} is False)", f"{{TRUE if {value} else FALSE}}"
 
