@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import json
 import random
 import tracemalloc
@@ -310,3 +311,36 @@ def test_an_applied_object_reads_the_endpoint_record_twice(usecases, store, log)
     assert store.calls["get_endpoint"] == 2
     [snapshot] = store.snapshots(ENDPOINT, 10)  # and the snapshot is the figures' record's
     assert sum(v.invocation_count for v in snapshot.variants) == 50
+
+
+def test_counting_an_object_pauses_the_cycle_collector_and_leaves_it_as_it_was(
+    usecases, log, monkeypatch
+):
+    simulate(usecases, random.Random(3), 40, {"Champion1": 0.2, "Challenger1": 0.6})
+    read = log.read_blocks
+    keys = [log.deliver(f"events/{n}.jsonl") for n in range(3)]
+    log.objects[keys[1]] = log.objects[keys[2]] = log.objects[keys[0]]
+    during: list[bool] = []
+
+    def read_blocks(object_key: str):
+        during.append(gc.isenabled())
+        yield from read(object_key)
+        if object_key == keys[1]:
+            raise ConnectionResetError("the object's stream broke off")
+
+    monkeypatch.setattr(log, "read_blocks", read_blocks)
+    assert gc.isenabled()
+    assert usecases.aggregate(log, keys[0]).events == 40 + sum(
+        e["type"] == "conversion" for e in log.events
+    )
+    assert gc.isenabled()
+    with pytest.raises(ConnectionResetError):
+        usecases.aggregate(log, keys[1])
+    assert gc.isenabled()  # back on after a failure too
+    gc.disable()
+    try:
+        usecases.aggregate(log, keys[2])
+        assert not gc.isenabled()  # a caller's choice is kept
+    finally:
+        gc.enable()
+    assert during == [False, False, False]
