@@ -1,6 +1,6 @@
 """Aggregation throughput and peak memory: ours against a load-it-whole, per-line baseline.
 
-    python bench/aggregate.py [--events 200000] [--repeat 3] [--rejected-mb 90]
+    python bench/aggregate.py [--events 200000] [--repeat 3] [--rejected-mb 90] [--base REV]
 
 One gzip JSON-lines object of `--events` events (invocations and conversions over
 two variants) is aggregated, each run in a fresh subprocess so peak RSS is its own:
@@ -17,12 +17,20 @@ Firehose delivers) of another writer's events, every line rejected: read through
 adapter, its rejected lines sent through the adapter's upload to a client that counts
 and drops what it is sent (a real bucket holds them elsewhere), so the peak is
 aggregation's own.
+
+With `--base REV` (a commit of this repository), that commit's own bench and code run
+beside this checkout's, round by round: its baseline on the original's events and its
+abtest on its own events, each object written by its own `write_object`, so the two
+lines of the table measure one machine at one time. Every run imports the package before
+its clock starts, so the figure is a delivered object's, not a cold process's; the
+events per CPU-second column is the steadier one on a shared machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import importlib
 import json
 import os
 import platform
@@ -33,6 +41,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -179,25 +188,79 @@ def rejected_whole(path: Path) -> int:
     return int(path.name.split("-")[1])  # the line count, in the object's name
 
 
-def child(which: str, path: Path) -> None:
-    """Runs in its own process: time one aggregation, report events, seconds, peak RSS."""
-    run = {"baseline": baseline, "abtest": ours, "rejected": rejected_whole}[which]
+# What every run imports before its clock starts (modules of every commit since the
+# bench's first, so `--base` can load them from an older tree too).
+PRELOADED = ("abtest.aggregation", "abtest.adapters.s3", "abtest.adapters.sqlite", "abtest.records")
+
+
+def child(which: str, path: Path, tree: Path | None) -> None:
+    """Runs in its own process: time one aggregation, report events, seconds, peak RSS.
+    With `tree`, that checkout's own bench functions and package run instead of these."""
+    bench = sys.modules[__name__]
+    if tree is not None:
+        sys.path[:0] = [str(tree), str(tree / "bench")]
+        bench = importlib.import_module("aggregate")
+    for module in PRELOADED:
+        importlib.import_module(module)
+    run = {"baseline": bench.baseline, "abtest": bench.ours, "rejected": rejected_whole}[which]
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     events = run(path)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"events": events, "seconds": seconds, "peak_kib": peak, "start_kib": before}))
+    print(
+        json.dumps(
+            {
+                "events": events,
+                "seconds": seconds,
+                "cpu": cpu,
+                "peak_kib": peak,
+                "start_kib": before,
+            }
+        )
+    )
 
 
-def measure(which: str, path: Path) -> dict:
+def measure(which: str, path: Path, tree: Path | None = None) -> dict:
+    command = [sys.executable, __file__, "--child", which, str(path)]
     out = subprocess.run(
-        [sys.executable, __file__, "--child", which, str(path)],
+        command + (["--tree", str(tree)] if tree else []),
         check=True,
         capture_output=True,
         text=True,
+        env={**os.environ, "PYTHONPATH": str(tree or ROOT)},
     )
     return json.loads(out.stdout)
+
+
+def write_in(tree: Path | None, path: Path, events: int, predictions: int) -> None:
+    """`write_object` of `tree`'s own bench (this one's without), in a process of its own."""
+    if tree is None:
+        write_object(path, events, predictions)
+        return
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "sys.path[:0] = [sys.argv[1], sys.argv[1] + '/bench']\n"
+        "import aggregate\n"
+        "aggregate.write_object(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))\n"
+    )
+    command = [sys.executable, "-c", script, str(tree), str(path), str(events), str(predictions)]
+    subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": str(tree)})
+
+
+@contextmanager
+def checkout(rev: str | None) -> Iterator[Path | None]:
+    """The files of commit `rev` in a temporary folder (None without one)."""
+    if rev is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+        yield Path(folder)
 
 
 def main() -> None:
@@ -205,49 +268,69 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rejected-mb", type=int, default=90)
+    parser.add_argument("--base", help="a commit to measure beside this checkout")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--tree", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], Path(args.child[1]))
+        child(args.child[0], Path(args.child[1]), args.tree)
         return
     print(
         f"# {platform.python_implementation()} {platform.python_version()}, "
         f"{os.cpu_count()} cores; {args.events:,} events; best of {args.repeat} runs, "
-        "each in a fresh process"
+        "each in a fresh process" + (f", rounds alternating with {args.base}" if args.base else "")
     )
-    print("| aggregator | events | object (gzip MB) | lines/s | peak MiB | vs the first row |")
-    print("|---|---|---:|---:|---:|---:|")
-    rows = (
-        ("baseline", 20, "as the original logged them (20 predictions each)"),
-        ("abtest", 0, "as abtest logs them"),
-        ("baseline", 0, "as abtest logs them"),
-        ("abtest", 20, "with 20 predictions each (the json.loads path)"),
+    print(
+        "| code | aggregator | events | object (gzip MB) | events/s | events/CPU-s | peak MiB "
+        "| vs the first row (CPU) |"
     )
-    first = None
-    with tempfile.TemporaryDirectory() as folder:
-        for which, predictions, shape in rows:
-            path = Path(folder) / f"events-{predictions}.jsonl.gz"
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    here = "this checkout"
+    rows = [
+        (here, "baseline", 20, "as the original logged them (20 predictions each)"),
+        (here, "abtest", 0, "as abtest logs them"),
+        (here, "baseline", 0, "as abtest logs them"),
+        (here, "abtest", 20, "with 20 predictions each (the json.loads path)"),
+    ]
+    if args.base:
+        rows[1:1] = [
+            (args.base, "baseline", 20, "as the original logged them (20 predictions each)"),
+            (args.base, "abtest", 0, "as abtest logs them"),
+        ]
+    with tempfile.TemporaryDirectory() as folder, checkout(args.base) as base:
+        trees = {here: None, args.base: base}
+        paths = {}
+        for code, _which, predictions, _shape in rows:
+            path = Path(folder) / f"{'base' if trees[code] else 'here'}-{predictions}.jsonl.gz"
             if not path.exists():
-                write_object(path, args.events, predictions)
-            runs = [measure(which, path) for _ in range(args.repeat)]
-            best = min(runs, key=lambda m: m["seconds"])
-            rate = best["events"] / best["seconds"]
-            first = first or rate
-            peak = max(m["peak_kib"] for m in runs) / 1024
+                write_in(trees[code], path, args.events, predictions)
+            paths[code, predictions] = path
+        runs: dict[int, list[dict]] = {n: [] for n in range(len(rows))}
+        for _ in range(args.repeat):  # round by round, so a slow minute hits every row
+            for n, (code, which, predictions, _shape) in enumerate(rows):
+                runs[n].append(measure(which, paths[code, predictions], trees[code]))
+        first = None
+        for n, (code, which, predictions, shape) in enumerate(rows):
+            rate = max(m["events"] / m["seconds"] for m in runs[n])
+            cpu_rate = max(m["events"] / m["cpu"] for m in runs[n])
+            first = first or cpu_rate
+            peak = max(m["peak_kib"] for m in runs[n]) / 1024
+            size = paths[code, predictions].stat().st_size / 1e6
             print(
-                f"| {which} | {shape} | {path.stat().st_size / 1e6:.1f} | {rate:,.0f} "
-                f"| {peak:.0f} | {rate / first:.2f}x |"
+                f"| {code} | {which} | {shape} | {size:.1f} | {rate:,.0f} | {cpu_rate:,.0f} "
+                f"| {peak:.0f} | {cpu_rate / first:.2f}x |"
             )
         # Named with its line count, which the child reports as its events.
         lines = write_foreign(Path(folder) / "foreign.jsonl.gz", args.rejected_mb)
         path = Path(folder) / f"foreign-{lines}-lines.jsonl.gz"
         (Path(folder) / "foreign.jsonl.gz").rename(path)
-        runs = [measure("rejected", path) for _ in range(args.repeat)]
-        best = min(runs, key=lambda m: m["seconds"])
-        peak = max(m["peak_kib"] for m in runs) / 1024
+        runs_rejected = [measure("rejected", path) for _ in range(args.repeat)]
+        best = min(runs_rejected, key=lambda m: m["seconds"])
+        peak = max(m["peak_kib"] for m in runs_rejected) / 1024
         print(
-            f"| abtest | another application's events, {args.rejected_mb} MB, every line "
-            f"rejected | {path.stat().st_size / 1e6:.1f} | {best['events'] / best['seconds']:,.0f} "
+            f"| {here} | abtest | another application's events, {args.rejected_mb} MB, every "
+            f"line rejected | {path.stat().st_size / 1e6:.1f} "
+            f"| {best['events'] / best['seconds']:,.0f} | {best['events'] / best['cpu']:,.0f} "
             f"| {peak:.0f} | - |"
         )
 

