@@ -9,7 +9,7 @@ import pytest
 
 from abtest.aggregation import _Tally, count_events
 from abtest.events import conversion_event, encode, invocation_event
-from abtest.records import COUNTERS, Endpoint, RejectedLine, VariantCounters
+from abtest.records import COUNTERS, Endpoint, RejectedLine, VariantCounters, VariantCounts
 
 ENDPOINTS = {
     name: Endpoint(
@@ -189,3 +189,54 @@ def test_escaped_strings_stay_on_the_fast_path_and_key_the_conversion_as_written
     assert tally.fast(block, 1)
     assert tally.events == 1
     assert tally.keyed[0][0].key.user_id == 'Zoë "quoted" \\ tab\t'
+
+
+def test_the_fast_path_makes_records_per_variant_and_shape_never_per_line(monkeypatch):
+    # Each new user's line has its own propensity and latency, each conversion its own ids:
+    # a record (31 counters) made per such line once made aggregation five times slower,
+    # and only a benchmark saw it. Lines are counted in C; records per variant and shape.
+    made: list[int] = []
+    make = VariantCounts.__init__
+
+    def counted(self, *args, **kwargs) -> None:
+        made.append(1)
+        make(self, *args, **kwargs)
+
+    rng = random.Random(7)
+    lines = []
+    for n in range(5_000):
+        fields = {
+            "now": 1_795_000_000 + n,
+            "endpoint_name": "reviews-dev",
+            "variant_name": rng.choice(["Champion1", "Challenger1"]),
+            "user_id": f"user-{n}",
+            "inference_id": f"{rng.getrandbits(64):016x}",
+            "strategy": "ThompsonSampling",
+        }
+        if n % 5 == 4:
+            # A conversion carries its assignment's propensity: one of the few allocations
+            # the object's minute saw.
+            lines.append(
+                conversion_event(
+                    **fields, reward=1.0, assigned_at=n - 60.0, propensity=0.25, late=False
+                )
+            )
+        else:
+            lines.append(
+                invocation_event(
+                    **fields,
+                    propensity=round(rng.uniform(0.01, 1.0), 6),
+                    assignment="new",
+                    latency_ms=round(rng.lognormvariate(3.0, 0.8), 1),
+                    outcome="ok",
+                )
+            )
+    block = b"".join(map(encode, lines))
+    monkeypatch.setattr(VariantCounts, "__init__", counted)
+
+    tally = count_events([block], ENDPOINTS.get, _kept_nowhere)
+    counts = tally.counts["reviews-dev"]
+
+    assert (tally.events, tally.rejected, len(tally.keyed)) == (5_000, 0, 1_000)
+    assert sum(c.users for c in counts.values()) == 4_000
+    assert len(made) <= 10, f"{len(made)} records made for 5,000 lines"
