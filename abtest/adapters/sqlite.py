@@ -16,6 +16,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 from typing import TypeVar
 
@@ -347,15 +348,20 @@ class SqliteStore(SqliteHistory):
             # Every row this object may count is written (a no-op rewrite for its own earlier
             # claims), so the change count says at once whether all of them were claimed:
             # the usual case needs no read. One statement per key here, not a join, since an
-            # object can hold tens of thousands of conversions. In key order, so each write
-            # lands next to the one before: 40,000 claims into a table of a million took
-            # 0.37 s of CPU instead of 0.62 s in random order (0.11 s against 0.17 s empty).
+            # object can hold tens of thousands of conversions. In the table's order, so each
+            # write lands next to the one before: 40,000 claims into a table of a million
+            # took 0.35 s of CPU, sorting included, instead of 0.59 s in the order logged.
+            # Sorted by user, then (stably) by endpoint: one string key a pass is what
+            # `list.sort` compares fastest; whole tuples cost more than they saved.
+            rows = [(*_claim_row(key), ttl, object_key, now) for key in keys]
+            rows.sort(key=itemgetter(1))
+            rows.sort(key=itemgetter(0))
             db.executemany(
                 "INSERT INTO conversions VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (endpoint_name, user_id, inference_id) DO UPDATE SET"
                 " counted_by = excluded.counted_by, ttl = max(ttl, excluded.ttl)"
                 " WHERE counted_by IS NULL OR counted_by = excluded.counted_by OR ttl <= ?",
-                sorted((*_claim_row(key), ttl, object_key, now) for key in keys),
+                rows,
             )
             if db.total_changes - before == len(keys):
                 return set(keys)
