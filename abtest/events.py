@@ -39,8 +39,7 @@ ASSIGNMENT_KINDS = tuple(kind.value for kind in AssignmentKind)
 # counters, because their users cannot convert (fallback) or were not sampled (manual).
 UNCOUNTED_ASSIGNMENTS = frozenset({AssignmentKind.MANUAL, AssignmentKind.FALLBACK})
 # An invocation's optional request context (flat: names to strings, numbers, booleans),
-# appended after the declared fields only when the request carried one, so an invocation
-# without it costs nothing and its line keeps the fast path's exact shape. Off-policy
+# the last field of its line, written only when the request carried one. Off-policy
 # evaluation fits its reward model on it and segments by it; the payload is never logged.
 CONTEXT_FIELD = "context"
 # Its limits, so that a line stays small and its keys are safe names for any reader.
@@ -69,6 +68,11 @@ def _compact_encoder() -> Callable[[Any, int], Any] | None:
 
 
 _COMPACT = _compact_encoder()
+
+
+def _compact_text(value: Any) -> str:
+    """One JSON value as `encode` writes it inside a line (needs `_COMPACT`)."""
+    return "".join(_COMPACT(value, 0))  # type: ignore[misc]
 
 
 def encode(event: Mapping[str, Any]) -> bytes:
@@ -138,6 +142,7 @@ class Kind(Enum):
     NULLABLE_NUMBER = "a finite number or null"
     FLAG = "true or false"
     CHOICE = "one of the field's `choices`"
+    CONTEXT = "a flat object of names to strings, numbers or booleans"
 
 
 _ARGUMENT_TYPES = {
@@ -148,6 +153,7 @@ _ARGUMENT_TYPES = {
     Kind.NULLABLE_NUMBER: float | None,
     Kind.FLAG: bool,
     Kind.CHOICE: str,
+    Kind.CONTEXT: dict[str, str | float | bool],
 }
 
 
@@ -159,7 +165,8 @@ class Field:
     kind: Kind
     captured: bool = False
     choices: tuple[str, ...] = ()
-    # Always written, but absent from lines logged before the field existed: the fast path
+    # Absent from some lines: those logged before the field existed, or (the context) those
+    # of requests without one. The builders leave it out when None, and the fast path
     # matches lines with and without it (declare such fields last).
     optional: bool = False
 
@@ -193,6 +200,8 @@ INVOCATION_EVENT = EventType(
         # Captured: the model call's duration (milliseconds) and outcome, the guardrails'.
         Field("latency_ms", Kind.NUMBER, captured=True, optional=True),
         Field("outcome", Kind.CHOICE, captured=True, choices=OUTCOMES, optional=True),
+        # Not captured: aggregation counts no context, but its lines keep the fast path.
+        Field(CONTEXT_FIELD, Kind.CONTEXT, optional=True),
     ),
 )
 CONVERSION_EVENT = EventType(
@@ -317,6 +326,8 @@ def _json_of(field: Field) -> tuple[str, str]:
             return f"({value} is None or {finite})", nullable
         case Kind.FLAG:
             return f"({value} is True or {value} is False)", f"{{TRUE if {value} else FALSE}}"
+        case Kind.CONTEXT:  # `encode`'s own encoder, on the object alone
+            return f"(type({value}) is dict and COMPACT is not None)", f"{{compact({value})}}"
 
 
 def line_writer(event_type: EventType) -> Callable[..., bytes]:
@@ -331,6 +342,8 @@ def line_writer(event_type: EventType) -> Callable[..., bytes]:
         "iso_timestamp": iso_timestamp,
         "escaped": encode_basestring_ascii,
         "encode": encode,
+        "compact": _compact_text,
+        "COMPACT": _COMPACT,
         "build": build,
         "NULL": "null",
         "TRUE": "true",
@@ -367,12 +380,6 @@ def line_writer(event_type: EventType) -> Callable[..., bytes]:
 
 
 invocation_line = line_writer(INVOCATION_EVENT)
-
-
-def with_field(line: bytes, name: str, value: Any) -> bytes:
-    """An event's line with one more field after the others: `encode` of its dict with
-    `name` added last (how an invocation's request context is logged)."""
-    return b"".join((line[:-2], b",", encode(name)[:-1], b":", encode(value)[:-1], b"}\n"))
 
 
 # Beyond any revenue or duration in any unit (a larger one is a unit mistake), and small
@@ -605,6 +612,10 @@ def _value(field: Field, group: str | None) -> bytes:
             return capture(b"true|false")
         case Kind.CHOICE:
             return b'"' + capture(b"|".join(re.escape(c.encode()) for c in field.choices)) + b'"'
+        case Kind.CONTEXT:  # as the request body allows it (`CONTEXT_KEY`, MAX_CONTEXT_KEYS)
+            item = b'"' + CONTEXT_KEY.encode() + b'":(?:' + _TEXT + b"|" + _NUMBER + b"|true|false)"
+            most = str(MAX_CONTEXT_KEYS - 1).encode()
+            return capture(rb"\{(?:" + item + b"(?:," + item + b"){0," + most + rb"})?\}")
 
 
 class LineFormat:

@@ -21,7 +21,7 @@ import abtest.history
 import abtest.ports
 from abtest.cli import _parser
 from abtest.embedded.config import EndpointSection, EventLogSettings, VariantSpec
-from abtest.events import ASSIGNMENT_KINDS, CONTEXT_FIELD, EVENT_TYPES
+from abtest.events import ASSIGNMENT_KINDS, EVENT_TYPES
 from abtest.http.routes import ADMIN_ROUTE_NAMES
 from bandit.registry import STRATEGIES
 
@@ -150,8 +150,6 @@ def test_the_event_log_table_lists_every_field_of_each_event() -> None:
     rows = _table(_section("### The event log's format"))
     for event_type in EVENT_TYPES:
         fields = {"type", *(field.name for field in event_type.fields)}
-        if event_type.name == "invocation":
-            fields.add(CONTEXT_FIELD)
         listed = {
             name
             for names, events, _ in rows

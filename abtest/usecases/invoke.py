@@ -13,7 +13,7 @@ from abtest.errors import (
     ModelError,
     StoreUnavailableError,
 )
-from abtest.events import CONTEXT_FIELD, ERROR, OK, invocation_line, with_field
+from abtest.events import ERROR, OK, invocation_line
 from abtest.ids import new_id
 from abtest.lifecycle import State
 from abtest.ports import Clock, Count, EventSink, ModelEndpoint, ModelResult, Store, Telemetry
@@ -162,9 +162,8 @@ class Invoke:
             assignment=choice.kind,
             latency_ms=latency_ms,
             outcome=outcome,
+            context=request.context or None,
         )
-        if request.context:
-            line = with_field(line, CONTEXT_FIELD, request.context)
         try:
             self.events.put_lines([line])
         except EventLogUnavailableError as error:

@@ -26,7 +26,6 @@ from abtest.events import (
     invocation_line,
     iso_timestamp,
     line_writer,
-    with_field,
 )
 from abtest.records import LATENCY_COUNTERS, AssignmentKind, Endpoint, VariantCounters
 
@@ -45,7 +44,7 @@ ASSIGNED = {"assigned_at": 1_794_999_000.25, "propensity": 0.5, "late": False}
 
 def test_builders_write_type_first_then_the_declared_fields_in_order():
     invocation = invocation_event(
-        **COMMON, propensity=None, assignment="new", latency_ms=3.5, outcome="ok"
+        **COMMON, propensity=None, assignment="new", latency_ms=3.5, outcome="ok", context={}
     )
     conversion = conversion_event(**COMMON, reward=0.5, **ASSIGNED)
 
@@ -231,6 +230,17 @@ def test_a_bad_latency_or_outcome_is_rejected_with_its_reason(field, value):
 TEXTS = ["u", "", 'q"uo\\te', "tab\tnew\nline\x00", "naïve ☃", "\ud800 lone", "r" * 300]
 NUMBERS = [0.0, -0.0, 0.5, 1e-300, 1.7976931348623157e308, 3.0, float("nan"), float("inf")]
 OTHERS = [None, True, False, 0, 7, 2**70, "0.5", [1], {"a": 1}]
+# Contexts as a request gives them, and what no request can (keys that are no names,
+# nested values, numbers JSON has no word for).
+CONTEXTS = [
+    {"country": "fr", "age": 31, "vip": True, "score": 0.25},
+    {},
+    {"k": 'q"é\u2603', "n": -0.0, "big": 2**70},
+    {str(n): n for n in range(17)},
+    {1: "one", "nested": {"a": [1, None]}},
+    {"x": float("inf")},
+    {"x": float("nan")},
+]
 
 
 def random_value(field: Field, rng: random.Random):
@@ -247,6 +257,8 @@ def random_value(field: Field, rng: random.Random):
             return rng.choice([*NUMBERS, rng.uniform(-1e6, 1e6), None])
         case Kind.FLAG:
             return rng.choice([True, False, None, 1])
+        case Kind.CONTEXT:
+            return rng.choice(CONTEXTS)
 
 
 def outcome(call, values):
@@ -279,11 +291,28 @@ def test_the_invocation_line_is_the_products_and_reads_back_on_the_fast_path():
     assert tally.counts["reviews-dev"]["A"].users == 1
 
 
-def test_a_field_added_after_the_declared_ones_is_written_as_encode_writes_it():
-    line = invocation_line(**COMMON, propensity=0.5, assignment="new", outcome="ok")
-    for context in ({"country": "fr", "age": 31, "vip": True, "score": 0.25}, {}, {"k": 'q"'}):
-        event = invocation_event(**COMMON, propensity=0.5, assignment="new", outcome="ok")
-        assert with_field(line, "context", context) == encode({**event, "context": context})
+def test_a_request_context_is_written_last_and_its_line_stays_on_the_fast_path():
+    values = {**COMMON, "propensity": 0.5, "assignment": "new", "outcome": "ok"}
+    for context in CONTEXTS:
+        line = invocation_line(**values, context=context)
+        assert line == encode({**invocation_event(**values), "context": context})
+        tally = _Tally(ENDPOINTS.get, [].append)
+        # What a request may carry is counted without json.loads; anything else still
+        # counts, the slow way.
+        assert tally.fast(line, 1) == a_request_could_send(context), context
+        if not a_request_could_send(context):
+            tally.slow(line, 1)
+        assert tally.events == 1 and tally.rejected == 0
+        assert tally.counts["reviews-dev"]["A"].users == 1
+
+
+def a_request_could_send(context: dict) -> bool:
+    """At most 16 names to strings, or to numbers JSON can write."""
+    return len(context) <= 16 and all(
+        isinstance(key, str)
+        and (isinstance(value, str) or (isinstance(value, int | float) and math.isfinite(value)))
+        for key, value in context.items()
+    )
 
 
 def test_a_field_added_to_the_declaration_is_written_by_the_line_writer_too():

@@ -76,6 +76,10 @@ def drive(usecases, store, monkeypatch) -> None:
         )
     )
     invoke(Invocation(endpoint_name=ENDPOINT, data="x", inference_id='inf "odd" é'))
+    for context in ({"country": "fr", "age": 31, "vip": True, "score": -2.5e-8}, {"note": 'q"é'}):
+        invoke(
+            Invocation(endpoint_name=ENDPOINT, user_id="with context", data="x", context=context)
+        )
     before = store.get_endpoint(ENDPOINT).lifecycle
     paused = before.moved(ENDPOINT, Action.PAUSE)
     store.change_lifecycle(ENDPOINT, before, paused, AuditEntry(0.0, "test", "pause"))
@@ -103,6 +107,7 @@ def test_every_line_the_service_logs_takes_the_fast_path(usecases, store, log, m
 
     invocations = [e for e in events if e["type"] == "invocation"]
     assert {e["assignment"] for e in invocations} == set(ASSIGNMENT_KINDS)
+    assert sum("context" in e for e in invocations) == 2
     conversions = [e for e in events if e["type"] == "conversion"]
     assert {e["user_id"] for e in conversions} == {*ODD_IDS, "paused"}
     assert len(conversions) == 5 * len(ODD_IDS) + 1
