@@ -12,7 +12,8 @@ two variants) is aggregated, each run in a fresh subprocess so peak RSS is its o
 Rows: the baseline on events shaped as the original logged them (20 predictions each,
 the original design's own figure: ~63k events/s), then abtest on its own events, then
 each on the other's shape, so the two effects (smaller events, no per-line parse) show
-apart. The last row is abtest on an object of `--rejected-mb` MB (uncompressed, gzip as
+apart, and abtest on its events with a request context on every invocation (the optional
+last field, counted on the fast path too). The last row is abtest on an object of `--rejected-mb` MB (uncompressed, gzip as
 Firehose delivers) of another writer's events, every line rejected: read through the S3
 adapter, its rejected lines sent through the adapter's upload to a client that counts
 and drops what it is sent (a real bucket holds them elsewhere), so the peak is
@@ -51,8 +52,11 @@ sys.path.insert(0, str(ROOT))
 ENDPOINT = "bench-endpoint"
 
 
-def write_object(path: Path, events: int, predictions: int, seed: int = 1) -> None:
-    """Events as the request path logs them; with `predictions`, each also carries that many."""
+def write_object(
+    path: Path, events: int, predictions: int, seed: int = 1, *, context: bool = False
+) -> None:
+    """Events as the request path logs them; with `predictions`, each also carries that many;
+    with `context`, each invocation carries a request context of four names."""
     from abtest.events import conversion_event, encode, invocation_event
 
     rng = random.Random(seed)
@@ -78,6 +82,13 @@ def write_object(path: Path, events: int, predictions: int, seed: int = 1) -> No
                     latency_ms=round(rng.lognormvariate(3.0, 0.8), 1),
                     outcome="error" if rng.random() < 0.01 else "ok",
                 )
+                if context:
+                    event["context"] = {
+                        "country": rng.choice(["fr", "de", "us", "jp"]),
+                        "age": rng.randrange(18, 90),
+                        "returning": rng.random() < 0.3,
+                        "basket": round(rng.lognormvariate(3.0, 1.0), 2),
+                    }
             if predictions:
                 event["predictions"] = [round(rng.random(), 6) for _ in range(predictions)]
             out.write(encode(event))
@@ -233,10 +244,16 @@ def measure(which: str, path: Path, tree: Path | None = None) -> dict:
     return json.loads(out.stdout)
 
 
-def write_in(tree: Path | None, path: Path, events: int, predictions: int) -> None:
-    """`write_object` of `tree`'s own bench (this one's without), in a process of its own."""
+# The objects the rows read: (predictions per event, a context per invocation).
+OBJECTS = {"original": (20, False), "abtest": (0, False), "context": (0, True)}
+
+
+def write_in(tree: Path | None, path: Path, events: int, kind: str) -> None:
+    """`write_object` of `tree`'s own bench (this one's without), in a process of its own
+    (an older bench writes no context)."""
+    predictions, context = OBJECTS[kind]
     if tree is None:
-        write_object(path, events, predictions)
+        write_object(path, events, predictions, context=context)
         return
     script = (
         "import sys\n"
@@ -246,6 +263,7 @@ def write_in(tree: Path | None, path: Path, events: int, predictions: int) -> No
         "aggregate.write_object(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))\n"
     )
     command = [sys.executable, "-c", script, str(tree), str(path), str(events), str(predictions)]
+    assert not context, "an older bench writes no context"
     subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": str(tree)})
 
 
@@ -287,35 +305,41 @@ def main() -> None:
     print("|---|---|---|---:|---:|---:|---:|---:|")
     here = "this checkout"
     rows = [
-        (here, "baseline", 20, "as the original logged them (20 predictions each)"),
-        (here, "abtest", 0, "as abtest logs them"),
-        (here, "baseline", 0, "as abtest logs them"),
-        (here, "abtest", 20, "with 20 predictions each (the json.loads path)"),
+        (here, "baseline", "original", "as the original logged them (20 predictions each)"),
+        (here, "abtest", "abtest", "as abtest logs them"),
+        (here, "baseline", "abtest", "as abtest logs them"),
+        (here, "abtest", "context", "as abtest logs them, each invocation with a context"),
+        (here, "abtest", "original", "with 20 predictions each (the json.loads path)"),
     ]
     if args.base:
         rows[1:1] = [
-            (args.base, "baseline", 20, "as the original logged them (20 predictions each)"),
-            (args.base, "abtest", 0, "as abtest logs them"),
+            (
+                args.base,
+                "baseline",
+                "original",
+                "as the original logged them (20 predictions each)",
+            ),
+            (args.base, "abtest", "abtest", "as abtest logs them"),
         ]
     with tempfile.TemporaryDirectory() as folder, checkout(args.base) as base:
         trees = {here: None, args.base: base}
         paths = {}
-        for code, _which, predictions, _shape in rows:
-            path = Path(folder) / f"{'base' if trees[code] else 'here'}-{predictions}.jsonl.gz"
+        for code, _which, kind, _shape in rows:
+            path = Path(folder) / f"{'base' if trees[code] else 'here'}-{kind}.jsonl.gz"
             if not path.exists():
-                write_in(trees[code], path, args.events, predictions)
-            paths[code, predictions] = path
+                write_in(trees[code], path, args.events, kind)
+            paths[code, kind] = path
         runs: dict[int, list[dict]] = {n: [] for n in range(len(rows))}
         for _ in range(args.repeat):  # round by round, so a slow minute hits every row
-            for n, (code, which, predictions, _shape) in enumerate(rows):
-                runs[n].append(measure(which, paths[code, predictions], trees[code]))
+            for n, (code, which, kind, _shape) in enumerate(rows):
+                runs[n].append(measure(which, paths[code, kind], trees[code]))
         first = None
-        for n, (code, which, predictions, shape) in enumerate(rows):
+        for n, (code, which, kind, shape) in enumerate(rows):
             rate = max(m["events"] / m["seconds"] for m in runs[n])
             cpu_rate = max(m["events"] / m["cpu"] for m in runs[n])
             first = first or cpu_rate
             peak = max(m["peak_kib"] for m in runs[n]) / 1024
-            size = paths[code, predictions].stat().st_size / 1e6
+            size = paths[code, kind].stat().st_size / 1e6
             print(
                 f"| {code} | {which} | {shape} | {size:.1f} | {rate:,.0f} | {cpu_rate:,.0f} "
                 f"| {peak:.0f} | {cpu_rate / first:.2f}x |"
