@@ -13,11 +13,11 @@ Rows: the baseline on events shaped as the original logged them (20 predictions 
 the original design's own figure: ~63k events/s), then abtest on its own events, then
 each on the other's shape, so the two effects (smaller events, no per-line parse) show
 apart, and abtest on its events with a request context on every invocation (the optional
-last field, counted on the fast path too). The last row is abtest on an object of `--rejected-mb` MB (uncompressed, gzip as
-Firehose delivers) of another writer's events, every line rejected: read through the S3
-adapter, its rejected lines sent through the adapter's upload to a client that counts
-and drops what it is sent (a real bucket holds them elsewhere), so the peak is
-aggregation's own.
+last field, counted on the fast path too). The last row is abtest on an object of
+`--rejected-mb` MB (uncompressed, gzip as Firehose delivers) of another writer's events,
+every line rejected: read through the S3 adapter, its rejected lines sent through the
+adapter's upload to a client that counts and drops what it is sent (a real bucket holds
+them elsewhere), so the peak is aggregation's own.
 
 With `--base REV` (a commit of this repository), that commit's own bench and code run
 beside this checkout's, round by round: its baseline on the original's events and its
