@@ -61,7 +61,8 @@ class Faults:
 
     def _roll(self, name: str) -> float:
         """From the call's rank among `name`'s calls, not its arguments (they hold fresh
-        inference ids and timestamps): the same faults, in the same counts, every run."""
+        inference ids and timestamps): the same faults every run (but for the order of
+        claims made in parallel)."""
         with self._lock:
             self.calls[name] += 1
             key = f"{self.seed}:{name}:{self.calls[name]}"
@@ -122,6 +123,8 @@ def inject_into_requests(aws, faults: Faults, monkeypatch) -> None:
     """Faults on the invocation and conversion functions' clients."""
     for handler in (aws.invocation, aws.conversion):
         store, sink = handler.use_case.store.client, handler.use_case.events
+        # Writes and the queue get few calls (80 users: about 65 puts, 60 updates, 36
+        # batches to the queue), so their rates are high enough for FLOOR of each kind.
         faults.wrap(monkeypatch, store, "get_item", refuse=0.06, stall=0.03)
         faults.wrap(monkeypatch, store, "put_item", refuse=0.1, stall=0.1, lost=0.15)
         faults.wrap(monkeypatch, store, "update_item", refuse=0.1, stall=0.15, lost=0.2)
