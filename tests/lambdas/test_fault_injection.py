@@ -4,9 +4,14 @@ Under moto, the handlers' own clients get faults injected: throttling before a c
 a lost response after one that succeeded (DynamoDB writes, where botocore would retry
 into a failed condition; Firehose, which took the records; the queue, which took the
 messages), Firehose and its queue refusing. Clients behave as the README asks (retry a
-conversion with its inference_id until it is acknowledged); S3 redelivers every object,
-aggregation that fails is retried, as the bucket notification does, and the operator
-runs the redrive once the faults are over.
+conversion with its inference_id until it is acknowledged); the operator runs the redrive
+once those faults are over. Then aggregation meets faults of its own (transactions
+refused, claims refused or their answers lost) and is retried until it succeeds, as the
+bucket notification does; and S3 delivers every fourth object once more.
+
+Each kind of fault is injected at least FLOOR times, asserted: the rates are set so that
+80 users meet every kind (each object costs moto a copy of the metrics table per
+transaction, so objects, not requests, make the test's time).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import hashlib
 import json
 import logging
 import random
+import threading
 from collections import Counter
 
 import pytest
@@ -25,23 +31,27 @@ from lambdas.wiring import request_budget_seconds
 from tests.api_gateway import Context, api_event, call
 from tests.lambdas.doubles import ENDPOINT, create_endpoint, s3_event, state_change
 
-# Slow: hundreds of requests through moto, about half a minute.
-pytestmark = pytest.mark.slow(seconds=30)
+# Slow: a few hundred requests and aggregations through moto, some 20 s on a quiet machine.
+pytestmark = pytest.mark.slow(seconds=22)
 
-USERS = 200
+USERS = 80
+CONVERTING = 0.9  # the share of users who convert
 SEED = 11
 BUCKET = "abtest-events-test"
+FLOOR = 3  # times each kind of fault is injected, at least
 
 
 class Faults:
-    """Decides faults from a hash of the call and how often it was made: same run, same faults."""
+    """Decides faults from a hash of the operation and how often it was called: the same
+    faults every run."""
 
-    def __init__(self, seed: int, monkeypatch) -> None:
+    def __init__(self, seed: int) -> None:
         self.seed = seed
-        self.monkeypatch = monkeypatch  # undone, the clients are whole again
         self.calls: Counter[str] = Counter()
         self.injected: Counter[str] = Counter()
+        self.kinds: set[str] = set()  # every kind of fault some wrapped call can meet
         self.clock = 0.0  # seconds that stalls and back-offs took, as the clients saw them
+        self._lock = threading.Lock()  # aggregation claims from a thread pool
 
     def monotonic(self) -> float:
         return self.clock
@@ -49,17 +59,27 @@ class Faults:
     def sleep(self, seconds: float) -> None:
         self.clock += seconds
 
-    def _roll(self, name: str, kwargs: dict) -> float:
-        key = f"{self.seed}:{name}:{json.dumps(kwargs, sort_keys=True, default=str)}"
-        self.calls[key] += 1
-        digest = hashlib.sha256(f"{key}:{self.calls[key]}".encode()).digest()
+    def _roll(self, name: str) -> float:
+        """From the call's rank among `name`'s calls, not its arguments (they hold fresh
+        inference ids and timestamps): the same faults every run (but for the order of
+        claims made in parallel)."""
+        with self._lock:
+            self.calls[name] += 1
+            key = f"{self.seed}:{name}:{self.calls[name]}"
+        digest = hashlib.sha256(key.encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2**64
+
+    def _count(self, kind: str) -> None:
+        with self._lock:
+            self.injected[kind] += 1
 
     def wrap(
         self,
+        monkeypatch,
         client,
         operation: str,
         *,
+        where: str = "",
         refuse=0.0,
         stall=0.0,
         lost=0.0,
@@ -67,81 +87,90 @@ class Faults:
     ):
         """`refuse`: an error answer, nothing done. `stall`: no answer until the client
         gives up, after its every timeout and retry (half the time the request got there
-        and was done). `lost`: done, and the answer lost."""
+        and was done). `lost`: done, and the answer lost. Undone with `monkeypatch`."""
         real = getattr(client, operation)
-        name = f"{client.meta.service_model.service_name}.{operation}"
+        name = f"{where}{client.meta.service_model.service_name}.{operation}"
+        for kind, rate in (("refused", refuse), ("stalled", stall), ("response lost", lost)):
+            if rate:
+                self.kinds.add(f"{name} {kind}")
         config = client.meta.config
         gives_up_after = (config.connect_timeout + config.read_timeout) * config.retries[
             "total_max_attempts"
         ]
 
         def faulty(**kwargs):
-            roll = self._roll(name, kwargs)
+            roll = self._roll(name)
             if roll < refuse:
-                self.injected[f"{name} refused"] += 1
+                self._count(f"{name} refused")
                 raise ClientError({"Error": {"Code": code, "Message": "injected"}}, operation)
             if roll < refuse + stall:
-                self.injected[f"{name} stalled"] += 1
-                self.clock += gives_up_after
+                self._count(f"{name} stalled")
+                with self._lock:
+                    self.clock += gives_up_after
                 if roll < refuse + stall / 2:
                     real(**kwargs)
                 raise ReadTimeoutError(endpoint_url="https://injected")
             result = real(**kwargs)
             if roll > 1 - lost:
-                self.injected[f"{name} response lost"] += 1
+                self._count(f"{name} response lost")
                 raise ReadTimeoutError(endpoint_url="https://injected")
             return result
 
-        self.monkeypatch.setattr(client, operation, faulty, raising=False)
+        monkeypatch.setattr(client, operation, faulty, raising=False)
 
 
-def inject(aws, faults: Faults, monkeypatch) -> None:
+def inject_into_requests(aws, faults: Faults, monkeypatch) -> None:
+    """Faults on the invocation and conversion functions' clients."""
     for handler in (aws.invocation, aws.conversion):
         store, sink = handler.use_case.store.client, handler.use_case.events
-        faults.wrap(store, "get_item", refuse=0.06, stall=0.03)
-        faults.wrap(store, "put_item", refuse=0.04, stall=0.03, lost=0.1)
-        faults.wrap(store, "update_item", refuse=0.04, stall=0.03, lost=0.15)
+        # Writes and the queue get few calls (80 users: about 65 puts, 60 updates, 36
+        # batches to the queue), so their rates are high enough for FLOOR of each kind.
+        faults.wrap(monkeypatch, store, "get_item", refuse=0.06, stall=0.03)
+        faults.wrap(monkeypatch, store, "put_item", refuse=0.1, stall=0.1, lost=0.15)
+        faults.wrap(monkeypatch, store, "update_item", refuse=0.1, stall=0.15, lost=0.2)
         faults.wrap(
+            monkeypatch,
             sink.client,
             "put_record_batch",
-            refuse=0.15,
-            stall=0.05,
+            refuse=0.2,
+            stall=0.1,
             lost=0.1,
             code="ServiceUnavailableException",
         )
         faults.wrap(
+            monkeypatch,
             sink.sqs_client,
             "send_message_batch",
             refuse=0.15,
-            stall=0.05,
-            lost=0.1,
+            stall=0.15,
+            lost=0.2,
             code="ThrottlingException",
         )
         monkeypatch.setattr(sink, "_sleep", faults.sleep)
         monkeypatch.setattr(sink, "_monotonic", faults.monotonic)
-    metrics_store = aws.metrics.aggregate.store.client
-    faults.wrap(metrics_store, "update_item", refuse=0.02, lost=0.02)
-    faults.wrap(metrics_store, "transact_write_items", refuse=0.1)
 
 
-def aggregate_everything(aws) -> None:
-    """Every object to the metrics function until it succeeds, then every fourth again.
+def inject_into_aggregation(aws, faults: Faults, monkeypatch) -> None:
+    """Faults on the metrics function's store: its claims (updates) and its transactions."""
+    store = aws.metrics.aggregate.store.client  # the history's client too
+    faults.wrap(monkeypatch, store, "update_item", where="metrics ", refuse=0.04, lost=0.04)
+    faults.wrap(monkeypatch, store, "transact_write_items", where="metrics ", refuse=0.05)
 
-    Not every object twice: moto copies every table in each transaction, so the cost of
-    a redelivery grows with everything written before it.
-    """
+
+def event_keys(aws) -> list[str]:
     listed = aws.s3.list_objects_v2(Bucket=BUCKET, Prefix="events/").get("Contents", [])
-    keys = sorted(o["Key"] for o in listed)
-    for delivery in (keys, keys[::4]):
-        for key in delivery:
-            for _attempt in range(50):
-                try:
-                    aws.metrics.lambda_handler(s3_event(BUCKET, [key]), Context())
-                    break
-                except Exception:  # the notification is retried, as S3 and Lambda do
-                    continue
-            else:
-                raise AssertionError(f"{key} never aggregated")
+    return sorted(o["Key"] for o in listed)
+
+
+def aggregate_until_done(aws, key: str) -> None:
+    """The object to the metrics function until it succeeds, as S3 and Lambda retry."""
+    for _attempt in range(50):
+        try:
+            aws.metrics.lambda_handler(s3_event(BUCKET, [key]), Context())
+            return
+        except Exception:  # the notification is retried
+            continue
+    raise AssertionError(f"{key} never aggregated")
 
 
 def logged_events(aws) -> list[dict]:
@@ -158,8 +187,7 @@ def test_injected_faults_lose_no_acknowledged_request_and_count_none_twice(
 ):
     create_endpoint({"ab-testing:strategy": "ThompsonSampling"})
     aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
-    faults = Faults(SEED, monkeypatch)
-    inject(aws, faults, monkeypatch)
+    faults = Faults(SEED)
     rng = random.Random(SEED)
     took: list[float] = []  # what stalls and back-offs added to each request
 
@@ -172,7 +200,9 @@ def test_injected_faults_lose_no_acknowledged_request_and_count_none_twice(
     acked_invocations: dict[str, str] = {}  # inference_id -> assignment kind
     acked_conversions: set[str] = set()
 
-    with caplog.at_level(logging.ERROR, logger="abtest"):
+    # The handlers' clients outlive the test: each context undoes its faults.
+    with caplog.at_level(logging.ERROR, logger="abtest"), pytest.MonkeyPatch.context() as faulty:
+        inject_into_requests(aws, faults, faulty)
         for n in range(USERS):
             user = f"user-{n}"
             body = {"endpoint_name": ENDPOINT, "user_id": user, "data": "x"}
@@ -180,7 +210,7 @@ def test_injected_faults_lose_no_acknowledged_request_and_count_none_twice(
             if status != 200:
                 continue
             acked_invocations[invoked["inference_id"]] = invoked["assignment"]
-            if rng.random() < 0.4:
+            if rng.random() < CONVERTING:
                 conversion = {**body, "inference_id": invoked["inference_id"]}
                 for _retry in range(30):
                     status, _ = timed(aws.conversion, api_event("/conversion", conversion))
@@ -196,10 +226,16 @@ def test_injected_faults_lose_no_acknowledged_request_and_count_none_twice(
         for r in caplog.records
         if r.getMessage().startswith("event not delivered")
     }
-    monkeypatch.undo()  # the operator's redrive and the final aggregation run clean
+    # The operator's redrive, once the requests' faults are over; then aggregation's own.
     sink = aws.invocation.use_case.events
     redriven = redrive_events(sink.sqs_client, aws.s3, aws.queue, BUCKET, settle_seconds=0)
-    aggregate_everything(aws)
+    keys = event_keys(aws)
+    with pytest.MonkeyPatch.context() as faulty:
+        inject_into_aggregation(aws, faults, faulty)
+        for key in keys:
+            aggregate_until_done(aws, key)
+    for key in keys[::4]:  # delivered again: every fourth, each a copy of the table in moto
+        aggregate_until_done(aws, key)
 
     events = logged_events(aws)
     invocations = [
@@ -212,6 +248,8 @@ def test_injected_faults_lose_no_acknowledged_request_and_count_none_twice(
     counted = stats["variant_metrics"]
 
     assert sum(faults.injected.values()) > 50, faults.injected
+    rare = {kind: faults.injected[kind] for kind in faults.kinds if faults.injected[kind] < FLOOR}
+    assert not rare, f"kinds of fault met fewer than {FLOOR} times (raise their rate): {rare}"
     assert faults.injected["dynamodb.get_item stalled"] > 5, faults.injected
     assert faults.injected["firehose.put_record_batch stalled"] > 5, faults.injected
     # Stalls end inside the function's timeout: the client's answer is never cut off.
