@@ -223,3 +223,31 @@ def test_health_shows_fallbacks_model_errors_and_duplicates(
         "UnloggedInvocations": 0,
         "MostlyRejectedObjects": 0,
     }
+
+
+def test_stop_answers_and_counts_a_request_in_flight_before_it_returns(
+    start_server, tmp_path
+) -> None:
+    # GIVEN a server whose model takes half a second, and a request in flight on it
+    server = start_server(variants={"Sleepy": "tests.embedded.helpers:sleepy"})
+    body = {"endpoint_name": ENDPOINT, "data": json.dumps({"sleep": 0.5}), "user_id": "u1"}
+    answers: list[httpx.Response] = []
+    caller = threading.Thread(
+        target=lambda: answers.append(httpx.post(f"{server.url}/invocation", json=body))
+    )
+    caller.start()
+    state = server._server.server_state
+    while not state.tasks:  # the request's task runs: the model is being called
+        threading.Event().wait(0.005)
+
+    # WHEN the server is stopped meanwhile (the prompt stop takes uvicorn's own way then)
+    server.stop()
+    caller.join(timeout=30)
+
+    # THEN the request got its answer, and the stop sealed and counted its event
+    assert [a.status_code for a in answers] == [200], answers
+    again = start_server(
+        data_dir=tmp_path / "data", variants={"Sleepy": "tests.embedded.helpers:sleepy"}
+    )
+    stats = httpx.post(f"{again.url}/stats", json={"endpoint_name": ENDPOINT}).json()
+    assert stats_counts(stats) == {"Sleepy": (1, 0)}
