@@ -13,11 +13,13 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
+from itertools import repeat
 from json.encoder import c_make_encoder, encode_basestring_ascii
 from typing import Any, NamedTuple, NoReturn
 
@@ -480,13 +482,15 @@ def _weight(propensity: Any) -> float:
     return 0.0
 
 
-def captured_weight(propensity: bytes) -> float:
-    """`_weight` of a propensity as the fast path captures it (a JSON number or null), for
-    one line in a hundred thousand: no type checks, since the regex admits only these."""
-    if propensity == b"null":
-        return 0.0
-    value = float(propensity)  # inf for a number beyond a float: no probability either
-    return 1.0 / value if 0.0 < value <= 1.0 else 0.0
+def captured_weights(propensities: list[bytes]) -> list[float]:
+    """`_weight` of each propensity as the fast path captures it (a JSON number or null):
+    in C when every one is a probability, as the service logs them (a call per line took
+    twice as long), else one by one."""
+    if b"null" not in propensities:
+        values = list(map(float, propensities))
+        if values and min(values) > 0.0 and max(values) <= 1.0:
+            return list(map(operator.truediv, repeat(1.0), values))
+    return [_weight(None if p == b"null" else float(p)) for p in propensities]
 
 
 class DamagedObject(Exception):
