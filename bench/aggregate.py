@@ -255,6 +255,7 @@ def write_in(tree: Path | None, path: Path, events: int, kind: str) -> None:
     if tree is None:
         write_object(path, events, predictions, context=context)
         return
+    assert not context, "an older bench writes no context"
     script = (
         "import sys\n"
         "from pathlib import Path\n"
@@ -263,7 +264,6 @@ def write_in(tree: Path | None, path: Path, events: int, kind: str) -> None:
         "aggregate.write_object(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))\n"
     )
     command = [sys.executable, "-c", script, str(tree), str(path), str(events), str(predictions)]
-    assert not context, "an older bench writes no context"
     subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": str(tree)})
 
 
