@@ -4,20 +4,24 @@
 
 One gzip JSON-lines object of `--events` events (invocations and conversions over
 two variants) is aggregated, each run in a fresh subprocess so peak RSS is its own:
+  sample    what the original sample's metrics handler does with an object: decompress
+            it whole, `json.loads` every line into one list kept until the end, sort
+            that list by endpoint and variant, count each group (its few store and
+            metric writes per group left out): what "10x the original's" is against
   baseline  read and decompress the whole object, split it, `json.loads` each line,
-            count per endpoint and variant in dicts; no store write at all
+            count per endpoint and variant in dicts as it goes; no store write at all
   abtest    `abtest.aggregation.aggregate` streaming the object through the S3
             adapter's line reader, with the SQLite store's transaction and its
             idempotency record included
-Rows: the baseline on events shaped as the original logged them (20 predictions each,
-the original design's own figure: ~63k events/s), then abtest on its own events, then
-each on the other's shape, so the two effects (smaller events, no per-line parse) show
-apart, and abtest on its events with a request context on every invocation (the optional
-last field, counted on the fast path too). The last row is abtest on an object of
-`--rejected-mb` MB (uncompressed, gzip as Firehose delivers) of another writer's events,
-every line rejected: read through the S3 adapter, its rejected lines sent through the
-adapter's upload to a client that counts and drops what it is sent (a real bucket holds
-them elsewhere), so the peak is aggregation's own.
+Rows: the sample's handler and the baseline on events shaped as the original logged them
+(20 predictions each, the original design's own figure: ~63k events/s), then abtest on its
+own events, then each on the other's shape, so the two effects (smaller events, no
+per-line parse) show apart, and abtest on its events with a request context on every
+invocation (the optional last field, counted on the fast path too). The last row is abtest
+on an object of `--rejected-mb` MB (uncompressed, gzip as Firehose delivers) of another
+writer's events, every line rejected: read through the S3 adapter, its rejected lines sent
+through the adapter's upload to a client that counts and drops what it is sent (a real
+bucket holds them elsewhere), so the peak is aggregation's own.
 
 With `--base REV` (a commit of this repository), that commit's own bench and code run
 beside this checkout's, round by round: its baseline on the original's events and its
@@ -32,6 +36,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import importlib
+import io
 import json
 import os
 import platform
@@ -44,6 +49,8 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -133,6 +140,27 @@ def baseline(path: Path) -> int:
     return events
 
 
+def sample(path: Path) -> int:
+    """The original's handler: every event parsed and held, then sorted and grouped."""
+    with gzip.open(path, "rb") as stream:
+        body = io.BytesIO(stream.read())
+    events = [json.loads(line) for line in iter(body.readline, b"")]
+    by_variant = itemgetter("endpoint_name", "variant_name")
+    counts = {}
+    for key, group in groupby(sorted(events, key=by_variant), key=by_variant):
+        row = counts[key] = [0, 0, 0.0]
+        for event in group:
+            if event["type"] == "invocation":
+                row[0] += 1
+            elif event["type"] == "conversion":
+                row[1] += 1
+                row[2] += event["reward"]
+            else:
+                raise ValueError(f"unsupported type {event['type']}")
+    assert sum(row[0] + row[1] for row in counts.values()) == len(events)
+    return len(events)
+
+
 def ours(path: Path) -> int:
     from abtest.adapters.s3 import iter_blocks
     from abtest.adapters.sqlite import SqliteStore
@@ -213,7 +241,8 @@ def child(which: str, path: Path, tree: Path | None) -> None:
         bench = importlib.import_module("aggregate")
     for module in PRELOADED:
         importlib.import_module(module)
-    run = {"baseline": bench.baseline, "abtest": bench.ours, "rejected": rejected_whole}[which]
+    runs = {"sample": sample, "baseline": bench.baseline, "abtest": bench.ours}
+    run = {**runs, "rejected": rejected_whole}[which]
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start, cpu = time.perf_counter(), time.process_time()
     events = run(path)
@@ -300,11 +329,12 @@ def main() -> None:
     )
     print(
         "| code | aggregator | events | object (gzip MB) | events/s | events/CPU-s | peak MiB "
-        "| vs the first row (CPU) |"
+        "| vs the baseline (CPU) | vs the sample's (CPU) |"
     )
-    print("|---|---|---|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     here = "this checkout"
     rows = [
+        (here, "sample", "original", "as the original logged them (20 predictions each)"),
         (here, "baseline", "original", "as the original logged them (20 predictions each)"),
         (here, "abtest", "abtest", "as abtest logs them"),
         (here, "baseline", "abtest", "as abtest logs them"),
@@ -312,7 +342,7 @@ def main() -> None:
         (here, "abtest", "original", "with 20 predictions each (the json.loads path)"),
     ]
     if args.base:
-        rows[1:1] = [
+        rows[2:2] = [
             (
                 args.base,
                 "baseline",
@@ -333,16 +363,16 @@ def main() -> None:
         for _ in range(args.repeat):  # round by round, so a slow minute hits every row
             for n, (code, which, kind, _shape) in enumerate(rows):
                 runs[n].append(measure(which, paths[code, kind], trees[code]))
-        first = None
+        cpu_rates = [max(m["events"] / m["cpu"] for m in runs[n]) for n in range(len(rows))]
+        sample_rate, baseline_rate = cpu_rates[:2]
         for n, (code, which, kind, shape) in enumerate(rows):
             rate = max(m["events"] / m["seconds"] for m in runs[n])
-            cpu_rate = max(m["events"] / m["cpu"] for m in runs[n])
-            first = first or cpu_rate
             peak = max(m["peak_kib"] for m in runs[n]) / 1024
             size = paths[code, kind].stat().st_size / 1e6
             print(
-                f"| {code} | {which} | {shape} | {size:.1f} | {rate:,.0f} | {cpu_rate:,.0f} "
-                f"| {peak:.0f} | {cpu_rate / first:.2f}x |"
+                f"| {code} | {which} | {shape} | {size:.1f} | {rate:,.0f} | {cpu_rates[n]:,.0f} "
+                f"| {peak:.0f} | {cpu_rates[n] / baseline_rate:.2f}x "
+                f"| {cpu_rates[n] / sample_rate:.2f}x |"
             )
         # Named with its line count, which the child reports as its events.
         lines = write_foreign(Path(folder) / "foreign.jsonl.gz", args.rejected_mb)
@@ -355,7 +385,7 @@ def main() -> None:
             f"| {here} | abtest | another application's events, {args.rejected_mb} MB, every "
             f"line rejected | {path.stat().st_size / 1e6:.1f} "
             f"| {best['events'] / best['seconds']:,.0f} | {best['events'] / best['cpu']:,.0f} "
-            f"| {peak:.0f} | - |"
+            f"| {peak:.0f} | - | - |"
         )
 
 
