@@ -26,10 +26,14 @@ CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: test test-fast demo notebook notebook-run bench lint synth clean dashboard-screenshot
 
+# `--no-compile`: pip byte-compiles every file it installs, 13,500 of them (65 s of CPU, most
+# of the install's 83), where the whole test suite imports about 1,100; those are compiled on
+# first import instead and kept (above). One fresh clone each way, install then the suite:
+# 91 -> 37 s of CPU to install, 327 -> 351 in the tests, 30 s less in all.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-compile -e '.[dev]'
 	touch $@
 
 $(LOCAL_NODE)/node:
@@ -68,7 +72,7 @@ dashboard-screenshot: $(STAMP) $(CHROMIUM)
 	ABTEST_CHROMIUM=$(CHROMIUM) $(PY) docs/dashboard_screenshot.py
 
 $(NOTEBOOK_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[notebook]'
+	$(PY) -m pip install --quiet --no-compile -e '.[notebook]'
 	touch $@
 
 # Open the notebook in Jupyter (it prints the URL to open), or execute it into notebook-output/.
