@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 import random
 import threading
+from array import array
 from bisect import bisect_left
 from functools import lru_cache
 from itertools import accumulate
@@ -69,12 +70,12 @@ def boundary(x: float, alpha: float) -> float:
 # each path drew its own from one generator: the same paths as drawn afresh, but each new
 # look count (a decision at its true looks, the stopping test's 84 of them) costs additions
 # instead of PATHS * total calls of random.gauss (those were two thirds of that test's time).
-_normals: list[float] = []
+_normals = array("d")  # 8 bytes a draw: 0.6 MB for the service's 30 looks
 _normal_source = random.Random(_SEED)
 _normals_lock = threading.Lock()
 
 
-def _standard_normals(count: int) -> list[float]:
+def _standard_normals(count: int) -> array[float]:
     """The stream's first `count` draws (or more): the same for every caller and thread."""
     with _normals_lock:
         draw = _normal_source.gauss
