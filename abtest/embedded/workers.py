@@ -3,8 +3,9 @@
 One process serves requests on one core at a time (the GIL); these use more. The parent
 binds the socket, owns the data dir (its lock), registers the endpoints and recovers the
 event log (every buffer a process left, every file still waiting), and only then starts
-the workers, each a fresh interpreter accepting on the inherited socket. What keeps
-counts exact across them:
+the workers, each a fresh interpreter accepting on the inherited socket. Its URL line is
+printed once every worker has said on a pipe that it accepts: a client reading it may
+send at once. What keeps counts exact across them:
 
 - the store is one SQLite file in WAL mode, every write a `BEGIN IMMEDIATE` transaction,
   so first assignments stay conditional and increments atomic across processes;
@@ -24,8 +25,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import functools
 import logging
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -46,37 +49,58 @@ STOP_SECONDS = 30.0
 
 
 def serve_workers(
-    runtime: Runtime, sock: socket.socket, workers: int, token: str | None, out: Callable
+    runtime: Runtime,
+    sock: socket.socket,
+    workers: int,
+    token: str | None,
+    out: Callable,
+    on_ready: Callable[[], None],
 ) -> None:
     """Run `workers` worker processes on `sock` until SIGINT/SIGTERM, then stop them cleanly.
 
-    `runtime` is started (it owns the data dir) and serves no request itself.
+    `runtime` is started (it owns the data dir) and serves no request itself. `on_ready`
+    is called once every worker has told (on a pipe) that it accepts connections: before,
+    the listening socket only queued them.
     """
     env = {**os.environ}
     if token is not None:
         env["ABTEST_TOKEN"] = token  # not on the command line, where `ps` would show it
     else:
         env.pop("ABTEST_TOKEN", None)
+    ready_from, ready_to = os.pipe()
 
     def spawn(n: int) -> subprocess.Popen:
         command = [
             *(sys.executable, "-m", "abtest.embedded.workers", "--worker", str(n)),
             *("--config", str(runtime.config.path), "--data-dir", str(runtime.data_dir)),
-            *("--fd", str(sock.fileno()), "--parent", str(os.getpid())),
+            *("--fd", str(sock.fileno()), "--ready-fd", str(ready_to)),
+            *("--parent", str(os.getpid())),
         ]
         # A session of its own: Ctrl-C reaches the parent, which stops each worker once.
-        return subprocess.Popen(command, pass_fds=(sock.fileno(),), env=env, start_new_session=True)
+        return subprocess.Popen(
+            command, pass_fds=(sock.fileno(), ready_to), env=env, start_new_session=True
+        )
 
-    running = {n: spawn(n) for n in range(workers)}
-    out(f"abtest: {workers} worker processes")
+    running: dict[int, subprocess.Popen] = {}
+    starting = set(range(workers))  # not yet accepting
+    told = b""
     try:
+        for n in range(workers):
+            running[n] = spawn(n)
         while True:
             for n, process in list(running.items()):
                 code = process.poll()
                 if code is not None:
                     logger.warning("worker %d exited with %s; starting it again", n, code)
                     running[n] = spawn(n)
-            time.sleep(0.2)
+            if select.select([ready_from], [], [], 0.2)[0]:
+                told += os.read(ready_from, 4096)
+                *lines, told = told.split(b"\n")
+                if starting:
+                    starting.difference_update(int(line) for line in lines)
+                    if not starting:
+                        on_ready()
+                        out(f"abtest: {workers} worker processes")
     finally:
         for process in running.values():
             with contextlib.suppress(ProcessLookupError):
@@ -88,6 +112,15 @@ def serve_workers(
             except subprocess.TimeoutExpired:
                 process.kill()  # its buffer waits for the next start: nothing is lost
                 process.wait()
+        os.close(ready_from)
+        os.close(ready_to)
+
+
+def _tell_ready(fd: int, worker: int) -> None:
+    """One line on the parent's pipe (a write under PIPE_BUF arrives whole)."""
+    with contextlib.suppress(OSError):  # the parent is gone: this worker goes too
+        os.write(fd, f"{worker}\n".encode())
+    os.close(fd)
 
 
 def _die_with(parent: int) -> None:
@@ -106,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--worker", type=int, required=True)
     parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--ready-fd", type=int, required=True)
     parser.add_argument("--parent", type=int, required=True)
     args = parser.parse_args(argv)
     _die_with(args.parent)
@@ -119,7 +153,8 @@ def main(argv: list[str] | None = None) -> None:
         runtime.start()
         settle_serving_process()
         with contextlib.suppress(KeyboardInterrupt):
-            uvicorn_server(AbtestApp(runtime, token)).run(sockets=[sock])
+            ready = functools.partial(_tell_ready, args.ready_fd, args.worker)
+            uvicorn_server(AbtestApp(runtime, token), on_started=ready).run(sockets=[sock])
     finally:
         runtime.close()  # a no-op after the lifespan shutdown closed it
 

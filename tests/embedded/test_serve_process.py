@@ -29,7 +29,10 @@ PAYLOAD = '{"instances": ["battery lasted months"], "configuration": {"k": 1}}'
 
 
 class Serving:
-    def __init__(self, config: Path, data_dir: Path) -> None:
+    """`abtest serve` as a user starts it; `wait=False` returns before its URL line is read
+    (then `read_url`)."""
+
+    def __init__(self, config: Path, data_dir: Path, *, wait: bool = True) -> None:
         env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
         self.process = subprocess.Popen(
             [*ABTEST, "serve", "--config", str(config), "--port", "0", "--data-dir", str(data_dir)],
@@ -38,10 +41,10 @@ class Serving:
             text=True,
             env=env,
         )
-        self.url = self._read_url(timeout=60)
+        self.url = self.read_url(timeout=60) if wait else ""
         self.http = httpx.Client(timeout=30)
 
-    def _read_url(self, timeout: float) -> str:
+    def read_url(self, timeout: float) -> str:
         line: list[str] = []
         reader = threading.Thread(target=lambda: line.append(self.process.stdout.readline()))
         reader.start()
