@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from abtest.embedded.workers import STOP_SECONDS
 from tests.embedded.helpers import (
     ABTEST,
     ENDPOINT,
@@ -69,7 +70,9 @@ class Serving:
     def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
         self.http.close()
         self.process.send_signal(sig)
-        out, _ = self.process.communicate(timeout=30)
+        # With --workers the owner waits up to STOP_SECONDS for them, then closes its own
+        # runtime: a loaded machine's stop took over 30 s twice.
+        out, _ = self.process.communicate(timeout=STOP_SECONDS + 30)
         return self.process.returncode, out
 
 
