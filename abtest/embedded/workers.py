@@ -46,6 +46,13 @@ logger = logging.getLogger("abtest")
 _PR_SET_PDEATHSIG = 1
 # How long a worker may take to seal and aggregate its buffer once asked to stop.
 STOP_SECONDS = 30.0
+# The folder holding the `abtest` package this process runs: first on each worker's path.
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+class WorkerStartError(ChildProcessError):
+    """A worker ended before it ever accepted: `abtest serve` stops rather than announce a
+    URL nobody answers (a worker that dies later is started again)."""
 
 
 def serve_workers(
@@ -62,7 +69,10 @@ def serve_workers(
     is called once every worker has told (on a pipe) that it accepts connections: before,
     the listening socket only queued them.
     """
-    env = {**os.environ}
+    # -P and the package's folder first: `python -m` would put the working directory first,
+    # and a worker started from a folder holding another `abtest` ran that code instead.
+    paths = [_PACKAGE_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     if token is not None:
         env["ABTEST_TOKEN"] = token  # not on the command line, where `ps` would show it
     else:
@@ -71,7 +81,7 @@ def serve_workers(
 
     def spawn(n: int) -> subprocess.Popen:
         command = [
-            *(sys.executable, "-m", "abtest.embedded.workers", "--worker", str(n)),
+            *(sys.executable, "-P", "-m", "abtest.embedded.workers", "--worker", str(n)),
             *("--config", str(runtime.config.path), "--data-dir", str(runtime.data_dir)),
             *("--fd", str(sock.fileno()), "--ready-fd", str(ready_to)),
             *("--parent", str(os.getpid())),
@@ -84,23 +94,34 @@ def serve_workers(
     running: dict[int, subprocess.Popen] = {}
     starting = set(range(workers))  # not yet accepting
     told = b""
+
+    def hear(wait: float) -> None:
+        """Take the workers' ready lines off the pipe; announce once none is starting."""
+        nonlocal told
+        if not select.select([ready_from], [], [], wait)[0]:
+            return
+        was_starting = bool(starting)
+        told += os.read(ready_from, 4096)
+        *lines, told = told.split(b"\n")
+        starting.difference_update(int(line) for line in lines)
+        if was_starting and not starting:
+            on_ready()
+            out(f"abtest: {workers} worker processes")
+
     try:
         for n in range(workers):
             running[n] = spawn(n)
         while True:
+            hear(0.2)
             for n, process in list(running.items()):
                 code = process.poll()
-                if code is not None:
-                    logger.warning("worker %d exited with %s; starting it again", n, code)
-                    running[n] = spawn(n)
-            if select.select([ready_from], [], [], 0.2)[0]:
-                told += os.read(ready_from, 4096)
-                *lines, told = told.split(b"\n")
-                if starting:
-                    starting.difference_update(int(line) for line in lines)
-                    if not starting:
-                        on_ready()
-                        out(f"abtest: {workers} worker processes")
+                if code is None:
+                    continue
+                hear(0)  # it may have said it was ready just before it ended
+                if n in starting:
+                    raise WorkerStartError(f"worker {n} exited with {code} before it served")
+                logger.warning("worker %d exited with %s; starting it again", n, code)
+                running[n] = spawn(n)
     finally:
         for process in running.values():
             with contextlib.suppress(ProcessLookupError):

@@ -132,14 +132,19 @@ def test_sigkill_under_load_loses_no_acknowledged_request_and_counts_none_twice(
         server.http.close()
 
     final = Serving(config, data)
-    with httpx.Client(timeout=30) as http:
-        # Retried as the README asks (a 503 of a busy store, a timeout), for a bounded time.
-        deadline = time.monotonic() + 60
-        while clients.pending_conversions and time.monotonic() < deadline:
-            for conversion in list(clients.pending_conversions.values()):
-                clients._convert(http, final.url, conversion)
-            time.sleep(0.1)
-    code, _ = final.stop(signal.SIGTERM)  # seals and aggregates what is buffered
+    try:
+        with httpx.Client(timeout=30) as http:
+            # Retried as the README asks (a 503 of a busy store, a timeout), a bounded time.
+            deadline = time.monotonic() + 60
+            while clients.pending_conversions and time.monotonic() < deadline:
+                for conversion in list(clients.pending_conversions.values()):
+                    clients._convert(http, final.url, conversion)
+                time.sleep(0.1)
+        code, _ = final.stop(signal.SIGTERM)  # seals and aggregates what is buffered
+    finally:
+        if final.process.poll() is None:  # a failure above: no server left behind
+            final.process.kill()
+            final.process.wait()
     assert code == 0
 
     events, torn = logged_lines(data)

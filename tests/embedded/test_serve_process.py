@@ -30,10 +30,12 @@ PAYLOAD = '{"instances": ["battery lasted months"], "configuration": {"k": 1}}'
 
 
 class Serving:
-    """`abtest serve` as a user starts it; `wait=False` returns before its URL line is read
-    (then `read_url`)."""
+    """`abtest serve` as a user starts it (in `cwd`, if given); `wait=False` returns before
+    its URL line is read (then `read_url`)."""
 
-    def __init__(self, config: Path, data_dir: Path, *, wait: bool = True) -> None:
+    def __init__(
+        self, config: Path, data_dir: Path, *, wait: bool = True, cwd: Path | None = None
+    ) -> None:
         env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
         self.process = subprocess.Popen(
             [*ABTEST, "serve", "--config", str(config), "--port", "0", "--data-dir", str(data_dir)],
@@ -41,6 +43,7 @@ class Serving:
             stderr=subprocess.PIPE,
             text=True,
             env=env,
+            cwd=cwd,
         )
         self.url = self.read_url(timeout=60) if wait else ""
         self.http = httpx.Client(timeout=30)

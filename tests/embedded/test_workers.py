@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import threading
@@ -146,6 +147,42 @@ def test_the_url_is_printed_once_every_worker_answers(tmp_path: Path, serving, t
             os.kill(stopped, signal.SIGCONT)
     assert answered == workers[::-1]
     assert server.stop(signal.SIGTERM)[0] == 0
+
+
+@pytest.mark.slow
+def test_workers_run_the_owners_abtest_whatever_folder_it_is_started_in(
+    tmp_path: Path, serving, two_workers
+):
+    # GIVEN a working directory holding another `abtest` package, which `python -m` would
+    # put first on a worker's path
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "abtest").mkdir(parents=True)
+    (elsewhere / "abtest" / "__init__.py").write_text("raise SystemExit(4)\n")
+    config = write_config(tmp_path, interval=3600, variants=MODELS)
+    # WHEN `abtest serve --workers 2` starts there, THEN its workers serve
+    server = Serving(config, tmp_path / "data", cwd=elsewhere)
+    serving.append(server)
+    assert server.invoke("u1")["predictions"]
+    assert server.stop(signal.SIGTERM)[0] == 0
+
+
+@pytest.mark.slow
+def test_a_worker_that_ends_before_it_serves_stops_the_start(tmp_path: Path, serving, two_workers):
+    # GIVEN models that import in the owner but end each worker's start
+    (tmp_path / "no_worker_models.py").write_text(
+        "import sys\n\nif '--worker' in sys.argv:\n    raise SystemExit(3)\n\n\n"
+        "def constant(data, content_type):\n    return [1]\n"
+    )
+    models = {"Champion1": "no_worker_models:constant", "Challenger1": "no_worker_models:constant"}
+    config = write_config(tmp_path, variants=models)
+    # WHEN `abtest serve --workers 2` starts, THEN it prints no URL and exits 1 saying why
+    server = Serving(config, tmp_path / "data", wait=False)
+    serving.append(server)
+    server.http.close()
+    out, err = server.process.communicate(timeout=60)
+    assert server.process.returncode == 1
+    assert " on http://" not in out
+    assert re.search(r"abtest: worker [01] exited with 3 before it served", err), err
 
 
 @pytest.mark.slow
