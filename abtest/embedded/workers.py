@@ -69,9 +69,13 @@ def serve_workers(
     is called once every worker has told (on a pipe) that it accepts connections: before,
     the listening socket only queued them.
     """
-    # -P and the package's folder first: `python -m` would put the working directory first,
-    # and a worker started from a folder holding another `abtest` ran that code instead.
-    paths = [_PACKAGE_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]
+    # The owner's own import path: its package's folder first, then the working directory
+    # only if the owner has it (`python -m abtest.cli`), then PYTHONPATH. Not `python -m`'s
+    # working directory first: started from a folder holding another `abtest`, a worker
+    # ran that code.
+    here = os.getcwd()
+    paths = [_PACKAGE_ROOT, *([here] if here in sys.path or "" in sys.path else [])]
+    paths += filter(None, [os.environ.get("PYTHONPATH")])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     if token is not None:
         env["ABTEST_TOKEN"] = token  # not on the command line, where `ps` would show it
