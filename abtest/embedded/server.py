@@ -390,9 +390,9 @@ def settle_serving_process() -> None:
 class _Server(uvicorn.Server):
     """uvicorn's server, calling `on_started` once it accepts on its sockets.
 
-    `abtest serve` prints its URL from there: scripts and tests start sending as soon as
-    they read it, and a worker of `--workers` took 0.3-0.9 s (up to 4 s on a loaded
-    machine) after the parent's start to accept."""
+    `abtest serve` prints its URL from there: scripts and tests send as soon as they read
+    it, and printed by the owner before its `--workers` started, the line came 0.3-0.45 s
+    before their first answer on a quiet machine, 0.5-1.25 s at load average 8."""
 
     def __init__(self, config: uvicorn.Config, on_started: Callable[[], None] | None) -> None:
         super().__init__(config)
