@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from abtest.embedded.workers import STOP_SECONDS
 from tests.embedded.helpers import (
     ABTEST,
     ENDPOINT,
@@ -29,7 +30,12 @@ PAYLOAD = '{"instances": ["battery lasted months"], "configuration": {"k": 1}}'
 
 
 class Serving:
-    def __init__(self, config: Path, data_dir: Path) -> None:
+    """`abtest serve` as a user starts it (in `cwd`, if given); `wait=False` returns before
+    its URL line is read (then `read_url`)."""
+
+    def __init__(
+        self, config: Path, data_dir: Path, *, wait: bool = True, cwd: Path | None = None
+    ) -> None:
         env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
         self.process = subprocess.Popen(
             [*ABTEST, "serve", "--config", str(config), "--port", "0", "--data-dir", str(data_dir)],
@@ -37,11 +43,12 @@ class Serving:
             stderr=subprocess.PIPE,
             text=True,
             env=env,
+            cwd=cwd,
         )
-        self.url = self._read_url(timeout=60)
+        self.url = self.read_url(timeout=60) if wait else ""
         self.http = httpx.Client(timeout=30)
 
-    def _read_url(self, timeout: float) -> str:
+    def read_url(self, timeout: float) -> str:
         line: list[str] = []
         reader = threading.Thread(target=lambda: line.append(self.process.stdout.readline()))
         reader.start()
@@ -66,7 +73,9 @@ class Serving:
     def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
         self.http.close()
         self.process.send_signal(sig)
-        out, _ = self.process.communicate(timeout=30)
+        # With --workers the owner waits up to STOP_SECONDS for them, then closes its own
+        # runtime: a loaded machine's stop took over 30 s twice.
+        out, _ = self.process.communicate(timeout=STOP_SECONDS + 30)
         return self.process.returncode, out
 
 

@@ -9,23 +9,47 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import select
 import signal
 import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from abtest.adapters.eventlog import LocalEventLog
 from tests.embedded import test_crash_consistency, test_serve_process
 from tests.embedded.helpers import ENDPOINT, counts_by_variant, logged_events, write_config
-from tests.embedded.test_serve_process import Serving
+from tests.embedded.test_serve_process import PAYLOAD, Serving
 
 serving = test_serve_process.serving  # the fixture, here too
 MODELS = {
     "Champion1": "tests.embedded.helpers:constant",
     "Challenger1": "tests.embedded.helpers:echo",
 }
+
+
+# A model module whose import holds each worker of `abtest serve --workers` (not the parent,
+# which loads the models too) until `gate-open` exists beside it; its model answers with
+# the serving process's id, so a test sees which worker answered.
+GATED_MODELS = """
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+if "--worker" in sys.argv:
+    (HERE / f"worker-{sys.argv[sys.argv.index('--worker') + 1]}-waiting").touch()
+    while not (HERE / "gate-open").exists():
+        time.sleep(0.01)
+
+
+def pid(data, content_type):
+    return {"pid": os.getpid()}
+"""
 
 
 def event(user: int) -> dict:
@@ -88,6 +112,77 @@ def worker_pids(parent: int) -> list[int]:
         if int(fields[1]) == parent:
             children.append(int(stat.parent.name))
     return children
+
+
+@pytest.mark.slow
+def test_the_url_is_printed_once_every_worker_answers(tmp_path: Path, serving, two_workers):
+    # GIVEN `abtest serve` whose two workers are held at their start
+    (tmp_path / "gated_models.py").write_text(GATED_MODELS)
+    pid_models = {"Champion1": "gated_models:pid", "Challenger1": "gated_models:pid"}
+    config = write_config(tmp_path, interval=3600, variants=pid_models)
+    server = Serving(config, tmp_path / "data", wait=False)
+    serving.append(server)
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"worker-{n}-waiting").exists() for n in range(2)):
+        assert server.process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+
+    # THEN it prints nothing while no worker can answer (a script would send at once)
+    assert select.select([server.process.stdout], [], [], 0)[0] == []
+
+    # WHEN the workers may go on, THEN the URL is printed, and each worker answers: while
+    # one is stopped, the other takes a new connection
+    (tmp_path / "gate-open").touch()
+    server.url = server.read_url(timeout=60)
+    workers = worker_pids(server.process.pid)
+    assert len(workers) == 2
+    answered = []
+    for stopped in workers:
+        os.kill(stopped, signal.SIGSTOP)
+        try:
+            body = {"endpoint_name": ENDPOINT, "user_id": f"u{stopped}", "data": PAYLOAD}
+            answer = httpx.post(f"{server.url}/invocation", json=body, timeout=30)
+            answered.append(answer.json()["predictions"]["pid"])
+        finally:
+            os.kill(stopped, signal.SIGCONT)
+    assert answered == workers[::-1]
+    assert server.stop(signal.SIGTERM)[0] == 0
+
+
+@pytest.mark.slow
+def test_workers_run_the_owners_abtest_whatever_folder_it_is_started_in(
+    tmp_path: Path, serving, two_workers
+):
+    # GIVEN a working directory holding another `abtest` package, which `python -m` would
+    # put first on a worker's path
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "abtest").mkdir(parents=True)
+    (elsewhere / "abtest" / "__init__.py").write_text("raise SystemExit(4)\n")
+    config = write_config(tmp_path, interval=3600, variants=MODELS)
+    # WHEN `abtest serve --workers 2` starts there, THEN its workers serve
+    server = Serving(config, tmp_path / "data", cwd=elsewhere)
+    serving.append(server)
+    assert server.invoke("u1")["predictions"]
+    assert server.stop(signal.SIGTERM)[0] == 0
+
+
+@pytest.mark.slow
+def test_a_worker_that_ends_before_it_serves_stops_the_start(tmp_path: Path, serving, two_workers):
+    # GIVEN models that import in the owner but end each worker's start
+    (tmp_path / "no_worker_models.py").write_text(
+        "import sys\n\nif '--worker' in sys.argv:\n    raise SystemExit(3)\n\n\n"
+        "def constant(data, content_type):\n    return [1]\n"
+    )
+    models = {"Champion1": "no_worker_models:constant", "Challenger1": "no_worker_models:constant"}
+    config = write_config(tmp_path, variants=models)
+    # WHEN `abtest serve --workers 2` starts, THEN it prints no URL and exits 1 saying why
+    server = Serving(config, tmp_path / "data", wait=False)
+    serving.append(server)
+    server.http.close()
+    out, err = server.process.communicate(timeout=60)
+    assert server.process.returncode == 1
+    assert " on http://" not in out
+    assert re.search(r"abtest: worker [01] exited with 3 before it served", err), err
 
 
 @pytest.mark.slow
