@@ -403,6 +403,10 @@ class _Server(uvicorn.Server):
         if self.started and self._on_started is not None:
             self._on_started()
 
+    def stop_soon(self) -> None:
+        """Ask it to stop (from any thread): uvicorn notices at its next tick."""
+        self.should_exit = True
+
 
 class _PromptServer(_Server):
     """uvicorn's server, stopping at once when asked: uvicorn notices `should_exit` at its
@@ -426,7 +430,7 @@ class _PromptServer(_Server):
 
     def stop_soon(self) -> None:
         """`should_exit`, noticed now rather than at the next tick (from any thread)."""
-        self.should_exit = True
+        super().stop_soon()
         if self._wake is not None:
             loop, wake = self._wake
             with contextlib.suppress(RuntimeError):  # the loop has closed: it has exited
@@ -459,7 +463,7 @@ _PROMPT_STOP = all(
 )
 
 
-def uvicorn_server(app: AbtestApp, on_started: Callable[[], None] | None = None) -> uvicorn.Server:
+def uvicorn_server(app: AbtestApp, on_started: Callable[[], None] | None = None) -> _Server:
     """uvicorn serving `app` with the connection guard's deadlines and cap; `on_started` is
     called (on the serving loop) once it accepts connections."""
     config = uvicorn.Config(
@@ -533,7 +537,7 @@ class EmbeddedServer:
         self.host, self.port = host, port
         self.token = token
         self.url = ""
-        self._server: uvicorn.Server | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
 
@@ -563,10 +567,7 @@ class EmbeddedServer:
     def stop(self) -> None:
         """Stop serving, then seal and aggregate what is buffered."""
         if self._server is not None and self._thread is not None:
-            if isinstance(self._server, _PromptServer):
-                self._server.stop_soon()
-            else:
-                self._server.should_exit = True
+            self._server.stop_soon()
             self._thread.join()
         self._server = self._thread = None
         self.runtime.close()
