@@ -15,13 +15,18 @@ delayed as on AWS. A process crash loses nothing written: at `start` a leftover 
 sealed and every file still in `sealed/` is aggregated, which counts each file once because
 aggregation is idempotent per key. A file moves to `applied/` only after its counts are
 committed, so a start reads just what a crash or a failure left waiting, however long the
-history. Applied files older than `retention_seconds` (if set) are deleted at start, as
-the bucket's lifecycle rule does on AWS.
+history. A file whose aggregation fails (the store busy or unreachable) is tried again
+while the process runs, after 1 s, then twice as long each time up to a minute, and once
+more when it stops: a failure delays its counts, never holds them until a restart.
+Applied files older than `retention_seconds` (if set) are deleted at start, as the
+bucket's lifecycle rule does on AWS.
 
 Several processes can log to one folder: the one that owns it (`worker=None`) seals what
 every buffer left behind and aggregates what waits at its start, before the workers
 start; each worker (`worker=n`) appends to its own buffer and aggregates only the files
-it seals, so no two processes ever hand the same file to aggregation.
+it seals, so no two processes ever hand the same file to aggregation. The owner does the
+same again when it stops, after its workers have: whatever a worker left (a buffer, a file
+whose last try failed) is counted before the process goes.
 """
 
 from __future__ import annotations
@@ -51,6 +56,11 @@ BUFFER_NAME = "buffer.open"
 READ_BYTES = 1 << 20
 SUFFIX = ".jsonl"
 STAMP = "%Y%m%dT%H%M%S.%fZ"
+# A file whose aggregation failed is tried again after RETRY_FIRST_SECONDS, then twice as
+# long after each failure up to RETRY_MAX_SECONDS: a busy store (SQLite waits 5 s for a
+# lock) is usually free again within seconds, an unreachable one is not asked in a loop.
+RETRY_FIRST_SECONDS = 1.0
+RETRY_MAX_SECONDS = 60.0
 
 
 def _checked(object_key: str) -> str:
@@ -137,6 +147,9 @@ class LocalEventLog:
         self._buffered_bytes = 0
         self._first_put_at = 0.0  # time.monotonic() of the buffer's first event
         self._pending: deque[str] = deque()  # sealed keys waiting for on_seal
+        # Keys whose aggregation failed: when to try each again, and how often it failed.
+        self._retry_at: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
         self._worker: threading.Thread | None = None
         self._stopping = False
         self._folder_lock: BinaryIO | None = None
@@ -190,12 +203,20 @@ class LocalEventLog:
         A waiting file may have been counted just before a crash; aggregating it again is
         a no-op (idempotent per key), so this is safe after a clean stop and a crash alike.
         """
-        owner = self.worker is None
-        if owner:
+        if self.worker is None:
             self.own_folder()
             self._expire()
+        self._recover()
+        self._drain()
+        self._stopping = False
+        self._worker = threading.Thread(target=self._run, name="abtest-eventlog", daemon=True)
+        self._worker.start()
+
+    def _recover(self) -> None:
+        """Seal what buffers hold and queue what waits in `sealed/`: the owner every
+        process's (no worker runs at its start or at its close), a worker its own buffer."""
+        owner = self.worker is None
         with self._lock:
-            # The owner seals every buffer a process left (its workers' too); a worker its own.
             leftovers = self.folder.glob("buffer*.open") if owner else [self._buffer_path]
             for leftover in sorted(leftovers):
                 if self._buffer is None and leftover.exists() and leftover.stat().st_size > 0:
@@ -203,20 +224,17 @@ class LocalEventLog:
             if owner:
                 pending = set(self._pending)
                 self._pending.extend(k for k in self.waiting_keys() if k not in pending)
-        self._drain()
-        self._stopping = False
-        self._worker = threading.Thread(target=self._run, name="abtest-eventlog", daemon=True)
-        self._worker.start()
 
     def flush(self) -> None:
-        """Seal what is buffered now and aggregate every sealed file not yet handed over."""
+        """Seal what is buffered now and aggregate every sealed file not yet handed over,
+        and those waiting to be tried again."""
         with self._lock:
-            if self._buffered_bytes:
-                self._seal_locked()
+            self._seal_and_queue_locked()
         self._drain()
 
     def close(self) -> None:
-        """Stop the timer, seal and aggregate what is buffered, release the folder."""
+        """Stop the timer, seal what is buffered, aggregate every file that waits (each
+        tried once more, however recently it failed), release the folder."""
         worker = self._worker
         with self._lock:
             self._stopping = True
@@ -224,10 +242,20 @@ class LocalEventLog:
         if worker is not None:
             worker.join()
         self._worker = None
-        self.flush()
+        with self._lock:
+            self._seal_and_queue_locked()
+        if worker is not None:  # started: the owner takes up what its workers left
+            self._recover()
+        self._drain()
         if self._folder_lock is not None:
             self._folder_lock.close()  # releases the flock
             self._folder_lock = None
+
+    def _seal_and_queue_locked(self) -> None:
+        if self._buffered_bytes:
+            self._seal_locked()
+        self._pending.extend(sorted(self._retry_at))
+        self._retry_at.clear()
 
     def sealed_keys(self) -> list[str]:
         """Keys of every sealed file, waiting or applied, oldest first: the whole event log."""
@@ -279,25 +307,52 @@ class LocalEventLog:
                     continue
                 self.on_seal(key)
             except Exception:
-                logger.exception("aggregating %s failed; it is retried at the next start", key)
+                self._failed(key)
                 continue
             # Only now: a crash before this rename leaves the file waiting, to be counted
             # (again, as a no-op) at the next start.
             os.replace(self.sealed_dir / key, self.applied_dir / key)
+            with self._lock:
+                self._failures.pop(key, None)
+
+    def _failed(self, key: str) -> None:
+        """Log the failure and set the key's next try (see RETRY_FIRST_SECONDS)."""
+        with self._lock:
+            failures = self._failures[key] = self._failures.get(key, 0) + 1
+            delay = min(RETRY_MAX_SECONDS, RETRY_FIRST_SECONDS * 2 ** (failures - 1))
+            self._retry_at[key] = time.monotonic() + delay
+            self._lock.notify()
+        logger.exception(
+            "aggregating %s failed (%d time(s)); tried again in %.0f s, and at the next "
+            "start if this process stops first",
+            key,
+            failures,
+            delay,
+        )
+
+    def _due_retries_locked(self, now: float) -> float | None:
+        """Queue the keys due for another try; seconds until the next one, if any waits."""
+        due = sorted(key for key, at in self._retry_at.items() if at <= now)
+        for key in due:
+            del self._retry_at[key]
+            self._pending.append(key)
+        return min(self._retry_at.values()) - now if self._retry_at else None
 
     def _run(self) -> None:
         while True:
             with self._lock:
                 while not self._stopping and not self._pending:
+                    now = time.monotonic()
+                    wait = self._due_retries_locked(now)
+                    if self._pending:
+                        break
                     if self._buffered_bytes:
-                        due = self._first_put_at + self.buffer_interval_seconds
-                        wait = due - time.monotonic()
-                        if wait <= 0:
+                        due = self._first_put_at + self.buffer_interval_seconds - now
+                        if due <= 0:
                             self._seal_locked()
                             break
-                        self._lock.wait(wait)
-                    else:
-                        self._lock.wait()
+                        wait = due if wait is None else min(wait, due)
+                    self._lock.wait(wait)  # None: until a put or a seal notifies
                 if self._stopping:
                     return
             self._drain()

@@ -14,7 +14,8 @@ send at once. What keeps counts exact across them:
   is idempotent per file, so a file counted just before a crash counts once at restart.
 
 A worker that dies is started again (it seals what its buffer held); a file it left
-half-aggregated waits in `events/sealed/` for the next start of `abtest serve`. The
+half-aggregated waits in `events/sealed/` until the parent, once every worker has stopped,
+counts what they left (or, after a crash of the parent, until the next start). The
 workers die with the parent, even by SIGKILL, so a restart finds the port and the data
 dir free. Each worker keeps its own endpoint cache (a record another worker changed is
 seen within `METRICS_CACHE_SECONDS`) and its own `/health` counts.

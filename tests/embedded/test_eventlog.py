@@ -6,15 +6,17 @@ import json
 import os
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
 from abtest import aggregation
+from abtest.adapters import eventlog
 from abtest.adapters.eventlog import BUFFER_NAME, LocalEventLog
 from abtest.adapters.sqlite import SqliteStore
 from abtest.clock import ManualClock
-from abtest.errors import ConfigError
+from abtest.errors import ConfigError, StoreUnavailableError
 from abtest.events import split_lines
 from abtest.records import EndpointConfig, VariantConfig
 
@@ -335,3 +337,94 @@ def test_applied_files_past_the_retention_go_and_waiting_ones_stay(tmp_path: Pat
     again.close()
 
     assert again.sealed_keys() == [waiting, recent]
+
+
+class FailingFirst:
+    """Aggregation that fails (as a store busy or unreachable does) the first `failures`
+    times it is asked, then counts: records when each try came."""
+
+    def __init__(self, store: SqliteStore, log: LocalEventLog, failures: int) -> None:
+        self.store, self.log, self.failures = store, log, failures
+        self.tries: list[float] = []
+        self.counted = threading.Event()
+
+    def __call__(self, key: str) -> None:
+        self.tries.append(time.monotonic())
+        if len(self.tries) <= self.failures:
+            raise StoreUnavailableError("database is locked")
+        aggregation.aggregate(self.store, self.log, key, 0.0)
+        self.counted.set()
+
+
+def test_a_file_whose_aggregation_failed_is_counted_while_the_process_runs(
+    tmp_path: Path, store, monkeypatch
+) -> None:
+    # GIVEN a store that refuses the first three tries, and retries from 50 ms
+    monkeypatch.setattr(eventlog, "RETRY_FIRST_SECONDS", 0.05)
+    log = LocalEventLog(tmp_path / "events", buffer_interval_seconds=0.05, buffer_size_bytes=10**9)
+    log.on_seal = aggregate = FailingFirst(store, log, failures=3)
+    log.start()
+    try:
+        # WHEN a file is sealed, and no one flushes, stops or restarts anything
+        log.put([invocation("A", n) for n in range(3)])
+        # THEN it is counted once the store answers, and moves to applied/
+        assert aggregate.counted.wait(30)
+        assert counts(store) == {"A": 3, "B": 0}
+        assert len(aggregate.tries) == 4
+        # each wait at least twice the last: a store that stays down is not asked in a loop
+        gaps = [later - earlier for earlier, later in pairwise(aggregate.tries)]
+        assert [gap >= 0.05 * 2**n for n, gap in enumerate(gaps)] == [True] * 3, gaps
+        for _ in range(100):
+            if log.applied_keys():
+                break
+            time.sleep(0.05)
+        assert len(log.applied_keys()) == 1 and log.waiting_keys() == []
+    finally:
+        log.close()
+    assert counts(store) == {"A": 3, "B": 0}  # the close counted nothing twice
+
+
+def test_a_failed_file_is_tried_once_more_by_a_flush_and_at_close(tmp_path: Path, store) -> None:
+    # GIVEN a file whose aggregation failed, its next try an hour away (the default backoff
+    # is far shorter; nothing here waits for it)
+    log = LocalEventLog(tmp_path / "events", buffer_interval_seconds=3600, buffer_size_bytes=10**9)
+    log.on_seal = aggregate = FailingFirst(store, log, failures=2)
+    log.start()
+    log.put([invocation("B", 1)])
+    log.flush()  # fails
+    assert counts(store) == {"A": 0, "B": 0} and len(log.waiting_keys()) == 1
+    # WHEN someone flushes (it fails again), then the process stops
+    log.flush()
+    assert len(aggregate.tries) == 2
+    log.close()
+    # THEN the stop counted it, once
+    assert len(aggregate.tries) == 3
+    assert counts(store) == {"A": 0, "B": 1}
+    assert log.waiting_keys() == [] and len(log.applied_keys()) == 1
+
+
+def test_the_owner_counts_what_its_workers_left_when_it_stops(tmp_path: Path, store) -> None:
+    # GIVEN the owner of the folder and two workers: one stopped while its store refused
+    # (its file waits in sealed/), one killed with events still in its buffer
+    folder = tmp_path / "events"
+    owner = LocalEventLog(folder, buffer_interval_seconds=3600, buffer_size_bytes=10**9)
+    owner.on_seal = lambda key: aggregation.aggregate(store, owner, key, 0.0)
+    owner.start()
+    refused = LocalEventLog(folder, buffer_interval_seconds=3600, buffer_size_bytes=10**9, worker=1)
+    refused.on_seal = FailingFirst(store, refused, failures=10)
+    refused.start()
+    refused.put([invocation("A", n) for n in range(2)])
+    refused.close()
+    killed = LocalEventLog(folder, buffer_interval_seconds=3600, buffer_size_bytes=10**9, worker=2)
+    killed.start()
+    killed.put([invocation("B", 7)])  # and no close: the process is gone
+    assert counts(store) == {"A": 0, "B": 0}
+    assert len(owner.waiting_keys()) == 1
+
+    # WHEN the owner stops, after its workers
+    owner.close()
+
+    # THEN every event is counted, once, and nothing waits for a next start
+    assert counts(store) == {"A": 2, "B": 1}
+    assert owner.waiting_keys() == []
+    assert not any(p.stat().st_size for p in folder.glob("buffer*.open"))
