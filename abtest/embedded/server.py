@@ -99,8 +99,9 @@ def _is_loopback(host: str) -> bool:
 class AbtestApp:
     """ASGI app over a started Runtime; closes the runtime on lifespan shutdown.
 
-    With a `token`, the data routes need `Authorization: Bearer <token>`; /health and the
-    documents stay open (probes, and the docs a client needs to find out how to call it).
+    With a `token`, the routes need `Authorization: Bearer <token>` (and the OpenAPI document
+    says so); /health and the documents stay open (probes, and the docs a client needs to
+    find out how to call it).
     """
 
     def __init__(self, runtime: Runtime, token: str | None = None) -> None:
@@ -258,7 +259,7 @@ class AbtestApp:
     async def _static(self, path: str, send: Any) -> None:
         if path == "/openapi.json":
             if self._openapi is None:
-                self._openapi = openapi_json().encode()
+                self._openapi = openapi_json(token=self._token is not None).encode()
             await _send(send, 200, {"content-type": "application/json"}, self._openapi)
         else:
             body = {

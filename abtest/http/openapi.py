@@ -3,6 +3,13 @@
 Powertools writes it from a resolver that only describes the routes and serves none: the
 request path never builds one (`abtest.http.api` answers requests), so the document is the
 one place the framework is imported, and only when the document is asked for.
+
+It names the authorisation of the one runtime that serves it, `abtest serve`: with a token,
+an HTTP bearer scheme on every route of the table (the server asks for it on all of them;
+/health and the documents are no route), so Swagger UI offers "Authorize"; without one,
+none. On AWS the gateway authorises as each stage's `auth` (cdk.json) says: IAM, an API
+key or none, IAM on the admin routes; no document is served there, and the 401 and 403
+answers below name both runtimes' refusals.
 """
 
 from __future__ import annotations
@@ -15,6 +22,9 @@ from abtest.http.routes import ALL_ROUTES, Route
 
 TITLE = "abtest"
 VERSION = "1.0.0"
+# The security scheme of the embedded server's token: Swagger UI lists it under "Authorize".
+BEARER = "token"
+BEARER_DESCRIPTION = "The token the server was started with (`abtest serve --token`, ABTEST_TOKEN)"
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "content": {"application/json": {"model": ErrorResponse}}}
@@ -49,16 +59,25 @@ def _described(route: Route) -> Any:
     return serve
 
 
-def openapi_json() -> str:
-    """The OpenAPI document of all routes (served locally, and written for docs)."""
+def openapi_json(*, token: bool = False) -> str:
+    """The OpenAPI document of all routes, as `abtest serve` serves it: with `token` (the
+    server has one), every route asks for it (BEARER)."""
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
     resolver = APIGatewayRestResolver(enable_validation=True)
+    security = [{BEARER: []}] if token else None
     for route in ALL_ROUTES:
         resolver.post(
-            route.path, summary=route.summary, responses=_responses(route.response, route.answer)
+            route.path,
+            summary=route.summary,
+            responses=_responses(route.response, route.answer),
+            security=security,
         )(_described(route))
-    schema = json.loads(resolver.get_openapi_json_schema(title=TITLE, version=VERSION))
+    schemes = {BEARER: HTTPBearer(description=BEARER_DESCRIPTION)} if token else None
+    schema = json.loads(
+        resolver.get_openapi_json_schema(title=TITLE, version=VERSION, security_schemes=schemes)
+    )
     # Validation errors are answered 400 with the field named, never the framework's 422.
     for operations in schema["paths"].values():
         for operation in operations.values():

@@ -21,6 +21,7 @@ from abtest.http.routes import ALL_ROUTES
 from tests.embedded.browser import screenshot_path
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "abtest" / "demo" / "reviews.toml"
+TOKEN = "docs-s3cret"
 
 pytestmark = pytest.mark.slow  # a browser, and Swagger UI's 1.7 MB of JavaScript
 
@@ -30,6 +31,15 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedSe
     """The demo endpoint, as `abtest serve --config abtest/demo/reviews.toml` serves it."""
     data_dir = tmp_path_factory.mktemp("docs-data")
     with EmbeddedServer(Runtime(load_config(DEMO_CONFIG), data_dir)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def guarded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    """The demo endpoint, as `abtest serve --config abtest/demo/reviews.toml --token` serves it."""
+    data_dir = tmp_path_factory.mktemp("docs-token-data")
+    runtime = Runtime(load_config(DEMO_CONFIG), data_dir)
+    with EmbeddedServer(runtime, token=TOKEN) as server:
         yield server
 
 
@@ -65,6 +75,9 @@ def test_docs_list_every_route_with_the_documents_version(page, demo_server) -> 
     summaries = page.locator(".opblock-summary-description").all_inner_texts()
     assert sorted(summaries) == sorted(r.summary for r in ALL_ROUTES)
     assert "OAS 3.1" in page.locator(".info").inner_text()
+    # AND a server without a token asks for none: no "Authorize", no lock on a route
+    assert page.locator(".auth-wrapper .authorize").count() == 0
+    assert page.locator(".opblock .authorization__btn").count() == 0
 
 
 def _try_it_out(page: Any, path: str) -> tuple[str, dict[str, Any]]:
@@ -72,12 +85,31 @@ def _try_it_out(page: Any, path: str) -> tuple[str, dict[str, Any]]:
     operation = page.locator(".opblock-post", has_text=path)
     operation.locator(".opblock-summary").click()
     operation.locator(".try-out__btn").click()
-    operation.locator(".execute").click()
+    return _execute(operation)
+
+
+def _execute(operation: Any) -> tuple[str, dict[str, Any]]:
+    """Click "Execute" (after "Clear", if an answer is shown); the status and body shown."""
     live = operation.locator(".live-responses-table .response")
+    if live.count():
+        operation.locator(".btn-clear").click()
+        live.first.wait_for(state="detached")
+    operation.locator(".execute").click()
     live.first.wait_for()
     status = live.locator(".response-col_status").first.inner_text().strip()
     body = operation.locator(".live-responses-table .microlight").first.inner_text()
     return status, json.loads(body)
+
+
+def _authorize(page: Any, token: str) -> None:
+    """Click "Authorize", enter the token as the bearer scheme's value, apply, close."""
+    page.locator(".auth-wrapper .authorize").click()
+    dialog = page.locator(".dialog-ux")
+    dialog.get_by_label("auth-bearer-value").fill(token)
+    dialog.get_by_role("button", name="Apply credentials").click()
+    dialog.get_by_role("heading", name="Authorized").wait_for()
+    dialog.locator(".btn-done").click()
+    dialog.wait_for(state="detached")
 
 
 def test_try_it_out_answers_200_with_each_example_as_it_is(page, demo_server) -> None:
@@ -94,3 +126,26 @@ def test_try_it_out_answers_200_with_each_example_as_it_is(page, demo_server) ->
     assert (status, conversion["user_id"]) == ("200", answer["user_id"])
     status, stats = _try_it_out(page, "/stats")
     assert (status, stats["strategy"]) == ("200", load_config(DEMO_CONFIG).endpoint.strategy)
+
+
+def test_try_it_out_on_a_server_with_a_token_answers_200_once_authorized(
+    page, guarded_server
+) -> None:
+    # GIVEN /docs of a server with a token: every route shows its lock
+    _open_docs(page, guarded_server)
+    locks = page.locator(".opblock .authorization__btn")
+    assert locks.count() == len(ALL_ROUTES)
+    # WHEN the user runs "Try it out" on /invocation without authorizing
+    status, answer = _try_it_out(page, "/invocation")
+    # THEN the live answer is the server's 401
+    assert (status, answer["error"]) == ("401", "unauthorized"), answer
+    # WHEN the user enters the token under "Authorize" and executes the example again
+    _authorize(page, TOKEN)
+    status, answer = _execute(page.locator(".opblock-post", has_text="/invocation"))
+    # THEN the live answer is a 200 from the demo endpoint
+    assert status == "200", answer
+    assert answer["endpoint_name"] == "reviews-helpfulness"
+    assert answer["endpoint_variant"] in {"Champion1", "Challenger1"}
+    # AND the next route tried is sent the token too
+    status, stats = _try_it_out(page, "/stats")
+    assert (status, stats["endpoint_name"]) == ("200", "reviews-helpfulness"), stats

@@ -50,6 +50,34 @@ def test_the_right_token_is_served_and_health_and_docs_stay_open(guarded) -> Non
     assert httpx.get(f"{guarded.url}/openapi.json").status_code == 200
 
 
+def test_the_document_asks_for_the_token_on_exactly_the_routes_that_need_it(guarded) -> None:
+    # GIVEN a server with a token, WHEN a client reads its OpenAPI document
+    document = httpx.get(f"{guarded.url}/openapi.json").json()
+    # THEN it declares one HTTP bearer scheme, as Swagger UI's "Authorize" offers it
+    schemes = document["components"]["securitySchemes"]
+    assert [scheme["type"] for scheme in schemes.values()] == ["http"]
+    assert [scheme["scheme"] for scheme in schemes.values()] == ["bearer"]
+    # AND every operation asks for it: each is a route the server answers 401 without it
+    for path, operations in document["paths"].items():
+        assert operations["post"]["security"] == [{name: []} for name in schemes], path
+        assert httpx.post(f"{guarded.url}{path}", json={}).status_code == 401, path
+    # AND the documents, the pages and /health, which no operation names, stay open
+    for path in ("/health", "/openapi.json", "/docs", "/dashboard"):
+        assert httpx.get(f"{guarded.url}{path}").status_code == 200, path
+
+
+def test_a_server_without_a_token_asks_for_none(tmp_path: Path) -> None:
+    runtime = Runtime(write_config(tmp_path), tmp_path / "data", rng=random.Random(0))
+    with EmbeddedServer(runtime) as server:
+        document = httpx.get(f"{server.url}/openapi.json").json()
+        answered = httpx.post(f"{server.url}/stats", json=STATS).status_code
+
+    assert "securitySchemes" not in document["components"]
+    assert "security" not in document
+    assert all("security" not in ops["post"] for ops in document["paths"].values())
+    assert answered == 200
+
+
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "my-host.example"])
 def test_a_non_loopback_address_without_a_token_is_refused(tmp_path: Path, host: str) -> None:
     runtime = Runtime(write_config(tmp_path), tmp_path / "data")
