@@ -271,6 +271,9 @@ class AbtestApp:
                 "dashboard": dashboard.PAGE,
                 # Fallbacks, model errors and duplicate conversions since the server started.
                 "counts": self.runtime.telemetry.totals(),
+                # Sealed, not yet counted: more than a moment means aggregation fails (the
+                # log says why) and /stats lags what was served.
+                "event_files_waiting": len(self.runtime.events.waiting_keys()),
             }
             await _send(send, 200, {"content-type": "application/json"}, _json(body))
 
