@@ -10,11 +10,12 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,14 +77,36 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
-def _positive(text: str) -> int:
+def _whole(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number in [low, high], or a usage error saying so (a
+    number out of range got as far as a traceback, `bind()` refusing port 99999)."""
+    bounds = f">= {low}" if high is None else f"from {low} to {high}"
+
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be a whole number {bounds}, got {text!r}")
+        return value
+
+    return whole
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds >= 0."""
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0.0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
     return value
+
+
+_positive = _whole(1)
+_port = _whole(0, 65535)
 
 
 def _store_advice(data_dir: Path, error: StoreUnavailableError) -> str:
@@ -537,7 +560,7 @@ def _parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="address to listen on; any but loopback needs --token"
     )
     serve.add_argument(
-        "--port", type=int, default=8080, help="port to listen on; 0 picks a free one"
+        "--port", type=_port, default=8080, help="port to listen on; 0 picks a free one"
     )
     serve.add_argument(
         "--data-dir",
@@ -567,7 +590,7 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--url", required=True, help="API base URL")
     simulate.add_argument("--endpoint", required=True, help="endpoint name")
     simulate.add_argument(
-        "--users", type=int, default=1_000, help="simulated users, one after another"
+        "--users", type=_positive, default=1_000, help="simulated users, one after another"
     )
     truth = simulate.add_mutually_exclusive_group()
     truth.add_argument(
@@ -597,7 +620,7 @@ def _parser() -> argparse.ArgumentParser:
         "--content-type", default="application/json", help="with --data: its content type"
     )
     simulate.add_argument(
-        "--batch-size", type=int, default=20, help="reviews scenario: reviews per user"
+        "--batch-size", type=_positive, default=20, help="reviews scenario: reviews per user"
     )
     simulate.add_argument(
         "--seed",
@@ -612,7 +635,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument(
         "--wait",
-        type=float,
+        type=_seconds,
         default=0.0,
         help="seconds to wait for the event log to deliver before the final /stats",
     )
@@ -674,7 +697,7 @@ def _parser() -> argparse.ArgumentParser:
         help="an endpoint to show where the API cannot list them (repeat for more; "
         "default: those /admin/list names, else the one an embedded server serves)",
     )
-    board.add_argument("--port", type=int, default=8090, help="local port; 0 picks a free one")
+    board.add_argument("--port", type=_port, default=8090, help="local port; 0 picks a free one")
     _auth_options(board)
     board.set_defaults(command=_dashboard)
 
@@ -688,7 +711,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder")
     demo.add_argument(
         "--users",
-        type=int,
+        type=_positive,
         default=3_000,
         help="simulated users at most: the run ends 200 users after the experiment concludes",
     )
@@ -711,7 +734,7 @@ def _parser() -> argparse.ArgumentParser:
     redrive.add_argument("--bucket", help="events only: the event log's bucket (stack output)")
     redrive.add_argument(
         "--settle",
-        type=float,
+        type=_seconds,
         help="events only: seconds an event parked after a lost answer waits for Firehose "
         "(default: its longest buffering interval and a margin)",
     )
@@ -745,7 +768,10 @@ def _parser() -> argparse.ArgumentParser:
         help="also evaluate this strategy, replayed on the log (repeatable)",
     )
     evaluate.add_argument(
-        "--batch-size", type=int, default=1000, help="assignments between a replay's refreshes"
+        "--batch-size",
+        type=_positive,
+        default=1000,
+        help="assignments between a replay's refreshes",
     )
     evaluate.add_argument(
         "--by",

@@ -35,3 +35,35 @@ def test_every_option_has_a_description_and_its_default(command: str, capsys) ->
         assert action.help, f"{command} {action.dest}: no description"
         if action.default not in (None, False):
             assert f"(default:{action.default})" in shown, f"{command} {action.dest}"
+
+
+SERVE = ["serve", "--config", "endpoints.toml"]
+SIMULATE = ["simulate", "--url", "http://127.0.0.1:1", "--endpoint", "e"]
+EVALUATE = ["evaluate", "--endpoint", "e", "--data-dir", "data"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        ([*SERVE, "--port", "99999"], "--port"),
+        ([*SERVE, "--port", "-1"], "--port"),
+        ([*SERVE, "--workers", "0"], "--workers"),
+        (["dashboard", "--url", "http://127.0.0.1:1", "--port", "65536"], "--port"),
+        (["demo", "--users", "0"], "--users"),
+        ([*SIMULATE, "--users", "-5"], "--users"),
+        ([*SIMULATE, "--batch-size", "0"], "--batch-size"),
+        ([*SIMULATE, "--wait", "nan"], "--wait"),
+        ([*SIMULATE, "--wait", "-1"], "--wait"),
+        ([*EVALUATE, "--batch-size", "two"], "--batch-size"),
+        (["redrive", "events", "--queue-url", "q", "--settle", "inf"], "--settle"),
+    ],
+)
+def test_a_number_out_of_range_is_a_usage_error_naming_its_option(
+    argv: list[str], option: str, capsys
+) -> None:
+    # Before anything runs: no traceback, no connection, no file written.
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: must be" in err and "Traceback" not in err
