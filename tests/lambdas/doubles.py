@@ -109,6 +109,14 @@ def aws(handlers, fake_aws, monkeypatch):
     )
     queue = boto3.client("sqs").create_queue(QueueName="abtest-dlq-test")["QueueUrl"]
     assert queue == ENVIRONMENT["DEAD_LETTER_QUEUE_URL"]
+    # The modules outlive a test, as a warm container outlives a request: each test starts
+    # with empty endpoint caches, as a new container does (the fallback serves by what the
+    # cache last read, and an earlier test's moto state is gone).
+    for module in handlers.values():
+        endpoints = vars(module.ports).get("endpoints")
+        if endpoints is not None:
+            monkeypatch.setattr(endpoints, "_entries", {})
+            monkeypatch.setattr(endpoints, "_recounted", set())
     runtime = FakeRuntime()
     monkeypatch.setattr(
         handlers["invocation"].use_case, "models", SageMakerModelEndpoint(client=runtime)

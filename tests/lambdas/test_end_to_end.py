@@ -194,6 +194,7 @@ def test_failed_and_served_calls_are_logged_with_latency_and_outcome_and_counted
 
 
 def test_store_unreachable_falls_back_without_target_variant(aws, monkeypatch, capsys):
+    """A function that never read the endpoint knows nothing of it: SageMaker's weights route."""
     create_endpoint(TAGS)
     aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
     from botocore.config import Config
