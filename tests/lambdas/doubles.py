@@ -124,6 +124,22 @@ def aws(handlers, fake_aws, monkeypatch):
     return SimpleNamespace(runtime=runtime, s3=s3, queue=queue, **handlers)
 
 
+def store_unreachable(aws, monkeypatch) -> None:
+    """The invocation function's DynamoDB gone: every call refused at a closed local port."""
+    from botocore.config import Config
+
+    from abtest.adapters.dynamodb import DynamoDBStore
+
+    dead = boto3.client(
+        "dynamodb",
+        endpoint_url="http://127.0.0.1:9",
+        config=Config(connect_timeout=0.2, read_timeout=0.2, retries={"max_attempts": 1}),
+    )
+    down = DynamoDBStore("a", "m", client=dead)
+    monkeypatch.setattr(aws.invocation.use_case, "store", down)
+    monkeypatch.setattr(aws.invocation.use_case.endpoints, "store", down)
+
+
 def cold_start(module: str):
     """A fresh import of `module`, as a new Lambda container does; not left in sys.modules."""
     sys.modules.pop(module, None)
