@@ -194,7 +194,8 @@ class ModelEndpoint(Protocol):
 
 class ModelHost(Protocol):
     """Where the variants run, as far as it routes traffic itself: SageMaker's
-    production-variant weights answer callers who bypass the API (and its fallback path)."""
+    production-variant weights answer callers who bypass the API (and its fallback, in a
+    process that never read the endpoint)."""
 
     @property
     def keeps_weights(self) -> bool:
@@ -235,7 +236,7 @@ class EndpointCatalog(Protocol):
 class Count(StrEnum):
     """What the service counts for people: CloudWatch metrics on AWS, `/health` locally."""
 
-    FALLBACKS = "Fallbacks"  # invocations routed by the endpoint's weights: the store was down
+    FALLBACKS = "Fallbacks"  # invocations answered while the store was down (the fallback)
     MODEL_ERRORS = "ModelErrors"  # model variants that failed (answered 502)
     DUPLICATE_CONVERSIONS = "DuplicateConversions"  # repeated conversions, counted once
     # Invocations answered whose event reached neither the event log nor its queue.

@@ -317,4 +317,4 @@ class AssignmentKind(StrEnum):
     PAUSED = "paused"
     # The experiment is concluded: the winner serves every user, with certainty (propensity 1).
     CONCLUDED = "concluded"
-    FALLBACK = "fallback"  # the store was unreachable: the endpoint's own weights chose
+    FALLBACK = "fallback"  # the store was unreachable: no assignment read or kept

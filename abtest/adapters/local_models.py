@@ -90,7 +90,8 @@ class LocalModels:
     ) -> None:
         """`variants` maps names to callables, `module:function` references or URLs.
 
-        `weights` (default 1 each) route calls that name no variant (the fallback path);
+        `weights` (default 1 each) route calls that name no variant (the fallback of a
+        server that never read the endpoint);
         with `endpoint_name` set, other endpoint names are NotFoundError. A call (callable
         or URL) that takes longer than `timeout_seconds` is a ModelError, except for the
         callables named in `inline`: called on the caller's thread, never cut off.
@@ -314,8 +315,9 @@ class LocalModelHost:
 
     Every call of a local model goes through the server (nobody can bypass it), and the
     server serves a concluded endpoint's winner to everyone itself; so a conclusion is done
-    once stored, with no promotion step. (The fallback path, taken only when the server
-    cannot read its own SQLite file, keeps routing by the config's `initial_weight`s.)
+    once stored, with no promotion step. (The fallback, taken only when the server cannot
+    use its own SQLite file, serves by the record it last read, winner included; only a
+    server that never read the endpoint routes by the config's `initial_weight`s.)
     """
 
     keeps_weights = False

@@ -209,7 +209,9 @@ class ChangeLifecycle:
         return self._view(name)
 
     def _view(self, name: str) -> EndpointView:
-        changed = _registered(self.store, name)
+        # Read through the cache: the changed record is at once the one this process's
+        # requests serve by, and the one its fallback serves by should the store go down.
+        changed = self.endpoints.served(name, self.clock.now()).endpoint
         return EndpointView(changed, figures_of(changed), self.store.audit_log(name))
 
     def _promote(

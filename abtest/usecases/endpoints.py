@@ -343,6 +343,14 @@ class EndpointCache:
             return None
         return ServedEndpoint.of(endpoint, assignments)
 
+    def last_known(self, name: str) -> ServedEndpoint | None:
+        """The endpoint as this process last read it, however long ago: a read that fails
+        raises before the entry is replaced, so the one before it stays. What the fallback
+        serves by while the store cannot be read; None if it was never read here (or
+        since a `forget`), or was unknown or deleted when last read."""
+        entry = self._entries.get(name)
+        return None if entry is None else entry[0]
+
     def forget(self, name: str) -> None:
         self._recounted.discard(name)
         self._entries.pop(name, None)

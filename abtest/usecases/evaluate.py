@@ -1,8 +1,9 @@
 """Evaluate: join an endpoint's event log into rows on disk and estimate policies on them.
 
 The unit is the assignment: an invocation the strategy assigned (`new`) is one random draw
-with a logged propensity; later invocations of the same user (`existing`) repeat it, and
-manual or fallback ones were not drawn by the strategy, so neither adds a row. A
+with a logged propensity; later invocations of the same user (`existing`) repeat it,
+manual ones were not drawn, and fallback ones assigned nobody (the store was down), so
+none of these adds a row. A
 conversion credits the assignment its `inference_id` was served under, else (an id the
 log never served) the user's latest assignment before it; one flagged `late` (after the
 attribution window) credits nothing.

@@ -28,11 +28,10 @@ from abtest.usecases.endpoints import (
 
 logger = logging.getLogger("abtest")
 
-# The `strategy` reported when the request named the variant, or the store was down and
-# the endpoint's own weights routed.
+# The `strategy` reported when the request named the variant, or the store was down (the
+# fallback: a draw by the last-known allocation's weights, or by the endpoint's own).
 MANUAL_STRATEGY = "Manual"
 FALLBACK_STRATEGY = "WeightedSampling"
-# The `strategy` of every invocation of a concluded endpoint: its winner, with certainty.
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +51,7 @@ class InvocationResult:
     user_id: str
     inference_id: str
     strategy: str
-    target_variant: str | None  # None on the fallback path: nobody chose
+    target_variant: str | None  # None on a fallback with nothing known: the host chose
     endpoint_variant: str  # the variant that answered
     assignment: AssignmentKind
     propensity: float | None
@@ -114,8 +113,9 @@ class Invoke:
         try:
             result = self._call_model(request, choice.target_variant, inference_id)
         except ModelError:
-            # Logged too (outcome "error"): the guardrail reads it. The fallback's failing
-            # variant is unknown (the endpoint's own weights picked it): nothing to log.
+            # Logged too (outcome "error"): the guardrail reads it. A failing variant the
+            # endpoint's own weights picked (a fallback with nothing known) is unknown:
+            # nothing to log.
             if choice.target_variant is not None:
                 self._log(
                     request, now, choice, choice.target_variant, user_id, inference_id,
@@ -184,11 +184,33 @@ class Invoke:
                 return self._concluded(served, winner, user_id, now)
             assignment, kind = self._assignment(served, user_id, now)
         except StoreUnavailableError as error:
-            # No assignment can be read or kept: the endpoint's own weights route, and we say so.
-            logger.warning("store unavailable (%s); %s served by its own weights", error, name)
-            self.telemetry.count(Count.FALLBACKS, name)
-            return _Choice(None, FALLBACK_STRATEGY, None, AssignmentKind.FALLBACK)
+            return self._fallback(request, error)
         return _Choice(assignment.variant_name, assignment.strategy, assignment.propensity, kind)
+
+    def _fallback(self, request: Invocation, error: StoreUnavailableError) -> _Choice:
+        """No assignment can be read or kept. The endpoint as this process last read it
+        still says who may serve: its winner, its champion if paused, else a draw by its
+        allocation, never a retired or demoted variant, logged with the draw's propensity.
+        Only a process that never read it leaves the choice to the host's own weights."""
+        name = request.endpoint_name
+        known = self.endpoints.last_known(name)
+        if known is not None and request.endpoint_variant is not None:
+            # A manual override stores nothing: the record it is checked against is enough.
+            return _manual(known, request.endpoint_variant)
+        self.telemetry.count(Count.FALLBACKS, name)
+        if known is None:
+            logger.warning("store unavailable (%s); %s served by its own weights", error, name)
+            return _Choice(None, FALLBACK_STRATEGY, None, AssignmentKind.FALLBACK)
+        logger.warning("store unavailable (%s); %s served as last read", error, name)
+        lifecycle = known.endpoint.lifecycle
+        if lifecycle.state is State.CONCLUDED and lifecycle.winner is not None:
+            return _Choice(lifecycle.winner, FALLBACK_STRATEGY, 1.0, AssignmentKind.FALLBACK)
+        # The entry's allocation: the paused one while paused, demoted variants at 0 (never
+        # drawn), retired ones absent.
+        selection = known.allocation.pick(self.rng)
+        return _Choice(
+            selection.variant_name, FALLBACK_STRATEGY, selection.propensity, AssignmentKind.FALLBACK
+        )
 
     def _assignment(
         self, served: ServedEndpoint, user_id: str, now: float

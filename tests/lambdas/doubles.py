@@ -109,11 +109,35 @@ def aws(handlers, fake_aws, monkeypatch):
     )
     queue = boto3.client("sqs").create_queue(QueueName="abtest-dlq-test")["QueueUrl"]
     assert queue == ENVIRONMENT["DEAD_LETTER_QUEUE_URL"]
+    # The modules outlive a test, as a warm container outlives a request: each test starts
+    # with empty endpoint caches, as a new container does (the fallback serves by what the
+    # cache last read, and an earlier test's moto state is gone).
+    for module in handlers.values():
+        endpoints = vars(module.ports).get("endpoints")
+        if endpoints is not None:
+            monkeypatch.setattr(endpoints, "_entries", {})
+            monkeypatch.setattr(endpoints, "_recounted", set())
     runtime = FakeRuntime()
     monkeypatch.setattr(
         handlers["invocation"].use_case, "models", SageMakerModelEndpoint(client=runtime)
     )
     return SimpleNamespace(runtime=runtime, s3=s3, queue=queue, **handlers)
+
+
+def store_unreachable(aws, monkeypatch) -> None:
+    """The invocation function's DynamoDB gone: every call refused at a closed local port."""
+    from botocore.config import Config
+
+    from abtest.adapters.dynamodb import DynamoDBStore
+
+    dead = boto3.client(
+        "dynamodb",
+        endpoint_url="http://127.0.0.1:9",
+        config=Config(connect_timeout=0.2, read_timeout=0.2, retries={"max_attempts": 1}),
+    )
+    down = DynamoDBStore("a", "m", client=dead)
+    monkeypatch.setattr(aws.invocation.use_case, "store", down)
+    monkeypatch.setattr(aws.invocation.use_case.endpoints, "store", down)
 
 
 def cold_start(module: str):

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import random
 
-import boto3
 import pytest
 
 from tests.api_gateway import Context, api_event, call
-from tests.lambdas.doubles import ENDPOINT, create_endpoint, s3_event, state_change
+from tests.lambdas.doubles import (
+    ENDPOINT,
+    create_endpoint,
+    s3_event,
+    state_change,
+    store_unreachable,
+)
 
 TAGS = {
     "ab-testing:strategy": "ThompsonSampling",
@@ -194,20 +199,10 @@ def test_failed_and_served_calls_are_logged_with_latency_and_outcome_and_counted
 
 
 def test_store_unreachable_falls_back_without_target_variant(aws, monkeypatch, capsys):
+    """A function that never read the endpoint knows nothing of it: SageMaker's weights route."""
     create_endpoint(TAGS)
     aws.register.lambda_handler(state_change(ENDPOINT, "IN_SERVICE"), Context())
-    from botocore.config import Config
-
-    from abtest.adapters.dynamodb import DynamoDBStore
-
-    dead = boto3.client(
-        "dynamodb",
-        endpoint_url="http://127.0.0.1:9",
-        config=Config(connect_timeout=0.2, read_timeout=0.2, retries={"max_attempts": 1}),
-    )
-    down = DynamoDBStore("a", "m", client=dead)
-    monkeypatch.setattr(aws.invocation.use_case, "store", down)
-    monkeypatch.setattr(aws.invocation.use_case.endpoints, "store", down)
+    store_unreachable(aws, monkeypatch)
     capsys.readouterr()
 
     status, body = call(

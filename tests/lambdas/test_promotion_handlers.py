@@ -11,7 +11,7 @@ from moto.sagemaker.models import SageMakerModelBackend, sagemaker_backends
 
 from lambdas.wiring import PROMOTION_CLIENT
 from tests.api_gateway import Context, api_event, call
-from tests.lambdas.doubles import ENDPOINT, create_endpoint, state_change
+from tests.lambdas.doubles import ENDPOINT, create_endpoint, state_change, store_unreachable
 
 TAGS = {"ab-testing:strategy": "ThompsonSampling", "ab-testing:warmup": "0"}
 NAME = {"endpoint_name": ENDPOINT}
@@ -192,3 +192,31 @@ def test_the_register_function_finishes_a_pending_promotion_once_in_service(regi
         "registration",
         "promote",
     )
+
+
+def test_a_pending_promotion_and_a_store_outage_still_serve_only_the_winner(
+    registered, monkeypatch
+) -> None:
+    def invoke(user: str) -> tuple[int, dict]:
+        body = {**NAME, "user_id": user, "data": "x"}
+        return call(registered.invocation, api_event("/invocation", body))
+
+    # GIVEN a conclusion whose promotion SageMaker refused (its weights still even), read
+    # by the invocation function, whose store then becomes unreachable
+    Refused(monkeypatch, "AccessDeniedException", 400)
+    assert admin(registered, "conclude", CONCLUDE)[0] == 502
+    assert sagemaker_weights() == EVEN
+    assert invoke("u")[1]["assignment"] == "concluded"
+    store_unreachable(registered, monkeypatch)
+    registered.runtime.calls.clear()
+
+    # WHEN users arrive
+    answers = [invoke(f"u{n}") for n in range(20)]
+
+    # THEN the winner serves every one, named to SageMaker, not its even weights
+    assert {status for status, _ in answers} == {200}
+    assert {
+        (a["assignment"], a["target_variant"], a["endpoint_variant"], a["propensity"])
+        for _, a in answers
+    } == {("fallback", "Challenger1", "Challenger1", 1.0)}
+    assert {c["TargetVariant"] for c in registered.runtime.calls} == {"Challenger1"}

@@ -26,7 +26,14 @@ def test_a_missing_assignment_table_falls_back_on_invocation_and_is_503_on_conve
         aws.invocation,
         api_event("/invocation", {"endpoint_name": ENDPOINT, "user_id": "u1", "data": "x"}),
     )
-    assert (status, invoked["assignment"], invoked["target_variant"]) == (200, "fallback", None)
+    # The endpoint's record was read: the fallback draws by its allocation (warm-up's, even)
+    assert (status, invoked["assignment"]) == (200, "fallback")
+    assert invoked["target_variant"] == invoked["endpoint_variant"]
+    assert (invoked["target_variant"], invoked["propensity"]) in {
+        ("Champion1", 0.5),
+        ("Challenger1", 0.5),
+    }
+    assert aws.runtime.calls[-1]["TargetVariant"] == invoked["target_variant"]
 
     status, error = call(
         aws.conversion,
