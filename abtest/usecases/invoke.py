@@ -184,14 +184,17 @@ class Invoke:
                 return self._concluded(served, winner, user_id, now)
             assignment, kind = self._assignment(served, user_id, now)
         except StoreUnavailableError as error:
-            return self._fallback(request, error)
+            return self._fallback(request, user_id, now, error)
         return _Choice(assignment.variant_name, assignment.strategy, assignment.propensity, kind)
 
-    def _fallback(self, request: Invocation, error: StoreUnavailableError) -> _Choice:
+    def _fallback(
+        self, request: Invocation, user_id: str, now: float, error: StoreUnavailableError
+    ) -> _Choice:
         """No assignment can be read or kept. The endpoint as this process last read it
-        still says who may serve: its winner, its champion if paused, else a draw by its
-        allocation, never a retired or demoted variant, logged with the draw's propensity.
-        Only a process that never read it leaves the choice to the host's own weights."""
+        still says who may serve: its winner; a returning user this process saw, their own
+        variant; its champion if paused; else a draw by its allocation, never a retired or
+        demoted variant, logged with the draw's propensity. Only a process that never read
+        it leaves the choice to the host's own weights."""
         name = request.endpoint_name
         known = self.endpoints.last_known(name)
         if known is not None and request.endpoint_variant is not None:
@@ -205,6 +208,18 @@ class Invoke:
         lifecycle = known.endpoint.lifecycle
         if lifecycle.state is State.CONCLUDED and lifecycle.winner is not None:
             return _Choice(lifecycle.winner, FALLBACK_STRATEGY, 1.0, AssignmentKind.FALLBACK)
+        # The user's stored assignment, as this process read or made it (unexpired, its
+        # variant still serving): what the store would answer, since nothing reassigns a
+        # user but expiry, a retirement or a conclusion. Served as the existing assignment
+        # it is, so it counts as when the store is up.
+        remembered = known.remembered(user_id, now)
+        if remembered is not None and remembered.variant_name in known.serving:
+            return _Choice(
+                remembered.variant_name,
+                remembered.strategy,
+                remembered.propensity,
+                AssignmentKind.EXISTING,
+            )
         # The entry's allocation: the paused one while paused, demoted variants at 0 (never
         # drawn), retired ones absent.
         selection = known.allocation.pick(self.rng)

@@ -214,3 +214,43 @@ def test_a_failing_model_on_the_fallback_is_logged_for_its_guardrail(serve, log)
         "error",
         "fallback",
     )
+
+
+def test_a_returning_user_keeps_their_variant_through_an_outage(serve, clock, log) -> None:
+    # GIVEN users assigned while the store was up, then the store down for ten minutes,
+    # long past the cached record's 5 s (their assignments live an hour here)
+    service = serve(endpoint_config())
+    before = {f"u{n}": invoke(service, f"u{n}") for n in range(30)}
+    assert {a.assignment for a in before.values()} == {"new"}
+    service.outage.down = True
+    clock.advance(600)
+
+    # WHEN they come back, and a user nobody saw arrives
+    again = {user: invoke(service, user) for user in before}
+    stranger = invoke(service, "stranger")
+
+    # THEN each is served their own variant, with the propensity they were drawn with, as
+    # the existing assignment it is; the stranger gets a fallback draw
+    assert {u: (a.target_variant, a.propensity) for u, a in again.items()} == {
+        u: (a.target_variant, a.propensity) for u, a in before.items()
+    }
+    assert {a.assignment for a in again.values()} == {"existing"}
+    assert stranger.assignment == "fallback"
+    # AND once the store is back their calls count as trials' invocations, as any
+    # returning user's do
+    service.outage.down = False
+    counts = service.aggregate(log, log.deliver()).counts[ENDPOINT]
+    assert sum(c.invocation_count for c in counts.values()) == 60
+    assert sum(c.users for c in counts.values()) == 30
+
+
+def test_a_returning_user_of_a_retired_variant_is_not_served_it_in_an_outage(serve) -> None:
+    service = serve(endpoint_config("WeightedSampling", weights=(0.0, 0.0, 1.0)))
+    assert invoke(service, "u").target_variant == "Challenger2"
+    change(service, Action.RETIRE_VARIANT, variant="Challenger2", reason="too slow")
+    service.outage.down = True
+
+    answer = invoke(service, "u")
+
+    assert (answer.assignment, answer.target_variant) != ("existing", "Challenger2")
+    assert answer.target_variant in ("Champion1", "Challenger1")
