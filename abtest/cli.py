@@ -221,7 +221,10 @@ def _client_auth(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
         region = args.region or region_of(args.url) or os.environ.get("AWS_REGION")
         if not region:
             raise ConfigError("--auth iam: give --region (not found in the URL or AWS_REGION)")
-        auth = SigV4(region)
+        try:
+            auth = SigV4(region)
+        except ValueError as error:  # no credentials found: one line, as a missing token is
+            raise ConfigError(f"--auth iam: {error}") from None
     elif args.auth == "token":
         token = args.token or os.environ.get("ABTEST_TOKEN")
         if not token:

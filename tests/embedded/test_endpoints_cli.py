@@ -109,6 +109,40 @@ def test_no_server_is_exit_1_in_one_line(capsys) -> None:
     assert err.startswith("abtest: http://127.0.0.1:9: ") and err.count("\n") == 1
 
 
+# botocore's credential chain, every link pointed at nothing (the instance metadata
+# service disabled, so nothing leaves the machine).
+NO_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+NO_CREDENTIALS += ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE")
+NO_CREDENTIALS += ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("endpoints", "list"),
+        ("simulate", "--endpoint", ENDPOINT, "--truth", "Champion1=0.1"),
+        ("dashboard",),
+    ],
+)
+def test_iam_auth_without_credentials_is_one_line_exit_2(
+    argv: tuple[str, ...], tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A script reads the exit code and one line, never a traceback (README: exit codes)."""
+    for name in NO_CREDENTIALS:
+        monkeypatch.delenv(name, raising=False)
+    for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "BOTO_CONFIG"):
+        monkeypatch.setenv(name, str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    url = "https://abc123.execute-api.us-east-1.amazonaws.com"
+
+    code = main([*argv, "--url", url, "--auth", "iam"])
+
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert err.startswith("abtest: config error: --auth iam: ") and err.count("\n") == 1
+    assert "credentials" in err
+
+
 def test_retire_variant_marks_it_in_the_tables(start_server, capsys) -> None:
     url = start_server().url
 
