@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"abtest: config error: {error}", file=sys.stderr)
         return 2
+    except _Failed as error:
+        print(f"abtest: {error}", file=sys.stderr)
+        return 1
     except OSError as error:
         print(f"abtest: {error}", file=sys.stderr)
         return 1
@@ -284,7 +287,35 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _aws_errors(command: str) -> Iterator[None]:
+    """AWS refusing a command's calls is one line, not a traceback: no credentials or no
+    region is a config error (exit 2, as a missing token is); anything else AWS or the
+    network says exits 1."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+    try:
+        yield
+    except NoCredentialsError:
+        raise ConfigError(
+            f"{command}: no AWS credentials found (environment, profile or role)"
+        ) from None
+    except NoRegionError:
+        raise ConfigError(f"{command}: give --region (or set AWS_REGION)") from None
+    except (BotoCoreError, ClientError) as error:
+        raise _Failed(f"{command}: {error}") from None
+
+
+class _Failed(Exception):
+    """A command that cannot go on, said in one line (exit 1)."""
+
+
 def _redrive(args: argparse.Namespace) -> int:
+    with _aws_errors("redrive"):
+        return _redrive_queue(args)
+
+
+def _redrive_queue(args: argparse.Namespace) -> int:
     import boto3
 
     from abtest.adapters.redrive import redrive_aggregations, redrive_events
@@ -307,26 +338,34 @@ def _redrive(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+
+    if args.bucket:
+        with _aws_errors("evaluate"):
+            return _evaluate_log(args, *_bucket_log(args))
+    from abtest.adapters.eventlog import LocalEventLog
+
+    folder = args.data_dir / "events"
+    if not folder.is_dir():
+        print(f"abtest: evaluate: no event log at {folder}", file=sys.stderr)
+        return 2
+    archive = LocalEventLog(folder)
+    return _evaluate_log(args, archive, archive.sealed_keys())
+
+
+def _bucket_log(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    import boto3
+
+    from abtest.adapters.s3 import S3EventArchive
+
+    archive = S3EventArchive(args.bucket, client=boto3.client("s3", region_name=args.region))
+    return archive, archive.keys(args.prefix)
+
+
+def _evaluate_log(args: argparse.Namespace, archive: Any, keys: list[str]) -> int:
     from tqdm import tqdm
 
     from abtest.usecases import evaluate
 
-    if args.bucket:
-        import boto3
-
-        from abtest.adapters.s3 import S3EventArchive
-
-        archive = S3EventArchive(args.bucket, client=boto3.client("s3", region_name=args.region))
-        keys = archive.keys(args.prefix)
-    else:
-        from abtest.adapters.eventlog import LocalEventLog
-
-        folder = args.data_dir / "events"
-        if not folder.is_dir():
-            print(f"abtest: evaluate: no event log at {folder}", file=sys.stderr)
-            return 2
-        archive = LocalEventLog(folder)
-        keys = archive.sealed_keys()
     try:
         with tqdm(total=len(keys), unit="file", disable=args.no_progress) as bar:
             found = evaluate.read_endpoint_log(
