@@ -287,8 +287,8 @@ RAW = "raw"
 _NOTES = {
     HAJEK: "estimates re-weighted by the logged assignment propensities (self-normalised "
     "inverse-propensity, Hajek): unbiased under the adaptive allocation; sample-ratio check run",
-    RAW: "no logged propensities (unit invocation): estimates are the raw means, biased when "
-    "the allocation adapts; sample-ratio check not run",
+    RAW: "estimates are the raw means (the invocation unit, or no logged propensities yet), "
+    "biased when the allocation adapts; sample-ratio check not run",
 }
 
 
@@ -386,6 +386,7 @@ def decision(
     reward: str = BINARY,
     sample_ratio_alpha: float = SAMPLE_RATIO_ALPHA,
     tightest_at: int = TIGHTEST_AT,
+    unit: str = "invocation",
 ) -> Decision:
     """Call a winner, or say why not, and what would change the answer.
 
@@ -402,6 +403,7 @@ def decision(
     even split if not given). `tightest_at`: the trials the experiment is planned for, where
     the confidence sequences (the scale-free ones) are tightest. With a winner, the
     differences the call rests on also carry `difference_adjusted` (bandit.stopping).
+    `unit`: what a trial is ("invocation" or "user"), as `advice` names it.
     """
     metrics = check_metrics(metrics)
     reward = check_reward(reward)
@@ -477,6 +479,7 @@ def decision(
         evidence=evidence,
         reward=reward,
         check=check,
+        unit=unit,
     )
     return Decision(
         winner,
@@ -603,6 +606,7 @@ def _advice(
     evidence: _Evidence,
     reward: str,
     check: SampleRatio | None,
+    unit: str,
 ) -> tuple[str, int | None]:
     """The decision in words a person can act on, and the users still needed if known."""
     by_name = {f.variant_name: f for f in figures}
@@ -630,7 +634,7 @@ def _advice(
         ]
         users = None if math.inf in needed else math.ceil(max(needed))
         names = ", ".join(f"{m.variant_name} ({m.invocation_count})" for m in short)
-        text = f"every variant needs {min_samples} invocations before a call; short: {names}"
+        text = f"every variant needs {min_samples} {unit}s before a call; short: {names}"
         return text + ("" if users is None else f"; about {users:,} more users"), users
     leader = max(figures, key=lambda f: f.probability_best)
     if winner is not None:

@@ -151,6 +151,7 @@ def current_figures(endpoint: Endpoint) -> Figures:
             allocation={v.variant_name: allocation[v.variant_name] for v in candidates},
             reward=endpoint.settings.reward,
             tightest_at=endpoint.settings.planned_sample_size,
+            unit=endpoint.settings.unit,
         ).as_dict(),
         demoted=demoted,
     )

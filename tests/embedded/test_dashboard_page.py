@@ -139,6 +139,8 @@ def test_the_numbers_on_the_page_are_those_of_stats(page, server) -> None:
     assert page.locator("[data-field='advice']").inner_text() == decision["advice"]
     summary = page.locator(".summary").inner_text()
     assert summary.startswith(f"{stats['strategy']} (") and stats["status"] not in summary
+    # the warm-up in the unit the endpoint counts (users by default)
+    assert f"warm-up {stats['warmup']} {stats['settings']['unit']}s" in summary
 
 
 def chart(page: Any, kind: str) -> dict[str, Any]:

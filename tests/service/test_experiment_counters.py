@@ -230,3 +230,15 @@ def test_a_new_assignment_whose_event_was_lost_leaves_its_user_uncounted_as_docu
     c = counts(usecases)[invoked.target_variant]
     assert (c.users, c.converted_users) == (0, 1)
     assert c.converted_users - c.users <= telemetry.totals()[Count.UNLOGGED_INVOCATIONS] == 1
+
+
+@pytest.mark.parametrize("unit", ["user", "invocation"])
+def test_before_any_traffic_the_advice_names_the_unit_it_counts(usecases, ports, unit):
+    configure(usecases, ports, unit=unit)
+
+    decision = usecases.stats(ENDPOINT).decision
+
+    assert decision["reason"] == "too_few_samples"
+    assert decision["advice"].startswith(f"every variant needs 100 {unit}s before a call")
+    # The note says why the estimates are raw without claiming a unit the endpoint lacks.
+    assert "raw means" in decision["unit_note"] and "unit invocation)" not in decision["unit_note"]

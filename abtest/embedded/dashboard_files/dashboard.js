@@ -82,7 +82,7 @@
     node.querySelector(".summary").textContent =
       // (Not /stats' `status`, which says registered: the lifecycle block has the state.)
       `${stats.strategy}${params ? " (" + params + ")" : ""}` +
-      ` · warm-up ${stats.warmup} invocations${warming}`;
+      ` · warm-up ${stats.warmup} ${stats.settings.unit}s${warming}`;
     const d = stats.decision;
     const box = node.querySelector(".decision");
     box.className = "decision" + (d.winner ? " winner" : "");
