@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,7 @@ def rendered(page: Any) -> dict[str, Any]:
                     .map((b) => b.dataset.action),
                 audit: [...hook.querySelectorAll("tr[data-field='audit']")].map((row) => ({
                     at: Number(row.querySelector("[data-field='at']").dataset.value),
+                    shown_at: text(row, "at"),
                     actor: text(row, "actor"),
                     action: text(row, "action"),
                     reason: text(row, "reason"),
@@ -123,6 +125,8 @@ def assert_shows(page: Any, server: EmbeddedServer) -> dict[str, Any]:
     assert on_page["winner"] == (f" · winner {shown['winner']}" if shown["winner"] else None)
     newest_first = [
         {"at": e["at"], "actor": e["actor"], "action": e["action"], "reason": e["reason"]}
+        # local time, year first: the same on every browser, whatever its language
+        | {"shown_at": datetime.fromtimestamp(e["at"]).strftime("%Y-%m-%d %H:%M:%S")}
         for e in reversed(shown["audit_log"])
     ]
     for entry, logged in zip(newest_first, reversed(shown["audit_log"]), strict=True):
@@ -165,8 +169,9 @@ def test_pause_resume_conclude_through_the_page(page, server) -> None:
     paused = assert_shows(page, server)
     assert paused["state"] == "paused"
     assert paused["buttons"] == ["resume", "conclude", "retire-variant"]
-    assert paused["audit"][0] | {"at": 0} == {
+    assert paused["audit"][0] | {"at": 0, "shown_at": ""} == {
         "at": 0,
+        "shown_at": "",
         "actor": "local",
         "action": "pause",
         "reason": "retraining",
@@ -214,9 +219,14 @@ def test_with_a_token_the_page_acts_as_the_token(page, guarded) -> None:
     )
     [entry] = admin(guarded, "show", TOKEN)["audit_log"]
     assert entry["actor"].startswith("token:")
-    assert rendered(page)["audit"] == [
-        {"at": entry["at"], "actor": entry["actor"], "action": "pause", "reason": "night"}
-    ]
+    [shown] = rendered(page)["audit"]
+    assert shown | {"shown_at": ""} == {
+        "at": entry["at"],
+        "shown_at": "",
+        "actor": entry["actor"],
+        "action": "pause",
+        "reason": "night",
+    }
 
 
 def test_a_demoted_variant_is_reinstated_through_the_page(page, tmp_path) -> None:

@@ -8,6 +8,7 @@ browser shows whether the figures arrive, land in the right cells and become cha
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -141,6 +142,9 @@ def test_the_numbers_on_the_page_are_those_of_stats(page, server) -> None:
     assert summary.startswith(f"{stats['strategy']} (") and stats["status"] not in summary
     # the warm-up in the unit the endpoint counts (users by default)
     assert f"warm-up {stats['warmup']} {stats['settings']['unit']}s" in summary
+    # AND when it was refreshed, in local time, year first, as the audit log's times
+    updated = page.locator("#updated").inner_text()
+    assert re.fullmatch(r"updated \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", updated), updated
 
 
 def chart(page: Any, kind: str) -> dict[str, Any]:

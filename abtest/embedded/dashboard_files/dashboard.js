@@ -181,7 +181,10 @@
       layout("Estimated rate with its 95 % interval", { tickformat: ".1%" }, snapshots), CONFIG);
   }
 
-  const when = (at) => new Date(1000 * at).toLocaleString("en-GB", { hour12: false });
+  // Local time, one unambiguous form everywhere on the page: 2026-12-07 19:47:45 (the
+  // Swedish locale writes ISO 8601's order; a browser's default put day and month either way).
+  const stamp = (date) => date.toLocaleString("sv-SE", { hour12: false });
+  const when = (at) => stamp(new Date(1000 * at));
 
   // The state, the actions allowed now and the audit log, from /admin/show's answer. The
   // form is rebuilt only when the lifecycle's version changes, so a refresh keeps what is
@@ -370,7 +373,7 @@
     if (empty) empty.hidden = names.length > 0;
     show(names);
     if (picked !== undefined) await refresh(picked);
-    document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
+    document.getElementById("updated").textContent = "updated " + stamp(new Date());
     document.body.dataset.refreshed = String(Number(document.body.dataset.refreshed || 0) + 1);
   }
 
