@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import sqlite3
 import tempfile
@@ -78,6 +79,8 @@ _INDEXES = """
 CREATE INDEX assignment_by_user ON assignment (user_id, seq);
 CREATE INDEX assignment_by_time ON assignment (user_id, timestamp, seq);
 """
+
+logger = logging.getLogger("abtest")
 
 
 class EvaluationError(ValueError):
@@ -490,8 +493,19 @@ def estimate_policies(
     report = []
     try:
         for segment, part in parts:
-            if len(part) < 2:
-                continue  # a segment of one assignment has no spread to estimate
+            if len(part) < 2:  # one assignment has no spread to estimate
+                if by is None or len(parts) == 1:
+                    raise EvaluationError(
+                        f"{len(part)} assignment(s) in the log{_of(by, segment)}: at least 2 "
+                        "are needed for an estimate"
+                    )
+                logger.warning(
+                    "segment %s=%s: %d assignment, too few for an estimate; left out",
+                    by,
+                    segment,
+                    len(part),
+                )
+                continue
             features = context_features(part)
             model = None
             if features:
@@ -505,7 +519,13 @@ def estimate_policies(
             )
     except OffPolicyError as error:
         raise EvaluationError(str(error)) from None
+    if not report:
+        raise EvaluationError(f"--by {by}: every segment has a single assignment; no estimate")
     return report
+
+
+def _of(by: str | None, segment: str) -> str:
+    return "" if by is None else f" with {by}={segment}"
 
 
 CSV_COLUMNS = (

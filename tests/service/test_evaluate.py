@@ -334,3 +334,30 @@ def test_the_readme_python_example_runs_as_written(tmp_path, monkeypatch, capsys
     # An even split is the uniform policy: IPS (1 + 2 + 1 + 0) / 4, as check_report finds.
     assert float(re.search(r"value=([-\d.e]+)", printed[1])[1]) == pytest.approx(1.0)
     assert not Path(names["found"].folder.name).exists()  # close() deleted the SQLite file
+
+
+def test_a_segment_of_one_assignment_is_named_as_left_out(tmp_path, capsys, caplog):
+    # GIVEN forty users on mobile and a single one on a tablet
+    first = [
+        with_context(invocation(f"m{i}", f"m{i}", "ab"[i % 2], 0.5, t=i), device="mobile")
+        for i in range(40)
+    ] + [with_context(invocation("t0", "t0", "a", 0.5, t=41), device="tablet")]
+    data = two_files(tmp_path, first=first, second=[conversion("m0", "m0", "a", t=50)])
+
+    # WHEN the log is evaluated by device
+    with caplog.at_level("WARNING", logger="abtest"):
+        code, out, err = run(
+            capsys, "--data-dir", str(data), "--out", str(tmp_path / "o"), "--by", "device"
+        )
+
+    # THEN mobile is estimated, and the tablet segment is said to be left out, not dropped
+    assert code == 0, err
+    assert "segment mobile" in out and "segment tablet" not in out
+    assert "segment device=tablet: 1 assignment, too few for an estimate; left out" in caplog.text
+
+
+def test_a_log_of_one_assignment_says_why_there_is_no_estimate(tmp_path, capsys):
+    data = two_files(tmp_path, first=[invocation("u", "i", "a", 0.5)], second=[])
+    code, out, err = run(capsys, "--data-dir", str(data), "--out", str(tmp_path / "o"))
+    assert code == 2 and err.count("\n") == 1, (out, err)
+    assert "1 assignment(s) in the log: at least 2 are needed for an estimate" in err
