@@ -118,8 +118,8 @@ def test_a_bad_settings_tag_is_a_config_error_naming_it(tag, value, reason):
 
 def test_a_continuous_endpoints_tags_carry_its_own_default_and_keep_a_given_one():
     fields = strategy_from_tags({STRATEGY_TAG: "TopTwoThompson", "ab-testing:reward": "continuous"})
-    assert fields.strategy_params == {"beta": 0.8, "floor": 0.01}
-    assert tags_for(fields)["ab-testing:beta"] == "0.8"
+    assert fields.strategy_params == {"beta": 0.7, "floor": 0.01}
+    assert tags_for(fields)["ab-testing:beta"] == "0.7"
     # Without the reward tag (binary), and with a beta tagged, nothing changes.
     assert strategy_from_tags({STRATEGY_TAG: "TopTwoThompson"}).strategy_params["beta"] == 0.9
     tagged = {STRATEGY_TAG: "TopTwoThompson", "ab-testing:reward": "continuous"}

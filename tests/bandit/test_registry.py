@@ -169,12 +169,12 @@ def test_a_continuous_endpoint_gets_its_own_top_two_default_and_binary_keeps_0_9
     # Declared once, on the parameter (BETA.by_reward): measured in bench/decisions.py.
     assert bandit.check_params("TopTwoThompson") == {"beta": 0.9, "floor": 0.01}
     assert bandit.check_params("TopTwoThompson", reward="continuous") == {
-        "beta": 0.8,
+        "beta": 0.7,
         "floor": 0.01,
     }
-    assert get_strategy("TopTwoThompson", reward="continuous").beta == 0.8
+    assert get_strategy("TopTwoThompson", reward="continuous").beta == 0.7
     assert get_strategy("TopTwoThompson").beta == 0.9
-    assert TopTwoThompson(reward="continuous").beta == 0.8  # built directly, the same default
+    assert TopTwoThompson(reward="continuous").beta == 0.7  # built directly, the same default
     # A value given is the value used, whatever the reward.
     assert get_strategy("TopTwoThompson", {"beta": 0.9}, reward="continuous").beta == 0.9
     # Parameters without a per-kind default are the same for both kinds.

@@ -297,14 +297,14 @@ def test_a_model_that_cannot_be_imported_fails_at_start(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "params"),
     [
-        ('reward = "continuous"\n', {"beta": 0.8, "floor": 0.01}),
+        ('reward = "continuous"\n', {"beta": 0.7, "floor": 0.01}),
         ("", {"beta": 0.9, "floor": 0.01}),
         ('reward = "binary"\n', {"beta": 0.9, "floor": 0.01}),
         ('reward = "continuous"\nstrategy_params = { beta = 0.9 }\n', {"beta": 0.9, "floor": 0.01}),
     ],
 )
 def test_a_new_endpoint_gets_the_defaults_of_its_reward_kind(tmp_path: Path, extra, params):
-    # TopTwoThompson's beta is 0.8 for continuous rewards (bench/decisions.py): the file
+    # TopTwoThompson's beta is 0.7 for continuous rewards (bench/decisions.py): the file
     # without strategy_params registers the value the strategy runs with.
     path = write_config(tmp_path, strategy="TopTwoThompson", extra_endpoint=extra)
     assert load_config(path).endpoint.endpoint_config().strategy_params == params

@@ -86,7 +86,7 @@ def test_a_continuous_endpoint_takes_12_5_counts_late_conversions_and_shows_them
 
 def test_stats_shows_the_continuous_default_a_top_two_endpoint_runs_with(tmp_path, clock):
     # No strategy_params in the file: a continuous endpoint gets TopTwoThompson's beta for
-    # continuous rewards (0.8, bench/decisions.py), and /stats says so.
+    # continuous rewards (0.7, bench/decisions.py), and /stats says so.
     config = write_config(
         tmp_path, strategy="TopTwoThompson", extra_endpoint='reward = "continuous"\n'
     )
@@ -96,5 +96,5 @@ def test_stats_shows_the_continuous_default_a_top_two_endpoint_runs_with(tmp_pat
     assert code == 200
     assert (body["strategy"], body["strategy_params"]) == (
         "TopTwoThompson",
-        {"beta": 0.8, "floor": 0.01},
+        {"beta": 0.7, "floor": 0.01},
     )

@@ -193,8 +193,8 @@ def test_a_continuous_stage_deploys_top_two_with_its_continuous_default(tmp_path
     config = load_deployment_config(write(tmp_path, {"stage_name": "dev", "reward": "continuous"}))
     assert (config.strategy, config.strategy_params) == (
         "TopTwoThompson",
-        {"beta": 0.8, "floor": 0.01},
+        {"beta": 0.7, "floor": 0.01},
     )
-    assert tags_for(config)["ab-testing:beta"] == "0.8"
+    assert tags_for(config)["ab-testing:beta"] == "0.7"
     binary = load_deployment_config(write(tmp_path, {"stage_name": "dev"}))
     assert binary.strategy_params == {"beta": 0.9, "floor": 0.01}
