@@ -3,6 +3,7 @@ what AWS refused, as the README's exit codes promise: never a traceback."""
 
 from __future__ import annotations
 
+import boto3
 import pytest
 
 from abtest.cli import main
@@ -26,6 +27,9 @@ def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    # boto3's default session outlives the tests (tests/conftest.py's MOTO_CONFIG) and
+    # keeps the credentials an earlier test gave it: without this, they would sign a call.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
