@@ -279,9 +279,16 @@ class ServedEndpoint:
         object.__setattr__(self, "serving", serving)
 
     def remembered(self, user_id: str, now: float) -> Assignment | None:
-        """The user's assignment as last read or made here, if it has not expired."""
+        """The user's assignment as last read or made here, if it has not expired and its
+        variant still serves (one retired since is replaced like an expired one)."""
         assignment = self.assignments.get(user_id)
-        return assignment if assignment is not None and assignment.ttl > now else None
+        if (
+            assignment is None
+            or assignment.ttl <= now
+            or assignment.variant_name not in self.serving
+        ):
+            return None
+        return assignment
 
     def remember(self, assignment: Assignment) -> None:
         if len(self.assignments) >= MAX_REMEMBERED_ASSIGNMENTS:

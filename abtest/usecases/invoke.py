@@ -208,12 +208,12 @@ class Invoke:
         lifecycle = known.endpoint.lifecycle
         if lifecycle.state is State.CONCLUDED and lifecycle.winner is not None:
             return _Choice(lifecycle.winner, FALLBACK_STRATEGY, 1.0, AssignmentKind.FALLBACK)
-        # The user's stored assignment, as this process read or made it (unexpired, its
-        # variant still serving): what the store would answer, since nothing reassigns a
-        # user but expiry, a retirement or a conclusion. Served as the existing assignment
-        # it is, so it counts as when the store is up.
+        # The user's stored assignment, as this process read or made it: what the store
+        # would answer, since nothing reassigns a user but expiry, a retirement or a
+        # conclusion. Served as the existing assignment it is, so it counts as when the
+        # store is up.
         remembered = known.remembered(user_id, now)
-        if remembered is not None and remembered.variant_name in known.serving:
+        if remembered is not None:
             return _Choice(
                 remembered.variant_name,
                 remembered.strategy,
@@ -233,7 +233,7 @@ class Invoke:
         endpoint = served.endpoint
         serving = served.serving
         remembered = served.remembered(user_id, now)
-        if remembered is not None and remembered.variant_name in serving:
+        if remembered is not None:
             return remembered, AssignmentKind.EXISTING  # no store read: see ServedEndpoint
         existing = self.store.get_assignment(endpoint.endpoint_name, user_id, now)
         if existing is not None and existing.variant_name in serving:
