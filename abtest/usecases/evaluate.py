@@ -494,10 +494,10 @@ def estimate_policies(
     try:
         for segment, part in parts:
             if len(part) < 2:  # one assignment has no spread to estimate
-                if by is None or len(parts) == 1:
+                if by is None:
                     raise EvaluationError(
-                        f"{len(part)} assignment(s) in the log{_of(by, segment)}: at least 2 "
-                        "are needed for an estimate"
+                        f"{len(part)} assignment(s) in the log: at least 2 are needed for an "
+                        "estimate"
                     )
                 logger.warning(
                     "segment %s=%s: %d assignment, too few for an estimate; left out",
@@ -522,10 +522,6 @@ def estimate_policies(
     if not report:
         raise EvaluationError(f"--by {by}: every segment has a single assignment; no estimate")
     return report
-
-
-def _of(by: str | None, segment: str) -> str:
-    return "" if by is None else f" with {by}={segment}"
 
 
 CSV_COLUMNS = (
