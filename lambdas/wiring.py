@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Self
@@ -286,8 +286,9 @@ class LambdaPorts:
         return env.assignment_ttl_seconds
 
 
-def register_snapstart_hooks(ports: LambdaPorts) -> None:
-    """Run `ports`' SnapStart hooks around the snapshot, where the runtime offers them.
+def register_snapstart_hooks(ports: LambdaPorts, *before: Callable[[], None]) -> None:
+    """Run `ports`' SnapStart hooks around the snapshot, where the runtime offers them, and
+    `before` (what else the snapshot should hold) ahead of the snapshot too.
 
     `snapshot_restore_py` ships with the managed Python runtimes (3.12 and later); elsewhere
     (tests, a runtime without it) nothing is snapshotted and there is nothing to register.
@@ -296,5 +297,7 @@ def register_snapstart_hooks(ports: LambdaPorts) -> None:
         from snapshot_restore_py import register_after_restore, register_before_snapshot
     except ImportError:
         return
+    for hook in before:
+        register_before_snapshot(hook)
     register_before_snapshot(ports.before_snapshot)
     register_after_restore(ports.after_restore)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict
+from functools import cache
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
@@ -57,7 +58,14 @@ def _example(**body: Any) -> ConfigDict:
     return ConfigDict(json_schema_extra={"examples": [body]})
 
 
-class _Request(BaseModel):
+class _Body(BaseModel):
+    # Each model's validator and serializer are built when first used, not at import: a
+    # function serves one route, so it builds that route's bodies only. Building all of
+    # them at import was a fifth of an API function's cold start (bench/coldstart.py).
+    model_config = ConfigDict(defer_build=True)
+
+
+class _Request(_Body):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
 
 
@@ -256,7 +264,7 @@ class HistoryRequest(_Request):
         return HistoryQuery(self.endpoint_name, self.limit)
 
 
-class InvocationResponse(BaseModel):
+class InvocationResponse(_Body):
     endpoint_name: str
     user_id: str
     inference_id: str
@@ -276,7 +284,7 @@ class InvocationResponse(BaseModel):
         """`of(result).model_dump_json()`, without building the model: the answer of every
         invocation, so its validation (the result is typed already) is not paid for twice.
         The same field serializers (`_fields_serializer`), so the same bytes."""
-        return _INVOCATION_SERIALIZER.to_json(_invocation_fields(result))
+        return _invocation_serializer().to_json(_invocation_fields(result))
 
 
 def _invocation_fields(result: InvocationResult) -> dict[str, Any]:
@@ -310,10 +318,12 @@ def _fields_serializer(model: type[BaseModel]) -> SchemaSerializer:
     return SchemaSerializer(typed, schema.get("config"))
 
 
-_INVOCATION_SERIALIZER = _fields_serializer(InvocationResponse)
+@cache
+def _invocation_serializer() -> SchemaSerializer:
+    return _fields_serializer(InvocationResponse)
 
 
-class ConversionResponse(BaseModel):
+class ConversionResponse(_Body):
     endpoint_name: str
     user_id: str
     inference_id: str
@@ -340,7 +350,7 @@ class ConversionResponse(BaseModel):
         )
 
 
-class VariantMetricsBody(BaseModel):
+class VariantMetricsBody(_Body):
     endpoint_name: str
     variant_name: str
     initial_variant_weight: float
@@ -375,7 +385,7 @@ class VariantMetricsBody(BaseModel):
     )
 
 
-class StatsResponse(BaseModel):
+class StatsResponse(_Body):
     endpoint_name: str
     strategy: str
     epsilon: float | None = Field(
@@ -563,7 +573,7 @@ class ReinstateRequest(_VariantChangeRequest):
     )
 
 
-class AuditEntryBody(BaseModel):
+class AuditEntryBody(_Body):
     at: float = Field(description="Epoch seconds")
     actor: str
     action: str
@@ -571,7 +581,7 @@ class AuditEntryBody(BaseModel):
     details: dict[str, Any]
 
 
-class EndpointSummaryBody(BaseModel):
+class EndpointSummaryBody(_Body):
     endpoint_name: str
     state: str
     winner: str | None
@@ -599,7 +609,7 @@ class EndpointSummaryBody(BaseModel):
         )
 
 
-class EndpointListResponse(BaseModel):
+class EndpointListResponse(_Body):
     endpoints: list[EndpointSummaryBody]
 
     @classmethod
@@ -669,7 +679,7 @@ def _variant_bodies(endpoint: Endpoint, demoted: dict[str, str]) -> list[Variant
     ]
 
 
-class VariantSnapshotBody(BaseModel):
+class VariantSnapshotBody(_Body):
     variant_name: str
     invocation_count: int
     conversion_count: int
@@ -680,7 +690,7 @@ class VariantSnapshotBody(BaseModel):
     estimate_interval: tuple[float, float] | None = Field(description="... and its 95% interval")
 
 
-class SnapshotBody(BaseModel):
+class SnapshotBody(_Body):
     seq: int = Field(description="Its number: 1 for the endpoint's first aggregation")
     taken_at: float = Field(description="Epoch seconds")
     strategy: str = Field(description="The strategy that allocated (WeightedSampling in warm-up)")
@@ -690,7 +700,7 @@ class SnapshotBody(BaseModel):
     variants: list[VariantSnapshotBody]
 
 
-class HistoryResponse(BaseModel):
+class HistoryResponse(_Body):
     endpoint_name: str
     recent: int = Field(
         description="Snapshots kept at full resolution; older ones are thinned, ever coarser"
@@ -720,7 +730,7 @@ class HistoryResponse(BaseModel):
         )
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(_Body):
     error: str
     message: str
     details: list[dict[str, Any]] = []

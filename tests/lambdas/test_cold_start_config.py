@@ -132,6 +132,36 @@ def test_snapstart_hooks_are_registered_where_the_runtime_offers_them(monkeypatc
         ports = cold_start(name, monkeypatch).ports
         assert registered["before"][-1] == ports.before_snapshot
         assert registered["after"][-1] == ports.after_restore
+    # An API function's snapshot also holds its route's validator and serializer.
+    api = cold_start("stats", monkeypatch)
+    assert api.route.build in registered["before"]
+
+
+def test_a_function_builds_only_its_own_route_s_bodies_and_those_before_the_snapshot():
+    # A fresh interpreter: in this one other tests have built every body already.
+    script = (
+        "import importlib, os\n"
+        "os.environ['ROUTE'] = 'stats'\n"
+        "api = importlib.import_module('lambdas.api')\n"
+        "from abtest.http.routes import ALL_ROUTES\n"
+        "def built():\n"
+        "    bodies = {b for r in ALL_ROUTES for b in (r.request, r.response)}\n"
+        "    return sorted(b.__name__ for b in bodies if b.__pydantic_complete__)\n"
+        "print(built())\n"
+        "api.route.build()\n"
+        "print(built())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**ENVIRONMENT, "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    at_import, before_snapshot = out.stdout.split("\n")[:2]
+    assert at_import == "[]"
+    assert before_snapshot == "['StatsRequest', 'StatsResponse']"
 
 
 def test_before_the_snapshot_clients_are_made_and_after_a_restore_remade_and_reseeded(
