@@ -91,7 +91,7 @@ class LocalModels:
         """`variants` maps names to callables, `module:function` references or URLs.
 
         `weights` (default 1 each) route calls that name no variant (the fallback of a
-        server that never read the endpoint);
+        server process that could not read the endpoint as it started);
         with `endpoint_name` set, other endpoint names are NotFoundError. A call (callable
         or URL) that takes longer than `timeout_seconds` is a ModelError, except for the
         callables named in `inline`: called on the caller's thread, never cut off.
@@ -317,7 +317,8 @@ class LocalModelHost:
     server serves a concluded endpoint's winner to everyone itself; so a conclusion is done
     once stored, with no promotion step. (The fallback, taken only when the server cannot
     use its own SQLite file, serves by the record it last read, winner included; only a
-    server that never read the endpoint routes by the config's `initial_weight`s.)
+    server process that could not read the endpoint as it started routes by the config's
+    `initial_weight`s.)
     """
 
     keeps_weights = False

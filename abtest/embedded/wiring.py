@@ -13,7 +13,9 @@ its stored `model`), and the event log re-aggregates what a crash left behind.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import random
 import threading
 from collections.abc import Callable
@@ -27,7 +29,7 @@ from abtest.adapters.sqlite import SqliteStore
 from abtest.adapters.telemetry import CountingTelemetry
 from abtest.clock import SystemClock
 from abtest.embedded.config import AbtestConfig, EndpointSpec, load_config
-from abtest.errors import BadRequestError, ConfigError
+from abtest.errors import AbtestError, BadRequestError, ConfigError
 from abtest.http.routes import ALL_ROUTES
 from abtest.ports import Clock
 from abtest.records import DELETED
@@ -122,6 +124,7 @@ class Runtime:
         if self.worker is not None:
             self._load_added_models()
             self.events.start()
+            self._read_endpoints()
             self._started = True
             return
         self.events.own_folder()
@@ -136,6 +139,15 @@ class Runtime:
             self.events.close()  # let the folder go: nothing was buffered yet
             raise
         self._started = True
+
+    def _read_endpoints(self) -> None:
+        """A worker reads each endpoint once as it starts (its owner registered them, which
+        read them there), so that its fallback has a record to serve by should the store fail
+        before its first request. Stamped as expired: that request still reads it again,
+        and sees what changed in between (another process may have added a variant)."""
+        for name in self.endpoint_names:
+            with contextlib.suppress(AbtestError):
+                self.endpoints.reread(name, -math.inf)
 
     def _deregister_dropped(self) -> None:
         for name in self.store.endpoint_names():

@@ -315,9 +315,9 @@ class EndpointCache:
     """Metrics records read at most once per `ttl_seconds`, shared by one process's use cases.
 
     Metrics change only when aggregation runs (every buffer interval), so a short cache
-    saves a store read on every request. Registration and lifecycle changes `forget` what
-    they change, and aggregation `recount`s what it counted, so the process that changed a
-    record sees the change at once.
+    saves a store read on every request. Registration `reread`s what it registered,
+    lifecycle changes `forget` what they change (and read it back), and aggregation
+    `recount`s what it counted, so the process that changed a record sees the change at once.
     """
 
     def __init__(self, store: Store, ttl_seconds: float) -> None:
@@ -362,6 +362,13 @@ class EndpointCache:
     def forget(self, name: str) -> None:
         self._recounted.discard(name)
         self._entries.pop(name, None)
+
+    def reread(self, name: str, now: float) -> None:
+        """Read the record again at once, after a change this process made: its requests,
+        and its fallback should the store go down before the next request, serve by the
+        changed record (after a `forget` alone the fallback would have none to serve by)."""
+        self.forget(name)
+        self._entries[name] = (self._read(name), now)
 
     def recount(self, name: str) -> None:
         """Aggregation changed the record's counters and figures, nothing else: the next

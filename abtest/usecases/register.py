@@ -53,7 +53,7 @@ class Register:
         bandit.get_strategy(config.strategy, config.strategy_params, reward=config.settings.reward)
         endpoint = self.store.register_endpoint(config, self.clock.now())
         refresh_figures(self.store, endpoint_name)  # the variants or the strategy may be new
-        self.endpoints.forget(endpoint_name)
+        self.endpoints.reread(endpoint_name, self.clock.now())
         logger.info(
             "registered %s: strategy=%s strategy_params=%s warmup=%s variants=%s",
             endpoint_name,

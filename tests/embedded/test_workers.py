@@ -254,6 +254,8 @@ def test_a_variant_added_through_one_process_is_served_by_another(tmp_path: Path
 
     config, data = write_config(tmp_path, variants=MODELS), tmp_path / "data"
     with Runtime(config, data) as owner, Runtime(config, data, worker=0) as worker:
+        # (the worker read the endpoint as it started: its fallback has a record to serve by)
+        assert worker.endpoints.last_known(ENDPOINT) is not None
         # WHEN the owner takes an add-variant, loading the model in its own process only
         added = LifecycleChange(
             ENDPOINT, Action.ADD_VARIANT, variant="Challenger2", model=MODELS["Champion1"]

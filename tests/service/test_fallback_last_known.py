@@ -254,3 +254,19 @@ def test_a_returning_user_of_a_retired_variant_is_not_served_it_in_an_outage(ser
 
     assert (answer.assignment, answer.target_variant) != ("existing", "Challenger2")
     assert answer.target_variant in ("Champion1", "Challenger1")
+
+
+def test_a_process_that_registered_the_endpoint_serves_by_it_in_an_outage_before_any_request(
+    serve,
+) -> None:
+    # Registered here (as the embedded server does at its start), then the store goes down
+    # before the first request: the process has read the record, so it does not leave the
+    # choice to the host (no variant named, no propensity) but draws by what it read.
+    service = serve(endpoint_config("WeightedSampling", weights=(0.0, 1.0, 1.0)))
+    service.outage.down = True
+
+    answers = [invoke(service, f"u{i}") for i in range(40)]
+
+    assert {a.assignment for a in answers} == {"fallback"}
+    assert {a.target_variant for a in answers} == {"Challenger1", "Challenger2"}
+    assert {a.propensity for a in answers} == {0.5}

@@ -118,9 +118,10 @@ def test_unreachable_store_falls_back_to_the_endpoint_weights(ports, log, models
 
 def test_store_round_trips_per_invocation(usecases, store, clock):
     """New user: one read + one conditional write; returning user: at most one read (none
-    while the endpoint entry that remembers their assignment is current); metrics cached."""
+    while the endpoint entry that remembers their assignment is current); metrics cached
+    (read at registration by the process that registered the endpoint)."""
     invoke(usecases, "new-user")
-    assert dict(store.calls) == {"get_endpoint": 1, "get_assignment": 1, "create_assignment": 1}
+    assert dict(store.calls) == {"get_assignment": 1, "create_assignment": 1}
 
     store.calls.clear()
     invoke(usecases, "new-user")
