@@ -47,12 +47,13 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
 from types import SimpleNamespace
+
+from trees import checkout  # bench/trees.py: the script's own folder is on the path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -294,20 +295,6 @@ def write_in(tree: Path | None, path: Path, events: int, kind: str) -> None:
     )
     command = [sys.executable, "-c", script, str(tree), str(path), str(events), str(predictions)]
     subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": str(tree)})
-
-
-@contextmanager
-def checkout(rev: str | None) -> Iterator[Path | None]:
-    """The files of commit `rev` in a temporary folder (None without one)."""
-    if rev is None:
-        yield None
-        return
-    with tempfile.TemporaryDirectory() as folder:
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
-        yield Path(folder)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Lambda cold start: each handler's import in fresh processes, against the original's.
 
-    python bench/coldstart.py [--rounds 15] [--top 10]
+    python bench/coldstart.py [--rounds 15] [--top 10] [--base REV]
 
 Each round starts one fresh interpreter per row, in turn, so every row sees the same
 machine load; the table gives each row's median over the rounds and its ratio to the
@@ -22,6 +22,11 @@ compiled from source in every process, as in a deployed function (the code asset
 
 No AWS call is made: clients are made, never called. Then one `-X importtime` run of
 the invocation handler gives the ten modules with the most time of their own.
+
+With `--base REV` (a commit of this repository), that commit's handlers are imported the
+same way, in the same rounds, as rows of their own (`<handler> @REV`, the import only).
+The CPU columns (the import's own process time) are the steadier figure on a shared
+machine: another process on the core stretches wall time, not CPU time.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from trees import checkout  # bench/trees.py: the script's own folder is on the path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("abtest", "bandit", "lambdas")
@@ -80,10 +87,10 @@ ROWS = {
 
 CHILD = """\
 import importlib, json, sys, time
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 module = importlib.import_module(sys.argv[1])
-imported = time.perf_counter() - start
-ports = getattr(module, "ports", None)
+imported, imported_cpu = time.perf_counter() - start, time.process_time() - cpu
+ports = getattr(module, "ports", None) if sys.argv[3] == "all" else None
 remade = 0.0
 if ports is not None:
     ports.before_snapshot()
@@ -97,15 +104,16 @@ for name in ("abtest", "bandit", "lambdas", "sample_invoke"):
     if name in sys.modules:
         assert sys.modules[name].__file__.startswith(sys.argv[2]), sys.modules[name].__file__
 heavy = sorted({m.split(".")[0] for m in sys.modules} & {"numpy", "scipy"})
-print(json.dumps({"import": imported, "primed": primed, "remade": remade, "heavy": heavy}))
+print(json.dumps({"import": imported, "import_cpu": imported_cpu, "primed": primed,
+                  "remade": remade, "heavy": heavy}))
 """
 
 
-def stage(folder: Path) -> None:
-    """The project's packages without bytecode, and the baseline script, in `folder`."""
+def stage(folder: Path, tree: Path = ROOT) -> None:
+    """`tree`'s packages without bytecode, and the baseline script, in `folder`."""
     for package in PACKAGES:
         shutil.copytree(
-            ROOT / package, folder / package, ignore=shutil.ignore_patterns("__pycache__")
+            tree / package, folder / package, ignore=shutil.ignore_patterns("__pycache__")
         )
     (folder / "sample_invoke.py").write_text(SAMPLE)
 
@@ -118,10 +126,12 @@ def environment(folder: Path, route: str | None) -> dict[str, str]:
     return env
 
 
-def run(folder: Path, row: str) -> dict:
+def run(folder: Path, row: str, hooks: bool = True) -> dict:
+    """One fresh process importing `row`'s module from `folder`; with `hooks`, it also makes
+    the clients and runs the SnapStart hooks (an older tree may have neither)."""
     module, route = ROWS[row]
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, module, str(folder)],
+        [sys.executable, "-c", CHILD, module, str(folder), "all" if hooks else "import"],
         cwd=folder,
         env=environment(folder, route),
         check=True,
@@ -154,14 +164,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--top", type=int, default=10)
+    parser.add_argument("--base", help="a commit whose handlers to import beside these")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as name:
-        folder = Path(name)
+    handlers = [row for row in ROWS if row != "baseline"]
+    with tempfile.TemporaryDirectory() as name, checkout(args.base) as base_tree:
+        folder = Path(name) / "head"
         stage(folder)
-        runs: dict[str, list[dict]] = {row: [] for row in ROWS}
+        trees = [(folder, "", True)]
+        if base_tree is not None:
+            stage(Path(name) / "base", base_tree)
+            trees.append((Path(name) / "base", f" @{args.base}", False))
+        runs: dict[str, list[dict]] = {}
         for _ in range(args.rounds):
-            for row in ROWS:
-                runs[row].append(run(folder, row))
+            runs.setdefault("baseline", []).append(run(folder, "baseline"))
+            for tree, suffix, hooks in trees:
+                for row in handlers:
+                    runs.setdefault(row + suffix, []).append(run(tree, row, hooks))
         top = importtime_top(folder, args.top)
     print(
         f"# {platform.python_implementation()} {platform.python_version()}, "
@@ -169,20 +187,25 @@ def main() -> None:
         "rows interleaved; project files compiled from source in each"
     )
     print(
-        "| handler | import ms | vs baseline | + clients ms | vs baseline "
-        "| after restore ms | numpy/scipy |"
+        "| handler | import ms | vs baseline | import CPU ms | vs baseline (CPU) "
+        "| + clients ms | vs baseline | after restore ms | numpy/scipy |"
     )
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     base = statistics.median(r["primed"] for r in runs["baseline"])
+    base_cpu = statistics.median(r["import_cpu"] for r in runs["baseline"])
     for row, results in runs.items():
         imported = statistics.median(r["import"] for r in results)
+        cpu = statistics.median(r["import_cpu"] for r in results)
         primed = statistics.median(r["primed"] for r in results)
         remade = statistics.median(r["remade"] for r in results)
         heavy = sorted({m for r in results for m in r["heavy"]})
+        clients = "- | -" if "@" in row else f"{primed * 1000:.0f} | {primed / base:.2f}x"
+        restored = "-" if "@" in row else f"{remade * 1000:.0f}"
         print(
             f"| {row} | {imported * 1000:.0f} | {imported / base:.2f}x "
-            f"| {primed * 1000:.0f} | {primed / base:.2f}x "
-            f"| {remade * 1000:.0f} | {', '.join(heavy) or 'none'} |"
+            f"| {cpu * 1000:.0f} | {cpu / base_cpu:.2f}x "
+            f"| {clients} "
+            f"| {restored} | {', '.join(heavy) or 'none'} |"
         )
     print()
     print(f"`-X importtime`, invocation handler, top {args.top} by own time:")
