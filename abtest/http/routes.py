@@ -1,45 +1,29 @@
 """The HTTP routes, declared once: the request path, the OpenAPI document, the Lambda handler,
 the CDK API stack and the tests all read this.
 
-Adding a route takes one entry here, its bodies (`abtest/http/bodies.py`) and its use case
-(`abtest/usecases/`); the request path, the embedded server, the API Gateway route, the
-function (`lambdas/api.py`), its environment and its permissions follow from the entry.
+Adding a route takes one entry here, its bodies (`abtest/http/bodies.py`, or the history or
+admin bodies beside it) and its use case (`abtest/usecases/`); the request path, the
+embedded server, the API Gateway route, the function (`lambdas/api.py`), its environment
+and its permissions follow from the entry.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from functools import cache
+from pkgutil import resolve_name
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
-from abtest.http.bodies import (
-    AddVariantRequest,
-    ConcludeRequest,
-    ConversionRequest,
-    ConversionResponse,
-    EndpointListResponse,
-    EndpointRequest,
-    EndpointResponse,
-    HistoryRequest,
-    HistoryResponse,
-    InvocationRequest,
-    InvocationResponse,
-    ListRequest,
-    PauseRequest,
-    ReinstateRequest,
-    ResumeRequest,
-    RetireVariantRequest,
-    StatsRequest,
-    StatsResponse,
-    WeightsRequest,
-)
-from abtest.usecases.admin import AddVariant, ChangeLifecycle, ListEndpoints, ShowEndpoint
-from abtest.usecases.convert import Convert
-from abtest.usecases.history import ShowHistory
-from abtest.usecases.invoke import Invoke
-from abtest.usecases.stats import Stats
+# Where each route's bodies and use case are: imported when a route is first served (or
+# documented), so a function imports its own route's modules only, and the CDK stacks,
+# which read names and needs, import none.
+_BODIES = "abtest.http.bodies"
+_HISTORY = "abtest.http.history_bodies"
+_ADMIN = "abtest.http.admin_bodies"
 
 
 class Need(StrEnum):
@@ -67,11 +51,25 @@ class Route:
     name: str  # the path, and the function's name
     summary: str
     answer: str  # what a 200 carries, for the OpenAPI document
-    request: type[BaseModel]
-    response: type[BaseModel]
-    use_case: Any  # a class with `from_ports(ports)`, whose instances are called per request
+    # "module:Class": the request and response bodies, and the use case (a class with
+    # `from_ports(ports)`, whose instances are called per request); see the properties.
+    request_at: str
+    response_at: str
+    use_case_at: str
     needs: frozenset[Need]
     admin: bool = False
+
+    @property
+    def request(self) -> type[BaseModel]:
+        return _resolved(self.request_at)
+
+    @property
+    def response(self) -> type[BaseModel]:
+        return _resolved(self.response_at)
+
+    @property
+    def use_case(self) -> Any:
+        return _resolved(self.use_case_at)
 
     @property
     def path(self) -> str:
@@ -95,9 +93,9 @@ ROUTES: tuple[Route, ...] = (
         name="invocation",
         summary="Invoke the user's model variant",
         answer="The variant's predictions and assignment",
-        request=InvocationRequest,
-        response=InvocationResponse,
-        use_case=Invoke,
+        request_at=f"{_BODIES}:InvocationRequest",
+        response_at=f"{_BODIES}:InvocationResponse",
+        use_case_at="abtest.usecases.invoke:Invoke",
         needs=frozenset(
             {Need.ENDPOINTS, Need.ENDPOINT_CACHE, Need.ASSIGNMENTS, Need.EVENTS, Need.MODELS}
         ),
@@ -106,27 +104,27 @@ ROUTES: tuple[Route, ...] = (
         name="conversion",
         summary="Reward the user's variant",
         answer="The credited variant; duplicate on repeat",
-        request=ConversionRequest,
-        response=ConversionResponse,
-        use_case=Convert,
+        request_at=f"{_BODIES}:ConversionRequest",
+        response_at=f"{_BODIES}:ConversionResponse",
+        use_case_at="abtest.usecases.convert:Convert",
         needs=frozenset({Need.ENDPOINTS, Need.ENDPOINT_CACHE, Need.ASSIGNMENTS, Need.EVENTS}),
     ),
     Route(
         name="stats",
         summary="Counters, allocation and decision",
         answer="Per-variant counters, allocation, decision",
-        request=StatsRequest,
-        response=StatsResponse,
-        use_case=Stats,
+        request_at=f"{_BODIES}:StatsRequest",
+        response_at=f"{_BODIES}:StatsResponse",
+        use_case_at="abtest.usecases.stats:Stats",
         needs=frozenset({Need.ENDPOINTS}),
     ),
     Route(
         name="history",
         summary="Snapshots of the experiment over time",
         answer="A snapshot per aggregation, oldest first",
-        request=HistoryRequest,
-        response=HistoryResponse,
-        use_case=ShowHistory,
+        request_at=f"{_HISTORY}:HistoryRequest",
+        response_at=f"{_HISTORY}:HistoryResponse",
+        use_case_at="abtest.usecases.history:ShowHistory",
         needs=frozenset({Need.ENDPOINTS, Need.HISTORY}),
     ),
 )
@@ -139,9 +137,9 @@ ADMIN_ROUTES: tuple[Route, ...] = (
         name="list",
         summary="List the registered endpoints",
         answer="Each endpoint's state, strategy and variants",
-        request=ListRequest,
-        response=EndpointListResponse,
-        use_case=ListEndpoints,
+        request_at=f"{_ADMIN}:ListRequest",
+        response_at=f"{_ADMIN}:EndpointListResponse",
+        use_case_at="abtest.usecases.admin:ListEndpoints",
         needs=frozenset({Need.ENDPOINTS, Need.LISTING}),
         admin=True,
     ),
@@ -149,9 +147,9 @@ ADMIN_ROUTES: tuple[Route, ...] = (
         name="show",
         summary="Show an endpoint: config, state, variants, audit log",
         answer="The endpoint",
-        request=EndpointRequest,
-        response=EndpointResponse,
-        use_case=ShowEndpoint,
+        request_at=f"{_ADMIN}:EndpointRequest",
+        response_at=f"{_ADMIN}:EndpointResponse",
+        use_case_at="abtest.usecases.admin:ShowEndpoint",
         needs=frozenset({Need.ENDPOINTS}),
         admin=True,
     ),
@@ -159,9 +157,9 @@ ADMIN_ROUTES: tuple[Route, ...] = (
         name="pause",
         summary="Pause: new users get the champion, existing ones keep their variant",
         answer="The paused endpoint",
-        request=PauseRequest,
-        response=EndpointResponse,
-        use_case=ChangeLifecycle,
+        request_at=f"{_ADMIN}:PauseRequest",
+        response_at=f"{_ADMIN}:EndpointResponse",
+        use_case_at="abtest.usecases.admin:ChangeLifecycle",
         needs=_CHANGE,
         admin=True,
     ),
@@ -169,9 +167,9 @@ ADMIN_ROUTES: tuple[Route, ...] = (
         name="resume",
         summary="Resume a paused endpoint",
         answer="The running endpoint",
-        request=ResumeRequest,
-        response=EndpointResponse,
-        use_case=ChangeLifecycle,
+        request_at=f"{_ADMIN}:ResumeRequest",
+        response_at=f"{_ADMIN}:EndpointResponse",
+        use_case_at="abtest.usecases.admin:ChangeLifecycle",
         needs=_CHANGE,
         admin=True,
     ),
@@ -179,9 +177,9 @@ ADMIN_ROUTES: tuple[Route, ...] = (
         name="conclude",
         summary="Conclude: the winner (named, or the decision's) serves every user",
         answer="The concluded endpoint",
-        request=ConcludeRequest,
-        response=EndpointResponse,
-        use_case=ChangeLifecycle,
+        request_at=f"{_ADMIN}:ConcludeRequest",
+        response_at=f"{_ADMIN}:EndpointResponse",
+        use_case_at="abtest.usecases.admin:ChangeLifecycle",
         needs=_CHANGE | {Need.PROMOTION},
         admin=True,
     ),
@@ -189,9 +187,9 @@ ADMIN_ROUTES: tuple[Route, ...] = (
         name="retire-variant",
         summary="Retire a variant: its users are reassigned on their next request",
         answer="The endpoint, the variant retired",
-        request=RetireVariantRequest,
-        response=EndpointResponse,
-        use_case=ChangeLifecycle,
+        request_at=f"{_ADMIN}:RetireVariantRequest",
+        response_at=f"{_ADMIN}:EndpointResponse",
+        use_case_at="abtest.usecases.admin:ChangeLifecycle",
         needs=_CHANGE,
         admin=True,
     ),
@@ -199,9 +197,9 @@ ADMIN_ROUTES: tuple[Route, ...] = (
         name="reinstate",
         summary="Reinstate a variant a guardrail demoted: it serves again",
         answer="The endpoint, the variant reinstated",
-        request=ReinstateRequest,
-        response=EndpointResponse,
-        use_case=ChangeLifecycle,
+        request_at=f"{_ADMIN}:ReinstateRequest",
+        response_at=f"{_ADMIN}:EndpointResponse",
+        use_case_at="abtest.usecases.admin:ChangeLifecycle",
         needs=_CHANGE,
         admin=True,
     ),
@@ -212,9 +210,9 @@ ADMIN_ROUTES += (
         name="add-variant",
         summary="Add a challenger: it warms up alone, the others keep their counters",
         answer="The endpoint, the variant added",
-        request=AddVariantRequest,
-        response=EndpointResponse,
-        use_case=AddVariant,
+        request_at=f"{_ADMIN}:AddVariantRequest",
+        response_at=f"{_ADMIN}:EndpointResponse",
+        use_case_at="abtest.usecases.admin:AddVariant",
         needs=_CHANGE | {Need.CATALOG},
         admin=True,
     ),
@@ -222,9 +220,9 @@ ADMIN_ROUTES += (
         name="weights",
         summary="Set WeightedSampling's weights by hand",
         answer="The endpoint, its new allocation",
-        request=WeightsRequest,
-        response=EndpointResponse,
-        use_case=ChangeLifecycle,
+        request_at=f"{_ADMIN}:WeightsRequest",
+        response_at=f"{_ADMIN}:EndpointResponse",
+        use_case_at="abtest.usecases.admin:ChangeLifecycle",
         needs=_CHANGE,
         admin=True,
     ),
@@ -239,3 +237,9 @@ def route_named(name: str) -> Route:
             return route
     names = ", ".join(route.name for route in ALL_ROUTES)
     raise ValueError(f"unknown route {name!r}; choose from {names}")
+
+
+@cache
+def _resolved(where: str) -> Any:
+    """The class at "module:Class", its module imported the first time it is asked for."""
+    return resolve_name(where)

@@ -210,6 +210,36 @@ def test_no_handler_imports_numpy_or_scipy():
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize(
+    ("route", "imported"),
+    [
+        ("invocation", []),
+        ("conversion", []),
+        ("stats", []),
+        ("history", ["abtest.http.history_bodies"]),
+        ("pause", ["abtest.http.admin_bodies", "abtest.usecases.admin"]),
+    ],
+)
+def test_a_function_imports_the_bodies_and_use_cases_of_its_own_route_only(route, imported):
+    # A fresh interpreter per route: what its cold start compiles and runs.
+    script = (
+        "import os, sys\n"
+        f"os.environ['ROUTE'] = {route!r}\n"
+        "import lambdas.api\n"
+        "print(sorted(m for m in sys.modules if m in ("
+        "'abtest.http.history_bodies', 'abtest.http.admin_bodies', 'abtest.usecases.admin')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**ENVIRONMENT, "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert out.stdout.strip() == str(sorted(imported))
+
+
 def test_every_aws_call_is_bounded_inside_the_function_timeout(monkeypatch):
     # What the stack gives the model with the default 15 s function timeout.
     timeout = 15
