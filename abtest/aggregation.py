@@ -1,7 +1,7 @@
 """Turn one delivered event object into counter deltas, and apply them once.
 
 The object is streamed in blocks of whole lines. A block whose every line has the
-exact shape the request path writes (`events.EVENT_LINE_FORMAT`) is counted without
+exact shape the request path writes (`event_reading.EVENT_LINE_FORMAT`) is counted without
 parsing JSON: one regex scan and a `Counter`, both in C. Any other block is parsed
 with `json.loads` line by line, so a malformed line is rejected alone, with its
 number (line numbers count every line of the object, blank ones included).
@@ -26,13 +26,8 @@ from contextlib import contextmanager
 from itertools import compress, repeat
 from operator import itemgetter
 
-from abtest.events import (
-    CONVERSION,
-    ERROR,
+from abtest.event_reading import (
     EVENT_LINE_FORMAT,
-    INVOCATION,
-    UNCOUNTED_ASSIGNMENTS,
-    DamagedObject,
     EventDelta,
     InvalidEvent,
     captured_weights,
@@ -40,6 +35,13 @@ from abtest.events import (
     event_delta,
     first_conversion_key,
     json_text,
+)
+from abtest.events import (
+    CONVERSION,
+    ERROR,
+    INVOCATION,
+    UNCOUNTED_ASSIGNMENTS,
+    DamagedObject,
     reward_problem,
     split_lines,
 )

@@ -11,14 +11,16 @@ from datetime import UTC, datetime
 import pytest
 
 from abtest.aggregation import _Tally
+from abtest.event_reading import (
+    EVENT_LINE_FORMAT,
+    LineFormat,
+)
 from abtest.events import (
     CONVERSION_EVENT,
-    EVENT_LINE_FORMAT,
     EVENT_TYPES,
     INVOCATION_EVENT,
     Field,
     Kind,
-    LineFormat,
     conversion_event,
     encode,
     event_builder,

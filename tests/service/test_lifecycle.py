@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from abtest.errors import ConflictError, NotFoundError
-from abtest.events import event_delta
+from abtest.event_reading import (
+    event_delta,
+)
 from abtest.lifecycle import Action, Lifecycle, State
 from abtest.records import VariantCounts
 from abtest.usecases.admin import ChangeLifecycle, LifecycleChange, ListEndpoints, ShowEndpoint
