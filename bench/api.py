@@ -36,6 +36,7 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from abtest.adapters.local_models import LocalModelHost
 from abtest.adapters.telemetry import CountingTelemetry
 from abtest.clock import SystemClock
 from abtest.http.resolver import build_resolver, handle
@@ -104,6 +105,7 @@ def ports(store: object, events: object) -> SimpleNamespace:
         rng=random.Random(),
         assignment_ttl_seconds=90 * 24 * 3600,
         endpoints=EndpointCache(store, ttl_seconds=5.0),
+        model_host=LocalModelHost(),  # registration finishes a pending promotion through it
     )
 
 

@@ -3,10 +3,14 @@ stored with them, and read by requests: no request and no /stats call integrates
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import random
 import sys
 from collections import Counter
 
+import pydantic
 import pytest
 
 import bandit.posterior
@@ -92,3 +96,29 @@ def test_a_record_without_stored_figures_is_still_answered_right(
     assert usecases.stats(ENDPOINT).allocation == expected
     answer = usecases.invoke(Invocation(endpoint_name=ENDPOINT, user_id="late", data="x"))
     assert answer.propensity == expected[answer.endpoint_variant]
+
+
+def test_the_figures_digest_is_the_one_stored_figures_were_made_with(usecases, log, store):
+    # Stored figures are fresh only while the record's digest (`Endpoint.basis`) is the one
+    # they were worked out from: a change to how the digest is written would make every
+    # endpoint's stored figures stale at once. This is how it was written when they were
+    # stored (dataclasses.asdict, deeply), on a record with every kind of field it covers.
+    serve_users(usecases, 0, 120, random.Random(6))
+    usecases.aggregate(log, log.deliver())
+    endpoint = store.get_endpoint(ENDPOINT)
+    inputs = {
+        f.name: getattr(endpoint, f.name)
+        for f in dataclasses.fields(endpoint)
+        if f.name not in ("figures", "status", "updated_at", "lifecycle")
+    }
+
+    def stored_as(value):
+        if isinstance(value, pydantic.BaseModel):
+            return value.model_dump()
+        return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else repr(value)
+
+    text = json.dumps(inputs, sort_keys=True, default=stored_as)
+
+    assert endpoint.variants[0].counts.users > 0 and endpoint.settings is not None
+    assert endpoint.basis == hashlib.sha256(text.encode()).hexdigest()[:32]
+    assert endpoint.fresh_figures is not None
