@@ -9,6 +9,7 @@ from moto import mock_aws
 from moto.core.config import DefaultConfig, default_user_config
 
 from tests.api_gateway import REGION
+from tests.moto_transactions import copy_each_table_once
 
 
 @pytest.fixture
@@ -32,9 +33,10 @@ MOTO_CONFIG: DefaultConfig = {
 
 
 @pytest.fixture
-def fake_aws(aws_credentials: None) -> Iterator[None]:
+def fake_aws(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """AWS in-process (moto), fresh and empty for each test: every botocore client,
     whenever it was built, talks to it and never to the network."""
+    copy_each_table_once(monkeypatch)
     with mock_aws(config=MOTO_CONFIG):
         yield
 
