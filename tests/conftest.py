@@ -9,6 +9,7 @@ from moto import mock_aws
 from moto.core.config import DefaultConfig, default_user_config
 
 from tests.api_gateway import REGION
+from tests.http_clients import share_tls_contexts
 from tests.moto_transactions import copy_each_table_once
 
 
@@ -38,6 +39,14 @@ def fake_aws(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterator
     whenever it was built, talks to it and never to the network."""
     copy_each_table_once(monkeypatch)
     with mock_aws(config=MOTO_CONFIG):
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_tls_context_for_httpx() -> Iterator[None]:
+    """Every test's httpx clients share a TLS context (`tests/http_clients.py`)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        share_tls_contexts(monkeypatch)
         yield
 
 
