@@ -9,6 +9,8 @@ from moto import mock_aws
 from moto.core.config import DefaultConfig, default_user_config
 
 from tests.api_gateway import REGION
+from tests.http_clients import share_tls_contexts
+from tests.moto_transactions import copy_each_table_once
 
 
 @pytest.fixture
@@ -32,10 +34,19 @@ MOTO_CONFIG: DefaultConfig = {
 
 
 @pytest.fixture
-def fake_aws(aws_credentials: None) -> Iterator[None]:
+def fake_aws(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """AWS in-process (moto), fresh and empty for each test: every botocore client,
     whenever it was built, talks to it and never to the network."""
+    copy_each_table_once(monkeypatch)
     with mock_aws(config=MOTO_CONFIG):
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_tls_context_for_httpx() -> Iterator[None]:
+    """Every test's httpx clients share a TLS context (`tests/http_clients.py`)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        share_tls_contexts(monkeypatch)
         yield
 
 

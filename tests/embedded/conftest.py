@@ -15,7 +15,7 @@ import pytest
 
 from abtest.embedded.server import EmbeddedServer
 from abtest.embedded.wiring import Runtime
-from tests.embedded.browser import CHROMIUM, MISSING
+from tests.embedded.browser import CHROMIUM, MISSING, screenshot_path
 from tests.embedded.helpers import write_config
 
 
@@ -88,3 +88,38 @@ def browser() -> Iterator[Any]:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
         yield chromium
         chromium.close()
+
+
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    """Notes whether the test itself failed, for `open_page`'s teardown."""
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+    return report
+
+
+@pytest.fixture
+def open_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    """`open_page(width, height)`: a new page of the shared browser, closed after the test.
+
+    A failed test leaves its page's screenshot in test-artifacts/. Only a failed one: a
+    full-page screenshot took 0.1-1 s (about 1 s of each /docs test, whose page is long
+    once operations are expanded), and nobody looks at a passing test's.
+    """
+    pages: list[Any] = []
+
+    def open_one(width: int, height: int) -> Any:
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.set_default_timeout(15_000)
+        pages.append(page)
+        return page
+
+    yield open_one
+    for page in pages:
+        if request.node.stash.get(_CALL_FAILED, True):
+            page.screenshot(path=screenshot_path(request.node.name), full_page=True)
+        page.close()

@@ -5,7 +5,7 @@ renders are exactly /admin/show's."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +18,6 @@ from abtest.demo.simulation import ApiClient, simulate
 from abtest.demo.worlds import Bernoulli, TruthWorld
 from abtest.embedded.server import EmbeddedServer
 from abtest.embedded.wiring import Runtime
-from tests.embedded.browser import screenshot_path
 from tests.embedded.helpers import ENDPOINT, write_config
 
 pytestmark = pytest.mark.slow  # a browser
@@ -59,12 +58,8 @@ def guarded(tmp_path) -> Iterator[EmbeddedServer]:
 
 
 @pytest.fixture
-def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    page = browser.new_page(viewport={"width": 1400, "height": 1400})
-    page.set_default_timeout(15_000)
-    yield page
-    page.screenshot(path=screenshot_path(request.node.name), full_page=True)
-    page.close()
+def page(open_page: Callable[..., Any]) -> Any:
+    return open_page(width=1400, height=1400)
 
 
 def admin(

@@ -4,7 +4,7 @@ one picked shown with its own figures and lifecycle, kept in the fragment across
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,6 @@ from abtest.demo.simulation import ApiClient, simulate
 from abtest.demo.worlds import Bernoulli, TruthWorld
 from abtest.embedded.server import EmbeddedServer
 from abtest.embedded.wiring import Runtime
-from tests.embedded.browser import screenshot_path
 from tests.embedded.test_several_endpoints import ALPHA, BETA
 
 pytestmark = pytest.mark.slow  # a browser, and plotly.js's 4.8 MB
@@ -36,12 +35,8 @@ def server(tmp_path: Path) -> Iterator[EmbeddedServer]:
 
 
 @pytest.fixture
-def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    page = browser.new_page(viewport={"width": 1400, "height": 1200})
-    page.set_default_timeout(15_000)
-    yield page
-    page.screenshot(path=screenshot_path(request.node.name), full_page=True)
-    page.close()
+def page(open_page: Callable[..., Any]) -> Any:
+    return open_page(width=1400, height=1200)
 
 
 def shown(page: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ OpenAPI version still serves its page, then shows an error instead of the routes
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ from abtest.embedded.config import load_config
 from abtest.embedded.server import EmbeddedServer
 from abtest.embedded.wiring import Runtime
 from abtest.http.routes import ALL_ROUTES
-from tests.embedded.browser import screenshot_path
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "abtest" / "demo" / "reviews.toml"
 TOKEN = "docs-s3cret"
@@ -44,12 +43,8 @@ def guarded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedde
 
 
 @pytest.fixture
-def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    page = browser.new_page(viewport={"width": 1280, "height": 1600})
-    page.set_default_timeout(15_000)
-    yield page
-    page.screenshot(path=screenshot_path(request.node.name), full_page=True)
-    page.close()
+def page(open_page: Callable[..., Any]) -> Any:
+    return open_page(width=1280, height=1600)
 
 
 def _open_docs(page: Any, server: EmbeddedServer) -> None:
