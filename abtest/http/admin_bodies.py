@@ -79,8 +79,15 @@ class ConcludeRequest(_ChangeRequest):
         return LifecycleChange(self.endpoint_name, self.action, actor, self.reason, self.winner)
 
 
+def _existing_variant(description: str) -> Any:
+    """The `variant` field of a change to one existing variant, saying what the change does."""
+    return Field(min_length=1, max_length=63, description=description)
+
+
 class _VariantChangeRequest(_ChangeRequest):
     """A change of one existing variant; the subclass declares `variant` with what it does."""
+
+    model_config = example(endpoint_name=EXAMPLE_ENDPOINT, variant="Challenger1")
 
     variant: StrictStr
 
@@ -91,14 +98,11 @@ class _VariantChangeRequest(_ChangeRequest):
 
 
 class RetireVariantRequest(_VariantChangeRequest):
-    model_config = example(endpoint_name=EXAMPLE_ENDPOINT, variant="Challenger1")
     action = Action.RETIRE_VARIANT
 
-    variant: StrictStr = Field(
-        min_length=1,
-        max_length=63,
-        description="Stops serving: its users get another variant on their next request; "
-        "its counters stay and its events still count",
+    variant: StrictStr = _existing_variant(
+        "Stops serving: its users get another variant on their next request; "
+        "its counters stay and its events still count"
     )
 
 
@@ -164,14 +168,11 @@ class WeightsRequest(_ChangeRequest):
 
 
 class ReinstateRequest(_VariantChangeRequest):
-    model_config = example(endpoint_name=EXAMPLE_ENDPOINT, variant="Challenger1")
     action = Action.REINSTATE
 
-    variant: StrictStr = Field(
-        min_length=1,
-        max_length=63,
-        description="A variant a guardrail demoted: it serves again, and only its calls from "
-        "now on count toward demoting it again (409 if it is not demoted)",
+    variant: StrictStr = _existing_variant(
+        "A variant a guardrail demoted: it serves again, and only its calls from "
+        "now on count toward demoting it again (409 if it is not demoted)"
     )
 
 

@@ -40,6 +40,18 @@ def cold_start(name: str, monkeypatch: pytest.MonkeyPatch, **changes: str | None
     return fresh_import(f"lambdas.{name}")
 
 
+def fresh_interpreter(script: str) -> str:
+    """What `script` prints in a new Python process with the functions' environment: what a
+    cold start imports and builds (this process has had every module loaded by other tests)."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        env={**ENVIRONMENT, "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
 @pytest.mark.parametrize(
     ("handler", "variable"),
     [
@@ -151,15 +163,9 @@ def test_a_function_builds_only_its_own_route_s_bodies_and_those_before_the_snap
         "api.route.build()\n"
         "print(built())\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        env={**ENVIRONMENT, "PATH": ""},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    out = fresh_interpreter(script)
 
-    at_import, before_snapshot = out.stdout.split("\n")[:2]
+    at_import, before_snapshot = out.split("\n")[:2]
     assert at_import == "[]"
     assert before_snapshot == "['StatsRequest', 'StatsResponse']"
 
@@ -200,14 +206,8 @@ def test_no_handler_imports_numpy_or_scipy():
         "    importlib.import_module(name).ports.before_snapshot()\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'scipy'}))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        env={**ENVIRONMENT, "PATH": ""},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert out.stdout.strip() == "[]"
+    out = fresh_interpreter(script)
+    assert out.strip() == "[]"
 
 
 @pytest.mark.parametrize(
@@ -231,15 +231,9 @@ def test_a_function_imports_the_bodies_and_use_cases_of_its_own_route_only(route
         "'abtest.http.history_bodies', 'abtest.http.admin_bodies', 'abtest.usecases.admin', "
         "'abtest.event_reading')))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        env={**ENVIRONMENT, "PATH": ""},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    out = fresh_interpreter(script)
 
-    assert out.stdout.strip() == str(sorted(imported))
+    assert out.strip() == str(sorted(imported))
 
 
 def test_every_aws_call_is_bounded_inside_the_function_timeout(monkeypatch):
