@@ -27,8 +27,8 @@ CHROMIUM ?= /usr/bin/chromium
 .PHONY: test test-fast demo notebook notebook-run bench lint synth clean dashboard-screenshot
 
 # uv installs the packages: the same versions pip resolves (`pip freeze` of both venvs
-# compared), in 14 s on a fresh venv with uv's cache empty where pip took 36 with its own
-# cache warm, pip being the longest of the three installs `make test` runs side by side.
+# compared), in 14 s on a fresh venv where pip took 36, both downloading every package (no
+# cache of either), pip being the longest of the three installs `make test` runs side by side.
 # Neither byte-compiles: pip compiled every file it installed, 13,500 of them (65 s of CPU),
 # where the whole test suite leaves 1,091 compiled files in the venv; what is imported is
 # compiled then, once, and kept (above).
