@@ -332,8 +332,8 @@ class EndpointCache:
         """The endpoint if it is registered and active; NotFoundError (404) otherwise."""
         entry = self._entries.get(name)
         if entry is None or now - entry[1] >= self.ttl_seconds:
-            self._recounted.discard(name)
-            entry = self._entries[name] = (self._read(name), now)
+            self.reread(name, now)
+            entry = self._entries[name]
         elif name in self._recounted:
             # Discarded before the read: a recount during it is seen at the next request.
             self._recounted.discard(name)
@@ -364,10 +364,12 @@ class EndpointCache:
         self._entries.pop(name, None)
 
     def reread(self, name: str, now: float) -> None:
-        """Read the record again at once, after a change this process made: its requests,
-        and its fallback should the store go down before the next request, serve by the
-        changed record (after a `forget` alone the fallback would have none to serve by)."""
-        self.forget(name)
+        """Read the record again at once, as read `now`, forgetting the users it remembered:
+        an expired entry, or a change this process made (its requests, and its fallback
+        should the store go down before the next request, then serve by the changed record;
+        after a `forget` the fallback would have none). A read that fails keeps the entry
+        it would have replaced, for the fallback."""
+        self._recounted.discard(name)  # before the read: a recount during it is seen next
         self._entries[name] = (self._read(name), now)
 
     def recount(self, name: str) -> None:

@@ -270,3 +270,17 @@ def test_a_process_that_registered_the_endpoint_serves_by_it_in_an_outage_before
     assert {a.assignment for a in answers} == {"fallback"}
     assert {a.target_variant for a in answers} == {"Challenger1", "Challenger2"}
     assert {a.propensity for a in answers} == {0.5}
+
+
+def test_a_reread_that_fails_keeps_the_record_it_would_have_replaced(serve, clock) -> None:
+    # Registration reads the record back; should the store go down just then, the record read
+    # before stays what the fallback serves by (never nothing, leaving it to the host).
+    service = serve(endpoint_config("WeightedSampling", weights=(0.0, 1.0, 1.0)))
+    service.outage.down = True
+
+    with pytest.raises(StoreUnavailableError):
+        service.invoke.endpoints.reread(ENDPOINT, clock.now())
+    answer = invoke(service, "u")
+
+    assert (answer.assignment, answer.propensity) == ("fallback", 0.5)
+    assert answer.target_variant in ("Challenger1", "Challenger2")
