@@ -833,7 +833,8 @@ class _HelpWithDefaults(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         help = action.help or ""
-        if action.default in (None, False, argparse.SUPPRESS) or "(default" in help:
+        unset = action.default is None or action.default is False  # by identity: 0 is shown
+        if unset or action.default == argparse.SUPPRESS or "(default" in help:
             return help
         return f"{help} (default: %(default)s)"
 
