@@ -586,8 +586,9 @@ def _parser() -> argparse.ArgumentParser:
     serve = command(
         "serve",
         "serve the API for the endpoints of a config",
-        "Serve /invocation, /conversion and /stats for the endpoints of a TOML config (one "
-        "file, or a folder of them), with /openapi.json, /docs and /health. Models named "
+        "Serve /invocation, /conversion, /stats, /history and the admin routes for the "
+        "endpoints of a TOML config (one file, or a folder of them), with /openapi.json, "
+        "/docs, /dashboard and /health. Models named "
         "'module:function' are also looked for next to their file. Endpoints an earlier "
         "start served that the config no longer has are deregistered (still readable). "
         "Ctrl-C or SIGTERM seals and aggregates the event buffer.",
@@ -725,7 +726,7 @@ def _parser() -> argparse.ArgumentParser:
     endpoints.set_defaults(command=_endpoints)
     board = command(
         "dashboard",
-        "serve the dashboard of a deployed API on this machine",
+        "serve the dashboard of a deployed API, or another abtest serve, on this machine",
         "Serve /dashboard on 127.0.0.1 for the API at --url: the page's /stats, /history and "
         "admin requests (list, show, pause, resume, conclude, retire-variant, reinstate, "
         "add-variant, weights) are forwarded "
@@ -833,7 +834,8 @@ class _HelpWithDefaults(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         help = action.help or ""
-        if action.default in (None, False, argparse.SUPPRESS) or "(default" in help:
+        unset = action.default is None or action.default is False  # by identity: 0 is shown
+        if unset or action.default == argparse.SUPPRESS or "(default" in help:
             return help
         return f"{help} (default: %(default)s)"
 

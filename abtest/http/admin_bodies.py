@@ -148,7 +148,7 @@ class AddVariantRequest(_ChangeRequest):
 
 class WeightsRequest(_ChangeRequest):
     model_config = example(
-        endpoint_name=EXAMPLE_ENDPOINT, weights={"Champion": 3, "Challenger1": 1}
+        endpoint_name=EXAMPLE_ENDPOINT, weights={"Champion1": 3, "Challenger1": 1}
     )
     action = Action.WEIGHTS
 

@@ -33,7 +33,7 @@ def test_every_option_has_a_description_and_its_default(command: str, capsys) ->
         if isinstance(action, argparse._HelpAction):
             continue
         assert action.help, f"{command} {action.dest}: no description"
-        if action.default not in (None, False):
+        if action.default is not None and action.default is not False:  # 0 == False: shown
             assert f"(default:{action.default})" in shown, f"{command} {action.dest}"
 
 
