@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from abtest.config_types import Name, StrategyFields, describe_errors
 
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
+REPO = CONFIG_DIR.parents[1]
 
 
 class DeploymentConfigError(ValueError):
@@ -65,19 +66,28 @@ class DeploymentConfig(StrategyFields):
         )
 
 
+def _shown(path: Path) -> Path:
+    """The path as a person finds it: from the repository's top when it is inside."""
+    try:
+        return path.resolve().relative_to(REPO)
+    except ValueError:
+        return path
+
+
 def load_deployment_config(path: Path | str) -> DeploymentConfig:
     path = Path(path)
+    shown = _shown(path)
     try:
         raw = json.loads(path.read_text())
     except OSError as err:
-        raise DeploymentConfigError(f"{path}: cannot read: {err.strerror}") from None
+        raise DeploymentConfigError(f"{shown}: cannot read: {err.strerror}") from None
     except json.JSONDecodeError as err:
-        raise DeploymentConfigError(f"{path}: not JSON: {err.msg} at line {err.lineno}") from None
+        raise DeploymentConfigError(f"{shown}: not JSON: {err.msg} at line {err.lineno}") from None
     try:
         return DeploymentConfig.model_validate(raw)
     except ValidationError as err:
         raise DeploymentConfigError(
-            f"{path}: {describe_errors(err, model=DeploymentConfig)}"
+            f"{shown}: {describe_errors(err, model=DeploymentConfig)}"
         ) from None
 
 
@@ -85,7 +95,7 @@ def config_for_stage(stage_name: str, config_dir: Path = CONFIG_DIR) -> Deployme
     config = load_deployment_config(config_dir / f"{stage_name}.json")
     if config.stage_name != stage_name:
         raise DeploymentConfigError(
-            f"{config_dir / f'{stage_name}.json'}: stage_name: is {config.stage_name!r}, "
+            f"{_shown(config_dir / f'{stage_name}.json')}: stage_name: is {config.stage_name!r}, "
             f"expected {stage_name!r}"
         )
     return config

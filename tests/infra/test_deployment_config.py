@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ from infra.deployment_config import (
     config_for_stage,
     load_deployment_config,
 )
+from tests.infra.synth import REPO
 
 
 def write(tmp_path: Path, body: Any, name: str = "dev.json") -> Path:
@@ -198,3 +202,42 @@ def test_a_continuous_stage_deploys_top_two_with_its_continuous_default(tmp_path
     assert tags_for(config)["ab-testing:beta"] == "0.7"
     binary = load_deployment_config(write(tmp_path, {"stage_name": "dev"}))
     assert binary.strategy_params == {"beta": 0.9, "floor": 0.01}
+
+
+def test_a_bad_file_is_named_from_the_repositorys_top(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a person finds it under the checkout, wherever synth runs from."""
+    config_dir = tmp_path / "infra" / "config"
+    config_dir.mkdir(parents=True)
+    body = {"stage_name": "prod", "strategy": "EpsilonGreedy", "epsilon": 1.5}
+    write(config_dir, body, "prod.json")
+    monkeypatch.setattr("infra.deployment_config.REPO", tmp_path, raising=False)
+    with pytest.raises(DeploymentConfigError) as err:
+        config_for_stage("prod", config_dir)
+    assert str(err.value) == "infra/config/prod.json: epsilon: must be in [0, 1], got 1.5"
+
+
+@pytest.mark.slow(seconds=3)  # the CDK app's own process
+def test_the_app_stops_on_bad_settings_with_one_line_and_no_traceback(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CDK_"))}
+    env.update(
+        CDK_CONTEXT_JSON=json.dumps({"stage_name": "prod", "api_memory_mb": 64}),
+        CDK_OUTDIR=str(tmp_path),
+    )
+    result = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "error: bad cdk.json context: api_memory_mb: "
+        "Input should be greater than or equal to 128, got 64"
+    )
+    assert not list(tmp_path.glob("*.template.json"))
