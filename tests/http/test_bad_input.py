@@ -62,6 +62,12 @@ CASES = [
         400,
         "context",
     ),
+    (
+        "invocation",
+        f'{{"endpoint_name": "{ENDPOINT}", "user_id": "u", "data": "a\\ud800"}}',
+        400,
+        "data",
+    ),
     ("invocation", "this is not json", 400, "body"),
     ("invocation", "[1, 2, 3]", 400, "body"),
     ("invocation", None, 400, "body"),
