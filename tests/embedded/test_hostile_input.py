@@ -1,16 +1,20 @@
 """Bodies, media types and paths that used to crash or mislead the embedded server.
 
-Each got a 500 (or a 415 off the documented shape, or a 405 for a POST) before.
+Each got a 500 (or a 415 off the documented shape, or a 405 for a POST, or was served
+from a body received in part) before.
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import sqlite3
 
 import httpx
 import pytest
 
-from tests.embedded.helpers import ENDPOINT
+from abtest.embedded.wiring import STORE_NAME
+from tests.embedded.helpers import ENDPOINT, logged_events
 from tests.hostile_bodies import hostile_bodies
 
 HOSTILE = hostile_bodies(ENDPOINT)
@@ -111,3 +115,38 @@ def test_a_body_that_is_not_json_says_what_to_send(served, headers: dict[str, st
             "message": "not JSON: send a JSON object with Content-Type: application/json",
         }
     ]
+
+
+INVOCATION = json.dumps(
+    {"endpoint_name": ENDPOINT, "user_id": "cut-short", "data": {"instances": ["great"]}}
+).encode()
+HEAD = b"POST /invocation HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+CUT_SHORT = {
+    # A whole JSON object in the first chunk, then a chunk header that is not hex: the
+    # server refuses the request, but its handler had the first chunk.
+    "a malformed chunk after a whole object": (
+        HEAD
+        + b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\nzz\r\n" % (len(INVOCATION), INVOCATION)
+    ),
+    # The client goes away before sending the rest of what it announced.
+    "a Content-Length longer than what comes": (
+        HEAD + b"Content-Length: %d\r\n\r\n%s" % (len(INVOCATION) + 10, INVOCATION)
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CUT_SHORT)
+def test_a_request_whose_body_never_ends_is_not_served(start_server, case: str) -> None:
+    server = start_server()
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(CUT_SHORT[case])
+        client.shutdown(socket.SHUT_WR)
+        while client.recv(4096):  # whatever the server answers, until it closes
+            pass
+
+    server.stop()  # waits for the request's handler, then seals the event log
+
+    with sqlite3.connect(server.runtime.data_dir / STORE_NAME) as db:
+        assert db.execute("SELECT user_id FROM assignments").fetchall() == []
+    assert logged_events(server.runtime.data_dir) == []
