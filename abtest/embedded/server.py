@@ -483,6 +483,9 @@ def uvicorn_server(app: AbtestApp, on_started: Callable[[], None] | None = None)
             connections.connection_cap(), connections.HEADER_TIMEOUT_SECONDS
         ),
         lifespan="on",
+        # No WebSocket route: an upgrade request is served as plain HTTP, even where a
+        # WebSocket library is installed (uvicorn would hand it to the app, which has none).
+        ws="none",
         log_level="warning",
         access_log=False,
         # Nothing here reads the client's address or scheme: no X-Forwarded-* rewriting

@@ -1,12 +1,14 @@
 """Bodies, media types and paths that used to crash or mislead the embedded server.
 
-Each got a 500 (or a 415 off the documented shape, or a 405 for a POST, or was served
-from a body received in part) before.
+Each got a 500 (or a 415 off the documented shape, or a 405 for a POST, or a logged
+text/plain 400, or was served from a body received in part) before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import socket
 import sqlite3
 
@@ -150,3 +152,91 @@ def test_a_request_whose_body_never_ends_is_not_served(start_server, case: str) 
     with sqlite3.connect(server.runtime.data_dir / STORE_NAME) as db:
         assert db.execute("SELECT user_id FROM assignments").fetchall() == []
     assert logged_events(server.runtime.data_dir) == []
+
+
+STATS = json.dumps({"endpoint_name": ENDPOINT}).encode()
+# Requests HTTP/1.1 cannot read, and the part at fault: uvicorn answered each with a
+# text/plain "Invalid HTTP request received." and logged a warning per request.
+UNREADABLE = {
+    "a negative length": (
+        "Content-Length",
+        b"POST /stats HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n{}",
+    ),
+    "an unknown coding": (
+        "Transfer-Encoding",
+        b"POST /stats HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+    ),
+    "a chunk size not in hex": (
+        "body",
+        b"POST /stats HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ),
+    "no Host": (
+        "Host",
+        b"POST /stats HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(STATS), STATS),
+    ),
+    "a byte not allowed in the path": ("request", b"POST /st\xffats HTTP/1.1\r\nHost: x\r\n\r\n"),
+    "a head over 16 KiB": ("request", b"POST /stats HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 20_000),
+}
+
+
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def logging_server(start_server):
+    """A server, and what uvicorn's protocol logs from then on (uvicorn's logging config,
+    applied as a server starts, drops earlier handlers; its logger does not propagate)."""
+    server = start_server()
+    logger, kept = logging.getLogger("uvicorn.error"), _Kept()
+    logger.addHandler(kept)
+    yield server, kept.messages
+    logger.removeHandler(kept)
+
+
+def exchange(server, request: bytes) -> bytes:
+    """What the server answers `request` with, until it closes the connection."""
+    host, port = server.url.removeprefix("http://").split(":")
+    answer = b""
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(request)
+        with contextlib.suppress(ConnectionResetError):  # closed with bytes left unread
+            while chunk := client.recv(4096):
+                answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("case", UNREADABLE)
+def test_a_request_http_cannot_read_is_a_json_400_naming_the_part_and_not_logged(
+    logging_server, case: str
+) -> None:
+    server, logged = logging_server
+    part, request = UNREADABLE[case]
+
+    head, _, body = exchange(server, request).partition(b"\r\n\r\n")
+
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in head.lower()
+    answer = json.loads(body)
+    assert set(answer) == {"error", "message", "details"}
+    assert [d["field"] for d in answer["details"]] == [part]
+    assert answer["message"].startswith(f"{part}: ")
+    assert logged == []
+
+
+def test_an_upgrade_to_another_protocol_is_served_as_http_and_not_logged(
+    logging_server,
+) -> None:
+    server, logged = logging_server
+    upgrade = b"Connection: Upgrade, close\r\nUpgrade: websocket\r\n"
+    request = b"POST /stats HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n%s"
+
+    answer = exchange(server, request % (upgrade, len(STATS), STATS))
+
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert logged == []
