@@ -166,3 +166,40 @@ def test_a_request_context_is_logged_with_the_invocation_and_never_the_payload(a
     assert events["ctx-user"]["context"] == context  # ints stay ints, booleans booleans
     assert "context" not in events["ctx-plain"]  # no context: the line as before
     assert not any("secret" in json.dumps(e) for e in events.values())
+
+
+# Events API Gateway does not send but a direct invocation of a function can: each field of
+# another type is read as missing (a body that is not text is a 400). Each was a logged 500
+# before, or raised out of the adapter (a Lambda error, no answer).
+ODD_EVENTS = {
+    "a body that is an object": (dict(body={"endpoint_name": ENDPOINT}), 400),
+    "a base64 body that is a number": (dict(body=5, isBase64Encoded=True), 400),
+    "headers that are a list": (dict(headers=["x"], multiValueHeaders="x"), 200),
+    "a null Content-Type": (
+        dict(headers={"Content-Type": None}, multiValueHeaders={"Content-Type": [None]}),
+        200,
+    ),
+    "a path that is a number": (dict(path=5), 404),
+    "a method that is a number": (dict(httpMethod=5), 405),
+    "a requestContext that is text": (dict(requestContext="x"), 200),
+}
+
+
+@pytest.mark.parametrize("case", ODD_EVENTS)
+def test_an_event_of_another_shape_is_answered_in_the_error_shape(api, case):
+    fields, status = ODD_EVENTS[case]
+    event = {**api_event("/stats", {"endpoint_name": ENDPOINT}), **fields}
+
+    code, response = call(api.stats, event)
+
+    assert code == status, response
+    if status != 200:
+        assert set(response) == {"error", "message", "details"}
+    if status == 400:
+        assert [d["field"] for d in response["details"]] == ["body"]
+
+
+def test_an_admin_route_with_a_requestcontext_of_another_shape_is_403(api):
+    event = {**api_event("/admin/list", {}), "requestContext": ["x"]}
+
+    assert call(api.list, event)[0] == 403
