@@ -57,8 +57,9 @@ def _content_type(event: dict) -> str | None:
         for name, value in _object(headers).items():
             if isinstance(name, str) and name.lower() == "content-type":
                 if isinstance(value, list):
-                    value = ",".join(v for v in value if isinstance(v, str))
-                return value if isinstance(value, str) and value else None
+                    texts = [v for v in value if isinstance(v, str)]
+                    value = ",".join(texts) if texts else None
+                return value if isinstance(value, str) else None
     return None
 
 

@@ -179,6 +179,10 @@ ODD_EVENTS = {
         dict(headers={"Content-Type": None}, multiValueHeaders={"Content-Type": [None]}),
         200,
     ),
+    "an empty Content-Type, as the server reads it": (
+        dict(headers={"Content-Type": ""}, multiValueHeaders={"Content-Type": [""]}),
+        415,
+    ),
     "a path that is a number": (dict(path=5), 404),
     "a method that is a number": (dict(httpMethod=5), 405),
     "a requestContext that is text": (dict(requestContext="x"), 200),
