@@ -9,6 +9,8 @@ import sqlite3
 import pytest
 
 from abtest.embedded.wiring import STORE_NAME
+from abtest.http.api import JSON, Api
+from abtest.http.routes import ALL_ROUTES
 from tests.api_gateway import api_event, call
 from tests.embedded.helpers import ENDPOINT, logged_events
 
@@ -168,6 +170,19 @@ def test_a_request_context_is_logged_with_the_invocation_and_never_the_payload(a
     assert not any("secret" in json.dumps(e) for e in events.values())
 
 
+# Events with fields null or missing, as API Gateway may send them.
+SPARSE_EVENTS = {
+    "no headers": (dict(headers=None, multiValueHeaders=None), 200),
+    "no query string": (
+        dict(queryStringParameters=None, multiValueQueryStringParameters=None),
+        200,
+    ),
+    "no path parameters": (dict(pathParameters=None), 200),
+    "no identity": (dict(requestContext={"identity": None}), 200),
+    "no httpMethod": (dict(httpMethod=None), 405),
+    "no path": (dict(path=None), 404),
+    "a base64 body that is not base64": (dict(body="{not base64}", isBase64Encoded=True), 400),
+}
 # Events API Gateway does not send but a direct invocation of a function can: each field of
 # another type is read as missing (a body that is not text is a 400). Each was a logged 500
 # before, or raised out of the adapter (a Lambda error, no answer).
@@ -189,9 +204,9 @@ ODD_EVENTS = {
 }
 
 
-@pytest.mark.parametrize("case", ODD_EVENTS)
+@pytest.mark.parametrize("case", [*SPARSE_EVENTS, *ODD_EVENTS])
 def test_an_event_of_another_shape_is_answered_in_the_error_shape(api, case):
-    fields, status = ODD_EVENTS[case]
+    fields, status = {**SPARSE_EVENTS, **ODD_EVENTS}[case]
     event = {**api_event("/stats", {"endpoint_name": ENDPOINT}), **fields}
 
     code, response = call(api.stats, event)
@@ -207,3 +222,62 @@ def test_an_admin_route_with_a_requestcontext_of_another_shape_is_403(api):
     event = {**api_event("/admin/list", {}), "requestContext": ["x"]}
 
     assert call(api.list, event)[0] == 403
+
+
+# Bodies no route takes, and why: each is a 400 naming body on every route, admin ones too.
+NOT_AN_OBJECT = {
+    "not JSON": "{endpoint_name: x}",
+    "a string": '"reviews-helpfulness"',
+    "a number": "7",
+    "true": "true",
+    "an empty body": "",
+    "whitespace": " \n",
+    "an object then more": "{} {}",
+    "nested 10,000 deep": "[" * 10_000 + "]" * 10_000,
+    "objects nested 10,000 deep": '{"a":' * 10_000 + "1" + "}" * 10_000,
+    "a number beyond a float, nested": '{"x": {"y": 1e400}}',
+}
+
+
+@pytest.fixture(scope="module")
+def every_route(runtime) -> Api:
+    """Every route, application and admin, through one request path, with a caller."""
+    return Api(runtime.use_cases)
+
+
+@pytest.mark.parametrize("case", NOT_AN_OBJECT)
+@pytest.mark.parametrize("route", ALL_ROUTES, ids=lambda route: route.name)
+def test_a_body_no_route_takes_is_a_400_naming_body_on_every_route(every_route, route, case):
+    answer = every_route.answer("POST", route.path, JSON, NOT_AN_OBJECT[case], "tester")
+
+    assert answer.status == 400, answer.body
+    response = json.loads(answer.body)
+    assert set(response) == {"error", "message", "details"}
+    assert [d["field"] for d in response["details"]] == ["body"]
+
+
+@pytest.mark.parametrize(
+    ("route", "field"),
+    [(route, field) for route in ALL_ROUTES for field in route.request.model_fields],
+    ids=lambda item: getattr(item, "name", item),
+)
+def test_a_boolean_in_any_field_is_a_400_naming_it(every_route, route, field):
+    body = json.dumps({"endpoint_name": ENDPOINT, field: True})
+
+    answer = every_route.answer("POST", route.path, JSON, body, "tester")
+
+    assert answer.status == 400, answer.body
+    assert field in [d["field"] for d in json.loads(answer.body)["details"]]
+
+
+def test_every_routes_rejected_bodies_store_and_log_nothing(every_route, runtime):
+    before = logged_events(runtime.data_dir)
+    for route in ALL_ROUTES:
+        for body in NOT_AN_OBJECT.values():
+            every_route.answer("POST", route.path, JSON, body, "tester")
+        for field in route.request.model_fields:
+            body = json.dumps({"endpoint_name": ENDPOINT, field: True})
+            every_route.answer("POST", route.path, JSON, body, "tester")
+
+    assert logged_events(runtime.data_dir) == before
+    assert runtime.store.get_endpoint(ENDPOINT).lifecycle.version == 0
