@@ -240,3 +240,45 @@ def test_an_upgrade_to_another_protocol_is_served_as_http_and_not_logged(
 
     assert answer.startswith(b"HTTP/1.1 200 ")
     assert logged == []
+
+
+def post_stats(target: bytes = b"/stats", method: bytes = b"POST", framing: bytes = b"") -> bytes:
+    framing = framing or b"Content-Length: %d\r\n\r\n%s" % (len(STATS), STATS)
+    return b"%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s" % (method, target, framing)
+
+
+# Readable HTTP in less common forms: each the request it spells, answered as such.
+ODD_BUT_READABLE = {
+    "a body in chunks": (
+        post_stats(
+            framing=b"Transfer-Encoding: chunked\r\n\r\n3\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n"
+            % (STATS[:3], len(STATS) - 3, STATS[3:])
+        ),
+        200,
+    ),
+    "a query string of bad escapes": (post_stats(b"/stats?a=%ZZ&%ff=%00"), 200),
+    "PUT": (post_stats(method=b"PUT"), 405),
+    "DELETE": (post_stats(method=b"DELETE"), 405),
+    "OPTIONS": (post_stats(method=b"OPTIONS"), 405),
+    "a path of 10,000 characters": (post_stats(b"/" + b"a" * 10_000), 404),
+}
+
+
+@pytest.mark.parametrize("case", ODD_BUT_READABLE)
+def test_readable_http_in_a_less_common_form_is_answered_as_what_it_spells(
+    logging_server, case: str
+) -> None:
+    server, logged = logging_server
+    request, status = ODD_BUT_READABLE[case]
+
+    head, _, body = exchange(server, request).partition(b"\r\n\r\n")
+
+    assert head.startswith(b"HTTP/1.1 %d " % status), head
+    answer = json.loads(body)
+    if status == 200:
+        assert answer["endpoint_name"] == ENDPOINT
+    else:
+        assert set(answer) == {"error", "message", "details"}
+    if status == 405:
+        assert b"\r\nallow: POST" in head
+    assert logged == []
