@@ -40,9 +40,24 @@ def is_url(model: str) -> bool:
 
 def a_model(model: str) -> str:
     """`model` if it is a model reference (the config's `model` and add-variant's alike)."""
-    if not (is_url(model) or _CALLABLE.match(model)):
+    if is_url(model):
+        _a_url(model)
+    elif not _CALLABLE.match(model):
         raise ValueError(f"{model!r} is neither 'package.module:function' nor an http(s):// URL")
     return model
+
+
+def _a_url(model: str) -> None:
+    """A URL the model client can call: one it cannot parse ('https://[::1') was taken
+    here and failed every call to the variant with a 500, not the model's 502."""
+    import httpx  # only URL variants need it
+
+    try:
+        host = httpx.URL(model).host
+    except (httpx.InvalidURL, ValueError) as error:
+        raise ValueError(f"{model!r} is not a URL: {error}") from None
+    if not host:
+        raise ValueError(f"{model!r} is not a URL: it names no host")
 
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
