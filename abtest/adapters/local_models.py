@@ -48,8 +48,8 @@ def a_model(model: str) -> str:
 
 
 def _a_url(model: str) -> None:
-    """A URL the model client can call: one it cannot parse ('https://[::1') was taken
-    here and failed every call to the variant with a 500, not the model's 502."""
+    """Refuse a URL the model client cannot call: one it could not parse ('https://[::1')
+    was taken here, and every call to the variant then failed with a 500, not a 502."""
     import httpx  # only URL variants need it
 
     try:
