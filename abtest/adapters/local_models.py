@@ -26,6 +26,7 @@ from json.encoder import c_make_encoder, encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
+from abtest.adapters.model_answers import check_encodable
 from abtest.errors import BadRequestError, ConfigError, ConflictError, ModelError, NotFoundError
 from abtest.ports import ModelResult
 
@@ -245,11 +246,13 @@ class LocalModels:
             )
         if "json" in response.headers.get("content-type", ""):
             try:
-                return response.json()
-            except ValueError as error:
+                answer = response.json()
+                check_encodable(answer, response.content)
+            except ValueError as error:  # UnicodeEncodeError is one
                 raise ModelError(
                     f"model variant {variant!r} at {url} answered invalid JSON: {error}"
                 ) from error
+            return answer
         return response.text
 
 
@@ -257,11 +260,13 @@ def _checked(model: ModelFunction, data: str, content_type: str) -> Any:
     predictions = model(data, content_type)
     # A non-JSON answer is the model's failure, not a 500: json.dumps must take it. First
     # the encoder made once (json.dumps makes one per call, most of its cost); anything it
-    # refuses goes to json.dumps itself, which raises what it always raised.
+    # refuses goes to json.dumps itself, which raises what it always raised. And UTF-8 must
+    # encode it (`check_encodable`).
     try:
-        _JSON_CHECK(predictions, 0)
+        text = "".join(_JSON_CHECK(predictions, 0))
     except Exception:
-        json.dumps(predictions)
+        text = json.dumps(predictions)
+    check_encodable(predictions, text)
     return predictions
 
 
