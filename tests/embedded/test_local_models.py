@@ -87,7 +87,8 @@ def test_an_answer_is_taken_exactly_when_json_dumps_takes_it_and_refused_in_its_
     answer: object,
 ) -> None:
     """The check of a model's answer is json.dumps's (made faster, the same verdict): what it
-    encodes is served, what it refuses is the variant's failure with json.dumps's error."""
+    encodes is served, what it refuses is the variant's failure with json.dumps's error. (And
+    then UTF-8's: a lone surrogate, which json.dumps escapes, is refused too, above.)"""
     try:
         json.dumps(answer)
         expected = None
