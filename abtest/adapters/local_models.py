@@ -26,6 +26,7 @@ from json.encoder import c_make_encoder, encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
+from abtest.adapters.model_answers import check_encodable
 from abtest.errors import BadRequestError, ConfigError, ConflictError, ModelError, NotFoundError
 from abtest.ports import ModelResult
 
@@ -40,9 +41,24 @@ def is_url(model: str) -> bool:
 
 def a_model(model: str) -> str:
     """`model` if it is a model reference (the config's `model` and add-variant's alike)."""
-    if not (is_url(model) or _CALLABLE.match(model)):
+    if is_url(model):
+        _a_url(model)
+    elif not _CALLABLE.match(model):
         raise ValueError(f"{model!r} is neither 'package.module:function' nor an http(s):// URL")
     return model
+
+
+def _a_url(model: str) -> None:
+    """Refuse a URL the model client cannot call: one it could not parse ('https://[::1')
+    was taken here, and every call to the variant then failed with a 500, not a 502."""
+    import httpx  # only URL variants need it
+
+    try:
+        host = httpx.URL(model).host
+    except (httpx.InvalidURL, ValueError) as error:
+        raise ValueError(f"{model!r} is not a URL: {error}") from None
+    if not host:
+        raise ValueError(f"{model!r} is not a URL: it names no host")
 
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -230,11 +246,13 @@ class LocalModels:
             )
         if "json" in response.headers.get("content-type", ""):
             try:
-                return response.json()
-            except ValueError as error:
+                answer = response.json()
+                check_encodable(answer, response.content)
+            except ValueError as error:  # UnicodeEncodeError is one
                 raise ModelError(
                     f"model variant {variant!r} at {url} answered invalid JSON: {error}"
                 ) from error
+            return answer
         return response.text
 
 
@@ -242,11 +260,13 @@ def _checked(model: ModelFunction, data: str, content_type: str) -> Any:
     predictions = model(data, content_type)
     # A non-JSON answer is the model's failure, not a 500: json.dumps must take it. First
     # the encoder made once (json.dumps makes one per call, most of its cost); anything it
-    # refuses goes to json.dumps itself, which raises what it always raised.
+    # refuses goes to json.dumps itself, which raises what it always raised. And UTF-8 must
+    # encode it (`check_encodable`).
     try:
-        _JSON_CHECK(predictions, 0)
+        text = "".join(_JSON_CHECK(predictions, 0))
     except Exception:
-        json.dumps(predictions)
+        text = json.dumps(predictions)
+    check_encodable(predictions, text)
     return predictions
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from abtest.adapters.endpoint_tags import strategy_from_tags
+from abtest.adapters.model_answers import check_encodable
 from abtest.config_types import ExperimentSettings
 from abtest.errors import (
     BadRequestError,
@@ -83,11 +84,13 @@ class SageMakerModelEndpoint:
         if not _is_json(response.get("ContentType", "")):
             return ModelResult(answered, body.decode(errors="replace"))
         try:
-            return ModelResult(answered, json.loads(body))
-        except ValueError as exc:
+            answer = json.loads(body)
+            check_encodable(answer, body)
+        except ValueError as exc:  # UnicodeEncodeError is one
             raise _model_error(
                 endpoint_name, answered, "InvalidJSON", f"response is not valid JSON: {exc}"
             ) from exc
+        return ModelResult(answered, answer)
 
 
 def _invoke_error(exc: ClientError, endpoint_name: str, variant_name: str | None) -> Exception:

@@ -59,6 +59,10 @@ REQUEST_THREADS = 40
 _JSON_CONTENT_TYPE = (b"content-type", api.JSON.encode())
 # What AbtestApp._body answers for a body not received in time.
 _LATE: Final = object()
+# What _read_body answers when the connection ends before the body does: the client went
+# away, or sent a chunk uvicorn refused (and answered). Nobody waits for an answer, and a
+# request received in part is never served.
+_CUT: Final = object()
 # The route answered on the event loop when it can be: its one store write (a new user's
 # assignment) comes before anything it changes, so moving it to a thread there is safe.
 # /conversion logs its event before its write, so it always runs on a thread.
@@ -144,6 +148,8 @@ class AbtestApp:
             await _send_error(send, error, {"www-authenticate": "Bearer"})
             return
         body = await self._body(scope, receive)
+        if body is _CUT:
+            return
         if body is _LATE:
             error = RequestTimeoutError(f"body: not received within {BODY_TIMEOUT_SECONDS:g} s")
             await _send_error(send, error, {"connection": "close"})
@@ -314,8 +320,9 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return value
 
 
-async def _read_body(scope: Scope, receive: Any) -> bytes | None:
-    """The whole body, or None as soon as it is over the Lambda limit (never buffered whole)."""
+async def _read_body(scope: Scope, receive: Any) -> bytes | object | None:
+    """The whole body, None as soon as it is over the Lambda limit (never buffered whole),
+    or _CUT if the connection ended before the body did."""
     for name, value in scope.get("headers", []):
         if name == b"content-length" and value.isdigit() and int(value) > api.MAX_BODY_BYTES:
             return None
@@ -327,7 +334,7 @@ async def _read_body(scope: Scope, receive: Any) -> bytes | None:
     size = 0
     while True:
         if message["type"] == "http.disconnect":
-            break
+            return _CUT
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > api.MAX_BODY_BYTES:
@@ -476,6 +483,9 @@ def uvicorn_server(app: AbtestApp, on_started: Callable[[], None] | None = None)
             connections.connection_cap(), connections.HEADER_TIMEOUT_SECONDS
         ),
         lifespan="on",
+        # No WebSocket route: an upgrade request is served as plain HTTP, even where a
+        # WebSocket library is installed (uvicorn would hand it to the app, which has none).
+        ws="none",
         log_level="warning",
         access_log=False,
         # Nothing here reads the client's address or scheme: no X-Forwarded-* rewriting

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, StrictFloat, StrictInt, StrictStr
+from pydantic import Field, StrictFloat, StrictStr
 
 from abtest.config_types import NAME_PATTERN
 from abtest.http.bodies import (
@@ -130,7 +130,10 @@ class AddVariantRequest(_ChangeRequest):
         "('package.module:function' or an http(s):// URL). AWS: not taken, the variant must "
         "already be a production variant of the SageMaker endpoint",
     )
-    initial_weight: StrictFloat | StrictInt = Field(
+    # StrictFloat takes an integer too (not a boolean), and the document then gives its
+    # bounds: on a union of float and int, pydantic wrote them as "ge" and "le", which JSON
+    # Schema does not know, so the document allowed any number.
+    initial_weight: StrictFloat = Field(
         default=1.0, ge=0, le=1e6, description="Its weight, as the config's `initial_weight`"
     )
 
@@ -142,7 +145,7 @@ class AddVariantRequest(_ChangeRequest):
             self.reason,
             variant=self.variant,
             model=self.model,
-            initial_weight=float(self.initial_weight),
+            initial_weight=self.initial_weight,
         )
 
 
@@ -154,7 +157,7 @@ class WeightsRequest(_ChangeRequest):
 
     weights: dict[
         Annotated[StrictStr, Field(min_length=1, max_length=63)],
-        Annotated[StrictFloat | StrictInt, Field(ge=0, le=1e6)],
+        Annotated[StrictFloat, Field(ge=0, le=1e6)],  # bounds documented (initial_weight)
     ] = Field(
         min_length=1,
         max_length=100,
@@ -163,8 +166,9 @@ class WeightsRequest(_ChangeRequest):
     )
 
     def to_core(self, actor: str) -> LifecycleChange:
-        weights = {name: float(w) for name, w in self.weights.items()}
-        return LifecycleChange(self.endpoint_name, self.action, actor, self.reason, weights=weights)
+        return LifecycleChange(
+            self.endpoint_name, self.action, actor, self.reason, weights=dict(self.weights)
+        )
 
 
 class ReinstateRequest(_VariantChangeRequest):

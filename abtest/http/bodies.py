@@ -166,6 +166,19 @@ class InvocationRequest(RequestBody):
     _header_safe = field_validator("content_type", "inference_id")(_printable_ascii)
     _context = field_validator("context", mode="before")(_flat_context)
 
+    @field_validator("data")
+    @classmethod
+    def _encodable(cls, value: str | dict[str, Any] | list[Any]) -> Any:
+        # Text goes to the model as UTF-8, which cannot hold a lone surrogate (JSON's
+        # "\ud800"): an HTTP or SageMaker model's call failed on it (a 500) after the user's
+        # assignment was stored. An object or list is sent as ASCII JSON, which escapes one.
+        if isinstance(value, str) and not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise ValueError("must be valid Unicode text: it holds a lone surrogate") from None
+        return value
+
     @classmethod
     def plain_core(cls, value: dict[str, Any]) -> Invocation | None:
         """`model_validate(value).to_core()` for the commonest body, checked here as the

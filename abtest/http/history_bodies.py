@@ -5,7 +5,9 @@ function serving those imports none of these.
 
 from __future__ import annotations
 
-from pydantic import Field, StrictInt, StrictStr
+from typing import Any
+
+from pydantic import Field, StrictInt, StrictStr, field_validator
 
 from abtest.config_types import NAME_PATTERN
 from abtest.history import DEFAULT_LIMIT, MAX_LIMIT, RECENT
@@ -20,6 +22,15 @@ class HistoryRequest(RequestBody):
     limit: StrictInt = Field(
         default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="How many of the newest snapshots"
     )
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _integral(cls, value: Any) -> Any:
+        # The document's type is JSON Schema's integer, any number without a fraction: 500.0
+        # is one, as some encoders write it, and was refused.
+        if type(value) is float and value.is_integer():
+            return int(value)
+        return value
 
     def to_core(self) -> HistoryQuery:
         return HistoryQuery(self.endpoint_name, self.limit)

@@ -125,6 +125,26 @@ def test_invalid_json_under_a_json_content_type_is_a_model_error(runtime):
         _invoke(endpoint)
 
 
+@pytest.mark.parametrize(
+    ("body", "served"),
+    [
+        (b'{"text": "\\ud83d\\ude00"}', True),  # an emoji, escaped as a pair: served
+        (b'{"text": "\\ud83d"}', False),  # half of it (a JavaScript model's cut): UTF-8 cannot
+        (b'{"text": "\\uDE00"}', False),
+    ],
+)
+def test_an_answer_utf8_cannot_encode_is_a_model_error(runtime, body, served):
+    # It was served as a 500: the response could not be serialized.
+    endpoint, stubber = runtime
+    answer = {"Body": _body(body), "ContentType": "application/json"}
+    stubber.add_response("invoke_endpoint", {**answer, "InvokedProductionVariant": "A"}, _request())
+    if served:
+        assert _invoke(endpoint).predictions == {"text": "\U0001f600"}
+        return
+    with pytest.raises(ModelError, match=r"variant A failed.*surrogates not allowed"):
+        _invoke(endpoint)
+
+
 def test_unknown_endpoint_is_not_found(runtime):
     endpoint, stubber = runtime
     stubber.add_client_error(

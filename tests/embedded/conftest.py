@@ -43,7 +43,8 @@ def http() -> Iterator[httpx.Client]:
 
 
 class _ModelServer(BaseHTTPRequestHandler):
-    """A model behind HTTP: echoes what it got as JSON; `/fail` answers 500."""
+    """A model behind HTTP: echoes what it got as JSON; `/fail` answers 500, `/half-an-emoji`
+    JSON holding half a surrogate pair (as JavaScript writes an emoji cut in two)."""
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -55,6 +56,8 @@ class _ModelServer(BaseHTTPRequestHandler):
         answer = json.dumps(
             {"got": body.decode(), "content_type": self.headers["Content-Type"]}
         ).encode()
+        if self.path == "/half-an-emoji":
+            answer = b'{"text": "\\ud83d"}'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(answer)))

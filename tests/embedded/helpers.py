@@ -37,6 +37,11 @@ def not_json(data: str, content_type: str) -> Any:
     return object()
 
 
+def half_an_emoji(data: str, content_type: str) -> dict[str, str]:
+    """Answers text UTF-8 cannot encode: the first half of a surrogate pair."""
+    return {"text": "\ud83d"}
+
+
 def sleepy(data: str, content_type: str) -> dict[str, float]:
     """Sleeps `{"sleep": seconds}`: a slow model, holding its thread as a real one would."""
     seconds = float(json.loads(data)["sleep"])

@@ -174,6 +174,12 @@ def test_the_shipped_example_and_the_demo_config_load(tmp_path: Path) -> None:
             "variants[0].model",
             "neither",
         ),
+        (
+            'model = "abtest.demo.reviews:champion"',
+            'model = "http://127.0.0.1:port/"',
+            "variants[0].model",
+            "is not a URL: Invalid port",
+        ),
         ('name = "Challenger1"', 'name = "Champion1"', "variants[1].name", "used by another"),
         (
             "warmup = 10",

@@ -56,6 +56,7 @@ def test_a_url_is_posted_the_payload(model_url: str) -> None:
     [
         ({"Broken": "tests.embedded.helpers:broken"}, "weights file is corrupt"),
         ({"Broken": "tests.embedded.helpers:not_json"}, "TypeError"),
+        ({"Broken": "tests.embedded.helpers:half_an_emoji"}, "surrogates not allowed"),
     ],
 )
 def test_a_failing_callable_is_a_model_error_naming_the_variant(variants, reason: str) -> None:
@@ -76,7 +77,7 @@ def _circular() -> list:
 @pytest.mark.parametrize(
     "answer",
     [
-        [1, 2.5, "é", None, True], {"scores": [0.1]}, "text", 10**30, math.nan, math.inf,
+        [1, 2.5, "é", None, True], {"scores": [0.1]}, "text", "😀", 10**30, math.nan, math.inf,
         {1: "int key", None: "null key", 1.5: "float key"}, [[[[]]]], (1, 2),
         {1, 2}, b"bytes", {(1,): "tuple key"}, object(), [1, object()], _circular(),
     ],
@@ -86,7 +87,8 @@ def test_an_answer_is_taken_exactly_when_json_dumps_takes_it_and_refused_in_its_
     answer: object,
 ) -> None:
     """The check of a model's answer is json.dumps's (made faster, the same verdict): what it
-    encodes is served, what it refuses is the variant's failure with json.dumps's error."""
+    encodes is served, what it refuses is the variant's failure with json.dumps's error. (And
+    then UTF-8's: a lone surrogate, which json.dumps escapes, is refused too, above.)"""
     try:
         json.dumps(answer)
         expected = None
@@ -102,9 +104,17 @@ def test_an_answer_is_taken_exactly_when_json_dumps_takes_it_and_refused_in_its_
 
 
 def test_a_failing_url_is_a_model_error_naming_the_variant(model_url: str) -> None:
-    models = LocalModels({"Remote": f"{model_url}/fail", "Gone": "http://127.0.0.1:9/x"})
+    models = LocalModels(
+        {
+            "Remote": f"{model_url}/fail",
+            "Gone": "http://127.0.0.1:9/x",
+            "Cut": f"{model_url}/half-an-emoji",
+        }
+    )
     with pytest.raises(ModelError, match=r"'Remote'.*answered 500: out of memory"):
         models.invoke("e", "Remote", "{}", "application/json", "i")
+    with pytest.raises(ModelError, match=r"'Cut'.*surrogates not allowed"):
+        models.invoke("e", "Cut", "{}", "application/json", "i")
     with pytest.raises(ModelError, match=r"'Gone'.*did not answer"):
         models.invoke("e", "Gone", "{}", "application/json", "i")
 

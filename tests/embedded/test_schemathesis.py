@@ -17,6 +17,7 @@ from schemathesis.generation import GenerationMode
 
 from abtest.embedded.server import EmbeddedServer
 from abtest.embedded.wiring import Runtime
+from abtest.http.routes import ALL_ROUTES
 from tests.embedded.helpers import ENDPOINT, write_config
 
 # Slow: generated requests against a live server, tens of seconds.
@@ -49,7 +50,7 @@ def schema(served):
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-@pytest.mark.parametrize("route", ["/invocation", "/conversion", "/stats"])
+@pytest.mark.parametrize("route", [route.path for route in ALL_ROUTES])
 def test_every_answer_is_documented_and_no_server_error(served, schema, route, mode) -> None:
     operation = schema[route]["POST"]
 

@@ -106,6 +106,8 @@ def test_add_variant_refusals_name_the_field(start_server) -> None:
         ({"variant": "Challenger2"}, 400, "model"),  # the server must be able to call it
         ({"variant": "Challenger2", "model": "not a model"}, 400, "model"),
         ({"variant": "Challenger2", "model": "no_such_module_x:f"}, 400, "model"),
+        ({"variant": "Challenger2", "model": "https://[::1"}, 400, "model"),  # no closing ]
+        ({"variant": "Challenger2", "model": "http://"}, 400, "model"),
         ({"variant": "Champion1", "model": ADDED}, 409, "variant"),
         ({"variant": "bad name", "model": ADDED}, 400, "variant"),
         ({"variant": "Challenger2", "model": ADDED, "initial_weight": -1}, 400, "initial_weight"),

@@ -9,6 +9,8 @@ import sqlite3
 import pytest
 
 from abtest.embedded.wiring import STORE_NAME
+from abtest.http.api import JSON, Api
+from abtest.http.routes import ALL_ROUTES
 from tests.api_gateway import api_event, call
 from tests.embedded.helpers import ENDPOINT, logged_events
 
@@ -61,6 +63,12 @@ CASES = [
         {"endpoint_name": ENDPOINT, "data": "x", "context": {f"k{i}": i for i in range(17)}},
         400,
         "context",
+    ),
+    (
+        "invocation",
+        f'{{"endpoint_name": "{ENDPOINT}", "user_id": "u", "data": "a\\ud800"}}',
+        400,
+        "data",
     ),
     ("invocation", "this is not json", 400, "body"),
     ("invocation", "[1, 2, 3]", 400, "body"),
@@ -160,3 +168,125 @@ def test_a_request_context_is_logged_with_the_invocation_and_never_the_payload(a
     assert events["ctx-user"]["context"] == context  # ints stay ints, booleans booleans
     assert "context" not in events["ctx-plain"]  # no context: the line as before
     assert not any("secret" in json.dumps(e) for e in events.values())
+
+
+# Events as API Gateway may send them: fields null or empty, a body flagged base64 that
+# is not (answered as they were; the empty Content-Type as the server answers it).
+SPARSE_EVENTS = {
+    "no headers": (dict(headers=None, multiValueHeaders=None), 200),
+    "no query string": (
+        dict(queryStringParameters=None, multiValueQueryStringParameters=None),
+        200,
+    ),
+    "no path parameters": (dict(pathParameters=None), 200),
+    "no identity": (dict(requestContext={"identity": None}), 200),
+    "no httpMethod": (dict(httpMethod=None), 405),
+    "no path": (dict(path=None), 404),
+    "a base64 body that is not base64": (dict(body="{not base64}", isBase64Encoded=True), 400),
+    "an empty Content-Type, as the server reads it": (
+        dict(headers={"Content-Type": ""}, multiValueHeaders={"Content-Type": [""]}),
+        415,
+    ),
+}
+# Events API Gateway does not send but a direct invocation of a function can: each field of
+# another type is read as missing (a body that is not text is a 400). Each was a logged 500
+# before, or raised out of the adapter (a Lambda error, no answer).
+ODD_EVENTS = {
+    "a body that is an object": (dict(body={"endpoint_name": ENDPOINT}), 400),
+    "a base64 body that is a number": (dict(body=5, isBase64Encoded=True), 400),
+    "headers that are a list": (dict(headers=["x"], multiValueHeaders="x"), 200),
+    "a null Content-Type": (
+        dict(headers={"Content-Type": None}, multiValueHeaders={"Content-Type": [None]}),
+        200,
+    ),
+    "a path that is a number": (dict(path=5), 404),
+    "a method that is a number": (dict(httpMethod=5), 405),
+    "a requestContext that is text": (dict(requestContext="x"), 200),
+}
+
+
+@pytest.mark.parametrize("case", [*SPARSE_EVENTS, *ODD_EVENTS])
+def test_an_event_of_another_shape_is_answered_in_the_error_shape(api, case):
+    fields, status = {**SPARSE_EVENTS, **ODD_EVENTS}[case]
+    event = {**api_event("/stats", {"endpoint_name": ENDPOINT}), **fields}
+
+    code, response = call(api.stats, event)
+
+    assert code == status, response
+    if status != 200:
+        assert set(response) == {"error", "message", "details"}
+    if status == 400:
+        assert [d["field"] for d in response["details"]] == ["body"]
+
+
+def test_an_admin_route_with_a_requestcontext_of_another_shape_is_403(api):
+    event = {**api_event("/admin/list", {}), "requestContext": ["x"]}
+
+    assert call(api.list, event)[0] == 403
+
+
+# Bodies no route takes, and why: each is a 400 naming body on every route, admin ones too.
+NOT_AN_OBJECT = {
+    "not JSON": "{endpoint_name: x}",
+    "a string": '"reviews-helpfulness"',
+    "a number": "7",
+    "true": "true",
+    "an empty body": "",
+    "whitespace": " \n",
+    "an object then more": "{} {}",
+    "nested 10,000 deep": "[" * 10_000 + "]" * 10_000,
+    "objects nested 10,000 deep": '{"a":' * 10_000 + "1" + "}" * 10_000,
+    "a number beyond a float, nested": '{"x": {"y": 1e400}}',
+}
+
+
+@pytest.fixture(scope="module")
+def every_route(runtime) -> Api:
+    """Every route, application and admin, through one request path, with a caller."""
+    return Api(runtime.use_cases)
+
+
+@pytest.mark.parametrize("case", NOT_AN_OBJECT)
+@pytest.mark.parametrize("route", ALL_ROUTES, ids=lambda route: route.name)
+def test_a_body_no_route_takes_is_a_400_naming_body_on_every_route(every_route, route, case):
+    answer = every_route.answer("POST", route.path, JSON, NOT_AN_OBJECT[case], "tester")
+
+    assert answer.status == 400, answer.body
+    response = json.loads(answer.body)
+    assert set(response) == {"error", "message", "details"}
+    assert [d["field"] for d in response["details"]] == ["body"]
+
+
+# Values no request field takes: not a boolean, and no text that UTF-8 cannot encode.
+NO_FIELD_TAKES = {"a boolean": True, "a lone surrogate": "\ud800"}
+
+
+@pytest.mark.parametrize("value", NO_FIELD_TAKES)
+@pytest.mark.parametrize(
+    ("route", "field"),
+    [(route, field) for route in ALL_ROUTES for field in route.request.model_fields],
+    ids=lambda item: getattr(item, "name", item),
+)
+def test_a_value_no_field_takes_is_a_400_naming_the_field(every_route, route, field, value):
+    body = json.dumps({"endpoint_name": ENDPOINT, field: NO_FIELD_TAKES[value]})
+
+    answer = every_route.answer("POST", route.path, JSON, body, "tester")
+
+    assert answer.status == 400, answer.body
+    assert field in [d["field"] for d in json.loads(answer.body)["details"]]
+
+
+def test_every_routes_rejected_bodies_store_and_log_nothing(every_route, runtime, monkeypatch):
+    appended: list[object] = []  # the event log's own files move as it seals and counts
+    for method in ("put", "put_lines"):
+        monkeypatch.setattr(runtime.events, method, appended.append)
+    for route in ALL_ROUTES:
+        for body in NOT_AN_OBJECT.values():
+            every_route.answer("POST", route.path, JSON, body, "tester")
+        for field in route.request.model_fields:
+            for value in NO_FIELD_TAKES.values():
+                body = json.dumps({"endpoint_name": ENDPOINT, field: value})
+                every_route.answer("POST", route.path, JSON, body, "tester")
+
+    assert appended == []
+    assert runtime.store.get_endpoint(ENDPOINT).lifecycle.version == 0

@@ -9,16 +9,19 @@ would be a different answer, so both are compared byte for byte, errors included
 
 from __future__ import annotations
 
+import json
 import random
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from abtest.http.api import Api
+from abtest.embedded.wiring import Runtime
+from abtest.http.api import JSON, Api
 from abtest.http.bodies import InvocationResponse
 from abtest.records import AssignmentKind
 from abtest.usecases.invoke import InvocationResult
+from tests.embedded.helpers import ENDPOINT, logged_events, write_config
 
 # Quotes, backslashes, control characters, DEL, non-ASCII, an astral character, HTML.
 ALPHABET = 'aZ09-_ "\\/\t\n\r\x00\x07\x1f\x7f\x80é用\U0001f600</>'
@@ -92,8 +95,8 @@ def test_a_propensity_is_written_as_the_models_float(propensity: Any) -> None:
 
 
 def test_a_lone_surrogate_fails_alike() -> None:
-    """A string JSON can carry but UTF-8 cannot (a lone surrogate) is the same error both ways:
-    the API's logged 500, as it always was."""
+    """A string JSON can carry but UTF-8 cannot (a lone surrogate) is the same error both ways
+    (a model's answer holding one is refused before: the next test)."""
     result = InvocationResult("e", "\ud800", "i", "s", "A", "A", AssignmentKind.NEW, 0.5, [1])
     with pytest.raises(Exception) as by_model:
         _model_dump(result)
@@ -101,6 +104,21 @@ def test_a_lone_surrogate_fails_alike() -> None:
         InvocationResponse.json_of(result)
     assert type(by_json_of.value) is type(by_model.value)
     assert str(by_json_of.value) == str(by_model.value)
+
+
+def test_a_model_answering_a_lone_surrogate_is_a_502_naming_it_and_logged_as_its_error(
+    tmp_path,
+) -> None:
+    # It was a 500 at the answer's serialization, the invocation logged as a success.
+    config = write_config(tmp_path, variants={"Cut": "tests.embedded.helpers:half_an_emoji"})
+    body = json.dumps({"endpoint_name": ENDPOINT, "user_id": "u", "data": "x"})
+    with Runtime(config, tmp_path / "data", rng=random.Random(0)) as runtime:
+        answer = Api(runtime.use_cases).answer("POST", "/invocation", JSON, body)
+
+    assert answer.status == 502
+    assert "model variant 'Cut' failed" in json.loads(answer.body)["message"]
+    (event,) = logged_events(tmp_path / "data")
+    assert (event["variant_name"], event["outcome"]) == ("Cut", "error")
 
 
 def test_the_api_answers_an_invocation_with_json_of() -> None:
