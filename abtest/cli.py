@@ -136,20 +136,23 @@ def _simulate(args: argparse.Namespace) -> int:
         wait_for_counts,
         write_csv,
     )
-    from abtest.demo.worlds import ScenarioError
+    from abtest.demo.worlds import ScenarioError, TruthWorld
 
     world = _world(args)
     auth, headers = _client_auth(args)
     with ApiClient(args.url, auth=auth, headers=headers) as client:
         try:
             try:
-                before = counted(client.stats(args.endpoint))
+                first = client.stats(args.endpoint)
             except ApiError as error:
                 if error.status != 404:
                     raise
                 print(f"abtest: endpoint {args.endpoint!r} is not served at {args.url}: {error}",
                       file=sys.stderr)  # fmt: skip
                 return 1
+            if isinstance(world, TruthWorld):
+                world.check(args.endpoint, first)
+            before = counted(first)
             results = simulate(
                 client,
                 args.endpoint,
