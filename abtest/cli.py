@@ -43,9 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from abtest.embedded.server import serve
+    from abtest.embedded.server import check_exposure, serve
     from abtest.embedded.wiring import Runtime
 
+    token = args.token or os.environ.get("ABTEST_TOKEN") or None
+    check_exposure(args.host, token)  # before the data dir is made: a refusal leaves none
     try:
         runtime = Runtime(args.config, args.data_dir)
         # uvicorn shuts down gracefully on SIGTERM, then re-raises it: end like Ctrl-C, exit 0
@@ -57,7 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
                 runtime,
                 args.host,
                 args.port,
-                token=args.token or os.environ.get("ABTEST_TOKEN") or None,
+                token=token,
                 out=lambda line: print(line, flush=True),
                 workers=args.workers,
             )

@@ -295,6 +295,32 @@ def test_a_model_that_cannot_be_imported_fails_at_start(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("variants", "options", "reason"),
+    [
+        ({"A": "abtest.demo.reviews:no_such_model"}, (), "variants[0].model"),
+        (None, ("--host", "0.0.0.0"), "--host 0.0.0.0 is reachable from other machines"),
+    ],
+    ids=["a model that does not import", "a public host without a token"],
+)
+def test_serve_refused_at_start_leaves_no_data_dir_behind(
+    tmp_path: Path, capsys, monkeypatch, variants, options, reason
+) -> None:
+    # A typo in the config (or a host needing a token) made an empty `abtest-data/` first.
+    from abtest.cli import main
+
+    monkeypatch.delenv("ABTEST_TOKEN", raising=False)
+    config = write_config(tmp_path, variants=variants)
+    data_dir = tmp_path / "data"
+
+    code = main(["serve", "--config", str(config), "--data-dir", str(data_dir), *options])
+
+    err = capsys.readouterr().err
+    assert (code, err.count("\n")) == (2, 1)
+    assert err.startswith("abtest: config error: ") and reason in err
+    assert not data_dir.exists()
+
+
+@pytest.mark.parametrize(
     ("extra", "params"),
     [
         ('reward = "continuous"\n', {"beta": 0.7, "floor": 0.01}),
