@@ -35,6 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Failed as error:
         print(f"abtest: {error}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader stopped (`abtest endpoints show ... | head`): end as a tool SIGPIPE
+        # ends, without a line about it, and without another at exit flushing stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except OSError as error:
         print(f"abtest: {error}", file=sys.stderr)
         return 1

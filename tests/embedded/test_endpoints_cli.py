@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -12,7 +15,7 @@ from abtest.cli import main
 from abtest.embedded.server import EmbeddedServer
 from abtest.embedded.wiring import Runtime
 from abtest.errors import ModelHostUnavailableError
-from tests.embedded.helpers import ENDPOINT, write_config
+from tests.embedded.helpers import ABTEST, ENDPOINT, REPO, write_config
 
 TOKEN = "cli-s3cret"
 
@@ -292,3 +295,27 @@ def test_a_demoted_variant_is_marked_with_why_and_reinstated(start_server, capsy
     assert "Challenger1 demoted: error rate 100.0% over 10 calls" in out
     code, out, _ = run(capsys, *reinstate, "--variant", "Challenger1", "--reason", "fixed")
     assert code == 0 and "(demoted)" not in out
+
+
+def test_a_reader_that_stops_ends_it_quietly_after_the_change(start_server) -> None:
+    # `abtest endpoints pause ... | head -1`: the pause is made, then the table meets a
+    # closed pipe; that was `abtest: [Errno 32] Broken pipe` and exit 1, as a failure is.
+    url = start_server().url
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written
+    try:
+        result = subprocess.run(
+            [*ABTEST, "endpoints", "pause", ENDPOINT, "--url", url],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+    finally:
+        os.close(write)
+
+    assert (result.returncode, result.stderr) == (128 + signal.SIGPIPE, "")
+    assert httpx.post(f"{url}/admin/show", json={"endpoint_name": ENDPOINT}).json()["state"] == (
+        "paused"
+    )
