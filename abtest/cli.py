@@ -437,11 +437,11 @@ def _endpoints(args: argparse.Namespace) -> int:
         if args.initial_weight is not None:
             body["initial_weight"] = args.initial_weight
     if args.action == "weights":
-        weights = _weights(args.weight or [])
-        if weights is None:
-            print("abtest: endpoints weights: give --weight VARIANT=WEIGHT", file=sys.stderr)
+        try:
+            body["weights"] = _weights(args.weight or [])
+        except ValueError as error:
+            print(f"abtest: endpoints weights: {error}", file=sys.stderr)
             return 2
-        body["weights"] = weights
     try:
         with ApiClient(args.url, auth=auth, headers=headers) as client:
             answer = client.admin(args.action, body)
@@ -459,18 +459,24 @@ def _endpoints(args: argparse.Namespace) -> int:
     return 0
 
 
-def _weights(pairs: Sequence[str]) -> dict[str, float] | None:
-    """`VARIANT=WEIGHT` pairs as a dict; None if there are none or one is malformed."""
+def _weights(pairs: Sequence[str]) -> dict[str, float]:
+    """`VARIANT=WEIGHT` pairs as a dict; a ValueError naming the pair at fault, if any."""
+    if not pairs:
+        raise ValueError("give --weight VARIANT=WEIGHT")
     weights: dict[str, float] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
+        name = name.strip()
         try:
-            weights[name.strip()] = float(value)
+            weight = float(value)
         except ValueError:
-            return None
-        if not sep or not name.strip():
-            return None
-    return weights or None
+            weight = math.nan
+        if not sep or not name or not math.isfinite(weight):
+            raise ValueError(f"--weight {pair!r}: expected VARIANT=WEIGHT, WEIGHT a number")
+        if name in weights:
+            raise ValueError(f"--weight: {name!r} given twice")
+        weights[name] = weight
+    return weights
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

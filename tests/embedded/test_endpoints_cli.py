@@ -239,7 +239,16 @@ def test_weights_set_by_hand_and_their_exit_codes(start_server, capsys) -> None:
     url = start_server(strategy="WeightedSampling").url
 
     assert run(capsys, "weights", ENDPOINT, "--url", url)[0] == 2  # no --weight
-    assert run(capsys, "weights", ENDPOINT, "--url", url, "--weight", "Champion1")[0] == 2
+    for bad in ("Champion1", "Champion1=abc", "Champion1=nan", "=2"):
+        code, _, err = run(capsys, "weights", ENDPOINT, "--url", url, "--weight", bad)
+        assert (code, err) == (
+            2,
+            f"abtest: endpoints weights: --weight {bad!r}: expected VARIANT=WEIGHT, "
+            "WEIGHT a number\n",
+        )
+    twice = ("--weight", "Champion1=2", "--weight", "Champion1=3")
+    code, _, err = run(capsys, "weights", ENDPOINT, "--url", url, *twice)
+    assert (code, err) == (2, "abtest: endpoints weights: --weight: 'Champion1' given twice\n")
     code, _, err = run(capsys, "weights", ENDPOINT, "--url", url, "--weight", "Nope=1")
     assert code == 2 and "HTTP 400" in err and "weights" in err
 
