@@ -178,20 +178,16 @@ def read_endpoint_log(
                 endpoints.add(event.get("endpoint_name"))
                 if event.get("endpoint_name") != endpoint:
                     continue
-                if event["type"] == CONVERSION:
-                    writer.conversion(event)
-                    continue
-                kind = event["assignment"]
-                if kind == AssignmentKind.NEW:
-                    if event["propensity"] is None:
-                        raise EvaluationError(
-                            f"{key} line {number}: an assignment of {endpoint} was logged "
-                            "without a propensity; off-policy estimates need every one"
-                        )
-                    variant = variants.setdefault(event["variant_name"], len(variants))
-                    writer.assignment(position, event, variant)  # found by its id too
-                elif kind == AssignmentKind.EXISTING:
-                    writer.invocation(position, event)
+                try:
+                    _store(writer, variants, position, event, endpoint)
+                except EvaluationError as error:
+                    raise EvaluationError(f"{key} line {number}: {error}") from None
+                except (KeyError, TypeError, ValueError) as error:
+                    what = f"no {error.args[0]}" if isinstance(error, KeyError) else error
+                    raise EvaluationError(
+                        f"{key} line {number}: an event of {endpoint} this version cannot "
+                        f"read ({what})"
+                    ) from None
             tick()
         writer.flush()
         db.executescript(_INDEXES)
@@ -208,6 +204,35 @@ def read_endpoint_log(
         folder.cleanup()
         raise
     return found
+
+
+def _store(
+    writer: _Writer, variants: dict[str, int], position: int, event: dict, endpoint: str
+) -> None:
+    """One event of the endpoint into `writer`: an EvaluationError for an assignment whose
+    propensity no estimate can weigh by (the caller names the file and line)."""
+    if event["type"] == CONVERSION:
+        writer.conversion(event)
+        return
+    kind = event["assignment"]
+    if kind == AssignmentKind.NEW:
+        propensity = event["propensity"]
+        if propensity is None:
+            raise EvaluationError(
+                f"an assignment of {endpoint} was logged without a propensity; off-policy "
+                "estimates need every one"
+            )
+        if isinstance(propensity, bool) or not isinstance(propensity, int | float):
+            raise EvaluationError(f"propensity {propensity!r} is not a number")
+        if not 0 < propensity <= 1:
+            raise EvaluationError(
+                f"an assignment of {endpoint} was logged with propensity {propensity!r}, "
+                "not in (0, 1]"
+            )
+        variant = variants.setdefault(event["variant_name"], len(variants))
+        writer.assignment(position, event, variant)  # found by its id too
+    elif kind == AssignmentKind.EXISTING:
+        writer.invocation(position, event)
 
 
 class _Writer:

@@ -190,6 +190,50 @@ def test_a_log_without_propensities_is_one_line_naming_the_file_and_line(tmp_pat
     )
 
 
+def _without(event: dict, name: str) -> dict:
+    return {k: v for k, v in event.items() if k != name}
+
+
+@pytest.mark.parametrize(
+    ("second", "reason"),
+    [
+        (
+            invocation("u9", "i9", "a", 1.5, t=2),
+            "an assignment of reviews was logged with propensity 1.5, not in (0, 1]",
+        ),
+        (
+            invocation("u9", "i9", "a", 0, t=2),
+            "an assignment of reviews was logged with propensity 0, not in (0, 1]",
+        ),
+        (invocation("u9", "i9", "a", "x", t=2), "propensity 'x' is not a number"),
+        (
+            _without(invocation("u9", "i9", "a", 0.5, t=2), "assignment"),
+            "an event of reviews this version cannot read (no assignment)",
+        ),
+        (
+            _without(conversion("u1", "i1", "a", t=2), "inference_id"),
+            "an event of reviews this version cannot read (no inference_id)",
+        ),
+    ],
+    ids=["propensity over 1", "propensity 0", "propensity not a number", "no assignment",
+         "a conversion without its id"],
+)  # fmt: skip
+def test_a_line_no_estimate_can_use_is_one_line_naming_the_file_and_line(
+    tmp_path, capsys, second, reason
+):
+    # Each was a traceback (KeyError, ValueError), or for a propensity out of range
+    # "event 3 has propensity 1.5", an index into the joined log, no file or line.
+    data = two_files(tmp_path, first=[*FIRST[:1], second])
+
+    code, _out, err = run(capsys, "--data-dir", str(data), "--out", str(tmp_path / "out"))
+
+    assert (code, err) == (
+        2,
+        f"abtest: evaluate: events-20260101T000000.000000Z-aaa.jsonl line 2: {reason}\n",
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_data_dir_without_an_event_log_says_so(tmp_path, capsys):
     code, _out, err = run(capsys, "--data-dir", str(tmp_path / "missing"))
     assert (code, err) == (2, f"abtest: evaluate: no event log at {tmp_path}/missing/events\n")
