@@ -279,6 +279,11 @@ def _served_endpoints(url: str, auth: Any, headers: dict[str, str]) -> list[str]
         names = [str(e["endpoint_name"]) for e in listed.raise_for_status().json()["endpoints"]]
         if names:
             return names
+    except httpx.TransportError as error:  # nothing answers: no name would help
+        raise _Failed(
+            f"nothing answers at {url}: {error or type(error).__name__}; start `abtest serve` "
+            "or check --url"
+        ) from None
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         pass
     try:
