@@ -48,20 +48,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from abtest.embedded.config import load_config
     from abtest.embedded.server import check_exposure, serve
     from abtest.embedded.wiring import Runtime
 
     token = args.token or os.environ.get("ABTEST_TOKEN") or None
     check_exposure(args.host, token)  # before the data dir is made: a refusal leaves none
+    config = load_config(args.config)  # a bad config is said before the port is tried
     try:
-        runtime = Runtime(args.config, args.data_dir)
         # uvicorn shuts down gracefully on SIGTERM, then re-raises it: end like Ctrl-C, exit 0
         # (and the supervisor of --workers stops its workers the same way).
         _stop_on_signals()
         # KeyboardInterrupt: re-raised by uvicorn after its graceful shutdown.
         with contextlib.suppress(KeyboardInterrupt):
             serve(
-                runtime,
+                lambda: Runtime(config, args.data_dir),
                 args.host,
                 args.port,
                 token=token,
