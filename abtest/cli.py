@@ -130,6 +130,16 @@ def _store_advice(data_dir: Path, error: StoreUnavailableError) -> str:
     return f"cannot use the store in {data_dir}: {reason}; {advice}"
 
 
+def _check_out(folder: Path) -> None:
+    """`--out` can be a folder: said before the command serves users or reads a log,
+    which was otherwise done and lost (`File exists` once it came to write)."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"--out {folder}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {folder}: {existing} is not writable")
+
+
 def _simulate(args: argparse.Namespace) -> int:
     import httpx
 
@@ -146,6 +156,7 @@ def _simulate(args: argparse.Namespace) -> int:
     )
     from abtest.demo.worlds import ScenarioError, TruthWorld
 
+    _check_out(args.out)
     world = _world(args)
     auth, headers = _client_auth(args)
     with ApiClient(args.url, auth=auth, headers=headers) as client:
@@ -299,6 +310,7 @@ def _served_endpoints(url: str, auth: Any, headers: dict[str, str]) -> list[str]
 def _demo(args: argparse.Namespace) -> int:
     from abtest.demo import run_demo
 
+    _check_out(args.out)
     run_demo(args.out, users=args.users, seed=args.seed, progress=not args.no_progress)
     return 0
 
@@ -354,7 +366,7 @@ def _redrive_queue(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-
+    _check_out(args.out)
     if args.bucket:
         with _aws_errors("evaluate"):
             return _evaluate_log(args, *_bucket_log(args))
