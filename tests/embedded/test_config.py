@@ -258,6 +258,12 @@ def test_strategy_params_and_the_older_epsilon_key_both_configure_the_strategy(
         ('[[variants]]\nname = "A"\nmodel = "m:f"\n', "endpoint: missing"),
         ('[endpoint]\nname = "e1"\n', "variants: missing"),
         (
+            '[endpoint]\nname = "e1"\n[[variants]]\nname = "A"\nmodel = "m:f"\n'
+            '[[endpoints]]\nname = "e2"\n',
+            r"endpoint: beside \[\[endpoints\]\]; a file holds one endpoint \(\[endpoint\] and "
+            r"\[\[variants\]\]\) or several",
+        ),
+        (
             '[endpoint]\nname = "e1"\n'
             '[[variants]]\nname = "A"\nmodel = "m:f"\ninitial_weight = 0\n',
             "all be 0",
