@@ -465,16 +465,28 @@ def _endpoints(args: argparse.Namespace) -> int:
             answer = client.admin(args.action, body)
     except ApiError as error:
         try:
-            message = json.loads(error.body)["message"]
+            answer = json.loads(error.body)
+            message = answer["message"]
         except (ValueError, KeyError, TypeError):
-            message = error.body[:200] or "no body"
+            answer, message = {}, error.body[:200] or "no body"
         print(f"abtest: HTTP {error.status}: {message}", file=sys.stderr)
+        if error.status == 404 and not _names_endpoint(answer):
+            return 1  # no such route (a wrong --url), not no such endpoint
         return EXIT_BY_STATUS.get(error.status, 1)
     except Exception as error:  # httpx's connection errors, a bad URL: one line, not a trace
         print(f"abtest: {args.url}: {error}", file=sys.stderr)
         return 1
     print(_list_table(answer) if args.action == "list" else _endpoint_tables(answer))
     return 0
+
+
+def _names_endpoint(answer: Any) -> bool:
+    """Whether an error answer is about `endpoint_name` (the API's 404 for an endpoint it
+    does not have), not about the route (a URL with a wrong path)."""
+    details = answer.get("details") if isinstance(answer, dict) else None
+    return isinstance(details, list) and any(
+        isinstance(d, dict) and d.get("field") == "endpoint_name" for d in details
+    )
 
 
 def _weights(pairs: Sequence[str]) -> dict[str, float]:

@@ -84,6 +84,18 @@ def test_unknown_endpoint_is_exit_3_and_no_name_is_exit_2(start_server, capsys) 
     assert code == 2 and "give the endpoint name" in err
 
 
+def test_a_url_with_a_wrong_path_is_exit_1_not_no_such_endpoint(start_server, capsys) -> None:
+    # A 404 for the route (here /stats/admin/list) was exit 3, "no such endpoint".
+    url = start_server().url
+
+    code, _, err = run(capsys, "show", ENDPOINT, "--url", f"{url}/stats")
+
+    assert code == 1
+    assert (
+        err.startswith("abtest: HTTP 404: no route POST /stats/admin/show") and err.count("\n") == 1
+    )
+
+
 @pytest.fixture
 def guarded(tmp_path: Path):
     runtime = Runtime(write_config(tmp_path), tmp_path / "data", rng=random.Random(0))
