@@ -164,8 +164,8 @@ def _simulate(args: argparse.Namespace) -> int:
             try:
                 first = client.stats(args.endpoint)
             except ApiError as error:
-                if error.status != 404:
-                    raise
+                if error.status != 404 or not _names_endpoint(_answer_of(error.body)):
+                    raise  # another failure, or no such route: a wrong --url
                 print(f"abtest: endpoint {args.endpoint!r} is not served at {args.url}: {error}",
                       file=sys.stderr)  # fmt: skip
                 return 1
@@ -464,13 +464,10 @@ def _endpoints(args: argparse.Namespace) -> int:
         with ApiClient(args.url, auth=auth, headers=headers) as client:
             answer = client.admin(args.action, body)
     except ApiError as error:
-        try:
-            answer = json.loads(error.body)
-            message = answer["message"]
-        except (ValueError, KeyError, TypeError):
-            answer, message = {}, error.body[:200] or "no body"
+        refused = _answer_of(error.body)
+        message = refused.get("message") or error.body[:200] or "no body"
         print(f"abtest: HTTP {error.status}: {message}", file=sys.stderr)
-        if error.status == 404 and not _names_endpoint(answer):
+        if error.status == 404 and not _names_endpoint(refused):
             return 1  # no such route (a wrong --url), not no such endpoint
         return EXIT_BY_STATUS.get(error.status, 1)
     except Exception as error:  # httpx's connection errors, a bad URL: one line, not a trace
@@ -480,10 +477,19 @@ def _endpoints(args: argparse.Namespace) -> int:
     return 0
 
 
-def _names_endpoint(answer: Any) -> bool:
+def _answer_of(body: str) -> dict[str, Any]:
+    """An error answer's JSON object; empty if the body is none (a proxy's page)."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def _names_endpoint(answer: dict[str, Any]) -> bool:
     """Whether an error answer is about `endpoint_name` (the API's 404 for an endpoint it
     does not have), not about the route (a URL with a wrong path)."""
-    details = answer.get("details") if isinstance(answer, dict) else None
+    details = answer.get("details")
     return isinstance(details, list) and any(
         isinstance(d, dict) and d.get("field") == "endpoint_name" for d in details
     )

@@ -173,6 +173,16 @@ def test_the_demo_s_world_on_another_endpoint_is_one_clear_line(churn, tmp_path,
     assert "the reviews scenario needs the demo's models" in error
 
 
+def test_a_url_with_a_wrong_path_is_not_said_to_lack_the_endpoint(churn, tmp_path, capsys):
+    # It said "endpoint 'churn-offers' is not served at .../stats", which it is.
+    code = _simulate(f"{churn.url}/stats", tmp_path / "run", "--truth", "Baseline=0.1")
+
+    error = capsys.readouterr().err
+    assert (code, error.count("\n")) == (1, 1)
+    assert error.startswith("abtest: the API refused a request: HTTP 404: ")
+    assert "no route POST /stats/stats" in error
+
+
 @pytest.mark.parametrize(
     ("truth", "message"),
     [
