@@ -495,6 +495,8 @@ def _strategy(spec: str) -> bandit.Strategy:
             raise EvaluationError(
                 f"strategy {spec!r}: write parameters as name=value, got {item!r}"
             )
+        if key.strip() in params:  # else the last one silently won
+            raise EvaluationError(f"strategy {spec!r}: {key.strip()} given twice")
         try:
             params[key.strip()] = float(value)
         except ValueError:

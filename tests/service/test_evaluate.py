@@ -167,6 +167,7 @@ def test_a_strategy_with_other_parameters_is_replayed(tmp_path, capsys):
         (["--strategy", "Nope"], "strategy 'Nope':"),
         (["--strategy", "TopTwoThompson:beta=2"], "strategy 'TopTwoThompson:beta=2': beta"),
         (["--strategy", "TopTwoThompson:beta"], "write parameters as name=value"),
+        (["--strategy", "TopTwoThompson:beta=0.5,beta=0.6"], "': beta given twice"),
     ],
 )
 def test_bad_requests_are_one_line_naming_the_problem(tmp_path, capsys, args, message):
