@@ -598,7 +598,8 @@ def format_table(found: EndpointLog, rows: Sequence[PolicyEstimate]) -> str:
         f"({found.joined_by_id:,} by inference_id, {found.joined_by_user:,} by user, "
         f"{found.unattributed:,} unattributed{late})",
     ]
-    header = f"{'policy':<24} {'estimator':<9} {'value':>9} {'95% interval':>21} {'ESS':>10}"
+    width = max([24, *(len(row.policy) for row in rows)])  # a long strategy spec fits
+    header = f"{'policy':<{width}} {'estimator':<9} {'value':>9} {'95% interval':>21} {'ESS':>10}"
     notes: dict[str, int] = {}
     segment = None
     for row in rows:
@@ -608,7 +609,7 @@ def format_table(found: EndpointLog, rows: Sequence[PolicyEstimate]) -> str:
         e = row.estimate
         marks = "".join(f" [{notes.setdefault(w, len(notes) + 1)}]" for w in e.warnings)
         lines.append(
-            f"{row.policy:<24} {e.estimator:<9} {e.value:>9.4f} "
+            f"{row.policy:<{width}} {e.estimator:<9} {e.value:>9.4f} "
             f"{f'[{e.low:.4f}, {e.high:.4f}]':>21} {e.effective_sample_size:>10.0f}{marks}"
         )
     lines.extend(f"[{number}] {note}" for note, number in notes.items())

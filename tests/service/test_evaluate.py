@@ -160,6 +160,25 @@ def test_a_strategy_with_other_parameters_is_replayed(tmp_path, capsys):
     assert replayed[1]["value"] > 0
 
 
+def test_a_long_strategy_spec_keeps_the_table_s_columns(tmp_path, capsys):
+    # A policy name over 24 characters pushed its rows' columns right of the header's.
+    spec = "TopTwoThompson:beta=0.7,floor=0.05"
+    data = two_files(tmp_path)
+
+    code, out, err = run(capsys, "--data-dir", str(data), "--out", str(tmp_path / "o"),
+                         "--strategy", spec, "--batch-size", "2")  # fmt: skip
+
+    assert code == 0, err
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("policy "))
+    rows = [line for line in lines if line.split()[:1] in (["a"], ["b"], ["uniform"], [spec])]
+    assert len(rows) == 4 * 4
+    column = header.index("estimator")
+    for row in rows:  # the estimator under its heading, the ESS ending where its heading does
+        assert row[column - 1] == " " and row[column:].split()[0] in ("DM", "IPS", "SNIPS", "DR")
+        assert row[len(header) - 1].isdigit() and row[len(header) :][:1] in ("", " ")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
