@@ -147,6 +147,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from abtest.demo.simulation import (
         ApiClient,
         ApiError,
+        Interrupted,
         conversions_sent,
         counted,
         format_stats,
@@ -172,16 +173,23 @@ def _simulate(args: argparse.Namespace) -> int:
             if isinstance(world, TruthWorld):
                 world.check(args.endpoint, first)
             before = counted(first)
-            results = simulate(
-                client,
-                args.endpoint,
-                world,
-                users=args.users,
-                seed=args.seed,
-                progress=not args.no_progress,
-            )
-            expected = (before[0] + args.users, before[1] + conversions_sent(results))
-            stats = wait_for_counts(client, args.endpoint, expected, timeout=args.wait)
+            interrupted = False
+            try:
+                results = simulate(
+                    client,
+                    args.endpoint,
+                    world,
+                    users=args.users,
+                    seed=args.seed,
+                    progress=not args.no_progress,
+                )
+            except Interrupted as stop:  # Ctrl-C: the users served so far are kept
+                if not stop.results:
+                    raise
+                results, interrupted = stop.results, True
+            expected = (before[0] + len(results), before[1] + conversions_sent(results))
+            wait = 0.0 if interrupted else args.wait
+            stats = wait_for_counts(client, args.endpoint, expected, timeout=wait)
         except ApiError as error:
             print(f"abtest: the API refused a request: {error}", file=sys.stderr)
             return 1
@@ -211,6 +219,10 @@ def _simulate(args: argparse.Namespace) -> int:
         )
     print(f"results: {csv_path}")
     print("plots:   " + ", ".join(str(p) for p in figures))
+    if interrupted:
+        print(f"abtest: interrupted after {len(results)} of {args.users} users; the results "
+              "above are theirs", file=sys.stderr)  # fmt: skip
+        return 130
     return 0
 
 

@@ -144,6 +144,38 @@ def test_each_run_has_new_users_unless_a_seed_repeats_one(churn, tmp_path, capsy
     assert "note: 10 of 10 users already had a variant" in capsys.readouterr().out
 
 
+STOPPER = """\
+import itertools
+
+_CALLS = itertools.count(1)
+
+
+def reward(user_id, response):
+    if next(_CALLS) == 5:
+        raise KeyboardInterrupt  # Ctrl-C, as the fifth user's answer comes back
+    return 1.0
+"""
+
+
+def test_ctrl_c_keeps_the_results_of_the_users_served_so_far(
+    churn, tmp_path, capsys, monkeypatch
+) -> None:
+    # Ctrl-C ended the run with nothing written and nothing said: the users it had served
+    # (and the endpoint counted) were lost to the report.
+    (tmp_path / "ctrl_c_rewards.py").write_text(STOPPER)
+    monkeypatch.chdir(tmp_path)
+
+    code = _simulate(churn.url, tmp_path / "run", "--users", "50", "--seed", "29",
+                     "--reward-function", "ctrl_c_rewards:reward")  # fmt: skip
+
+    out, err = capsys.readouterr()
+    assert code == 130
+    assert err == "abtest: interrupted after 4 of 50 users; the results above are theirs\n"
+    rows = read_csv(tmp_path / "run" / "results.csv")
+    assert [r.user_id for r in rows] == [f"sim29-{n}" for n in range(4)]
+    assert f"results: {tmp_path / 'run' / 'results.csv'}" in out
+
+
 def test_nothing_listening_is_one_clear_line(tmp_path, capsys) -> None:
     with socket.socket() as probe:  # a port nothing listens on once it is closed
         probe.bind(("127.0.0.1", 0))
