@@ -52,7 +52,8 @@ def _serve(args: argparse.Namespace) -> int:
     from abtest.embedded.server import check_exposure, serve
     from abtest.embedded.wiring import Runtime
 
-    token = args.token or os.environ.get("ABTEST_TOKEN") or None
+    # An empty --token (`--token "$TOKEN"`, TOKEN unset) is refused, not served without one.
+    token = args.token if args.token is not None else os.environ.get("ABTEST_TOKEN") or None
     check_exposure(args.host, token)  # before the data dir is made: a refusal leaves none
     config = load_config(args.config)  # a bad config is said before the port is tried
     try:

@@ -305,8 +305,10 @@ def test_a_model_that_cannot_be_imported_fails_at_start(tmp_path: Path) -> None:
     [
         ({"A": "abtest.demo.reviews:no_such_model"}, (), "variants[0].model"),
         (None, ("--host", "0.0.0.0"), "--host 0.0.0.0 is reachable from other machines"),
+        # `--token "$TOKEN"` with TOKEN unset: taken as no token (on loopback, served so)
+        (None, ("--host", "0.0.0.0", "--token", ""), "the token is empty; give a secret string"),
     ],
-    ids=["a model that does not import", "a public host without a token"],
+    ids=["a model that does not import", "a public host without a token", "an empty token"],
 )
 def test_serve_refused_at_start_leaves_no_data_dir_behind(
     tmp_path: Path, capsys, monkeypatch, variants, options, reason
