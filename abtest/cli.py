@@ -441,12 +441,28 @@ ENDPOINT_ACTIONS = ("list", "show", "pause", "resume", "conclude", "retire-varia
 ENDPOINT_ACTIONS += ("add-variant", "weights")
 # Bad input the API refused (400, naming the field) exits as a usage error does.
 EXIT_BY_STATUS[400] = 2
+# The actions each option is for: given to another, it is refused, never ignored (a
+# `conclude --variant B` concluded with the decision's winner, whichever that was).
+OPTION_ACTIONS = {
+    "winner": ("conclude",),
+    "variant": ("retire-variant", "reinstate", "add-variant"),
+    "model": ("add-variant",),
+    "initial_weight": ("add-variant",),
+    "weight": ("weights",),
+    "reason": tuple(a for a in ENDPOINT_ACTIONS if a not in ("list", "show")),
+}
 
 
 def _endpoints(args: argparse.Namespace) -> int:
     from abtest.demo.simulation import ApiClient, ApiError
 
     auth, headers = _client_auth(args)
+    for option, actions in OPTION_ACTIONS.items():
+        if getattr(args, option) not in (None, "", []) and args.action not in actions:
+            flag = "--" + option.replace("_", "-")
+            print(f"abtest: endpoints {args.action}: {flag} is for {', '.join(actions)} only",
+                  file=sys.stderr)  # fmt: skip
+            return 2
     if args.action != "list" and not args.endpoint:
         print(f"abtest: endpoints {args.action}: give the endpoint name", file=sys.stderr)
         return 2

@@ -84,6 +84,33 @@ def test_unknown_endpoint_is_exit_3_and_no_name_is_exit_2(start_server, capsys) 
     assert code == 2 and "give the endpoint name" in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("conclude", "--variant", "Challenger1"), "conclude: --variant is for retire-variant, "),
+        (("pause", "--winner", "Challenger1"), "pause: --winner is for conclude only"),
+        (
+            ("retire-variant", "--variant", "A", "--initial-weight", "0"),
+            "retire-variant: --initial-weight is for add-variant only",
+        ),
+        (("show", "--reason", "why"), "show: --reason is for pause, resume, conclude, "),
+    ],
+)
+def test_an_option_for_another_action_is_refused_not_ignored(
+    start_server, capsys, argv, message
+) -> None:
+    # `conclude --variant Challenger1` concluded with the decision's winner, whichever it
+    # was: a final move the user did not name.
+    url = start_server().url
+    action, *options = argv
+
+    code, out, err = run(capsys, action, ENDPOINT, "--url", url, *options)
+
+    assert (code, out, err.count("\n")) == (2, "", 1)
+    assert err.startswith(f"abtest: endpoints {message}")
+    assert run(capsys, "show", ENDPOINT, "--url", url)[1].startswith(f"{ENDPOINT}: running")
+
+
 def test_a_url_with_a_wrong_path_is_exit_1_not_no_such_endpoint(start_server, capsys) -> None:
     # A 404 for the route (here /stats/admin/list) was exit 3, "no such endpoint".
     url = start_server().url
