@@ -254,6 +254,24 @@ def test_a_line_no_estimate_can_use_is_one_line_naming_the_file_and_line(
     assert not (tmp_path / "out").exists()
 
 
+def test_a_file_where_an_event_log_folder_goes_is_named(tmp_path, capsys):
+    # It was "abtest: [Errno 17] File exists: '.../events/sealed'", exit 1.
+    data = two_files(tmp_path)
+    sealed = data / "events" / "sealed"
+    for path in sealed.iterdir():
+        path.unlink()
+    sealed.rmdir()
+    sealed.write_text("")
+
+    code, _out, err = run(capsys, "--data-dir", str(data))
+
+    assert (code, err) == (
+        2,
+        f"abtest: config error: {sealed}: cannot make the event log's folder: {sealed} is a "
+        "file, not a folder\n",
+    )
+
+
 def test_a_data_dir_without_an_event_log_says_so(tmp_path, capsys):
     code, _out, err = run(capsys, "--data-dir", str(tmp_path / "missing"))
     assert (code, err) == (2, f"abtest: evaluate: no event log at {tmp_path}/missing/events\n")
