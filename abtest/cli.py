@@ -35,6 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Failed as error:
         print(f"abtest: {error}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader stopped (`abtest endpoints show ... | head`): end as a tool SIGPIPE
+        # ends, without a line about it, and without another at exit flushing stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except OSError as error:
         print(f"abtest: {error}", file=sys.stderr)
         return 1
@@ -43,21 +48,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from abtest.embedded.server import serve
+    from abtest.embedded.config import load_config
+    from abtest.embedded.server import check_exposure, serve
     from abtest.embedded.wiring import Runtime
 
+    # An empty --token (`--token "$TOKEN"`, TOKEN unset) is refused, not served without one.
+    token = args.token if args.token is not None else os.environ.get("ABTEST_TOKEN") or None
+    check_exposure(args.host, token)  # before the data dir is made: a refusal leaves none
+    config = load_config(args.config)  # a bad config is said before the port is tried
     try:
-        runtime = Runtime(args.config, args.data_dir)
         # uvicorn shuts down gracefully on SIGTERM, then re-raises it: end like Ctrl-C, exit 0
         # (and the supervisor of --workers stops its workers the same way).
         _stop_on_signals()
         # KeyboardInterrupt: re-raised by uvicorn after its graceful shutdown.
         with contextlib.suppress(KeyboardInterrupt):
             serve(
-                runtime,
+                lambda: Runtime(config, args.data_dir),
                 args.host,
                 args.port,
-                token=args.token or os.environ.get("ABTEST_TOKEN") or None,
+                token=token,
                 out=lambda line: print(line, flush=True),
                 workers=args.workers,
             )
@@ -122,6 +131,16 @@ def _store_advice(data_dir: Path, error: StoreUnavailableError) -> str:
     return f"cannot use the store in {data_dir}: {reason}; {advice}"
 
 
+def _check_out(folder: Path) -> None:
+    """`--out` can be a folder: said before the command serves users or reads a log,
+    which was otherwise done and lost (`File exists` once it came to write)."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"--out {folder}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {folder}: {existing} is not writable")
+
+
 def _simulate(args: argparse.Namespace) -> int:
     import httpx
 
@@ -129,6 +148,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from abtest.demo.simulation import (
         ApiClient,
         ApiError,
+        Interrupted,
         conversions_sent,
         counted,
         format_stats,
@@ -136,30 +156,41 @@ def _simulate(args: argparse.Namespace) -> int:
         wait_for_counts,
         write_csv,
     )
-    from abtest.demo.worlds import ScenarioError
+    from abtest.demo.worlds import ScenarioError, TruthWorld
 
+    _check_out(args.out)
     world = _world(args)
     auth, headers = _client_auth(args)
     with ApiClient(args.url, auth=auth, headers=headers) as client:
         try:
             try:
-                before = counted(client.stats(args.endpoint))
+                first = client.stats(args.endpoint)
             except ApiError as error:
-                if error.status != 404:
-                    raise
+                if error.status != 404 or not _names_endpoint(_answer_of(error.body)):
+                    raise  # another failure, or no such route: a wrong --url
                 print(f"abtest: endpoint {args.endpoint!r} is not served at {args.url}: {error}",
                       file=sys.stderr)  # fmt: skip
                 return 1
-            results = simulate(
-                client,
-                args.endpoint,
-                world,
-                users=args.users,
-                seed=args.seed,
-                progress=not args.no_progress,
-            )
-            expected = (before[0] + args.users, before[1] + conversions_sent(results))
-            stats = wait_for_counts(client, args.endpoint, expected, timeout=args.wait)
+            if isinstance(world, TruthWorld):
+                world.check(args.endpoint, first)
+            before = counted(first)
+            interrupted = False
+            try:
+                results = simulate(
+                    client,
+                    args.endpoint,
+                    world,
+                    users=args.users,
+                    seed=args.seed,
+                    progress=not args.no_progress,
+                )
+            except Interrupted as stop:  # Ctrl-C: the users served so far are kept
+                if not stop.results:
+                    raise
+                results, interrupted = stop.results, True
+            expected = (before[0] + len(results), before[1] + conversions_sent(results))
+            wait = 0.0 if interrupted else args.wait
+            stats = wait_for_counts(client, args.endpoint, expected, timeout=wait)
         except ApiError as error:
             print(f"abtest: the API refused a request: {error}", file=sys.stderr)
             return 1
@@ -189,6 +220,10 @@ def _simulate(args: argparse.Namespace) -> int:
         )
     print(f"results: {csv_path}")
     print("plots:   " + ", ".join(str(p) for p in figures))
+    if interrupted:
+        print(f"abtest: interrupted after {len(results)} of {args.users} users; the results "
+              "above are theirs", file=sys.stderr)  # fmt: skip
+        return 130
     return 0
 
 
@@ -269,6 +304,11 @@ def _served_endpoints(url: str, auth: Any, headers: dict[str, str]) -> list[str]
         names = [str(e["endpoint_name"]) for e in listed.raise_for_status().json()["endpoints"]]
         if names:
             return names
+    except httpx.TransportError as error:  # nothing answers: no name would help
+        raise _Failed(
+            f"nothing answers at {url}: {error or type(error).__name__}; start `abtest serve` "
+            "or check --url"
+        ) from None
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         pass
     try:
@@ -283,6 +323,7 @@ def _served_endpoints(url: str, auth: Any, headers: dict[str, str]) -> list[str]
 def _demo(args: argparse.Namespace) -> int:
     from abtest.demo import run_demo
 
+    _check_out(args.out)
     run_demo(args.out, users=args.users, seed=args.seed, progress=not args.no_progress)
     return 0
 
@@ -338,7 +379,7 @@ def _redrive_queue(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-
+    _check_out(args.out)
     if args.bucket:
         with _aws_errors("evaluate"):
             return _evaluate_log(args, *_bucket_log(args))
@@ -400,12 +441,28 @@ ENDPOINT_ACTIONS = ("list", "show", "pause", "resume", "conclude", "retire-varia
 ENDPOINT_ACTIONS += ("add-variant", "weights")
 # Bad input the API refused (400, naming the field) exits as a usage error does.
 EXIT_BY_STATUS[400] = 2
+# The actions each option is for: given to another, it is refused, never ignored (a
+# `conclude --variant B` concluded with the decision's winner, whichever that was).
+OPTION_ACTIONS = {
+    "winner": ("conclude",),
+    "variant": ("retire-variant", "reinstate", "add-variant"),
+    "model": ("add-variant",),
+    "initial_weight": ("add-variant",),
+    "weight": ("weights",),
+    "reason": tuple(a for a in ENDPOINT_ACTIONS if a not in ("list", "show")),
+}
 
 
 def _endpoints(args: argparse.Namespace) -> int:
     from abtest.demo.simulation import ApiClient, ApiError
 
     auth, headers = _client_auth(args)
+    for option, actions in OPTION_ACTIONS.items():
+        if getattr(args, option) not in (None, "", []) and args.action not in actions:
+            flag = "--" + option.replace("_", "-")
+            print(f"abtest: endpoints {args.action}: {flag} is for {', '.join(actions)} only",
+                  file=sys.stderr)  # fmt: skip
+            return 2
     if args.action != "list" and not args.endpoint:
         print(f"abtest: endpoints {args.action}: give the endpoint name", file=sys.stderr)
         return 2
@@ -427,20 +484,20 @@ def _endpoints(args: argparse.Namespace) -> int:
         if args.initial_weight is not None:
             body["initial_weight"] = args.initial_weight
     if args.action == "weights":
-        weights = _weights(args.weight or [])
-        if weights is None:
-            print("abtest: endpoints weights: give --weight VARIANT=WEIGHT", file=sys.stderr)
+        try:
+            body["weights"] = _weights(args.weight or [])
+        except ValueError as error:
+            print(f"abtest: endpoints weights: {error}", file=sys.stderr)
             return 2
-        body["weights"] = weights
     try:
         with ApiClient(args.url, auth=auth, headers=headers) as client:
             answer = client.admin(args.action, body)
     except ApiError as error:
-        try:
-            message = json.loads(error.body)["message"]
-        except (ValueError, KeyError, TypeError):
-            message = error.body[:200] or "no body"
+        refused = _answer_of(error.body)
+        message = refused.get("message") or error.body[:200] or "no body"
         print(f"abtest: HTTP {error.status}: {message}", file=sys.stderr)
+        if error.status == 404 and not _names_endpoint(refused):
+            return 1  # no such route (a wrong --url), not no such endpoint
         return EXIT_BY_STATUS.get(error.status, 1)
     except Exception as error:  # httpx's connection errors, a bad URL: one line, not a trace
         print(f"abtest: {args.url}: {error}", file=sys.stderr)
@@ -449,18 +506,42 @@ def _endpoints(args: argparse.Namespace) -> int:
     return 0
 
 
-def _weights(pairs: Sequence[str]) -> dict[str, float] | None:
-    """`VARIANT=WEIGHT` pairs as a dict; None if there are none or one is malformed."""
+def _answer_of(body: str) -> dict[str, Any]:
+    """An error answer's JSON object; empty if the body is none (a proxy's page)."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def _names_endpoint(answer: dict[str, Any]) -> bool:
+    """Whether an error answer is about `endpoint_name` (the API's 404 for an endpoint it
+    does not have), not about the route (a URL with a wrong path)."""
+    details = answer.get("details")
+    return isinstance(details, list) and any(
+        isinstance(d, dict) and d.get("field") == "endpoint_name" for d in details
+    )
+
+
+def _weights(pairs: Sequence[str]) -> dict[str, float]:
+    """`VARIANT=WEIGHT` pairs as a dict; a ValueError naming the pair at fault, if any."""
+    if not pairs:
+        raise ValueError("give --weight VARIANT=WEIGHT")
     weights: dict[str, float] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
+        name = name.strip()
         try:
-            weights[name.strip()] = float(value)
+            weight = float(value)
         except ValueError:
-            return None
-        if not sep or not name.strip():
-            return None
-    return weights or None
+            weight = math.nan
+        if not sep or not name or not math.isfinite(weight):
+            raise ValueError(f"--weight {pair!r}: expected VARIANT=WEIGHT, WEIGHT a number")
+        if name in weights:
+            raise ValueError(f"--weight: {name!r} given twice")
+        weights[name] = weight
+    return weights
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -53,6 +53,8 @@ MOVES: dict[State, dict[Action, State]] = {
     State.CONCLUDED: {},  # final: a new experiment is a new endpoint
 }
 
+# How a 409 names a change of the variants it refuses, where the action's name reads badly.
+_CHANGES = {Action.RETIRE_VARIANT: "retire a variant", Action.REINSTATE: "reinstate a variant"}
 # The actor of changes made on the embedded server without a token.
 LOCAL_ACTOR = "local"
 # The actor of a conclusion aggregation made on its own (the endpoint's `auto_conclude`).
@@ -113,13 +115,8 @@ class Lifecycle:
     ) -> Lifecycle:
         """The lifecycle after `action`, or a 409 naming the state and the allowed moves;
         `promotion` is PENDING for a conclusion the model host must follow."""
+        self._movable(endpoint_name, action)
         allowed = MOVES[self.state]
-        if action not in allowed:
-            moves = self._pending_move or ", ".join(allowed) or "none (concluded is final)"
-            raise ConflictError(
-                f"{endpoint_name!r} is {self.state}: cannot {action}; allowed: {moves}",
-                details=[{"field": "state", "message": f"{self.state}; allowed: {moves}"}],
-            )
         return replace(
             self,
             state=allowed[action],
@@ -127,6 +124,26 @@ class Lifecycle:
             version=self.version + 1,
             promotion=promotion if action is Action.CONCLUDE else None,
         )
+
+    def check(self, endpoint_name: str, action: Action) -> None:
+        """A 409 naming the state unless `action` is legal in it. Checked before the
+        action's own input, so that a change no input could make is refused as such, not
+        as if another winner or variant would do (a conclusion of a concluded endpoint
+        was told to name a winner)."""
+        if action in VARIANT_ACTIONS:
+            self._not_concluded(endpoint_name, _CHANGES.get(action, action))
+        else:
+            self._movable(endpoint_name, action)
+
+    def _movable(self, endpoint_name: str, action: Action) -> None:
+        """A 409 naming the state and the allowed moves unless `action` is one of them."""
+        allowed = MOVES[self.state]
+        if action not in allowed:
+            moves = self._pending_move or ", ".join(allowed) or "none (concluded is final)"
+            raise ConflictError(
+                f"{endpoint_name!r} is {self.state}: cannot {action}; allowed: {moves}",
+                details=[{"field": "state", "message": f"{self.state}; allowed: {moves}"}],
+            )
 
     @property
     def _pending_move(self) -> str:
@@ -142,7 +159,7 @@ class Lifecycle:
 
     def retiring(self, endpoint_name: str, variant: str) -> Lifecycle:
         """The lifecycle with `variant` retired; 409 once concluded (the winner serves all)."""
-        self._not_concluded(endpoint_name, "retire a variant")
+        self._not_concluded(endpoint_name, _CHANGES[Action.RETIRE_VARIANT])
         return replace(self, retired=(*self.retired, variant), version=self.version + 1)
 
     def adding(self, endpoint_name: str, variant: str, model: str | None) -> Lifecycle:
@@ -188,7 +205,7 @@ class Lifecycle:
     def reinstating(self, endpoint_name: str, variant: str, baseline: dict[str, int]) -> Lifecycle:
         """The lifecycle with `variant` reinstated at its guardrail counters `baseline`; 409
         once concluded (the winner serves all)."""
-        self._not_concluded(endpoint_name, "reinstate a variant")
+        self._not_concluded(endpoint_name, _CHANGES[Action.REINSTATE])
         reinstated = {**self.reinstated, variant: dict(baseline)}
         return replace(self, reinstated=reinstated, version=self.version + 1)
 

@@ -572,6 +572,13 @@ def evaluate_policies(
     results = {}
     for name, s in sums.items():
         common: list[str] = []
+        policy = policies[name]
+        if isinstance(policy, Replay) and policy.batch_size >= n:
+            common.append(
+                f"replayed in one batch of {policy.batch_size} for {n} events: it never saw a "
+                "reward, so it plays its allocation without data (the uniform split) "
+                "throughout; give a smaller batch size"
+            )
         unserved = [variants[j] for j in range(k) if unserved_variants[j] and s.target[j] > 0.0]
         if unserved:
             common.append(

@@ -34,6 +34,14 @@ class ApiError(Exception):
         self.body = body
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; `results` holds the users it finished, for the caller to keep."""
+
+    def __init__(self, results: list[UserResult]) -> None:
+        super().__init__()
+        self.results = results
+
+
 @dataclass(frozen=True, slots=True)
 class UserResult:
     user: int
@@ -166,35 +174,39 @@ def simulate(
     results: list[UserResult] = []
     started = time.monotonic()
     bar = tqdm(range(users), desc="users", unit="user", disable=not progress)
-    for user in bar:
-        user_id = f"{prefix}-{user}"
-        visit = world.visit(user_id, rng)
-        response = client.invocation(
-            {
-                "endpoint_name": endpoint_name,
-                "user_id": user_id,
-                "content_type": visit.content_type,
-                "data": visit.data,
-            }
-        )
-        reward = visit.reward(response)
-        if reward > 0:
-            client.conversion({**response, "reward": reward})
-        results.append(
-            UserResult(
-                user=user,
-                user_id=response["user_id"],
-                inference_id=response["inference_id"],
-                variant=response["endpoint_variant"],
-                strategy=response["strategy"],
-                assignment=response["assignment"],
-                propensity=response["propensity"],
-                reward=reward,
-                seconds=round(time.monotonic() - started, 4),
+    try:
+        for user in bar:
+            user_id = f"{prefix}-{user}"
+            visit = world.visit(user_id, rng)
+            response = client.invocation(
+                {
+                    "endpoint_name": endpoint_name,
+                    "user_id": user_id,
+                    "content_type": visit.content_type,
+                    "data": visit.data,
+                }
             )
-        )
-        if until is not None and until(results):
-            break
+            reward = visit.reward(response)
+            if reward > 0:
+                client.conversion({**response, "reward": reward})
+            results.append(
+                UserResult(
+                    user=user,
+                    user_id=response["user_id"],
+                    inference_id=response["inference_id"],
+                    variant=response["endpoint_variant"],
+                    strategy=response["strategy"],
+                    assignment=response["assignment"],
+                    propensity=response["propensity"],
+                    reward=reward,
+                    seconds=round(time.monotonic() - started, 4),
+                )
+            )
+            if until is not None and until(results):
+                break
+    except KeyboardInterrupt:
+        bar.close()
+        raise Interrupted(results) from None
     bar.close()  # also when `until` ended the run sooner
     return results
 

@@ -90,6 +90,28 @@ class TruthWorld:
     truth: Mapping[str, Distribution]
     data: Any = None
     content_type: str = "application/json"
+    source: str = "--truth"  # where the truth was given, for its errors
+
+    def check(self, endpoint_name: str, stats: Mapping[str, Any]) -> None:
+        """Before the first user, the truth against the endpoint's `/stats`: a ConfigError
+        for a name that is no variant of it (a typo, and a best mean no variant has for
+        the regret plot) or a variant new users get that has none (the run would stop
+        there, its first users already served and counted)."""
+        variants = [m["variant_name"] for m in stats["variant_metrics"]]
+        unknown = [name for name in self.truth if name not in variants]
+        if unknown:
+            raise ConfigError(
+                f"{self.source}: {', '.join(map(repr, unknown))}: not a variant of "
+                f"{endpoint_name!r} (variants: {', '.join(variants)})"
+            )
+        missing = [
+            v for v, share in stats["allocation"].items() if share > 0 and v not in self.truth
+        ]
+        if missing:
+            raise ConfigError(
+                f"{self.source}: none for {', '.join(map(repr, missing))}, which new users of "
+                f"{endpoint_name!r} get; give one for each variant"
+            )
 
     @property
     def means(self) -> dict[str, float]:
@@ -209,7 +231,7 @@ def load_scenario(path: str | Path) -> World:
     if not isinstance(table, dict) or not table:
         raise ConfigError(f"{path}: truth: must be a table with one entry per variant")
     truth = {name: _distribution(f"{path}: truth.{name}", value) for name, value in table.items()}
-    return TruthWorld(truth, data, content_type)
+    return TruthWorld(truth, data, content_type, source=f"{path}: truth")
 
 
 def function_world(

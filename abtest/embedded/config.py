@@ -251,6 +251,12 @@ def _load_file(path: Path) -> tuple[EventLogSettings | None, list[EndpointSpec]]
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
     # `[[endpoints]]` makes it a file of several endpoints; otherwise the one-endpoint form.
     model: type[ConfigFile | EndpointsFile] = EndpointsFile if "endpoints" in raw else ConfigFile
+    both = [key for key in ("endpoint", "variants") if "endpoints" in raw and key in raw]
+    if both:  # else told that `endpoint` is an unknown key, and endpoints[0] misses variants
+        raise ConfigError(
+            f"{path}: {both[0]}: beside [[endpoints]]; a file holds one endpoint ([endpoint] "
+            "and [[variants]]) or several ([[endpoints]], each with [[endpoints.variants]])"
+        )
     try:
         file = model.model_validate(raw)
     except ValidationError as error:

@@ -45,8 +45,11 @@ class DashboardProxy:
     ) -> None:
         self.upstream = url.rstrip("/")
         self.endpoints = list(endpoints)
+        try:
+            self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
+        except OSError as error:  # as `abtest serve` says it
+            raise OSError(f"cannot listen on 127.0.0.1:{port}: {error.strerror or error}") from None
         self._client = httpx.Client(auth=auth, headers=headers, timeout=UPSTREAM_TIMEOUT_SECONDS)
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

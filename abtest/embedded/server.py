@@ -500,7 +500,7 @@ def uvicorn_server(app: AbtestApp, on_started: Callable[[], None] | None = None)
 
 
 def serve(
-    runtime: Runtime,
+    make_runtime: Callable[[], Runtime],
     host: str = "127.0.0.1",
     port: int = 8080,
     *,
@@ -510,10 +510,16 @@ def serve(
 ) -> None:
     """Run until SIGINT/SIGTERM (uvicorn's handlers), then seal and aggregate the buffer.
 
-    The line naming the URL is printed once requests are answered: by this process, or
-    with `workers` > 1 by each of that many processes (`abtest.embedded.workers`)."""
+    The runtime is made once the port is bound, so that a port in use leaves no data dir
+    behind. The line naming the URL is printed once requests are answered: by this
+    process, or with `workers` > 1 by each of that many (`abtest.embedded.workers`)."""
     check_exposure(host, token)
     sock = bind(host, port)
+    try:
+        runtime = make_runtime()
+    except BaseException:
+        sock.close()
+        raise
     try:
         runtime.start()
         settle_serving_process()

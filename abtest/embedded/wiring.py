@@ -64,16 +64,17 @@ class Runtime:
         --workers`), started after the one that owns it: see `abtest.embedded.workers`."""
         self.config = config if isinstance(config, AbtestConfig) else load_config(config)
         self.data_dir = Path(data_dir)
-        try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise ConfigError(f"{self.data_dir}: cannot create data dir: {error}") from None
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
         specs = self.config.endpoints
         self.assignment_ttl_seconds = {e.endpoint_name: e.assignment_ttl_seconds for e in specs}
         self.telemetry = CountingTelemetry()
         self.models = EndpointModels({e.endpoint_name: self._local_models(e, rng) for e in specs})
+        # Only once every model imports: a config refused leaves no data dir behind.
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(f"{self.data_dir}: cannot create data dir: {error}") from None
         self.model_host = LocalModelHost()  # nothing to promote a winner in
         self.store = SqliteStore(self.data_dir / STORE_NAME)
         self.history = self.store  # its own tables in the same file

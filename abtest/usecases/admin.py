@@ -169,6 +169,7 @@ class ChangeLifecycle:
             raise lost_race(name)
         if change.action is Action.CONCLUDE and before.promotion is Promotion.PENDING:
             return self._promote(before, self._pending_winner(endpoint, change.winner), change)
+        before.check(name, change.action)  # the state first: 409 whatever the input
         winner = None
         new_variant = None
         details: dict[str, Any] = {}
@@ -316,13 +317,22 @@ class ChangeLifecycle:
         return variant
 
     def _winner(self, endpoint: Endpoint, named: str | None) -> str:
-        """The variant named, or the decision's current winner; 409 if there is none."""
+        """The variant named, or the decision's current winner; 409 if there is none, or
+        the one named is retired (its model may be gone with the config that dropped it:
+        the concluded endpoint, which cannot move on, would fail every call)."""
         if named is not None:
             if named not in endpoint.variant_names:
                 raise ConflictError(
                     f"winner: {named!r} is not a variant of {endpoint.endpoint_name!r} "
                     f"(variants: {', '.join(endpoint.variant_names)})",
                     details=[{"field": "winner", "message": "not on the endpoint"}],
+                )
+            if named in endpoint.lifecycle.retired:
+                serving = ", ".join(v.variant_name for v in endpoint.serving_variants)
+                raise ConflictError(
+                    f"winner: {named!r} is retired on {endpoint.endpoint_name!r}: it serves no "
+                    f"one, so it cannot serve everyone (serving: {serving})",
+                    details=[{"field": "winner", "message": "retired"}],
                 )
             return named
         decision = figures_of(endpoint).decision

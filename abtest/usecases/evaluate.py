@@ -178,20 +178,16 @@ def read_endpoint_log(
                 endpoints.add(event.get("endpoint_name"))
                 if event.get("endpoint_name") != endpoint:
                     continue
-                if event["type"] == CONVERSION:
-                    writer.conversion(event)
-                    continue
-                kind = event["assignment"]
-                if kind == AssignmentKind.NEW:
-                    if event["propensity"] is None:
-                        raise EvaluationError(
-                            f"{key} line {number}: an assignment of {endpoint} was logged "
-                            "without a propensity; off-policy estimates need every one"
-                        )
-                    variant = variants.setdefault(event["variant_name"], len(variants))
-                    writer.assignment(position, event, variant)  # found by its id too
-                elif kind == AssignmentKind.EXISTING:
-                    writer.invocation(position, event)
+                try:
+                    _store(writer, variants, position, event, endpoint)
+                except EvaluationError as error:
+                    raise EvaluationError(f"{key} line {number}: {error}") from None
+                except (KeyError, TypeError, ValueError) as error:
+                    what = f"no {error.args[0]}" if isinstance(error, KeyError) else error
+                    raise EvaluationError(
+                        f"{key} line {number}: an event of {endpoint} this version cannot "
+                        f"read ({what})"
+                    ) from None
             tick()
         writer.flush()
         db.executescript(_INDEXES)
@@ -208,6 +204,35 @@ def read_endpoint_log(
         folder.cleanup()
         raise
     return found
+
+
+def _store(
+    writer: _Writer, variants: dict[str, int], position: int, event: dict, endpoint: str
+) -> None:
+    """One event of the endpoint into `writer`: an EvaluationError for an assignment whose
+    propensity no estimate can weigh by (the caller names the file and line)."""
+    if event["type"] == CONVERSION:
+        writer.conversion(event)
+        return
+    kind = event["assignment"]
+    if kind == AssignmentKind.NEW:
+        propensity = event["propensity"]
+        if propensity is None:
+            raise EvaluationError(
+                f"an assignment of {endpoint} was logged without a propensity; off-policy "
+                "estimates need every one"
+            )
+        if isinstance(propensity, bool) or not isinstance(propensity, int | float):
+            raise EvaluationError(f"propensity {propensity!r} is not a number")
+        if not 0 < propensity <= 1:
+            raise EvaluationError(
+                f"an assignment of {endpoint} was logged with propensity {propensity!r}, "
+                "not in (0, 1]"
+            )
+        variant = variants.setdefault(event["variant_name"], len(variants))
+        writer.assignment(position, event, variant)  # found by its id too
+    elif kind == AssignmentKind.EXISTING:
+        writer.invocation(position, event)
 
 
 class _Writer:
@@ -470,6 +495,8 @@ def _strategy(spec: str) -> bandit.Strategy:
             raise EvaluationError(
                 f"strategy {spec!r}: write parameters as name=value, got {item!r}"
             )
+        if key.strip() in params:  # else the last one silently won
+            raise EvaluationError(f"strategy {spec!r}: {key.strip()} given twice")
         try:
             params[key.strip()] = float(value)
         except ValueError:
@@ -571,7 +598,8 @@ def format_table(found: EndpointLog, rows: Sequence[PolicyEstimate]) -> str:
         f"({found.joined_by_id:,} by inference_id, {found.joined_by_user:,} by user, "
         f"{found.unattributed:,} unattributed{late})",
     ]
-    header = f"{'policy':<24} {'estimator':<9} {'value':>9} {'95% interval':>21} {'ESS':>10}"
+    width = max([24, *(len(row.policy) for row in rows)])  # a long strategy spec fits
+    header = f"{'policy':<{width}} {'estimator':<9} {'value':>9} {'95% interval':>21} {'ESS':>10}"
     notes: dict[str, int] = {}
     segment = None
     for row in rows:
@@ -581,7 +609,7 @@ def format_table(found: EndpointLog, rows: Sequence[PolicyEstimate]) -> str:
         e = row.estimate
         marks = "".join(f" [{notes.setdefault(w, len(notes) + 1)}]" for w in e.warnings)
         lines.append(
-            f"{row.policy:<24} {e.estimator:<9} {e.value:>9.4f} "
+            f"{row.policy:<{width}} {e.estimator:<9} {e.value:>9.4f} "
             f"{f'[{e.low:.4f}, {e.high:.4f}]':>21} {e.effective_sample_size:>10.0f}{marks}"
         )
     lines.extend(f"[{number}] {note}" for note, number in notes.items())

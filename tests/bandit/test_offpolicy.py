@@ -170,6 +170,22 @@ def test_the_strategy_replay_allocates_as_the_strategy_would_at_each_refresh():
     )
 
 
+@pytest.mark.parametrize(("batch_size", "warned"), [(250, True), (1000, True), (249, False)])
+def test_a_replay_in_one_batch_warns_that_it_never_saw_a_reward(batch_size, warned):
+    # A log shorter than the batch replays the allocation without data throughout: the
+    # uniform split's estimates under the strategy's name (`abtest evaluate`'s default
+    # batch of 1,000 on a log of 600 gave every strategy the uniform row's values).
+    log = random_log(250, seed=2)
+
+    estimates = evaluate(log, Replay(ThompsonSampling(), batch_size=batch_size))
+
+    note = f"replayed in one batch of {batch_size} for 250 events: it never saw a reward"
+    for e in estimates:
+        assert any(w.startswith(note) for w in e.warnings) is warned, e.warnings
+    if warned:
+        assert [e.value for e in estimates] == [e.value for e in evaluate(log, "uniform")]
+
+
 def test_a_starved_variant_warns_with_the_reason():
     log = Log.of(("a", "b"), ["a"] * 199 + ["b"], [0.0] * 199 + [1.0], [0.999] * 199 + [0.001])
     dm, ips, snips, dr = evaluate(log, "b")

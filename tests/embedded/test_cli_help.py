@@ -67,3 +67,27 @@ def test_a_number_out_of_range_is_a_usage_error_naming_its_option(
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert f"argument {option}: must be" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["simulate", "--url", "http://127.0.0.1:9", "--endpoint", "e", "--truth", "A=0.1"],
+        ["evaluate", "--endpoint", "e", "--data-dir", "."],
+        ["demo"],
+    ],
+    ids=["simulate", "evaluate", "demo"],
+)
+def test_an_out_that_cannot_be_a_folder_is_said_before_any_work(
+    argv: list[str], tmp_path, capsys
+) -> None:
+    # It was `abtest: [Errno 17] File exists: 'results'`, naming no option, and for
+    # simulate and evaluate only once the users were served (and counted) or the log
+    # read: their results lost.
+    taken = tmp_path / "results"
+    taken.write_text("")
+
+    code = main([*argv, "--no-progress", "--out", str(taken / "run")])
+
+    err = capsys.readouterr().err
+    assert (code, err) == (2, f"abtest: config error: --out {taken}/run: {taken} is not a folder\n")

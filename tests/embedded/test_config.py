@@ -264,6 +264,12 @@ def test_strategy_params_and_the_older_epsilon_key_both_configure_the_strategy(
         ('[[variants]]\nname = "A"\nmodel = "m:f"\n', "endpoint: missing"),
         ('[endpoint]\nname = "e1"\n', "variants: missing"),
         (
+            '[endpoint]\nname = "e1"\n[[variants]]\nname = "A"\nmodel = "m:f"\n'
+            '[[endpoints]]\nname = "e2"\n',
+            r"endpoint: beside \[\[endpoints\]\]; a file holds one endpoint \(\[endpoint\] and "
+            r"\[\[variants\]\]\) or several",
+        ),
+        (
             '[endpoint]\nname = "e1"\n'
             '[[variants]]\nname = "A"\nmodel = "m:f"\ninitial_weight = 0\n',
             "all be 0",
@@ -298,6 +304,34 @@ def test_a_model_that_cannot_be_imported_fails_at_start(tmp_path: Path) -> None:
     assert str(path) in message
     assert "variants[1].model" in message
     assert "no_such_model" in message
+
+
+@pytest.mark.parametrize(
+    ("variants", "options", "reason"),
+    [
+        ({"A": "abtest.demo.reviews:no_such_model"}, (), "variants[0].model"),
+        (None, ("--host", "0.0.0.0"), "--host 0.0.0.0 is reachable from other machines"),
+        # `--token "$TOKEN"` with TOKEN unset: taken as no token (on loopback, served so)
+        (None, ("--host", "0.0.0.0", "--token", ""), "the token is empty; give a secret string"),
+    ],
+    ids=["a model that does not import", "a public host without a token", "an empty token"],
+)
+def test_serve_refused_at_start_leaves_no_data_dir_behind(
+    tmp_path: Path, capsys, monkeypatch, variants, options, reason
+) -> None:
+    # A typo in the config (or a host needing a token) made an empty `abtest-data/` first.
+    from abtest.cli import main
+
+    monkeypatch.delenv("ABTEST_TOKEN", raising=False)
+    config = write_config(tmp_path, variants=variants)
+    data_dir = tmp_path / "data"
+
+    code = main(["serve", "--config", str(config), "--data-dir", str(data_dir), *options])
+
+    err = capsys.readouterr().err
+    assert (code, err.count("\n")) == (2, 1)
+    assert err.startswith("abtest: config error: ") and reason in err
+    assert not data_dir.exists()
 
 
 @pytest.mark.parametrize(

@@ -201,6 +201,18 @@ def test_pause_resume_conclude_through_the_page(page, server) -> None:
     assert failures == []
 
 
+def test_a_retired_variant_is_not_offered_as_the_winner(page, server) -> None:
+    # The server refuses it (409 naming winner); the page offered every variant.
+    admin(server, "retire-variant", variant="Challenger1")
+
+    page.goto(f"{server.url}/dashboard")
+    page.wait_for_function("Number(document.body.dataset.refreshed || 0) >= 1")
+
+    lifecycle = page.locator(f"section[data-endpoint='{ENDPOINT}'] .lifecycle")
+    options = lifecycle.locator("select[data-field='winner'] option").all_text_contents()
+    assert [o for o in options if not o.startswith("the decision's")] == ["Champion1"]
+
+
 def test_with_a_token_the_page_acts_as_the_token(page, guarded) -> None:
     # GIVEN a server with a token, opened as /dashboard#token=TOKEN
     page.goto(f"{guarded.url}/dashboard#token={TOKEN}")

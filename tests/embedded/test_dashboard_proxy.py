@@ -7,8 +7,11 @@ from __future__ import annotations
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -117,10 +120,55 @@ def test_an_api_that_does_not_answer_is_a_502_naming_it() -> None:
     assert answer.status_code == 502 and upstream in answer.json()["message"]
 
 
+class _Refusing(BaseHTTPRequestHandler):
+    """An API that answers every request 403: it names no endpoint."""
+
+    def do_GET(self) -> None:
+        self.send_error(403)
+
+    do_POST = do_GET
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 def test_the_command_needs_an_endpoint_where_the_api_names_none(capsys) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert main(["dashboard", "--url", url, "--port", "0"]) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "--endpoint: give the endpoint's name" in capsys.readouterr().err
+
+
+def test_the_command_says_when_nothing_answers_at_the_url(capsys) -> None:
+    # It said "--endpoint: give the endpoint's name", exit 2: no name would have helped.
     url = f"http://127.0.0.1:{closed_port()}"
-    assert main(["dashboard", "--url", url, "--port", "0"]) == 2
-    assert "--endpoint" in capsys.readouterr().err
+
+    assert main(["dashboard", "--url", url, "--port", "0"]) == 1
+
+    err = capsys.readouterr().err
+    assert err.startswith(f"abtest: nothing answers at {url}: ") and err.count("\n") == 1
+    assert err.rstrip().endswith("start `abtest serve` or check --url")
+
+
+def test_a_local_port_in_use_is_named(capsys) -> None:
+    # It was "abtest: [Errno 98] Address already in use", naming no address.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        url = f"http://127.0.0.1:{closed_port()}"
+        code = main(["dashboard", "--url", url, "--endpoint", ENDPOINT, "--port", str(port)])
+
+    err = capsys.readouterr().err
+    assert (code, err) == (
+        1,
+        f"abtest: cannot listen on 127.0.0.1:{port}: Address already in use\n",
+    )
 
 
 @pytest.mark.slow  # a process

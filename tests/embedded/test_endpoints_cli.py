@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -12,7 +15,7 @@ from abtest.cli import main
 from abtest.embedded.server import EmbeddedServer
 from abtest.embedded.wiring import Runtime
 from abtest.errors import ModelHostUnavailableError
-from tests.embedded.helpers import ENDPOINT, write_config
+from tests.embedded.helpers import ABTEST, ENDPOINT, REPO, write_config
 
 TOKEN = "cli-s3cret"
 
@@ -79,6 +82,45 @@ def test_unknown_endpoint_is_exit_3_and_no_name_is_exit_2(start_server, capsys) 
 
     code, _, err = run(capsys, "pause", "--url", url)
     assert code == 2 and "give the endpoint name" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("conclude", "--variant", "Challenger1"), "conclude: --variant is for retire-variant, "),
+        (("pause", "--winner", "Challenger1"), "pause: --winner is for conclude only"),
+        (
+            ("retire-variant", "--variant", "A", "--initial-weight", "0"),
+            "retire-variant: --initial-weight is for add-variant only",
+        ),
+        (("show", "--reason", "why"), "show: --reason is for pause, resume, conclude, "),
+    ],
+)
+def test_an_option_for_another_action_is_refused_not_ignored(
+    start_server, capsys, argv, message
+) -> None:
+    # `conclude --variant Challenger1` concluded with the decision's winner, whichever it
+    # was: a final move the user did not name.
+    url = start_server().url
+    action, *options = argv
+
+    code, out, err = run(capsys, action, ENDPOINT, "--url", url, *options)
+
+    assert (code, out, err.count("\n")) == (2, "", 1)
+    assert err.startswith(f"abtest: endpoints {message}")
+    assert run(capsys, "show", ENDPOINT, "--url", url)[1].startswith(f"{ENDPOINT}: running")
+
+
+def test_a_url_with_a_wrong_path_is_exit_1_not_no_such_endpoint(start_server, capsys) -> None:
+    # A 404 for the route (here /stats/admin/list) was exit 3, "no such endpoint".
+    url = start_server().url
+
+    code, _, err = run(capsys, "show", ENDPOINT, "--url", f"{url}/stats")
+
+    assert code == 1
+    assert (
+        err.startswith("abtest: HTTP 404: no route POST /stats/admin/show") and err.count("\n") == 1
+    )
 
 
 @pytest.fixture
@@ -236,7 +278,16 @@ def test_weights_set_by_hand_and_their_exit_codes(start_server, capsys) -> None:
     url = start_server(strategy="WeightedSampling").url
 
     assert run(capsys, "weights", ENDPOINT, "--url", url)[0] == 2  # no --weight
-    assert run(capsys, "weights", ENDPOINT, "--url", url, "--weight", "Champion1")[0] == 2
+    for bad in ("Champion1", "Champion1=abc", "Champion1=nan", "=2"):
+        code, _, err = run(capsys, "weights", ENDPOINT, "--url", url, "--weight", bad)
+        assert (code, err) == (
+            2,
+            f"abtest: endpoints weights: --weight {bad!r}: expected VARIANT=WEIGHT, "
+            "WEIGHT a number\n",
+        )
+    twice = ("--weight", "Champion1=2", "--weight", "Champion1=3")
+    code, _, err = run(capsys, "weights", ENDPOINT, "--url", url, *twice)
+    assert (code, err) == (2, "abtest: endpoints weights: --weight: 'Champion1' given twice\n")
     code, _, err = run(capsys, "weights", ENDPOINT, "--url", url, "--weight", "Nope=1")
     assert code == 2 and "HTTP 400" in err and "weights" in err
 
@@ -292,3 +343,27 @@ def test_a_demoted_variant_is_marked_with_why_and_reinstated(start_server, capsy
     assert "Challenger1 demoted: error rate 100.0% over 10 calls" in out
     code, out, _ = run(capsys, *reinstate, "--variant", "Challenger1", "--reason", "fixed")
     assert code == 0 and "(demoted)" not in out
+
+
+def test_a_reader_that_stops_ends_it_quietly_after_the_change(start_server) -> None:
+    # `abtest endpoints pause ... | head -1`: the pause is made, then the table meets a
+    # closed pipe; that was `abtest: [Errno 32] Broken pipe` and exit 1, as a failure is.
+    url = start_server().url
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written
+    try:
+        result = subprocess.run(
+            [*ABTEST, "endpoints", "pause", ENDPOINT, "--url", url],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+    finally:
+        os.close(write)
+
+    assert (result.returncode, result.stderr) == (128 + signal.SIGPIPE, "")
+    assert httpx.post(f"{url}/admin/show", json={"endpoint_name": ENDPOINT}).json()["state"] == (
+        "paused"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -61,3 +62,25 @@ def test_a_database_that_cannot_be_opened_is_one_line_saying_what_to_do(tmp_path
     assert str(data_dir) in lines[0]
     assert "unable to open database file" in lines[0]
     assert "writable" in lines[0]
+
+
+def test_a_port_in_use_is_one_line_and_leaves_no_data_dir(tmp_path: Path) -> None:
+    # The data dir (database and event folders) was made before the port was tried.
+    data_dir = tmp_path / "data"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*ABTEST, "serve", "--config", str(write_config(tmp_path)), "--port", str(port),
+             "--data-dir", str(data_dir)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+
+    assert (result.returncode, result.stderr) == (
+        1,
+        f"abtest: cannot listen on 127.0.0.1:{port}: Address already in use\n",
+    )
+    assert not data_dir.exists()

@@ -345,7 +345,8 @@ def write(folder: Path, name: str, text: str) -> Path:
         (
             {"x.toml": ALPHA + '[endpoint]\nname = "e1"\n'},
             "x.toml",
-            "endpoint: unknown key (known: endpoints, event_log)",
+            "endpoint: beside [[endpoints]]; a file holds one endpoint ([endpoint] and "
+            "[[variants]]) or several",
         ),
         # the event log is the server's: files that set it must agree
         (

@@ -20,6 +20,7 @@ from abtest.embedded.config import load_config
 from abtest.embedded.server import EmbeddedServer
 from abtest.embedded.wiring import Runtime
 from abtest.errors import ConfigError
+from tests.embedded.helpers import logged_events
 
 ENDPOINT = "churn-offers"
 VARIANTS = ("Baseline", "Tuned", "Deep")
@@ -143,6 +144,38 @@ def test_each_run_has_new_users_unless_a_seed_repeats_one(churn, tmp_path, capsy
     assert "note: 10 of 10 users already had a variant" in capsys.readouterr().out
 
 
+STOPPER = """\
+import itertools
+
+_CALLS = itertools.count(1)
+
+
+def reward(user_id, response):
+    if next(_CALLS) == 5:
+        raise KeyboardInterrupt  # Ctrl-C, as the fifth user's answer comes back
+    return 1.0
+"""
+
+
+def test_ctrl_c_keeps_the_results_of_the_users_served_so_far(
+    churn, tmp_path, capsys, monkeypatch
+) -> None:
+    # Ctrl-C ended the run with nothing written and nothing said: the users it had served
+    # (and the endpoint counted) were lost to the report.
+    (tmp_path / "ctrl_c_rewards.py").write_text(STOPPER)
+    monkeypatch.chdir(tmp_path)
+
+    code = _simulate(churn.url, tmp_path / "run", "--users", "50", "--seed", "29",
+                     "--reward-function", "ctrl_c_rewards:reward")  # fmt: skip
+
+    out, err = capsys.readouterr()
+    assert code == 130
+    assert err == "abtest: interrupted after 4 of 50 users; the results above are theirs\n"
+    rows = read_csv(tmp_path / "run" / "results.csv")
+    assert [r.user_id for r in rows] == [f"sim29-{n}" for n in range(4)]
+    assert f"results: {tmp_path / 'run' / 'results.csv'}" in out
+
+
 def test_nothing_listening_is_one_clear_line(tmp_path, capsys) -> None:
     with socket.socket() as probe:  # a port nothing listens on once it is closed
         probe.bind(("127.0.0.1", 0))
@@ -164,22 +197,58 @@ def test_an_unknown_endpoint_is_one_clear_line(churn, tmp_path, capsys) -> None:
     assert error.count("\n") == 1
 
 
-@pytest.mark.parametrize(
-    ("options", "message"),
-    [
-        (("--truth", "Baseline=0.1", "--truth", "Tuned=0.1"), "variant 'Deep', which has no truth"),
-        ((), "the reviews scenario needs the demo's models"),
-    ],
-    ids=["a variant without truth", "the demo's world on another endpoint"],
-)
-def test_a_truth_that_does_not_fit_the_endpoint_is_one_clear_line(
-    churn, tmp_path, capsys, options, message
-) -> None:
-    # Thompson's warm-up spreads the first users over all three variants, Deep among them.
-    code = _simulate(churn.url, tmp_path / "run", "--users", "30", "--seed", "8", *options)
+def test_the_demo_s_world_on_another_endpoint_is_one_clear_line(churn, tmp_path, capsys) -> None:
+    code = _simulate(churn.url, tmp_path / "run", "--users", "30", "--seed", "8")
     error = capsys.readouterr().err
     assert code == 1
-    assert error.startswith("abtest: ") and message in error and error.count("\n") == 1
+    assert error.startswith("abtest: ") and error.count("\n") == 1
+    assert "the reviews scenario needs the demo's models" in error
+
+
+def test_a_url_with_a_wrong_path_is_not_said_to_lack_the_endpoint(churn, tmp_path, capsys):
+    # It said "endpoint 'churn-offers' is not served at .../stats", which it is.
+    code = _simulate(f"{churn.url}/stats", tmp_path / "run", "--truth", "Baseline=0.1")
+
+    error = capsys.readouterr().err
+    assert (code, error.count("\n")) == (1, 1)
+    assert error.startswith("abtest: the API refused a request: HTTP 404: ")
+    assert "no route POST /stats/stats" in error
+
+
+@pytest.mark.parametrize(
+    ("truth", "message"),
+    [
+        (
+            "[truth]\nBaseline = 0.1\nTuned = 0.1\n",
+            "s.toml: truth: none for 'Deep', which new users of 'churn-offers' get; "
+            "give one for each variant",
+        ),
+        (
+            "--truth Baseline=0.1 --truth Tuned=0.1 --truth Deep=0.2 --truth Dep=0.9",
+            "--truth: 'Dep': not a variant of 'churn-offers' (variants: Baseline, Tuned, Deep)",
+        ),
+    ],
+    ids=["a variant without truth", "a truth for no variant"],
+)
+def test_a_truth_that_does_not_fit_the_endpoint_stops_before_the_first_user(
+    churn, tmp_path, capsys, truth, message
+) -> None:
+    # A variant without truth was found only when it answered, after users were served
+    # (and counted); a truth for no variant was taken, its mean the regret plot's best.
+    if truth.startswith("["):
+        (tmp_path / "s.toml").write_text(truth)
+        options = ["--scenario", str(tmp_path / "s.toml")]
+    else:
+        options = truth.split()
+
+    code = _simulate(churn.url, tmp_path / "run", "--users", "30", "--seed", "19", *options)
+
+    error = capsys.readouterr().err
+    assert (code, error.count("\n")) == (2, 1)
+    assert error.startswith("abtest: config error: ") and error.rstrip().endswith(message)
+    logged = logged_events(churn.runtime.data_dir)
+    assert not [e for e in logged if e["user_id"].startswith("sim19-")]
+    assert not (tmp_path / "run").exists()
 
 
 def test_truth_on_the_command_line_parses_rates_and_beta_rewards() -> None:

@@ -160,6 +160,25 @@ def test_a_strategy_with_other_parameters_is_replayed(tmp_path, capsys):
     assert replayed[1]["value"] > 0
 
 
+def test_a_long_strategy_spec_keeps_the_table_s_columns(tmp_path, capsys):
+    # A policy name over 24 characters pushed its rows' columns right of the header's.
+    spec = "TopTwoThompson:beta=0.7,floor=0.05"
+    data = two_files(tmp_path)
+
+    code, out, err = run(capsys, "--data-dir", str(data), "--out", str(tmp_path / "o"),
+                         "--strategy", spec, "--batch-size", "2")  # fmt: skip
+
+    assert code == 0, err
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("policy "))
+    rows = [line for line in lines if line.split()[:1] in (["a"], ["b"], ["uniform"], [spec])]
+    assert len(rows) == 4 * 4
+    column = header.index("estimator")
+    for row in rows:  # the estimator under its heading, the ESS ending where its heading does
+        assert row[column - 1] == " " and row[column:].split()[0] in ("DM", "IPS", "SNIPS", "DR")
+        assert row[len(header) - 1].isdigit() and row[len(header) :][:1] in ("", " ")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -167,6 +186,7 @@ def test_a_strategy_with_other_parameters_is_replayed(tmp_path, capsys):
         (["--strategy", "Nope"], "strategy 'Nope':"),
         (["--strategy", "TopTwoThompson:beta=2"], "strategy 'TopTwoThompson:beta=2': beta"),
         (["--strategy", "TopTwoThompson:beta"], "write parameters as name=value"),
+        (["--strategy", "TopTwoThompson:beta=0.5,beta=0.6"], "': beta given twice"),
     ],
 )
 def test_bad_requests_are_one_line_naming_the_problem(tmp_path, capsys, args, message):
@@ -187,6 +207,68 @@ def test_a_log_without_propensities_is_one_line_naming_the_file_and_line(tmp_pat
     assert err == (
         "abtest: evaluate: events-20260101T000000.000000Z-aaa.jsonl line 2: an assignment of "
         "reviews was logged without a propensity; off-policy estimates need every one\n"
+    )
+
+
+def _without(event: dict, name: str) -> dict:
+    return {k: v for k, v in event.items() if k != name}
+
+
+@pytest.mark.parametrize(
+    ("second", "reason"),
+    [
+        (
+            invocation("u9", "i9", "a", 1.5, t=2),
+            "an assignment of reviews was logged with propensity 1.5, not in (0, 1]",
+        ),
+        (
+            invocation("u9", "i9", "a", 0, t=2),
+            "an assignment of reviews was logged with propensity 0, not in (0, 1]",
+        ),
+        (invocation("u9", "i9", "a", "x", t=2), "propensity 'x' is not a number"),
+        (
+            _without(invocation("u9", "i9", "a", 0.5, t=2), "assignment"),
+            "an event of reviews this version cannot read (no assignment)",
+        ),
+        (
+            _without(conversion("u1", "i1", "a", t=2), "inference_id"),
+            "an event of reviews this version cannot read (no inference_id)",
+        ),
+    ],
+    ids=["propensity over 1", "propensity 0", "propensity not a number", "no assignment",
+         "a conversion without its id"],
+)  # fmt: skip
+def test_a_line_no_estimate_can_use_is_one_line_naming_the_file_and_line(
+    tmp_path, capsys, second, reason
+):
+    # Each was a traceback (KeyError, ValueError), or for a propensity out of range
+    # "event 3 has propensity 1.5", an index into the joined log, no file or line.
+    data = two_files(tmp_path, first=[*FIRST[:1], second])
+
+    code, _out, err = run(capsys, "--data-dir", str(data), "--out", str(tmp_path / "out"))
+
+    assert (code, err) == (
+        2,
+        f"abtest: evaluate: events-20260101T000000.000000Z-aaa.jsonl line 2: {reason}\n",
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_file_where_an_event_log_folder_goes_is_named(tmp_path, capsys):
+    # It was "abtest: [Errno 17] File exists: '.../events/sealed'", exit 1.
+    data = two_files(tmp_path)
+    sealed = data / "events" / "sealed"
+    for path in sealed.iterdir():
+        path.unlink()
+    sealed.rmdir()
+    sealed.write_text("")
+
+    code, _out, err = run(capsys, "--data-dir", str(data))
+
+    assert (code, err) == (
+        2,
+        f"abtest: config error: {sealed}: cannot make the event log's folder: {sealed} is a "
+        "file, not a folder\n",
     )
 
 

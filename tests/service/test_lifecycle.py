@@ -118,6 +118,42 @@ def test_conclude_naming_an_unknown_variant_is_409_naming_winner(change):
         change(Action.CONCLUDE, winner="Nope")
 
 
+def test_concluding_with_a_retired_variant_is_409_naming_winner(change, ports):
+    # A retired variant serves no one, and one the config dropped has no model any more:
+    # as the winner, every call of the endpoint, which can never move on, would fail.
+    change(Action.RETIRE_VARIANT, variant="Challenger1")
+
+    with pytest.raises(ConflictError, match="winner: 'Challenger1' is retired") as error:
+        change(Action.CONCLUDE, winner="Challenger1")
+
+    assert error.value.details == [{"field": "winner", "message": "retired"}]
+    assert ShowEndpoint.from_ports(ports)(ENDPOINT).endpoint.lifecycle.state is State.RUNNING
+
+
+@pytest.mark.parametrize(
+    ("action", "fields"),
+    [
+        (Action.CONCLUDE, {}),  # not "the decision names none yet; name one"
+        (Action.RETIRE_VARIANT, {"variant": "Champion1"}),  # not "the last serving variant"
+        (Action.REINSTATE, {"variant": "Champion1"}),  # not "not demoted"
+        (Action.WEIGHTS, {"weights": {"Champion1": 2.0}}),  # not "allocates by ..."
+    ],
+)
+def test_a_concluded_endpoint_refuses_a_change_by_its_state_whatever_the_input(
+    change, ports, action, fields
+):
+    # No input makes a change of a concluded endpoint legal: the 409 says so, not that
+    # another winner or variant would do.
+    change(Action.RETIRE_VARIANT, variant="Challenger1")
+    change(Action.CONCLUDE, winner="Champion1")
+
+    with pytest.raises(ConflictError, match=f"'{ENDPOINT}' is concluded: cannot") as error:
+        change(action, **fields)
+
+    assert error.value.details[0]["field"] == "state"
+    assert len(ShowEndpoint.from_ports(ports)(ENDPOINT).audit_log) == 2
+
+
 def test_changes_of_an_unknown_endpoint_are_404(ports):
     with pytest.raises(NotFoundError, match="endpoint_name"):
         ChangeLifecycle.from_ports(ports)(LifecycleChange("other", Action.PAUSE))

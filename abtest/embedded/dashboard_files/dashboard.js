@@ -241,7 +241,7 @@
         // The decision's winner when it names one (sent as no winner: the server takes it).
         const winner = choose("winner", [
           ...(decided ? [["", `the decision's winner (${decided})`]] : []),
-          ...admin.variants.map((v) => [v, v])]);
+          ...serving.map((v) => [v, v])]);  // a retired variant cannot win (409)
         button.onclick = () => act(hook, name, action, { ...body(), winner: winner.value || undefined });
         controls.push(element("span", { class: "action" }, button, " with ", winner));
       } else if (action === "reinstate") {
