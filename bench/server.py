@@ -227,6 +227,11 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def knows_inline(tree: Path) -> bool:
+    """Whether the tree's config takes a variant's `inline` key (it came in one version)."""
+    return any('"inline"' in path.read_text() for path in (tree / "abtest").rglob("config*.py"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -255,8 +260,11 @@ def main() -> None:
     (work / "bench_model.py").write_text(MODEL)
     inline = "true" if args.models == "inline" else "false"
     (work / "bench.toml").write_text(textwrap.dedent(CONFIG).replace("INLINE", inline))
-    # A version before `inline` existed refuses the key; its models run on threads anyway.
+    # A version before `inline` existed refuses the key (its models run on threads anyway);
+    # one that knows it gets the same config, so the rows compare the same model path.
     before_config = textwrap.dedent(CONFIG).replace("inline = INLINE\n", "")
+    if args.before and knows_inline(args.before):
+        before_config = (work / "bench.toml").read_text()
     (work / "before.toml").write_text(before_config)
     env = {**os.environ, "PYTHONPATH": f"{work}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     baseline_port = free_port()
