@@ -466,6 +466,10 @@ def _endpoints(args: argparse.Namespace) -> int:
     if args.action != "list" and not args.endpoint:
         print(f"abtest: endpoints {args.action}: give the endpoint name", file=sys.stderr)
         return 2
+    if args.action == "list" and args.endpoint:  # it lists them all: `show` is for one
+        print(f"abtest: endpoints list: takes no endpoint name (show {args.endpoint} "
+              "shows one)", file=sys.stderr)  # fmt: skip
+        return 2
     body: dict[str, Any] = {}
     if args.action != "list":
         body["endpoint_name"] = args.endpoint

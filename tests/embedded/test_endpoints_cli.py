@@ -111,6 +111,15 @@ def test_an_option_for_another_action_is_refused_not_ignored(
     assert run(capsys, "show", ENDPOINT, "--url", url)[1].startswith(f"{ENDPOINT}: running")
 
 
+def test_list_with_an_endpoint_name_is_refused_not_ignored(capsys) -> None:
+    # It listed every endpoint, as if the name had not been given; nothing is asked of the
+    # API (nothing listens at this URL).
+    code, out, err = run(capsys, "list", ENDPOINT, "--url", "http://127.0.0.1:9")
+
+    assert (code, out, err.count("\n")) == (2, "", 1)
+    assert err.startswith(f"abtest: endpoints list: takes no endpoint name (show {ENDPOINT} ")
+
+
 def test_a_url_with_a_wrong_path_is_exit_1_not_no_such_endpoint(start_server, capsys) -> None:
     # A 404 for the route (here /stats/admin/list) was exit 3, "no such endpoint".
     url = start_server().url
