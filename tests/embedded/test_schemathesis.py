@@ -9,6 +9,7 @@ and derandomized, so it takes seconds and fails the same way each time.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 
 import pytest
 import schemathesis
@@ -36,12 +37,25 @@ BOUNDED = settings(
 )
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def serve_endpoint(tmp_path_factory) -> Iterator[EmbeddedServer]:
     folder = tmp_path_factory.mktemp("schemathesis")
     runtime = Runtime(write_config(folder, variants=MODELS), folder / "data", rng=random.Random(0))
     with EmbeddedServer(runtime) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    yield from serve_endpoint(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def served_for_admin(tmp_path_factory):
+    """The admin routes' cases change the endpoint their examples name, the served one (a
+    variant added with the demo's model, which fails on other data with a 502; a pause; a
+    conclusion): on a server of their own, the other routes' cases and the call sequences
+    find the endpoint as configured, whichever cases ran before them on a worker."""
+    yield from serve_endpoint(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +64,10 @@ def schema(served):
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-@pytest.mark.parametrize("route", [route.path for route in ALL_ROUTES])
-def test_every_answer_is_documented_and_no_server_error(served, schema, route, mode) -> None:
-    operation = schema[route]["POST"]
+@pytest.mark.parametrize("route", ALL_ROUTES, ids=lambda route: route.path)
+def test_every_answer_is_documented_and_no_server_error(request, schema, route, mode) -> None:
+    operation = schema[route.path]["POST"]
+    served = request.getfixturevalue("served_for_admin" if route.admin else "served")
 
     @BOUNDED
     @given(case=operation.as_strategy(generation_mode=mode))
