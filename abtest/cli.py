@@ -192,14 +192,14 @@ def _simulate(args: argparse.Namespace) -> int:
             wait = 0.0 if interrupted else args.wait
             stats = wait_for_counts(client, args.endpoint, expected, timeout=wait)
         except ApiError as error:
-            print(f"abtest: the API refused a request: {error}", file=sys.stderr)
+            hint = f"; {CREDENTIALS_HINT}" if error.status in (401, 403) else ""
+            print(f"abtest: the API refused a request: {error}{hint}", file=sys.stderr)
             return 1
         except ScenarioError as error:
             print(f"abtest: {error}", file=sys.stderr)
             return 1
         except httpx.TransportError as error:
-            print(f"abtest: nothing answers at {args.url}: {error or type(error).__name__}"
-                  "; start `abtest serve` or check --url", file=sys.stderr)  # fmt: skip
+            print(f"abtest: {_nothing_answers(args.url, error)}", file=sys.stderr)
             return 1
     out = Path(args.out)
     csv_path = write_csv(results, out / "results.csv")
@@ -282,6 +282,11 @@ def _dashboard(args: argparse.Namespace) -> int:
     auth, headers = _client_auth(args)
     endpoints = args.endpoint or _served_endpoints(args.url, auth, headers)
     proxy = DashboardProxy(args.url, endpoints, auth=auth, headers=headers, port=args.port)
+    try:
+        _check_authorized(args.url, endpoints[0], auth, headers)
+    except BaseException:
+        proxy.stop()
+        raise
     _stop_on_signals()
     print(f"abtest: dashboard of {args.url} at {proxy.url}/dashboard (Ctrl-C stops)", flush=True)
     try:
@@ -291,6 +296,37 @@ def _dashboard(args: argparse.Namespace) -> int:
     finally:
         proxy.stop()
     return 0
+
+
+# What a 401 or 403 from the API means for a command that sends its requests.
+CREDENTIALS_HINT = (
+    "give --auth token (with --token or ABTEST_TOKEN) for an `abtest serve --token`, "
+    "--auth api-key or --auth iam for a deployed API"
+)
+
+
+def _nothing_answers(url: str, error: Exception) -> _Failed:
+    return _Failed(
+        f"nothing answers at {url}: {error or type(error).__name__}; start `abtest serve` "
+        "or check --url"
+    )
+
+
+def _check_authorized(url: str, endpoint: str, auth: Any, headers: dict[str, str]) -> None:
+    """Refuse to start a dashboard whose every request the API would refuse: the page
+    opened and showed nothing but 401s."""
+    import httpx
+
+    try:
+        stats = httpx.post(
+            f"{url.rstrip('/')}/stats", json={"endpoint_name": endpoint}, auth=auth,
+            headers=headers, timeout=10,
+        )  # fmt: skip
+    except httpx.TransportError as error:
+        raise _nothing_answers(url, error) from None
+    if stats.status_code in (401, 403):
+        raise _Failed(f"{url} refused the dashboard's requests (HTTP {stats.status_code}); "
+                      + CREDENTIALS_HINT)  # fmt: skip
 
 
 def _served_endpoints(url: str, auth: Any, headers: dict[str, str]) -> list[str]:
@@ -305,10 +341,7 @@ def _served_endpoints(url: str, auth: Any, headers: dict[str, str]) -> list[str]
         if names:
             return names
     except httpx.TransportError as error:  # nothing answers: no name would help
-        raise _Failed(
-            f"nothing answers at {url}: {error or type(error).__name__}; start `abtest serve` "
-            "or check --url"
-        ) from None
+        raise _nothing_answers(url, error) from None
     except (httpx.HTTPError, ValueError, KeyError, TypeError):
         pass
     try:

@@ -198,3 +198,22 @@ def test_the_command_serves_the_page_with_the_token_it_was_given(api, stop) -> N
         finally:
             process.kill()  # never left running behind a failed test
     assert code == 0
+
+
+@pytest.mark.parametrize("named", [False, True])
+def test_without_credentials_the_command_says_which_to_give_and_does_not_start(
+    api, capsys, monkeypatch: pytest.MonkeyPatch, named: bool
+) -> None:
+    # It started, and its page showed nothing but the API's 401s.
+    def started(self: DashboardProxy) -> None:
+        raise AssertionError("the dashboard started for an API that refuses its requests")
+
+    monkeypatch.setattr(DashboardProxy, "serve_forever", started)
+    argv = ["dashboard", "--url", api.url, "--port", "0"]
+    argv += ["--endpoint", ENDPOINT] if named else []
+
+    assert main(argv) == 1
+
+    err = capsys.readouterr().err
+    assert err.startswith(f"abtest: {api.url} refused the dashboard's requests (HTTP 401); ")
+    assert "give --auth token (with --token or ABTEST_TOKEN)" in err and err.count("\n") == 1

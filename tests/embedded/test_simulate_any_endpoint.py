@@ -215,6 +215,23 @@ def test_a_url_with_a_wrong_path_is_not_said_to_lack_the_endpoint(churn, tmp_pat
     assert "no route POST /stats/stats" in error
 
 
+def test_a_server_that_needs_a_token_is_one_line_saying_how_to_give_it(tmp_path, capsys):
+    # It printed the 401 alone, naming no option.
+    (tmp_path / "churn_models.py").write_text(MODELS)
+    (tmp_path / "churn.toml").write_text(CONFIG)
+    runtime = Runtime(load_config(tmp_path / "churn.toml"), tmp_path / "data")
+    with EmbeddedServer(runtime, token="s3cret") as server:
+        code = _simulate(server.url, tmp_path / "run", "--truth", "Baseline=0.1")
+
+    error = capsys.readouterr().err
+    assert (code, error.count("\n")) == (1, 1)
+    assert error.startswith("abtest: the API refused a request: HTTP 401: ")
+    assert error.rstrip().endswith(
+        "give --auth token (with --token or ABTEST_TOKEN) for an `abtest serve --token`, "
+        "--auth api-key or --auth iam for a deployed API"
+    )
+
+
 @pytest.mark.parametrize(
     ("truth", "message"),
     [
