@@ -149,6 +149,7 @@ def _simulate(args: argparse.Namespace) -> int:
         ApiClient,
         ApiError,
         Interrupted,
+        Stopped,
         conversions_sent,
         counted,
         format_stats,
@@ -175,6 +176,7 @@ def _simulate(args: argparse.Namespace) -> int:
                 world.check(args.endpoint, first)
             before = counted(first)
             interrupted = False
+            failure: Stopped | None = None
             try:
                 results = simulate(
                     client,
@@ -188,9 +190,16 @@ def _simulate(args: argparse.Namespace) -> int:
                 if not stop.results:
                     raise
                 results, interrupted = stop.results, True
+            except Stopped as stop:  # the API failed: so are they, and the failure said
+                results, failure = stop.results, stop
             expected = (before[0] + len(results), before[1] + conversions_sent(results))
-            wait = 0.0 if interrupted else args.wait
-            stats = wait_for_counts(client, args.endpoint, expected, timeout=wait)
+            wait = 0.0 if interrupted or failure else args.wait
+            try:
+                stats = wait_for_counts(client, args.endpoint, expected, timeout=wait)
+            except (ApiError, httpx.HTTPError):
+                if failure is None:
+                    raise
+                stats = None  # the API that failed answers no /stats either
         except ApiError as error:
             hint = f"; {CREDENTIALS_HINT}" if error.status in (401, 403) else ""
             print(f"abtest: the API refused a request: {error}{hint}", file=sys.stderr)
@@ -204,9 +213,11 @@ def _simulate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     csv_path = write_csv(results, out / "results.csv")
     figures = plots.save_all(results, out, getattr(world, "means", None))
-    print(format_stats(stats))
-    if any(n < e for n, e in zip(counted(stats), expected, strict=True)):
-        print("(some events are still buffered in the event log: /stats does not count them yet)")
+    if stats is not None:
+        print(format_stats(stats))
+        if any(n < e for n, e in zip(counted(stats), expected, strict=True)):
+            print("(some events are still buffered in the event log: /stats does not count "
+                  "them yet)")  # fmt: skip
     existing = sum(r.assignment == "existing" for r in results)
     if existing:
         why = (
@@ -224,6 +235,12 @@ def _simulate(args: argparse.Namespace) -> int:
         print(f"abtest: interrupted after {len(results)} of {args.users} users; the results "
               "above are theirs", file=sys.stderr)  # fmt: skip
         return 130
+    if failure is not None:
+        cause = failure.cause
+        said = cause if isinstance(cause, ApiError) else cause or type(cause).__name__
+        print(f"abtest: the API failed after {len(results)} of {args.users} users ({said}); "
+              "the results above are theirs", file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 

@@ -42,6 +42,16 @@ class Interrupted(KeyboardInterrupt):
         self.results = results
 
 
+class Stopped(Exception):
+    """The API failed during a run (`cause`: an ApiError or an httpx error, a server that
+    went away); `results` holds the users finished before it, for the caller to keep."""
+
+    def __init__(self, results: list[UserResult], cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.results = results
+        self.cause = cause
+
+
 @dataclass(frozen=True, slots=True)
 class UserResult:
     user: int
@@ -207,6 +217,11 @@ def simulate(
     except KeyboardInterrupt:
         bar.close()
         raise Interrupted(results) from None
+    except (ApiError, httpx.HTTPError) as error:
+        bar.close()
+        if results:
+            raise Stopped(results, error) from error
+        raise
     bar.close()  # also when `until` ended the run sooner
     return results
 

@@ -176,6 +176,36 @@ def test_ctrl_c_keeps_the_results_of_the_users_served_so_far(
     assert f"results: {tmp_path / 'run' / 'results.csv'}" in out
 
 
+def test_an_api_that_fails_mid_run_keeps_the_results_of_the_users_served_so_far(
+    tmp_path, capsys
+) -> None:
+    # A failure after some users lost them all: a traceback-free line, but no results.csv,
+    # no plots, no /stats table for the users the endpoint had served and counted.
+    failing = (
+        "_CALLS = iter(range(10**6))\n\n"
+        "def tired(data, content_type):\n"
+        "    if next(_CALLS) >= 6:\n"
+        "        raise RuntimeError('out of memory')\n"
+        "    return {'discount': 0}\n"
+    )
+    (tmp_path / "tired_models.py").write_text(failing)  # its own name: one module a process
+    only = CONFIG.split("[[variants]]")[0]
+    config = only + '[[variants]]\nname = "Baseline"\nmodel = "tired_models:tired"\n'
+    (tmp_path / "churn.toml").write_text(config)
+    runtime = Runtime(load_config(tmp_path / "churn.toml"), tmp_path / "data")
+    with EmbeddedServer(runtime) as server:
+        code = _simulate(server.url, tmp_path / "run", "--users", "50", "--seed", "31",
+                         "--truth", "Baseline=0.5")  # fmt: skip
+
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert err.startswith("abtest: the API failed after 6 of 50 users (HTTP 502: ")
+    assert err.rstrip().endswith("; the results above are theirs") and err.count("\n") == 1
+    rows = read_csv(tmp_path / "run" / "results.csv")
+    assert [r.user_id for r in rows] == [f"sim31-{n}" for n in range(6)]
+    assert f"endpoint {ENDPOINT}:" in out and "Baseline" in out  # the /stats table
+
+
 def test_nothing_listening_is_one_clear_line(tmp_path, capsys) -> None:
     with socket.socket() as probe:  # a port nothing listens on once it is closed
         probe.bind(("127.0.0.1", 0))
