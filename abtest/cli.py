@@ -201,7 +201,7 @@ def _simulate(args: argparse.Namespace) -> int:
                     raise
                 stats = None  # the API that failed answers no /stats either
         except ApiError as error:
-            hint = f"; {CREDENTIALS_HINT}" if error.status in (401, 403) else ""
+            hint = f"; {CREDENTIALS_HINT}" if error.status in NEEDS_CREDENTIALS else ""
             print(f"abtest: the API refused a request: {error}{hint}", file=sys.stderr)
             return 1
         except ScenarioError as error:
@@ -316,6 +316,7 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 
 # What a 401 or 403 from the API means for a command that sends its requests.
+NEEDS_CREDENTIALS = (401, 403)
 CREDENTIALS_HINT = (
     "give --auth token (with --token or ABTEST_TOKEN) for an `abtest serve --token`, "
     "--auth api-key or --auth iam for a deployed API"
@@ -334,16 +335,19 @@ def _check_authorized(url: str, endpoint: str, auth: Any, headers: dict[str, str
     opened and showed nothing but 401s."""
     import httpx
 
+    from abtest.demo.simulation import ApiClient, ApiError
+
     try:
-        stats = httpx.post(
-            f"{url.rstrip('/')}/stats", json={"endpoint_name": endpoint}, auth=auth,
-            headers=headers, timeout=10,
-        )  # fmt: skip
+        with ApiClient(url, auth=auth, headers=headers, timeout=10) as client:
+            client.stats(endpoint)
     except httpx.TransportError as error:
         raise _nothing_answers(url, error) from None
-    if stats.status_code in (401, 403):
-        raise _Failed(f"{url} refused the dashboard's requests (HTTP {stats.status_code}); "
-                      + CREDENTIALS_HINT)  # fmt: skip
+    except ApiError as error:
+        if error.status in NEEDS_CREDENTIALS:
+            raise _Failed(f"{url} refused the dashboard's requests (HTTP {error.status}); "
+                          + CREDENTIALS_HINT) from None  # fmt: skip
+    except ValueError:
+        pass  # an answer that is not JSON: the page shows what the API says
 
 
 def _served_endpoints(url: str, auth: Any, headers: dict[str, str]) -> list[str]:
