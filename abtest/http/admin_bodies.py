@@ -1,6 +1,6 @@
 """The admin routes' request and response bodies: the experiment's lifecycle, read and
 changed by an operator (`abtest endpoints`, the dashboard). Apart from the application's
-bodies (`abtest.http.bodies`), so that a function serving those imports none of these.
+routes' bodies, so that a function serving those imports none of these.
 """
 
 from __future__ import annotations
@@ -11,14 +11,8 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field, StrictFloat, StrictStr
 
 from abtest.config_types import NAME_PATTERN
-from abtest.http.bodies import (
-    EXAMPLE_ENDPOINT,
-    Body,
-    RequestBody,
-    VariantMetricsBody,
-    example,
-    variant_bodies,
-)
+from abtest.http.bodies import EXAMPLE_ENDPOINT, Body, RequestBody, example
+from abtest.http.stats_bodies import VariantMetricsBody, variant_bodies
 from abtest.lifecycle import Action
 from abtest.records import Endpoint
 from abtest.usecases.admin import EndpointList, EndpointView, LifecycleChange

@@ -1,6 +1,6 @@
 """The history route's request and response bodies: the experiment over time, as the
-dashboard charts it. Apart from the application's bodies (`abtest.http.bodies`), so that a
-function serving those imports none of these.
+dashboard charts it. Apart from the application's routes' bodies, so that a function serving
+those imports none of these.
 """
 
 from __future__ import annotations

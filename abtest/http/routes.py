@@ -1,10 +1,10 @@
 """The HTTP routes, declared once: the request path, the OpenAPI document, the Lambda handler,
 the CDK API stack and the tests all read this.
 
-Adding a route takes one entry here, its bodies (`abtest/http/bodies.py`, or the history or
-admin bodies beside it) and its use case (`abtest/usecases/`); the request path, the
-embedded server, the API Gateway route, the function (`lambdas/api.py`), its environment
-and its permissions follow from the entry.
+Adding a route takes one entry here, its bodies (a module beside this one, such as
+`abtest/http/history_bodies.py`, built on `abtest/http/bodies.py`) and its use case
+(`abtest/usecases/`); the request path, the embedded server, the API Gateway route, the
+function (`lambdas/api.py`), its environment and its permissions follow from the entry.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 # Where each route's bodies and use case are: imported when a route is first served (or
 # documented), so a function imports its own route's modules only, and the CDK stacks,
 # which read names and needs, import none.
-_BODIES = "abtest.http.bodies"
+_INVOCATION = "abtest.http.invocation_bodies"
+_CONVERSION = "abtest.http.conversion_bodies"
+_STATS = "abtest.http.stats_bodies"
 _HISTORY = "abtest.http.history_bodies"
 _ADMIN = "abtest.http.admin_bodies"
 
@@ -93,8 +95,8 @@ ROUTES: tuple[Route, ...] = (
         name="invocation",
         summary="Invoke the user's model variant",
         answer="The variant's predictions and assignment",
-        request_at=f"{_BODIES}:InvocationRequest",
-        response_at=f"{_BODIES}:InvocationResponse",
+        request_at=f"{_INVOCATION}:InvocationRequest",
+        response_at=f"{_INVOCATION}:InvocationResponse",
         use_case_at="abtest.usecases.invoke:Invoke",
         needs=frozenset(
             {Need.ENDPOINTS, Need.ENDPOINT_CACHE, Need.ASSIGNMENTS, Need.EVENTS, Need.MODELS}
@@ -104,8 +106,8 @@ ROUTES: tuple[Route, ...] = (
         name="conversion",
         summary="Reward the user's variant",
         answer="The credited variant; duplicate on repeat",
-        request_at=f"{_BODIES}:ConversionRequest",
-        response_at=f"{_BODIES}:ConversionResponse",
+        request_at=f"{_CONVERSION}:ConversionRequest",
+        response_at=f"{_CONVERSION}:ConversionResponse",
         use_case_at="abtest.usecases.convert:Convert",
         needs=frozenset({Need.ENDPOINTS, Need.ENDPOINT_CACHE, Need.ASSIGNMENTS, Need.EVENTS}),
     ),
@@ -113,8 +115,8 @@ ROUTES: tuple[Route, ...] = (
         name="stats",
         summary="Counters, allocation and decision",
         answer="Per-variant counters, allocation, decision",
-        request_at=f"{_BODIES}:StatsRequest",
-        response_at=f"{_BODIES}:StatsResponse",
+        request_at=f"{_STATS}:StatsRequest",
+        response_at=f"{_STATS}:StatsResponse",
         use_case_at="abtest.usecases.stats:Stats",
         needs=frozenset({Need.ENDPOINTS}),
     ),

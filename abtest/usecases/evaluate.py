@@ -369,7 +369,7 @@ def _events(archive: EventArchive, key: str) -> Iterable[tuple[int, dict]]:
 
 
 def _path(key: str) -> str:
-    # Context keys are letters, digits, '_' and '-' (abtest.http.bodies): safe in a path.
+    # Context keys are letters, digits, '_' and '-' (abtest.http.invocation_bodies): safe in a path.
     return f"json_extract(context, '$.\"{key}\"')"
 
 

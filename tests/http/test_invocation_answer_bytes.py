@@ -18,7 +18,7 @@ import pytest
 
 from abtest.embedded.wiring import Runtime
 from abtest.http.api import JSON, Api
-from abtest.http.bodies import InvocationResponse
+from abtest.http.invocation_bodies import InvocationResponse
 from abtest.records import AssignmentKind
 from abtest.usecases.invoke import InvocationResult
 from tests.embedded.helpers import ENDPOINT, logged_events, write_config

@@ -15,7 +15,8 @@ import pytest
 from pydantic import ValidationError
 
 from abtest.http.api import Api
-from abtest.http.bodies import MAX_ID_LENGTH, InvocationRequest
+from abtest.http.bodies import MAX_ID_LENGTH
+from abtest.http.invocation_bodies import InvocationRequest
 from abtest.usecases.invoke import Invocation
 
 # Names at the pattern's edges: hyphens inside, at the ends, doubled; a last newline (which a

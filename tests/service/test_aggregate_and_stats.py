@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from abtest import guardrails
-from abtest.http.bodies import StatsResponse
+from abtest.http.stats_bodies import StatsResponse
 from abtest.usecases.convert import Conversion
 from abtest.usecases.invoke import Invocation
 from tests.service.doubles import ENDPOINT, Catalog, config

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from abtest.errors import NotFoundError, StoreUnavailableError
-from abtest.http.bodies import ConversionRequest, InvocationResponse
+from abtest.http.conversion_bodies import ConversionRequest
+from abtest.http.invocation_bodies import InvocationResponse
 from abtest.usecases.convert import Conversion
 from abtest.usecases.invoke import Invocation
 from tests.service.doubles import ENDPOINT
