@@ -44,11 +44,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bandit.metrics import BINARY, CONTINUOUS, VariantMetrics
+from bandit.planning import TIGHTEST_AT
 from bandit.posterior import beta_parameters
 
-# Trials at which the confidence sequence is tightest by default (see the module docstring);
-# an endpoint planned for another sample size passes its own (`tightest_at`).
-TIGHTEST_AT = 40_000
 _ALPHA_DESIGN = 0.05
 
 

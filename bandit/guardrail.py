@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import math
 
-from bandit.special import beta_cdf, log_beta
-
 # The guardrails' level: a variant at or under its limit is demoted with probability at
 # most 0.1 % over the whole experiment, however many aggregations look at it.
 GUARDRAIL_ALPHA = 0.001
@@ -35,6 +33,10 @@ def log_evidence(events: int, trials: int, limit: float) -> float:
         return -math.inf  # no event yet: nothing says the rate is above anything
     if not 0.0 < limit < 1.0:
         raise ValueError(f"limit must be in (0, 1), got {limit}")
+    # Imported at the first evidence worked out: an API function serving endpoints without a
+    # guardrail needs none of it (`bandit.thompson` says what it costs a cold start).
+    from bandit.special import beta_cdf, log_beta
+
     k, rest = events, trials - events
     # The mass of Beta(k + 1, n - k + 1) above `limit`, by symmetry the lower tail of
     # Beta(n - k + 1, k + 1) at 1 - limit (accurate where the upper tail is tiny).

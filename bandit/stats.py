@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass, replace
 
 from bandit.estimates import (
     SAMPLE_RATIO_ALPHA,
-    TIGHTEST_AT,
     Estimate,
     SampleRatio,
     decision_estimates,
@@ -33,6 +32,7 @@ from bandit.estimates import (
     sample_ratio,
 )
 from bandit.metrics import BINARY, CONTINUOUS, VariantMetrics, check_reward
+from bandit.planning import TIGHTEST_AT
 from bandit.posterior import (
     best_arm_probabilities,
     best_probabilities,

@@ -7,13 +7,11 @@ import random
 from collections.abc import Sequence
 
 from bandit.metrics import CONTINUOUS, VariantMetrics
-from bandit.posterior import (
-    best_arm_probabilities,
-    best_arm_probabilities_t,
-    beta_parameters,
-    student_t_parameters,
-)
 from bandit.strategy import AdaptiveStrategy, check_metrics
+
+# `bandit.posterior` (and the special functions under it) is imported where an allocation is
+# worked out: an API function reads the allocation aggregation stored, and its cold start
+# compiled those modules for nothing (about 2 ms, `bench/coldstart.py`).
 
 
 class ThompsonSampling(AdaptiveStrategy):
@@ -29,6 +27,13 @@ class ThompsonSampling(AdaptiveStrategy):
     name = "ThompsonSampling"
 
     def _weights(self, metrics: tuple[VariantMetrics, ...]) -> list[float]:
+        from bandit.posterior import (
+            best_arm_probabilities,
+            best_arm_probabilities_t,
+            beta_parameters,
+            student_t_parameters,
+        )
+
         if self.reward == CONTINUOUS:
             probabilities, _ = best_arm_probabilities_t(student_t_parameters(metrics))
         else:
@@ -43,6 +48,8 @@ class ThompsonSampling(AdaptiveStrategy):
         as in a simulation with instant feedback. The propensity is not known from a draw;
         use `choose`/`select` when it must be logged.
         """
+        from bandit.posterior import beta_parameters, student_t_parameters
+
         metrics = check_metrics(metrics)
         if self.reward == CONTINUOUS:
             draws = [

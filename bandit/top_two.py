@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 from bandit.metrics import BINARY, CONTINUOUS, VariantMetrics
 from bandit.parameters import Parameter
-from bandit.posterior import best_probabilities
 from bandit.strategy import FLOOR, AdaptiveStrategy
 
 # 0.9 by measurement (bench/decisions.py): a winner called in 1.7-1.9 times the users of a
@@ -84,5 +83,8 @@ class TopTwoThompson(AdaptiveStrategy):
         self.beta = BETA.check(BETA.default_for(self.reward) if beta is None else beta)
 
     def _weights(self, metrics: tuple[VariantMetrics, ...]) -> list[float]:
+        # Imported here, as in `bandit.thompson`: an API function's cold start needs none of it.
+        from bandit.posterior import best_probabilities
+
         best, _ = best_probabilities(metrics, self.reward)
         return top_two_allocation(best, self.beta)

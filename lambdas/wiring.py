@@ -101,10 +101,14 @@ def _variable(loc: tuple[str | int, ...]) -> str:
 
 
 class LambdaEnvironment(BaseModel):
-    """A function's environment variables, one field each (field `x_y` is variable `X_Y`)."""
+    """A function's environment variables, one field each (field `x_y` is variable `X_Y`).
+
+    Validators are built when a model is first validated: a function validates one, made of
+    the groups below, and building every group's at import cost its cold start 1.4 ms.
+    """
 
     model_config = ConfigDict(
-        alias_generator=str.upper, extra="ignore", frozen=True, str_min_length=1
+        alias_generator=str.upper, extra="ignore", frozen=True, str_min_length=1, defer_build=True
     )
 
     @classmethod

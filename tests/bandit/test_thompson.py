@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-import bandit.thompson
+import bandit.posterior
 from bandit import ThompsonSampling, VariantMetrics
 from bandit.posterior import beta_parameters
 from tests.bandit.helpers import assert_frequencies_match, metrics
@@ -73,13 +73,13 @@ def test_sample_is_distributed_as_the_allocation(case):
 
 def test_allocation_is_computed_once_per_distinct_metrics(monkeypatch):
     calls = []
-    real = bandit.thompson.best_arm_probabilities
+    real = bandit.posterior.best_arm_probabilities
 
     def counting(params):
         calls.append(params)
         return real(params)
 
-    monkeypatch.setattr(bandit.thompson, "best_arm_probabilities", counting)
+    monkeypatch.setattr(bandit.posterior, "best_arm_probabilities", counting)
     strategy = ThompsonSampling(floor=0.0)
     ms = metrics(("A", 100, 5), ("B", 100, 6))
     r = random.Random(0)

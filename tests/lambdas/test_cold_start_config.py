@@ -210,26 +210,44 @@ def test_no_handler_imports_numpy_or_scipy():
     assert out.strip() == "[]"
 
 
+# What an API function's cold start may import of the routes' modules and of the statistics:
+# its own route's bodies and use case, never another's, nor the estimates, the posterior's
+# quadrature or the special functions (the allocation and figures are read as aggregation
+# stored them), nor the reading side of the event log.
+WATCHED = (
+    *(f"abtest.http.{name}_bodies" for name in ("invocation", "conversion", "stats")),
+    *("abtest.http.history_bodies", "abtest.http.admin_bodies"),
+    *(f"abtest.usecases.{name}" for name in ("invoke", "convert", "stats", "admin")),
+    *("bandit.estimates", "bandit.posterior", "bandit.special", "abtest.event_reading"),
+)
+
+
 @pytest.mark.parametrize(
     ("route", "imported"),
     [
-        ("invocation", []),
-        ("conversion", []),
-        ("stats", []),
+        ("invocation", ["abtest.http.invocation_bodies", "abtest.usecases.invoke"]),
+        ("conversion", ["abtest.http.conversion_bodies", "abtest.usecases.convert"]),
+        ("stats", ["abtest.http.stats_bodies", "abtest.usecases.stats"]),
         ("history", ["abtest.http.history_bodies"]),
-        ("pause", ["abtest.http.admin_bodies", "abtest.usecases.admin"]),
+        # An endpoint's view shows its variants as /stats does.
+        (
+            "pause",
+            [
+                "abtest.http.admin_bodies",
+                "abtest.http.stats_bodies",
+                "abtest.usecases.admin",
+                "abtest.usecases.stats",
+            ],
+        ),
     ],
 )
 def test_a_function_imports_the_bodies_and_use_cases_of_its_own_route_only(route, imported):
-    # A fresh interpreter per route: what its cold start compiles and runs (an API function
-    # writes events, so it needs none of what reads them either).
+    # A fresh interpreter per route: what its cold start compiles and runs.
     script = (
         "import os, sys\n"
         f"os.environ['ROUTE'] = {route!r}\n"
         "import lambdas.api\n"
-        "print(sorted(m for m in sys.modules if m in ("
-        "'abtest.http.history_bodies', 'abtest.http.admin_bodies', 'abtest.usecases.admin', "
-        "'abtest.event_reading')))\n"
+        f"print(sorted(m for m in sys.modules if m in {WATCHED!r}))\n"
     )
     out = fresh_interpreter(script)
 
