@@ -104,7 +104,7 @@ def _sealed_at(key: str) -> float | None:
         return None
 
 
-def _make_folder(folder: Path) -> None:
+def make_folder(folder: Path, what: str = "the event log's folder") -> None:
     """`folder` made if missing; a ConfigError naming what is in the way, if anything (it
     was `[Errno 17] File exists: 'data/events'` for a file where the folder goes)."""
     try:
@@ -114,7 +114,7 @@ def _make_folder(folder: Path) -> None:
             (p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None
         )
         why = f"{blocker} is a file, not a folder" if blocker else (error.strerror or str(error))
-        raise ConfigError(f"{folder}: cannot make the event log's folder: {why}") from None
+        raise ConfigError(f"{folder}: cannot make {what}: {why}") from None
 
 
 class LocalEventLog:
@@ -148,7 +148,7 @@ class LocalEventLog:
         name = BUFFER_NAME if worker is None else f"buffer-{worker}.open"
         self._buffer_path = self.folder / name
         for folder_ in (self.folder, self.sealed_dir, self.applied_dir, self.rejected_dir):
-            _make_folder(folder_)
+            make_folder(folder_)
         # The condition's own lock, taken directly by `put` (every request): entering the
         # Condition is a Python call around the same acquire.
         self._mutex = threading.RLock()

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from abtest.adapters.config_catalog import ConfigCatalog
-from abtest.adapters.eventlog import LocalEventLog
+from abtest.adapters.eventlog import LocalEventLog, make_folder
 from abtest.adapters.local_models import EndpointModels, LocalModelHost, LocalModels, load_callable
 from abtest.adapters.sqlite import SqliteStore
 from abtest.adapters.telemetry import CountingTelemetry
@@ -71,10 +71,7 @@ class Runtime:
         self.telemetry = CountingTelemetry()
         self.models = EndpointModels({e.endpoint_name: self._local_models(e, rng) for e in specs})
         # Only once every model imports: a config refused leaves no data dir behind.
-        try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise ConfigError(f"{self.data_dir}: cannot create data dir: {error}") from None
+        make_folder(self.data_dir, "the data dir")
         self.model_host = LocalModelHost()  # nothing to promote a winner in
         self.store = SqliteStore(self.data_dir / STORE_NAME)
         self.history = self.store  # its own tables in the same file

@@ -306,6 +306,26 @@ def test_a_model_that_cannot_be_imported_fails_at_start(tmp_path: Path) -> None:
     assert "no_such_model" in message
 
 
+@pytest.mark.parametrize("under", ["", "data"], ids=["the data dir", "a folder above it"])
+def test_a_file_where_the_data_dir_goes_is_one_line_naming_it(
+    tmp_path: Path, capsys, monkeypatch, under
+) -> None:
+    # It was "cannot create data dir: [Errno 17] File exists: '...'", which named no culprit.
+    from abtest.cli import main
+
+    blocker = tmp_path / "data"
+    blocker.write_text("")
+    data_dir = blocker / under if under else blocker
+
+    code = main(["serve", "--config", str(write_config(tmp_path)), "--data-dir", str(data_dir)])
+
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"abtest: config error: {data_dir}: cannot make the data dir: {blocker} is a file, "
+        "not a folder\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("variants", "options", "reason"),
     [
