@@ -1,7 +1,7 @@
 """Embedded server throughput and latency over loopback HTTP, against a bare ASGI app.
 
     python bench/server.py [--seconds 5] [--connections 8,64] [--load wrk|python]
-        [--models inline|threads] [--serve-args "--workers 2"] [--before OLD_TREE]
+        [--models inline|threads] [--serve-args "--workers 2"] [--base REV | --before OLD_TREE]
 
 Starts, each in its own process: a bare uvicorn app answering a constant JSON (the floor
 any ASGI server on this machine can do), and `abtest serve` with a constant model, so
@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import httpx
+from trees import checkout  # bench/trees.py: the script's own folder is on the path
 
 ENDPOINT = "bench"
 
@@ -245,15 +246,26 @@ def main() -> None:
         help="the constant model declared `inline` (called on the event loop) or not "
         "(called on a model thread, with its timeout)",
     )
-    parser.add_argument(
+    other = parser.add_mutually_exclusive_group()
+    other.add_argument(
+        "--base",
+        help="a commit of this repository, served too (as the other benches' --base): its "
+        "rows beside these in the same run",
+    )
+    other.add_argument(
         "--before",
         type=Path,
-        help="a source tree of another version (its abtest/ and bandit/): served too, "
-        "its rows beside these in the same run",
+        help="a source tree of another version (its abtest/ and bandit/), served the same way",
     )
     args = parser.parse_args()
     if args.load == "wrk" and shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk (or --load python)")
+    with checkout(args.base) as base_tree:
+        measure(args, args.before or base_tree, f"@{args.base}" if args.base else "before")
+
+
+def measure(args: argparse.Namespace, before: Path | None, before_label: str) -> None:
+    """Serve this checkout (and `before`, if given) beside the bare app, and print the rows."""
     connection_counts = [int(n) for n in args.connections.split(",")]
 
     work = Path(tempfile.mkdtemp(prefix="abtest-bench-"))
@@ -263,7 +275,7 @@ def main() -> None:
     # A version before `inline` existed refuses the key (its models run on threads anyway);
     # one that knows it gets the same config, so the rows compare the same model path.
     before_config = textwrap.dedent(CONFIG).replace("inline = INLINE\n", "")
-    if args.before and knows_inline(args.before):
+    if before and knows_inline(before):
         before_config = (work / "bench.toml").read_text()
     (work / "before.toml").write_text(before_config)
     env = {**os.environ, "PYTHONPATH": f"{work}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -289,8 +301,8 @@ def main() -> None:
         return label, f"http://127.0.0.1:{port}", processes[-1].pid
 
     servers = [serve("abtest", None, args.serve_args.split())]
-    if args.before:
-        servers.append(serve("before", args.before.resolve(), []))
+    if before:
+        servers.append(serve(before_label, before.resolve(), []))
 
     def row(url: str, users: str, connections: int, seconds: float, pid: int = 0) -> dict:
         began = cpu_seconds(pid) if pid else 0.0
