@@ -1,0 +1,262 @@
+"""The suite's moto answers every request as moto's own serializer does
+(`tests/moto_serializer.py`): the same bytes for the same result, whatever its shape."""
+
+from __future__ import annotations
+
+import random
+import types
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import pytest
+from botocore import xform_name
+from botocore.model import OperationModel, Shape, StructureShape
+from moto import mock_aws
+from moto.core.serialize import (
+    XFormedAttributePicker,
+    get_serializer_class,
+)
+from moto.core.utils import get_service_model
+
+from tests import moto_serializer
+from tests.conftest import MOTO_CONFIG
+
+# Every protocol moto serializes the product's services in, and one more for each
+# protocol they do not use (query for IAM, rest-json for Lambda, EC2's own).
+SERVICES = {
+    "dynamodb": ["json"],
+    "firehose": ["json"],
+    "sqs": ["json", "query"],
+    "s3": ["rest-xml"],
+    "sagemaker": ["json"],
+    "iam": ["query"],
+    "lambda": ["rest-json"],
+    "ec2": ["ec2"],
+}
+EXAMPLES = 3  # random results per operation and protocol
+DEPTH = 4  # deeper than this, a recursive shape (an AttributeValue's M and L) stops
+
+
+class Attributes(dict):
+    """A dict whose class name prefixes member names (moto's ClassPrefixAlias reads it)."""
+
+
+def spellings(name: str, shape: Shape, parent: StructureShape) -> list[str]:
+    """The keys moto may find a member under: its name, its shape's name, snake_case,
+    without the structure's or a class's prefix."""
+    names = [name, xform_name(name), shape.name, xform_name(shape.name)]
+    for prefix in (parent.name, "Attributes", "dict"):
+        if name.lower().startswith(prefix.lower()) and len(name) > len(prefix):
+            names.append(name[len(prefix) :])
+    if "name" in shape.serialization:
+        names.append(shape.serialization["name"])
+    return names
+
+
+def sample(shape: Shape, rng: random.Random, depth: int = 0) -> Any:
+    """A random value of `shape`, its structures spelled the ways moto reads them."""
+    kind = shape.type_name
+    if kind == "structure":
+        return sample_structure(shape, rng, depth)
+    if kind == "list":
+        count = rng.randint(0, 2) if depth < DEPTH else 0
+        return [sample(shape.member, rng, depth + 1) for _ in range(count)]
+    if kind == "map":
+        count = rng.randint(0, 2) if depth < DEPTH else 0
+        return {f"k{n}": sample(shape.value, rng, depth + 1) for n in range(count)}
+    if kind == "string":
+        return rng.choice(shape.enum or ["", "plain", "a.dotted.value", "ünï"])
+    if kind in ("integer", "long"):
+        return rng.choice([0, 7, -3, 2**40])
+    if kind == "boolean":
+        return rng.choice([True, False])
+    if kind in ("float", "double"):
+        return rng.choice([0.5, 3.0, -1.25, Decimal("2.5")])
+    if kind == "timestamp":
+        return datetime(2026, 1, 2, 3, 4, 5, rng.choice([0, 123000]), tzinfo=UTC)
+    if kind == "blob":
+        return rng.choice([b"", b"\x00bytes", "text"])
+    return rng.choice(["x", 1])
+
+
+def sample_structure(shape: StructureShape, rng: random.Random, depth: int) -> Any:
+    if shape.is_document_type:
+        return {"any": [1, "two"]}
+    if depth > DEPTH:
+        return None
+    fields: dict[str, Any] = {}
+    for name, member in shape.members.items():
+        if rng.random() < 0.3:
+            continue
+        keys = spellings(name, member, shape)
+        # sometimes two spellings at once, with different values: moto's order decides
+        for key in rng.sample(keys, k=min(len(keys), rng.choice([1, 1, 2]))):
+            fields[key] = None if rng.random() < 0.05 else sample(member, rng, depth + 1)
+    kind = rng.random()
+    if kind < 0.15:
+        return types.SimpleNamespace(**{xform_name(k): v for k, v in fields.items()})
+    if kind < 0.3:
+        return Attributes(fields)
+    return fields
+
+
+def serialize(
+    protocol: str, operation: OperationModel, result: Any, transformers: dict[str, Any] | None
+) -> Any:
+    service = operation.service_model.service_name
+    serializer_class = get_serializer_class(service, protocol)
+    picker = XFormedAttributePicker(response_transformers=transformers)
+    serializer = serializer_class(operation_model=operation, value_picker=picker)
+    try:
+        return serializer.serialize(result)
+    except Exception as error:  # the same failure is the same answer
+        return ("raised", type(error), str(error))
+
+
+def cases() -> Iterator[tuple[str, str, OperationModel, int]]:
+    for service, protocols in SERVICES.items():
+        model = get_service_model(service)
+        for protocol in protocols:
+            for name in model.operation_names:
+                for seed in range(EXAMPLES):
+                    yield service, protocol, model.operation_model(name), seed
+
+
+def answers(patched: bool, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every case's result serialized, with moto's own get_value or the suite's."""
+    with monkeypatch.context() as patch:
+        if patched:
+            moto_serializer.resolve_member_keys_once(patch)
+        out = []
+        for service, protocol, operation, seed in cases():
+            rng = random.Random(f"{service} {protocol} {operation.name} {seed}")
+            output = operation.output_shape
+            result = sample(output, rng) if output is not None else None
+            transformers = {"Marker": str.upper} if seed == 2 else None
+            out.append(serialize(protocol, operation, result, transformers))
+        return out
+
+
+def test_every_operation_answers_the_same_bytes_as_moto(monkeypatch) -> None:
+    # GIVEN random results for every operation of eight services, in every protocol
+    # WHEN moto's own serializer and the suite's serialize them (the latter twice: the
+    # first time resolves the keys, the second reads what it kept)
+    moto = answers(patched=False, monkeypatch=monkeypatch)
+    moto_serializer._keys.clear()
+    first = answers(patched=True, monkeypatch=monkeypatch)
+    again = answers(patched=True, monkeypatch=monkeypatch)
+    # THEN every answer is the same: status, headers and body
+    assert len(moto) > 5000
+    assert sum(isinstance(answer, tuple) for answer in moto) < len(moto) / 10
+    for ours in (first, again):
+        different = [n for n, (a, b) in enumerate(zip(moto, ours, strict=True)) if a != b]
+        assert different == []
+
+
+ITEM = {
+    "id": {"S": "item"},
+    "n": {"N": "12.50"},
+    "b": {"B": b"\x00\x01"},
+    "flag": {"BOOL": True},
+    "nothing": {"NULL": True},
+    "names": {"SS": ["a", "b"]},
+    "numbers": {"NS": ["1", "2.5"]},
+    "blobs": {"BS": [b"x", b"y"]},
+    "list": {"L": [{"S": "one"}, {"N": "2"}, {"M": {"deep": {"L": [{"BOOL": False}]}}}]},
+    "map": {"M": {"L": {"S": "a key named L"}, "M": {"M": {}}, "S": {"SS": ["z"]}}},
+}
+
+
+def dynamodb_answers() -> list[Any]:
+    """What a client reads back from a DynamoDB table holding every type, nested."""
+    client = boto3.client("dynamodb")
+    client.create_table(
+        TableName="t",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    client.put_item(TableName="t", Item=ITEM)
+    client.put_item(TableName="t", Item={"id": {"S": "other"}, "n": {"N": "1"}})
+    calls: list[Callable[[], Any]] = [
+        lambda: client.get_item(TableName="t", Key={"id": {"S": "item"}}),
+        lambda: client.scan(TableName="t"),
+        lambda: client.query(
+            TableName="t",
+            KeyConditionExpression="id = :id",
+            ExpressionAttributeValues={":id": {"S": "item"}},
+        ),
+        lambda: client.batch_get_item(RequestItems={"t": {"Keys": [{"id": {"S": "item"}}]}}),
+        lambda: client.update_item(
+            TableName="t",
+            Key={"id": {"S": "item"}},
+            UpdateExpression="SET #m.#l = :v",
+            ExpressionAttributeNames={"#m": "map", "#l": "L"},
+            ExpressionAttributeValues={":v": {"L": [{"NULL": True}]}},
+            ReturnValues="ALL_NEW",
+        ),
+        lambda: client.describe_table(TableName="t")["Table"]["KeySchema"],
+    ]
+    out = [call() for call in calls]
+    try:
+        client.transact_write_items(
+            TransactItems=[
+                {
+                    "ConditionCheck": {
+                        "TableName": "t",
+                        "Key": {"id": {"S": "item"}},
+                        "ConditionExpression": "attribute_not_exists(id)",
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                    }
+                }
+            ]
+        )
+    except client.exceptions.TransactionCanceledException as cancelled:
+        out.append(cancelled.response["CancellationReasons"])
+    for answer in out:
+        if isinstance(answer, dict):
+            answer.pop("ResponseMetadata", None)
+    return out
+
+
+def test_a_client_reads_the_same_dynamodb_items_as_from_moto(aws_credentials, monkeypatch) -> None:
+    # GIVEN a table holding an item of every attribute type, nested in maps and lists
+    # WHEN a client reads it back through moto's own serializer, then through the suite's
+    with mock_aws(config=MOTO_CONFIG):
+        moto = dynamodb_answers()
+    with monkeypatch.context() as patch, mock_aws(config=MOTO_CONFIG):
+        moto_serializer.resolve_member_keys_once(patch)
+        ours = dynamodb_answers()
+    # THEN it reads the same, and the item as it was written
+    assert ours == moto
+    assert moto[0]["Item"] == ITEM
+    assert moto[-1][0]["Item"]["map"]["M"]["L"] == {"L": [{"NULL": True}]}
+
+
+def test_a_dict_member_is_resolved_once_then_read(fake_aws, monkeypatch) -> None:
+    # GIVEN the suite's fake AWS, a table and an item, read once
+    client = boto3.client("dynamodb")
+    client.create_table(
+        TableName="t",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    client.put_item(TableName="t", Item=ITEM)
+    client.get_item(TableName="t", Key={"id": {"S": "item"}})
+    asked: list[str] = []
+    original = XFormedAttributePicker.get_possible_keys
+
+    def counted(self: XFormedAttributePicker, context: Any) -> Any:
+        asked.append(context.key)
+        return original(self, context)
+
+    monkeypatch.setattr(XFormedAttributePicker, "get_possible_keys", counted)
+    # WHEN it is read again
+    again = client.get_item(TableName="t", Key={"id": {"S": "item"}})
+    # THEN the same item comes back, and moto's alias providers were not asked again
+    assert again["Item"] == ITEM
+    assert asked == []
