@@ -12,7 +12,12 @@ always `dict`, and at a `Meta` attribute a dict cannot have. So it is asked once
 member and kept; the value is then the first of those keys the dict holds, as moto
 picks it. Anything else (an object,
 an exception, a response with transformers, another picker) goes through moto's own code.
-`tests/test_moto_serializer.py` checks that every answer is the same byte for byte.
+
+The JSON protocols' structures (DynamoDB's, Firehose's, SageMaker's, SQS's) then read
+their members the same way in one loop, as moto's own loop reads them, without its two
+calls per member: an AttributeValue leaves nine of its ten members out, and those calls
+were 7 % of the fault-injection test's CPU (9.9 s against 10.6 s, and half its system
+time). `tests/test_moto_serializer.py` checks that every answer is the same byte for byte.
 """
 
 from __future__ import annotations
@@ -21,15 +26,19 @@ from typing import Any
 
 import pytest
 from botocore.model import Shape
+from moto.core.model import StructureShape
 from moto.core.serialize import (
     DEFAULT_ALIAS_PROVIDERS,
     AttributePickerContext,
+    BaseJSONSerializer,
     ResponseSerializer,
+    Serialized,
     XFormedAttributePicker,
 )
 
 _MISSING = object()
 _original_get_value = ResponseSerializer.get_value
+_original_json_structure = BaseJSONSerializer._serialize_type_structure
 
 # (member name, member shape) -> the keys moto tries, in order. A member shape belongs
 # to one structure (botocore builds a structure's member shapes for it alone, once), so
@@ -62,15 +71,20 @@ def _resolved_keys(
     return resolved
 
 
+def _reads_plain_keys(serializer: ResponseSerializer) -> bool:
+    """Whether the serializer picks values as moto's responses do: the default alias
+    providers, no response transformers."""
+    picker = serializer._value_picker
+    return (
+        type(picker) is XFormedAttributePicker
+        and not picker.response_transformers
+        and picker.alias_providers is DEFAULT_ALIAS_PROVIDERS
+    )
+
+
 def _get_value(self: ResponseSerializer, value: Any, key: str, shape: Shape) -> Any:
     """ResponseSerializer.get_value, with a plain dict's keys resolved once per member."""
-    picker = self._value_picker
-    if (
-        type(value) is not dict
-        or type(picker) is not XFormedAttributePicker
-        or picker.response_transformers
-        or picker.alias_providers is not DEFAULT_ALIAS_PROVIDERS
-    ):
+    if type(value) is not dict or not _reads_plain_keys(self):
         return _original_get_value(self, value, key, shape)
     keys = _resolved_keys(self, value, key, shape)
     if keys is None:
@@ -82,6 +96,43 @@ def _get_value(self: ResponseSerializer, value: Any, key: str, shape: Shape) -> 
     return None
 
 
+def _serialize_json_structure(
+    self: BaseJSONSerializer, serialized: Serialized, value: Any, shape: StructureShape, key: str
+) -> None:
+    """BaseJSONSerializer._serialize_type_structure, a plain dict's members read in its
+    loop (moto's ResponseSerializer._serialize_type_structure and
+    _serialize_structure_member, with _get_value above)."""
+    if (
+        type(value) is not dict
+        or shape.is_document_type
+        or type(self)._serialize_structure_member
+        is not ResponseSerializer._serialize_structure_member
+        or not _reads_plain_keys(self)
+    ):
+        _original_json_structure(self, serialized, value, shape, key)
+        return
+    wrapper = self.MAP_TYPE() if key else serialized
+    for member_key, member_shape in shape.members.items():
+        member_shape.parent = shape
+        keys = _keys.get((member_key, member_shape), ())
+        if keys == ():
+            keys = _resolved_keys(self, value, member_key, member_shape)
+        if keys is None:
+            member_value = _original_get_value(self, value, member_key, member_shape)
+        else:
+            member_value = None
+            for possible in keys:
+                found = value.get(possible, _MISSING)
+                if found is not _MISSING:
+                    member_value = found
+                    break
+        if member_value is not None:
+            self._serialize(wrapper, member_value, member_shape, member_key)
+    if key:
+        self._default_serialize(serialized, wrapper, shape, key)
+
+
 def resolve_member_keys_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Patch moto's serializer for the test `monkeypatch` belongs to."""
     monkeypatch.setattr(ResponseSerializer, "get_value", _get_value)
+    monkeypatch.setattr(BaseJSONSerializer, "_serialize_type_structure", _serialize_json_structure)

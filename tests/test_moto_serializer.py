@@ -26,8 +26,8 @@ from tests import moto_serializer
 from tests.conftest import MOTO_CONFIG
 
 # Every protocol moto serializes the product's services in, and one service more for each
-# protocol they do not use (query for IAM, rest-json for Lambda; EC2's own protocol, a
-# query one, would double the test's time).
+# protocol they do not use (query for IAM, rest-json for Lambda, CBOR for CloudWatch; EC2's
+# own protocol, a query one, would double the test's time).
 SERVICES = {
     "dynamodb": ["json"],
     "firehose": ["json"],
@@ -36,6 +36,7 @@ SERVICES = {
     "sagemaker": ["json"],
     "iam": ["query"],
     "lambda": ["rest-json"],
+    "cloudwatch": ["smithy-rpc-v2-cbor"],
 }
 EXAMPLES = 3  # random results per operation and protocol
 DEPTH = 4  # deeper than this, a recursive shape (an AttributeValue's M and L) stops
@@ -148,7 +149,7 @@ def answers(patched: bool, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
 
 def test_every_operation_answers_the_same_bytes_as_moto(monkeypatch) -> None:
-    # GIVEN random results for every operation of seven services, in their protocols
+    # GIVEN random results for every operation of eight services, in their protocols
     # WHEN moto's own serializer and the suite's serialize them (the latter twice: the
     # first time resolves the keys, the second reads what it kept)
     moto = answers(patched=False, monkeypatch=monkeypatch)
@@ -163,37 +164,41 @@ def test_every_operation_answers_the_same_bytes_as_moto(monkeypatch) -> None:
         assert different == []
 
 
-# A member whose wire name has a dot: moto reads a dotted key as a path into the result.
-DOTTED = ServiceModel(
-    {
-        "metadata": {
-            "protocol": "json",
-            "jsonVersion": "1.0",
-            "targetPrefix": "Dotted",
-            "serviceId": "Dotted",
-            "endpointPrefix": "dotted",
-            "apiVersion": "2026-01-01",
-        },
-        "operations": {
-            "Read": {
-                "name": "Read",
-                "http": {"method": "POST", "requestUri": "/"},
-                "output": {"shape": "ReadOutput"},
-            }
-        },
-        "shapes": {
-            "ReadOutput": {
-                "type": "structure",
-                "members": {
-                    "Plain": {"shape": "Text"},
-                    "Nested": {"shape": "Text", "locationName": "outer.inner"},
-                },
-            },
-            "Text": {"type": "string"},
-        },
+# A model of moto's corner cases, built afresh for each serializer: a member whose wire
+# name has a dot (moto reads a dotted key as a path into the result), a member its
+# structure's name prefixes (moto also looks for it without that prefix, knowing the
+# structure only once its loop has marked it), a document (passed as it is).
+SYNTHETIC: dict[str, Any] = {
+    "metadata": {
+        "protocol": "json",
+        "jsonVersion": "1.0",
+        "targetPrefix": "Synthetic",
+        "serviceId": "Synthetic",
+        "endpointPrefix": "synthetic",
+        "apiVersion": "2026-01-01",
     },
-    service_name="dotted",
-)
+    "operations": {
+        "Read": {
+            "name": "Read",
+            "http": {"method": "POST", "requestUri": "/"},
+            "output": {"shape": "ReadOutput"},
+        }
+    },
+    "shapes": {
+        "ReadOutput": {
+            "type": "structure",
+            "members": {
+                "Plain": {"shape": "Text"},
+                "Nested": {"shape": "Text", "locationName": "outer.inner"},
+                "Table": {"shape": "Table"},
+                "Doc": {"shape": "Document"},
+            },
+        },
+        "Table": {"type": "structure", "members": {"TableName": {"shape": "Text"}}},
+        "Document": {"type": "structure", "members": {}, "document": True},
+        "Text": {"type": "string"},
+    },
+}
 
 
 @pytest.mark.parametrize(
@@ -202,14 +207,21 @@ DOTTED = ServiceModel(
         {"Plain": "p", "outer": {"inner": "read through the path"}},
         {"Plain": "p", "outer.inner": "not a path: moto does not find it"},
         {"Plain": "p", "Nested": "by its name"},
+        {"Table": {"Name": "without its structure's name"}},
+        {"Table": {"TableName": "full", "Name": "short"}},
+        {"Doc": {"any": ["json", 1, None]}},
     ],
 )
-def test_a_dotted_member_name_is_read_as_moto_reads_it(result, monkeypatch) -> None:
-    operation = DOTTED.operation_model("Read")
-    moto = serialize("json", operation, result, None)
+def test_a_synthetic_corner_case_is_read_as_moto_reads_it(result, monkeypatch) -> None:
+    # GIVEN a result of the synthetic model, and a fresh copy of the model for each side
+    # WHEN the suite's serializer serializes it (twice), then moto's own
     with monkeypatch.context() as patch:
         moto_serializer.resolve_member_keys_once(patch)
+        operation = ServiceModel(SYNTHETIC, "synthetic").operation_model("Read")
         ours = [serialize("json", operation, result, None) for _ in range(2)]
+    operation = ServiceModel(SYNTHETIC, "synthetic").operation_model("Read")
+    moto = serialize("json", operation, result, None)
+    # THEN each answer is moto's, and a body
     assert not isinstance(moto, tuple)
     assert ours == [moto, moto]
 
