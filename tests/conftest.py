@@ -10,6 +10,7 @@ from moto.core.config import DefaultConfig, default_user_config
 
 from tests.api_gateway import REGION
 from tests.http_clients import share_tls_contexts
+from tests.moto_serializer import resolve_member_keys_once
 from tests.moto_transactions import copy_each_table_once
 
 
@@ -38,6 +39,7 @@ def fake_aws(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterator
     """AWS in-process (moto), fresh and empty for each test: every botocore client,
     whenever it was built, talks to it and never to the network."""
     copy_each_table_once(monkeypatch)
+    resolve_member_keys_once(monkeypatch)
     with mock_aws(config=MOTO_CONFIG):
         yield
 
