@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 CHROMIUM = Path(os.environ.get("ABTEST_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -21,3 +24,13 @@ MISSING = (
 def screenshot_path(name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS / f"{name}.png"
+
+
+# Whether a test's call failed, noted by `pytest_runtest_makereport` in conftest.py.
+CALL_FAILED = pytest.StashKey[bool]()
+
+
+def keep_screenshot_if_failed(page: Any, request: pytest.FixtureRequest) -> None:
+    """The page's full screenshot in test-artifacts/ if the test of `request` failed."""
+    if request.node.stash.get(CALL_FAILED, True):
+        page.screenshot(path=screenshot_path(request.node.name), full_page=True)

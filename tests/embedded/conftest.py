@@ -15,7 +15,7 @@ import pytest
 
 from abtest.embedded.server import EmbeddedServer
 from abtest.embedded.wiring import Runtime
-from tests.embedded.browser import CHROMIUM, MISSING, screenshot_path
+from tests.embedded.browser import CALL_FAILED, CHROMIUM, MISSING, keep_screenshot_if_failed
 from tests.embedded.helpers import write_config
 
 
@@ -93,15 +93,12 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-_CALL_FAILED = pytest.StashKey[bool]()
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
     """Notes whether the test itself failed, for `open_page`'s teardown."""
     report = yield
     if report.when == "call":
-        item.stash[_CALL_FAILED] = report.failed
+        item.stash[CALL_FAILED] = report.failed
     return report
 
 
@@ -123,6 +120,5 @@ def open_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Callable
 
     yield open_one
     for page in pages:
-        if request.node.stash.get(_CALL_FAILED, True):
-            page.screenshot(path=screenshot_path(request.node.name), full_page=True)
+        keep_screenshot_if_failed(page, request)
         page.close()

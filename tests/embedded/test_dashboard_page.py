@@ -20,6 +20,7 @@ from abtest.demo.worlds import Bernoulli, TruthWorld
 from abtest.embedded.dashboard import REFRESH_SECONDS
 from abtest.embedded.server import EmbeddedServer
 from abtest.embedded.wiring import Runtime
+from tests.embedded.browser import keep_screenshot_if_failed
 from tests.embedded.helpers import ENDPOINT
 
 pytestmark = pytest.mark.slow  # a browser, and plotly.js's 4.8 MB
@@ -58,9 +59,34 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]
         yield started
 
 
+WIDTH, HEIGHT = 1400, 1100
+
+
 @pytest.fixture
 def page(open_page: Callable[..., Any]) -> Any:
-    return open_page(width=1400, height=1100)
+    return open_page(width=WIDTH, height=HEIGHT)
+
+
+@pytest.fixture(scope="module")
+def opened(browser: Any, server: EmbeddedServer) -> Iterator[Any]:
+    """/dashboard opened once for the tests that only read it (its figures, its charts).
+
+    Each load costs the browser about 1.8 s of CPU, 1.3 s of it evaluating plotly.js (a
+    page holding that script alone costs as much), whatever the test then reads; the page
+    and the server's figures do not change under these tests.
+    """
+    shared = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
+    shared.set_default_timeout(15_000)
+    open_dashboard(shared, server)
+    yield shared
+    shared.close()
+
+
+@pytest.fixture
+def dashboard(opened: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The opened /dashboard, its screenshot kept if the test using it fails."""
+    yield opened
+    keep_screenshot_if_failed(opened, request)
 
 
 def open_dashboard(page: Any, server: EmbeddedServer) -> None:
@@ -90,9 +116,9 @@ def shown_percent(text: str) -> float:
     return float(text.split("%")[0])
 
 
-def test_the_numbers_on_the_page_are_those_of_stats(page, server) -> None:
+def test_the_numbers_on_the_page_are_those_of_stats(dashboard, server) -> None:
     # GIVEN an endpoint after simulated traffic, WHEN a browser opens /dashboard
-    open_dashboard(page, server)
+    page = dashboard
     stats = post(server, "stats")
     figures = {v["variant_name"]: v for v in stats["decision"]["variants"]}
     # THEN each variant's row shows /stats' counters, rate and interval, P(best), allocation
@@ -159,8 +185,8 @@ def chart(page: Any, kind: str) -> dict[str, Any]:
     )
 
 
-def test_the_charts_are_drawn_with_the_history_points(page, server) -> None:
-    open_dashboard(page, server)
+def test_the_charts_are_drawn_with_the_history_points(dashboard, server) -> None:
+    page = dashboard
     snapshots = post(server, "history")["snapshots"]
     assert len(snapshots) == BATCHES
 

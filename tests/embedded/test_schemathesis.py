@@ -12,6 +12,7 @@ import random
 from collections.abc import Iterator
 
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.generation import GenerationMode
@@ -69,15 +70,21 @@ def test_every_answer_is_documented_and_no_server_error(request, schema, route, 
     operation = schema[route.path]["POST"]
     served = request.getfixturevalue("served_for_admin" if route.admin else "served")
 
-    @BOUNDED
-    @given(case=operation.as_strategy(generation_mode=mode))
-    def check(case) -> None:
-        case.call_and_validate(base_url=served.url, timeout=10)
+    # One keep-alive session for the test's cases, as a client would send them: without it
+    # each case built a session and a connection of its own (and the server a connection).
+    with requests.Session() as session:
 
-    check()
+        @BOUNDED
+        @given(case=operation.as_strategy(generation_mode=mode))
+        def check(case) -> None:
+            case.call_and_validate(base_url=served.url, session=session, timeout=10)
+
+        check()
 
 
 def test_call_sequences_following_the_documented_links(schema) -> None:
+    session = requests.Session()  # one keep-alive session for every step, as above
+
     # invocation -> conversion / stats with the ids the invocation answered; on the served
     # endpoint, or random names would make every sequence stop at a 404
     class Workflow(schema.as_state_machine()):
@@ -91,13 +98,17 @@ def test_call_sequences_following_the_documented_links(schema) -> None:
                 if isinstance(reward, int | float) and not isinstance(reward, bool):
                     case.body["reward"] = min(max(reward, 0.0), 1.0)
 
-    Workflow.run(
-        settings=settings(
-            max_examples=25,
-            stateful_step_count=6,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=list(HealthCheck),
+        def get_call_kwargs(self, case) -> dict:
+            return {"session": session}
+
+    with session:
+        Workflow.run(
+            settings=settings(
+                max_examples=25,
+                stateful_step_count=6,
+                deadline=None,
+                derandomize=True,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            )
         )
-    )
