@@ -2,7 +2,7 @@
 
 Apart from `bandit.estimates` (the math that uses it), so that a configuration surface can
 default an endpoint's `planned_sample_size` without importing the estimates and the
-posterior and special functions under them: about 5 ms of an API function's cold start
+posterior and special functions under them: about 3 ms of an API function's cold start
 (`bench/coldstart.py`), which reads no estimate.
 """
 
