@@ -258,8 +258,8 @@ ITEM = {
 }
 
 
-def dynamodb_answers() -> list[Any]:
-    """What a client reads back from a DynamoDB table holding every type, nested."""
+def table_with_item() -> Any:
+    """A DynamoDB client, and table "t" holding ITEM."""
     client = boto3.client("dynamodb")
     client.create_table(
         TableName="t",
@@ -268,6 +268,12 @@ def dynamodb_answers() -> list[Any]:
         BillingMode="PAY_PER_REQUEST",
     )
     client.put_item(TableName="t", Item=ITEM)
+    return client
+
+
+def dynamodb_answers() -> list[Any]:
+    """What a client reads back from a DynamoDB table holding every type, nested."""
+    client = table_with_item()
     client.put_item(TableName="t", Item={"id": {"S": "other"}, "n": {"N": "1"}})
     calls: list[Callable[[], Any]] = [
         lambda: client.get_item(TableName="t", Key={"id": {"S": "item"}}),
@@ -326,14 +332,7 @@ def test_a_client_reads_the_same_dynamodb_items_as_from_moto(aws_credentials, mo
 
 def test_a_dict_member_is_resolved_once_then_read(fake_aws, monkeypatch) -> None:
     # GIVEN the suite's fake AWS, a table and an item, read once
-    client = boto3.client("dynamodb")
-    client.create_table(
-        TableName="t",
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    client.put_item(TableName="t", Item=ITEM)
+    client = table_with_item()
     client.get_item(TableName="t", Key={"id": {"S": "item"}})
     asked: list[str] = []
     original = XFormedAttributePicker.get_possible_keys
