@@ -109,7 +109,7 @@ def probability_best(
     """Probability each variant has the highest mean outcome under the posteriors (Beta, or
     Student-t for continuous rewards).
 
-    By quadrature (error < 1e-4, the same numbers as the Thompson allocation) unless
+    By quadrature (error < 5e-4, the same numbers as the Thompson allocation) unless
     `draws` > 0: then by Monte Carlo posterior draws, standard error sqrt(p (1 - p) / draws).
     """
     metrics = check_metrics(metrics)

@@ -20,8 +20,9 @@ class ThompsonSampling(AdaptiveStrategy):
 
     Drawing one sample per posterior and taking the largest picks each variant with its
     probability of being best; that probability *is* the allocation, computed by quadrature
-    (error < 1e-4) and cached, so `choose` is as cheap as for the other strategies and the
-    logged propensity is exact. With no invocations every posterior is uniform: equal shares.
+    (error < 5e-4 on the most extreme tables, about 1e-5 on most) and cached, so `choose` is
+    as cheap as for the other strategies and the logged propensity is exact. With no
+    invocations every posterior is uniform: equal shares.
     """
 
     name = "ThompsonSampling"

@@ -36,6 +36,8 @@ CASES = {
     "wide vs narrow": metrics(("A", 1, 0), ("B", 1_000_000, 50_000)),
     "far apart": metrics(("A", 500, 400), ("B", 500, 10)),
     "skewed": metrics(("A", 100_000, 0), ("B", 30, 0)),
+    # The most extreme table found (150 random ones tried): 4.4e-4 off, the others 6e-5 at most.
+    "every trial converted": metrics(("A", 5, 5), ("B", 100_000, 100_000)),
     "ten arms": metrics(*[(f"v{i}", 500 + 37 * i, 20 + 3 * i) for i in range(10)]),
     "fractional rewards": (
         VariantMetrics("A", 1.0, 40, 10, 7.5),
@@ -45,12 +47,13 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_allocation_matches_scipy_quadrature_within_0_005(case):
+def test_allocation_matches_scipy_quadrature_within_5e_4(case):
+    # The bound the docstrings give (ThompsonSampling, bandit.stats.probability_best).
     ms = CASES[case]
     ours = ThompsonSampling(floor=0.0).allocation(ms)
     expected = oracle_probability_best([beta_parameters(m) for m in ms])
     for m, p in zip(ms, expected, strict=True):
-        assert ours[m.variant_name] == pytest.approx(p, abs=0.005)
+        assert ours[m.variant_name] == pytest.approx(p, abs=5e-4)
 
 
 def test_posterior_is_beta_one_plus_successes_one_plus_failures():
