@@ -104,9 +104,10 @@ def _sealed_at(key: str) -> float | None:
         return None
 
 
-def make_folder(folder: Path, what: str = "the event log's folder") -> None:
-    """`folder` made if missing; a ConfigError naming what is in the way, if anything (it
-    was `[Errno 17] File exists: 'data/events'` for a file where the folder goes)."""
+def make_folder(folder: Path, what: str) -> None:
+    """`folder` (`what` it is, for the error) made if missing; a ConfigError naming what is
+    in the way, if anything (it was `[Errno 17] File exists: 'data/events'` for a file where
+    the folder goes)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -148,7 +149,7 @@ class LocalEventLog:
         name = BUFFER_NAME if worker is None else f"buffer-{worker}.open"
         self._buffer_path = self.folder / name
         for folder_ in (self.folder, self.sealed_dir, self.applied_dir, self.rejected_dir):
-            make_folder(folder_)
+            make_folder(folder_, "the event log's folder")
         # The condition's own lock, taken directly by `put` (every request): entering the
         # Condition is a Python call around the same acquire.
         self._mutex = threading.RLock()
